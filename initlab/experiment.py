@@ -1,0 +1,178 @@
+"""One job from config to records: data, model, init, epochs of training, statistics, result.
+
+Read top to bottom: ``run`` is the whole job. Epoch 0 is the state at initialization; after each
+epoch the rows so far and a checkpoint are written atomically, so a killed job continues where
+it stopped and a finished one (``result.json`` present) is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from initlab import __version__, records
+from initlab.activations import build_activation
+from initlab.config import ConfigError, Device, ExperimentConfig, to_experiment
+from initlab.data import Data, load_data
+from initlab.inits import initialize
+from initlab.loop import build_optimizer, evaluate, train_epoch
+from initlab.models import MLP
+from initlab.probes import PROBE_COLUMNS, layer_statistics
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(choice: Device) -> torch.device:
+    if choice == Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda")
+    if choice == Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice.value)
+
+
+def default_threads(parallel_jobs: Optional[int]) -> int:
+    """This job's share of the cores it may use, so parallel jobs never oversubscribe the CPU."""
+    cores = len(os.sched_getaffinity(0))
+    if parallel_jobs is None:
+        return cores
+    jobs = cores if parallel_jobs == -1 else parallel_jobs
+    return max(1, cores // max(1, jobs))
+
+
+def _probe_batch(data: Data, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed subset of train, drawn once from the seed: the same inputs at every epoch."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.y_train), generator=g)[:size].to(data.x_train.device)
+    return data.x_train[idx], data.y_train[idx]
+
+
+def _layer_rows(epoch: int, stats: torch.Tensor, grad_norm_train: Optional[list[float]]) -> list[dict]:
+    rows = []
+    for i, values in enumerate(stats.tolist()):
+        row = {"epoch": epoch, "layer": i + 1, **dict(zip(PROBE_COLUMNS, values))}
+        row["grad_norm_train"] = None if grad_norm_train is None else grad_norm_train[i]
+        rows.append(row)
+    return rows
+
+
+def _choices(exp: ExperimentConfig) -> dict[str, Any]:
+    """The resolved choices, with their parameters, as plain JSON values."""
+    plain = OmegaConf.to_container(OmegaConf.structured(exp), resolve=True, enum_to_str=True)
+    return {key: plain[key] for key in ("activation", "init", "dataset", "optimizer", "model", "depth",
+                                        "epochs", "batch_size", "seed", "probe_size")}
+
+
+def _versions() -> dict[str, str]:
+    return {"initlab": __version__, "torch": torch.__version__, "hydra": hydra.__version__,
+            "python": platform.python_version()}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run(cfg: DictConfig, job_dir: Path, parallel_jobs: Optional[int] = None) -> dict[str, Any]:
+    """Run (or resume, or skip) the job described by ``cfg`` in ``job_dir``; return result.json."""
+    job_dir = Path(job_dir)
+    result_path = job_dir / records.RESULT_JSON
+    if cfg.resume and result_path.is_file():
+        log.info("%s exists: job already finished, skipping (resume=false reruns it)", result_path)
+        return json.loads(result_path.read_text())
+    exp = to_experiment(cfg)
+    device = resolve_device(exp.device)
+    torch.set_num_threads(exp.threads or default_threads(parallel_jobs))
+    wall_start = time.perf_counter()
+
+    data = load_data(exp.dataset).to(device)
+    x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
+    torch.manual_seed(exp.seed)
+    model = MLP(data.n_features, data.n_classes, exp.model.width, exp.depth,
+                build_activation(exp.activation)).to(device)
+    initialize(model, exp.init, exp.model)
+    optimizer = build_optimizer(model.parameters(), exp.optimizer)
+    generator = torch.Generator(device=device).manual_seed(exp.seed)
+    epoch_columns = records.EPOCH_COLUMNS + (records.VAL_COLUMNS if data.y_val is not None else ())
+
+    def record_epoch(epoch: int, train_loss: float, train_acc: float, epoch_time: float,
+                     grad_norm_train: Optional[list[float]]) -> dict:
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
+        row["test_loss"], row["test_acc"] = evaluate(model, data.x_test, data.y_test)
+        row["epoch_time"], row["lr"] = epoch_time, optimizer.param_groups[0]["lr"]
+        if data.y_val is not None:
+            row["val_loss"], row["val_acc"] = evaluate(model, data.x_val, data.y_val)
+        epoch_rows.append(row)
+        stats = layer_statistics(model, exp.activation.name, x_probe, y_probe)
+        layer_rows.extend(_layer_rows(epoch, stats, grad_norm_train))
+        records.write_csv_atomic(job_dir / records.EPOCHS_CSV, epoch_columns, epoch_rows)
+        records.write_csv_atomic(job_dir / records.LAYERS_CSV, records.LAYER_COLUMNS, layer_rows)
+        return row
+
+    checkpoint_path = job_dir / records.CHECKPOINT
+    if cfg.resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        epoch_rows, layer_rows, start = state["epoch_rows"], state["layer_rows"], state["epoch"] + 1
+        wall_start -= state["wall_time"]
+        log.info("resuming from the checkpoint after epoch %d", state["epoch"])
+    else:
+        epoch_rows, layer_rows, start = [], [], 1
+        row = record_epoch(0, *evaluate(model, data.x_train, data.y_train), 0.0, None)
+        _log_epoch(row, exp.epochs)
+
+    status, diverged_epoch = "completed", None
+    bar = tqdm(range(start, exp.epochs + 1), desc=job_dir.name[-40:], unit="epoch", disable=None,
+               initial=start - 1, total=exp.epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        sums = train_epoch(model, optimizer, data.x_train, data.y_train, exp.batch_size, generator)
+        train_loss = sums.loss.item() / sums.steps  # the epoch's one host sync
+        epoch_time = time.perf_counter() - t0
+        row = record_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
+                           (sums.grad_norms / sums.steps).tolist())
+        _log_epoch(row, exp.epochs)
+        bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{row['test_acc']:.4f}")
+        if not math.isfinite(train_loss):
+            status, diverged_epoch = "diverged", epoch
+            log.warning("training loss is %s at epoch %d: recording the run as diverged", train_loss, epoch)
+            break
+        records.save_checkpoint_atomic(checkpoint_path, {
+            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(), "epoch_rows": epoch_rows, "layer_rows": layer_rows,
+            "wall_time": time.perf_counter() - wall_start})
+    bar.close()
+
+    result = {
+        "status": status,
+        "diverged_epoch": diverged_epoch,
+        "final": epoch_rows[-1],
+        "wall_time": time.perf_counter() - wall_start,
+        "train_time": sum(r["epoch_time"] for r in epoch_rows),
+        "choices": _choices(exp),
+        "versions": _versions(),
+        "device": _device_name(device),
+    }
+    records.write_json_atomic(result_path, result)
+    if not exp.keep_checkpoint:
+        checkpoint_path.unlink(missing_ok=True)
+    return result
+
+
+def _log_epoch(row: dict, epochs: int) -> None:
+    log.info("epoch %d/%d  train_loss %.4f  train_acc %.4f  test_loss %.4f  test_acc %.4f  %.2fs",
+             row["epoch"], epochs, row["train_loss"], row["train_acc"], row["test_loss"],
+             row["test_acc"], row["epoch_time"])

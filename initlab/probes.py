@@ -1,0 +1,48 @@
+"""Per-layer statistics on the fixed probe batch: one forward and one backward, no update.
+
+The model runs layer by layer (``MLP.forward_layers``) so every pre-activation is at hand, and
+``torch.autograd.grad`` returns the gradients without touching the parameters' ``.grad``. All
+statistics are stacked on the device and copied to the host once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from initlab.activations import saturation_mask
+from initlab.models import MLP
+
+PROBE_COLUMNS = ("preact_mean", "preact_std", "preact_sq", "act_mean", "act_std", "frac_zero",
+                 "frac_saturated", "weight_norm", "grad_norm", "bias_grad_norm", "delta_rms")
+
+
+def layer_statistics(model: MLP, activation: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A (depth+1, len(PROBE_COLUMNS)) float64 CPU tensor; row l-1 is layer l, the last row the output.
+
+    Means and standard deviations pool over probe samples and units (population std); gradients
+    are those of the mean cross-entropy over the probe batch.
+    """
+    model.eval()
+    linears = model.linears
+    with torch.enable_grad():
+        pre, post = model.forward_layers(x)
+        loss = F.cross_entropy(pre[-1], y)
+        grads = torch.autograd.grad(loss, [l.weight for l in linears] + [l.bias for l in linears] + pre)
+    n = len(linears)
+    w_grads, b_grads, deltas = grads[:n], grads[n:2 * n], grads[2 * n:]
+    rows = []
+    with torch.no_grad():
+        for i, (h, a) in enumerate(zip(pre, post)):
+            is_output = i == n - 1
+            rows.append(torch.stack([
+                h.mean(), h.std(correction=0), h.pow(2).mean(),
+                a.mean(), a.std(correction=0),
+                (a == 0).float().mean(),
+                torch.zeros((), device=a.device) if is_output else saturation_mask(activation, a).float().mean(),
+                torch.linalg.vector_norm(linears[i].weight),
+                torch.linalg.vector_norm(w_grads[i]),
+                torch.linalg.vector_norm(b_grads[i]),
+                deltas[i].pow(2).mean().sqrt(),
+            ]))
+    return torch.stack(rows).double().cpu()

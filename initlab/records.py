@@ -1,0 +1,69 @@
+"""The on-disk format of one job: column names and atomic writes.
+
+Every file is written to a temporary sibling and renamed into place, so a reader (analyze.py, a
+restarted sweep) sees either the previous complete version or the new one, never half a file.
+``result.json`` is written last; its presence marks a finished job.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from initlab.probes import PROBE_COLUMNS
+
+EPOCHS_CSV = "epochs.csv"
+LAYERS_CSV = "layers.csv"
+RESULT_JSON = "result.json"
+CHECKPOINT = "checkpoint.pt"
+
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")
+VAL_COLUMNS = ("val_loss", "val_acc")
+LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def write_csv_atomic(path: Path, columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Rows as dicts; missing values are written as empty fields, floats with full precision."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="raise")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v)) for k, v in row.items()})
+    write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+
+
+def save_checkpoint_atomic(path: Path, state: Mapping[str, Any]) -> None:
+    _atomic_write(path, lambda f: torch.save(dict(state), f))
+
+
+def is_finished(job_dir: Path) -> bool:
+    return (Path(job_dir) / RESULT_JSON).is_file()
