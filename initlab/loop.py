@@ -40,8 +40,11 @@ class EpochSums:
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                batch_size: int, generator: torch.Generator) -> EpochSums:
-    """One pass over (x, y) in a seeded random order; the last batch may be smaller."""
+                batch_size: int, generator: torch.Generator, track_grad_norms: bool = True) -> EpochSums:
+    """One pass over (x, y) in a seeded random order; the last batch may be smaller.
+
+    ``track_grad_norms=False`` skips the per-layer gradient norms (the benchmark's baseline).
+    """
     model.train()
     weights = [layer.weight for layer in model.linears]
     device = x.device
@@ -60,7 +63,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
         with torch.no_grad():
             loss_sum += loss
             correct += (logits.argmax(dim=1) == yb).sum()
-            grad_norms += torch.stack(torch._foreach_norm([w.grad for w in weights]))
+            if track_grad_norms:
+                grad_norms += torch.stack(torch._foreach_norm([w.grad for w in weights]))
     return EpochSums(loss_sum, correct, grad_norms, len(batches), len(y))
 
 
