@@ -26,6 +26,7 @@ from initlab.activations import build_activation
 from initlab.config import ConfigError, Device, ExperimentConfig, to_experiment
 from initlab.data import Data, load_data
 from initlab.inits import initialize
+from initlab.jacobian import JACOBIAN_SAMPLES, singular_values, summarize
 from initlab.loop import build_optimizer, evaluate, train_epoch
 from initlab.models import MLP
 from initlab.probes import PROBE_COLUMNS, layer_statistics
@@ -118,6 +119,12 @@ def run(cfg: DictConfig, job_dir: Path, parallel_jobs: Optional[int] = None) -> 
         layer_rows.extend(_layer_rows(epoch, stats, grad_norm_train))
         records.write_csv_atomic(job_dir / records.EPOCHS_CSV, epoch_columns, epoch_rows)
         records.write_csv_atomic(job_dir / records.LAYERS_CSV, records.LAYER_COLUMNS, layer_rows)
+        if epoch == 0 or (exp.jacobian_every and epoch % exp.jacobian_every == 0):
+            for kind, sv in singular_values(model, x_probe[:JACOBIAN_SAMPLES]).items():
+                jacobian_rows.append({"epoch": epoch, "kind": kind, **summarize(sv)})
+                sv_rows.extend({"epoch": epoch, "kind": kind, "sv": v} for v in sv.flatten().tolist())
+            records.write_csv_atomic(job_dir / records.JACOBIAN_CSV, records.JACOBIAN_COLUMNS, jacobian_rows)
+            records.write_csv_atomic(job_dir / records.JACOBIAN_SV_CSV, records.JACOBIAN_SV_COLUMNS, sv_rows)
         return row
 
     checkpoint_path = job_dir / records.CHECKPOINT
@@ -127,10 +134,11 @@ def run(cfg: DictConfig, job_dir: Path, parallel_jobs: Optional[int] = None) -> 
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         epoch_rows, layer_rows, start = state["epoch_rows"], state["layer_rows"], state["epoch"] + 1
+        jacobian_rows, sv_rows = state["jacobian_rows"], state["sv_rows"]
         wall_start -= state["wall_time"]
         log.info("resuming from the checkpoint after epoch %d", state["epoch"])
     else:
-        epoch_rows, layer_rows, start = [], [], 1
+        epoch_rows, layer_rows, jacobian_rows, sv_rows, start = [], [], [], [], 1
         row = record_epoch(0, *evaluate(model, data.x_train, data.y_train), 0.0, None)
         _log_epoch(row, exp.epochs)
 
@@ -153,6 +161,7 @@ def run(cfg: DictConfig, job_dir: Path, parallel_jobs: Optional[int] = None) -> 
         records.save_checkpoint_atomic(checkpoint_path, {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "epoch_rows": epoch_rows, "layer_rows": layer_rows,
+            "jacobian_rows": jacobian_rows, "sv_rows": sv_rows,
             "wall_time": time.perf_counter() - wall_start})
     bar.close()
 

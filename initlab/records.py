@@ -17,16 +17,21 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from initlab.jacobian import SUMMARY_COLUMNS
 from initlab.probes import PROBE_COLUMNS
 
 EPOCHS_CSV = "epochs.csv"
 LAYERS_CSV = "layers.csv"
 RESULT_JSON = "result.json"
+JACOBIAN_CSV = "jacobian.csv"
+JACOBIAN_SV_CSV = "jacobian_sv.csv"
 CHECKPOINT = "checkpoint.pt"
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")
 VAL_COLUMNS = ("val_loss", "val_acc")
 LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",)
+JACOBIAN_COLUMNS = ("epoch", "kind") + SUMMARY_COLUMNS
+JACOBIAN_SV_COLUMNS = ("epoch", "kind", "sv")
 
 
 def _atomic_write(path: Path, write) -> None:
