@@ -24,7 +24,7 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     try:
-        run(cfg, Path(hydra_cfg.runtime.output_dir), hydra_cfg.launcher.get("n_jobs"))
+        run(cfg, Path(hydra_cfg.runtime.output_dir), hydra_cfg.launcher)
     except ConfigError as err:
         log.error("%s", err)
         if hydra_cfg.mode == RunMode.RUN:

@@ -14,7 +14,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import hydra
 import torch
@@ -42,13 +42,20 @@ def resolve_device(choice: Device) -> torch.device:
     return torch.device(choice.value)
 
 
-def default_threads(parallel_jobs: Optional[int]) -> int:
-    """This job's share of the cores it may use, so parallel jobs never oversubscribe the CPU."""
+def default_threads(launcher: Optional[Mapping[str, Any]] = None) -> int:
+    """This job's share of the cores, so parallel jobs never oversubscribe the CPU.
+
+    Under joblib: cores / n_jobs; under submitit: its ``cpus_per_task``; else every core this
+    process may run on (which SLURM's task/affinity already limits to the allocation).
+    """
     cores = len(os.sched_getaffinity(0))
-    if parallel_jobs is None:
-        return cores
-    jobs = cores if parallel_jobs == -1 else parallel_jobs
-    return max(1, cores // max(1, jobs))
+    launcher = launcher or {}
+    if launcher.get("n_jobs") is not None:
+        jobs = cores if launcher["n_jobs"] == -1 else launcher["n_jobs"]
+        return max(1, cores // max(1, jobs))
+    if launcher.get("cpus_per_task") is not None:
+        return max(1, min(cores, launcher["cpus_per_task"]))
+    return cores
 
 
 def _probe_batch(data: Data, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +92,7 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def run(cfg: DictConfig, job_dir: Path, parallel_jobs: Optional[int] = None) -> dict[str, Any]:
+def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Run (or resume, or skip) the job described by ``cfg`` in ``job_dir``; return result.json."""
     job_dir = Path(job_dir)
     result_path = job_dir / records.RESULT_JSON
@@ -94,7 +101,7 @@ def run(cfg: DictConfig, job_dir: Path, parallel_jobs: Optional[int] = None) -> 
         return json.loads(result_path.read_text())
     exp = to_experiment(cfg)
     device = resolve_device(exp.device)
-    torch.set_num_threads(exp.threads or default_threads(parallel_jobs))
+    torch.set_num_threads(exp.threads or default_threads(launcher))
     wall_start = time.perf_counter()
 
     data = load_data(exp.dataset).to(device)

@@ -3,7 +3,7 @@
 # the Hydra submitit launcher (conf/hydra/launcher/slurm.yaml) and for CI. Debian 12, run as root.
 #
 #   eval "$(scripts/slurm-local.sh start)"   # install if missing, start, export SLURM_CONF
-#   scripts/slurm-local.sh status            # daemons + sinfo; exit 0 only if all are running
+#   scripts/slurm-local.sh status            # daemons + sinfo; exit 0 if all run, else 3
 #   scripts/slurm-local.sh stop              # cancel jobs, stop the daemons this script started
 #
 # `start` prints exactly one line on stdout, `export SLURM_CONF=<state dir>/slurm.conf`; all
@@ -44,7 +44,7 @@ log() { printf 'slurm-local: [%s] %s\n' "$(date +%T.%2N)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # Print the last lines of a daemon's log (after a failed start).
-show_log() { [[ -f $LOG_DIR/$1.log ]] && tail -n 20 "$LOG_DIR/$1.log" >&2 || true; }
+show_log() { if [[ -f $LOG_DIR/$1.log ]]; then tail -n 20 "$LOG_DIR/$1.log" >&2; fi; }
 
 # alive PID: the process exists and is not a zombie. (Here PID 1 reaps orphans only after ~2 s;
 # a zombie has already exited.)
@@ -114,9 +114,10 @@ SlurmdUser=root
 AuthType=auth/munge
 CryptoType=crypto/munge
 MpiDefault=none
-# No cgroups needed.
+# No cgroups needed. task/affinity pins each job to its allocated cores (sched_setaffinity),
+# so os.sched_getaffinity() in a job sees only its share.
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
@@ -168,11 +169,6 @@ EOF
 munge_works() { munge -n -S "$MUNGE_SOCKET" | unmunge -S "$MUNGE_SOCKET" >/dev/null; }
 
 start_munged() {
-    if munge_works 2>/dev/null; then
-        log "munged already answers on $MUNGE_SOCKET"
-        pid_of munged >/dev/null || log "(that munged was not started by this script; stop leaves it alone)"
-        return 0
-    fi
     local key=$STATE_DIR/munge.key
     if [[ ! -s $key ]]; then
         (umask 277 && head -c 1024 /dev/urandom >"$key")
@@ -181,7 +177,7 @@ start_munged() {
     install -d -m 755 /run/munge
     # --force: run as root and replace a stale socket left by a killed munged.
     munged --force --key-file="$key" --socket="$MUNGE_SOCKET" --pid-file="$RUN_DIR/munged.pid" \
-        --log-file="$LOG_DIR/munged.log" --seed-file="$STATE_DIR/munged.seed" ||
+        --log-file="$LOG_DIR/munged.log" --seed-file="$STATE_DIR/munged.seed" 9>&- ||
         { show_log munged; die "munged did not start"; }
     wait_for 10 munged munge_works || { show_log munged; die "munged does not answer"; }
 }
@@ -198,10 +194,10 @@ start_mariadbd() {
     # mariadbd stays in the foreground: detach it with setsid; it writes its own PID file.
     setsid mariadbd --no-defaults --user=root --datadir="$DB_DIR" --socket="$DB_SOCKET" \
         --pid-file="$RUN_DIR/mariadbd.pid" --bind-address=$ADDR --port="$DB_PORT" \
-        --skip-name-resolve --log-error="$LOG_DIR/mariadbd.log" </dev/null >/dev/null 2>&1 &
+        --skip-name-resolve --log-error="$LOG_DIR/mariadbd.log" </dev/null >/dev/null 2>&1 9>&- &
     wait_for 30 mariadbd db -e 'SELECT 1' || { show_log mariadbd; die "mariadbd did not start"; }
     # (Re)create slurmdbd's user; with skip-name-resolve, TCP clients are '...'@'127.0.0.1'.
-    db <<EOF
+    db --batch <<EOF
 CREATE USER IF NOT EXISTS 'slurm'@'$ADDR';
 ALTER USER 'slurm'@'$ADDR' IDENTIFIED BY '$(cat "$STATE_DIR/db.pass")';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'$ADDR';
@@ -209,7 +205,7 @@ EOF
 }
 
 start_slurmdbd() {
-    slurmdbd || { show_log slurmdbd; die "slurmdbd did not start"; }
+    slurmdbd 9>&- || { show_log slurmdbd; die "slurmdbd did not start"; }
     wait_for 30 slurmdbd sacctmgr -n list cluster || { show_log slurmdbd; die "slurmdbd does not answer"; }
     # Register the cluster once (before slurmctld, which then registers itself at start).
     if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
@@ -218,13 +214,13 @@ start_slurmdbd() {
 }
 
 start_slurmctld() {
-    slurmctld -f "$SLURM_CONF" || { show_log slurmctld; die "slurmctld did not start"; }
+    slurmctld -f "$SLURM_CONF" 9>&- || { show_log slurmctld; die "slurmctld did not start"; }
     wait_for 30 slurmctld bash -c 'scontrol ping | grep -q UP' || { show_log slurmctld; die "slurmctld does not answer"; }
 }
 
 start_slurmd() {
     # -N: this node is called localhost in slurm.conf, whatever the machine's hostname.
-    slurmd -f "$SLURM_CONF" -N "$NODE" || { show_log slurmd; die "slurmd did not start"; }
+    slurmd -f "$SLURM_CONF" -N "$NODE" 9>&- || { show_log slurmd; die "slurmd did not start"; }
 }
 
 # Wait until the node is usable; resume it if slurm drained or downed it.
@@ -248,9 +244,11 @@ wait_node_ready() {
 cmd_start() {
     ((EUID == 0)) || die "run as root"
     local d pid all=1
-    for d in "${DAEMONS[@]}"; do
-        pid_of "$d" >/dev/null || { [[ $d == munged ]] && munge_works 2>/dev/null; } || all=0
+    for d in slurmd slurmctld slurmdbd mariadbd; do
+        pid_of "$d" >/dev/null || { all=0 && break; }
     done
+    # munged last: probing a stale munge socket costs ~2 s (the client retries).
+    if ((all)) && ! pid_of munged >/dev/null && ! munge_works 2>/dev/null; then all=0; fi
     if ((all)); then
         log "already running (state in $STATE_DIR)"
         echo "export SLURM_CONF=$SLURM_CONF"
@@ -259,6 +257,8 @@ cmd_start() {
 
     install_packages
     mkdir -p "$STATE_DIR"
+    # Serialise concurrent starts. Every daemon is started with 9>&- so that it does not
+    # inherit (and keep holding) this lock.
     exec 9>"$STATE_DIR/.lock"
     flock -w 120 9 || die "another slurm-local.sh holds $STATE_DIR/.lock"
     # Only (re)write the configs while slurm itself is down.
@@ -266,8 +266,10 @@ cmd_start() {
         write_configs
 
     for d in "${DAEMONS[@]}"; do
-        if [[ $d != munged ]] && pid=$(pid_of "$d"); then
+        if pid=$(pid_of "$d"); then
             log "$d already running (pid $pid)"
+        elif [[ $d == munged ]] && munge_works 2>/dev/null; then
+            log "munged already answers on $MUNGE_SOCKET (not started by this script; stop leaves it alone)"
         else
             log "starting $d"
             "start_$d"
@@ -304,7 +306,13 @@ cmd_stop() {
     [[ -d $RUN_DIR ]] || { log "not running (no $RUN_DIR)"; return 0; }
     if pid_of slurmctld >/dev/null; then
         local jobs i
-        jobs=$(squeue -h -o %A 2>/dev/null | tr '\n' ' ')
+        # A sweep's last task ends ~1 s after the launcher returns: give jobs 2 s to finish on
+        # their own, so that sacct records them COMPLETED, not CANCELLED.
+        for ((i = 0; i < 10; i++)); do
+            [[ -z $(squeue -h -o %A 2>/dev/null) ]] && break
+            sleep 0.2
+        done
+        jobs=$(squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ')
         if [[ -n ${jobs// /} ]]; then
             log "cancelling jobs: $jobs"
             # shellcheck disable=SC2086
