@@ -1,0 +1,67 @@
+"""Jacobian singular values against exact results: orthogonal linear nets and Gaussian products."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from initlab.jacobian import singular_values, summarize
+from initlab.models import MLP
+
+
+def make_mlp(activation: nn.Module, depth: int, width: int, init, in_features: int = 48) -> MLP:
+    torch.manual_seed(0)
+    model = MLP(in_features, 10, width, depth, activation)
+    with torch.no_grad():
+        for layer in model.linears:
+            init(layer.weight)
+            layer.bias.zero_()
+    return model
+
+
+def test_orthogonal_linear_network_is_an_exact_isometry():
+    model = make_mlp(nn.Identity(), depth=12, width=64, init=nn.init.orthogonal_)
+    sv = singular_values(model, torch.randn(8, 48))["hidden"]
+    assert sv.shape == (8, 64)
+    np.testing.assert_allclose(sv.numpy(), 1.0, atol=1e-4)
+
+
+def test_hidden_jacobian_matches_the_explicit_product_of_layer_jacobians():
+    model = make_mlp(nn.Tanh(), depth=4, width=16, init=lambda w: nn.init.normal_(w, 0, 0.4))
+    x = torch.randn(3, 48)
+    sv = singular_values(model, x)["hidden"]
+    for i in range(3):
+        h = model.hidden[0](x[i]).detach().double()
+        jac = torch.eye(16, dtype=torch.float64)
+        for layer in model.hidden[1:]:
+            d = 1 - torch.tanh(h) ** 2
+            w = layer.weight.detach().double()
+            jac = w @ torch.diag(d) @ jac
+            h = w @ torch.tanh(h) + layer.bias.detach().double()
+        np.testing.assert_allclose(sv[i].numpy(), torch.linalg.svdvals(jac).numpy(), rtol=1e-5, atol=1e-9)
+
+
+def test_gaussian_linear_network_mean_squared_singular_value_is_sigma_w2_to_the_depth():
+    width, depth, sigma_w2 = 256, 9, 1.2
+    model = make_mlp(nn.Identity(), depth, width, lambda w: nn.init.normal_(w, 0, (sigma_w2 / w.shape[1]) ** 0.5))
+    stats = summarize(singular_values(model, torch.randn(4, 48))["hidden"])
+    expected = sigma_w2 ** (depth - 1)  # E tr(J J^T)/N over depth-1 Gaussian layers
+    assert abs(stats["mean_sq_sv"] / expected - 1) < 0.1
+
+
+def test_relu_he_is_critical_but_not_isometric():
+    """chi1 = 1 keeps the mean squared singular value near 1, while the spectrum spreads (PSG 2017)."""
+    model = make_mlp(nn.ReLU(), depth=16, width=256, init=lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
+    stats = summarize(singular_values(model, torch.randn(16, 48))["hidden"])
+    assert 0.7 < stats["mean_sq_sv"] < 1.4
+    assert stats["sv_max"] > 3 and stats["sv_min"] < 0.1
+
+
+def test_summary_columns_are_pooled_statistics():
+    sv = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    stats = summarize(sv)
+    assert (stats["n_inputs"], stats["n_sv"]) == (2, 2)
+    assert stats["mean_sq_sv"] == np.mean([1, 4, 9, 16])
+    assert stats["var_sq_sv"] == np.var([1, 4, 9, 16])
+    assert (stats["sv_min"], stats["sv_max"], stats["sv_q50"]) == (1.0, 4.0, 2.5)
