@@ -21,12 +21,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from initlab import __version__, records
+from initlab import __version__, records, theory
 from initlab.activations import build_activation
 from initlab.config import ConfigError, Device, ExperimentConfig, to_experiment
 from initlab.data import Data, load_data
 from initlab.inits import initialize
-from initlab.jacobian import JACOBIAN_SAMPLES, singular_values, summarize
+from initlab.jacobian import probe_count, singular_values, summarize
 from initlab.loop import build_optimizer, evaluate, train_epoch
 from initlab.models import MLP
 from initlab.probes import PROBE_COLUMNS, layer_statistics
@@ -65,13 +65,39 @@ def _probe_batch(data: Data, size: int, seed: int) -> tuple[torch.Tensor, torch.
     return data.x_train[idx], data.y_train[idx]
 
 
-def _layer_rows(epoch: int, stats: torch.Tensor, grad_norm_train: Optional[list[float]]) -> list[dict]:
+def _layer_rows(epoch: int, stats: torch.Tensor, grad_norm_train: Optional[list[float]],
+                predictions: Optional[dict] = None) -> list[dict]:
     rows = []
     for i, values in enumerate(stats.tolist()):
         row = {"epoch": epoch, "layer": i + 1, **dict(zip(PROBE_COLUMNS, values))}
         row["grad_norm_train"] = None if grad_norm_train is None else grad_norm_train[i]
+        for column in records.PREDICTED_COLUMNS:
+            row[column] = predictions[column][i] if predictions else None
         rows.append(row)
     return rows
+
+
+def _mean_field(exp: ExperimentConfig, model: MLP, x_probe: torch.Tensor, stats: torch.Tensor) -> dict:
+    """Mean-field predictions at init for this network and probe batch (initlab.theory).
+
+    Per layer: ``q_pred`` and ``delta_rms_pred`` (anchored at the measured output-layer delta_rms);
+    the hidden-to-hidden Jacobian's mean squared singular value; and the phase of the hidden
+    layers' (sigma_w^2, sigma_b^2): chi1, q*, depth scales, the critical sigma_w^2.
+    """
+    dims = [(layer.in_features, layer.out_features) for layer in model.linears]
+    sigma_b2 = theory.effective_sigma_b2(exp.model.bias_init.value, exp.model.bias_std)
+    pred = theory.predict_mlp(dims, exp.init, exp.activation, x_probe.pow(2).mean(dim=1).double().cpu().numpy(),
+                              exp.model.bias_init.value, exp.model.bias_std,
+                              delta_out_rms=float(stats[-1, PROBE_COLUMNS.index("delta_rms")]))
+    width = exp.model.width
+    sigma_w2 = theory.effective_sigma_w2(exp.init, width, width)
+    xi_q, xi_c = theory.depth_scales(exp.activation, sigma_w2, sigma_b2)
+    phase = {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
+             "chi1": theory.chi1(exp.activation, sigma_w2, sigma_b2),
+             "q_star": theory.fixed_point(exp.activation, sigma_w2, sigma_b2), "xi_q": xi_q, "xi_c": xi_c,
+             "critical_sigma_w2": theory.critical_sigma_w2(exp.activation, sigma_b2)}
+    return {"q_pred": pred["q_pred"].tolist(), "delta_rms_pred": pred["delta_rms_pred"].tolist(),
+            "jacobian_mean_sq_sv_pred": float(pred["jac_msv_pred"][exp.depth - 1]), "phase": phase}
 
 
 def _choices(exp: ExperimentConfig) -> dict[str, Any]:
@@ -101,6 +127,7 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         return json.loads(result_path.read_text())
     exp = to_experiment(cfg)
     device = resolve_device(exp.device)
+    job_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(exp.threads or default_threads(launcher))
     wall_start = time.perf_counter()
 
@@ -123,12 +150,15 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
             row["val_loss"], row["val_acc"] = evaluate(model, data.x_val, data.y_val)
         epoch_rows.append(row)
         stats = layer_statistics(model, exp.activation.name, x_probe, y_probe)
-        layer_rows.extend(_layer_rows(epoch, stats, grad_norm_train))
+        if epoch == 0:
+            mean_field.update(_mean_field(exp, model, x_probe, stats))
+        layer_rows.extend(_layer_rows(epoch, stats, grad_norm_train, mean_field if epoch == 0 else None))
         records.write_csv_atomic(job_dir / records.EPOCHS_CSV, epoch_columns, epoch_rows)
         records.write_csv_atomic(job_dir / records.LAYERS_CSV, records.LAYER_COLUMNS, layer_rows)
         if epoch == 0 or (exp.jacobian_every and epoch % exp.jacobian_every == 0):
-            for kind, sv in singular_values(model, x_probe[:JACOBIAN_SAMPLES]).items():
-                jacobian_rows.append({"epoch": epoch, "kind": kind, **summarize(sv)})
+            for kind, sv in singular_values(model, x_probe[:probe_count(exp.model.width)]).items():
+                predicted = mean_field["jacobian_mean_sq_sv_pred"] if epoch == 0 and kind == "hidden" else None
+                jacobian_rows.append({"epoch": epoch, "kind": kind, **summarize(sv), "mean_sq_sv_pred": predicted})
                 sv_rows.extend({"epoch": epoch, "kind": kind, "sv": v} for v in sv.flatten().tolist())
             records.write_csv_atomic(job_dir / records.JACOBIAN_CSV, records.JACOBIAN_COLUMNS, jacobian_rows)
             records.write_csv_atomic(job_dir / records.JACOBIAN_SV_CSV, records.JACOBIAN_SV_COLUMNS, sv_rows)
@@ -141,11 +171,11 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         epoch_rows, layer_rows, start = state["epoch_rows"], state["layer_rows"], state["epoch"] + 1
-        jacobian_rows, sv_rows = state["jacobian_rows"], state["sv_rows"]
+        jacobian_rows, sv_rows, mean_field = state["jacobian_rows"], state["sv_rows"], state["mean_field"]
         wall_start -= state["wall_time"]
         log.info("resuming from the checkpoint after epoch %d", state["epoch"])
     else:
-        epoch_rows, layer_rows, jacobian_rows, sv_rows, start = [], [], [], [], 1
+        epoch_rows, layer_rows, jacobian_rows, sv_rows, mean_field, start = [], [], [], [], {}, 1
         row = record_epoch(0, *evaluate(model, data.x_train, data.y_train), 0.0, None)
         _log_epoch(row, exp.epochs)
 
@@ -168,7 +198,7 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         records.save_checkpoint_atomic(checkpoint_path, {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "epoch_rows": epoch_rows, "layer_rows": layer_rows,
-            "jacobian_rows": jacobian_rows, "sv_rows": sv_rows,
+            "jacobian_rows": jacobian_rows, "sv_rows": sv_rows, "mean_field": mean_field,
             "wall_time": time.perf_counter() - wall_start})
     bar.close()
 
@@ -179,6 +209,7 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         "wall_time": time.perf_counter() - wall_start,
         "train_time": sum(r["epoch_time"] for r in epoch_rows),
         "choices": _choices(exp),
+        "theory": mean_field["phase"],
         "versions": _versions(),
         "device": _device_name(device),
     }

@@ -1,6 +1,6 @@
 """Jacobian singular values: the dynamical-isometry measurement (Saxe et al.; Pennington et al.).
 
-Two Jacobians per probe input, both by ``torch.func.jacrev`` under ``vmap``:
+Two Jacobians per probe input (``probe_count`` of them), both by ``torch.func.jacrev`` under ``vmap``:
 
 - ``hidden``: d h^depth / d h^1, first to last hidden pre-activation (width x width, square), the
   product W^depth D^(depth-1) ... W^2 D^1 whose mean squared singular value mean-field theory
@@ -17,7 +17,11 @@ from torch.func import jacrev, vmap
 
 from initlab.models import MLP
 
-JACOBIAN_SAMPLES = 32
+
+def probe_count(width: int) -> int:
+    """Probe inputs to use: 16 at width 128, fewer for wide nets (the cost grows as width^3)."""
+    return max(1, min(32, 2048 // width))
+
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 SUMMARY_COLUMNS = ("n_inputs", "n_sv", "mean_sq_sv", "var_sq_sv", "sv_min", "sv_max", "sv_std") + tuple(
     f"sv_q{int(q * 100):02d}" for q in QUANTILES)

@@ -29,8 +29,9 @@ CHECKPOINT = "checkpoint.pt"
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")
 VAL_COLUMNS = ("val_loss", "val_acc")
-LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",)
-JACOBIAN_COLUMNS = ("epoch", "kind") + SUMMARY_COLUMNS
+PREDICTED_COLUMNS = ("q_pred", "delta_rms_pred")  # mean-field theory, epoch 0 only
+LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",) + PREDICTED_COLUMNS
+JACOBIAN_COLUMNS = ("epoch", "kind") + SUMMARY_COLUMNS + ("mean_sq_sv_pred",)
 JACOBIAN_SV_COLUMNS = ("epoch", "kind", "sv")
 
 
