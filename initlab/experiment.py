@@ -139,29 +139,29 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     initialize(model, exp.init, exp.model)
     optimizer = build_optimizer(model.parameters(), exp.optimizer)
     generator = torch.Generator(device=device).manual_seed(exp.seed)
-    epoch_columns = records.EPOCH_COLUMNS + (records.VAL_COLUMNS if data.y_val is not None else ())
+    rec = records.JobRecords(job_dir, records.EPOCH_COLUMNS + (records.VAL_COLUMNS if data.y_val is not None else ()))
+    mean_field: dict[str, Any] = {}
 
     def record_epoch(epoch: int, train_loss: float, train_acc: float, epoch_time: float,
                      grad_norm_train: Optional[list[float]]) -> dict:
+        """Evaluate, probe and (at init and every jacobian_every epochs) measure Jacobians; write."""
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         row["test_loss"], row["test_acc"] = evaluate(model, data.x_test, data.y_test)
         row["epoch_time"], row["lr"] = epoch_time, optimizer.param_groups[0]["lr"]
         if data.y_val is not None:
             row["val_loss"], row["val_acc"] = evaluate(model, data.x_val, data.y_val)
-        epoch_rows.append(row)
+        rec.epochs.append(row)
         stats = layer_statistics(model, exp.activation.name, x_probe, y_probe)
         if epoch == 0:
             mean_field.update(_mean_field(exp, model, x_probe, stats))
-        layer_rows.extend(_layer_rows(epoch, stats, grad_norm_train, mean_field if epoch == 0 else None))
-        records.write_csv_atomic(job_dir / records.EPOCHS_CSV, epoch_columns, epoch_rows)
-        records.write_csv_atomic(job_dir / records.LAYERS_CSV, records.LAYER_COLUMNS, layer_rows)
+        rec.layers.extend(_layer_rows(epoch, stats, grad_norm_train, mean_field if epoch == 0 else None))
         if epoch == 0 or (exp.jacobian_every and epoch % exp.jacobian_every == 0):
             for kind, sv in singular_values(model, x_probe[:probe_count(exp.model.width)]).items():
                 predicted = mean_field["jacobian_mean_sq_sv_pred"] if epoch == 0 and kind == "hidden" else None
-                jacobian_rows.append({"epoch": epoch, "kind": kind, **summarize(sv), "mean_sq_sv_pred": predicted})
-                sv_rows.extend({"epoch": epoch, "kind": kind, "sv": v} for v in sv.flatten().tolist())
-            records.write_csv_atomic(job_dir / records.JACOBIAN_CSV, records.JACOBIAN_COLUMNS, jacobian_rows)
-            records.write_csv_atomic(job_dir / records.JACOBIAN_SV_CSV, records.JACOBIAN_SV_COLUMNS, sv_rows)
+                rec.jacobian.append({"epoch": epoch, "kind": kind, **summarize(sv), "mean_sq_sv_pred": predicted})
+                rec.singular_values.extend({"epoch": epoch, "kind": kind, "sv": v} for v in sv.flatten().tolist())
+        rec.write()
+        _log_epoch(row, exp.epochs)
         return row
 
     checkpoint_path = job_dir / records.CHECKPOINT
@@ -170,14 +170,13 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        epoch_rows, layer_rows, start = state["epoch_rows"], state["layer_rows"], state["epoch"] + 1
-        jacobian_rows, sv_rows, mean_field = state["jacobian_rows"], state["sv_rows"], state["mean_field"]
-        wall_start -= state["wall_time"]
+        rec.restore(state["records"])
+        mean_field.update(state["mean_field"])
+        start, wall_start = state["epoch"] + 1, wall_start - state["wall_time"]
         log.info("resuming from the checkpoint after epoch %d", state["epoch"])
     else:
-        epoch_rows, layer_rows, jacobian_rows, sv_rows, mean_field, start = [], [], [], [], {}, 1
-        row = record_epoch(0, *evaluate(model, data.x_train, data.y_train), 0.0, None)
-        _log_epoch(row, exp.epochs)
+        start = 1
+        record_epoch(0, *evaluate(model, data.x_train, data.y_train), 0.0, None)
 
     status, diverged_epoch = "completed", None
     bar = tqdm(range(start, exp.epochs + 1), desc=job_dir.name[-40:], unit="epoch", disable=None,
@@ -189,7 +188,6 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         epoch_time = time.perf_counter() - t0
         row = record_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
                            (sums.grad_norms / sums.steps).tolist())
-        _log_epoch(row, exp.epochs)
         bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{row['test_acc']:.4f}")
         if not math.isfinite(train_loss):
             status, diverged_epoch = "diverged", epoch
@@ -197,17 +195,16 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
             break
         records.save_checkpoint_atomic(checkpoint_path, {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(), "epoch_rows": epoch_rows, "layer_rows": layer_rows,
-            "jacobian_rows": jacobian_rows, "sv_rows": sv_rows, "mean_field": mean_field,
+            "generator": generator.get_state(), "records": rec.state(), "mean_field": mean_field,
             "wall_time": time.perf_counter() - wall_start})
     bar.close()
 
     result = {
         "status": status,
         "diverged_epoch": diverged_epoch,
-        "final": epoch_rows[-1],
+        "final": rec.epochs[-1],
         "wall_time": time.perf_counter() - wall_start,
-        "train_time": sum(r["epoch_time"] for r in epoch_rows),
+        "train_time": sum(r["epoch_time"] for r in rec.epochs),
         "choices": _choices(exp),
         "theory": mean_field["phase"],
         "versions": _versions(),

@@ -35,14 +35,18 @@ def layer_statistics(model: MLP, activation: str, x: torch.Tensor, y: torch.Tens
     with torch.no_grad():
         for i, (h, a) in enumerate(zip(pre, post)):
             is_output = i == n - 1
+            # float64 reductions: in float32, squares of values below ~1e-19 (vanishing signals in
+            # deep nets, the regime under study) underflow and norms and rms values read exactly 0
+            h, a, d = h.double(), a.double(), deltas[i].double()
             rows.append(torch.stack([
                 h.mean(), h.std(correction=0), h.pow(2).mean(),
                 a.mean(), a.std(correction=0),
-                (a == 0).float().mean(),
-                torch.zeros((), device=a.device) if is_output else saturation_mask(activation, a).float().mean(),
-                torch.linalg.vector_norm(linears[i].weight),
-                torch.linalg.vector_norm(w_grads[i]),
-                torch.linalg.vector_norm(b_grads[i]),
-                deltas[i].pow(2).mean().sqrt(),
+                (a == 0).double().mean(),
+                torch.zeros((), dtype=torch.float64, device=a.device) if is_output
+                else saturation_mask(activation, a).double().mean(),
+                torch.linalg.vector_norm(linears[i].weight.double()),
+                torch.linalg.vector_norm(w_grads[i].double()),
+                torch.linalg.vector_norm(b_grads[i].double()),
+                d.pow(2).mean().sqrt(),
             ]))
-    return torch.stack(rows).double().cpu()
+    return torch.stack(rows).cpu()

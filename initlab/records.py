@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -73,3 +74,33 @@ def save_checkpoint_atomic(path: Path, state: Mapping[str, Any]) -> None:
 
 def is_finished(job_dir: Path) -> bool:
     return (Path(job_dir) / RESULT_JSON).is_file()
+
+
+@dataclass
+class JobRecords:
+    """The rows of one job so far, rewritten whole and atomically after every epoch.
+
+    ``state()`` goes into the checkpoint, so a resumed job carries on with the same rows.
+    """
+
+    job_dir: Path
+    epoch_columns: tuple[str, ...] = EPOCH_COLUMNS
+    epochs: list[dict] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+    jacobian: list[dict] = field(default_factory=list)
+    singular_values: list[dict] = field(default_factory=list)
+
+    def write(self) -> None:
+        write_csv_atomic(self.job_dir / EPOCHS_CSV, self.epoch_columns, self.epochs)
+        write_csv_atomic(self.job_dir / LAYERS_CSV, LAYER_COLUMNS, self.layers)
+        if self.jacobian:
+            write_csv_atomic(self.job_dir / JACOBIAN_CSV, JACOBIAN_COLUMNS, self.jacobian)
+            write_csv_atomic(self.job_dir / JACOBIAN_SV_CSV, JACOBIAN_SV_COLUMNS, self.singular_values)
+
+    def state(self) -> dict[str, list[dict]]:
+        return {"epochs": self.epochs, "layers": self.layers, "jacobian": self.jacobian,
+                "singular_values": self.singular_values}
+
+    def restore(self, state: Mapping[str, list[dict]]) -> None:
+        self.epochs, self.layers = state["epochs"], state["layers"]
+        self.jacobian, self.singular_values = state["jacobian"], state["singular_values"]
