@@ -117,7 +117,7 @@ def _torchvision(cfg) -> Data:
     try:
         train, test = (cls(str(root), train=flag, download=cfg.download) for flag in (True, False))
     except Exception as err:  # offline download or missing files: say where the files belong
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
         raise DatasetUnavailable(
             f"dataset {cfg.name}: files not found under {root.resolve()} and "
             f"{'the download failed' if cfg.download else 'download=false'} ({reason}); place "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -36,10 +37,15 @@ JACOBIAN_COLUMNS = ("epoch", "kind") + SUMMARY_COLUMNS + ("mean_sq_sv_pred",)
 JACOBIAN_SV_COLUMNS = ("epoch", "kind", "sv")
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; records are shared like any file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -64,8 +70,19 @@ def write_csv_atomic(path: Path, columns: Iterable[str], rows: Iterable[Mapping[
     write_bytes_atomic(path, buf.getvalue().encode())
 
 
+def _strict(value: Any) -> Any:
+    """Non-finite floats (a diverged loss, an infinite depth scale) become null: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(_strict(obj), indent=2, allow_nan=False) + "\n").encode())
 
 
 def save_checkpoint_atomic(path: Path, state: Mapping[str, Any]) -> None:

@@ -1,0 +1,126 @@
+"""Shared fixtures: Hydra composition of the real conf/ tree, and train.py as a subprocess.
+
+Nothing here mocks torch, Hydra or the filesystem: configs are composed from conf/ with Hydra's
+compose API, jobs run in pytest's tmp_path, and CLI tests run ``python train.py`` for real.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("initlab") is None:  # `pytest` (not `python -m pytest`) from elsewhere
+    sys.path.insert(0, str(ROOT))
+
+from initlab.config import register_configs  # noqa: E402
+CONF = ROOT / "conf"
+GROUPS = ("activation", "init", "dataset", "optimizer", "model")
+
+
+def group_choices(group: str) -> list[str]:
+    """Every option of a config group, read from conf/<group>/*.yaml (new files are picked up)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def compose_cfg() -> Callable[..., DictConfig]:
+    """``compose_cfg("depth=3", "activation=tanh")`` -> the composed DictConfig."""
+    return compose_config
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_csv_header(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        return next(csv.reader(f))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+# --- train.py as a subprocess -------------------------------------------------------------------
+@dataclass
+class Completed:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        return (f"train.py {' '.join(self.args)} -> exit {self.returncode}\n--- stdout\n{self.stdout[-3000:]}"
+                f"\n--- stderr\n{self.stderr[-3000:]}")
+
+
+def train_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("HYDRA_FULL_ERROR", None)  # the tests check the messages users see by default
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_train(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> Completed:
+    """``python train.py ARGS`` from the repository root; callers pass hydra.run.dir/sweep.dir."""
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env or train_env())
+    return Completed(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def train_pool():
+    """Two concurrent ``train.py`` processes at most (the machine has two cores).
+
+    Most of a CLI call is interpreter and torch start-up, so tests submit their calls up front and
+    collect the results; ``submit(*args)`` returns a Future of a ``Completed``.
+    """
+    pool = ThreadPoolExecutor(max_workers=2)
+
+    def submit(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> Future:
+        return pool.submit(run_train, *args, timeout=timeout, env=env)
+
+    try:
+        yield submit
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # calls no test waited for are not started
+
+
+def run_job(cfg: DictConfig, job_dir: Path) -> dict:
+    """``initlab.experiment.run`` in this process, restoring torch's thread count afterwards."""
+    import torch
+
+    from initlab.experiment import run
+
+    threads = torch.get_num_threads()
+    try:
+        return run(cfg, Path(job_dir))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slurm: needs a running SLURM cluster with accounting (SLURM_CONF; see "
+        "scripts/slurm-local.sh); skipped with a reason otherwise")

@@ -1,0 +1,166 @@
+"""Config tests: every choice of every group composes, converts to its typed schema and names
+something the code can build; range checks raise one-line ConfigErrors; Hydra refuses unknown keys.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import yaml
+from hydra.errors import ConfigCompositionException
+from torch import nn
+
+from conftest import CONF, GROUPS, compose_config, group_choices
+from initlab.activations import ACTIVATIONS, build_activation
+from initlab.config import SCHEMAS, ConfigError, ExperimentConfig, to_experiment
+from initlab.data import LOADERS
+from initlab.inits import INITS, initialize
+from initlab.loop import build_optimizer
+from initlab.models import MLP
+
+ALL_CHOICES = [(group, choice) for group in GROUPS for choice in group_choices(group)]
+
+
+def schema_of(group: str, choice: str) -> type:
+    """The dataclass a YAML file extends, read from its ``/schema/<group>/<name>@_here_`` default."""
+    defaults = yaml.safe_load((CONF / group / f"{choice}.yaml").read_text())["defaults"]
+    (entry,) = [d for d in defaults if isinstance(d, str) and d.startswith(f"/schema/{group}/")]
+    return SCHEMAS[group][entry.split("/")[-1].split("@")[0]]
+
+
+def test_every_group_has_choices():
+    for group in GROUPS:
+        assert group_choices(group), f"conf/{group}/ has no options"
+    assert {"relu", "tanh", "sigmoid", "gelu"} <= set(group_choices("activation"))
+    assert {"he_normal", "orthogonal", "zero"} <= set(group_choices("init"))
+
+
+def test_default_config_composes():
+    cfg = compose_config()
+    exp = to_experiment(cfg)
+    assert isinstance(exp, ExperimentConfig)
+    for group in GROUPS:
+        node = getattr(exp, group)
+        assert type(node) is schema_of(group, node.name)
+    assert exp.depth > 0 and exp.epochs >= 0 and exp.batch_size > 0 and exp.probe_size > 0
+
+
+@pytest.mark.parametrize("group,choice", ALL_CHOICES, ids=[f"{g}={c}" for g, c in ALL_CHOICES])
+def test_every_choice_composes_and_converts(group, choice):
+    exp = to_experiment(compose_config(f"{group}={choice}"))
+    node = getattr(exp, group)
+    assert type(node) is schema_of(group, choice)
+    assert node.name == choice, "the file name and the name field must agree (records use the name)"
+    # ... and names something the code can build
+    if group == "activation":
+        assert choice in ACTIVATIONS
+        act = build_activation(node)
+        assert isinstance(act, nn.Module)
+        assert act(torch.linspace(-3, 3, 7)).shape == (7,)
+    elif group == "init":
+        assert choice in INITS
+        model = MLP(5, 3, 8, 2, nn.ReLU())
+        initialize(model, node, exp.model)
+        assert all(torch.isfinite(layer.weight).all() for layer in model.linears)
+    elif group == "dataset":
+        assert choice in LOADERS
+    elif group == "optimizer":
+        params = [nn.Parameter(torch.zeros(3))]
+        opt = build_optimizer(params, node)
+        expected = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
+                    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[choice]
+        assert type(opt) is expected
+        group0 = opt.param_groups[0]
+        assert group0["lr"] == node.lr and group0["weight_decay"] == node.weight_decay
+        if hasattr(node, "momentum"):
+            assert group0["momentum"] == node.momentum
+        if hasattr(node, "betas"):
+            assert tuple(group0["betas"]) == tuple(node.betas)
+    elif group == "model":
+        assert node.width > 0
+
+
+def test_choice_parameters_are_typed():
+    exp = to_experiment(compose_config("init=he_uniform", "init.mode=fan_out", "init.factor=4",
+                                       "optimizer=adam", "optimizer.betas=[0.8,0.9]", "dataset=blobs",
+                                       "dataset.n_classes=3", "model.bias_init=normal", "model.bias_std=0.5"))
+    assert exp.init.mode.value == "fan_out" and exp.init.factor == 4.0
+    assert list(exp.optimizer.betas) == [0.8, 0.9]
+    assert exp.dataset.n_classes == 3
+    assert exp.model.bias_init.value == "normal" and exp.model.bias_std == 0.5
+
+
+# Range checks (the CLI tests in test_train_cli.py check the same messages end to end).
+RANGE_ERRORS = [
+    (["depth=0"], r"depth must be > 0, got 0"),
+    (["depth=-1"], r"depth must be > 0, got -1"),
+    (["epochs=-1"], r"epochs must be >= 0, got -1"),
+    (["batch_size=0"], r"batch_size must be > 0, got 0"),
+    (["probe_size=0"], r"probe_size must be > 0, got 0"),
+    (["threads=0"], r"threads must be > 0 or null, got 0"),
+    (["jacobian_every=-1"], r"jacobian_every must be >= 0, got -1"),
+    (["model.width=0"], r"model.width must be > 0, got 0"),
+    (["model.bias_init=normal", "model.bias_std=0"], r"model.bias_std .* must be > 0, got 0"),
+    (["optimizer.lr=-0.1"], r"optimizer.lr must be > 0, got -0.1"),
+    (["optimizer.weight_decay=-1"], r"optimizer.weight_decay must be >= 0, got -1"),
+    (["optimizer.momentum=1"], r"optimizer.momentum must be in \[0, 1\), got 1"),
+    (["optimizer.nesterov=true"], r"optimizer.nesterov=true needs optimizer.momentum > 0"),
+    (["optimizer=rmsprop", "optimizer.alpha=1"], r"optimizer.alpha must be in \(0, 1\), got 1"),
+    (["optimizer=adam", "optimizer.betas=[0.9,1.0]"], r"optimizer.betas must be two numbers in \[0, 1\)"),
+    (["optimizer=adam", "optimizer.betas=[0.9]"], r"optimizer.betas must be two numbers"),
+    (["optimizer=adam", "optimizer.eps=0"], r"optimizer.eps must be > 0, got 0"),
+    (["init=he_normal", "init.factor=0"], r"init.factor must be > 0, got 0"),
+    (["init=xavier_normal", "init.gain=-1"], r"init.gain must be > 0, got -1"),
+    (["init=normal", "init.std=0"], r"init.std must be > 0, got 0"),
+    (["init=trunc_normal", "init.a=1", "init.b=1"], r"init.a must be < init.b, got a=1.0, b=1.0"),
+    (["activation=leaky_relu", "activation.negative_slope=-0.1"], r"negative_slope must be >= 0, got -0.1"),
+    (["activation=elu", "activation.alpha=0"], r"activation.alpha must be > 0, got 0"),
+    (["activation=gelu", "activation.approximate=erf"], r"approximate must be one of none, tanh; got 'erf'"),
+    (["dataset.val_size=-1"], r"dataset.val_size must be >= 0, got -1"),
+    (["dataset.test_size=0"], r"dataset.test_size must be > 0, got 0"),
+    (["dataset=blobs", "dataset.n_classes=1"], r"dataset.n_classes must be >= 2, got 1"),
+    (["dataset=circles", "dataset.factor=1"], r"dataset.factor must be in \(0, 1\), got 1"),
+    (["dataset=moons", "dataset.noise=-0.1"], r"dataset.noise must be >= 0, got -0.1"),
+    (["dataset=spiral", "dataset.n_train=0"], r"dataset.n_train must be > 0, got 0"),
+    (["+init.factr=2"], r"unknown init parameter\(s\) factr for init=he_normal; valid: factor, mode"),
+    (["+activation.slope=2"], r"unknown activation parameter\(s\) slope for activation=relu; valid: $"),
+    (["+optimizer.beta=0.9"], r"unknown optimizer parameter\(s\) beta for optimizer=sgd; valid: lr, momentum, "
+                              r"nesterov, weight_decay"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", RANGE_ERRORS, ids=[" ".join(o) for o, _ in RANGE_ERRORS])
+def test_out_of_range_values_raise_one_line_config_errors(overrides, message):
+    cfg = compose_config(*overrides)  # Hydra accepts the types; the ranges are ours
+    with pytest.raises(ConfigError) as info:
+        to_experiment(cfg)
+    text = str(info.value)
+    assert "\n" not in text
+    assert re.search(message, text), text
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["init.factr=2"], r"Key 'factr' not in 'VarianceScalingConfig'"),
+    (["init.mode=fan_x"], r"Invalid value 'fan_x', expected one of \[fan_in, fan_out\]"),
+    (["depth=three"], r"Value 'three' of type 'str' could not be converted to Integer"),
+    (["model.bias_init=uniform"], r"Invalid value 'uniform', expected one of \[zeros, normal\]"),
+    (["device=tpu"], r"Invalid value 'tpu', expected one of \[auto, cpu, cuda\]"),
+    (["activation=swish"], r"Could not find 'activation/swish'"),
+])
+def test_hydra_refuses_unknown_keys_types_and_choices(overrides, message):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(*overrides)
+    text = str(info.value) + str(info.value.__cause__ or "")
+    assert re.search(message, text), text
+
+
+def test_valid_edge_values_are_accepted():
+    """Boundaries that are inside the ranges: no spurious errors."""
+    exp = to_experiment(compose_config("epochs=0", "depth=1", "model.width=1", "batch_size=1", "probe_size=1",
+                                       "optimizer.momentum=0.99", "optimizer.nesterov=true"))
+    assert (exp.epochs, exp.depth, exp.model.width) == (0, 1, 1)
+    exp = to_experiment(compose_config("activation=leaky_relu", "activation.negative_slope=0",
+                                       "init=trunc_normal", "init.a=-0.5", "init.b=0.5"))
+    assert exp.activation.negative_slope == 0 and exp.init.b == 0.5

@@ -1,0 +1,294 @@
+"""Datasets: digits split and standardization, validation splits, synthetic sets, and the
+torchvision datasets (MNIST, Fashion-MNIST, CIFAR-10) read offline from small files written here
+in their real on-disk formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+import struct
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from sklearn import datasets as skdata
+
+from conftest import compose_config, read_csv, read_json, run_job
+from initlab.config import ConfigError, to_experiment
+from initlab.data import DatasetUnavailable, load_data
+
+
+def dataset_cfg(*overrides: str):
+    return to_experiment(compose_config(*overrides)).dataset
+
+
+# --- digits -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    return load_data(dataset_cfg("dataset=digits"))
+
+
+def test_digits_split_sizes_and_classes(digits):
+    assert digits.x_train.shape == (1437, 64) and digits.x_test.shape == (360, 64)
+    assert digits.y_train.shape == (1437,) and digits.y_test.shape == (360,)
+    assert digits.x_train.dtype == torch.float32 and digits.y_train.dtype == torch.long
+    assert digits.n_features == 64 and digits.n_classes == 10
+    assert digits.x_val is None and digits.y_val is None
+
+
+def test_digits_split_is_stratified(digits):
+    _, y = skdata.load_digits(return_X_y=True)
+    overall = np.bincount(y, minlength=10) / len(y)
+    for split in (digits.y_train, digits.y_test):
+        counts = np.bincount(split.numpy(), minlength=10)
+        np.testing.assert_allclose(counts, overall * len(split), atol=1.0)  # within one sample per class
+    total = np.bincount(digits.y_train.numpy(), minlength=10) + np.bincount(digits.y_test.numpy(), minlength=10)
+    np.testing.assert_array_equal(total, np.bincount(y, minlength=10))
+
+
+def test_digits_is_deterministic_and_split_seed_matters(digits):
+    again = load_data(dataset_cfg("dataset=digits"))
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(digits, name), getattr(again, name))
+    other = load_data(dataset_cfg("dataset=digits", "dataset.split_seed=1"))
+    assert not torch.equal(digits.y_train, other.y_train)
+
+
+def test_digits_standardized_with_training_statistics(digits):
+    xtr, xte = digits.x_train.double().numpy(), digits.x_test.double().numpy()
+    np.testing.assert_allclose(xtr.mean(axis=0), 0.0, atol=1e-6)
+    std_tr = xtr.std(axis=0)
+    varying = std_tr > 0
+    assert (~varying).sum() >= 1  # pixels that are always 0 stay 0 instead of becoming NaN
+    assert np.all(xtr[:, ~varying] == 0) and np.isfinite(xte).all()
+    np.testing.assert_allclose(std_tr[varying], 1.0, rtol=1e-5)
+    # test is standardized with train's statistics, so its own mean is not exactly 0
+    assert 1e-4 < np.abs(xte.mean(axis=0)[varying]).max() < 1.0
+
+
+def test_digits_matches_an_independent_split_and_standardization(digits):
+    from sklearn.model_selection import train_test_split
+
+    x, y = skdata.load_digits(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, stratify=y, random_state=0)
+    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    np.testing.assert_allclose(digits.x_train.numpy(), (x_tr - mean) / std, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(digits.x_test.numpy(), (x_te - mean) / std, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(digits.y_train.numpy(), y_tr)
+    np.testing.assert_array_equal(digits.y_test.numpy(), y_te)
+
+
+# --- validation split -----------------------------------------------------------------------------
+def test_val_size_carves_a_stratified_validation_split(digits):
+    data = load_data(dataset_cfg("dataset=digits", "dataset.val_size=300"))
+    assert len(data.y_val) == 300 and len(data.y_train) == 1437 - 300
+    assert torch.equal(data.x_test, digits.x_test)
+    # train + val is the original train split, without overlap
+    rows = lambda t: {tuple(r) for r in t.numpy().round(5)}
+    assert rows(data.x_train) | rows(data.x_val) == rows(digits.x_train)
+    assert len(rows(data.x_train) & rows(data.x_val)) == 0
+    counts = np.bincount(data.y_val.numpy(), minlength=10)
+    overall = np.bincount(digits.y_train.numpy(), minlength=10) / 1437
+    np.testing.assert_allclose(counts, overall * 300, atol=1.0)
+    again = load_data(dataset_cfg("dataset=digits", "dataset.val_size=300"))
+    assert torch.equal(again.y_val, data.y_val) and torch.equal(again.x_train, data.x_train)
+
+
+def test_val_size_too_large_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"dataset.val_size must be < the training-set size 1437, got 1437"):
+        load_data(dataset_cfg("dataset=digits", "dataset.val_size=1437"))
+
+
+def test_val_columns_appear_in_epochs_csv(tmp_path):
+    cfg = compose_config("dataset.val_size=200", "depth=2", "model.width=16", "epochs=1", "threads=1")
+    run_job(cfg, tmp_path)
+    rows = read_csv(tmp_path / "epochs.csv")
+    assert list(rows[0])[-2:] == ["val_loss", "val_acc"]
+    for row in rows:
+        assert math.isfinite(float(row["val_loss"])) and 0 <= float(row["val_acc"]) <= 1
+        assert float(row["val_acc"]) * 200 == pytest.approx(round(float(row["val_acc"]) * 200), abs=1e-9)
+    assert read_json(tmp_path / "result.json")["final"]["val_loss"] == float(rows[-1]["val_loss"])
+
+
+# --- synthetic sets -------------------------------------------------------------------------------
+SMALL = ["dataset.n_train=120", "dataset.n_test=60"]
+
+
+@pytest.mark.parametrize("name,extra,features,classes", [
+    ("blobs", ["dataset.n_features=7", "dataset.n_classes=5"], 7, 5),
+    ("moons", [], 2, 2),
+    ("circles", [], 2, 2),
+    ("xor", [], 2, 2),
+    ("spiral", [], 2, 3),
+    ("spiral", ["dataset.n_classes=5"], 2, 5),
+])
+def test_synthetic_shapes_classes_and_standardization(name, extra, features, classes):
+    cfg = dataset_cfg(f"dataset={name}", *SMALL, *extra)
+    data = load_data(cfg)
+    assert data.x_train.shape == (120, features) and data.x_test.shape == (60, features)
+    assert data.n_classes == classes
+    assert set(torch.cat([data.y_train, data.y_test]).tolist()) == set(range(classes))
+    np.testing.assert_allclose(data.x_train.double().mean(0).numpy(), 0, atol=1e-6)
+    np.testing.assert_allclose(data.x_train.double().std(0, correction=0).numpy(), 1, rtol=1e-5)
+    again = load_data(cfg)
+    assert torch.equal(again.x_train, data.x_train) and torch.equal(again.y_test, data.y_test)
+    other = load_data(dataset_cfg(f"dataset={name}", *SMALL, *extra, "dataset.seed=1"))
+    assert not torch.equal(other.x_train, data.x_train)
+
+
+def test_xor_labels_follow_the_quadrants():
+    """Standardization shifts and scales each axis, so the quadrant boundaries move to some (t0, t1):
+    one pair of thresholds must explain every label (noise 0), which shuffled labels cannot."""
+    data = load_data(dataset_cfg("dataset=xor", *SMALL))
+    z = torch.cat([data.x_train, data.x_test]).double().numpy()
+    y = torch.cat([data.y_train, data.y_test]).numpy()
+
+    def explained(labels):
+        cuts = [np.concatenate([[-np.inf], np.sort(z[:, k])]) for k in (0, 1)]
+        above0 = z[:, 0][None, :] > cuts[0][:, None]  # (cuts, samples)
+        above1 = z[:, 1][None, :] > cuts[1][:, None]
+        xor = above0[:, None, :] != above1[None, :, :]  # (cuts0, cuts1, samples)
+        return bool(((xor == labels.astype(bool)).all(axis=2) | (xor != labels.astype(bool)).all(axis=2)).any())
+
+    assert explained(y)
+    assert not explained(np.random.default_rng(0).permutation(y))
+
+
+def test_balanced_synthetic_classes():
+    for name, extra, classes in [("blobs", ["dataset.n_features=3", "dataset.n_classes=4"], 4), ("moons", [], 2),
+                                 ("circles", [], 2), ("spiral", ["dataset.n_classes=3"], 3)]:
+        data = load_data(dataset_cfg(f"dataset={name}", "dataset.n_train=300", "dataset.n_test=60", *extra))
+        counts = np.bincount(torch.cat([data.y_train, data.y_test]).numpy())
+        assert counts.tolist() == [360 // classes] * classes, name
+
+
+# --- torchvision datasets, offline ---------------------------------------------------------------
+def write_idx_images(path: Path, images: np.ndarray) -> None:
+    n, rows, cols = images.shape
+    path.write_bytes(struct.pack(">IIII", 0x00000803, n, rows, cols) + images.astype(np.uint8).tobytes())
+
+
+def write_idx_labels(path: Path, labels: np.ndarray) -> None:
+    path.write_bytes(struct.pack(">II", 0x00000801, len(labels)) + labels.astype(np.uint8).tobytes())
+
+
+def make_mnist_like(root: Path, folder: str, n_train=40, n_test=20, seed=0):
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        write_idx_images(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        out[prefix] = (images, labels)
+    return out
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def make_cifar_like(root: Path, monkeypatch, per_batch=12, n_test=10, seed=0):
+    rng = np.random.default_rng(seed)
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    batches = {}
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)  # rows are CHW: 1024 R, 1024 G, 1024 B
+        labels = [int(v) for v in rng.integers(0, 10, size=n)]
+        labels[:10] = list(range(10)) if n >= 10 else labels[:10]
+        with open(base / name, "wb") as f:
+            pickle.dump({"batch_label": name, "labels": labels, "data": data, "filenames": [f"{i}.png" for i in range(n)]}, f)
+        batches[name] = (data, labels)
+    with open(base / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                     "ship", "truck"], "num_cases_per_batch": per_batch, "num_vis": 3072}, f)
+    # torchvision checks md5 sums from class attributes: point them at these files (data, not behaviour)
+    cls = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cls, "train_list", [[f"data_batch_{i}", md5(base / f"data_batch_{i}")] for i in range(1, 6)])
+    monkeypatch.setattr(cls, "test_list", [["test_batch", md5(base / "test_batch")]])
+    monkeypatch.setattr(cls, "meta", {"filename": "batches.meta", "key": "label_names", "md5": md5(base / "batches.meta")})
+    return batches
+
+
+@pytest.mark.parametrize("name,folder,mean,std", [("mnist", "MNIST", 0.1307, 0.3081),
+                                                  ("fashion_mnist", "FashionMNIST", 0.2860, 0.3530)])
+def test_mnist_like_loads_offline_normalized_and_flat(tmp_path, name, folder, mean, std):
+    written = make_mnist_like(tmp_path, folder)
+    cfg = dataset_cfg(f"dataset={name}", f"dataset.root={tmp_path}", "dataset.download=false")
+    assert list(cfg.mean) == [mean] and list(cfg.std) == [std]
+    data = load_data(cfg)
+    for split, (x, y) in (("train", (data.x_train, data.y_train)), ("t10k", (data.x_test, data.y_test))):
+        images, labels = written[split]
+        assert x.shape == (len(labels), 784) and x.dtype == torch.float32
+        expected = (images.reshape(len(labels), -1) / 255.0 - mean) / std
+        np.testing.assert_allclose(x.numpy(), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(y.numpy(), labels)
+    assert data.n_features == 784 and data.n_classes == 10
+
+
+def test_cifar10_loads_offline_channels_first(tmp_path, monkeypatch):
+    batches = make_cifar_like(tmp_path, monkeypatch)
+    cfg = dataset_cfg("dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false")
+    data = load_data(cfg)
+    train_raw = np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)])
+    train_labels = sum((batches[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    test_raw, test_labels = batches["test_batch"]
+    mean = np.repeat(np.array(cfg.mean), 1024)  # feature k belongs to channel k // 1024 (CHW order)
+    std = np.repeat(np.array(cfg.std), 1024)
+    assert data.x_train.shape == (60, 3072) and data.x_test.shape == (10, 3072)
+    np.testing.assert_allclose(data.x_train.numpy(), (train_raw / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(data.x_test.numpy(), (test_raw / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
+    assert data.y_train.tolist() == train_labels and data.y_test.tolist() == test_labels
+    assert list(cfg.mean) == [0.4914, 0.4822, 0.4465] and list(cfg.std) == [0.2470, 0.2435, 0.2616]
+
+
+def test_mnist_job_runs_end_to_end_offline(tmp_path):
+    make_mnist_like(tmp_path / "data", "MNIST", n_train=64, n_test=30)
+    job = tmp_path / "job"
+    job.mkdir()
+    cfg = compose_config("dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.download=false",
+                         "epochs=1", "depth=2", "model.width=16", "batch_size=16", "threads=1")
+    result = run_job(cfg, job)
+    assert result["status"] == "completed"
+    rows = read_csv(job / "epochs.csv")
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert len(read_csv(job / "layers.csv")) == 2 * 3
+    assert result["choices"]["dataset"]["name"] == "mnist"
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_missing_files_without_download_is_one_clear_line(tmp_path, name):
+    root = tmp_path / "nowhere"
+    cfg = dataset_cfg(f"dataset={name}", f"dataset.root={root}", "dataset.download=false")
+    with pytest.raises(DatasetUnavailable) as info:
+        load_data(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(root.resolve()) in message and "download=false" in message and name in message
+
+
+def test_missing_files_with_download_offline_fails_fast(tmp_path, monkeypatch):
+    """Offline made certain: every URL goes through a proxy on a closed local port."""
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.setattr(urllib.request, "_opener", None)  # an opener built earlier would ignore the proxy
+    root = tmp_path / "offline"
+    cfg = dataset_cfg("dataset=mnist", f"dataset.root={root}", "dataset.download=true")
+    with pytest.raises(DatasetUnavailable) as info:
+        load_data(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(root.resolve()) in message and "download failed" in message
+    assert not any(p.is_file() and p.stat().st_size > 0 for p in root.rglob("*-ubyte"))

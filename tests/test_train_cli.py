@@ -1,0 +1,224 @@
+"""train.py end to end, as a user runs it: bad input is refused before anything trains, a run and a
+multirun write their records, a diverging run is recorded as such.
+
+All calls are submitted up front to a pool of two processes (the machine has two cores and most
+of each call is interpreter start-up); each test then checks its own call's outcome.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import Completed, group_choices, read_csv, read_csv_header, read_json
+from initlab.probes import PROBE_COLUMNS
+from initlab.records import EPOCH_COLUMNS, LAYER_COLUMNS
+
+DEFAULT_DEPTH = 5  # conf/config.yaml
+
+# name -> (overrides, regex the bad value must match in stderr, kind)
+# kind "choice": Hydra's unknown-choice error listing the group; "hydra": another Hydra error;
+# "ours": initlab's ConfigError, one `error: ...` line naming value and valid range.
+BAD_INPUTS = {
+    "unknown activation": (["activation=swish"], r"Could not find 'activation/swish'", "choice:activation"),
+    "unknown init": (["init=glorot"], r"Could not find 'init/glorot'", "choice:init"),
+    "unknown dataset": (["dataset=imagenet"], r"Could not find 'dataset/imagenet'", "choice:dataset"),
+    "unknown optimizer": (["optimizer=lbfgs"], r"Could not find 'optimizer/lbfgs'", "choice:optimizer"),
+    "depth=0": (["depth=0"], r"^error: depth must be > 0, got 0$", "ours"),
+    "depth=-1": (["depth=-1"], r"^error: depth must be > 0, got -1$", "ours"),
+    "width=0": (["model.width=0"], r"^error: model\.width must be > 0, got 0$", "ours"),
+    "epochs=-1": (["epochs=-1"], r"^error: epochs must be >= 0, got -1$", "ours"),
+    "batch_size=0": (["batch_size=0"], r"^error: batch_size must be > 0, got 0$", "ours"),
+    "lr=-0.1": (["optimizer.lr=-0.1"], r"^error: optimizer\.lr must be > 0, got -0\.1$", "ours"),
+    "probe_size=0": (["probe_size=0"], r"^error: probe_size must be > 0, got 0$", "ours"),
+    "init.std=0": (["init=normal", "init.std=0"], r"^error: init\.std must be > 0, got 0(\.0)?$", "ours"),
+    "+init.factr": (["+init.factr=2"], r"^error: unknown init parameter\(s\) factr for init=he_normal; "
+                                       r"valid: factor, mode$", "ours"),
+    "init.factr": (["init.factr=2"], r"Key 'factr' not in 'VarianceScalingConfig'", "hydra"),
+    "init.mode=fan_x": (["init.mode=fan_x"], r"Invalid value 'fan_x', expected one of \[fan_in, fan_out\]", "hydra"),
+    "device=cuda": (["device=cuda"], r"^error: device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda$",
+                    "ours"),
+}
+
+DIVERGE = ["optimizer.lr=1e6", "epochs=3"]  # digits, relu, he_normal: NaN loss in the first epoch
+SWEEP = ["-m", "activation=relu,tanh", "init=he_normal,orthogonal", "depth=2,3", "epochs=1"]
+
+
+# calls each non-parametrized test reads (parametrized bad-input tests read the call of their name)
+NEEDS = {
+    "test_missing_dataset_files_are_one_error_line_naming_the_folder": ["missing dataset"],
+    "test_run_writes_epochs_layers_result_and_log": ["epochs=2"],
+    "test_epochs_zero_writes_only_the_init_row": ["epochs=0", "epochs=2"],
+    "test_diverging_run_is_recorded_as_diverged": ["diverge"],
+    "test_multirun_writes_every_job": ["sweep"],
+}
+
+
+@pytest.fixture(scope="module")
+def cli(request, train_pool, tmp_path_factory):
+    """Submit the calls the selected tests need, all at once; return name -> (future, folder[, extra])."""
+    wanted = set()
+    for item in request.session.items:
+        if item.module is request.module:
+            wanted.update(NEEDS.get(item.originalname, []))
+            if item.originalname == "test_bad_input_is_refused_before_training":
+                wanted.add(item.callspec.params["name"])
+    calls = {}
+
+    def submit(name, args, dir_key="hydra.run.dir"):
+        if name not in wanted:
+            return
+        folder = tmp_path_factory.mktemp(re.sub(r"\W+", "_", name))
+        out = folder / "out"
+        calls[name] = (train_pool(*args, f"{dir_key}={out}"), out)
+
+    submit("sweep", SWEEP, "hydra.sweep.dir")  # the longest first, so the rest overlaps it
+    submit("epochs=2", ["epochs=2"])
+    submit("epochs=0", ["epochs=0"])
+    submit("diverge", DIVERGE)
+    for name, (overrides, _, _) in BAD_INPUTS.items():
+        if name == "device=cuda" and torch.cuda.is_available():
+            continue
+        submit(name, overrides)
+    missing = tmp_path_factory.mktemp("no_data") / "mnist_root"
+    submit("missing dataset", ["dataset=mnist", f"dataset.root={missing}", "dataset.download=false"])
+    if "missing dataset" in calls:
+        calls["missing dataset"] += (missing,)
+    return calls
+
+
+def outcome(cli, name) -> tuple[Completed, Path]:
+    future, folder = cli[name][:2]
+    return future.result(), folder
+
+
+# --- bad input --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_refused_before_training(cli, name):
+    if name == "device=cuda" and torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible: device=cuda is valid here")
+    done, folder = outcome(cli, name)
+    _, pattern, kind = BAD_INPUTS[name]
+    assert done.returncode != 0, done.describe()
+    assert "Traceback" not in done.stderr, done.describe()
+    if kind == "ours":
+        assert done.returncode == 2, done.describe()
+        error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1, done.describe()
+        assert re.search(pattern, error_lines[0]), done.describe()
+    else:
+        assert re.search(pattern, done.stderr, re.MULTILINE), done.describe()
+    if kind.startswith("choice:"):
+        group = kind.split(":")[1]
+        listed = done.stderr.split(f"Available options in '{group}':", 1)[1]
+        for choice in group_choices(group):
+            assert re.search(rf"^\s+{choice}$", listed, re.MULTILINE), f"{choice} missing\n{done.describe()}"
+    assert not list(folder.parent.rglob("epochs.csv")), "something was trained"
+    assert not list(folder.parent.rglob("result.json"))
+
+
+def test_missing_dataset_files_are_one_error_line_naming_the_folder(cli):
+    done, folder = outcome(cli, "missing dataset")
+    root = cli["missing dataset"][2]
+    assert done.returncode == 2, done.describe()
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, done.describe()
+    assert error_lines[0].startswith(f"error: dataset mnist: files not found under {root.resolve()} and download=false")
+    assert "dataset.root" in error_lines[0]  # says how to fix it
+    assert not list(folder.parent.rglob("epochs.csv"))
+
+
+# --- a run ------------------------------------------------------------------------------------------
+def test_run_writes_epochs_layers_result_and_log(cli):
+    done, out = outcome(cli, "epochs=2")
+    assert done.returncode == 0, done.describe()
+    epochs = read_csv(out / "epochs.csv")
+    assert read_csv_header(out / "epochs.csv") == list(EPOCH_COLUMNS)
+    assert [r["epoch"] for r in epochs] == ["0", "1", "2"]
+    for row in epochs:
+        assert all(math.isfinite(float(row[c])) for c in EPOCH_COLUMNS)
+        assert 0 <= float(row["train_acc"]) <= 1 and 0 <= float(row["test_acc"]) <= 1
+    assert float(epochs[2]["train_loss"]) < float(epochs[0]["train_loss"])  # it learns
+
+    layers = read_csv(out / "layers.csv")
+    assert read_csv_header(out / "layers.csv") == list(LAYER_COLUMNS)
+    assert len(layers) == 3 * (DEFAULT_DEPTH + 1)
+    assert [(r["epoch"], r["layer"]) for r in layers] == [
+        (str(e), str(l)) for e in range(3) for l in range(1, DEFAULT_DEPTH + 2)]
+    for row in layers:
+        assert all(math.isfinite(float(row[c])) for c in PROBE_COLUMNS)
+        assert (row["grad_norm_train"] == "") == (row["epoch"] == "0")
+
+    result = read_json(out / "result.json")
+    assert result["status"] == "completed" and result["diverged_epoch"] is None
+    assert result["final"]["epoch"] == 2
+    assert result["final"]["test_loss"] == float(epochs[-1]["test_loss"])
+    assert set(result["versions"]) >= {"initlab", "torch", "hydra", "python"}
+    assert result["versions"]["torch"] == torch.__version__
+    assert result["choices"]["activation"] == {"name": "relu"}
+    assert result["choices"]["init"] == {"name": "he_normal", "factor": 2.0, "mode": "fan_in"}
+    assert result["choices"]["epochs"] == 2 and result["choices"]["depth"] == DEFAULT_DEPTH
+    assert result["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
+    assert result["wall_time"] >= result["train_time"] > 0
+    assert not (out / "checkpoint.pt").exists()
+
+    (log,) = out.glob("*.log")
+    epoch_lines = [line for line in log.read_text().splitlines() if re.search(r"\bepoch \d+/2\b", line)]
+    assert [re.search(r"epoch (\d+)/2", line).group(1) for line in epoch_lines] == ["0", "1", "2"]
+    assert (out / ".hydra" / "config.yaml").is_file()
+
+
+def test_epochs_zero_writes_only_the_init_row(cli):
+    done, out = outcome(cli, "epochs=0")
+    assert done.returncode == 0, done.describe()
+    assert [r["epoch"] for r in read_csv(out / "epochs.csv")] == ["0"]
+    layers = read_csv(out / "layers.csv")
+    assert len(layers) == DEFAULT_DEPTH + 1 and {r["epoch"] for r in layers} == {"0"}
+    result = read_json(out / "result.json")
+    assert result["status"] == "completed" and result["final"]["epoch"] == 0 and result["train_time"] == 0
+    # the same seed gives the same initial state as the epochs=2 run
+    done2, out2 = outcome(cli, "epochs=2")
+    assert read_csv(out2 / "layers.csv")[:DEFAULT_DEPTH + 1] == layers
+
+
+def test_diverging_run_is_recorded_as_diverged(cli):
+    done, out = outcome(cli, "diverge")
+    assert done.returncode == 0, done.describe()
+    result = read_json(out / "result.json")
+    assert result["status"] == "diverged"
+    k = result["diverged_epoch"]
+    assert isinstance(k, int) and 1 <= k <= 3
+    epochs = read_csv(out / "epochs.csv")
+    assert [int(r["epoch"]) for r in epochs] == list(range(k + 1))  # rows kept, up to the diverged epoch
+    assert not math.isfinite(float(epochs[-1]["train_loss"]))
+    assert all(math.isfinite(float(r["train_loss"])) for r in epochs[:-1])
+    assert len(read_csv(out / "layers.csv")) == (k + 1) * (DEFAULT_DEPTH + 1)
+    assert result["final"]["epoch"] == k
+    (log,) = out.glob("*.log")
+    assert "diverged" in log.read_text()
+
+
+# --- a multirun -------------------------------------------------------------------------------------
+def test_multirun_writes_every_job(cli):
+    done, sweep = outcome(cli, "sweep")
+    assert done.returncode == 0, done.describe()
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 8, [p.name for p in jobs]
+    seen = set()
+    for job in jobs:
+        for name in ("epochs.csv", "layers.csv", "result.json"):
+            assert (job / name).is_file(), f"{job.name}: {name} missing"
+        result = read_json(job / "result.json")
+        assert result["status"] == "completed"
+        choice = (result["choices"]["activation"]["name"], result["choices"]["init"]["name"], result["choices"]["depth"])
+        seen.add(choice)
+        # the folder is named after the job's overrides
+        assert f"activation={choice[0]}" in job.name and f"init={choice[1]}" in job.name
+        assert f"depth={choice[2]}" in job.name
+        assert [r["epoch"] for r in read_csv(job / "epochs.csv")] == ["0", "1"]
+        assert len(read_csv(job / "layers.csv")) == 2 * (choice[2] + 1)
+    assert seen == {(a, i, d) for a in ("relu", "tanh") for i in ("he_normal", "orthogonal") for d in (2, 3)}
