@@ -1,0 +1,88 @@
+"""Turn sweep folders into tables, figures and a report.
+
+    python analyze.py                                  # the newest sweep under outputs/multirun/
+    python analyze.py outputs/multirun/2026-11-22_14-18-13 other/sweep
+    python analyze.py SWEEP activation=relu,tanh depth=50   # keep only these runs (also filter.KEY=...)
+    python analyze.py SWEEP --init he_normal --format pdf --out paper/figs
+
+Writes runs.csv, configs.csv, epochs.csv, layers.csv, figures/ and report.md + report.html into
+PATH/analysis/ (the common parent of several PATHs) unless --out is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+log = logging.getLogger("analyze")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("items", nargs="*", metavar="PATH|KEY=VALUES",
+                   help="sweep, job or parent folders (searched recursively); KEY=V1,V2 or filter.KEY=... "
+                        "keeps runs whose runs.csv column KEY is one of the values")
+    for key in ("activation", "init", "depth"):
+        p.add_argument(f"--{key}", help=f"same as {key}=VALUES")
+    p.add_argument("-o", "--out", type=Path, help="output folder (default PATH/analysis)")
+    p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"],
+                   help="figure formats besides the PNG the report embeds")
+    p.add_argument("--detail-depth", type=int, nargs="+",
+                   help="depths for the per-layer figures and heatmaps (default: the deepest)")
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="a run is trainable if final test accuracy > chance + margin (default 0.1)")
+    args = p.parse_intermixed_args(argv)
+    args.paths, args.filters = [], {}
+    for item in args.items:
+        key, sep, values = item.partition("=")
+        if Path(item).exists() or not sep or "/" in key:
+            args.paths.append(Path(item))
+        else:
+            args.filters[key.removeprefix("filter.")] = values.split(",")
+    args.filters.update({k: getattr(args, k).split(",") for k in ("activation", "init", "depth") if getattr(args, k)})
+    return args
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(format="%(levelname)s: %(message)s")
+    log.setLevel(logging.INFO)
+    args = parse(argv)
+    from initlab import analysis, plots, report  # after parsing: --help stays instant
+
+    try:
+        paths = args.paths or [analysis.newest_sweep()]
+        missing = [str(p) for p in paths if not p.is_dir()]
+        if missing:
+            raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
+        tables = analysis.load(paths, args.filters, args.margin)
+    except (FileNotFoundError, KeyError) as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 1
+    if tables.runs.empty:
+        wanted = " ".join(f"{key}={','.join(values)}" for key, values in args.filters.items())
+        why = (f"no run matches {wanted}" if args.filters and tables.runs.columns.size else
+               f"{len(tables.skipped)} unreadable job folder(s)" if tables.skipped else "no job folders")
+        print(f"error: nothing to analyze in {', '.join(map(str, paths))}: {why}", file=sys.stderr)
+        return 1
+    out = args.out or tables.root / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    tables.runs.to_csv(out / "runs.csv", index=False)
+    report.configurations(tables).to_csv(out / "configs.csv", index=False)
+    tables.epochs.to_csv(out / "epochs.csv", index=False)
+    tables.layers.to_csv(out / "layers.csv", index=False)
+    if tables.jacobian is not None:
+        tables.jacobian.to_csv(out / "jacobian.csv", index=False)
+    figures = plots.Plotter(tables, out, tuple(args.format), args.detail_depth).all()
+    command = shlex.join(["python", "analyze.py", *argv])
+    html = report.write(tables, figures, out, [str(p) for p in paths], command)
+    log.info("%d runs, %d figures, %d skipped job(s) -> %s", len(tables.runs), len(figures),
+             len(tables.skipped), html)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,306 @@
+"""Job folders -> pandas tables: the read side of the records contract (initlab/records.py).
+
+Only what a job wrote to disk is read (result.json, epochs.csv, layers.csv and Hydra's ``.hydra``
+files), never the training code, so any sweep folder from any launcher can be analyzed. A job
+that cannot be read is skipped with a reason instead of failing the whole analysis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from initlab.records import EPOCH_COLUMNS, EPOCHS_CSV, LAYERS_CSV, RESULT_JSON
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("activation", "init", "dataset", "optimizer", "model")
+# Runs sort in the reference study's order (related inits side by side); other options follow.
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "linear", "leaky_relu", "elu", "selu", "silu")
+INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal", "trunc_normal", "zero",
+         "orthogonal", "lecun_normal", "lecun_uniform")
+# What the figures read; other columns (theory predictions, newer statistics) pass through when
+# present, so jobs recorded before a column was added still load.
+REQUIRED_LAYER_COLUMNS = ("epoch", "layer", "act_mean", "act_std", "frac_zero", "frac_saturated", "grad_norm",
+                 "delta_rms")
+JACOBIAN_CSV = "jacobian.csv"  # optional: the Jacobian spectrum summary, when the job measured it
+# Chance level needs the class count, which result.json does not record; datasets with a
+# variable count carry it as dataset.n_classes.
+N_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
+             "moons": 2, "circles": 2, "xor": 2}
+
+
+class BadJob(Exception):
+    """A job folder that cannot be analyzed; the message is the one-line reason."""
+
+
+@dataclass
+class Skipped:
+    job: str
+    reason: str
+
+
+@dataclass
+class Tables:
+    """Everything the plots and the report need; ``keys`` are the choices that vary between jobs."""
+
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    layers: pd.DataFrame
+    jacobian: Optional[pd.DataFrame]
+    skipped: list[Skipped]
+    keys: list[str]
+    root: Path
+    extra_keys: list[str] = field(default_factory=list)  # varied, but not drawn by the figures
+    margin: float = 0.1  # trainable: final test accuracy > chance + margin
+
+
+# --- finding jobs -----------------------------------------------------------------------------
+def newest_sweep(root: Path = Path("outputs/multirun")) -> Path:
+    """The sweep whose multirun.yaml (written once, when the sweep starts) is newest."""
+    marks = list(root.rglob("multirun.yaml")) if root.is_dir() else []
+    if not marks:
+        raise FileNotFoundError(f"no sweep under {root}/ (run `python train.py -m ...` first)")
+    return max(marks, key=lambda p: p.stat().st_mtime).parent
+
+
+def _is_job(path: Path) -> bool:
+    return (path / ".hydra").is_dir() or (path / RESULT_JSON).is_file()
+
+
+def find_jobs(paths: Iterable[Path]) -> list[Path]:
+    """Job folders at or below ``paths`` (a job's own subfolders are not searched)."""
+    jobs = []
+    for path in paths:
+        for here, dirs, _ in os.walk(path):
+            if _is_job(Path(here)):
+                jobs.append(Path(here))
+                dirs.clear()
+            else:
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(set(jobs))
+
+
+# --- reading one job --------------------------------------------------------------------------
+def _read_csv(path: Path, required: Iterable[str]) -> pd.DataFrame:
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):  # records end every row with a newline; a cut file does not
+        raise BadJob(f"{path.name} is truncated")
+    frame = pd.read_csv(path)
+    missing = [c for c in required if c not in frame]
+    if missing:
+        raise BadJob(f"{path.name} lacks column(s) {', '.join(missing)}")
+    return frame
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            flat[prefix + key] = str(value)
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _hydra_choices(path: Path, result: dict) -> dict:
+    """Group option names, the job's config as columns (``init.factor``) and its overrides."""
+    hydra_dir = path / ".hydra"
+    config, runtime_keys = result["choices"], []
+    row = {g: config[g]["name"] for g in GROUPS if g in config}
+    if hydra_dir.is_dir():
+        hydra = OmegaConf.load(hydra_dir / "hydra.yaml").hydra
+        choices = OmegaConf.to_container(hydra.runtime.choices)
+        row.update({k: v for k, v in choices.items() if not k.startswith("hydra/") and v is not None})
+        runtime_keys = list(hydra.job.config.override_dirname.exclude_keys)  # resume, device, ...
+        config = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
+        row["overrides"] = " ".join(OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml")))
+    row.update({k: v for k, v in _flatten(config).items() if not k.endswith(".name") and k not in runtime_keys})
+    return row
+
+
+def _failure_hint(path: Path) -> str:
+    """The last error line of the job's log, which says why an unfinished job stopped."""
+    for log_file in path.glob("*.log"):
+        errors = [l for l in log_file.read_text(errors="replace").splitlines() if "ERROR" in l]
+        if errors:
+            return f" (log: {errors[-1].split(' - ', 1)[-1][:160]})"
+    return ""
+
+
+def read_job(path: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame]]:
+    """(choices, outcome, epochs, layers, jacobian or None) of one finished job; raises BadJob."""
+    if not (path / RESULT_JSON).is_file():
+        raise BadJob(f"unfinished: no {RESULT_JSON}{_failure_hint(path)}")
+    try:
+        result = json.loads((path / RESULT_JSON).read_text())
+    except json.JSONDecodeError as err:
+        raise BadJob(f"broken {RESULT_JSON}: {err}") from err
+    epochs = _read_csv(path / EPOCHS_CSV, EPOCH_COLUMNS)
+    layers = _read_csv(path / LAYERS_CSV, REQUIRED_LAYER_COLUMNS)
+    last, depth = result["final"]["epoch"], result["choices"]["depth"]
+    if epochs["epoch"].tolist() != list(range(last + 1)):
+        raise BadJob(f"{EPOCHS_CSV} has epochs {epochs['epoch'].min()}..{epochs['epoch'].max()}, "
+                     f"result.json ends at {last}")
+    if len(layers) != (last + 1) * (depth + 1):
+        raise BadJob(f"{LAYERS_CSV} has {len(layers)} rows, expected {(last + 1) * (depth + 1)}")
+    jac_path = path / JACOBIAN_CSV
+    jacobian = pd.read_csv(jac_path) if jac_path.is_file() else None
+    choices = _hydra_choices(path, result)
+    return choices, _outcome(result, epochs, choices), epochs, layers, jacobian
+
+
+# --- per-run summary --------------------------------------------------------------------------
+def _first_epoch_reaching(epochs: pd.DataFrame, column: str, target: float) -> float:
+    hit = epochs.loc[epochs[column] >= target, "epoch"]
+    return float(hit.iloc[0]) if len(hit) else float("nan")
+
+
+def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
+    """Final/best metrics, convergence speed and trainability of one run."""
+    trained = epochs[epochs["epoch"] >= 1]  # epoch 0 is the state at init
+    final = epochs.iloc[-1]
+    n_classes = N_CLASSES.get(row.get("dataset"), row.get("dataset.n_classes"))
+    out = {
+        "status": result["status"],
+        "diverged_epoch": result.get("diverged_epoch"),
+        "epochs_run": int(final["epoch"]),
+        "chance": 1.0 / n_classes if n_classes else float("nan"),
+    }
+    for split in ("train", "test"):
+        out[f"final_{split}_acc"] = final[f"{split}_acc"]
+        out[f"final_{split}_loss"] = final[f"{split}_loss"]
+        out[f"best_{split}_acc"] = trained[f"{split}_acc"].max()
+        out[f"best_{split}_loss"] = trained[f"{split}_loss"].min()
+    # the reference study: first epoch within 95% of the peak train accuracy; the CNN study: of
+    # the final test accuracy
+    out["epochs_to_95_peak_train"] = _first_epoch_reaching(trained, "train_acc", 0.95 * out["best_train_acc"])
+    out["epochs_to_95_final_test"] = _first_epoch_reaching(trained, "test_acc", 0.95 * out["final_test_acc"])
+    out["wall_time"] = result.get("wall_time")
+    out["s_per_epoch"] = trained["epoch_time"].mean()
+    out["device_name"] = result.get("device")
+    out.update(_flatten(result.get("theory") or {}, "theory."))
+    return out
+
+
+# --- the whole set ----------------------------------------------------------------------------
+def varied_keys(runs: pd.DataFrame, choices: list[str]) -> list[str]:
+    """Choices that differ between jobs; ``init.factor`` counts only if it varies within an init."""
+    keys = []
+    for col in choices:
+        group = col.split(".")[0]
+        if col in ("job", "overrides"):
+            continue
+        if "." in col and group in runs:
+            varies = (runs.groupby(group)[col].nunique(dropna=False) > 1).any()
+        else:
+            varies = runs[col].astype(str).nunique() > 1
+        if varies:
+            keys.append(col)
+    return keys
+
+
+def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Display names: the option name, plus its parameters where they vary ("he_normal factor=0.5")."""
+    for group in ("activation", "init"):
+        params = [k for k in keys if k.startswith(group + ".")]
+
+        def label(row: pd.Series) -> str:
+            parts = [f"{p.split('.', 1)[1]}={row[p]:g}" if isinstance(row[p], float) else
+                     f"{p.split('.', 1)[1]}={row[p]}" for p in params if pd.notna(row[p])]
+            return " ".join([str(row[group]), *parts])
+
+        runs[f"{group}_label"] = runs.apply(label, axis=1) if len(runs) else []
+    return runs
+
+
+def _matches(column: pd.Series, values: list[str]) -> pd.Series:
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+        return column.astype(str).str.lower().isin([v.lower() for v in values])
+    return column.isin(pd.to_numeric(values))
+
+
+def apply_filters(runs: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataFrame:
+    for key, values in filters.items():
+        if key not in runs:
+            raise KeyError(f"cannot filter on {key!r}; columns: {', '.join(runs.columns)}")
+        try:
+            runs = runs[_matches(runs[key], values)]
+        except ValueError as err:
+            raise KeyError(f"{key} is numeric, got {', '.join(values)}") from err
+    return runs
+
+
+def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, margin: float = 0.1) -> Tables:
+    """Read every job under ``paths``; skip (and log) the ones that cannot be read.
+
+    A run is trainable when it did not diverge and its final test accuracy exceeds chance by
+    ``margin``; NA where the dataset's class count is unknown.
+    """
+    root = Path(os.path.commonpath([p.resolve() for p in paths]))
+    choices, outcomes, epochs, layers, jacobians, skipped = [], [], {}, {}, {}, []
+    for path in find_jobs(paths):
+        job = path.resolve().relative_to(root).as_posix() or "."
+        try:
+            choice, outcome, epochs[job], layers[job], jac = read_job(path)
+        except Exception as err:  # one bad job must never stop the analysis
+            reason = (str(err) if isinstance(err, BadJob) else f"{type(err).__name__}: {err}").strip()
+            reason = reason.splitlines()[0] if reason else type(err).__name__
+            log.warning("skipped %s: %s", path, reason)
+            skipped.append(Skipped(job, reason))
+            continue
+        choices.append({"job": job, **choice})
+        outcomes.append(outcome)
+        if jac is not None:
+            jacobians[job] = jac
+    if not choices:
+        return Tables(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None, skipped, [], root)
+    choices = _order_columns(pd.DataFrame(choices))
+    outcomes = pd.DataFrame(outcomes)
+    trainable = (outcomes["status"] != "diverged") & (outcomes["final_test_acc"] > outcomes["chance"] + margin)
+    outcomes.insert(1, "trainable", trainable.astype("boolean").mask(outcomes["chance"].isna()))
+    runs = apply_filters(pd.concat([choices, outcomes], axis=1), filters or {})
+    keys = varied_keys(runs, list(choices.columns))
+    runs = _labels(_sort(runs, keys), keys)
+    drawn = {"activation", "init", "depth", "seed"} | {k for k in keys if k.split(".")[0] in ("activation", "init")}
+    id_cols = ["job", *GROUPS, "activation_label", "init_label", "depth", "seed",
+               *[k for k in keys if k not in GROUPS and k not in ("depth", "seed")]]
+    id_cols = list(dict.fromkeys(c for c in id_cols if c in runs))
+
+    kept_jobs = set(runs["job"])
+
+    def long(parts: dict) -> pd.DataFrame:
+        kept = [(job, frame) for job, frame in parts.items() if job in kept_jobs]
+        if not kept:
+            return pd.DataFrame()
+        frame = pd.concat([f.assign(job=job) for job, f in kept], ignore_index=True)
+        return runs[id_cols].merge(frame, on="job")
+
+    return Tables(runs, long(epochs), long(layers), long(jacobians) if jacobians else None, skipped,
+                  keys, root, [k for k in keys if k not in drawn], margin)
+
+
+def _sort(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    rank = {g: runs[g].map(lambda v, known=known: known.index(v) if v in known else len(known))
+            for g, known in (("activation", ACTIVATIONS), ("init", INITS))}
+    by = ["_activation", "activation", "_init", "init", "depth", *[k for k in keys if "." in k], "seed", "job"]
+    ranked = runs.assign(_activation=rank["activation"], _init=rank["init"])
+    return runs.loc[ranked.sort_values([c for c in by if c in ranked]).index].reset_index(drop=True)
+
+
+def _order_columns(choices: pd.DataFrame) -> pd.DataFrame:
+    """job, group names, top-level settings, group parameters (``init.factor``), overrides."""
+    first = ["job", *[g for g in GROUPS if g in choices]]
+    rest = [c for c in choices.columns if c not in first and c != "overrides"]
+    flat = [c for c in rest if "." not in c]
+    dotted = sorted(c for c in rest if "." in c)
+    return choices[first + flat + dotted + (["overrides"] if "overrides" in choices else [])]

@@ -1,0 +1,495 @@
+"""Figures from the analysis tables, one function per figure kind.
+
+Each init and each activation keeps one colour in every figure (INIT_COLORS, ACTIVATION_COLORS);
+related inits share a hue family (he blue/cyan, xavier green/olive, normal orange/brown) and
+differ in dashes. With several seeds a line is the mean and its band the 95% t-interval (on log
+axes, of the logs). Figures are at most 7 inches wide with 10-11 pt text, so they stay legible
+printed one column wide.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from initlab.analysis import ACTIVATIONS, INITS, Tables  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+_T10 = dict(zip(("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan"),
+                sns.color_palette("tab10")))
+INIT_COLORS = dict(zip(INITS, [_T10[c] for c in ("blue", "cyan", "green", "olive", "orange", "brown", "grey",
+                                                     "red", "purple", "pink")]))
+ACTIVATION_COLORS = dict(zip(ACTIVATIONS, [*sns.color_palette("Dark2"), (0.0, 0.0, 0.0)]))
+# Line dashes per init family, so lines that coincide (xavier and orthogonal) stay apart in print.
+INIT_DASHES = {"he": "", "xavier": (5, 2), "normal": (1, 1.2), "trunc": (2.5, 1.2), "zero": (3, 1.5),
+               "orthogonal": (6, 1.5, 1.5, 1.5), "lecun": (8, 2)}
+WIDTH = 7.0  # inches
+FLOOR = 1e-6  # log-scale heatmaps clip below this (a zero-init layer has std 0)
+
+
+@dataclass
+class Figure:
+    path: str  # the PNG, relative to the output folder
+    caption: str
+    section: str
+
+
+def t95(values: pd.Series) -> tuple[float, float]:
+    """95% t-interval of the mean over seeds (a single seed draws no band)."""
+    mean = values.mean()
+    if len(values) < 2:
+        return mean, mean
+    half = stats.sem(values) * stats.t.ppf(0.975, len(values) - 1)
+    return mean - half, mean + half
+
+
+# On log axes, seeds are averaged as logs: geometric mean, band from the t-interval of the logs,
+# so a band never reaches below zero.
+LOG_BAND = {"estimator": lambda v: float(np.exp(np.log(v).mean())),
+            "errorbar": lambda v: tuple(np.exp(t95(np.log(v))))}
+
+
+class Plotter:
+    """Draws every figure the tables support into ``out/figures``; returns them with captions.
+
+    Its frames name the display labels ``init`` and ``activation`` ("he_normal factor=0.5" where a
+    parameter varies) and keep the option names as ``init_name`` and ``activation_name``.
+    """
+
+    def __init__(self, tables: Tables, out: Path, formats: tuple[str, ...] = ("png",),
+                 detail_depths: Optional[list[int]] = None):
+        self.keys, self.dir = tables.keys, out / "figures"
+        self.formats = tuple(dict.fromkeys(("png", *formats)))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        names = {"init": "init_name", "activation": "activation_name", "init_label": "init",
+                 "activation_label": "activation"}
+        self.runs, self.epochs, self.layers = (f.rename(columns=names) for f in
+                                               (tables.runs, tables.epochs, tables.layers))
+        depths = sorted(self.runs["depth"].unique())
+        self.detail = [d for d in (detail_depths or depths[-1:]) if d in depths]
+        self.order = {g: self._levels(g) for g in ("init", "activation")}
+        self.palette = {g: self._palette(g) for g in ("init", "activation")}
+        names = self.runs.drop_duplicates("init").set_index("init")["init_name"]
+        self.dashes = {label: INIT_DASHES.get(names[label].split("_")[0], (4, 1, 1, 1))
+                       for label in self.order["init"]}
+
+    # --- colours and order --------------------------------------------------------------------
+    def _levels(self, group: str) -> list[str]:
+        known = INITS if group == "init" else ACTIVATIONS
+        name = f"{group}_name"
+        runs = self.runs.assign(_rank=self.runs[name].map(lambda n: known.index(n) if n in known else len(known)))
+        params = [k for k in self.keys if k.startswith(group + ".")]
+        return list(dict.fromkeys(runs.sort_values(["_rank", name, *params])[group]))
+
+    def _palette(self, group: str) -> dict:
+        """A label's colour is its option's; parameter variants are shades of it, light to dark."""
+        colors = INIT_COLORS if group == "init" else ACTIVATION_COLORS
+        names = self.runs.drop_duplicates(group).set_index(group)[f"{group}_name"]
+        spare = iter(sns.color_palette("husl", len(names)))
+        palette = {}
+        for name in dict.fromkeys(names[self.order[group]]):
+            labels = [label for label in self.order[group] if names[label] == name]
+            base = np.array(colors.get(name) or next(spare))
+            ends = [base + (1 - base) * 0.35, base, base * 0.6]
+            palette.update(zip(labels, [tuple(base)] if len(labels) == 1 else
+                               sns.blend_palette([tuple(c) for c in ends], len(labels))))
+        return palette
+
+    def _hue(self, group: str) -> dict:
+        return {"hue": group, "hue_order": self.order[group], "palette": self.palette[group]}
+
+    def _save(self, fig: plt.Figure, name: str, caption: str, section: str) -> Figure:
+        name = re.sub(r"[^\w.-]+", "_", name)
+        for fmt in self.formats:
+            fig.savefig(self.dir / f"{name}.{fmt}", dpi=200, bbox_inches="tight")
+        plt.close(fig)
+        return Figure(f"figures/{name}.png", caption, section)
+
+    # --- the figures --------------------------------------------------------------------------
+    def all(self) -> list[Figure]:
+        """Every figure, in report order; one that fails is logged and left out, not fatal."""
+        sns.set_theme(context="paper", style="whitegrid", font_scale=1.25)
+        steps: list[Callable[[], list[Figure]]] = [
+            self.grid, self.accuracy_vs_depth, self.epochs_to_95, self.act_std_vs_layer, self.gradients,
+            self.delta_at_init, self.dead_and_saturated, self.heatmaps, self.curves_by_activation,
+            self.curves_by_init, self.he_factor]
+        figures = []
+        with warnings.catch_warnings():  # seaborn's tight_layout vs colour-bar axes; savefig crops anyway
+            warnings.filterwarnings("ignore", ".*[Tt]ight.?layout", UserWarning)
+            warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="seaborn")
+            for step in steps:
+                try:
+                    figures += step()
+                except Exception as err:  # noqa: BLE001 - the tables and other figures still count
+                    log.warning("could not draw %s: %s: %s", step.__name__, type(err).__name__, err)
+                    plt.close("all")
+        return figures
+
+    def curves_by_activation(self) -> list[Figure]:
+        return self.curves("activation")
+
+    def curves_by_init(self) -> list[Figure]:
+        return self.curves("init")
+
+    def _present(self, group: str, data: pd.DataFrame) -> list[str]:
+        return [x for x in self.order[group] if x in set(data[group])]
+
+    def _curve_frame(self, epochs: pd.DataFrame) -> pd.DataFrame:
+        """Epochs in long form: one row per (run, epoch, split, metric) for train/test styling."""
+        ep = epochs.melt(id_vars=["job", "init", "activation", "depth", "epoch"],
+                         value_vars=["train_acc", "test_acc", "train_loss", "test_loss"])
+        ep[["split", "metric"]] = ep["variable"].str.split("_", expand=True)
+        ep["metric"] = ep["metric"].map({"acc": "accuracy", "loss": "loss"})
+        ep["value"] = ep["value"].replace([np.inf, -np.inf], np.nan)
+        return ep
+
+    @staticmethod
+    def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
+        """Plain numbers (0.5, not 5x10^-1) on a log axis of up to four decades, ticks dense enough
+        that a short axis still carries three or more."""
+        low, high = sorted(axis.axes.get_ylim())  # (get_ylim brings a stale autoscale up to date)
+        decades = np.log10(high / low) if low > 0 else np.inf
+        if decades <= 4:
+            subs = (1.0, 2.0, 5.0) if decades <= 1.2 else (1.0, 3.0) if decades <= 3 else (1.0,)
+            axis.set_major_locator(LogLocator(subs=subs))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
+
+    def _accuracy_and_loss_axes(self, acc: plt.Axes, loss: plt.Axes) -> None:
+        acc.set(ylim=(0, 1), yticks=[0, 0.5, 1])
+        loss.set_yscale("log")
+        self._plain_log_ticks(loss.yaxis)
+
+    def curves(self, by: str) -> list[Figure]:
+        """Figures 1 and 2: accuracy and loss vs epoch, one figure per ``by``, facets by depth."""
+        hue = "init" if by == "activation" else "activation"
+        ep = self._curve_frame(self.epochs)
+        figures = []
+        for name in self.order[by]:
+            part = ep[ep[by] == name]
+            g = sns.relplot(part, kind="line", x="epoch", y="value", **self._hue(hue),
+                            style="split", style_order=["test", "train"], row="depth", col="metric",
+                            col_order=["accuracy", "loss"], errorbar=t95, height=1.7, aspect=1.65,
+                            facet_kws={"sharey": "col", "margin_titles": True})
+            g.set_titles(row_template="depth {row_name}", col_template="{col_name}")
+            g.set_axis_labels("epoch", "")
+            for acc, loss in g.axes:
+                self._accuracy_and_loss_axes(acc, loss)
+            g.figure.suptitle(f"{by} {name}", y=1.01)
+            figures.append(self._save(g.figure, f"curves_{by}_{name}", (
+                f"{by} {name}: test (solid) and train (dashed) accuracy and loss (log scale) per epoch, "
+                f"one line per {hue}, one row per depth; epoch 0 is the untrained network."),
+                f"Training curves by {by}"))
+        return figures
+
+    @staticmethod
+    def _legend_below(g: sns.FacetGrid) -> None:
+        """Under the panels, so that the panels get the full page width."""
+        sns.move_legend(g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, title=None, frameon=False)
+        g.tight_layout()
+
+    # --- per-layer pictures at the detail depths ----------------------------------------------
+    def _detail_layers(self, hidden_only: bool = True) -> pd.DataFrame:
+        """Layer rows at init, mid-training and the last epoch of each run at the detail depths."""
+        layers = self.layers[self.layers["depth"].isin(self.detail)]
+        if hidden_only:
+            layers = layers[layers["layer"] <= layers["depth"]]
+        last = layers.groupby("job")["epoch"].transform("max")
+        when = np.select([layers["epoch"] == 0, layers["epoch"] == last // 2, layers["epoch"] == last],
+                         ["at init", "middle of training", "end of training"], "")
+        return layers.assign(when=when)[when != ""]
+
+    def _by_layer(self, data: pd.DataFrame, y: str, ylabel: str, name: str, caption: str, log: bool,
+                  row: Optional[str] = None, row_labels: Optional[dict] = None, col: str = "activation",
+                  col_order: Optional[list] = None, style: str = "init", col_wrap: Optional[int] = None) -> Figure:
+        """Per-layer lines, one per init; inits that overlap (xavier, orthogonal) differ in dashes too.
+
+        ``row_labels`` (value -> title) orders and names the rows; their titles sit on the right.
+        """
+        col_order = col_order or self._present("activation", data)
+        ncols = col_wrap or len(col_order)
+        inits = self._present("init", data)
+        style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes} if style == "init"
+                    else {"style": style, "style_order": ["at init", "end of training"]})
+        width = min(3.5, WIDTH / ncols)
+        height = min(1.9, width)
+        if row:
+            data = data.assign(**{row: data[row].map(row_labels)})
+        g = sns.relplot(data, kind="line", x="layer", y=y, hue="init", hue_order=inits,
+                        palette=self.palette["init"], **style_kw, **(LOG_BAND if log else {"errorbar": t95}),
+                        row=row, row_order=list(row_labels.values()) if row else None, col=col,
+                        col_order=col_order, col_wrap=col_wrap, height=height, aspect=width / height,
+                        facet_kws={"sharey": "row" if row else True, "margin_titles": bool(row)})
+        self._legend_below(g)
+        g.set_titles(template="{col_name}", row_template="{row_name}", col_template="{col_name}")
+        g.set_axis_labels("layer", ylabel)
+        for ax in g.axes.flat:
+            if log:
+                ax.set_yscale("log")
+                self._plain_log_ticks(ax.yaxis)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        return self._save(g.figure, name, caption, "Signal propagation")
+
+    def act_std_vs_layer(self) -> list[Figure]:
+        """Figure 3b: the signal-propagation picture, at init and after training."""
+        data = self._detail_layers()
+        data = data[(data["when"] != "middle of training") & (data["act_std"] > 0)]
+        return [self._by_layer(
+            data[data["depth"] == d], "act_std", "post-activation std", f"act_std_vs_layer_depth{d}",
+            f"Post-activation std per hidden layer at init (top) and after training (bottom), depth {d}, "
+            f"log scale; layers with zero variance (zero init) are not drawn.", True,
+            row="when", row_labels={"at init": "at init", "end of training": "after training"})
+            for d in self.detail]
+
+    def gradients(self) -> list[Figure]:
+        """Figure 4: weight-gradient norm per layer at init, mid-training and the end."""
+        data = self._detail_layers(hidden_only=False)
+        data = data[data["grad_norm"] > 0]
+        figures = []
+        for d in self.detail:
+            part = data[data["depth"] == d]
+            figures.append(self._by_layer(
+                part, "grad_norm", "weight-grad norm", f"grad_norm_vs_layer_depth{d}",
+                f"Norm of the weight gradient on the probe batch per layer (layer {d + 1} is the output "
+                f"layer) at init, mid-training and the last epoch, depth {d}, log scale; exact zeros "
+                f"are not drawn.", True, row="activation",
+                row_labels={a: a for a in self._present("activation", part)}, col="when",
+                col_order=["at init", "middle of training", "end of training"]))
+        return figures
+
+    def delta_at_init(self) -> list[Figure]:
+        """Figure 4b: the backward signal dL/dh (rms) per layer of the untrained network."""
+        data = self._detail_layers(hidden_only=False)
+        data = data[(data["when"] == "at init") & (data["delta_rms"] > 0)]
+        figures = []
+        for d in self.detail:
+            part = data[data["depth"] == d]
+            acts = self._present("activation", part)
+            figures.append(self._by_layer(
+                part, "delta_rms", "rms dL/dh", f"delta_rms_at_init_depth{d}",
+                f"RMS of the loss gradient with respect to each layer's pre-activations (the backward "
+                f"signal) in the untrained network, depth {d}, log scale.", True,
+                col_wrap=min(len(acts), 2)))
+        return figures
+
+    def dead_and_saturated(self) -> list[Figure]:
+        """Figure 9: units stuck at zero (relu) or in the flat tails (tanh, sigmoid)."""
+        data = self._detail_layers()
+        data = data[data["when"] != "middle of training"].melt(
+            id_vars=["activation", "init", "depth", "layer", "when", "job"],
+            value_vars=["frac_zero", "frac_saturated"], var_name="stat")
+        rows = {"frac_zero": "exactly zero", "frac_saturated": "saturated"}
+        figures = []
+        for d in self.detail:
+            fig = self._by_layer(
+                data[data["depth"] == d], "value", "fraction of units", f"dead_saturated_vs_layer_depth{d}",
+                f"Fraction of units exactly zero (top) and saturated (bottom: |tanh| > 0.99, sigmoid < 0.01 "
+                f"or > 0.99) per hidden layer, at init (solid) and after training (dashed), depth {d}.",
+                False, row="stat", row_labels=rows, style="when")
+            figures.append(fig)
+        return figures
+
+    def heatmaps(self) -> list[Figure]:
+        """Figure 3: act_std and act_mean over layer x epoch, one panel per init."""
+        layers = self.layers[self.layers["depth"].isin(self.detail)]
+        layers = layers[layers["layer"] <= layers["depth"]]
+        return [self._heatmap(part, stat, act, d) for stat in ("act_std", "act_mean")
+                for (act, d), part in layers.groupby(["activation", "depth"])]
+
+    def _heatmap(self, part: pd.DataFrame, stat: str, act: str, depth: int) -> Figure:
+        inits = self._present("init", part)
+        wrap = min(4, len(inits))
+        g = sns.FacetGrid(part, col="init", col_order=inits, col_wrap=wrap, height=1.55, aspect=1.0)
+        cax = g.figure.add_axes([1.0, 0.3, 0.015, 0.4])
+        values = part[stat].replace([np.inf, -np.inf], np.nan)
+        if stat == "act_std":
+            low = values[values > 0].min() if (values > 0).any() else FLOOR
+            low = max(FLOOR, low)
+            style = {"norm": LogNorm(low, max(values.max(), 10 * low)), "cmap": "viridis"}
+        else:
+            lim = max(values.abs().quantile(0.99), 1e-3)
+            style = {"vmin": -lim, "vmax": lim, "center": 0.0, "cmap": "vlag"}
+        epochs = sorted(part["epoch"].unique())
+        ticks = {"x": np.unique(np.linspace(0, len(epochs) - 1, 4).round().astype(int)),
+                 "y": np.unique(np.linspace(0, depth - 1, 5).round().astype(int))}
+
+        def draw(data: pd.DataFrame, **_) -> None:
+            grid = data.pivot_table(index="layer", columns="epoch", values=stat)
+            grid = grid.reindex(index=range(1, depth + 1), columns=epochs)
+            ax = plt.gca()
+            sns.heatmap(grid.clip(lower=FLOOR) if stat == "act_std" else grid, ax=ax, cbar_ax=cax,
+                        xticklabels=False, yticklabels=False, rasterized=True, **style)
+            ax.set_xticks(ticks["x"] + 0.5, [epochs[i] for i in ticks["x"]], rotation=0)
+            ax.set_yticks(ticks["y"] + 0.5, ticks["y"] + 1)
+
+        g.map_dataframe(draw)
+        g.set_titles("{col_name}")
+        g.set_axis_labels("epoch", "layer")
+        for i, ax in enumerate(g.axes.flat):  # tick labels on the outer panels only
+            ax.tick_params(labelleft=not i % wrap, labelbottom=i + wrap >= len(inits))
+        cax.set_ylabel(("post-activation std" if stat == "act_std" else "post-activation mean"))
+        if stat == "act_std":
+            self._plain_log_ticks(cax.yaxis)
+        g.figure.suptitle(f"{act}, depth {depth}", y=1.02)
+        what = ("standard deviation (log colour; the darkest cells include zero)" if stat == "act_std"
+                else "mean (0 is white)")
+        return self._save(g.figure, f"heatmap_{stat}_{act}_depth{depth}", (
+            f"{act}, depth {depth}: post-activation {what} per hidden layer (rows, input side on "
+            f"top) and epoch (columns), one panel per init, mean over seeds."),
+            "Activation statistics through training")
+
+    # --- depth and the grid -------------------------------------------------------------------
+    def _vs_depth(self, data: pd.DataFrame, rows: dict[str, str], name: str, caption: str,
+                  refline: Optional[float] = None, ylim: Optional[tuple] = None) -> Figure:
+        """Per-run values vs depth, one line per init, a column per activation, a row per measure."""
+        acts = self._present("activation", data)
+        width = min(3.5, WIDTH / len(acts))
+        height = min(1.9, width)
+        inits = self._present("init", data)
+        g = sns.relplot(data, kind="line", x="depth", y="value", hue="init", hue_order=inits,
+                        palette=self.palette["init"], style="init", style_order=inits, dashes=self.dashes,
+                        markers=True,
+                        row="measure", row_order=list(rows), col="activation", col_order=acts,
+                        errorbar=t95, height=height, aspect=width / height,
+                        facet_kws={"sharey": "row"})
+        self._legend_below(g)
+        g.set_titles(template="{col_name}")
+        for ax_row, label in zip(g.axes, rows.values()):
+            ax_row[0].set_ylabel(label)
+        for ax in g.axes[1:].flat:
+            ax.set_title("")
+        depths = np.array(sorted(self.runs["depth"].unique()))
+        spread = np.diff(depths).min() / np.ptp(depths) if len(depths) > 1 else 1.0
+        for ax in g.axes.flat:  # every depth labelled, unless the labels would collide
+            if len(depths) <= 8 and spread * width > 0.25:  # inches between neighbouring labels
+                ax.set_xticks(depths)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        if refline is not None:
+            g.refline(y=refline, color="grey", linestyle=":")
+        if ylim:
+            g.set(ylim=ylim)
+        for ax in g.axes[-1]:
+            ax.set_xlabel("depth")
+        return self._save(g.figure, name, caption, "Accuracy and depth")
+
+    def accuracy_vs_depth(self) -> list[Figure]:
+        """Figure 5: final train and test accuracy vs depth (the reference study's headline plot)."""
+        rows = {"final_train_acc": "final train acc", "final_test_acc": "final test acc"}
+        data = self.runs.melt(id_vars=["activation", "init", "depth"], value_vars=list(rows), var_name="measure")
+        chance = self.runs["chance"].dropna().unique()
+        return [self._vs_depth(data, rows, "accuracy_vs_depth", (
+            "Final train (top) and test (bottom) accuracy vs depth, one line per init, one column per "
+            "activation" + ("; the dotted line is chance." if len(chance) == 1 else ".")),
+            refline=chance[0] if len(chance) == 1 else None, ylim=(0, 1.02))]
+
+    def epochs_to_95(self) -> list[Figure]:
+        """Figure 6: how fast trainable runs converge, in both studies' definitions."""
+        rows = {"epochs_to_95_peak_train": "epochs to 95%\nof peak train acc",
+                "epochs_to_95_final_test": "epochs to 95%\nof final test acc"}
+        data = self.runs[self.runs["trainable"].fillna(False).astype(bool)]
+        data = data.melt(id_vars=["activation", "init", "depth"], value_vars=list(rows), var_name="measure")
+        if data["value"].notna().sum() == 0:
+            return []
+        return [self._vs_depth(data, rows, "epochs_to_95_vs_depth", (
+            "Epochs until train accuracy first reaches 95% of its peak (top, as the reference study) and "
+            "test accuracy 95% of its final value (bottom, as the CNN study); trainable runs only."))]
+
+    def grid(self) -> list[Figure]:
+        """Figure 7: the whole grid as one heatmap per depth; † diverged, hatched untrainable."""
+        cells = self.runs.groupby(["depth", "init", "activation"]).agg(
+            acc=("final_test_acc", "mean"), diverged=("status", lambda s: (s == "diverged").any()),
+            trainable=("trainable", "mean")).reset_index()
+        depths = sorted(cells["depth"].unique())
+        inits, acts = self.order["init"], self.order["activation"]
+        if len(inits) == len(acts) == 1:  # a single cell per depth: figure 5 says it better
+            return []
+        height = 0.3 * len(inits) + 0.7  # about 0.4 x 0.3 inches a cell: 7 inches for 3 panels of 4
+        g = sns.FacetGrid(cells, col="depth", col_wrap=min(3, len(depths)), height=height,
+                          aspect=(0.4 * len(acts) + 0.3) / height)
+        cax = g.figure.add_axes([1.0, 0.3, 0.015, 0.4])
+
+        def draw(data: pd.DataFrame, **_) -> None:
+            ax = plt.gca()
+            cell = data.set_index(["init", "activation"])
+            acc = cell["acc"].unstack().reindex(index=inits, columns=acts)
+            diverged = cell["diverged"].unstack().reindex_like(acc).eq(True)
+            text = acc.map(lambda v: "" if pd.isna(v) else f"{v:.2f}".lstrip("0"))
+            text = text.where(~diverged, text.map(lambda s: f"{s}†" if s else "div"))
+            sns.heatmap(acc, ax=ax, vmin=0, vmax=1, cmap="mako", annot=text, fmt="", cbar_ax=cax,
+                        annot_kws={"fontsize": 7.5}, linewidths=0.5, linecolor="white")
+            untrainable = cell["trainable"].astype(float).unstack().reindex_like(acc) < 0.5
+            for i, j in zip(*np.nonzero(untrainable.to_numpy())):
+                ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.55", lw=0))
+
+        g.map_dataframe(draw)
+        g.set_titles("depth {col_name}")
+        g.set_axis_labels("", "")
+        for ax in g.axes.flat:
+            ax.tick_params(axis="x", labelrotation=90)
+        cax.set_ylabel("final test accuracy")
+        return [self._save(g.figure, "grid_test_accuracy", (
+            "Final test accuracy (mean over seeds) for every init and activation, one panel per depth; "
+            "hatched: not trainable (at most chance + margin), †: diverged."), "The grid at a glance")]
+
+    # --- he factor ----------------------------------------------------------------------------
+    def he_factor(self) -> list[Figure]:
+        """Figure 8 (reference section 10): curves and per-layer statistics for each init.factor."""
+        if "init.factor" not in self.keys:
+            return []
+        figures = []
+        runs = self.runs[self.runs["init.factor"].notna()]
+        for (act, init, d), part in runs.groupby(["activation", "init_name", "depth"]):
+            if part["init.factor"].nunique() > 1:
+                figures.append(self._he_factor_panel(part, act, init, d))
+        return figures
+
+    def _he_factor_panel(self, part: pd.DataFrame, act: str, init: str, depth: int) -> Figure:
+        factor = part.set_index("job")["init.factor"].map("{:g}".format)
+        order = sorted(factor.unique(), key=float)
+        style = {"hue": "factor", "hue_order": order, "palette": sns.color_palette("flare", len(order)),
+                 "errorbar": t95}
+        ep = self._curve_frame(self.epochs[self.epochs["job"].isin(factor.index)])
+        ep["factor"] = ep["job"].map(factor)
+        layers = self.layers[self.layers["job"].isin(factor.index)]
+        layers = layers.assign(factor=layers["job"].map(factor),
+                               end=layers["epoch"] == layers.groupby("job")["epoch"].transform("max"))
+        fig, axes = plt.subplots(3, 2, figsize=(WIDTH, 7.5), layout="constrained")
+        for ax, metric in zip(axes[0], ("accuracy", "loss")):
+            sns.lineplot(ep[ep["metric"] == metric], x="epoch", y="value", style="split",
+                         style_order=["test", "train"], ax=ax, legend=metric == "loss", **style)
+            ax.set(ylabel=metric, title=f"{metric}: test solid, train dashed")
+        self._accuracy_and_loss_axes(*axes[0])
+        sns.move_legend(axes[0, 1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+        names = {"act_std": "post-activation std", "grad_norm": "weight-grad norm"}
+        for row, stat in zip(axes[1:], names):
+            for ax, (when, rows) in zip(row, (("at init", layers["epoch"] == 0),
+                                              ("end of training", layers["end"]))):
+                data = layers[rows & (layers[stat] > 0)]
+                if stat == "act_std":
+                    data = data[data["layer"] <= data["depth"]]
+                sns.lineplot(data, x="layer", y=stat, ax=ax, legend=False, marker="o", **{**style, **LOG_BAND})
+                ax.set(yscale="log", ylabel=names[stat], title=f"{names[stat]}, {when}")
+                self._plain_log_ticks(ax.yaxis)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.suptitle(f"{act}, {init}, depth {depth}: Var(W) = factor / fan_in")
+        return self._save(fig, f"he_factor_{act}_{init}_depth{depth}", (
+            f"{init} with factor {', '.join(order)} ({act}, depth {depth}): accuracy and loss per epoch, "
+            f"post-activation std and weight-gradient norm per layer at init and after training."), "He factor")
