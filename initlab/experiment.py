@@ -7,6 +7,7 @@ it stopped and a finished one (``result.json`` present) is skipped.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ from initlab.inits import initialize
 from initlab.jacobian import probe_count, singular_values, summarize
 from initlab.loop import build_optimizer, evaluate, train_epoch
 from initlab.models import MLP
-from initlab.probes import PROBE_COLUMNS, layer_statistics
+from initlab.probes import layer_statistics
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _layer_rows(epoch: int, stats: torch.Tensor, grad_norm_train: Optional[list[
                 predictions: Optional[dict] = None) -> list[dict]:
     rows = []
     for i, values in enumerate(stats.tolist()):
-        row = {"epoch": epoch, "layer": i + 1, **dict(zip(PROBE_COLUMNS, values))}
+        row = {"epoch": epoch, "layer": i + 1, **dict(zip(records.PROBE_COLUMNS, values))}
         row["grad_norm_train"] = None if grad_norm_train is None else grad_norm_train[i]
         for column in records.PREDICTED_COLUMNS:
             row[column] = predictions[column][i] if predictions else None
@@ -88,7 +89,7 @@ def _mean_field(exp: ExperimentConfig, model: MLP, x_probe: torch.Tensor, stats:
     sigma_b2 = theory.effective_sigma_b2(exp.model.bias_init.value, exp.model.bias_std)
     pred = theory.predict_mlp(dims, exp.init, exp.activation, x_probe.pow(2).mean(dim=1).double().cpu().numpy(),
                               exp.model.bias_init.value, exp.model.bias_std,
-                              delta_out_rms=float(stats[-1, PROBE_COLUMNS.index("delta_rms")]))
+                              delta_out_rms=float(stats[-1, records.PROBE_COLUMNS.index("delta_rms")]))
     width = exp.model.width
     sigma_w2 = theory.effective_sigma_w2(exp.init, width, width)
     xi_q, xi_c = theory.depth_scales(exp.activation, sigma_w2, sigma_b2)
@@ -193,10 +194,11 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
             status, diverged_epoch = "diverged", epoch
             log.warning("training loss is %s at epoch %d: recording the run as diverged", train_loss, epoch)
             break
-        records.save_checkpoint_atomic(checkpoint_path, {
-            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(), "records": rec.state(), "mean_field": mean_field,
-            "wall_time": time.perf_counter() - wall_start})
+        checkpoint = io.BytesIO()
+        torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(), "records": rec.state(), "mean_field": mean_field,
+                    "wall_time": time.perf_counter() - wall_start}, checkpoint)
+        records.write_bytes_atomic(checkpoint_path, checkpoint.getvalue())
     bar.close()
 
     result = {
@@ -206,6 +208,8 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         "wall_time": time.perf_counter() - wall_start,
         "train_time": sum(r["epoch_time"] for r in rec.epochs),
         "choices": _choices(exp),
+        "data": {"n_features": data.n_features, "n_classes": data.n_classes, "n_train": len(data.y_train),
+                 "n_val": 0 if data.y_val is None else len(data.y_val), "n_test": len(data.y_test)},
         "theory": mean_field["phase"],
         "versions": _versions(),
         "device": _device_name(device),

@@ -16,15 +16,13 @@ import torch
 from torch.func import jacrev, vmap
 
 from initlab.models import MLP
+from initlab.records import JACOBIAN_QUANTILES, JACOBIAN_SUMMARY_COLUMNS
 
 
 def probe_count(width: int) -> int:
     """Probe inputs to use: 16 at width 128, fewer for wide nets (the cost grows as width^3)."""
     return max(1, min(32, 2048 // width))
 
-QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-SUMMARY_COLUMNS = ("n_inputs", "n_sv", "mean_sq_sv", "var_sq_sv", "sv_min", "sv_max", "sv_std") + tuple(
-    f"sv_q{int(q * 100):02d}" for q in QUANTILES)
 
 
 def _hidden_tail(model: MLP):
@@ -53,6 +51,6 @@ def summarize(sv: torch.Tensor) -> dict[str, float]:
     """Pooled statistics of all singular values s (and of s^2) over the probe inputs."""
     flat = sv.flatten()
     sq = flat.pow(2)
-    quantiles = torch.quantile(flat, torch.tensor(QUANTILES, dtype=flat.dtype, device=flat.device))
+    quantiles = torch.quantile(flat, torch.tensor(JACOBIAN_QUANTILES, dtype=flat.dtype, device=flat.device))
     stats = [sq.mean(), sq.var(correction=0), flat.min(), flat.max(), flat.std(correction=0), *quantiles]
-    return dict(zip(SUMMARY_COLUMNS, [sv.shape[0], sv.shape[1], *(float(v) for v in stats)]))
+    return dict(zip(JACOBIAN_SUMMARY_COLUMNS, [sv.shape[0], sv.shape[1], *(float(v) for v in stats)]))

@@ -12,9 +12,7 @@ import torch.nn.functional as F
 
 from initlab.activations import saturation_mask
 from initlab.models import MLP
-
-PROBE_COLUMNS = ("preact_mean", "preact_std", "preact_sq", "act_mean", "act_std", "frac_zero",
-                 "frac_saturated", "weight_norm", "grad_norm", "bias_grad_norm", "delta_rms")
+from initlab.records import PROBE_COLUMNS
 
 
 def layer_statistics(model: MLP, activation: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""The on-disk format of one job: column names and atomic writes.
+"""The on-disk format of one job: file and column names, and atomic writes.
 
 Every file is written to a temporary sibling and renamed into place, so a reader (analyze.py, a
 restarted sweep) sees either the previous complete version or the new one, never half a file.
-``result.json`` is written last; its presence marks a finished job.
+``result.json`` is written last; its presence marks a finished job. This module imports no
+torch, so the analysis side can read the format without the training stack.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import torch
-
-from initlab.jacobian import SUMMARY_COLUMNS
-from initlab.probes import PROBE_COLUMNS
 
 EPOCHS_CSV = "epochs.csv"
 LAYERS_CSV = "layers.csv"
@@ -29,11 +26,16 @@ JACOBIAN_CSV = "jacobian.csv"
 JACOBIAN_SV_CSV = "jacobian_sv.csv"
 CHECKPOINT = "checkpoint.pt"
 
+PROBE_COLUMNS = ("preact_mean", "preact_std", "preact_sq", "act_mean", "act_std", "frac_zero",
+                 "frac_saturated", "weight_norm", "grad_norm", "bias_grad_norm", "delta_rms")
+JACOBIAN_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+JACOBIAN_SUMMARY_COLUMNS = ("n_inputs", "n_sv", "mean_sq_sv", "var_sq_sv", "sv_min", "sv_max", "sv_std") + tuple(
+    f"sv_q{int(q * 100):02d}" for q in JACOBIAN_QUANTILES)
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")
 VAL_COLUMNS = ("val_loss", "val_acc")
 PREDICTED_COLUMNS = ("q_pred", "delta_rms_pred")  # mean-field theory, epoch 0 only
 LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",) + PREDICTED_COLUMNS
-JACOBIAN_COLUMNS = ("epoch", "kind") + SUMMARY_COLUMNS + ("mean_sq_sv_pred",)
+JACOBIAN_COLUMNS = ("epoch", "kind") + JACOBIAN_SUMMARY_COLUMNS + ("mean_sq_sv_pred",)
 JACOBIAN_SV_COLUMNS = ("epoch", "kind", "sv")
 
 
@@ -83,10 +85,6 @@ def _strict(value: Any) -> Any:
 
 def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
     write_bytes_atomic(path, (json.dumps(_strict(obj), indent=2, allow_nan=False) + "\n").encode())
-
-
-def save_checkpoint_atomic(path: Path, state: Mapping[str, Any]) -> None:
-    _atomic_write(path, lambda f: torch.save(dict(state), f))
 
 
 def is_finished(job_dir: Path) -> bool:
