@@ -5,8 +5,10 @@
     python analyze.py SWEEP activation=relu,tanh depth=50   # keep only these runs (also filter.KEY=...)
     python analyze.py SWEEP --init he_normal --format pdf --out paper/figs
 
-Writes runs.csv, configs.csv, epochs.csv, layers.csv, figures/ and report.md + report.html into
-PATH/analysis/ (the common parent of several PATHs) unless --out is given.
+Writes runs.csv, configs.csv, epochs.csv, layers.csv (and jacobian.csv when jobs measured
+Jacobians), figures/ and report.md + report.html into PATH/analysis/ (the common parent of several
+PATHs) unless --out is given. Mean-field predictions that jobs recorded appear beside the
+measurements in runs.csv, the Theory figures and the report's Theory section.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Job folders -> pandas tables: the read side of the records contract (initlab/records.py).
 
-Only what a job wrote to disk is read (result.json, epochs.csv, layers.csv and Hydra's ``.hydra``
-files), never the training code, so any sweep folder from any launcher can be analyzed. A job
-that cannot be read is skipped with a reason instead of failing the whole analysis.
+Only what a job wrote to disk is read (result.json, epochs.csv, layers.csv, the optional
+jacobian.csv and jacobian_sv.csv, and Hydra's ``.hydra`` files), never the training code, so any
+sweep folder from any launcher can be analyzed. A job that cannot be read is skipped with a
+reason instead of failing the whole analysis; files and columns that older jobs lack (theory
+predictions, Jacobians) are optional.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from initlab.records import EPOCH_COLUMNS, EPOCHS_CSV, LAYERS_CSV, RESULT_JSON
+from initlab import theory as mean_field  # pure numpy/scipy
+from initlab.records import EPOCH_COLUMNS, EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +34,10 @@ INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal",
 # present, so jobs recorded before a column was added still load.
 REQUIRED_LAYER_COLUMNS = ("epoch", "layer", "act_mean", "act_std", "frac_zero", "frac_saturated", "grad_norm",
                  "delta_rms")
-JACOBIAN_CSV = "jacobian.csv"  # optional: the Jacobian spectrum summary, when the job measured it
-# Chance level needs the class count, which result.json does not record; datasets with a
-# variable count carry it as dataset.n_classes.
+# The mean-field phase of the hidden layers (result.json ``theory``), copied into runs.csv.
+THEORY_COLUMNS = ("sigma_w2", "sigma_b2", "chi1", "q_star", "xi_q", "xi_c", "critical_sigma_w2")
+# Chance level comes from result.json ``data.n_classes``; jobs recorded before it was written fall
+# back to the dataset's known class count (or dataset.n_classes for datasets with a variable count).
 N_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
              "moons": 2, "circles": 2, "xor": 2}
 
@@ -54,12 +59,13 @@ class Tables:
     runs: pd.DataFrame
     epochs: pd.DataFrame
     layers: pd.DataFrame
-    jacobian: Optional[pd.DataFrame]
+    jacobian: Optional[pd.DataFrame]  # jacobian.csv rows of every job that has one
     skipped: list[Skipped]
     keys: list[str]
     root: Path
     extra_keys: list[str] = field(default_factory=list)  # varied, but not drawn by the figures
     margin: float = 0.1  # trainable: final test accuracy > chance + margin
+    spectra: Optional[pd.DataFrame] = None  # jacobian_sv.csv rows (every singular value), likewise
 
 
 # --- finding jobs -----------------------------------------------------------------------------
@@ -137,8 +143,25 @@ def _failure_hint(path: Path) -> str:
     return ""
 
 
-def read_job(path: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame, Optional[pd.DataFrame]]:
-    """(choices, outcome, epochs, layers, jacobian or None) of one finished job; raises BadJob."""
+@dataclass
+class Job:
+    """What one finished job recorded; ``jacobian`` and ``spectra`` are None when it has no such file."""
+
+    choices: dict
+    outcome: dict
+    epochs: pd.DataFrame
+    layers: pd.DataFrame
+    jacobian: Optional[pd.DataFrame]
+    spectra: Optional[pd.DataFrame]
+
+
+def _optional_csv(path: Path) -> Optional[pd.DataFrame]:
+    """A file that older jobs lack: None when absent; a cut one is a bad job like any other."""
+    return _read_csv(path, ("epoch", "kind")) if path.is_file() else None
+
+
+def read_job(path: Path) -> Job:
+    """Everything one finished job recorded; raises BadJob."""
     if not (path / RESULT_JSON).is_file():
         raise BadJob(f"unfinished: no {RESULT_JSON}{_failure_hint(path)}")
     try:
@@ -153,10 +176,10 @@ def read_job(path: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame, Option
                      f"result.json ends at {last}")
     if len(layers) != (last + 1) * (depth + 1):
         raise BadJob(f"{LAYERS_CSV} has {len(layers)} rows, expected {(last + 1) * (depth + 1)}")
-    jac_path = path / JACOBIAN_CSV
-    jacobian = pd.read_csv(jac_path) if jac_path.is_file() else None
     choices = _hydra_choices(path, result)
-    return choices, _outcome(result, epochs, choices), epochs, layers, jacobian
+    jacobian = _optional_csv(path / JACOBIAN_CSV)
+    outcome = {**_outcome(result, epochs, choices), **_theory_fit(layers, jacobian, depth)}
+    return Job(choices, outcome, epochs, layers, jacobian, _optional_csv(path / JACOBIAN_SV_CSV))
 
 
 # --- per-run summary --------------------------------------------------------------------------
@@ -169,7 +192,8 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
     """Final/best metrics, convergence speed and trainability of one run."""
     trained = epochs[epochs["epoch"] >= 1]  # epoch 0 is the state at init
     final = epochs.iloc[-1]
-    n_classes = N_CLASSES.get(row.get("dataset"), row.get("dataset.n_classes"))
+    n_classes = (result.get("data") or {}).get("n_classes") or N_CLASSES.get(row.get("dataset"),
+                                                                             row.get("dataset.n_classes"))
     out = {
         "status": result["status"],
         "diverged_epoch": result.get("diverged_epoch"),
@@ -188,7 +212,59 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
     out["wall_time"] = result.get("wall_time")
     out["s_per_epoch"] = trained["epoch_time"].mean()
     out["device_name"] = result.get("device")
-    out.update(_flatten(result.get("theory") or {}, "theory."))
+    out.update(_theory(result))
+    return out
+
+
+def _theory(result: dict) -> dict:
+    """The job's mean-field phase; {} for jobs recorded before it was.
+
+    result.json writes non-finite numbers as null. A depth scale is never NaN, so a null one is
+    infinite (at criticality, or without a finite q*); a null q* is inf or NaN (relu exactly at
+    criticality without bias: every length is a fixed point), told apart by recomputing it.
+    """
+    theory = result.get("theory")
+    if not isinstance(theory, dict):
+        return {}
+    out = {k: (float("nan") if theory.get(k) is None else float(theory[k])) for k in THEORY_COLUMNS}
+    for k in ("xi_q", "xi_c"):
+        if k in theory and theory[k] is None:
+            out[k] = float("inf")
+    if "q_star" in theory and theory["q_star"] is None:
+        try:
+            out["q_star"] = mean_field.fixed_point(result["choices"]["activation"], out["sigma_w2"],
+                                                   out["sigma_b2"])
+        except Exception:  # noqa: BLE001 - unknown activation: leave it NaN
+            pass
+    return out
+
+
+def _log_misfit(measured: pd.Series, predicted: pd.Series) -> float:
+    """Median |ln(measured / predicted)| over the rows where both are positive and finite."""
+    ok = (measured > 0) & (predicted > 0)  # NaN (no prediction) and zeros (zero init) drop out
+    ratio = np.log(measured[ok].astype(float) / predicted[ok].astype(float))
+    ratio = ratio[np.isfinite(ratio)]
+    return float(ratio.abs().median()) if len(ratio) else float("nan")
+
+
+def _theory_fit(layers: pd.DataFrame, jacobian: Optional[pd.DataFrame], depth: int) -> dict:
+    """How far the measurements at init sit from the mean-field predictions, per run.
+
+    ``q_log_misfit``: median over hidden layers of |ln(preact_sq / q_pred)|; ``delta_log_misfit``:
+    the same for delta_rms (hidden layers only: the prediction is anchored at the output layer);
+    ``jac_msv_ratio``: measured / predicted mean squared singular value of the hidden Jacobian.
+    Absent (not NaN) for jobs recorded without predictions, so old sweeps keep their columns.
+    """
+    out = {}
+    hidden = layers[(layers["epoch"] == 0) & (layers["layer"] <= depth)]
+    for measured, predicted, name in (("preact_sq", "q_pred", "q_log_misfit"),
+                                      ("delta_rms", "delta_rms_pred", "delta_log_misfit")):
+        if measured in hidden and predicted in hidden:
+            out[name] = _log_misfit(hidden[measured], hidden[predicted])
+    if jacobian is not None and "mean_sq_sv_pred" in jacobian:
+        row = jacobian[(jacobian["epoch"] == 0) & (jacobian["kind"] == "hidden")]
+        if len(row) and row["mean_sq_sv_pred"].iloc[0] > 0:
+            out["jac_msv_ratio"] = float(row["mean_sq_sv"].iloc[0] / row["mean_sq_sv_pred"].iloc[0])
     return out
 
 
@@ -247,21 +323,24 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
     ``margin``; NA where the dataset's class count is unknown.
     """
     root = Path(os.path.commonpath([p.resolve() for p in paths]))
-    choices, outcomes, epochs, layers, jacobians, skipped = [], [], {}, {}, {}, []
+    choices, outcomes, epochs, layers, jacobians, spectra, skipped = [], [], {}, {}, {}, {}, []
     for path in find_jobs(paths):
         job = path.resolve().relative_to(root).as_posix() or "."
         try:
-            choice, outcome, epochs[job], layers[job], jac = read_job(path)
+            record = read_job(path)
         except Exception as err:  # one bad job must never stop the analysis
             reason = (str(err) if isinstance(err, BadJob) else f"{type(err).__name__}: {err}").strip()
             reason = reason.splitlines()[0] if reason else type(err).__name__
             log.warning("skipped %s: %s", path, reason)
             skipped.append(Skipped(job, reason))
             continue
-        choices.append({"job": job, **choice})
-        outcomes.append(outcome)
-        if jac is not None:
-            jacobians[job] = jac
+        choices.append({"job": job, **record.choices})
+        outcomes.append(record.outcome)
+        epochs[job], layers[job] = record.epochs, record.layers
+        if record.jacobian is not None:
+            jacobians[job] = record.jacobian
+        if record.spectra is not None:
+            spectra[job] = record.spectra
     if not choices:
         return Tables(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None, skipped, [], root)
     choices = _order_columns(pd.DataFrame(choices))
@@ -285,8 +364,12 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
         frame = pd.concat([f.assign(job=job) for job, f in kept], ignore_index=True)
         return runs[id_cols].merge(frame, on="job")
 
-    return Tables(runs, long(epochs), long(layers), long(jacobians) if jacobians else None, skipped,
-                  keys, root, [k for k in keys if k not in drawn], margin)
+    def optional(parts: dict) -> Optional[pd.DataFrame]:
+        frame = long(parts)
+        return None if frame.empty else frame
+
+    return Tables(runs, long(epochs), long(layers), optional(jacobians), skipped, keys, root,
+                  [k for k in keys if k not in drawn], margin, optional(spectra))
 
 
 def _sort(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

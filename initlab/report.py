@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from initlab.analysis import Tables
-from initlab.plots import Figure
+from initlab.plots import THEORY, Figure
 
 METRICS = {"final_train_acc": "final train acc", "final_test_acc": "final test acc",
            "best_test_acc": "best test acc", "final_test_loss": "final test loss",
@@ -81,11 +81,13 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str) 
                ("table", grid_table(t))]
     section = None
     for fig in figures:
+        if fig.section == THEORY:
+            continue
         if fig.section != section:
             section = fig.section
             blocks.append(("h2", section))
         blocks.append(("figure", fig.path, fig.caption))
-    blocks += [("h2", "Theory"), ("p", _theory(t))]
+    blocks += _theory_blocks(t, [f for f in figures if f.section == THEORY])
     blocks += [("h2", "Per-configuration summary"),
                ("p", "Mean ± standard deviation over seeds (n = number of runs); every run is a row of runs.csv."),
                ("table", configurations(t)), ("h2", "Skipped jobs")]
@@ -103,16 +105,63 @@ def _shared(runs: pd.DataFrame) -> str:
     return ", ".join(parts) or "none"
 
 
-def _theory(t: Tables) -> str:
-    """Where the mean-field predictions go once the records carry them."""
-    have = [c for c in t.runs if c.startswith("theory.")]
-    have += [c for c in ("q_pred", "delta_rms_pred") if c in t.layers]
-    have += ["jacobian.csv"] if t.jacobian is not None else []
-    if not have:
-        return "These records carry no theory predictions (result.json `theory`, layers.csv `q_pred`, " \
-               "`delta_rms_pred`, jacobian.csv); the theory figures will appear here."
-    return (f"These records carry theory predictions ({', '.join(have)}), copied into this folder's tables; "
-            f"the theory figures will appear in this section.")
+THEORY_COLUMNS = {"sigma_w2": "σ_w²", "sigma_b2": "σ_b²", "chi1": "χ₁", "q_star": "q*", "xi_c": "ξ_c",
+                  "q_log_misfit": "q misfit", "delta_log_misfit": "δ misfit", "jac_msv_ratio": "mean s² meas/pred"}
+
+
+def _number(value: float) -> str:
+    if pd.isna(value):
+        return ""
+    if value in (float("inf"), float("-inf")):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.3g}"
+
+
+def theory_table(t: Tables) -> pd.DataFrame:
+    """Per configuration: the hidden layers' mean-field phase and how far the measurements at init
+    sit from the predictions (mean over seeds); empty when no run recorded theory."""
+    have = [c for c in THEORY_COLUMNS if c in t.runs and t.runs[c].notna().any()]
+    if "chi1" not in have:
+        return pd.DataFrame()
+    keys = [k for k in t.keys if k != "seed"] or ["activation", "init", "depth"]
+    rows = []
+    for values, part in t.runs.groupby(keys, sort=False, dropna=False):
+        row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        finite = part[have].replace([float("inf"), float("-inf")], float("nan"))
+        for col in have:  # inf (a depth scale at criticality) stays inf; otherwise the mean over seeds
+            value = part[col].iloc[0] if finite[col].isna().all() else finite[col].mean()
+            row[THEORY_COLUMNS[col]] = _number(value)
+        if "q_star" in have and part["q_star"].isna().all() and part["chi1"].notna().all():
+            row[THEORY_COLUMNS["q_star"]] = "any"  # relu-like exactly at chi1 = 1 without bias
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _theory_blocks(t: Tables, figures: list[Figure]) -> list[tuple]:
+    """The Theory section: what was predicted, the per-configuration table, the figures."""
+    blocks = [("h2", "Theory")]
+    table = theory_table(t)
+    if table.empty and not figures:
+        return blocks + [("p", "These records carry no mean-field predictions (result.json `theory`, layers.csv "
+                               "`q_pred` and `delta_rms_pred`, jacobian.csv `mean_sq_sv_pred`): they were "
+                               "recorded before initlab wrote them. Rerun the jobs to see theory beside the "
+                               "measurements.")]
+    blocks.append(("p", "Mean-field theory (initlab.theory, THEORY.md) for the hidden layers at init: σ_w² = "
+                        "fan_in·Var(W) and σ_b² = Var(b); χ₁ = σ_w² E[φ'(h)²] at the fixed point q* (< 1 "
+                        "ordered: signals and gradients shrink per layer; > 1 chaotic; 1 critical); ξ_c, the "
+                        "depth over which inputs stay distinguishable, which bounds trainable depth to about "
+                        "6 ξ_c (Schoenholz et al.). ξ_c is ∞ at criticality, and also wherever q* is 0 or "
+                        "unbounded (relu, or tanh without bias): there the signal itself shrinks or grows by "
+                        "χ₁ per layer, so χ₁ is the number to read (relu-xavier: χ₁ = 0.5). q* = any: every "
+                        "length is a fixed point (relu at σ_w² = 2 without bias). The misfits compare the measurements at init with "
+                        "the predictions: q misfit = median over hidden layers of |ln(mean h² / q_pred)|, "
+                        "δ misfit the same for rms dL/dh (0.1 ≈ 10% off); mean s² meas/pred is the hidden "
+                        "Jacobian's mean squared singular value over its prediction. Mean over seeds; every "
+                        "run's values are in runs.csv."))
+    if not table.empty:
+        blocks.append(("table", table))
+    blocks += [("figure", fig.path, fig.caption) for fig in figures]
+    return blocks
 
 
 def _blank_missing(table: pd.DataFrame) -> pd.DataFrame:

@@ -81,6 +81,33 @@ def test_runs_table_matches_job_files(sweep, analyzed):
     assert runs.loc[runs["optimizer.lr"] == 50, "status"].tolist() == ["diverged"]
 
 
+def _same(table_value, recorded) -> bool:
+    """runs.csv against result.json, whose null is a non-finite number."""
+    if recorded is None:
+        return not np.isfinite(table_value)
+    return table_value == pytest.approx(recorded, rel=1e-9, abs=1e-12)
+
+
+def test_runs_table_carries_the_mean_field_phase(sweep, analyzed):
+    runs = pd.read_csv(analyzed / "runs.csv")
+    for job in _jobs(sweep):
+        row = runs[runs["job"] == job.relative_to(sweep).as_posix()].iloc[0]
+        result = json.loads((job / "result.json").read_text())
+        for key in ("sigma_w2", "sigma_b2", "chi1", "q_star", "xi_q", "xi_c", "critical_sigma_w2"):
+            assert _same(row[key], result["theory"][key]), (job.name, key, row[key], result["theory"][key])
+        assert row["chance"] == pytest.approx(1 / result["data"]["n_classes"])
+        layers = pd.read_csv(job / "layers.csv")
+        hidden = layers[(layers["epoch"] == 0) & (layers["layer"] <= result["choices"]["depth"])]
+        if (hidden["q_pred"] > 0).all():
+            misfit = np.abs(np.log(hidden["preact_sq"] / hidden["q_pred"])).median()
+            assert row["q_log_misfit"] == pytest.approx(misfit)
+    he = runs[(runs["init"] == "he_normal") & (runs["activation"] == "relu")]
+    assert (he["chi1"] == 1).all() and np.isinf(he["xi_c"]).all()  # relu-He is critical: xi_c infinite
+    tanh = runs[(runs["init"] == "he_normal") & (runs["activation"] == "tanh")]
+    assert (tanh["chi1"] > 1).all() and np.isfinite(tanh["xi_c"]).all()  # sigma_w^2 = 2: chaotic
+    assert (runs["q_log_misfit"].dropna() < 0.5).all()
+
+
 def test_long_tables_hold_every_row_with_choices(sweep, analyzed):
     for name in ("epochs.csv", "layers.csv"):
         table = pd.read_csv(analyzed / name)
@@ -115,7 +142,8 @@ def test_figures_and_self_contained_report(analyzed):
     for expected in ("grid_test_accuracy", "accuracy_vs_depth", "epochs_to_95_vs_depth", "act_std_vs_layer_depth3",
                      "grad_norm_vs_layer_depth3", "delta_rms_at_init_depth3", "dead_saturated_vs_layer_depth3",
                      "heatmap_act_std_relu_depth3", "heatmap_act_mean_tanh_depth3", "curves_activation_relu",
-                     "curves_init_zero"):
+                     "curves_init_zero", "preact_sq_vs_theory_depth3", "delta_rms_vs_theory_depth3",
+                     "jacobian_spectra", "jacobian_mean_sq_sv"):
         assert expected in names
     for fig in figures:
         data = fig.read_bytes()
@@ -132,6 +160,13 @@ def test_figures_and_self_contained_report(analyzed):
     md = (analyzed / "report.md").read_text()
     assert md.count("](figures/") == len(figures)
     assert "| depth 2" in md and "Skipped jobs" in md and "†" in md
+    theory = md.split("## Theory", 1)[1].split("\n## ", 1)[0]
+    header = next(line for line in theory.splitlines() if line.startswith("|"))
+    assert "χ₁" in header and "ξ_c" in header and "q misfit" in header
+    assert "| ∞" in theory and "| any" in theory  # relu-He: xi_c infinite, every length a fixed point
+    for name in ("preact_sq_vs_theory_depth3", "delta_rms_vs_theory_depth3", "jacobian_spectra",
+                 "jacobian_mean_sq_sv"):
+        assert f"](figures/{name}.png)" in theory
 
 
 def test_bad_jobs_are_skipped_and_reported(sweep, tmp_path, caplog):
