@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(format="%(levelname)s: %(message)s")
     log.setLevel(logging.INFO)
     args = parse(argv)
-    from initlab import analysis, plots, report  # after parsing: --help stays instant
+    from initlab import analysis, report, theory_plots  # after parsing: --help stays instant
 
     try:
         paths = args.paths or [analysis.newest_sweep()]
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     tables.layers.to_csv(out / "layers.csv", index=False)
     if tables.jacobian is not None:
         tables.jacobian.to_csv(out / "jacobian.csv", index=False)
-    figures = plots.Plotter(tables, out, tuple(args.format), args.detail_depth).all()
+    figures = theory_plots.TheoryPlotter(tables, out, tuple(args.format), args.detail_depth).all()
     command = shlex.join(["python", "analyze.py", *argv])
     html = report.write(tables, figures, out, [str(p) for p in paths], command)
     log.info("%d runs, %d figures, %d skipped job(s) -> %s", len(tables.runs), len(figures),

@@ -20,17 +20,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from initlab import theory  # noqa: E402
 from initlab.analysis import ACTIVATIONS, INITS, Tables  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -44,9 +41,6 @@ ACTIVATION_COLORS = dict(zip(ACTIVATIONS, [*sns.color_palette("Dark2"), (0.0, 0.
 INIT_DASHES = {"he": "", "xavier": (5, 2), "normal": (1, 1.2), "trunc": (2.5, 1.2), "zero": (3, 1.5),
                "orthogonal": (6, 1.5, 1.5, 1.5), "lecun": (8, 2)}
 WIDTH = 7.0  # inches
-THEORY = "Theory"  # the report section of the figures that set mean-field predictions beside measurements
-PREDICTION = {"color": "black", "linestyle": (0, (3, 1.5)), "linewidth": 1.2}  # every predicted curve
-HALO = [patheffects.withStroke(linewidth=2.2, foreground="white")]  # keeps it visible over dark markers
 FLOOR = 1e-6  # log-scale heatmaps clip below this (a zero-init layer has std 0)
 
 
@@ -137,8 +131,7 @@ class Plotter:
         steps: list[Callable[[], list[Figure]]] = [
             self.grid, self.accuracy_vs_depth, self.epochs_to_95, self.act_std_vs_layer, self.gradients,
             self.delta_at_init, self.dead_and_saturated, self.heatmaps, self.curves_by_activation,
-            self.curves_by_init, self.he_factor, self.phase_diagram, self.length_vs_theory, self.delta_vs_theory,
-            self.jacobian_spectra, self.jacobian_mean_sq]
+            self.curves_by_init, self.he_factor, *self.extra_figures()]
         figures = []
         with warnings.catch_warnings():  # seaborn's tight_layout vs colour-bar axes; savefig crops anyway
             warnings.filterwarnings("ignore", ".*[Tt]ight.?layout", UserWarning)
@@ -150,6 +143,10 @@ class Plotter:
                     log.warning("could not draw %s: %s: %s", step.__name__, type(err).__name__, err)
                     plt.close("all")
         return figures
+
+    def extra_figures(self) -> list[Callable[[], list[Figure]]]:
+        """Figure kinds a subclass adds after these (initlab.theory_plots adds the theory ones)."""
+        return []
 
     def curves_by_activation(self) -> list[Figure]:
         return self.curves("activation")
@@ -502,291 +499,3 @@ class Plotter:
         return self._save(fig, f"he_factor_{act}_{init}_depth{depth}", (
             f"{init} with factor {', '.join(order)} ({act}, depth {depth}): accuracy and loss per epoch, "
             f"post-activation std and weight-gradient norm per layer at init and after training."), "He factor")
-
-    # --- theory beside the measurements -------------------------------------------------------
-    def _line_kw(self, init: str) -> dict:
-        """Colour and dashes of an init for plain matplotlib lines (seaborn's "" means solid)."""
-        dashes = self.dashes.get(init, "")
-        return {"color": self.palette["init"][init], **({"dashes": dashes} if dashes else {"linestyle": "-"})}
-
-    @staticmethod
-    def _short_titles(inits: list[str], names: pd.Series) -> tuple[dict[str, str], str]:
-        """Panel titles without the init name when every panel shares it ("factor=1.76"), and that name."""
-        shared = set(names[inits])
-        if len(shared) != 1 or len(inits) < 2:
-            return {i: i for i in inits}, ""
-        name = shared.pop()
-        return {i: i.removeprefix(name).strip() or name for i in inits}, name
-
-    def _at_init(self, measured: str, predicted: str, hidden_only: bool) -> pd.DataFrame:
-        """Layer rows at init with a positive measurement and prediction (log axes), detail depths."""
-        if measured not in self.layers or predicted not in self.layers:
-            return pd.DataFrame()
-        layers = self.layers[(self.layers["epoch"] == 0) & self.layers["depth"].isin(self.detail)]
-        if hidden_only:
-            layers = layers[layers["layer"] <= layers["depth"]]
-        return layers[(layers[measured] > 0) & (layers[predicted] > 0)]  # NaN (no prediction) is dropped
-
-    def _measured_vs_predicted(self, data: pd.DataFrame, measured: str, predicted: str, ylabel: str,
-                               name: str, caption: str) -> list[Figure]:
-        """Measured (init colour; markers up to depth 30) and predicted (black dashes) per layer, a
-        panel per activation x init; more than four inits: a figure per activation, four panels a row."""
-        if data.empty:  # jobs recorded without predictions
-            return []
-        figures = []
-        init_names = self.runs.drop_duplicates("init").set_index("init")["init_name"]
-        for d in self.detail:
-            part = data[data["depth"] == d]
-            if part.empty:
-                continue
-            acts = self._present("activation", part)
-            wrap = len(self._present("init", part)) > 4
-            for group in ([[a] for a in acts] if wrap else [acts]):
-                sub = part[part["activation"].isin(group)]
-                inits = self._present("init", sub)
-                titles, shared = self._short_titles(inits, init_names)
-                sub = sub.assign(panel=sub["init"].map(titles))
-                ncols = min(4, len(inits)) if wrap else len(inits)
-                width = min(2.4, WIDTH / ncols)
-                height = min(1.75, 0.9 * width)
-                g = sns.FacetGrid(sub, row=None if wrap else "activation", row_order=None if wrap else group,
-                                  col="panel", col_order=[titles[i] for i in inits], col_wrap=4 if wrap else None,
-                                  sharey=True if wrap else "row", height=height, aspect=width / height,
-                                  margin_titles=not wrap, despine=False)
-
-                line = {"marker": "o", "linewidth": 1.0} if d <= 30 else {"marker": None, "linewidth": 2.4}
-
-                def draw(data: pd.DataFrame, **_) -> None:
-                    ax, init = plt.gca(), data["init"].iloc[0]
-                    sns.lineplot(data, x="layer", y=measured, ax=ax, color=self.palette["init"][init], markersize=3.5,
-                                 markeredgewidth=0, **line, **LOG_BAND)
-                    pred = data.groupby("layer")[predicted].apply(lambda v: float(np.exp(np.log(v).mean())))
-                    ax.plot(pred.index, pred.to_numpy(), zorder=5, path_effects=HALO, **PREDICTION)
-
-                g.map_dataframe(draw)
-                g.set_titles(template="{col_name}", row_template="{row_name}", col_template="{col_name}")
-                g.set_axis_labels("layer", ylabel)
-                for ax in g.axes.flat:
-                    ax.set_yscale("log")
-                    self._plain_log_ticks(ax.yaxis)
-                    low, high = ax.get_ylim()
-                    if high / low > 1e4:  # many decades on a short axis: a label every few of them
-                        ax.yaxis.set_major_locator(LogLocator(numticks=4))
-                    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
-                handles = [Line2D([], [], color="0.45", markersize=4, label="measured", **line),
-                           Line2D([], [], label="mean-field prediction", path_effects=HALO, **PREDICTION)]
-                g.figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
-                                frameon=False)
-                what = ", ".join(([*group] if wrap else []) + ([shared] if shared else []) + [f"depth {d}"])
-                g.tight_layout()
-                g.figure.suptitle(what, y=1.0, va="bottom")
-                stem = f"{name}_depth{d}" + (f"_{group[0]}" if wrap else "")
-                figures.append(self._save(g.figure, stem, f"{what}: {caption}", THEORY))
-        return figures
-
-    def length_vs_theory(self) -> list[Figure]:
-        """Theory a: measured pre-activation length q^l = mean h^2 at init against the length map."""
-        data = self._at_init("preact_sq", "q_pred", hidden_only=True)
-        return self._measured_vs_predicted(
-            data, "preact_sq", "q_pred", "mean $h^2$", "preact_sq_vs_theory",
-            "measured pre-activation second moment per hidden layer at init (init colour; geometric mean "
-            "and 95% band over seeds) and the mean-field length map q_pred (black dashes), log scale.")
-
-    def delta_vs_theory(self) -> list[Figure]:
-        """Theory b: measured backward signal rms dL/dh at init against the backward gains."""
-        data = self._at_init("delta_rms", "delta_rms_pred", hidden_only=False)
-        return self._measured_vs_predicted(
-            data, "delta_rms", "delta_rms_pred", "rms dL/dh", "delta_rms_vs_theory",
-            "measured RMS of dL/dh per layer at init (init colour) and the mean-field prediction (black "
-            "dashes; anchored at the output layer, the last one), log scale.")
-
-    def jacobian_spectra(self) -> list[Figure]:
-        """Theory c: singular-value distribution of the hidden Jacobian dh^L/dh^1 at init."""
-        if self.spectra is None:
-            return []
-        sv = self.spectra[(self.spectra["epoch"] == 0) & (self.spectra["kind"] == "hidden")]
-        sv = sv[sv.groupby("job")["sv"].transform("max") > 0]  # zero init: a zero Jacobian has no spectrum
-        if sv.empty:
-            return []
-        depths = sorted(sv["depth"].unique())
-        if len(depths) > 3:
-            depths = [depths[0], depths[len(depths) // 2], depths[-1]]
-        acts, inits = self._present("activation", sv), self._present("init", sv)
-        labels, shared = self._short_titles(inits, self.runs.drop_duplicates("init").set_index("init")["init_name"])
-        width = min(3.5, WIDTH / len(depths))
-        height = min(1.8, 0.8 * width)
-        fig, axes = plt.subplots(len(acts), len(depths), figsize=(width * len(depths), height * len(acts) + 0.7),
-                                 sharey=True, squeeze=False, layout="constrained")
-        for (i, act), (j, d) in ((a, b) for a in enumerate(acts) for b in enumerate(depths)):
-            ax = axes[i, j]
-            panel = sv[(sv["activation"] == act) & (sv["depth"] == d)]
-            positive = panel.loc[panel["sv"] > 0, "sv"]
-            if positive.empty:
-                ax.set_visible(False)
-                continue
-            hi = positive.max() * 1.5
-            lo = max(positive.quantile(0.01) / 1.5, hi * 1e-12)  # s below the axis pile up at its left edge
-            for init in inits:
-                values = np.sort(panel.loc[panel["init"] == init, "sv"].to_numpy())
-                if len(values) and values[-1] > 0:
-                    ax.step(np.clip(values, lo, None), np.arange(1, len(values) + 1) / len(values),
-                            where="post", lw=1.3, label=labels[init], **self._line_kw(init))
-            ax.axvline(1.0, color="0.5", linestyle=":", lw=1)
-            ax.set(xscale="log", xlim=(lo, hi), ylim=(0, 1.02), yticks=[0, 0.5, 1])
-            ax.xaxis.set_major_locator(LogLocator(numticks=4))
-            ax.set_title(f"{act}, depth {d}", fontsize="medium")
-            ax.set_xlabel("singular value s" if i == len(acts) - 1 else "")
-            ax.set_ylabel("fraction ≤ s" if j == 0 else "")
-        handles = {}
-        for ax in axes.flat:
-            handles.update(zip(*reversed(ax.get_legend_handles_labels())))
-        order = [labels[i] for i in inits if labels[i] in handles]
-        fig.legend([handles[label] for label in order], order, title=shared or None, loc="outside lower center",
-                   ncol=min(4, len(order)), frameon=False)
-        return [self._save(fig, "jacobian_spectra", (
-            "Singular values s of the hidden Jacobian dh^L/dh^1 at init, pooled over probe inputs and seeds: "
-            "the fraction at most s (log s; dotted: s = 1, isometry), a line per init; values below a "
-            "panel's axis count at its left edge, zero inits are not drawn."), THEORY)]
-
-    def jacobian_mean_sq(self) -> list[Figure]:
-        """Theory c': the hidden Jacobian's mean squared singular value, measured vs predicted."""
-        if self.jacobian is None or "mean_sq_sv_pred" not in self.jacobian:
-            return []
-        jac = self.jacobian[(self.jacobian["epoch"] == 0) & (self.jacobian["kind"] == "hidden")
-                            & (self.jacobian["mean_sq_sv"] > 0) & (self.jacobian["mean_sq_sv_pred"] > 0)]
-        if jac.empty:
-            return []
-        jac = jac.assign(ratio=jac["mean_sq_sv"] / jac["mean_sq_sv_pred"])
-        acts, inits = self._present("activation", jac), self._present("init", jac)
-        labels, shared = self._short_titles(inits, self.runs.drop_duplicates("init").set_index("init")["init_name"])
-        jac = jac.assign(init=jac["init"].map(labels))
-        style = {"hue": "init", "hue_order": [labels[i] for i in inits],
-                 "palette": {labels[i]: self.palette["init"][i] for i in inits},
-                 **({"style": "activation", "style_order": acts} if len(acts) > 1 else {"marker": "o"})}
-        fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 3.4), layout="constrained")
-        sns.scatterplot(jac, x="mean_sq_sv_pred", y="mean_sq_sv", ax=left, s=36, legend=False, **style)
-        ends = np.array([jac[["mean_sq_sv", "mean_sq_sv_pred"]].min().min(),
-                         jac[["mean_sq_sv", "mean_sq_sv_pred"]].max().max()]) * np.array([0.5, 2])
-        left.plot(ends, ends, color="0.5", linestyle=":", lw=1, zorder=0)
-        left.set(xscale="log", yscale="log", xlim=ends, ylim=ends, xlabel="predicted mean $s^2$",
-                 ylabel="measured mean $s^2$", title="hidden Jacobian at init")
-        sns.lineplot(jac, x="depth", y="ratio", ax=right, dashes=False, **style, **LOG_BAND,
-                     **({"markers": True} if len(acts) > 1 else {}))
-        depths = np.sort(jac["depth"].unique())
-        if depths[-1] >= 8 * depths[0]:
-            right.set_xscale("log")
-        if len(depths) <= 8:
-            right.set_xticks(depths, [f"{d:g}" for d in depths])
-        right.xaxis.set_minor_locator(NullLocator())
-        right.axhline(1.0, color="0.5", linestyle=":", lw=1)
-        right.set(ylabel="measured / predicted", title="ratio vs depth")
-        low, high = jac["ratio"].min(), jac["ratio"].max()
-        if 0.5 < low and high < 2:  # within a factor 2: a linear axis reads better
-            pad = 0.08 * (max(high, 1) - min(low, 1)) + 0.02
-            right.set_ylim(min(low, 1) - pad, max(high, 1) + pad)
-        else:
-            right.set_yscale("log")
-            self._plain_log_ticks(right.yaxis)
-        handles, names = right.get_legend_handles_labels()
-        right.get_legend().remove()
-        if shared:  # seaborn's hue title "init" becomes the shared init name
-            names = [shared if n == "init" else n for n in names]
-        title = (shared or "init") if len(acts) == 1 else None  # with one activation, seaborn gives no header
-        fig.legend(handles, names, title=title, loc="outside right center", frameon=False)
-        return [self._save(fig, "jacobian_mean_sq_sv", (
-            "Mean squared singular value of the hidden Jacobian at init: measured against the mean-field "
-            "product of backward gains (left, dotted: equal) and their ratio vs depth (right, geometric "
-            "mean over seeds); colour: init" + (", marker: activation." if len(acts) > 1 else ".")), THEORY)]
-
-    # --- the phase diagram --------------------------------------------------------------------
-    def phase_diagram(self) -> list[Figure]:
-        """Theory d: accuracy over (sigma_w^2, depth) with the 6 xi_c trainability curve, for every
-        activation, init and sigma_b^2 whose runs vary both sigma_w^2 and depth."""
-        if "sigma_w2" not in self.runs:
-            return []
-        runs = self.runs[self.runs["sigma_w2"].notna() & self.runs["sigma_b2"].notna()]
-        runs = runs.assign(sigma_w2=runs["sigma_w2"].round(9), sigma_b2=runs["sigma_b2"].round(12))
-        fixed = ("depth", "seed", "init", "activation", "model.bias_std", "model.bias_init")
-        others = [k for k in self.keys if k not in fixed and not k.startswith(("init.", "activation."))]
-        figures = []
-        for values, part in runs.groupby(["activation", "init_name", "sigma_b2", *others], sort=False):
-            if part["sigma_w2"].nunique() > 1 and part["depth"].nunique() > 1:
-                figures.append(self._phase_panel(part, dict(zip(others, values[3:]))))
-        return figures
-
-    @staticmethod
-    def _edges(centres: np.ndarray, log: bool) -> np.ndarray:
-        """Cell edges halfway between centres (geometrically on a log axis), the ends mirrored."""
-        x = np.log(centres) if log else centres.astype(float)
-        if len(x) == 1:
-            x = np.array([x[0] - 0.5, x[0] + 0.5]) if not log else np.array([x[0] - 0.3, x[0] + 0.3])
-            return np.exp(x) if log else x
-        mid = (x[1:] + x[:-1]) / 2
-        edges = np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
-        return np.exp(edges) if log else edges
-
-    @staticmethod
-    def _activation_spec(part: pd.DataFrame) -> dict:
-        row = part.iloc[0]
-        params = {k.split(".", 1)[1]: row[k] for k in part.columns
-                  if k.startswith("activation.") and k != "activation.name" and pd.notna(row[k])}
-        return {"name": row["activation_name"], **params}
-
-    def _phase_panel(self, part: pd.DataFrame, others: dict) -> Figure:
-        act, init, sigma_b2 = part["activation"].iloc[0], part["init_name"].iloc[0], part["sigma_b2"].iloc[0]
-        cells = part.groupby(["depth", "sigma_w2"]).agg(
-            train=("final_train_acc", "mean"), test=("final_test_acc", "mean"),
-            diverged=("status", lambda s: (s == "diverged").any())).reset_index()
-        sw2, depths = np.sort(cells["sigma_w2"].unique()), np.sort(cells["depth"].unique())
-        x_edges, y_edges = self._edges(sw2, log=False), self._edges(depths, log=True)
-        grid = np.linspace(max(x_edges[0], 1e-3), x_edges[-1], 201)  # sigma_w^2 > 0
-        spec = self._activation_spec(part)
-        try:
-            xi_c = np.array([theory.depth_scales(spec, float(x), float(sigma_b2))[1] for x in grid])
-            critical = theory.critical_sigma_w2(spec, float(sigma_b2))
-        except Exception as err:  # noqa: BLE001 - an activation theory cannot handle: no curves
-            log.warning("phase diagram of %s: no theory curves (%s)", act, err)
-            xi_c, critical = np.full_like(grid, np.nan), np.nan
-        fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.7), sharey=True, layout="constrained")
-        for ax, metric in zip(axes, ("train", "test")):
-            acc = cells.pivot(index="depth", columns="sigma_w2", values=metric).reindex(index=depths, columns=sw2)
-            mesh = ax.pcolormesh(x_edges, y_edges, acc.to_numpy(), cmap="mako", vmin=0, vmax=1,
-                                 edgecolors="white", linewidth=0.5)
-            diverged = cells.pivot(index="depth", columns="sigma_w2", values="diverged").reindex_like(acc)
-            if len(sw2) * len(depths) <= 60:  # numbers only where they fit
-                for (i, d), (j, x) in ((a, b) for a in enumerate(depths) for b in enumerate(sw2)):
-                    value = acc.iat[i, j]
-                    if pd.notna(value):
-                        text = f"{value:.2f}".lstrip("0") + ("†" if diverged.iat[i, j] == True else "")  # noqa: E712
-                        ax.text(x, d, text, ha="center", va="center", fontsize=6.5,
-                                color="white" if value < 0.6 else "black")
-            finite = np.isfinite(xi_c)
-            if finite.any():
-                ax.plot(grid, np.where(finite, 6 * xi_c, np.nan), color="#e8512a", lw=2, label=r"$6\,\xi_c$")
-                ax.plot(grid, np.where(finite, xi_c, np.nan), color="#e8512a", lw=1.3, linestyle=(0, (4, 2)),
-                        label=r"$\xi_c$")
-            if np.isfinite(critical) and x_edges[0] <= critical <= x_edges[-1]:
-                ax.axvline(critical, color="#f5c242", lw=1.3, linestyle=":", label=r"critical $\sigma_w^2$")
-            ax.set(yscale="log", xlim=(x_edges[0], x_edges[-1]), ylim=(y_edges[0], y_edges[-1]),
-                   xlabel=r"$\sigma_w^2$", title=f"final {metric} accuracy")
-            ax.set_yticks(depths, [f"{d:g}" for d in depths])
-            ax.yaxis.set_minor_formatter(NullFormatter())
-            ax.yaxis.set_minor_locator(NullLocator())
-            ax.grid(False)
-        axes[0].set_ylabel("depth")
-        fig.colorbar(mesh, ax=axes, label="accuracy", shrink=0.85, pad=0.02)
-        handles, labels = axes[0].get_legend_handles_labels()
-        if handles:
-            fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), frameon=False)
-        extra = "".join(f", {k}={v}" for k, v in others.items())
-        budgets = sorted(part["epochs"].unique()) if "epochs" in part else []
-        epochs = ", ".join(f"{e:g}" for e in budgets) + (" epoch" if budgets == [1] else " epochs") if budgets else ""
-        dataset = f", {part['dataset'].iloc[0]}" if "dataset" in part and part["dataset"].nunique() == 1 else ""
-        fig.suptitle(f"{act}, {init}, $\\sigma_b^2$={sigma_b2:g}{extra}{dataset}" + (f", {epochs}" if epochs else ""))
-        curves = ("; orange: 6ξ_c (solid, the trainable-depth rule of Schoenholz et al.) and ξ_c (dashed) from "
-                  "mean-field theory; yellow dotted: the critical σ_w² (order left, chaos right)"
-                  if finite.any() else "; ξ_c is infinite for every σ_w² here, so there is no trainability curve")
-        name = f"phase_diagram_{act}_{init}_sb2_{sigma_b2:g}" + "".join(f"_{v}" for v in others.values())
-        return self._save(fig, name, (
-            f"{act}, {init}, σ_b²={sigma_b2:g}{extra}: final train (left; mean over the last epoch's steps) and "
-            f"test (right) accuracy over σ_w² = fan_in·Var(W) and depth, mean over seeds{curves}."), THEORY)

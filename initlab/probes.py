@@ -12,11 +12,10 @@ import torch.nn.functional as F
 
 from initlab.activations import saturation_mask
 from initlab.models import MLP
-from initlab.records import PROBE_COLUMNS
 
 
 def layer_statistics(model: MLP, activation: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """A (depth+1, len(PROBE_COLUMNS)) float64 CPU tensor; row l-1 is layer l, the last row the output.
+    """A (depth+1, len(records.PROBE_COLUMNS)) float64 CPU tensor, columns in that order; row l-1 is layer l, the last row the output.
 
     Means and standard deviations pool over probe samples and units (population std); gradients
     are those of the mean cross-entropy over the probe batch.

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from initlab.analysis import Tables
-from initlab.plots import THEORY, Figure
+from initlab.plots import Figure
+from initlab.theory_plots import THEORY
 
 METRICS = {"final_train_acc": "final train acc", "final_test_acc": "final test acc",
            "best_test_acc": "best test acc", "final_test_loss": "final test loss",

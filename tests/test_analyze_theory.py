@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT
 
 from initlab import analysis, report, theory
-from initlab.plots import THEORY, Plotter
+from initlab.theory_plots import THEORY, TheoryPlotter as Plotter
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

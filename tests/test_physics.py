@@ -18,7 +18,8 @@ from initlab.activations import build_activation
 from initlab.config import to_experiment
 from initlab.inits import initialize
 from initlab.models import MLP
-from initlab.probes import PROBE_COLUMNS, layer_statistics
+from initlab.probes import layer_statistics
+from initlab.records import PROBE_COLUMNS
 
 WIDTH, DEPTH, IN, CLASSES, N = 512, 30, 100, 10, 256
 COL = {c: i for i, c in enumerate(PROBE_COLUMNS)}

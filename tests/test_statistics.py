@@ -21,7 +21,8 @@ from initlab.data import load_data
 from initlab.experiment import _probe_batch
 from initlab.inits import initialize
 from initlab.models import MLP
-from initlab.probes import PROBE_COLUMNS, layer_statistics
+from initlab.probes import layer_statistics
+from initlab.records import PROBE_COLUMNS
 from initlab.records import EPOCH_COLUMNS, LAYER_COLUMNS, VAL_COLUMNS
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import Completed, group_choices, read_csv, read_csv_header, read_json
-from initlab.probes import PROBE_COLUMNS
+from initlab.records import PROBE_COLUMNS
 from initlab.records import EPOCH_COLUMNS, LAYER_COLUMNS
 
 DEFAULT_DEPTH = 5  # conf/config.yaml
