@@ -166,5 +166,6 @@ def load_data(cfg: DatasetConfig) -> Data:
     """Load ``cfg.name`` on the CPU, with a validation split when ``cfg.val_size`` > 0."""
     data = LOADERS[cfg.name](cfg)
     if cfg.val_size:
-        data = _split_validation(data, cfg.val_size, getattr(cfg, "split_seed", getattr(cfg, "seed", 0)))
+        split_seed = cfg.split_seed if hasattr(cfg, "split_seed") else cfg.seed  # synthetic sets: their seed
+        data = _split_validation(data, cfg.val_size, split_seed)
     return data

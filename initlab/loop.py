@@ -51,7 +51,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     grad_norms = torch.zeros(len(weights), device=device)
-    order = torch.randperm(len(y), generator=generator, device=generator.device).to(device)
+    order = torch.randperm(len(y), generator=generator, device=device)  # the generator lives on the device
     batches = order.split(batch_size)
     for idx in batches:
         xb, yb = x[idx], y[idx]

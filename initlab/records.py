@@ -87,10 +87,6 @@ def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
     write_bytes_atomic(path, (json.dumps(_strict(obj), indent=2, allow_nan=False) + "\n").encode())
 
 
-def is_finished(job_dir: Path) -> bool:
-    return (Path(job_dir) / RESULT_JSON).is_file()
-
-
 @dataclass
 class JobRecords:
     """The rows of one job so far, rewritten whole and atomically after every epoch.
