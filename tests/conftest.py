@@ -124,3 +124,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slurm: needs a running SLURM cluster with accounting (SLURM_CONF; see "
         "scripts/slurm-local.sh); skipped with a reason otherwise")
+    config.addinivalue_line(
+        "markers", "slow: takes more than a few seconds; `make test` (and CI) run them, "
+        "`make test-fast` skips them")
