@@ -1,6 +1,6 @@
 """Mean-field predictions for signal propagation in randomly initialised MLPs.
 
-Conventions (Poole et al. 2016, Schoenholz et al. 2017; the project's shared THEORY.md):
+Conventions (Poole et al. 2016, Schoenholz et al. 2017; derived in docs/theory.md §1-§5):
 
 * layer l computes h^l = W^l x^{l-1} + b^l with Var(W_ij) = sigma_w2 / fan_in, Var(b_i) = sigma_b2;
   x^l = phi(h^l) for hidden layers, the last layer's h are the logits;

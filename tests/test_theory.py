@@ -1,7 +1,7 @@
 """Mean-field theory module: closed forms, quadrature, solvers, Monte-Carlo and reference numbers.
 
-Reference values marked [V] in the shared THEORY.md (verified there by Monte Carlo and adaptive
-quadrature) are quoted with the digits the spec gives.
+Reference values are those of docs/theory.md §9 (with their Monte-Carlo checks) and are quoted
+with the digits given there; §8.5 lists the tolerances and why.
 """
 
 from __future__ import annotations
@@ -454,7 +454,7 @@ def _mlp_dims(n_linear):
 @pytest.mark.parametrize("n_linear, q_last_hidden, q_logits, grad_ratio", [
     (22, 1.64e-6, 1.52e-6, 8.85e-7), (30, 6.41e-9, 5.94e-9, 3.46e-9)])
 def test_predict_mlp_he_vs_xavier_relu(n_linear, q_last_hidden, q_logits, grad_ratio):
-    """THEORY.md 9.2: per-example error norms ||delta^1||^2/||delta^L||^2 for 784-128x(L-1)-10."""
+    """docs/theory.md §9.5: per-example error norms ||delta^1||^2/||delta^L||^2 for 784-128x(L-1)-10."""
     he = T.predict_mlp(_mlp_dims(n_linear), HeCfg("he_normal"), "relu", 1.0)
     np.testing.assert_allclose(he["q_pred"], 2.0)
     xavier = T.predict_mlp(_mlp_dims(n_linear), {"name": "xavier_normal"}, "relu", 1.0,
@@ -483,7 +483,7 @@ def test_predict_mlp_averages_per_example_predictions():
 
 
 def test_predict_mlp_post_activation_moments():
-    """THEORY.md 1.3: pooled post-activation means at layer 5 (relu He 0.5642, gelu 0.3559)."""
+    """docs/theory.md §2.4: pooled post-activation means at layer 5 (relu He 0.5642, gelu 0.3559)."""
     relu = T.predict_mlp(_mlp_dims(8), HeCfg("he_normal"), "relu", 1.0)
     gelu = T.predict_mlp(_mlp_dims(8), HeCfg("he_normal"), "gelu", 1.0)
     assert relu["post_mean_pred"][4] == pytest.approx(0.5642, abs=1e-4)

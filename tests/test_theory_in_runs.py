@@ -52,7 +52,7 @@ def test_tanh_length_at_init_follows_the_length_map_in_every_layer(run_job, init
 
 
 def test_relu_he_length_at_init_follows_the_length_map_over_seeds(run_job):
-    """relu-He is marginal: ln q random-walks with depth (THEORY.md 7.6: ~28% per network at
+    """relu-He is marginal: ln q random-walks with depth (docs/theory.md §8.1: ~28% per network at
     l = 20, width 1024), so one network cannot sit within 10% of the prediction in every layer.
     For relu the map is linear, so the prediction is exactly E[q] over networks: the mean over
     seeds must agree within three standard errors, and the per-network spread stay in its band."""
