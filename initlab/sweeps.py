@@ -1,0 +1,97 @@
+"""A multirun as a list of jobs: expansion, validation before any job runs, and job folder names.
+
+``sweep_jobs`` expands the sweep exactly as Hydra's basic sweeper does (same parser, with the
+config loader so ``glob(...)`` sees the config groups; same ``split_arguments``), so the list is
+what the sweeper launches, whatever the syntax (``a,b``, ``range``, ``choice``, ``glob``, or
+``hydra.sweeper.params`` from an experiment file). Other sweepers (Optuna, Nevergrad, ...) decide
+their jobs while running: for them the list is unknown (``None``).
+
+Importing this module registers the ``initlab_subdir`` resolver used by ``hydra.sweep.subdir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Optional
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from initlab.config import ConfigError, to_experiment
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+NAME_MAX = 255  # bytes in one path component on Linux/macOS file systems (ext4, xfs, btrfs, APFS)
+HASH_CHARS = 12
+
+
+def job_subdir(override_dirname: str, limit: int = NAME_MAX) -> str:
+    """The job folder name for ``hydra.job.override_dirname``: unchanged when it fits in ``limit``
+    bytes, else the leading overrides that fit plus ``_`` and a hash of the full string.
+
+    Deterministic (a rerun finds the same folder) and distinct for distinct override strings up to
+    the 48-bit hash. The full overrides stay in the job's ``.hydra/overrides.yaml``.
+    """
+    if len(override_dirname.encode()) <= limit:
+        return override_dirname
+    digest = hashlib.sha256(override_dirname.encode()).hexdigest()[:HASH_CHARS]
+    room = limit - len(digest) - 1
+    prefix = ""
+    for item in override_dirname.split(","):
+        longer = f"{prefix},{item}" if prefix else item
+        if len(longer.encode()) > room:
+            break
+        prefix = longer
+    if not prefix:  # the first override alone is too long: cut it on a character boundary
+        prefix = override_dirname.encode()[:room].decode(errors="ignore")
+    return f"{prefix}_{digest}"
+
+
+if not OmegaConf.has_resolver("initlab_subdir"):
+    OmegaConf.register_new_resolver("initlab_subdir", job_subdir)
+
+
+def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
+    """Every job's overrides, in launch order, or None when the sweeper is not the basic one.
+
+    ``config`` is the multirun's composed config (as given to ``on_multirun_start``).
+    Raises Hydra's ``OverrideParseException`` for a sweep the basic sweeper could not parse either.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    sweeper = config.hydra.sweeper
+    if sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    arguments = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    arguments += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+    return [job for batch in batches for job in batch]
+
+
+def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
+    """Compose every job's config as the launcher will and validate it with ``to_experiment``.
+
+    Raises ``ConfigError`` with one line naming the first bad job (its overrides) and the reason.
+    """
+    loader = GlobalHydra.instance().config_loader()
+    hydra_config = HydraConfig.instance().cfg
+    try:
+        for num, overrides in enumerate(jobs):
+            try:
+                job_cfg = loader.load_sweep_config(config, list(overrides))
+                with open_dict(job_cfg):
+                    job_cfg.hydra.job.num = num
+                HydraConfig.instance().set_config(job_cfg)  # for ${hydra:...} in the job's config
+                with open_dict(job_cfg):
+                    del job_cfg["hydra"]
+                to_experiment(job_cfg)
+            except (ConfigError, HydraException, OmegaConfBaseException) as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ConfigError(f"job {' '.join(overrides)}: {reason}") from err
+    finally:
+        if hydra_config is not None:
+            HydraConfig.instance().cfg = hydra_config
