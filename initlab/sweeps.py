@@ -11,12 +11,14 @@ Importing this module registers the ``initlab_subdir`` resolver used by ``hydra.
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from typing import Optional
+from typing import Any, Optional
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -75,23 +77,51 @@ def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
 def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
     """Compose every job's config as the launcher will and validate it with ``to_experiment``.
 
+    Composing is Hydra's slow part (0.1-0.2 s a job), and in a grid most jobs share their config
+    group choices: the groups are composed once per distinct choice (``load_sweep_config``), then
+    each job's value overrides are applied to a copy, as Hydra applies them after composition
+    (for ``+experiment=grid_quick``: 32 compositions for 96 jobs).
     Raises ``ConfigError`` with one line naming the first bad job (its overrides) and the reason.
     """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
     loader = GlobalHydra.instance().config_loader()
-    hydra_config = HydraConfig.instance().cfg
+    parser = OverridesParser.create(config_loader=loader)
+    composed: dict[tuple[str, ...], DictConfig] = {}
+    for overrides in jobs:
+        try:
+            parsed = parser.parse_overrides(list(overrides))
+            values = [o for o in parsed if not _selects_configs(loader, o)]
+            groups = tuple(o.input_line for o in parsed if _selects_configs(loader, o))
+            if groups not in composed:
+                composed[groups] = _compose(loader, config, list(groups))
+            job_cfg = copy.deepcopy(composed[groups])
+            ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
+            to_experiment(job_cfg)
+        except (ConfigError, HydraException, OmegaConfBaseException) as err:
+            raise ConfigError(f"job {' '.join(overrides)}: {_one_line(err)}") from err
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra's and OmegaConf's messages span lines (key, type, hints): the first of each, joined."""
+    lines = [str(e).strip().splitlines()[0].rstrip('.') for e in (err, err.__cause__) if e is not None and str(e).strip()]
+    return ": ".join(lines) or type(err).__name__
+
+
+def _selects_configs(loader: Any, override: Override) -> bool:
+    """Whether Hydra composes this override into the defaults list (a config group, or hydra's)."""
+    return override.is_hydra_override() or (
+        not isinstance(override.value(), dict) and loader.repository.group_exists(override.key_or_group))
+
+
+def _compose(loader: Any, config: DictConfig, groups: list[str]) -> DictConfig:
+    """The job config (without ``hydra``) for these group choices, as the launcher composes it."""
+    cfg = loader.load_sweep_config(config, groups)
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} interpolations in the job's config
     try:
-        for num, overrides in enumerate(jobs):
-            try:
-                job_cfg = loader.load_sweep_config(config, list(overrides))
-                with open_dict(job_cfg):
-                    job_cfg.hydra.job.num = num
-                HydraConfig.instance().set_config(job_cfg)  # for ${hydra:...} in the job's config
-                with open_dict(job_cfg):
-                    del job_cfg["hydra"]
-                to_experiment(job_cfg)
-            except (ConfigError, HydraException, OmegaConfBaseException) as err:
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise ConfigError(f"job {' '.join(overrides)}: {reason}") from err
+        with open_dict(cfg):
+            del cfg["hydra"]
     finally:
-        if hydra_config is not None:
-            HydraConfig.instance().cfg = hydra_config
+        HydraConfig.instance().cfg = saved
+    return cfg
