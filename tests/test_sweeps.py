@@ -173,3 +173,30 @@ def test_two_sweeps_into_one_folder_count_their_own_jobs(tmp_path):
         assert "3 completed, 0 diverged, 0 failed" in output
     assert "(3 already finished, skipped)" in again.stdout + again.stderr
     assert len(list(tmp_path.glob("*/result.json"))) == 5
+
+
+# A stand-in for sweepers that choose their jobs while running (Optuna, Nevergrad): any sweeper
+# other than Hydra's basic one, whose job list the callback therefore cannot know upfront.
+OTHER_SWEEPER = '''
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+
+class AdaptiveSweeper(BasicSweeper):
+    """Runs like the basic sweeper, but is not it."""
+'''
+
+
+def test_a_sweeper_with_no_upfront_total_gets_counts_without_one(tmp_path):
+    plugin = tmp_path / "hydra_plugins" / "adaptive_sweeper"  # Hydra takes sweepers from hydra_plugins
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text(OTHER_SWEEPER)
+    env = train_env(PYTHONPATH=str(tmp_path))
+    sweep = tmp_path / "sweep"
+    done = run_train("-m", "seed=0,1", *TINY, "hydra.sweeper._target_=hydra_plugins.adaptive_sweeper.AdaptiveSweeper",
+                     f"hydra.sweep.dir={sweep}", env=env)
+    assert done.returncode == 0, done.describe()
+    output = done.stdout + done.stderr
+    assert re.findall(r"\[sweep\] (\d+) jobs done", output) == ["1", "2"], output[-3000:]
+    assert progress(output) == []
+    assert read_json(sweep / "sweep.json")["total"] is None
+    assert output.count("[sweep] finished in") == 1 and "2 completed, 0 diverged, 0 failed" in output
