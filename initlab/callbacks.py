@@ -52,15 +52,19 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def read_ledger(ledger: Path) -> list[dict]:
-    """The entries of one sweep's ledger: one dict per ended job (job, status, skipped, error)."""
-    entries = []
+def read_ledger(ledger: Path, known: Optional[dict[str, dict]] = None) -> list[dict]:
+    """The entries of one sweep's ledger: one dict per ended job (job, status, skipped, error).
+
+    ``known`` caches entries by file name, so a poll reads only the entries new since the last.
+    """
+    known = {} if known is None else known
     for path in ledger.glob("*.json"):
-        try:
-            entries.append(json.loads(path.read_text()))
-        except (OSError, ValueError):  # written atomically; absent only if the ledger was removed
-            continue
-    return entries
+        if path.name not in known:
+            try:
+                known[path.name] = json.loads(path.read_text())
+            except (OSError, ValueError):  # written atomically; absent only if the ledger was removed
+                continue
+    return list(known.values())
 
 
 def _claim(path: Path) -> bool:
@@ -80,6 +84,7 @@ class Monitor:
         self.ledger = sweep_dir / LEDGER / meta["id"]
         self.done = 0
         self.finished = False
+        self._entries: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="initlab-sweep-progress", daemon=True)
@@ -94,7 +99,7 @@ class Monitor:
         with self._lock:
             if self.finished:
                 return
-            entries = read_ledger(self.ledger)
+            entries = read_ledger(self.ledger, self._entries)
             total, elapsed = self.meta["total"], time.time() - self.meta["start"]
             if len(entries) != self.done:
                 self.done = len(entries)
