@@ -16,7 +16,6 @@ import hashlib
 from typing import Any, Optional
 
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
@@ -104,7 +103,8 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
 
 def _one_line(err: BaseException) -> str:
     """Hydra's and OmegaConf's messages span lines (key, type, hints): the first of each, joined."""
-    lines = [str(e).strip().splitlines()[0].rstrip('.') for e in (err, err.__cause__) if e is not None and str(e).strip()]
+    lines = [str(e).strip().splitlines()[0].rstrip(".") for e in (err, err.__cause__)
+             if e is not None and str(e).strip()]
     return ": ".join(lines) or type(err).__name__
 
 
@@ -115,13 +115,11 @@ def _selects_configs(loader: Any, override: Override) -> bool:
 
 
 def _compose(loader: Any, config: DictConfig, groups: list[str]) -> DictConfig:
-    """The job config (without ``hydra``) for these group choices, as the launcher composes it."""
+    """The job config (without ``hydra``) for these group choices, as the launcher composes it.
+
+    ``${hydra:...}`` interpolations in it resolve against the sweep's own Hydra config.
+    """
     cfg = loader.load_sweep_config(config, groups)
-    saved = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} interpolations in the job's config
-    try:
-        with open_dict(cfg):
-            del cfg["hydra"]
-    finally:
-        HydraConfig.instance().cfg = saved
+    with open_dict(cfg):
+        del cfg["hydra"]
     return cfg
