@@ -199,8 +199,9 @@ class SweepProgress(Callback):
         entry: dict[str, Any] = {"job": os.path.relpath(job_dir, sweep_dir)}
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value
-            entry.update(status="failed", error=f"{type(error).__name__}: {error}")
-            write_bytes_atomic(job_dir / FAILED, f"{entry['error']}\n".encode())
+            write_bytes_atomic(job_dir / FAILED, f"{type(error).__name__}: {error}\n".encode())
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            entry.update(status="failed", error=f"{type(error).__name__}: {first_line}")  # the summary is one line
         else:
             result = job_return._return_value
             entry["status"] = result.get("status", "completed") if isinstance(result, dict) else "completed"
