@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from initlab.config import ConfigError, register_configs
 from initlab.experiment import run
+from initlab.sweeps import job_subdir  # noqa: F401  (registers the ${initlab_subdir:...} resolver)
 
 log = logging.getLogger("train")
 register_configs()

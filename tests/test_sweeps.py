@@ -1,0 +1,202 @@
+"""A sweep as a whole: checked before any job runs, folder names that fit the file system, and
+progress counts of the sweep's own jobs (initlab/sweeps.py, initlab/callbacks.py).
+
+The CLI tests are real ``python train.py -m`` runs of tiny jobs, submitted up front to the
+two-process pool (``train_pool``); the rest compose conf/ in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import CONF, Completed, group_choices, read_json, run_train, train_env
+from initlab.analysis import read_job
+from initlab.config import ConfigError, register_configs
+from initlab.sweeps import NAME_MAX, job_subdir, sweep_jobs, validate_jobs
+
+TINY = ["dataset=moons", "depth=1", "epochs=0", "threads=1"]
+# The issue's example: about twenty overrides (an activation slope, four trunc_normal fields, four
+# optimizer fields, bias init, six dataset fields); Hydra's folder name for it is ~330 bytes.
+LONG = ["activation=leaky_relu", "activation.negative_slope=0.1,0.2", "init=trunc_normal", "init.mean=0.0",
+        "init.std=0.05", "init.a=-0.1", "init.b=0.1", "optimizer=adam", "optimizer.lr=0.001",
+        "optimizer.betas=[0.9,0.99]", "optimizer.eps=1e-07", "optimizer.weight_decay=0.0001",
+        "model.bias_init=normal", "model.bias_std=0.01", "dataset=blobs", "dataset.n_train=300",
+        "dataset.n_test=100", "dataset.n_features=16", "dataset.n_classes=3", "dataset.cluster_std=1.5",
+        "dataset.seed=3", "depth=2", "epochs=1", "threads=1"]
+SWEEPS = {
+    "bad_basic": ["depth=2,0", "epochs=0"],
+    "bad_parallel": ["hydra/launcher=parallel", "depth=2,0", "epochs=0"],
+    "bad_local": ["hydra/launcher=local", "depth=2,0", "epochs=0"],
+    "bad_group": ["activation=relu,nonesuch", "epochs=0"],
+    "glob": ["init=glob(he_*)", *TINY],
+    "range_parallel": ["hydra/launcher=parallel", "seed=range(0,3)", *TINY],
+    "long": LONG,
+}
+BAD = {
+    "bad_basic": "error: job depth=0 epochs=0: depth must be > 0, got 0",
+    "bad_parallel": "error: job depth=0 epochs=0: depth must be > 0, got 0",
+    "bad_local": "error: job depth=0 epochs=0: depth must be > 0, got 0",
+    "bad_group": "error: job activation=nonesuch epochs=0: In 'config': Could not find 'activation/nonesuch'",
+}
+
+
+@pytest.fixture(scope="module")
+def sweeps(request, tmp_path_factory, train_pool) -> dict[str, tuple[Path, Future]]:
+    """Submits the sweeps that the selected tests of this module use (their ``name`` parameter)."""
+    wanted = {item.callspec.params.get("name") for item in request.session.items
+              if item.module is request.module and hasattr(item, "callspec")}
+    root = tmp_path_factory.mktemp("sweeps")
+    env = train_env()
+    env.pop("INITLAB_N_JOBS", None)
+    return {name: (root / name, train_pool("-m", *args, f"hydra.sweep.dir={root / name}", env=env, timeout=240))
+            for name, args in SWEEPS.items() if name in wanted}
+
+
+def finished(sweeps, name: str, returncode: int = 0) -> tuple[Path, Completed]:
+    sweep, future = sweeps[name]
+    done = future.result()
+    assert done.returncode == returncode, done.describe()
+    return sweep, done
+
+
+def progress(output: str) -> list[tuple[int, int]]:
+    return [(int(d), int(t)) for d, t in re.findall(r"\[sweep\] (\d+)/(\d+) jobs done", output)]
+
+
+# --- the whole sweep is validated before any job runs -----------------------------------------
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_bad_job_stops_the_sweep_before_any_job_runs(sweeps, name):
+    sweep, done = finished(sweeps, name, returncode=2)
+    assert done.stderr.strip().splitlines() == [BAD[name]], done.describe()
+    assert not sweep.exists() or not list(sweep.glob("*/.hydra")), "a job ran"
+
+
+def _compose_multirun(*overrides: str):
+    register_configs()
+    return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_expansion_and_validation_match_the_experiment_file():
+    grid = yaml.safe_load((CONF / "experiment" / "grid_quick.yaml").read_text())["hydra"]["sweeper"]["params"]
+    values = {key: str(v).split(",") for key, v in grid.items()}
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("+experiment=grid_quick")
+        jobs = sweep_jobs(cfg)
+        expected = len(values["activation"]) * len(values["init"]) * len(values["depth"])
+        assert len(jobs) == expected == 96
+        assert {tuple(sorted(j)) for j in jobs} == {
+            tuple(sorted([f"activation={a}", f"init={i}", f"depth={d}", "+experiment=grid_quick"]))
+            for a in values["activation"] for i in values["init"] for d in values["depth"]}
+        validate_jobs(cfg, jobs)  # every job of the shipped grid is valid
+        with pytest.raises(ConfigError, match=r"^job activation=tanh init=normal depth=0 "
+                                              r"\+experiment=grid_quick: depth must be > 0, got 0$"):
+            validate_jobs(cfg, [*jobs[:3], ["activation=tanh", "init=normal", "depth=0", "+experiment=grid_quick"]])
+        with pytest.raises(ConfigError, match=r"^job init=he_normal init.std=0.1: Could not override 'init.std'"):
+            validate_jobs(cfg, [["init=normal", "init.std=0.1"], ["init=he_normal", "init.std=0.1"]])
+
+
+# --- job folder names ---------------------------------------------------------------------------
+def test_short_folder_names_are_unchanged():
+    for name in ["depth=3", "activation=relu,depth=5,init=he_normal", "x" * NAME_MAX]:
+        assert job_subdir(name) == name
+
+
+@pytest.mark.parametrize("name", [
+    ",".join(f"key{i}=value{i}" for i in range(40)),   # many overrides
+    "dataset.root=" + "d" * 400,                          # one override alone too long
+    "activation=" + "σ²" * 200,                           # multi-byte characters
+])
+def test_long_folder_names_are_shortened_to_a_prefix_and_a_hash(name):
+    short = job_subdir(name)
+    assert len(short.encode()) <= NAME_MAX
+    assert short.endswith("_" + hashlib.sha256(name.encode()).hexdigest()[:12])
+    prefix = short.rsplit("_", 1)[0]
+    assert prefix and name.startswith(prefix)
+    assert job_subdir(name) == short, "deterministic"
+    assert job_subdir(name + "0") != short
+
+
+@pytest.mark.parametrize("name", ["long"])
+def test_a_sweep_with_twenty_overrides_runs_every_job(sweeps, name):
+    sweep, done = finished(sweeps, name)
+    jobs = sorted(p.parent for p in sweep.glob("*/.hydra"))
+    assert len(jobs) == 2
+    for job in jobs:
+        assert len(job.name.encode()) <= NAME_MAX
+        assert read_json(job / "result.json")["status"] == "completed"
+        overrides = OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml"))
+        slope = [o for o in overrides if o.startswith("activation.negative_slope=")]
+        assert overrides == [o if not o.startswith("activation.negative_slope=") else slope[0] for o in LONG]
+    # The analysis reads each job's choices from its .hydra files, not from the shortened name.
+    choices = [read_job(job).choices for job in jobs]
+    assert sorted(c["activation.negative_slope"] for c in choices) == [0.1, 0.2]
+    assert all(c["init"] == "trunc_normal" and c["dataset.n_features"] == 16 and c["optimizer.eps"] == 1e-07
+               for c in choices)
+
+
+# --- progress counts ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["glob", "range_parallel"])
+def test_progress_counts_what_the_sweeper_launches(sweeps, name):
+    sweep, done = finished(sweeps, name)
+    output = done.stdout + done.stderr
+    total = len([c for c in group_choices("init") if c.startswith("he_")]) if name == "glob" else 3
+    assert len(list(sweep.glob("*/result.json"))) == total
+    assert read_json(sweep / "sweep.json")["total"] == total
+    counts = progress(output)
+    assert counts and counts[-1] == (total, total) and all(t == total for _, t in counts), output[-3000:]
+    assert [d for d, _ in counts] == sorted(set(d for d, _ in counts)), "counts only go up, once each"
+    assert output.count("[sweep] finished in") == 1
+    assert f"{total} completed, 0 diverged, 0 failed" in output
+
+
+@pytest.mark.slow
+def test_two_sweeps_into_one_folder_count_their_own_jobs(tmp_path):
+    folder = f"hydra.sweep.dir={tmp_path}"
+    first = run_train("-m", "seed=0,1", *TINY, folder)
+    second = run_train("-m", "seed=5,6,7", *TINY, folder)
+    again = run_train("-m", "seed=5,6,7", *TINY, folder)
+    for done in (first, second, again):
+        assert done.returncode == 0, done.describe()
+    assert progress(first.stdout + first.stderr) == [(1, 2), (2, 2)]
+    for done in (second, again):
+        output = done.stdout + done.stderr
+        assert progress(output) == [(1, 3), (2, 3), (3, 3)], output[-3000:]
+        assert output.count("[sweep] finished in") == 1
+        assert "3 completed, 0 diverged, 0 failed" in output
+    assert "(3 already finished, skipped)" in again.stdout + again.stderr
+    assert len(list(tmp_path.glob("*/result.json"))) == 5
+
+
+# A stand-in for sweepers that choose their jobs while running (Optuna, Nevergrad): any sweeper
+# other than Hydra's basic one, whose job list the callback therefore cannot know upfront.
+OTHER_SWEEPER = '''
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+
+class AdaptiveSweeper(BasicSweeper):
+    """Runs like the basic sweeper, but is not it."""
+'''
+
+
+def test_a_sweeper_with_no_upfront_total_gets_counts_without_one(tmp_path):
+    plugin = tmp_path / "hydra_plugins" / "adaptive_sweeper"  # Hydra takes sweepers from hydra_plugins
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text(OTHER_SWEEPER)
+    env = train_env(PYTHONPATH=str(tmp_path))
+    sweep = tmp_path / "sweep"
+    done = run_train("-m", "seed=0,1", *TINY, "hydra.sweeper._target_=hydra_plugins.adaptive_sweeper.AdaptiveSweeper",
+                     f"hydra.sweep.dir={sweep}", env=env)
+    assert done.returncode == 0, done.describe()
+    output = done.stdout + done.stderr
+    assert re.findall(r"\[sweep\] (\d+) jobs done", output) == ["1", "2"], output[-3000:]
+    assert progress(output) == []
+    assert read_json(sweep / "sweep.json")["total"] is None
+    assert output.count("[sweep] finished in") == 1 and "2 completed, 0 diverged, 0 failed" in output
