@@ -105,7 +105,7 @@ def check_fields(node: Any, prefix: str) -> None:
             count = f"{length} numbers" if length is not None else "numbers"
             ok = (length is None or len(values) == length) and len(values) > 0
             _require(ok and all(rng.contains(v) for v in values),
-                     f"{name} must be {count} {rng.describe()}, got {values}")
+                     f"{name} must be {count}, each {rng.describe()}, got {values}")
         elif not (value is None and f.metadata["optional"]):
             valid = rng.describe() + (" or null" if f.metadata["optional"] else "")
             _require(rng.contains(value), f"{name} must be {valid}, got {value}")
