@@ -20,7 +20,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from initlab.config import ConfigError, to_experiment
+from initlab.config import ConfigError, register_configs, to_experiment
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -32,6 +32,7 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
     """
     if any(arg.startswith("-") for arg in args):
         return None
+    register_configs()
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         try:
             cfg = compose(config_name, overrides=list(args), return_hydra_config=True)

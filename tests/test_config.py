@@ -121,7 +121,8 @@ RANGE_ERRORS = [
     (["init=normal", "init.std=inf"], r"init.std must be finite and > 0, got inf"),
     (["init=trunc_normal", "init.mean=0.5", "init.a=-0.1", "init.b=0.1"],
      r"init.mean must be within 2 init.std of \[init.a, init.b\], i.e. in \[-0.3, 0.3\], got 0.5"),
-    (["init=trunc_normal", "init.a=0.2", "init.b=100"], r"init.a, init.b = 0.2, 100.0 hold too little of N\(0.0, 0.1\^2\)"),
+    (["init=trunc_normal", "init.a=0.2", "init.b=100"], r"init.mean, init.std, init.a, init.b = 0.0, 0.1, 0.2, 100.0: \[a, b\] holds too little of N\(mean, "
+                                                            r"std\^2\) .* \(acceptance 4.\de-04 < 0.1\)"),
     (["init=trunc_normal", "init.b=-inf"], r"init.b must be finite, got -inf"),
     (["init=trunc_normal", "init.a=1", "init.b=1"], r"init.a must be < init.b, got a=1.0, b=1.0"),
     (["activation=leaky_relu", "activation.negative_slope=-0.1"], r"negative_slope must be finite and >= 0, got -0.1"),
