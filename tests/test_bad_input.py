@@ -201,3 +201,19 @@ def test_data_limits_are_checked_before_any_model_is_built(tmp_path):
     exp = to_experiment(cfg)
     with pytest.raises(ConfigError):
         load_data(exp.dataset)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["seed=4294967295", "dataset=moons", "dataset.seed=4294967295", "dataset.n_train=60", "dataset.n_test=30"],
+    ["optimizer=rmsprop", "optimizer.alpha=0", "optimizer.momentum=0.999999"],
+    ["dataset=circles", "dataset.factor=0", "dataset.noise=0", "dataset.n_train=60", "dataset.n_test=30"],
+    ["init=trunc_normal", "init.mean=-0.2", "init.std=0.1", "init.a=0", "init.b=0.3", "model.bias_init=normal",
+     "model.bias_std=1e-9"],
+], ids=["largest seeds", "rmsprop alpha 0", "circles factor 0", "trunc_normal mean 2 std below a"])
+def test_values_at_the_edges_of_their_ranges_run(tmp_path, overrides):
+    """Accepted boundary values reach scikit-learn, NumPy and torch without an error."""
+    args = [*overrides, "epochs=1", "depth=1", "model.width=4", "threads=1", "probe_size=16"]
+    assert check_single_run(args, CONF) is None
+    result = run_job(compose_config(*args), tmp_path)
+    assert result["status"] == "completed"
+    assert [r["epoch"] for r in read_csv(tmp_path / "epochs.csv")] == ["0", "1"]
