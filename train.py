@@ -5,6 +5,7 @@
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    problem = check_single_run(sys.argv[1:], CONF)
+    # HYDRA_FULL_ERROR=1 asks for Hydra's own report with the stack trace: skip the one-line check
+    problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else check_single_run(sys.argv[1:], CONF)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

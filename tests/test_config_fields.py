@@ -15,7 +15,6 @@ import functools
 import math
 import urllib.request
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import torch
