@@ -86,12 +86,18 @@ def _first_line(text: str) -> str:
 def remove_stub_run_dir(output_dir: Path, log_name: str) -> bool:
     """Delete a run folder that holds nothing but Hydra's ``.hydra`` and the job's log (bad input).
 
-    Returns whether it was removed; a folder with anything else (records, a checkpoint) is kept.
+    Empty folders above it inside the working directory (``outputs/runs/``) go too. Returns whether
+    it was removed; a folder with anything else (records, a checkpoint) is kept.
     """
-    output_dir = Path(output_dir)
+    output_dir = Path(output_dir).resolve()
     if not output_dir.is_dir():
         return False
-    if {p.name for p in output_dir.iterdir()} <= HYDRA_FILES | {log_name}:
-        shutil.rmtree(output_dir)
-        return True
-    return False
+    if not {p.name for p in output_dir.iterdir()} <= HYDRA_FILES | {log_name}:
+        return False
+    shutil.rmtree(output_dir)
+    cwd = Path.cwd().resolve()
+    parent = output_dir.parent
+    while cwd in parent.parents and not any(parent.iterdir()):  # e.g. an outputs/runs/ made for this run
+        parent.rmdir()
+        parent = parent.parent
+    return True

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from conftest import CONF, GROUPS, compose_config, group_choices, read_csv, run_job
-from initlab.cli import check_single_run
+from initlab.cli import check_single_run, remove_stub_run_dir
 from initlab.config import SEED_MAX, ConfigError, ExperimentConfig, Range, to_experiment
 from initlab.data import load_data
 from test_config import schema_of
@@ -88,7 +88,7 @@ def check(base: tuple[str, ...], key: str, value) -> str | None:
     return None
 
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -217,3 +217,22 @@ def test_values_at_the_edges_of_their_ranges_run(tmp_path, overrides):
     result = run_job(compose_config(*args), tmp_path)
     assert result["status"] == "completed"
     assert [r["epoch"] for r in read_csv(tmp_path / "epochs.csv")] == ["0", "1"]
+
+
+def test_a_stub_run_folder_is_removed_and_a_real_one_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "runs" / "other").mkdir(parents=True)
+    stub = tmp_path / "outputs" / "runs" / "stub"
+    (stub / ".hydra").mkdir(parents=True)
+    (stub / ".hydra" / "config.yaml").write_text("depth: 0\n")
+    (stub / "train.log").write_text("")
+    assert remove_stub_run_dir(stub, "train.log")
+    assert sorted(p.name for p in (tmp_path / "outputs" / "runs").iterdir()) == ["other"]  # not empty: kept
+    lone = tmp_path / "outputs" / "runs" / "other" / "run"
+    (lone / ".hydra").mkdir(parents=True)
+    assert remove_stub_run_dir(lone, "train.log")
+    assert list(tmp_path.iterdir()) == [], "empty folders made for the run go too, up to the working directory"
+    real = tmp_path / "real"
+    (real / ".hydra").mkdir(parents=True)
+    (real / "checkpoint.pt").write_bytes(b"x")
+    assert not remove_stub_run_dir(real, "train.log") and (real / "checkpoint.pt").is_file()
