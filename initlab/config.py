@@ -34,6 +34,7 @@ def _require(ok: bool, message: str) -> None:
 
 SEED_MAX = 2**32 - 1  # scikit-learn's random_state and NumPy's RandomState accept [0, 2**32 - 1]
 INT_MAX = 2**31 - 1   # torch.set_num_threads and friends take a C int
+INT64_MAX = 2**63 - 1  # every integer ends up in torch as an int64 (split sizes, shapes)
 
 
 def _fmt(x: float) -> str:
@@ -45,7 +46,8 @@ class Range:
     """An interval of finite numbers; ``None`` ends are unbounded, ``*_open`` ends excluded.
 
     ``describe()`` gives the wording of every message: ``> 0``, ``>= 0``, ``in [0, 1)``; floats
-    add ``finite and`` where an end is unbounded (NaN and inf fail every range).
+    add ``finite and`` where an end is unbounded (NaN and inf fail every range). Integers beyond
+    int64 fail too: torch cannot take them.
     """
 
     lo: Optional[float] = None
@@ -57,7 +59,7 @@ class Range:
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
-        if self.integer and not isinstance(value, int):
+        if self.integer and (not isinstance(value, int) or abs(value) > INT64_MAX):
             return False
         if not math.isfinite(value):
             return False
@@ -108,6 +110,8 @@ def check_fields(node: Any, prefix: str) -> None:
                      f"{name} must be {count}, each {rng.describe()}, got {values}")
         elif not (value is None and f.metadata["optional"]):
             valid = rng.describe() + (" or null" if f.metadata["optional"] else "")
+            if rng.integer and isinstance(value, int) and value > INT64_MAX and rng.contains(INT64_MAX):
+                valid += " and <= 2**63 - 1 (torch's int64)"
             _require(rng.contains(value), f"{name} must be {valid}, got {value}")
 
 

@@ -96,6 +96,7 @@ RANGE_ERRORS = [
     (["depth=-1"], r"depth must be > 0, got -1"),
     (["epochs=-1"], r"epochs must be >= 0, got -1"),
     (["batch_size=0"], r"batch_size must be > 0, got 0"),
+    (["batch_size=9223372036854775808"], r"^batch_size must be > 0 and <= 2\*\*63 - 1 \(torch's int64\), got 9223372036854775808$"),
     (["probe_size=0"], r"probe_size must be > 0, got 0"),
     (["threads=0"], r"threads must be in \(0, 2147483647\] or null, got 0"),
     (["jacobian_every=-1"], r"jacobian_every must be >= 0, got -1"),
