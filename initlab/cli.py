@@ -72,7 +72,10 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], config_
     valid = sorted(f.name for f in fields(kind)) if is_dataclass(kind) else []
     if len(parent) == 1 and "name" in valid:  # a config group's choice: name the choice
         rest = [a for a in args if a.lstrip("+~").split("=", 1)[0] != cause.full_key]
-        choice = compose(config_name, overrides=rest)[parent[0]].name
+        try:
+            choice = compose(config_name, overrides=rest)[parent[0]].name
+        except (ConfigCompositionException, OverrideParseException):  # another override is bad too
+            choice = "?"
         valid.remove("name")
         return f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
     where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
