@@ -5,6 +5,7 @@
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from initlab.cli import check_single_run, remove_stub_run_dir
 from initlab.config import ConfigError, register_configs
 from initlab.experiment import run
 from initlab.sweeps import job_subdir  # noqa: F401  (registers the ${initlab_subdir:...} resolver)
 
+CONF = Path(__file__).resolve().parent / "conf"
 log = logging.getLogger("train")
 register_configs()
 
@@ -24,13 +27,15 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        run(cfg, Path(hydra_cfg.runtime.output_dir), hydra_cfg.launcher)
-    except ConfigError as err:
-        log.error("%s", err)
+        run(cfg, output_dir, hydra_cfg.launcher)
+    except ConfigError as err:  # found once the data or the device is known
         if hydra_cfg.mode == RunMode.RUN:
+            remove_stub_run_dir(output_dir, f"{hydra_cfg.job.name}.log")
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        log.error("%s", err)
         raise
     except Exception:
         log.exception("job failed")  # launchers drop the traceback; keep it in the job's log
@@ -38,4 +43,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    # HYDRA_FULL_ERROR=1 asks for Hydra's own report with the stack trace: skip the one-line check
+    problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else check_single_run(sys.argv[1:], CONF)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

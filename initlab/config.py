@@ -1,16 +1,23 @@
 """Typed configuration: one dataclass per config-group choice, registered in Hydra's ConfigStore.
 
-The YAML files under ``conf/`` hold the values; these dataclasses hold the types and the range
-checks. Hydra rejects unknown keys and badly typed values while composing; ``to_experiment``
-turns the composed config into dataclass instances, which run the range checks below and raise
-``ConfigError`` with one readable line.
+The YAML files under ``conf/`` hold the values; these dataclasses hold the types and the ranges.
+Hydra rejects unknown keys and badly typed values while composing; ``to_experiment`` turns the
+composed config into dataclass instances, whose ``__post_init__`` checks every field against the
+range declared next to it (``field(metadata=...)`` built with ``number``/``numbers`` below) and
+raises ``ConfigError`` with one line: the full dotted name, the value and the valid range.
+
+Ranges are the real ones, including limits that scikit-learn, NumPy or torch would otherwise
+enforce deep inside a run (seeds < 2**32 for scikit-learn's ``random_state``, Adam's betas in
+[0, 1), ...). Checks that need the data (split sizes against the sample count) live in
+``initlab.data`` and run right after loading, before any model is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -25,8 +32,100 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _positive(name: str, value: float) -> None:
-    _require(value > 0, f"{name} must be > 0, got {value}")
+SEED_MAX = 2**32 - 1  # scikit-learn's random_state and NumPy's RandomState accept [0, 2**32 - 1]
+INT_MAX = 2**31 - 1   # torch.set_num_threads and friends take a C int
+INT64_MAX = 2**63 - 1  # every integer ends up in torch as an int64 (split sizes, shapes)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of finite numbers; ``None`` ends are unbounded, ``*_open`` ends excluded.
+
+    ``describe()`` gives the wording of every message: ``> 0``, ``>= 0``, ``in [0, 1)``; floats
+    add ``finite and`` where an end is unbounded (NaN and inf fail every range). Integers beyond
+    int64 fail too: torch cannot take them.
+    """
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.integer and (not isinstance(value, int) or abs(value) > INT64_MAX):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+    def describe(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return (f"in {'(' if self.lo_open else '['}{_fmt(self.lo)}, {_fmt(self.hi)}"
+                    f"{')' if self.hi_open else ']'}")
+        finite = "" if self.integer else "finite and "
+        if self.lo is not None:
+            return f"{finite}{'>' if self.lo_open else '>='} {_fmt(self.lo)}"
+        if self.hi is not None:
+            return f"{finite}{'<' if self.hi_open else '<='} {_fmt(self.hi)}"
+        return "finite" if not self.integer else "an integer"
+
+
+def number(default: Any = MISSING, *, gt: Optional[float] = None, ge: Optional[float] = None,
+           lt: Optional[float] = None, le: Optional[float] = None, integer: bool = False,
+           optional: bool = False) -> Any:
+    """A dataclass field whose value must lie in the given range (``optional``: or be None)."""
+    rng = Range(lo=gt if gt is not None else ge, hi=lt if lt is not None else le,
+                lo_open=gt is not None, hi_open=lt is not None, integer=integer)
+    return field(default=default, metadata={"range": rng, "optional": optional})
+
+
+def numbers(default: Any = MISSING, *, length: Optional[int] = None, **bounds: Any) -> Any:
+    """A list field: ``length`` numbers (any number if None), each in the range of ``number``."""
+    spec = number(**bounds)
+    return field(default=default, metadata={**spec.metadata, "list": True, "length": length})
+
+
+def check_fields(node: Any, prefix: str) -> None:
+    """Check every declared range of ``node``; ``prefix`` makes the full name (``optimizer.``)."""
+    for f in fields(node):
+        rng: Optional[Range] = f.metadata.get("range")
+        if rng is None:
+            continue
+        name, value = prefix + f.name, getattr(node, f.name)
+        if f.metadata.get("list"):
+            values = list(value)
+            length = f.metadata["length"]
+            count = f"{length} numbers" if length is not None else "numbers"
+            ok = (length is None or len(values) == length) and len(values) > 0
+            _require(ok and all(rng.contains(v) for v in values),
+                     f"{name} must be {count}, each {rng.describe()}, got {values}")
+        elif not (value is None and f.metadata["optional"]):
+            valid = rng.describe() + (" or null" if f.metadata["optional"] else "")
+            if rng.integer and isinstance(value, int) and value > INT64_MAX and rng.contains(INT64_MAX):
+                valid += " and <= 2**63 - 1 (torch's int64)"
+            _require(rng.contains(value), f"{name} must be {valid}, got {value}")
+
+
+class Checked:
+    """Mixin: ``__post_init__`` checks the declared ranges, then ``check()``'s relations."""
+
+    PREFIX: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.PREFIX)
+        self.check()
+
+    def check(self) -> None:
+        """Relations between fields (``a < b``); override where a schema has them."""
 
 
 class FanMode(str, Enum):
@@ -47,38 +146,34 @@ class Device(str, Enum):
 
 # --- activation -------------------------------------------------------------------------------
 @dataclass
-class ActivationConfig:
+class ActivationConfig(Checked):
+    PREFIX: ClassVar[str] = "activation."
     name: str = MISSING
 
 
 @dataclass
 class LeakyReLUConfig(ActivationConfig):
-    negative_slope: float = MISSING
-
-    def __post_init__(self) -> None:
-        _require(self.negative_slope >= 0, f"activation.negative_slope must be >= 0, got {self.negative_slope}")
+    negative_slope: float = number(ge=0)
 
 
 @dataclass
 class ELUConfig(ActivationConfig):
-    alpha: float = MISSING
-
-    def __post_init__(self) -> None:
-        _positive("activation.alpha", self.alpha)
+    alpha: float = number(gt=0)
 
 
 @dataclass
 class GELUConfig(ActivationConfig):
     approximate: str = MISSING
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _require(self.approximate in ("none", "tanh"),
                  f"activation.approximate must be one of none, tanh; got {self.approximate!r}")
 
 
 # --- init -------------------------------------------------------------------------------------
 @dataclass
-class InitConfig:
+class InitConfig(Checked):
+    PREFIX: ClassVar[str] = "init."
     name: str = MISSING
 
 
@@ -86,210 +181,209 @@ class InitConfig:
 class VarianceScalingConfig(InitConfig):
     """He (Kaiming) inits: Var(W) = factor / fan, fan chosen by ``mode``."""
 
-    factor: float = MISSING
+    factor: float = number(gt=0)
     mode: FanMode = MISSING
-
-    def __post_init__(self) -> None:
-        _positive("init.factor", self.factor)
 
 
 @dataclass
 class GainConfig(InitConfig):
     """Xavier (Glorot) and orthogonal inits, scaled by ``gain``."""
 
-    gain: float = MISSING
-
-    def __post_init__(self) -> None:
-        _positive("init.gain", self.gain)
+    gain: float = number(gt=0)
 
 
 @dataclass
 class NormalConfig(InitConfig):
-    std: float = MISSING
+    std: float = number(gt=0)
 
-    def __post_init__(self) -> None:
-        _positive("init.std", self.std)
+
+def trunc_normal_acceptance(mean: float, std: float, a: float, b: float) -> float:
+    """Probability that one draw of torch.nn.init.trunc_normal_'s sampler is accepted.
+
+    torch (2.x) redraws rejected entries: from N(mean, std^2) when the mass p of [a, b] is above
+    0.3 (acceptance p), else uniformly on [a, b] against the normal density's peak on [a, b]
+    (acceptance p * sqrt(2 pi) std / ((b - a) * peak)). A tiny acceptance means a sampler that
+    runs practically forever.
+    """
+    cdf = lambda x: 0.5 * (1.0 + math.erf((x - mean) / std / math.sqrt(2.0)))  # noqa: E731
+    p = cdf(b) - cdf(a)
+    if p > 0.3:
+        return p
+    near = max(a - mean, mean - b, 0.0) / std  # distances from the mean, in std
+    far = max(abs(a - mean), abs(b - mean)) / std
+    lowest = math.exp(-0.5 * (far - near) * (far + near))  # the density's min/max ratio on [a, b]
+    mode = max(a, min(mean, b))
+    peak = math.exp(-0.5 * ((mode - mean) / std) ** 2)
+    exact = p * math.sqrt(2 * math.pi) / ((b - a) / std * peak) if peak > 0 else 0.0
+    return max(exact, lowest)  # the bound holds where p underflows (std >> b - a)
+
+
+TRUNC_NORMAL_MIN_ACCEPTANCE = 0.1  # at 0.02 torch takes 100 s for one 1000 x 1000 weight (measured)
 
 
 @dataclass
 class TruncNormalConfig(InitConfig):
     """torch.nn.init.trunc_normal_: ``a`` and ``b`` are absolute cut-offs, not multiples of std."""
 
-    mean: float = MISSING
-    std: float = MISSING
-    a: float = MISSING
-    b: float = MISSING
+    mean: float = number()
+    std: float = number(gt=0)
+    a: float = number()
+    b: float = number()
 
-    def __post_init__(self) -> None:
-        _positive("init.std", self.std)
+    def check(self) -> None:
         _require(self.a < self.b, f"init.a must be < init.b, got a={self.a}, b={self.b}")
+        # torch warns (and its inverse-CDF sampler of older versions draws wrongly) beyond 2 std
+        lo, hi = self.a - 2 * self.std, self.b + 2 * self.std
+        _require(lo <= self.mean <= hi, f"init.mean must be within 2 init.std of [init.a, init.b], i.e. "
+                                        f"in [{lo:g}, {hi:g}], got {self.mean}")
+        acceptance = trunc_normal_acceptance(self.mean, self.std, self.a, self.b)
+        _require(acceptance >= TRUNC_NORMAL_MIN_ACCEPTANCE,
+                 f"init.mean, init.std, init.a, init.b = {self.mean}, {self.std}, {self.a}, {self.b}: [a, b] "
+                 f"holds too little of N(mean, std^2) for torch.nn.init.trunc_normal_ to sample (acceptance "
+                 f"{acceptance:.1e} < {TRUNC_NORMAL_MIN_ACCEPTANCE:g}); move the mean into [a, b] or narrow it")
 
 
 # --- dataset ----------------------------------------------------------------------------------
 @dataclass
-class DatasetConfig:
+class DatasetConfig(Checked):
+    PREFIX: ClassVar[str] = "dataset."
     name: str = MISSING
-    val_size: int = 0
-
-    def __post_init__(self) -> None:
-        _require(self.val_size >= 0, f"dataset.val_size must be >= 0, got {self.val_size}")
+    val_size: int = number(0, ge=0, integer=True)  # checked against the class counts in initlab.data
 
 
 @dataclass
 class DigitsConfig(DatasetConfig):
-    test_size: int = MISSING
-    split_seed: int = MISSING
+    test_size: int = number(gt=0, integer=True)  # checked against the 1797 samples in initlab.data
+    split_seed: int = number(ge=0, le=SEED_MAX, integer=True)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _positive("dataset.test_size", self.test_size)
+
+CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3}
 
 
 @dataclass
 class TorchvisionConfig(DatasetConfig):
-    """MNIST, Fashion-MNIST, CIFAR-10 through torchvision's dataset classes."""
+    """MNIST, Fashion-MNIST, CIFAR-10 through torchvision's dataset classes.
+
+    ``split_seed`` seeds the validation split, so it changes the run only when ``val_size`` > 0.
+    """
 
     root: str = MISSING
     download: bool = MISSING
-    mean: list[float] = MISSING
-    std: list[float] = MISSING
-    split_seed: int = 0
+    mean: list[float] = numbers()
+    std: list[float] = numbers(gt=0)
+    split_seed: int = number(0, ge=0, le=SEED_MAX, integer=True)
+
+    def check(self) -> None:
+        _require(bool(self.root.strip()), "dataset.root must be a folder path, got ''")
+        channels = CHANNELS.get(self.name)
+        for key in ("mean", "std"):
+            values = list(getattr(self, key))
+            _require(channels is None or len(values) == channels,
+                     f"dataset.{key} must have one value per channel ({channels} for {self.name}), got {values}")
 
 
 @dataclass
 class SyntheticConfig(DatasetConfig):
-    """scikit-learn generators (blobs, moons, circles) and the 2-D xor and spiral sets."""
+    """Generated sets: sizes and the seed of the one draw train and test come from."""
 
-    n_train: int = MISSING
-    n_test: int = MISSING
-    noise: float = 0.0
-    seed: int = MISSING
+    n_train: int = number(gt=0, integer=True)
+    n_test: int = number(gt=0, integer=True)
+    seed: int = number(ge=0, le=SEED_MAX, integer=True)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _positive("dataset.n_train", self.n_train)
-        _positive("dataset.n_test", self.n_test)
-        _require(self.noise >= 0, f"dataset.noise must be >= 0, got {self.noise}")
+
+@dataclass
+class NoisyConfig(SyntheticConfig):
+    """moons, circles, xor, spiral: ``noise`` is the std of Gaussian noise (coordinates or angle)."""
+
+    noise: float = number(ge=0)
 
 
 @dataclass
 class BlobsConfig(SyntheticConfig):
-    n_features: int = MISSING
-    n_classes: int = MISSING
-    cluster_std: float = MISSING
+    """make_blobs: the spread of each cluster is ``cluster_std`` (it has no separate noise)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _positive("dataset.n_features", self.n_features)
-        _require(self.n_classes >= 2, f"dataset.n_classes must be >= 2, got {self.n_classes}")
-        _positive("dataset.cluster_std", self.cluster_std)
+    n_features: int = number(gt=0, integer=True)
+    n_classes: int = number(ge=2, integer=True)
+    cluster_std: float = number(gt=0)
 
 
 @dataclass
-class CirclesConfig(SyntheticConfig):
-    factor: float = MISSING
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(0 < self.factor < 1, f"dataset.factor must be in (0, 1), got {self.factor}")
+class CirclesConfig(NoisyConfig):
+    factor: float = number(ge=0, lt=1)  # make_circles' range
 
 
 @dataclass
-class SpiralConfig(SyntheticConfig):
-    n_classes: int = MISSING
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(self.n_classes >= 2, f"dataset.n_classes must be >= 2, got {self.n_classes}")
+class SpiralConfig(NoisyConfig):
+    n_classes: int = number(ge=2, integer=True)
 
 
 # --- optimizer --------------------------------------------------------------------------------
 @dataclass
-class OptimizerConfig:
+class OptimizerConfig(Checked):
+    PREFIX: ClassVar[str] = "optimizer."
     name: str = MISSING
-    lr: float = MISSING
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        _positive("optimizer.lr", self.lr)
-        _require(self.weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {self.weight_decay}")
+    lr: float = number(gt=0)
+    weight_decay: float = number(0.0, ge=0)
 
 
 @dataclass
 class SGDConfig(OptimizerConfig):
-    momentum: float = 0.0
+    momentum: float = number(0.0, ge=0, lt=1)
     nesterov: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(0 <= self.momentum < 1, f"optimizer.momentum must be in [0, 1), got {self.momentum}")
+    def check(self) -> None:
         _require(not self.nesterov or self.momentum > 0, "optimizer.nesterov=true needs optimizer.momentum > 0")
 
 
 @dataclass
 class RMSpropConfig(OptimizerConfig):
-    alpha: float = MISSING
-    eps: float = MISSING
-    momentum: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(0 < self.alpha < 1, f"optimizer.alpha must be in (0, 1), got {self.alpha}")
-        _positive("optimizer.eps", self.eps)
+    alpha: float = number(ge=0, lt=1)
+    eps: float = number(gt=0)
+    momentum: float = number(0.0, ge=0, lt=1)
 
 
 @dataclass
 class AdamConfig(OptimizerConfig):
-    betas: list[float] = MISSING
-    eps: float = MISSING
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-                 f"optimizer.betas must be two numbers in [0, 1), got {list(self.betas)}")
-        _positive("optimizer.eps", self.eps)
+    betas: list[float] = numbers(length=2, ge=0, lt=1)
+    eps: float = number(gt=0)
 
 
 # --- model and experiment ---------------------------------------------------------------------
 @dataclass
-class ModelConfig:
+class ModelConfig(Checked):
+    PREFIX: ClassVar[str] = "model."
     name: str = MISSING
-    width: int = MISSING
+    width: int = number(gt=0, integer=True)
     bias_init: BiasInit = MISSING
-    bias_std: float = MISSING
+    bias_std: float = number(ge=0)
 
-    def __post_init__(self) -> None:
-        _positive("model.width", self.width)
+    def check(self) -> None:
         _require(self.name == "mlp", f"model must be one of mlp, got {self.name!r}")
         if self.bias_init == BiasInit.normal:
-            _positive("model.bias_std (with model.bias_init=normal)", self.bias_std)
+            _require(self.bias_std > 0, f"model.bias_std (with model.bias_init=normal) must be > 0, "
+                                        f"got {self.bias_std}")
+        else:  # a value that would change nothing is refused rather than ignored
+            _require(self.bias_std == 0, f"model.bias_std must be 0 with model.bias_init=zeros (set "
+                                         f"model.bias_init=normal to use it), got {self.bias_std}")
 
 
 @dataclass
-class ExperimentConfig:
+class ExperimentConfig(Checked):
     activation: ActivationConfig = MISSING
     init: InitConfig = MISSING
     dataset: DatasetConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     model: ModelConfig = MISSING
-    depth: int = MISSING
-    epochs: int = MISSING
-    batch_size: int = MISSING
-    seed: int = MISSING
+    depth: int = number(gt=0, integer=True)
+    epochs: int = number(ge=0, integer=True)
+    batch_size: int = number(gt=0, integer=True)
+    seed: int = number(ge=0, le=SEED_MAX, integer=True)
     device: Device = MISSING
-    probe_size: int = MISSING
-    threads: Optional[int] = None
+    probe_size: int = number(gt=0, integer=True)  # capped at the training-set size
+    threads: Optional[int] = number(None, gt=0, le=INT_MAX, integer=True, optional=True)
     resume: bool = True
     keep_checkpoint: bool = False
-    jacobian_every: int = 0
-
-    def __post_init__(self) -> None:
-        _positive("depth", self.depth)
-        _require(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
-        _positive("batch_size", self.batch_size)
-        _positive("probe_size", self.probe_size)
-        _require(self.threads is None or self.threads > 0, f"threads must be > 0 or null, got {self.threads}")
-        _require(self.jacobian_every >= 0, f"jacobian_every must be >= 0, got {self.jacobian_every}")
+    jacobian_every: int = number(0, ge=0, integer=True)
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
@@ -297,7 +391,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
                    "gelu": GELUConfig},
     "init": {"base": InitConfig, "variance_scaling": VarianceScalingConfig, "gain": GainConfig,
              "normal": NormalConfig, "trunc_normal": TruncNormalConfig},
-    "dataset": {"digits": DigitsConfig, "torchvision": TorchvisionConfig, "synthetic": SyntheticConfig,
+    "dataset": {"digits": DigitsConfig, "torchvision": TorchvisionConfig, "noisy": NoisyConfig,
                 "blobs": BlobsConfig, "circles": CirclesConfig, "spiral": SpiralConfig},
     "optimizer": {"sgd": SGDConfig, "rmsprop": RMSpropConfig, "adam": AdamConfig},
     "model": {"mlp": ModelConfig},
@@ -324,6 +418,6 @@ def _reject_unknown_keys(cfg: DictConfig) -> None:
 
 
 def to_experiment(cfg: DictConfig) -> ExperimentConfig:
-    """Instantiate the typed config; range violations surface as one-line ``ConfigError``s."""
+    """Instantiate the typed config; any value out of its range raises a one-line ``ConfigError``."""
     _reject_unknown_keys(cfg)
     return OmegaConf.to_object(cfg)

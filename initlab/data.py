@@ -6,6 +6,7 @@ Batches are later drawn by index from a seeded permutation, so nothing here runs
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -60,8 +61,26 @@ def _from_arrays(x_train, y_train, x_test, y_test) -> Data:
     return Data(*_tensors(x_train, y_train), *_tensors(x_test, y_test))
 
 
+def _check_stratified_size(name: str, size: int, y: np.ndarray, what: str) -> None:
+    """A stratified split of ``y`` into ``size`` and the rest needs every class on both sides.
+
+    scikit-learn refuses fewer samples than classes on either side, or a class with one sample;
+    this says so up front, as a ConfigError naming the field, its value and the valid range.
+    """
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    n, k = len(y), len(counts)
+    if counts.min() < 2:
+        raise ConfigError(f"{name}={size} needs a stratified split, which needs 2 or more samples of every "
+                          f"class; the {n} {what} have a class with 1")
+    if not k <= size <= n - k:
+        raise ConfigError(f"{name} must be in [{k}, {n - k}] (a stratified split of {n} {what} in {k} "
+                          f"classes), got {size}")
+
+
 def _digits(cfg) -> Data:
     x, y = skdata.load_digits(return_X_y=True)
+    _check_stratified_size("dataset.test_size", cfg.test_size, y, "samples")
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=cfg.test_size, stratify=y, random_state=cfg.split_seed)
     return _from_arrays(x_train, y_train, x_test, y_test)
@@ -113,17 +132,48 @@ def _torchvision(cfg) -> Data:
     import torchvision
 
     cls = getattr(torchvision.datasets, TORCHVISION_CLASSES[cfg.name])
-    root = Path(cfg.root).expanduser()
+    root = Path(cfg.root).expanduser().resolve()
+    existing = _existing_dirs(root)
     try:
         train, test = (cls(str(root), train=flag, download=cfg.download) for flag in (True, False))
     except Exception as err:  # offline download or missing files: say where the files belong
-        reason = " ".join(str(err).split())[:300] or type(err).__name__
-        raise DatasetUnavailable(
-            f"dataset {cfg.name}: files not found under {root.resolve()} and "
-            f"{'the download failed' if cfg.download else 'download=false'} ({reason}); place "
-            f"torchvision's {cls.__name__} files there (e.g. copy {root}/ from a machine with "
-            f"network) or set dataset.root to where they are") from None
+        _remove_new_empty_dirs(root, existing)
+        how = f"the download failed ({_short_reason(err)})" if cfg.download else "download=false"
+        raise DatasetUnavailable(f"dataset {cfg.name}: files not found under {root} and {how}; put "
+                                 f"torchvision's {cls.__name__} files in {_layout(cls)} there or set "
+                                 f"dataset.root") from None
     return Data(*_normalized(train, cfg), *_normalized(test, cfg))
+
+
+def _layout(cls: type) -> str:
+    """Where torchvision looks for a dataset's files, relative to root (MNIST/raw, cifar-10-batches-py)."""
+    return getattr(cls, "base_folder", f"{cls.__name__}/raw")
+
+
+def _short_reason(err: Exception) -> str:
+    """A few words for why a download failed: torchvision's message lists every mirror and URL."""
+    text = " ".join(str(err).split())
+    found = re.search(r"<urlopen error (?:\[Errno [-\d]+\] )?(.+?)>", text)
+    return (found.group(1) if found else text)[:50].strip() or type(err).__name__
+
+
+def _existing_dirs(root: Path) -> set[Path]:
+    """``root``'s folders (and its ancestors) that exist now, so a failed load removes only its own."""
+    dirs = {p for p in (root, *root.parents) if p.is_dir()}
+    if root.is_dir():
+        dirs.update(p for p in root.rglob("*") if p.is_dir())
+    return dirs
+
+
+def _remove_new_empty_dirs(root: Path, existing: set[Path]) -> None:
+    """Remove the empty folders a failed download created under (and including) ``root``."""
+    top = root
+    while top not in existing and top.parent not in existing:
+        top = top.parent
+    candidates = [top, *(p for p in top.rglob("*") if p.is_dir())] if top.is_dir() else []
+    for folder in sorted(candidates, key=lambda p: len(p.parts), reverse=True):
+        if folder not in existing and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _normalized(ds, cfg) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,8 +202,7 @@ LOADERS: dict[str, Callable[[DatasetConfig], Data]] = {
 
 def _split_validation(data: Data, val_size: int, seed: int) -> Data:
     """Carve a stratified validation split of ``val_size`` samples out of train."""
-    if val_size >= len(data.y_train):
-        raise ConfigError(f"dataset.val_size must be < the training-set size {len(data.y_train)}, got {val_size}")
+    _check_stratified_size("dataset.val_size", val_size, data.y_train.numpy(), "training samples")
     idx = np.arange(len(data.y_train))
     train_idx, val_idx = train_test_split(idx, test_size=val_size, stratify=data.y_train.numpy(),
                                           random_state=seed)

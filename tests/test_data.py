@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
+import re
 import struct
 import urllib.request
 from pathlib import Path
@@ -100,9 +101,38 @@ def test_val_size_carves_a_stratified_validation_split(digits):
     assert torch.equal(again.y_val, data.y_val) and torch.equal(again.x_train, data.x_train)
 
 
-def test_val_size_too_large_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"dataset.val_size must be < the training-set size 1437, got 1437"):
-        load_data(dataset_cfg("dataset=digits", "dataset.val_size=1437"))
+# Split sizes against the data: scikit-learn's stratified split needs every class on both sides
+# (at least as many samples as classes on each side, two samples of every class); the ranges are
+# checked before splitting and named in one line. Bounds: 1797 digits, 1437 after the default
+# test split, 10 classes.
+@pytest.mark.parametrize("overrides,message", [
+    (["dataset.val_size=1437"], r"^dataset.val_size must be in \[10, 1427\] \(a stratified split of 1437 "
+                                r"training samples in 10 classes\), got 1437$"),
+    (["dataset.val_size=5"], r"^dataset.val_size must be in \[10, 1427\] .*, got 5$"),
+    (["dataset.test_size=5"], r"^dataset.test_size must be in \[10, 1787\] \(a stratified split of 1797 "
+                              r"samples in 10 classes\), got 5$"),
+    (["dataset.test_size=1797"], r"^dataset.test_size must be in \[10, 1787\] .*, got 1797$"),
+    (["dataset=spiral", "dataset.n_train=5", "dataset.n_classes=3", "dataset.val_size=3"],
+     r"^dataset.val_size=3 needs a stratified split, which needs 2 or more samples of every class; "
+     r"the 5 training samples have a class with 1$"),
+])
+def test_split_sizes_are_checked_against_the_data(overrides, message):
+    cfg = dataset_cfg(*overrides)  # valid on its own: the limits depend on the data
+    with pytest.raises(ConfigError) as info:
+        load_data(cfg)
+    assert re.search(message, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize("overrides,sizes", [
+    (["dataset.val_size=10"], (1427, 10, 360)),
+    (["dataset.val_size=1427"], (10, 1427, 360)),
+    (["dataset.test_size=10"], (1787, 0, 10)),
+    (["dataset.test_size=1787"], (10, 0, 1787)),
+])
+def test_split_sizes_at_the_limits_are_accepted(overrides, sizes):
+    data = load_data(dataset_cfg(*overrides))
+    n_val = 0 if data.y_val is None else len(data.y_val)
+    assert (len(data.y_train), n_val, len(data.y_test)) == sizes
 
 
 def test_val_columns_appear_in_epochs_csv(tmp_path):
@@ -275,6 +305,9 @@ def test_missing_files_without_download_is_one_clear_line(tmp_path, name):
     message = str(info.value)
     assert "\n" not in message
     assert str(root.resolve()) in message and "download=false" in message and name in message
+    assert "dataset.root" in message  # the hint: where the files go, or how to point elsewhere
+    assert len(message.replace(str(root.resolve()), "ROOT")) < 160  # one short line whatever the root
+    assert not root.exists(), "a failed load must not leave folders behind"
 
 
 def test_missing_files_with_download_offline_fails_fast(tmp_path, monkeypatch):
@@ -284,11 +317,16 @@ def test_missing_files_with_download_offline_fails_fast(tmp_path, monkeypatch):
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     monkeypatch.setattr(urllib.request, "_opener", None)  # an opener built earlier would ignore the proxy
-    root = tmp_path / "offline"
-    cfg = dataset_cfg("dataset=mnist", f"dataset.root={root}", "dataset.download=true")
-    with pytest.raises(DatasetUnavailable) as info:
-        load_data(cfg)
-    message = str(info.value)
-    assert "\n" not in message
-    assert str(root.resolve()) in message and "download failed" in message
-    assert not any(p.is_file() and p.stat().st_size > 0 for p in root.rglob("*-ubyte"))
+    kept = tmp_path / "kept"  # a folder the user made (with something in it) stays as it was
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for root in (tmp_path / "offline" / "data", kept):
+        cfg = dataset_cfg("dataset=mnist", f"dataset.root={root}", "dataset.download=true")
+        with pytest.raises(DatasetUnavailable) as info:
+            load_data(cfg)
+        message = str(info.value)
+        assert "\n" not in message
+        assert str(root.resolve()) in message and "download failed (Connection refused)" in message
+        assert "MNIST/raw" in message and "dataset.root" in message
+        assert len(message.replace(str(root.resolve()), "ROOT")) < 160, message  # no list of URLs
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["kept", "kept/notes.txt"]

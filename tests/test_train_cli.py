@@ -20,28 +20,31 @@ from initlab.records import EPOCH_COLUMNS, LAYER_COLUMNS
 
 DEFAULT_DEPTH = 5  # conf/config.yaml
 
-# name -> (overrides, regex the bad value must match in stderr, kind)
-# kind "choice": Hydra's unknown-choice error listing the group; "hydra": another Hydra error;
-# "ours": initlab's ConfigError, one `error: ...` line naming value and valid range.
+# name -> (overrides, regex the one `error: ...` line on stderr must match); every kind of bad input
+# (unknown choice, unknown key, bad type, out of range, non-finite) gets one line and exit status 2.
 BAD_INPUTS = {
-    "unknown activation": (["activation=swish"], r"Could not find 'activation/swish'", "choice:activation"),
-    "unknown init": (["init=glorot"], r"Could not find 'init/glorot'", "choice:init"),
-    "unknown dataset": (["dataset=imagenet"], r"Could not find 'dataset/imagenet'", "choice:dataset"),
-    "unknown optimizer": (["optimizer=lbfgs"], r"Could not find 'optimizer/lbfgs'", "choice:optimizer"),
-    "depth=0": (["depth=0"], r"^error: depth must be > 0, got 0$", "ours"),
-    "depth=-1": (["depth=-1"], r"^error: depth must be > 0, got -1$", "ours"),
-    "width=0": (["model.width=0"], r"^error: model\.width must be > 0, got 0$", "ours"),
-    "epochs=-1": (["epochs=-1"], r"^error: epochs must be >= 0, got -1$", "ours"),
-    "batch_size=0": (["batch_size=0"], r"^error: batch_size must be > 0, got 0$", "ours"),
-    "lr=-0.1": (["optimizer.lr=-0.1"], r"^error: optimizer\.lr must be > 0, got -0\.1$", "ours"),
-    "probe_size=0": (["probe_size=0"], r"^error: probe_size must be > 0, got 0$", "ours"),
-    "init.std=0": (["init=normal", "init.std=0"], r"^error: init\.std must be > 0, got 0(\.0)?$", "ours"),
+    "unknown activation": (["activation=swish"], r"^error: unknown activation 'swish'; valid: elu, gelu, "),
+    "unknown init": (["init=glorot"], r"^error: unknown init 'glorot'; valid: he_normal, he_uniform, "),
+    "unknown dataset": (["dataset=imagenet"], r"^error: unknown dataset 'imagenet'; valid: blobs, cifar10, "),
+    "unknown optimizer": (["optimizer=lbfgs"], r"^error: unknown optimizer 'lbfgs'; valid: adam, adamw, "),
+    "depth=0": (["depth=0"], r"^error: depth must be > 0, got 0$"),
+    "depth=-1": (["depth=-1"], r"^error: depth must be > 0, got -1$"),
+    "width=0": (["model.width=0"], r"^error: model\.width must be > 0, got 0$"),
+    "epochs=-1": (["epochs=-1"], r"^error: epochs must be >= 0, got -1$"),
+    "batch_size=0": (["batch_size=0"], r"^error: batch_size must be > 0, got 0$"),
+    "lr=-0.1": (["optimizer.lr=-0.1"], r"^error: optimizer\.lr must be finite and > 0, got -0\.1$"),
+    "probe_size=0": (["probe_size=0"], r"^error: probe_size must be > 0, got 0$"),
+    "init.std=0": (["init=normal", "init.std=0"], r"^error: init\.std must be finite and > 0, got 0(\.0)?$"),
+    "init.factor=inf": (["init.factor=inf"], r"^error: init\.factor must be finite and > 0, got inf$"),
+    "init.std=inf": (["init=normal", "init.std=inf"], r"^error: init\.std must be finite and > 0, got inf$"),
+    "noise=inf": (["dataset=moons", "dataset.noise=inf"], r"^error: dataset\.noise must be finite and >= 0, got inf$"),
     "+init.factr": (["+init.factr=2"], r"^error: unknown init parameter\(s\) factr for init=he_normal; "
-                                       r"valid: factor, mode$", "ours"),
-    "init.factr": (["init.factr=2"], r"Key 'factr' not in 'VarianceScalingConfig'", "hydra"),
-    "init.mode=fan_x": (["init.mode=fan_x"], r"Invalid value 'fan_x', expected one of \[fan_in, fan_out\]", "hydra"),
-    "device=cuda": (["device=cuda"], r"^error: device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda$",
-                    "ours"),
+                                       r"valid: factor, mode$"),
+    "init.factr": (["init.factr=2"], r"^error: unknown init parameter\(s\) factr for init=he_normal; "
+                                     r"valid: factor, mode$"),
+    "init.mode=fan_x": (["init.mode=fan_x"], r"^error: init\.mode=fan_x: Invalid value 'fan_x', expected one of "
+                                             r"\[fan_in, fan_out\]$"),
+    "device=cuda": (["device=cuda"], r"^error: device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda$"),
 }
 
 DIVERGE = ["optimizer.lr=1e6", "epochs=3"]  # digits, relu, he_normal: NaN loss in the first epoch
@@ -80,7 +83,7 @@ def cli(request, train_pool, tmp_path_factory):
     submit("epochs=2", ["epochs=2"])
     submit("epochs=0", ["epochs=0"])
     submit("diverge", DIVERGE)
-    for name, (overrides, _, _) in BAD_INPUTS.items():
+    for name, (overrides, _) in BAD_INPUTS.items():
         if name == "device=cuda" and torch.cuda.is_available():
             continue
         submit(name, overrides)
@@ -102,23 +105,16 @@ def test_bad_input_is_refused_before_training(cli, name):
     if name == "device=cuda" and torch.cuda.is_available():
         pytest.skip("a CUDA GPU is visible: device=cuda is valid here")
     done, folder = outcome(cli, name)
-    _, pattern, kind = BAD_INPUTS[name]
-    assert done.returncode != 0, done.describe()
+    _, pattern = BAD_INPUTS[name]
+    assert done.returncode == 2, done.describe()
     assert "Traceback" not in done.stderr, done.describe()
-    if kind == "ours":
-        assert done.returncode == 2, done.describe()
-        error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-        assert len(error_lines) == 1, done.describe()
-        assert re.search(pattern, error_lines[0]), done.describe()
-    else:
-        assert re.search(pattern, done.stderr, re.MULTILINE), done.describe()
-    if kind.startswith("choice:"):
-        group = kind.split(":")[1]
-        listed = done.stderr.split(f"Available options in '{group}':", 1)[1]
-        for choice in group_choices(group):
-            assert re.search(rf"^\s+{choice}$", listed, re.MULTILINE), f"{choice} missing\n{done.describe()}"
-    assert not list(folder.parent.rglob("epochs.csv")), "something was trained"
-    assert not list(folder.parent.rglob("result.json"))
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and re.search(pattern, error_lines[0]), done.describe()
+    assert not done.stderr.replace(error_lines[0], "").strip(), done.describe()  # nothing else on stderr
+    if name.startswith("unknown "):
+        group = name.split()[1]
+        assert error_lines[0].endswith(", ".join(group_choices(group))), done.describe()
+    assert not folder.exists(), "a job refused for bad input leaves no run folder"
 
 
 def test_missing_dataset_files_are_one_error_line_naming_the_folder(cli):
@@ -129,7 +125,10 @@ def test_missing_dataset_files_are_one_error_line_naming_the_folder(cli):
     assert len(error_lines) == 1, done.describe()
     assert error_lines[0].startswith(f"error: dataset mnist: files not found under {root.resolve()} and download=false")
     assert "dataset.root" in error_lines[0]  # says how to fix it
-    assert not list(folder.parent.rglob("epochs.csv"))
+    assert len(error_lines[0].replace(str(root.resolve()), "ROOT")) < 160, done.describe()
+    assert done.stderr.strip() == error_lines[0] and "error" not in done.stdout.lower(), "printed once"
+    assert not folder.exists(), "the run folder of a job that failed on bad input is removed"
+    assert not root.exists(), "no empty data folders left behind"
 
 
 # --- a run ------------------------------------------------------------------------------------------

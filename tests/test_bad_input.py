@@ -1,0 +1,238 @@
+"""Bad input of every kind, for every numeric field of every schema: a one-line error before any
+training, or a config that validates and runs.
+
+The fields are found by walking the schemas (a field added later is walked too). Values come from
+hypothesis: finite and non-finite floats, negative and huge integers, lists of any length. Each
+value is applied the way Hydra applies a command-line override (its override parser, then
+``OmegaConf.update`` on the composed config of that group choice), so thousands of examples cost
+seconds; a few go through ``train.py``'s own pre-check, and a few accepted ones are trained.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import fields
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
+
+from conftest import CONF, GROUPS, compose_config, group_choices, read_csv, run_job
+from initlab.cli import check_single_run, remove_stub_run_dir
+from initlab.config import SEED_MAX, ConfigError, ExperimentConfig, Range, to_experiment
+from initlab.data import load_data
+from test_config import schema_of
+
+
+def numeric_fields(schema: type) -> list[tuple[str, Range, str]]:
+    """(field, range, kind) for every field of ``schema`` that declares a range; kind: int, float, list."""
+    out = []
+    for f in fields(schema):
+        rng = f.metadata.get("range")
+        if rng is not None:
+            out.append((f.name, rng, "list" if f.metadata.get("list") else "int" if rng.integer else "float"))
+    return out
+
+
+# (base choice overrides, dotted key, range, kind) for every numeric field of every choice of every group
+FIELDS = [((f"{group}={choice}",), f"{group}.{name}", rng, kind)
+          for group in GROUPS for choice in group_choices(group)
+          for name, rng, kind in numeric_fields(schema_of(group, choice))]
+FIELDS += [((), name, rng, kind) for name, rng, kind in numeric_fields(ExperimentConfig)]
+IDS = [" ".join((*base, key)) for base, key, _, _ in FIELDS]
+
+SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 0.5, 1.0 - 1e-12, 2.0, 1e308, -1e-300, 5e-324]
+SPECIAL_INTS = [0, -1, 1, 2, 2**31 - 1, 2**31, SEED_MAX, SEED_MAX + 1, 2**63, -(2**63), 10**30]
+floats = st.one_of(st.sampled_from(SPECIAL_FLOATS), st.floats(allow_nan=True, allow_infinity=True))
+ints = st.one_of(st.sampled_from(SPECIAL_INTS), st.integers(-(2**70), 2**70))
+lists = st.lists(floats, max_size=4)
+
+
+def render(value) -> str:
+    """A value as a user types it on the command line (``nan``, ``-inf``, ``1e+308``, ``[0.9,nan]``)."""
+    if isinstance(value, list):
+        return "[" + ",".join(render(v) for v in value) + "]"
+    return repr(value)
+
+
+@functools.lru_cache(maxsize=None)
+def base_config(base: tuple[str, ...]) -> DictConfig:
+    return compose_config(*base)
+
+
+def apply_override(base: tuple[str, ...], override: str) -> DictConfig:
+    """What Hydra does with ``override`` on the command line: parse it, then merge it in."""
+    parsed = OverridesParser.create().parse_override(override)
+    cfg = base_config(base).copy()
+    OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), merge=True)
+    return cfg
+
+
+def check(base: tuple[str, ...], key: str, value) -> str | None:
+    """The error message for ``key=value`` on top of ``base`` (None: accepted), asserting its form."""
+    try:
+        cfg = apply_override(base, f"{key}={render(value)}")
+    except ValidationError as err:  # a float for an int field etc.: Hydra refuses it while composing
+        assert err.full_key == key
+        return str(err)
+    try:
+        to_experiment(cfg)
+    except ConfigError as err:
+        message = str(err)
+        assert "\n" not in message and key in message, message  # names the field
+        return message
+    return None
+
+
+SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("base,key,rng,kind", FIELDS, ids=IDS)
+@SETTINGS
+@given(data=st.data())
+def test_every_numeric_field_is_refused_in_one_line_or_in_range(base, key, rng, kind, data):
+    value = data.draw({"float": floats, "int": ints, "list": lists}[kind], label=key)
+    message = check(base, key, value)
+    values = value if kind == "list" else [value]
+    in_range = len(values) > 0 and all(rng.contains(v) for v in values)
+    if not in_range:  # NaN, inf and out-of-range values never pass
+        assert message is not None, f"{key}={render(value)} was accepted"
+
+
+def test_the_walk_covers_every_group_and_kind():
+    keys = {key for _, key, _, _ in FIELDS}
+    assert {"init.factor", "init.gain", "init.std", "init.mean", "init.a", "init.b", "optimizer.lr",
+            "optimizer.betas", "optimizer.eps", "optimizer.alpha", "optimizer.momentum", "dataset.noise",
+            "dataset.cluster_std", "dataset.seed", "dataset.split_seed", "dataset.val_size", "dataset.mean",
+            "dataset.std", "activation.negative_slope", "activation.alpha", "model.width", "model.bias_std",
+            "depth", "seed", "threads", "probe_size", "batch_size", "epochs", "jacobian_every"} <= keys
+    assert {kind for *_, kind in FIELDS} == {"int", "float", "list"}
+
+
+@pytest.mark.parametrize("base,key,rng,kind", [f for f in FIELDS if f[3] == "float"],
+                         ids=[i for i, f in zip(IDS, FIELDS) if f[3] == "float"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value):
+    message = check(base, key, value)
+    assert message is not None and message.startswith(f"{key} must be"), message
+    assert message.endswith(f"got {value}"), message
+
+
+# --- through train.py's own pre-check, as the user sees it ---------------------------------------
+@pytest.mark.parametrize("args,line", [
+    (["init.factor=inf"], "init.factor must be finite and > 0, got inf"),
+    (["init=normal", "init.std=inf"], "init.std must be finite and > 0, got inf"),
+    (["dataset=moons", "dataset.noise=inf"], "dataset.noise must be finite and >= 0, got inf"),
+    (["optimizer=adam", "optimizer.betas=[0.9,nan]"], "optimizer.betas must be 2 numbers, each in [0, 1), got [0.9, nan]"),
+    (["seed=4294967296"], "seed must be in [0, 4294967295], got 4294967296"),
+    (["init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+    (["init=normal", "init.sd=1"], "unknown init parameter(s) sd for init=normal; valid: std"),
+    (["dataset=blobs", "dataset.noise=0.1"], "unknown dataset parameter(s) noise for dataset=blobs; valid: "
+                                             "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
+    (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
+                   "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads"),
+    (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer"),
+    (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x', expected one of [fan_in, fan_out]"),
+])
+def test_command_line_errors_are_one_line(args, line):
+    assert check_single_run(args, CONF) == line
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_unknown_choice_lists_the_valid_ones(group):
+    assert check_single_run([f"{group}=nosuch"], CONF) == \
+        f"unknown {group} 'nosuch'; valid: {', '.join(group_choices(group))}"
+
+
+def test_valid_command_lines_pass_and_flags_are_left_to_hydra():
+    assert check_single_run(["init=orthogonal", "init.gain=1.5", "hydra.run.dir=/tmp/x"], CONF) is None
+    assert check_single_run(["-m", "depth=0,1"], CONF) is None  # sweeps: validated by the sweep callback
+    assert check_single_run(["--cfg", "job", "init.factr=1"], CONF) is None
+
+
+# --- accepted values run -------------------------------------------------------------------------
+TINY = {"epochs": "1", "depth": "1", "model.width": "4", "threads": "1", "probe_size": "16", "batch_size": "64",
+        "dataset.n_train": "60", "dataset.n_test": "30", "dataset.n_features": "3", "dataset.download": "false"}
+RUNNABLE = [f for f in FIELDS if f[1] not in ("threads",)]  # threads is process-wide: set to 1 for every run
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_accepted_values_run_without_a_traceback(tmp_path_factory, data):
+    """Small and boundary values of any field: refused in one line, or a tiny job that completes."""
+    base, key, rng, kind = data.draw(st.sampled_from(RUNNABLE), label="field")
+    small_floats = st.one_of(st.sampled_from([math.nan, math.inf, 0.0, 1.0 - 1e-9]), st.floats(-3, 3))
+    value = data.draw({"float": small_floats, "int": st.integers(-2, 40), "list": st.lists(small_floats, max_size=3)}[kind],
+                      label="value")
+    job = tmp_path_factory.mktemp("job")
+    overrides = dict(TINY, **{"dataset.root": str(job / "no_data")})
+    overrides[key] = render(value)
+    composed = base_config(base)
+    args = [*base, *(f"{k}={v}" for k, v in overrides.items() if OmegaConf.select(composed, k) is not None
+                     or k == key)]
+    message = check_single_run(args, CONF)
+    if message is not None:
+        assert "\n" not in message
+        return
+    cfg = compose_config(*args)
+    try:
+        result = run_job(cfg, job)
+    except ConfigError as err:  # limits that need the data (split sizes, missing files): before training
+        assert "\n" not in str(err)
+        assert not (job / "epochs.csv").exists()
+        return
+    assert result["status"] in ("completed", "diverged")
+    assert [r["epoch"] for r in read_csv(job / "epochs.csv")][0] == "0"
+
+
+def test_data_limits_are_checked_before_any_model_is_built(tmp_path):
+    """A config that is valid on its own but not for its data: refused after loading, nothing written."""
+    cfg = compose_config("dataset.val_size=1430", "epochs=1", "threads=1")
+    with pytest.raises(ConfigError, match=r"^dataset.val_size must be in \[10, 1427\]"):
+        run_job(cfg, tmp_path / "job")
+    assert not (tmp_path / "job" / "epochs.csv").exists()
+    exp = to_experiment(cfg)
+    with pytest.raises(ConfigError):
+        load_data(exp.dataset)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["seed=4294967295", "dataset=moons", "dataset.seed=4294967295", "dataset.n_train=60", "dataset.n_test=30"],
+    ["optimizer=rmsprop", "optimizer.alpha=0", "optimizer.momentum=0.999999"],
+    ["dataset=circles", "dataset.factor=0", "dataset.noise=0", "dataset.n_train=60", "dataset.n_test=30"],
+    ["init=trunc_normal", "init.mean=-0.2", "init.std=0.1", "init.a=0", "init.b=0.3", "model.bias_init=normal",
+     "model.bias_std=1e-9"],
+], ids=["largest seeds", "rmsprop alpha 0", "circles factor 0", "trunc_normal mean 2 std below a"])
+def test_values_at_the_edges_of_their_ranges_run(tmp_path, overrides):
+    """Accepted boundary values reach scikit-learn, NumPy and torch without an error."""
+    args = [*overrides, "epochs=1", "depth=1", "model.width=4", "threads=1", "probe_size=16"]
+    assert check_single_run(args, CONF) is None
+    result = run_job(compose_config(*args), tmp_path)
+    assert result["status"] == "completed"
+    assert [r["epoch"] for r in read_csv(tmp_path / "epochs.csv")] == ["0", "1"]
+
+
+def test_a_stub_run_folder_is_removed_and_a_real_one_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "runs" / "other").mkdir(parents=True)
+    stub = tmp_path / "outputs" / "runs" / "stub"
+    (stub / ".hydra").mkdir(parents=True)
+    (stub / ".hydra" / "config.yaml").write_text("depth: 0\n")
+    (stub / "train.log").write_text("")
+    assert remove_stub_run_dir(stub, "train.log")
+    assert sorted(p.name for p in (tmp_path / "outputs" / "runs").iterdir()) == ["other"]  # not empty: kept
+    lone = tmp_path / "outputs" / "runs" / "other" / "run"
+    (lone / ".hydra").mkdir(parents=True)
+    assert remove_stub_run_dir(lone, "train.log")
+    assert list(tmp_path.iterdir()) == [], "empty folders made for the run go too, up to the working directory"
+    real = tmp_path / "real"
+    (real / ".hydra").mkdir(parents=True)
+    (real / "checkpoint.pt").write_bytes(b"x")
+    assert not remove_stub_run_dir(real, "train.log") and (real / "checkpoint.pt").is_file()

@@ -1,0 +1,210 @@
+"""Every config field changes the run, or it does not exist.
+
+For every field of every choice of the activation, init, dataset, optimizer and model groups
+(found by walking the schemas, so a new field without an entry in CHANGES fails), a second value
+is shown to change what the field feeds: the data tensors, the initial weights, the optimizer's
+param_groups as torch sees them and the update it makes, the activation's outputs, or the model.
+Fields that only act together with another one (``nesterov`` with momentum, ``split_seed`` of
+torchvision sets with a validation split, ``bias_std`` with ``bias_init=normal``) are changed with
+that companion set in both configs.
+"""
+
+from __future__ import annotations
+
+import functools
+import urllib.request
+from dataclasses import fields
+
+import pytest
+import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from conftest import GROUPS, compose_config, group_choices
+from initlab.activations import build_activation
+from initlab.config import ConfigError, to_experiment
+from initlab.data import load_data
+from initlab.inits import initialize
+from initlab.loop import build_optimizer
+from initlab.models import MLP
+from test_config import schema_of
+from test_data import make_cifar_like, make_mnist_like
+
+TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": None}
+SMALL = ["dataset.n_train=120", "dataset.n_test=60"]
+BASE = {"blobs": [*SMALL, "dataset.n_features=6"], "moons": SMALL, "circles": SMALL, "xor": SMALL, "spiral": SMALL}
+
+# key -> (overrides set in both configs, overrides that make the second config); ROOT and OTHER are
+# replaced by two folders holding different fake files of the dataset.
+CHANGES: dict[str, tuple[list[str], list[str]]] = {
+    "activation.negative_slope": ([], ["activation.negative_slope=0.2"]),
+    "activation.alpha": ([], ["activation.alpha=0.5"]),
+    "activation.approximate": ([], ["activation.approximate=tanh"]),
+    "init.factor": ([], ["init.factor=1.0"]),
+    "init.mode": ([], ["init.mode=fan_out"]),
+    "init.gain": ([], ["init.gain=2.0"]),
+    "init.std": ([], ["init.std=0.5"]),
+    "init.mean": ([], ["init.mean=0.05"]),
+    "init.a": ([], ["init.a=-0.05"]),
+    "init.b": ([], ["init.b=0.05"]),
+    "dataset.val_size": ([], ["dataset.val_size=20"]),
+    "dataset.test_size": ([], ["dataset.test_size=100"]),
+    "dataset.split_seed": (["dataset.val_size=20"], ["dataset.split_seed=1"]),
+    "dataset.root": ([], ["dataset.root=OTHER"]),
+    "dataset.download": (["dataset.root=EMPTY"], ["dataset.download=true"]),
+    "dataset.mean": ([], ["dataset.mean=MEAN"]),
+    "dataset.std": ([], ["dataset.std=STD"]),
+    "dataset.n_train": ([], ["dataset.n_train=100"]),
+    "dataset.n_test": ([], ["dataset.n_test=50"]),
+    "dataset.seed": ([], ["dataset.seed=1"]),
+    "dataset.noise": ([], ["dataset.noise=0.3"]),
+    "dataset.n_features": ([], ["dataset.n_features=4"]),
+    "dataset.n_classes": ([], ["dataset.n_classes=4"]),
+    "dataset.cluster_std": ([], ["dataset.cluster_std=3.0"]),
+    "dataset.factor": ([], ["dataset.factor=0.8"]),
+    "optimizer.lr": ([], ["optimizer.lr=0.2"]),
+    "optimizer.weight_decay": ([], ["optimizer.weight_decay=0.1"]),
+    "optimizer.momentum": ([], ["optimizer.momentum=0.5"]),
+    "optimizer.nesterov": (["optimizer.momentum=0.9"], ["optimizer.nesterov=true"]),
+    "optimizer.alpha": ([], ["optimizer.alpha=0.5"]),
+    "optimizer.eps": ([], ["optimizer.eps=0.1"]),
+    "optimizer.betas": ([], ["optimizer.betas=[0.5,0.6]"]),
+    "model.width": ([], ["model.width=16"]),
+    "model.bias_init": ([], ["model.bias_init=normal", "model.bias_std=0.1"]),
+    "model.bias_std": (["model.bias_init=normal", "model.bias_std=0.1"], ["model.bias_std=0.3"]),
+}
+
+FIELDS = [(group, choice, f"{group}.{f.name}") for group in GROUPS for choice in group_choices(group)
+          for f in fields(schema_of(group, choice)) if f.name != "name"]
+
+
+@functools.lru_cache(maxsize=None)
+def composed(group: str, choice: str) -> DictConfig:
+    return compose_config(f"{group}={choice}", *BASE.get(choice, []))
+
+
+def configure(group: str, choice: str, overrides: list[str]):
+    """The typed config of ``group=choice`` with ``overrides`` applied as Hydra applies them."""
+    cfg = composed(group, choice).copy()
+    parser = OverridesParser.create()
+    for override in overrides:
+        parsed = parser.parse_override(override)
+        OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), merge=True)
+    return to_experiment(cfg)
+
+
+def effect(group: str, exp) -> dict:
+    """What ``group``'s config feeds into a run, as tensors and plain values."""
+    node = getattr(exp, group)
+    if group == "activation":
+        return {"out": build_activation(node)(torch.linspace(-4, 4, 81))}
+    if group == "init":
+        model = MLP(5, 3, 8, 2, nn.ReLU())
+        torch.manual_seed(0)
+        initialize(model, node, exp.model)
+        return {f"w{i}": layer.weight.detach().clone() for i, layer in enumerate(model.linears)}
+    if group == "dataset":
+        try:
+            data = load_data(node)
+        except ConfigError as err:  # e.g. missing files: the outcome is the message
+            return {"error": str(err)}
+        return {k: v for k, v in vars(data).items() if v is not None}
+    if group == "optimizer":
+        param = nn.Parameter(torch.linspace(-1.0, 1.0, 5))
+        optimizer = build_optimizer([param], node)
+        for step in range(3):  # a fixed gradient sequence: the update shows every hyperparameter
+            optimizer.zero_grad()
+            param.grad = torch.linspace(0.5, -0.3, 5) * (step + 1)
+            optimizer.step()
+        seen = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+        return {"param_groups": seen, "param": param.detach().clone()}
+    model = MLP(5, 3, node.width, 2, nn.ReLU())
+    torch.manual_seed(0)
+    initialize(model, exp.init, node)
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def differs(a, b) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape != b.shape or not torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() != b.keys() or any(differs(a[k], b[k]) for k in a)
+    return a != b
+
+
+@pytest.fixture
+def dataset_files(tmp_path, monkeypatch):
+    """Two roots with different fake files of each torchvision set, an empty root, offline downloads."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a download that starts fails at once, locally
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    roots = {"ROOT": tmp_path / "root", "OTHER": tmp_path / "other"}
+
+    def prepare(choice: str) -> dict[str, str]:
+        folder = TORCHVISION[choice]
+        for seed, root in ((1, roots["OTHER"]), (0, roots["ROOT"])):  # CIFAR's checksums end up ROOT's
+            if folder:
+                make_mnist_like(root, folder, n_train=60, n_test=20, seed=seed)
+            else:
+                make_cifar_like(root, monkeypatch, per_batch=12, n_test=10, seed=seed)
+        channels = 1 if folder else 3
+        return {"ROOT": str(roots["ROOT"]), "OTHER": str(roots["OTHER"]), "EMPTY": str(tmp_path / "empty"),
+                "MEAN": "[" + ",".join(["0.5"] * channels) + "]", "STD": "[" + ",".join(["0.2"] * channels) + "]"}
+
+    return prepare
+
+
+def test_every_field_has_a_change():
+    assert {key for _, _, key in FIELDS} == set(CHANGES), "a field without a test that it changes the run"
+
+
+def test_blobs_has_no_noise_field():
+    """The dead field of the issue: make_blobs' spread is cluster_std; there is no noise to set."""
+    assert "noise" not in {f.name for f in fields(schema_of("dataset", "blobs"))}
+    assert "noise" in {f.name for f in fields(schema_of("dataset", "moons"))}
+
+
+@pytest.mark.parametrize("group,choice,key", FIELDS, ids=[f"{c}:{k}" for _, c, k in FIELDS])
+def test_every_field_changes_the_run(group, choice, key, dataset_files):
+    both, changed = CHANGES[key]
+    if choice in TORCHVISION:
+        names = dataset_files(choice)
+        both = ["dataset.root=ROOT", "dataset.download=false", *both]
+
+        def fill(overrides):
+            out = []
+            for o in overrides:
+                k, v = o.split("=", 1)
+                out.append(f"{k}={names.get(v, v)}")
+            return out
+
+        both, changed = fill(both), fill(changed)
+    first = effect(group, configure(group, choice, both))
+    second = effect(group, configure(group, choice, [*both, *changed]))
+    assert differs(first, second), f"{group}={choice}: {' '.join(changed)} changed nothing"
+    if "error" in first:  # the base config must do real work, not fail (only download differs by outcome)
+        assert key == "dataset.download", first
+
+
+OPTIMIZER_KEYS = {"lr": "lr", "weight_decay": "weight_decay", "momentum": "momentum", "nesterov": "nesterov",
+                  "alpha": "alpha", "eps": "eps", "betas": "betas"}
+
+
+UNUSUAL = {"lr": "0.123", "weight_decay": "0.0123", "momentum": "0.456", "nesterov": "true", "alpha": "0.789",
+           "eps": "0.0321", "betas": "[0.61,0.72]"}  # none is a torch default, so a dropped argument shows
+
+
+@pytest.mark.parametrize("choice", group_choices("optimizer"))
+def test_every_optimizer_field_reaches_torch(choice):
+    """Each field equals torch's param_groups entry of the same name (nesterov, alpha, eps, betas too)."""
+    names = [f.name for f in fields(schema_of("optimizer", choice)) if f.name != "name"]
+    node = configure("optimizer", choice, [f"optimizer.{n}={UNUSUAL[n]}" for n in names]).optimizer
+    group0 = build_optimizer([nn.Parameter(torch.zeros(2))], node).param_groups[0]
+    for name in names:
+        value = getattr(node, name)
+        assert value == (True if name == "nesterov" else [0.61, 0.72] if name == "betas" else float(UNUSUAL[name]))
+        seen = group0[name]
+        assert (tuple(seen) == tuple(value)) if name == "betas" else seen == value, (name, seen, value)
