@@ -205,7 +205,7 @@ def test_diverging_run_is_recorded_as_diverged(cli):
 def test_multirun_writes_every_job(cli):
     done, sweep = outcome(cli, "sweep")
     assert done.returncode == 0, done.describe()
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(jobs) == 8, [p.name for p in jobs]
     seen = set()
     for job in jobs:
