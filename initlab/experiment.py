@@ -215,7 +215,12 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
+        if state["device_type"] == device.type:
+            generator.set_state(state["generator"])
+        else:  # a CUDA generator's state means nothing to the CPU's, and vice versa
+            generator.manual_seed(exp.seed + state["epoch"])
+            log.warning("checkpoint written on %s, resumed on %s: batch order reseeded from seed + epoch",
+                        state["device_type"], device.type)
         rec.restore(state["records"])
         mean_field.update(state["mean_field"])
         start, wall_start, diverged = state["epoch"] + 1, wall_start - state["wall_time"], None
@@ -282,7 +287,7 @@ def _save_checkpoint(path: Path, epoch: int, model: MLP, optimizer: torch.optim.
     checkpoint = io.BytesIO()
     torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(), "records": rec.state(), "mean_field": mean_field,
-                "choices": choices, "wall_time": wall_time}, checkpoint)
+                "device_type": generator.device.type, "choices": choices, "wall_time": wall_time}, checkpoint)
     records.write_bytes_atomic(path, checkpoint.getvalue())
 
 

@@ -198,3 +198,15 @@ def test_a_fresh_start_removes_the_previous_runs_files(tmp_path):
     assert result["status"] == "diverged"
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".csv", ".json", ".pt")) == [
         "epochs.csv", "layers.csv", "result.json"]
+
+
+def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_batch_order(tmp_path):
+    """device may change between runs: a CUDA generator's state (seed and offset, 16 bytes) cannot
+    drive the CPU generator, so the batch order is reseeded and the job completes."""
+    job = interrupted_job(tmp_path, "epochs=1")
+    state = torch.load(job / "checkpoint.pt", weights_only=False)
+    state["device_type"], state["generator"] = "cuda", torch.zeros(16, dtype=torch.uint8)
+    torch.save(state, job / "checkpoint.pt")
+    result = run_job(compose_config(*QUICK, "epochs=2"), job)
+    assert result["status"] == "completed" and result["final"]["epoch"] == 2
+    assert [r for r in pd.read_csv(job / "epochs.csv")["epoch"]] == [0, 1, 2]
