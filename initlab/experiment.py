@@ -2,7 +2,9 @@
 
 Read top to bottom: ``run`` is the whole job. Epoch 0 is the state at initialization; after each
 epoch the rows so far and a checkpoint are written atomically, so a killed job continues where
-it stopped and a finished one (``result.json`` present) is skipped.
+it stopped and a finished one (``result.json`` present) is skipped, both only when asked for with
+the same settings (initlab.resume). Each epoch is checked for divergence (``divergence``) before
+anything that needs finite weights is measured; a diverged epoch ends the run, at init too.
 """
 
 from __future__ import annotations
