@@ -24,7 +24,6 @@ def probe_count(width: int) -> int:
     return max(1, min(32, 2048 // width))
 
 
-
 def _hidden_tail(model: MLP):
     """h^1 -> h^depth through the remaining hidden layers (one sample, no batch dimension)."""
 
@@ -36,15 +35,27 @@ def _hidden_tail(model: MLP):
     return tail
 
 
+def _svdvals(jac: torch.Tensor) -> torch.Tensor:
+    """Singular values per sample; NaN for a Jacobian with non-finite entries (overflowed
+    weights or signals), where the SVD itself would raise."""
+    jac = jac.detach().double()
+    finite = torch.isfinite(jac).flatten(1).all(dim=1)
+    sv = torch.linalg.svdvals(torch.where(finite[:, None, None], jac, torch.zeros_like(jac)))
+    return torch.where(finite[:, None], sv, torch.full_like(sv, float("nan")))
+
+
 def singular_values(model: MLP, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per kind, a (samples, k) float64 tensor of each input's Jacobian singular values."""
+    """Per kind, a (samples, k) float64 tensor of each input's Jacobian singular values.
+
+    A sample whose Jacobian is not finite gets NaN singular values rather than an error.
+    """
     model.eval()
     with torch.enable_grad():
         io = vmap(jacrev(lambda v: model(v.unsqueeze(0)).squeeze(0)))(x)
         spectra = {"input_output": io}
         if len(model.hidden) >= 2:
             spectra["hidden"] = vmap(jacrev(_hidden_tail(model)))(model.hidden[0](x).detach())
-    return {kind: torch.linalg.svdvals(jac.detach().double()) for kind, jac in spectra.items()}
+    return {kind: _svdvals(jac) for kind, jac in spectra.items()}
 
 
 def summarize(sv: torch.Tensor) -> dict[str, float]:

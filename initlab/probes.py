@@ -18,7 +18,9 @@ def layer_statistics(model: MLP, activation: str, x: torch.Tensor, y: torch.Tens
     """A (depth+1, len(records.PROBE_COLUMNS)) float64 CPU tensor, columns in that order; row l-1 is layer l, the last row the output.
 
     Means and standard deviations pool over probe samples and units (population std); gradients
-    are those of the mean cross-entropy over the probe batch.
+    are those of the mean cross-entropy over the probe batch. ``frac_zero`` counts zero entries,
+    ``frac_dead`` units that are zero on every probe sample (0 for the output layer). Non-finite
+    weights or signals give non-finite statistics, never an error: the caller checks them.
     """
     model.eval()
     linears = model.linears
@@ -29,6 +31,7 @@ def layer_statistics(model: MLP, activation: str, x: torch.Tensor, y: torch.Tens
     n = len(linears)
     w_grads, b_grads, deltas = grads[:n], grads[n:2 * n], grads[2 * n:]
     rows = []
+    zero = torch.zeros((), dtype=torch.float64, device=x.device)
     with torch.no_grad():
         for i, (h, a) in enumerate(zip(pre, post)):
             is_output = i == n - 1
@@ -39,8 +42,8 @@ def layer_statistics(model: MLP, activation: str, x: torch.Tensor, y: torch.Tens
                 h.mean(), h.std(correction=0), h.pow(2).mean(),
                 a.mean(), a.std(correction=0),
                 (a == 0).double().mean(),
-                torch.zeros((), dtype=torch.float64, device=a.device) if is_output
-                else saturation_mask(activation, a).double().mean(),
+                zero if is_output else (a == 0).all(dim=0).double().mean(),  # frac_dead
+                zero if is_output else saturation_mask(activation, a).double().mean(),
                 torch.linalg.vector_norm(linears[i].weight.double()),
                 torch.linalg.vector_norm(w_grads[i].double()),
                 torch.linalg.vector_norm(b_grads[i].double()),

@@ -25,8 +25,9 @@ RESULT_JSON = "result.json"
 JACOBIAN_CSV = "jacobian.csv"
 JACOBIAN_SV_CSV = "jacobian_sv.csv"
 CHECKPOINT = "checkpoint.pt"
+RECORD_FILES = (RESULT_JSON, CHECKPOINT, EPOCHS_CSV, LAYERS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV)
 
-PROBE_COLUMNS = ("preact_mean", "preact_std", "preact_sq", "act_mean", "act_std", "frac_zero",
+PROBE_COLUMNS = ("preact_mean", "preact_std", "preact_sq", "act_mean", "act_std", "frac_zero", "frac_dead",
                  "frac_saturated", "weight_norm", "grad_norm", "bias_grad_norm", "delta_rms")
 JACOBIAN_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 JACOBIAN_SUMMARY_COLUMNS = ("n_inputs", "n_sv", "mean_sq_sv", "var_sq_sv", "sv_min", "sv_max", "sv_std") + tuple(
@@ -87,6 +88,13 @@ def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
     write_bytes_atomic(path, (json.dumps(_strict(obj), indent=2, allow_nan=False) + "\n").encode())
 
 
+def clear(job_dir: Path) -> None:
+    """Remove a previous run's records (a fresh start in a used folder), result.json first, so
+    a reader never takes the old result for the new rows."""
+    for name in RECORD_FILES:
+        (Path(job_dir) / name).unlink(missing_ok=True)
+
+
 @dataclass
 class JobRecords:
     """The rows of one job so far, rewritten whole and atomically after every epoch.
@@ -107,6 +115,13 @@ class JobRecords:
         if self.jacobian:
             write_csv_atomic(self.job_dir / JACOBIAN_CSV, JACOBIAN_COLUMNS, self.jacobian)
             write_csv_atomic(self.job_dir / JACOBIAN_SV_CSV, JACOBIAN_SV_COLUMNS, self.singular_values)
+
+    def row_counts(self) -> dict[str, int]:
+        """Data rows (no header) of each file written, for result.json: readers detect truncation."""
+        counts = {EPOCHS_CSV: len(self.epochs), LAYERS_CSV: len(self.layers)}
+        if self.jacobian:
+            counts.update({JACOBIAN_CSV: len(self.jacobian), JACOBIAN_SV_CSV: len(self.singular_values)})
+        return counts
 
     def state(self) -> dict[str, list[dict]]:
         return {"epochs": self.epochs, "layers": self.layers, "jacobian": self.jacobian,

@@ -65,3 +65,16 @@ def test_summary_columns_are_pooled_statistics():
     assert stats["mean_sq_sv"] == np.mean([1, 4, 9, 16])
     assert stats["var_sq_sv"] == np.var([1, 4, 9, 16])
     assert (stats["sv_min"], stats["sv_max"], stats["sv_q50"]) == (1.0, 4.0, 2.5)
+
+
+def test_non_finite_weights_give_nan_singular_values_not_an_error():
+    """An overflowed network has no SVD; the measurement reports NaN instead of raising."""
+    model = make_mlp(nn.Tanh(), depth=3, width=16, init=nn.init.orthogonal_)
+    with torch.no_grad():
+        model.hidden[1].weight[0, 0] = float("nan")
+    spectra = singular_values(model, torch.randn(4, 48))
+    assert set(spectra) == {"hidden", "input_output"}
+    for sv in spectra.values():
+        assert torch.isnan(sv).all()
+        summary = summarize(sv)
+        assert np.isnan(summary["mean_sq_sv"]) and np.isnan(summary["sv_q50"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+
+from conftest import compose_config, run_job
+from initlab.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small blobs set: a few tenths of a second per epoch, long enough to kill a job mid-training.
@@ -112,3 +117,96 @@ def test_finished_job_is_skipped_unless_resume_false(tmp_path, keep):
     train(*args, "resume=false")
     assert result.stat().st_mtime_ns > first
     assert len(pd.read_csv(tmp_path / "epochs.csv")) == 2, "a forced rerun starts from scratch"
+
+
+# --- resuming only into the same run ------------------------------------------------------------
+QUICK = ["depth=2", "model.width=32", "probe_size=200", "threads=1", "device=cpu"]
+
+
+def interrupted_job(tmp_path: Path, *settings: str) -> Path:
+    """A job that checkpointed its last epoch and was stopped before writing result.json."""
+    job = tmp_path / "job"
+    run_job(compose_config(*QUICK, *settings, "keep_checkpoint=true"), job)
+    (job / "result.json").unlink()
+    return job
+
+
+def test_changed_settings_refuse_to_resume_naming_the_keys(tmp_path):
+    """The issue's example: lr 0.01 for 2 epochs, interrupted, rerun with lr 0.5 and 4 epochs."""
+    job = interrupted_job(tmp_path, "optimizer.lr=0.01", "epochs=2")
+    before = {name: (job / name).read_bytes() for name in ("epochs.csv", "layers.csv", "checkpoint.pt")}
+    refused = train(*QUICK, "optimizer.lr=0.5", "epochs=4", f"hydra.run.dir={job}", check=False)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert "optimizer.lr 0.01 -> 0.5" in errors[0] and "resume=false" in errors[0]
+    assert "epochs" not in errors[0].split("(")[1].split(")")[0], "extending epochs is allowed"
+    assert {name: (job / name).read_bytes() for name in before} == before, "the records were touched"
+    assert not (job / "result.json").exists()
+
+
+def test_extending_epochs_resumes_and_equals_an_uninterrupted_run(tmp_path):
+    job = interrupted_job(tmp_path, "optimizer.lr=0.01", "epochs=2")
+    result = run_job(compose_config(*QUICK, "optimizer.lr=0.01", "epochs=4"), job)  # keep_checkpoint may change
+    assert result["status"] == "completed" and result["choices"]["epochs"] == 4
+    assert result["choices"]["optimizer"]["lr"] == 0.01
+    whole = tmp_path / "whole"
+    run_job(compose_config(*QUICK, "optimizer.lr=0.01", "epochs=4"), whole)
+    for resumed, uninterrupted in zip(read_csvs(job), read_csvs(whole)):
+        pd.testing.assert_frame_equal(resumed, uninterrupted, check_exact=True)
+    assert not (job / "checkpoint.pt").exists()
+
+
+def test_fewer_epochs_than_the_checkpoint_holds_is_refused(tmp_path):
+    job = interrupted_job(tmp_path, "epochs=3")
+    with pytest.raises(ConfigError, match=r"^epochs=2 but checkpoint\.pt in .* is after epoch 3; .*resume=false"):
+        run_job(compose_config(*QUICK, "epochs=2"), job)
+
+
+def test_a_checkpoint_without_recorded_settings_is_refused(tmp_path):
+    job = interrupted_job(tmp_path, "epochs=1")
+    state = torch.load(job / "checkpoint.pt", weights_only=False)
+    del state["choices"]
+    torch.save(state, job / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="records no settings to compare"):
+        run_job(compose_config(*QUICK, "epochs=1"), job)
+
+
+@pytest.mark.parametrize("change", ["seed=1", "epochs=2", "jacobian_every=1"])
+def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp_path, change):
+    """Skipping it would keep the old result under the new command; refusing says so."""
+    run_job(compose_config(*QUICK, "epochs=1"), tmp_path)
+    result = (tmp_path / "result.json").read_bytes()
+    key = change.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^result\.json in .* other settings \({re.escape(key)} .*resume=false"):
+        run_job(compose_config(*QUICK, "epochs=1", change), tmp_path)
+    assert (tmp_path / "result.json").read_bytes() == result
+    # what does not change the run may differ: the job is skipped
+    assert run_job(compose_config(*QUICK, "epochs=1", "threads=2", "keep_checkpoint=true"), tmp_path)["status"]
+    assert (tmp_path / "result.json").read_bytes() == result
+    # resume=false starts afresh with the new settings and leaves nothing of the old run
+    fresh = run_job(compose_config(*QUICK, "epochs=1", change, "resume=false"), tmp_path)
+    assert fresh["choices"] == json.loads((tmp_path / "result.json").read_text())["choices"]
+
+
+def test_a_fresh_start_removes_the_previous_runs_files(tmp_path):
+    """resume=false in a used folder: a diverged-at-init rerun has no Jacobian rows, and the old
+    jacobian.csv must not stay beside its records."""
+    run_job(compose_config(*QUICK, "epochs=1", "keep_checkpoint=true"), tmp_path)
+    assert (tmp_path / "jacobian.csv").exists()
+    result = run_job(compose_config(*QUICK, "epochs=1", "init=normal", "init.std=1e30", "resume=false"), tmp_path)
+    assert result["status"] == "diverged"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".csv", ".json", ".pt")) == [
+        "epochs.csv", "layers.csv", "result.json"]
+
+
+def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_batch_order(tmp_path):
+    """device may change between runs: a CUDA generator's state (seed and offset, 16 bytes) cannot
+    drive the CPU generator, so the batch order is reseeded and the job completes."""
+    job = interrupted_job(tmp_path, "epochs=1")
+    state = torch.load(job / "checkpoint.pt", weights_only=False)
+    state["device_type"], state["generator"] = "cuda", torch.zeros(16, dtype=torch.uint8)
+    torch.save(state, job / "checkpoint.pt")
+    result = run_job(compose_config(*QUICK, "epochs=2"), job)
+    assert result["status"] == "completed" and result["final"]["epoch"] == 2
+    assert [r for r in pd.read_csv(job / "epochs.csv")["epoch"]] == [0, 1, 2]

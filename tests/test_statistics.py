@@ -78,7 +78,7 @@ def np_loss_acc(params, act, x, y) -> tuple[float, float]:
 
 
 def np_layer_statistics(params, act: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(depth+1, 11) in PROBE_COLUMNS order, for the mean cross-entropy over (x, y)."""
+    """(depth+1, 12) in PROBE_COLUMNS order, for the mean cross-entropy over (x, y)."""
     _, fprime = NP_ACTIVATIONS[act]
     pre, post = np_forward(params, act, x)
     n = len(y)
@@ -98,6 +98,7 @@ def np_layer_statistics(params, act: str, x: np.ndarray, y: np.ndarray) -> np.nd
             h.mean(), h.std(), (h ** 2).mean(),
             a.mean(), a.std(),
             (a == 0).mean(),
+            0.0 if is_output else (a == 0).all(axis=0).mean(),  # dead: zero on every sample
             0.0 if is_output else np_saturated(act, a).mean(),
             np.sqrt((W ** 2).sum()),
             np.sqrt(((d.T @ inputs[i]) ** 2).sum()),
@@ -107,20 +108,23 @@ def np_layer_statistics(params, act: str, x: np.ndarray, y: np.ndarray) -> np.nd
     return np.array(rows)
 
 
-def np_ambiguous_counts(params, act: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per layer, units whose zero / saturation status float32 rounding could flip."""
+def np_ambiguous_counts(params, act: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per layer, entries whose zero / saturation status float32 rounding could flip, and units
+    whose dead status could flip (every entry zero or ambiguous, at least one ambiguous)."""
     pre, post = np_forward(params, act, x)
-    zero, sat = [], []
+    zero, sat, dead = [], [], []
     for h, a in zip(pre, post):
         scale = h.std() + 1e-30
-        zero.append(np.sum((np.abs(h) < 1e-5 * scale) & (h != 0)) if act == "relu" else 0)
+        ambiguous = (np.abs(h) < 1e-5 * scale) & (h != 0) if act == "relu" else np.zeros(h.shape, dtype=bool)
+        zero.append(np.sum(ambiguous))
+        dead.append(np.sum(((a == 0) | ambiguous).all(axis=0) & ambiguous.any(axis=0)))
         if act == "tanh":
             sat.append(np.sum(np.abs(np.abs(a) - 0.99) < 1e-5))
         elif act == "sigmoid":
             sat.append(np.sum((np.abs(a - 0.01) < 1e-5) | (np.abs(a - 0.99) < 1e-5)))
         else:
             sat.append(0)
-    return np.array(zero), np.array(sat)
+    return np.array(zero), np.array(sat), np.array(dead)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -143,7 +147,7 @@ def rebuild_initial_model(exp, data) -> MLP:
 
 def assert_layer_rows_match(rows: list[dict], ref: np.ndarray, ambiguous, n_probe: int, width: int,
                             n_classes: int, label: str) -> None:
-    zero_amb, sat_amb = ambiguous
+    zero_amb, sat_amb, dead_amb = ambiguous
     assert len(rows) == len(ref)
     for i, (row, expected) in enumerate(zip(rows, ref)):
         assert int(row["layer"]) == i + 1
@@ -157,6 +161,8 @@ def assert_layer_rows_match(rows: list[dict], ref: np.ndarray, ambiguous, n_prob
             floor = {"preact_mean": 1e-5 * want["preact_std"], "act_mean": 1e-5 * want["act_std"]}.get(col, 0.0)
             if col == "frac_zero":
                 floor = (zero_amb[i] + 0.5) / units if zero_amb[i] else 0.0
+            if col == "frac_dead":
+                floor = (dead_amb[i] + 0.5) / width if dead_amb[i] else 0.0
             if col == "frac_saturated":
                 floor = (sat_amb[i] + 0.5) / units if sat_amb[i] else 0.0
             assert got[col] == pytest.approx(want[col], rel=1e-5, abs=floor), \
@@ -316,3 +322,42 @@ def test_vanishing_signals_are_measured_not_flushed_to_zero():
     rows = [{"layer": i + 1, **dict(zip(PROBE_COLUMNS, r))} for i, r in enumerate(got)]
     assert_layer_rows_match(rows, ref, np_ambiguous_counts(params, "linear", x.double().numpy()), 200, 16, 5,
                             "tiny signals")
+
+
+def test_frac_dead_counts_units_zero_on_every_sample_and_frac_zero_counts_entries():
+    """Units pushed dead by a large negative bias: frac_dead is exactly their share of the layer,
+    while frac_zero also counts the live units' zero entries; both match NumPy in every layer."""
+    torch.manual_seed(0)
+    exp = to_experiment(compose_config("activation=relu", "init=he_normal"))
+    model = MLP(20, 3, 10, 3, build_activation(exp.activation))
+    initialize(model, exp.init, exp.model)
+    with torch.no_grad():
+        model.hidden[0].bias[:4] = -1e3  # 4 of 10 units of layer 1 never fire
+        model.hidden[1].bias[7:] = -1e3  # 3 of 10 units of layer 2
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 20, generator=g), torch.randint(0, 3, (300,), generator=g)
+    got = layer_statistics(model, "relu", x, y).numpy()
+    dead, zero = got[:, PROBE_COLUMNS.index("frac_dead")], got[:, PROBE_COLUMNS.index("frac_zero")]
+    assert dead[0] == 0.4 and dead[1] == 0.3
+    assert dead[-1] == 0.0, "the output layer (logits) has no dead units"
+    assert zero[0] > dead[0] + 0.1 and zero[1] > dead[1] + 0.1  # live ReLUs are zero on about half the samples
+    params = params_of(model)
+    ref = np_layer_statistics(params, "relu", x.double().numpy(), y.numpy())
+    rows = [{"layer": i + 1, **dict(zip(PROBE_COLUMNS, r))} for i, r in enumerate(got)]
+    assert_layer_rows_match(rows, ref, np_ambiguous_counts(params, "relu", x.double().numpy()), 300, 10, 3,
+                            "dead units")
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_probe_statistics_of_non_finite_weights_are_non_finite_not_an_error(bad):
+    """The probe pass runs on every epoch, a diverged one too: overflowed weights give non-finite
+    statistics for the divergence check, never an exception."""
+    torch.manual_seed(0)
+    model = MLP(20, 3, 10, 3, build_activation(to_experiment(compose_config("activation=tanh")).activation))
+    with torch.no_grad():
+        model.hidden[1].weight[0, 0] = bad
+    x, y = torch.randn(50, 20), torch.randint(0, 3, (50,))
+    stats = layer_statistics(model, "tanh", x, y).numpy()
+    assert stats.shape == (4, len(PROBE_COLUMNS))
+    assert np.isfinite(stats[0, PROBE_COLUMNS.index("preact_sq")])  # layer 1 is untouched
+    assert not np.isfinite(stats[1, PROBE_COLUMNS.index("weight_norm")])

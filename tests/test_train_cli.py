@@ -7,14 +7,22 @@ of each call is interpreter start-up); each test then checks its own call's outc
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
+import pty
 import re
+import struct
+import subprocess
+import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import Completed, group_choices, read_csv, read_csv_header, read_json
+from conftest import ROOT, Completed, group_choices, read_csv, read_csv_header, read_json, train_env
 from initlab.records import PROBE_COLUMNS
 from initlab.records import EPOCH_COLUMNS, LAYER_COLUMNS
 
@@ -161,9 +169,14 @@ def test_run_writes_epochs_layers_result_and_log(cli):
     assert result["choices"]["activation"] == {"name": "relu"}
     assert result["choices"]["init"] == {"name": "he_normal", "factor": 2.0, "mode": "fan_in"}
     assert result["choices"]["epochs"] == 2 and result["choices"]["depth"] == DEFAULT_DEPTH
+    assert result["choices"]["jacobian_every"] == 0
+    assert not set(result["choices"]) & {"threads", "device", "resume", "keep_checkpoint"}
     assert result["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
     assert result["wall_time"] >= result["train_time"] > 0
     assert not (out / "checkpoint.pt").exists()
+    assert result["rows"] == {name: len(read_csv(out / name))
+                              for name in ("epochs.csv", "layers.csv", "jacobian.csv", "jacobian_sv.csv")}
+    assert result["rows"]["jacobian.csv"] == 2  # at init only: hidden and input_output
 
     (log,) = out.glob("*.log")
     epoch_lines = [line for line in log.read_text().splitlines() if re.search(r"\bepoch \d+/2\b", line)]
@@ -221,3 +234,43 @@ def test_multirun_writes_every_job(cli):
         assert [r["epoch"] for r in read_csv(job / "epochs.csv")] == ["0", "1"]
         assert len(read_csv(job / "layers.csv")) == 2 * (choice[2] + 1)
     assert seen == {(a, i, d) for a in ("relu", "tanh") for i in ("he_normal", "orthogonal") for d in (2, 3)}
+
+
+# --- progress bar and log lines on a terminal ----------------------------------------------------
+def run_on_terminal(*args: str, timeout: float = 300) -> str:
+    """``python train.py ARGS`` with stdout and stderr on a pseudo-terminal (so tqdm draws its bar);
+    returns everything written to the terminal."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # rows, columns: room for a bar
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env=train_env())
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_epoch_log_lines_do_not_interleave_with_the_progress_bar(tmp_path):
+    """On a terminal each epoch's log line starts its own line (tqdm.write clears the bar first),
+    and the job's log file still gets every epoch line."""
+    out = tmp_path / "out"
+    screen = run_on_terminal("epochs=3", "depth=2", "model.width=32", "threads=1", f"hydra.run.dir={out}")
+    assert re.search(r"\|\s*3/3 \[", screen), f"no progress bar was drawn: {screen!r}"
+    lines = [line for line in screen.replace("\r\n", "\n").split("\n") if re.search(r"epoch [123]/3  train_loss", line)]
+    assert len(lines) == 3, screen
+    for line in lines:
+        after_bar = line.rsplit("\r", 1)[-1]  # what remains on the screen after carriage returns
+        assert re.match(r"\s*\[\d{4}-\d\d-\d\d ", after_bar), repr(line)
+    (log,) = out.glob("*.log")
+    logged = re.findall(r"epoch (\d)/3  train_loss", log.read_text())
+    assert logged == ["0", "1", "2", "3"]

@@ -1,0 +1,60 @@
+"""Does a job folder's checkpoint or result belong to the run now asked for?
+
+A folder's records are reused (a checkpoint continued, a finished job skipped) only when the
+choices recorded with them agree with the current ones, so records never mix two configurations.
+The choices are every setting except ``RUNTIME_KEYS``, which change how a run is executed, not
+what it computes. ``epochs`` is compared apart: a checkpoint may be continued to any
+``epochs`` not below the epoch it holds (nothing in a run depends on the total), while a finished
+job is skipped only for the ``epochs`` it was run with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from initlab.config import ConfigError
+
+RUNTIME_KEYS = ("threads", "device", "resume", "keep_checkpoint")
+_MISSING = object()
+
+
+def _flatten(choices: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in choices.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, (list, tuple)) else value
+    return flat
+
+
+def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``key old -> new`` for every dotted key whose value differs; a key one side lacks shows as
+    ``(absent)``. Keys in the current choices' order, then recorded-only keys."""
+    old, new = _flatten(recorded), _flatten(current)
+    keys = list(new) + [k for k in old if k not in new]
+    return [f"{k} {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}" for k in keys
+            if old.get(k, _MISSING) != new.get(k, _MISSING)]
+
+
+def check_same_run(what: str, job_dir: Path, recorded: Optional[Mapping[str, Any]],
+                   current: Mapping[str, Any], checkpoint_epoch: Optional[int] = None) -> None:
+    """Raise ConfigError (one line) unless ``recorded`` choices describe the ``current`` run.
+
+    ``what`` names the record (``checkpoint.pt``, ``result.json``). With ``checkpoint_epoch``
+    (a checkpoint) ``epochs`` may differ if it is at least that epoch; without it (a finished
+    job) ``epochs`` must be equal.
+    """
+    fix = "resume=false starts the job afresh (replacing those records), or use another folder"
+    if recorded is None:
+        raise ConfigError(f"{what} in {job_dir} records no settings to compare (written by an older "
+                          f"initlab); {fix}")
+    diffs = differences(recorded, current)
+    if checkpoint_epoch is not None:
+        if current["epochs"] < checkpoint_epoch:
+            raise ConfigError(f"epochs={current['epochs']} but {what} in {job_dir} is after epoch "
+                              f"{checkpoint_epoch}; ask for epochs >= {checkpoint_epoch}, or {fix}")
+        diffs = [d for d in diffs if not d.startswith("epochs ")]
+    if diffs:
+        raise ConfigError(f"{what} in {job_dir} is of a run with other settings ({'; '.join(diffs)}); {fix}")
