@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test sweep analyze bench clean
+.PHONY: run test sweep analyze bench mutate clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ analyze: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_epoch.py
+
+mutate: $(STAMP)
+	$(BIN)/python tests/mutations.py
 
 clean:
 	rm -rf outputs .pytest_cache

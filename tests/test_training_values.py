@@ -27,6 +27,7 @@ import torch
 from conftest import compose_config, read_csv, run_job
 from initlab.config import to_experiment
 from initlab.data import load_data
+from initlab.records import write_csv_atomic
 from test_statistics import NP_ACTIVATIONS, np_forward, np_loss_acc, np_log_softmax, params_from_state, params_of, \
     rebuild_initial_model
 
@@ -194,3 +195,10 @@ def test_partial_last_batch_counts_as_one_step(tmp_path):
     assert float(row["train_loss"]) == pytest.approx(epochs[0]["train_loss"], rel=1e-5)
     got = [float(r["grad_norm_train"]) for r in read_csv(tmp_path / "layers.csv") if r["epoch"] == "1"]
     np.testing.assert_allclose(got, norms[0], rtol=1e-5)
+
+
+def test_csv_floats_round_trip_exactly(tmp_path):
+    """Records keep every bit of a float (repr), so readers compare at float64 precision."""
+    values = [0.1 + 0.2, 1 / 3, math.pi * 1e-300, 2.0 ** 0.5 * 1e20, -1e-7 / 3]
+    write_csv_atomic(tmp_path / "f.csv", ["i", "v"], [{"i": i, "v": v} for i, v in enumerate(values)])
+    assert [float(r["v"]) for r in read_csv(tmp_path / "f.csv")] == values
