@@ -91,6 +91,10 @@ def _mean_field(exp: ExperimentConfig, model: MLP, x_probe: torch.Tensor, stats:
                               exp.model.bias_init.value, exp.model.bias_std,
                               delta_out_rms=float(stats[-1, records.PROBE_COLUMNS.index("delta_rms")]))
     width = exp.model.width
+    # the Jacobian is measured on the first probe_count inputs only: predict it for those
+    jac_pred = theory.predict_mlp(dims, exp.init, exp.activation,
+                                  x_probe[:probe_count(width)].pow(2).mean(dim=1).double().cpu().numpy(),
+                                  exp.model.bias_init.value, exp.model.bias_std)
     sigma_w2 = theory.effective_sigma_w2(exp.init, width, width)
     xi_q, xi_c = theory.depth_scales(exp.activation, sigma_w2, sigma_b2)
     phase = {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
@@ -98,7 +102,7 @@ def _mean_field(exp: ExperimentConfig, model: MLP, x_probe: torch.Tensor, stats:
              "q_star": theory.fixed_point(exp.activation, sigma_w2, sigma_b2), "xi_q": xi_q, "xi_c": xi_c,
              "critical_sigma_w2": theory.critical_sigma_w2(exp.activation, sigma_b2)}
     return {"q_pred": pred["q_pred"].tolist(), "delta_rms_pred": pred["delta_rms_pred"].tolist(),
-            "jacobian_mean_sq_sv_pred": float(pred["jac_msv_pred"][exp.depth - 1]), "phase": phase}
+            "jacobian_mean_sq_sv_pred": float(jac_pred["jac_msv_pred"][exp.depth - 1]), "phase": phase}
 
 
 def _choices(exp: ExperimentConfig) -> dict[str, Any]:

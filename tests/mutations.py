@@ -53,7 +53,7 @@ MUTATIONS = [
              "(sums.grad_norms / sums.steps).tolist()", "sums.grad_norms.tolist()",
              (TRAINING, "-k", "means_over_the_steps"), "grad_norm_train summed over steps"),
     Mutation("jacobian_pred_wrong_layer", "initlab/experiment.py",
-             'pred["jac_msv_pred"][exp.depth - 1]', 'pred["jac_msv_pred"][exp.depth - 2]',
+             '["jac_msv_pred"][exp.depth - 1]', '["jac_msv_pred"][exp.depth - 2]',
              (JACOBIAN, "-k", "prediction"), "mean_sq_sv_pred from the layer below"),
     Mutation("epochs_to_95_test_from_train", "initlab/analysis.py",
              '"test_acc", 0.95 * out["final_test_acc"]', '"train_acc", 0.95 * out["final_train_acc"]',
@@ -107,6 +107,9 @@ MUTATIONS = [
              '"he_normal": lambda w, c: _variance_normal(w, c.factor,', '"he_normal": lambda w, c: _variance_normal(w, 2.0,',
              ("tests/test_inits.py",), "init.factor never reaches he_normal"),
     # Jacobians
+    Mutation("jacobian_pred_all_probe_inputs", "initlab/experiment.py",
+             "x_probe[:probe_count(width)].pow(2)", "x_probe.pow(2)",
+             (JACOBIAN, "-k", "prediction"), "Jacobian predicted for other inputs than it is measured on"),
     Mutation("jacobian_every_offset", "initlab/experiment.py",
              "epoch % exp.jacobian_every == 0", "epoch % exp.jacobian_every == 1",
              (JACOBIAN, "-k", "jacobian_every"), "spectra at the wrong epochs"),

@@ -149,7 +149,9 @@ def test_prediction_is_the_product_of_the_backward_gains_tanh(tanh_job):
     predicted = {(int(r["epoch"]), r["kind"]): r["mean_sq_sv_pred"] for r in rows}
     assert [k for k, v in predicted.items() if v != ""] == [(0, "hidden")], "epoch 0, hidden only"
     x, _ = _probe_batch(data, exp.probe_size, exp.seed)
-    q0 = x.double().pow(2).mean(dim=1).numpy()  # the whole probe batch, as for q_pred
+    n = probe_count(exp.model.width)
+    assert n < len(x)
+    q0 = x[:n].double().pow(2).mean(dim=1).numpy()  # the inputs the Jacobian is measured on
     std2 = exp.init.std ** 2
     want = tanh_gain_product(data.n_features * std2, exp.model.width * std2, q0, exp.depth)
     assert float(predicted[0, "hidden"]) == pytest.approx(want, rel=1e-6)

@@ -47,7 +47,9 @@ def test_tanh_length_at_init_follows_the_length_map_in_every_layer(run_job, init
     assert layers[layers.epoch == 0].q_pred.notna().all()
 
     hidden = jacobian[(jacobian.epoch == 0) & (jacobian.kind == "hidden")].iloc[0]
-    assert hidden.mean_sq_sv == pytest.approx(hidden.mean_sq_sv_pred, rel=0.25)
+    # predicted for the same 2 inputs it is measured on: over seeds 0, 1 and both inits the ratio
+    # was 0.996-1.060 (sd 0.03); 5 sd. (Predicted from all 512 probe inputs it was 1.14-1.24.)
+    assert hidden.mean_sq_sv == pytest.approx(hidden.mean_sq_sv_pred, rel=0.15)
     assert {"chi1", "q_star", "xi_c", "xi_q", "sigma_w2", "critical_sigma_w2"} <= set(result["theory"])
 
 
