@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast sweep analyze bench clean
+.PHONY: run test test-fast sweep analyze bench mutate clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ analyze: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_epoch.py
+
+mutate: $(STAMP)
+	$(BIN)/python tests/mutations.py
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -115,13 +115,17 @@ def _mean_field(exp: ExperimentConfig, model: MLP, x_probe: torch.Tensor, delta_
     finite = math.isfinite(sigma_w2)  # an overflowing sigma_w^2 has no meaningful phase
     xi_q, xi_c = (_quietly("depth scales", theory.depth_scales, act, sigma_w2, sigma_b2, fallback=(nan, nan))
                   if finite else (nan, nan))
+    # the Jacobian is measured on the first probe_count inputs only: predict it for those
+    jac_pred = _quietly("Jacobian prediction", theory.predict_mlp, dims, exp.init, exp.activation,
+                        x_probe[:probe_count(width)].pow(2).mean(dim=1).double().cpu().numpy(),
+                        exp.model.bias_init.value, exp.model.bias_std, fallback={"jac_msv_pred": nan_layers})
     phase = {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
              "chi1": _quietly("chi1", theory.chi1, act, sigma_w2, sigma_b2) if finite else nan,
              "q_star": _quietly("q*", theory.fixed_point, act, sigma_w2, sigma_b2) if finite else nan,
              "xi_q": xi_q, "xi_c": xi_c,
              "critical_sigma_w2": _quietly("critical sigma_w2", theory.critical_sigma_w2, act, sigma_b2)}
     return {"q_pred": pred["q_pred"].tolist(), "delta_rms_pred": pred["delta_rms_pred"].tolist(),
-            "jacobian_mean_sq_sv_pred": float(pred["jac_msv_pred"][exp.depth - 1]), "phase": phase}
+            "jacobian_mean_sq_sv_pred": float(jac_pred["jac_msv_pred"][exp.depth - 1]), "phase": phase}
 
 
 def divergence(row: Mapping[str, Any], stats: torch.Tensor) -> Optional[str]:

@@ -78,6 +78,10 @@ def test_every_choice_composes_and_converts(group, choice):
             assert group0["momentum"] == node.momentum
         if hasattr(node, "betas"):
             assert tuple(group0["betas"]) == tuple(node.betas)
+    elif group == "model":  # the width reaches every hidden layer of the built model
+        model = MLP(5, 3, node.width, 2, nn.ReLU())
+        assert [tuple(l.weight.shape) for l in model.linears] == [(node.width, 5), (node.width, node.width),
+                                                                  (3, node.width)]
 
 
 def test_choice_parameters_are_typed():

@@ -299,12 +299,27 @@ def test_length_map_matches_monte_carlo(mc_lengths, case):
     np.testing.assert_allclose(measured[case], T.length_map(*case, q0, DEPTH), rtol=0.03)
 
 
+@pytest.mark.parametrize("case", MC_CASES)
+def test_predict_mlp_lengths_match_monte_carlo(mc_lengths, case):
+    """The whole-network table against the same Monte-Carlo networks (not against length_map,
+    whose propagation it shares): He-style init with factor sigma_w^2 gives every layer that
+    sigma_w^2, fan_in 784 or 1000. Tolerance as above (3%, the 48-net average's spread)."""
+    name, sigma_w2, sigma_b2 = case
+    measured, q0 = mc_lengths
+    dims = [(N_IN, WIDTH)] + [(WIDTH, WIDTH)] * (DEPTH - 1) + [(WIDTH, 10)]
+    init = {"name": "he_normal", "factor": sigma_w2, "mode": "fan_in"}
+    bias = ("normal", math.sqrt(sigma_b2)) if sigma_b2 else ("zeros", 0.0)
+    table = T.predict_mlp(dims, init, name, q0, *bias)
+    np.testing.assert_allclose(table["sigma_w2"], sigma_w2, rtol=1e-12)
+    np.testing.assert_allclose(measured[case], table["q_pred"][:DEPTH], rtol=0.03)
+
+
 def test_backward_and_jacobian_match_monte_carlo():
     """One chaotic tanh net (width 1500): true backprop of random output errors, and a
     Hutchinson estimate of mean s^2 of dh^K/dh^1, against the local-gain products."""
     name, sigma_w2, width, batch = "tanh", 2.0, 1500, 32
     generator = torch.Generator().manual_seed(7)
-    x, _ = probe_inputs(generator, batch)
+    x, q0 = probe_inputs(generator, batch)
     with one_torch_thread():
         weights, hs = [], []
         for _ in range(DEPTH):
@@ -325,6 +340,10 @@ def test_backward_and_jacobian_match_monte_carlo():
     np.testing.assert_allclose(measured / measured[-1], predicted, rtol=0.05)
     assert tangent.pow(2).mean().item() == pytest.approx(
         T.jacobian_mean_sq_sv_pred(name, [sigma_w2] * (DEPTH - 1), q), rel=0.05)
+    # the whole-network table, from the inputs alone (its own lengths), at the same tolerance
+    dims = [(N_IN, width)] + [(width, width)] * (DEPTH - 1) + [(width, 10)]
+    table = T.predict_mlp(dims, {"name": "he_normal", "factor": sigma_w2, "mode": "fan_in"}, name, q0)
+    assert tangent.pow(2).mean().item() == pytest.approx(table["jac_msv_pred"][DEPTH - 1], rel=0.05)
 
 
 # ----------------------------------------------------------------- fixed points, phases, depth

@@ -47,7 +47,9 @@ def test_tanh_length_at_init_follows_the_length_map_in_every_layer(run_job, init
     assert layers[layers.epoch == 0].q_pred.notna().all()
 
     hidden = jacobian[(jacobian.epoch == 0) & (jacobian.kind == "hidden")].iloc[0]
-    assert hidden.mean_sq_sv == pytest.approx(hidden.mean_sq_sv_pred, rel=0.25)
+    # predicted for the same 2 inputs it is measured on: over seeds 0, 1 and both inits the ratio
+    # was 0.996-1.060 (sd 0.03); 5 sd. (Predicted from all 512 probe inputs it was 1.14-1.24.)
+    assert hidden.mean_sq_sv == pytest.approx(hidden.mean_sq_sv_pred, rel=0.15)
     assert {"chi1", "q_star", "xi_c", "xi_q", "sigma_w2", "critical_sigma_w2"} <= set(result["theory"])
 
 
@@ -76,6 +78,13 @@ def test_backprop_signal_follows_the_backward_gains(run_job):
 def test_xavier_relu_signal_halves_per_layer_as_predicted(run_job):
     layers, _, result = run_job(["activation=relu", "init=xavier_normal", "depth=12",
                                            "model.width=512", "epochs=0"])
-    q_pred = layers[layers.epoch == 0].q_pred.to_numpy()
+    at_init = layers[layers.epoch == 0]
+    q_pred = at_init.q_pred.to_numpy()
     np.testing.assert_allclose(q_pred[2:12] / q_pred[1:11], 0.5, rtol=1e-9)
+    # the measured signal halves too: over 8 seeds each layer's ratio had sd 0.034 around 0.5 and
+    # the mean of a network's 11 ratios sd 0.012, so 4 sd: 0.14 per layer, 0.05 for the mean
+    preact_sq = at_init.preact_sq.to_numpy()
+    measured = preact_sq[1:12] / preact_sq[:11]
+    np.testing.assert_allclose(measured, 0.5, atol=0.14)
+    assert measured.mean() == pytest.approx(0.5, abs=0.05)
     assert result["theory"]["chi1"] == pytest.approx(0.5)

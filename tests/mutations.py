@@ -1,0 +1,225 @@
+"""Mutation check: plant plausible bugs one at a time and make sure the tests notice.
+
+Each mutation replaces one short snippet (which must occur exactly once in its file) in a
+temporary copy of the repository, runs the tests that should catch it there, and restores the
+file. A mutation is *killed* when those tests fail, *survived* when they pass (a test gap), and
+*not applicable* when its snippet no longer matches the code (refit it after a refactor). The
+exit status is 0 only when every mutation is killed.
+
+Not part of the normal suite (pytest collects only test_*.py): run ``make mutate``, or
+
+    python tests/mutations.py               # all mutations (CPU heavy: run it with nice)
+    python tests/mutations.py --list        # names, files and test selections
+    python tests/mutations.py --only NAME   # one mutation (repeat --only for several)
+    python tests/mutations.py --baseline    # first check the selected tests pass unmutated
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORE = shutil.ignore_patterns(".git", ".venv", "outputs", "multirun", ".pytest_cache", "__pycache__", "*.pyc")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest arguments, relative to the repository root
+    why: str
+
+
+TRAINING = "tests/test_training_values.py"
+JACOBIAN = "tests/test_jacobian_values.py"
+ANALYSIS = "tests/test_analysis_values.py"
+STATS0 = ("tests/test_statistics.py", "-k", "epoch0")
+
+MUTATIONS = [
+    # the four from issue 13
+    Mutation("epoch_loss_per_sample", "initlab/experiment.py",
+             "sums.loss.item() / sums.steps", "sums.loss.item() / sums.samples",
+             (TRAINING, "-k", "means_over_the_steps"), "epoch train loss divided by samples, not steps"),
+    Mutation("grad_norm_train_summed", "initlab/experiment.py",
+             "(sums.grad_norms / sums.steps).tolist()", "sums.grad_norms.tolist()",
+             (TRAINING, "-k", "means_over_the_steps"), "grad_norm_train summed over steps"),
+    Mutation("jacobian_pred_wrong_layer", "initlab/experiment.py",
+             '["jac_msv_pred"][exp.depth - 1]', '["jac_msv_pred"][exp.depth - 2]',
+             (JACOBIAN, "-k", "prediction"), "mean_sq_sv_pred from the layer below"),
+    Mutation("epochs_to_95_test_from_train", "initlab/analysis.py",
+             '"test_acc", 0.95 * out["final_test_acc"]', '"train_acc", 0.95 * out["final_train_acc"]',
+             (ANALYSIS, "-k", "convergence or follows_the_test_curve"), "epochs_to_95_final_test from train accuracy"),
+    # training loop and records
+    Mutation("train_acc_full_batches", "initlab/experiment.py",
+             "sums.correct.item() / sums.samples", "sums.correct.item() / (sums.steps * exp.batch_size)",
+             (TRAINING, "-k", "means_over_the_steps"), "train accuracy assumes every batch is full"),
+    Mutation("grad_norm_of_biases", "initlab/loop.py",
+             "weights = [layer.weight for layer in model.linears]", "weights = [layer.bias for layer in model.linears]",
+             (TRAINING, "-k", "means_over_the_steps"), "grad_norm_train of the bias gradients"),
+    Mutation("nesterov_dropped", "initlab/loop.py",
+             "momentum=cfg.momentum, nesterov=cfg.nesterov,", "momentum=cfg.momentum,",
+             (TRAINING, "-k", "nesterov"), "optimizer.nesterov never reaches torch"),
+    Mutation("rmsprop_alpha_dropped", "initlab/loop.py",
+             "alpha=cfg.alpha, eps=cfg.eps,", "eps=cfg.eps,",
+             (TRAINING, "-k", "rmsprop"), "RMSprop alpha never reaches torch"),
+    Mutation("adam_eps_dropped", "initlab/loop.py",
+             "betas=tuple(cfg.betas), eps=cfg.eps,", "betas=tuple(cfg.betas),",
+             (TRAINING, "-k", "adam"), "Adam eps never reaches torch"),
+    Mutation("adamw_is_adam", "initlab/loop.py",
+             '"adamw": torch.optim.AdamW', '"adamw": torch.optim.Adam',
+             (TRAINING, "-k", "adamw"), "adamw's decay coupled to the gradient"),
+    Mutation("sgd_weight_decay_dropped", "initlab/loop.py",
+             'weight_decay=cfg.weight_decay)\n    if cfg.name == "rmsprop":', ')\n    if cfg.name == "rmsprop":',
+             (TRAINING, "-k", "sgd-decay or nesterov"), "SGD weight decay never reaches torch"),
+    Mutation("adam_betas_dropped", "initlab/loop.py",
+             "lr=cfg.lr, betas=tuple(cfg.betas), ", "lr=cfg.lr, ",
+             (TRAINING, "-k", "adam"), "Adam betas never reach torch"),
+    Mutation("eval_loss_mean_then_divided", "initlab/loop.py",
+             'F.cross_entropy(logits, yb, reduction="sum")', "F.cross_entropy(logits, yb)",
+             (TRAINING, "-k", "means_over_the_steps"), "test loss averaged twice"),
+    Mutation("csv_floats_rounded", "initlab/records.py",
+             "repr(v) if isinstance(v, float)", 'f"{v:.6g}" if isinstance(v, float)',
+             (TRAINING, "-k", "round_trip"), "records floats to 6 significant digits"),
+    Mutation("probe_columns_swapped", "initlab/records.py",
+             '("preact_mean", "preact_std", "preact_sq",', '("preact_std", "preact_mean", "preact_sq",',
+             STATS0, "column names out of the statistics' order"),
+    # probe statistics
+    Mutation("preact_std_sample", "initlab/probes.py",
+             "h.mean(), h.std(correction=0)", "h.mean(), h.std()",
+             STATS0, "sample instead of population std"),
+    Mutation("delta_rms_without_sqrt", "initlab/probes.py",
+             "d.pow(2).mean().sqrt()", "d.pow(2).mean()",
+             STATS0, "delta_rms is the mean square"),
+    Mutation("frac_zero_nonpositive", "initlab/probes.py",
+             "(a == 0).double().mean()", "(a <= 0).double().mean()",
+             STATS0, "frac_zero counts negative activations"),
+    Mutation("saturation_threshold", "initlab/activations.py",
+             "act.abs() > 0.99", "act.abs() > 0.95",
+             ("tests/test_physics.py", "-k", "saturates"), "tanh saturation at 0.95"),
+    # inits
+    Mutation("fan_in_is_fan_out", "initlab/inits.py",
+             'return fan_in if mode == "fan_in" else fan_out', 'return fan_out if mode == "fan_in" else fan_in',
+             ("tests/test_inits.py",), "fan modes swapped"),
+    Mutation("uniform_bound_factor", "initlab/inits.py",
+             "math.sqrt(3.0 * factor / _fan(weight, mode))", "math.sqrt(factor / _fan(weight, mode))",
+             ("tests/test_inits.py",), "uniform bound without the 3 (variance factor/3)"),
+    Mutation("he_factor_ignored", "initlab/inits.py",
+             '"he_normal": lambda w, c: _variance_normal(w, c.factor,', '"he_normal": lambda w, c: _variance_normal(w, 2.0,',
+             ("tests/test_inits.py",), "init.factor never reaches he_normal"),
+    # Jacobians
+    Mutation("jacobian_pred_all_probe_inputs", "initlab/experiment.py",
+             "x_probe[:probe_count(width)].pow(2)", "x_probe.pow(2)",
+             (JACOBIAN, "-k", "prediction"), "Jacobian predicted for other inputs than it is measured on"),
+    Mutation("jacobian_every_offset", "initlab/experiment.py",
+             "epoch % exp.jacobian_every == 0", "epoch % exp.jacobian_every == 1",
+             (JACOBIAN, "-k", "jacobian_every"), "spectra at the wrong epochs"),
+    Mutation("probe_count_uncapped", "initlab/jacobian.py",
+             "min(32, 2048 // width)", "2048 // width",
+             (JACOBIAN, "-k", "jacobian_every"), "probe count without its cap of 32"),
+    Mutation("hidden_jacobian_skips_a_layer", "initlab/jacobian.py",
+             "for layer in model.hidden[1:]:", "for layer in model.hidden[2:]:",
+             (JACOBIAN, "-k", "matches_numpy"), "hidden Jacobian from h^2, not h^1"),
+    Mutation("sv_std_sample", "initlab/jacobian.py",
+             "flat.std(correction=0)", "flat.std()",
+             (JACOBIAN, "-k", "matches_numpy"), "sample instead of population std of singular values"),
+    Mutation("var_sq_sv_sample", "initlab/jacobian.py",
+             "sq.var(correction=0)", "sq.var()",
+             (JACOBIAN, "-k", "matches_numpy"), "sample variance of squared singular values"),
+    # theory
+    Mutation("chi1_half", "initlab/theory.py",
+             "return float(sigma_w2 * act.grad_moment(q))", "return float(0.5 * sigma_w2 * act.grad_moment(q))",
+             (ANALYSIS, "-k", "critical or ordered"), "a stray factor in chi1"),
+    Mutation("sigma_b2_is_std", "initlab/theory.py",
+             "return float(bias_std) ** 2", "return float(bias_std)",
+             (ANALYSIS, "-k", "ordered"), "sigma_b^2 taken as the bias std"),
+    # analysis columns
+    Mutation("misfit_mean", "initlab/analysis.py",
+             "float(ratio.abs().median())", "float(ratio.abs().mean())",
+             (ANALYSIS, "-k", "convergence"), "misfit as the mean, not the median"),
+    Mutation("misfit_counts_output_layer", "initlab/analysis.py",
+             'layers["layer"] <= depth)]', 'layers["layer"] <= depth + 1)]',
+             (ANALYSIS, "-k", "convergence"), "misfits include the output layer"),
+    Mutation("epoch0_counts_as_trained", "initlab/analysis.py",
+             'trained = epochs[epochs["epoch"] >= 1]', 'trained = epochs[epochs["epoch"] >= 0]',
+             (ANALYSIS, "-k", "convergence"), "the state at init counts as a trained epoch"),
+]
+
+
+def _pytest(tree: Path, args: tuple[str, ...], timeout: float) -> tuple[str, float]:
+    """'passed', 'failed' or 'timeout' for ``python -m pytest -x -q ARGS`` in ``tree``."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args],
+                              cwd=tree, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - start
+    if done.returncode == 5:
+        raise SystemExit(f"no tests selected by {' '.join(args)}: fix the mutation's test selection")
+    return ("passed" if done.returncode == 0 else "failed"), time.perf_counter() - start
+
+
+def run(mutations: list[Mutation], baseline: bool, timeout: float) -> int:
+    with tempfile.TemporaryDirectory(prefix="initlab-mutants-") as tmp:
+        tree = Path(tmp) / "repo"
+        shutil.copytree(ROOT, tree, ignore=IGNORE)
+        if baseline:
+            for args in dict.fromkeys(m.tests for m in mutations):
+                outcome, seconds = _pytest(tree, args, timeout)
+                print(f"baseline {outcome:8s} {seconds:6.1f}s  {' '.join(args)}", flush=True)
+                if outcome != "passed":
+                    print("the unmutated tests do not pass: fix them before mutating")
+                    return 2
+        counts = {"killed": 0, "survived": 0, "not applicable": 0}
+        for m in mutations:
+            path = tree / m.file
+            original = path.read_text()
+            hits = original.count(m.old)
+            if hits != 1:
+                status, seconds = "not applicable", 0.0
+                detail = f"snippet found {hits} times in {m.file}"
+            else:
+                path.write_text(original.replace(m.old, m.new))
+                try:
+                    outcome, seconds = _pytest(tree, m.tests, timeout)
+                finally:
+                    path.write_text(original)
+                status = "survived" if outcome == "passed" else "killed"
+                detail = m.why + (" (timed out)" if outcome == "timeout" else "")
+            counts[status] += 1
+            print(f"{status:14s} {seconds:6.1f}s  {m.name}: {detail}", flush=True)
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0 if counts["killed"] == len(mutations) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--only", action="append", metavar="NAME", help="run only this mutation (repeatable)")
+    parser.add_argument("--baseline", action="store_true", help="first run the selected tests unmutated")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per test run (default 600)")
+    args = parser.parse_args(argv)
+    chosen = MUTATIONS
+    if args.only:
+        known = {m.name: m for m in MUTATIONS}
+        unknown = [n for n in args.only if n not in known]
+        if unknown:
+            parser.error(f"unknown mutation(s) {', '.join(unknown)}; --list shows the names")
+        chosen = [known[n] for n in args.only]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:32s} {m.file:24s} {' '.join(m.tests)}\n{'':32s} {m.why}")
+        return 0
+    return run(chosen, args.baseline, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
