@@ -10,10 +10,13 @@ job is skipped only for the ``epochs`` it was run with.
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from initlab.config import ConfigError
+from omegaconf import MISSING as OMEGACONF_MISSING
+
+from initlab.config import ConfigError, ExperimentConfig
 
 RUNTIME_KEYS = ("threads", "device", "resume", "keep_checkpoint")
 _MISSING = object()
@@ -38,6 +41,14 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
             if old.get(k, _MISSING) != new.get(k, _MISSING)]
 
 
+def _with_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level settings added after a record was written count as their default (an older
+    job's ``jacobian_every`` is 0), so records of an older initlab still resume and skip."""
+    defaults = {f.name: f.default for f in fields(ExperimentConfig)
+                if f.default not in (MISSING, OMEGACONF_MISSING) and f.name not in RUNTIME_KEYS}
+    return {**defaults, **recorded}
+
+
 def check_same_run(what: str, job_dir: Path, recorded: Optional[Mapping[str, Any]],
                    current: Mapping[str, Any], checkpoint_epoch: Optional[int] = None) -> None:
     """Raise ConfigError (one line) unless ``recorded`` choices describe the ``current`` run.
@@ -50,7 +61,7 @@ def check_same_run(what: str, job_dir: Path, recorded: Optional[Mapping[str, Any
     if recorded is None:
         raise ConfigError(f"{what} in {job_dir} records no settings to compare (written by an older "
                           f"initlab); {fix}")
-    diffs = differences(recorded, current)
+    diffs = differences(_with_defaults(recorded), current)
     if checkpoint_epoch is not None:
         if current["epochs"] < checkpoint_epoch:
             raise ConfigError(f"epochs={current['epochs']} but {what} in {job_dir} is after epoch "

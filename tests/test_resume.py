@@ -172,6 +172,20 @@ def test_a_checkpoint_without_recorded_settings_is_refused(tmp_path):
         run_job(compose_config(*QUICK, "epochs=1"), job)
 
 
+def test_a_record_of_an_older_initlab_counts_added_settings_as_their_default(tmp_path):
+    """A result.json written before ``jacobian_every`` was recorded is the same run as one asked
+    for with the default (0), and another run than one asked for with jacobian_every=1."""
+    run_job(compose_config(*QUICK, "epochs=1"), tmp_path)
+    result = json.loads((tmp_path / "result.json").read_text())
+    del result["choices"]["jacobian_every"]
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    before = (tmp_path / "result.json").read_bytes()
+    assert run_job(compose_config(*QUICK, "epochs=1"), tmp_path)["status"] == "completed"
+    assert (tmp_path / "result.json").read_bytes() == before
+    with pytest.raises(ConfigError, match=r"jacobian_every \(absent\) -> 1"):
+        run_job(compose_config(*QUICK, "epochs=1", "jacobian_every=1"), tmp_path)
+
+
 @pytest.mark.parametrize("change", ["seed=1", "epochs=2", "jacobian_every=1"])
 def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp_path, change):
     """Skipping it would keep the old result under the new command; refusing says so."""
