@@ -4,11 +4,19 @@ Each init and each activation keeps one colour in every figure (INIT_COLORS, ACT
 related inits share a hue family (he blue/cyan, xavier green/olive, normal orange/brown) and
 differ in dashes. With several seeds a line is the mean and its band the 95% t-interval (on log
 axes, of the logs). Figures are at most 7 inches wide with 10-11 pt text, so they stay legible
-printed one column wide.
+printed one column wide; figures with a panel or cell per choice grow with the grid instead of
+shrinking their text.
+
+A figure pools runs only across seeds: every other varied choice is a line, a panel, or fixed per
+figure (Plotter.all draws the whole set once per value of the keys no figure shows, named in the
+title and file name), and each figure checks this before drawing (PoolingError). On log axes, exact
+zeros are drawn at the axis floor with their own marker; a figure that cannot be drawn is listed
+with the reason (Plotter.not_drawn), never dropped silently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import warnings
@@ -24,6 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 from scipy import stats  # noqa: E402
@@ -42,6 +51,9 @@ INIT_DASHES = {"he": "", "xavier": (5, 2), "normal": (1, 1.2), "trunc": (2.5, 1.
                "orthogonal": (6, 1.5, 1.5, 1.5), "lecun": (8, 2)}
 WIDTH = 7.0  # inches
 FLOOR = 1e-6  # log-scale heatmaps clip below this (a zero-init layer has std 0)
+TINY = 1e-300  # the lowest floor a log axis gets (float64 underflows a little below)
+ZERO_MARKER = {"marker": "v", "markersize": 6, "markerfacecolor": "none", "markeredgewidth": 1.2, "linestyle": ""}
+ZERO_LABEL = "value exactly 0"
 
 
 @dataclass
@@ -49,6 +61,32 @@ class Figure:
     path: str  # the PNG, relative to the output folder
     caption: str
     section: str
+
+
+@dataclass
+class NotDrawn:
+    """A figure that the tables should give but that was not drawn, and why (one line)."""
+
+    figure: str
+    reason: str
+
+
+class PoolingError(ValueError):
+    """A figure would average runs that differ in more than their seed."""
+
+
+class NothingToDraw(ValueError):
+    """The data a figure needs is empty or not finite; the message says which."""
+
+
+def _context_text(values: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def log_floor(values: pd.Series) -> float:
+    """The floor of a log axis for ``values``: a decade below the smallest positive value."""
+    positive = values[(values > 0) & np.isfinite(values)]
+    return max(float(positive.min()) / 10, TINY) if len(positive) else 1.0
 
 
 def t95(values: pd.Series) -> tuple[float, float]:
@@ -66,6 +104,19 @@ LOG_BAND = {"estimator": lambda v: float(np.exp(np.log(v).mean())),
             "errorbar": lambda v: tuple(np.exp(t95(np.log(v))))}
 
 
+def _subset(tables: Tables, jobs: set) -> Tables:
+    """``tables`` restricted to ``jobs``."""
+    def keep(frame: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
+        if frame is None:
+            return None
+        part = frame[frame["job"].isin(jobs)]
+        return None if part.empty else part
+
+    return dataclasses.replace(tables, runs=keep(tables.runs), epochs=keep(tables.epochs),
+                               layers=keep(tables.layers), jacobian=keep(tables.jacobian),
+                               spectra=keep(tables.spectra))
+
+
 class Plotter:
     """Draws every figure the tables support into ``out/figures``; returns them with captions.
 
@@ -74,7 +125,13 @@ class Plotter:
     """
 
     def __init__(self, tables: Tables, out: Path, formats: tuple[str, ...] = ("png",),
-                 detail_depths: Optional[list[int]] = None):
+                 detail_depths: Optional[list[int]] = None, strict: bool = False, context: Optional[dict] = None):
+        """``strict``: a figure that fails raises instead of being listed in ``not_drawn`` (tests);
+        ``context``: the values of keys no figure shows that every run here shares (named in titles)."""
+        self.tables, self.out, self.detail_depths, self.strict = tables, out, detail_depths, strict
+        self.context = context or {}
+        self.not_drawn: list[NotDrawn] = []
+        self.kept: Optional[dict[str, plt.Figure]] = None  # a dict: _save keeps figures open in it (tests)
         self.keys, self.dir = tables.keys, out / "figures"
         self.formats = tuple(dict.fromkeys(("png", *formats)))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -118,30 +175,83 @@ class Plotter:
         return {"hue": group, "hue_order": self.order[group], "palette": self.palette[group]}
 
     def _save(self, fig: plt.Figure, name: str, caption: str, section: str) -> Figure:
-        name = re.sub(r"[^\w.-]+", "_", name)
+        """Every format into figures/; the shared context goes into the title, caption and file name."""
+        if self.context:
+            context = _context_text(self.context)
+            name += "_" + "_".join(f"{k}={v}" for k, v in self.context.items())
+            title = fig._suptitle
+            if title is not None and title.get_text():
+                title.set_text(f"{title.get_text()}; {context}")
+            else:
+                fig.suptitle(context, y=1.0, va="bottom")
+            caption = f"{context}. {caption}"
+        name = re.sub(r"[^\w.=-]+", "_", name)
         for fmt in self.formats:
             fig.savefig(self.dir / f"{name}.{fmt}", dpi=200, bbox_inches="tight")
-        plt.close(fig)
+        if self.kept is not None:
+            self.kept[name] = fig
+        else:
+            plt.close(fig)
         return Figure(f"figures/{name}.png", caption, section)
+
+    def _check_pooling(self, data: pd.DataFrame, by: list[str]) -> None:
+        """Raise PoolingError if rows that one line, cell or panel (``by``) averages come from runs
+        that differ in a varied key other than the seed. ``data`` has a ``job`` column."""
+        columns = {"init": "init_name", "activation": "activation_name"}
+        varied = [columns.get(k, k) for k in self.keys if k != "seed"]
+        varied = [k for k in varied if k not in by and k in self.runs]
+        if not varied or data.empty:
+            return
+        by = list(dict.fromkeys(b for b in by if b in data))
+        frame = data[["job", *by]].drop_duplicates().join(self.runs.set_index("job")[varied], on="job")
+        for key in varied:
+            n = frame.groupby(by, dropna=False)[key].nunique(dropna=False) if by else frame[key].nunique(dropna=False)
+            if (np.atleast_1d(n) > 1).any():
+                raise PoolingError(f"it would pool runs that differ in {key} (only seeds may be pooled)")
 
     # --- the figures --------------------------------------------------------------------------
     def all(self) -> list[Figure]:
-        """Every figure, in report order; one that fails is logged and left out, not fatal."""
+        """Every figure, in report order, once per value of the varied keys no figure shows.
+
+        A figure that fails is logged and listed in ``not_drawn`` with the reason (re-raised when
+        ``strict``); the other figures still count.
+        """
+        extra = [k for k in self.tables.extra_keys if k in self.runs]
+        if not extra or self.context:
+            return self._all_here()
+        figures = []
+        for values, part in self.tables.runs.groupby(extra, sort=False, dropna=False):
+            context = dict(zip(extra, values if isinstance(values, tuple) else (values,)))
+            sub = type(self)(_subset(self.tables, set(part["job"])), self.out, self.formats, self.detail_depths,
+                             self.strict, context)
+            sub.kept = self.kept
+            figures += sub.all()
+            self.not_drawn += sub.not_drawn
+        return figures
+
+    def _all_here(self) -> list[Figure]:
         sns.set_theme(context="paper", style="whitegrid", font_scale=1.25)
         steps: list[Callable[[], list[Figure]]] = [
             self.grid, self.accuracy_vs_depth, self.epochs_to_95, self.act_std_vs_layer, self.gradients,
             self.delta_at_init, self.dead_and_saturated, self.heatmaps, self.curves_by_activation,
             self.curves_by_init, self.he_factor, *self.extra_figures()]
         figures = []
+        where = f" ({_context_text(self.context)})" if self.context else ""
         with warnings.catch_warnings():  # seaborn's tight_layout vs colour-bar axes; savefig crops anyway
             warnings.filterwarnings("ignore", ".*[Tt]ight.?layout", UserWarning)
             warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="seaborn")
             for step in steps:
                 try:
                     figures += step()
-                except Exception as err:  # noqa: BLE001 - the tables and other figures still count
-                    log.warning("could not draw %s: %s: %s", step.__name__, type(err).__name__, err)
+                except Exception as err:  # the tables and other figures still count; the report says so
                     plt.close("all")
+                    if self.strict:
+                        raise
+                    expected = isinstance(err, (NothingToDraw, PoolingError))
+                    reason = str(err) if expected else f"{type(err).__name__}: {err}"
+                    reason = (reason.splitlines() or [type(err).__name__])[0]
+                    log.warning("could not draw %s%s: %s", step.__name__, where, reason)
+                    self.not_drawn.append(NotDrawn(step.__name__ + where, reason))
         return figures
 
     def extra_figures(self) -> list[Callable[[], list[Figure]]]:
@@ -227,14 +337,27 @@ class Plotter:
                   col_order: Optional[list] = None, style: str = "init", col_wrap: Optional[int] = None) -> Figure:
         """Per-layer lines, one per init; inits that overlap (xavier, orthogonal) differ in dashes too.
 
-        ``row_labels`` (value -> title) orders and names the rows; their titles sit on the right.
+        ``row_labels`` (value -> title) orders and names the rows; their titles sit on the right. On
+        a log axis (``log``), exact zeros sit at the axis floor with an open triangle (ZERO_LABEL) and
+        non-finite values are left out; raises NothingToDraw when nothing finite is left.
         """
+        data = data.assign(**{y: data[y].replace([np.inf, -np.inf], np.nan)}).dropna(subset=[y])
+        if data.empty:
+            raise NothingToDraw(f"no finite {y} at depth {', '.join(map(str, self.detail))}")
+        self._check_pooling(data, ["activation", "init", "depth", "layer", *([row] if row else []),
+                                   *([col] if col else []), *([style] if style != "init" else [])])
+        if log and not (data[y] > 0).any():  # all zero (zero init): a linear axis shows 0 as 0
+            log, caption = False, caption.replace(", log scale", "") + " Every value is exactly 0."
+        floor = log_floor(data[y]) if log else 0.0
+        zero = data[y] < floor if log else data[y] == 0
+        if log:
+            data = data.assign(**{y: data[y].clip(lower=floor)})
         col_order = col_order or self._present("activation", data)
         ncols = col_wrap or len(col_order)
         inits = self._present("init", data)
         style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes} if style == "init"
                     else {"style": style, "style_order": ["at init", "end of training"]})
-        width = min(3.5, WIDTH / ncols)
+        width = min(3.5, max(WIDTH / ncols, 1.6))
         height = min(1.9, width)
         if row:
             data = data.assign(**{row: data[row].map(row_labels)})
@@ -243,6 +366,22 @@ class Plotter:
                         row=row, row_order=list(row_labels.values()) if row else None, col=col,
                         col_order=col_order, col_wrap=col_wrap, height=height, aspect=width / height,
                         facet_kws={"sharey": "row" if row else True, "margin_titles": bool(row)})
+        if zero.any():
+            zeros = data[zero.to_numpy()]
+
+            def mark(data: pd.DataFrame, **_) -> None:
+                part = data[data.index.isin(zeros.index)]
+                for init, rows in part.groupby("init"):
+                    plt.gca().plot(rows["layer"], rows[y], color=self.palette["init"][init], **ZERO_MARKER)
+
+            g.map_dataframe(mark)
+            legend = dict(g._legend_data)
+            legend[ZERO_LABEL] = Line2D([], [], color="0.3", **ZERO_MARKER)
+            g._legend.remove()
+            g.add_legend(legend_data=legend, label_order=list(legend))
+            if log:
+                for ax in g.axes.flat:
+                    ax.set_ylim(bottom=floor / 2)
         self._legend_below(g)
         g.set_titles(template="{col_name}", row_template="{row_name}", col_template="{col_name}")
         g.set_axis_labels("layer", ylabel)
@@ -251,31 +390,33 @@ class Plotter:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        if zero.any() and log:
+            caption += f" Open triangles: exactly 0, drawn at the axis floor ({floor:.2g})."
+        elif zero.any():
+            caption += " Open triangles: exactly 0."
         return self._save(g.figure, name, caption, "Signal propagation")
 
     def act_std_vs_layer(self) -> list[Figure]:
         """Figure 3b: the signal-propagation picture, at init and after training."""
         data = self._detail_layers()
-        data = data[(data["when"] != "middle of training") & (data["act_std"] > 0)]
+        data = data[data["when"] != "middle of training"]
         return [self._by_layer(
             data[data["depth"] == d], "act_std", "post-activation std", f"act_std_vs_layer_depth{d}",
             f"Post-activation std per hidden layer at init (top) and after training (bottom), depth {d}, "
-            f"log scale; layers with zero variance (zero init) are not drawn.", True,
+            f"log scale.", True,
             row="when", row_labels={"at init": "at init", "end of training": "after training"})
             for d in self.detail]
 
     def gradients(self) -> list[Figure]:
         """Figure 4: weight-gradient norm per layer at init, mid-training and the end."""
         data = self._detail_layers(hidden_only=False)
-        data = data[data["grad_norm"] > 0]
         figures = []
         for d in self.detail:
             part = data[data["depth"] == d]
             figures.append(self._by_layer(
                 part, "grad_norm", "weight-grad norm", f"grad_norm_vs_layer_depth{d}",
                 f"Norm of the weight gradient on the probe batch per layer (layer {d + 1} is the output "
-                f"layer) at init, mid-training and the last epoch, depth {d}, log scale; exact zeros "
-                f"are not drawn.", True, row="activation",
+                f"layer) at init, mid-training and the last epoch, depth {d}, log scale.", True, row="activation",
                 row_labels={a: a for a in self._present("activation", part)}, col="when",
                 col_order=["at init", "middle of training", "end of training"]))
         return figures
@@ -283,7 +424,7 @@ class Plotter:
     def delta_at_init(self) -> list[Figure]:
         """Figure 4b: the backward signal dL/dh (rms) per layer of the untrained network."""
         data = self._detail_layers(hidden_only=False)
-        data = data[(data["when"] == "at init") & (data["delta_rms"] > 0)]
+        data = data[data["when"] == "at init"]
         figures = []
         for d in self.detail:
             part = data[data["depth"] == d]
