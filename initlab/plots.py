@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,6 +309,7 @@ class Plotter:
             g.set_axis_labels("epoch", "")
             for acc, loss in g.axes:
                 self._accuracy_and_loss_axes(acc, loss)
+            g.figure.subplots_adjust(hspace=0.3)  # 1.0 of a row and 0.0 of the one above stay apart
             g.figure.suptitle(f"{by} {name}", y=1.01)
             figures.append(self._save(g.figure, f"curves_{by}_{name}", (
                 f"{by} {name}: test (solid) and train (dashed) accuracy and loss (log scale) per epoch, "
@@ -437,18 +439,29 @@ class Plotter:
         return figures
 
     def dead_and_saturated(self) -> list[Figure]:
-        """Figure 9: units stuck at zero (relu) or in the flat tails (tanh, sigmoid)."""
+        """Figure 9: zero entries, dead units (relu) and saturated entries (tanh, sigmoid) per layer.
+
+        ``frac_zero`` counts (sample, unit) entries that are exactly 0 (about half for a healthy
+        relu layer); ``frac_dead`` counts units that are 0 on every probe sample (dead ReLUs). Jobs
+        recorded before ``frac_dead`` existed have no such row.
+        """
         data = self._detail_layers()
+        stats = ["frac_zero", *(["frac_dead"] if "frac_dead" in data and data["frac_dead"].notna().any() else []),
+                 "frac_saturated"]
         data = data[data["when"] != "middle of training"].melt(
-            id_vars=["activation", "init", "depth", "layer", "when", "job"],
-            value_vars=["frac_zero", "frac_saturated"], var_name="stat")
-        rows = {"frac_zero": "exactly zero", "frac_saturated": "saturated"}
+            id_vars=["activation", "init", "depth", "layer", "when", "job"], value_vars=stats, var_name="stat")
+        rows = {"frac_zero": "zero entries", "frac_dead": "dead units", "frac_saturated": "saturated entries"}
+        rows = {k: v for k, v in rows.items() if k in stats}
+        what = ("the fraction of entries (probe sample x unit) exactly 0 (frac_zero; about half in a healthy "
+                "relu layer), " + ("the fraction of units 0 on every probe sample (frac_dead: dead units), "
+                                   if "frac_dead" in stats else "")
+                + "and the fraction of entries saturated (frac_saturated: |tanh| > 0.99, sigmoid < 0.01 or > 0.99)")
         figures = []
         for d in self.detail:
             fig = self._by_layer(
-                data[data["depth"] == d], "value", "fraction of units", f"dead_saturated_vs_layer_depth{d}",
-                f"Fraction of units exactly zero (top) and saturated (bottom: |tanh| > 0.99, sigmoid < 0.01 "
-                f"or > 0.99) per hidden layer, at init (solid) and after training (dashed), depth {d}.",
+                data[data["depth"] == d].dropna(subset=["value"]), "value", "fraction",
+                f"dead_saturated_vs_layer_depth{d}",
+                f"Per hidden layer, one row each: {what}; at init (solid) and after training (dashed), depth {d}.",
                 False, row="stat", row_labels=rows, style="when")
             figures.append(fig)
         return figures
@@ -461,43 +474,45 @@ class Plotter:
                 for (act, d), part in layers.groupby(["activation", "depth"])]
 
     def _heatmap(self, part: pd.DataFrame, stat: str, act: str, depth: int) -> Figure:
+        """One panel (about 1.6 x 1.6 inches) per init, four a row; exact zeros of act_std grey."""
+        self._check_pooling(part, ["activation", "depth", "init", "layer", "epoch"])
         inits = self._present("init", part)
         wrap = min(4, len(inits))
-        g = sns.FacetGrid(part, col="init", col_order=inits, col_wrap=wrap, height=1.55, aspect=1.0)
-        cax = g.figure.add_axes([1.0, 0.3, 0.015, 0.4])
+        nrows = -(-len(inits) // wrap)
+        fig, axes = plt.subplots(nrows, wrap, squeeze=False, sharex=True, sharey=True, layout="constrained",
+                                 figsize=(0.9 + 1.65 * wrap + 1.0, 0.6 + 1.9 * nrows))
         values = part[stat].replace([np.inf, -np.inf], np.nan)
+        zeros = stat == "act_std" and (values == 0).any()
         if stat == "act_std":
-            low = values[values > 0].min() if (values > 0).any() else FLOOR
-            low = max(FLOOR, low)
-            style = {"norm": LogNorm(low, max(values.max(), 10 * low)), "cmap": "viridis"}
+            low = max(float(values[values > 0].min()) if (values > 0).any() else FLOOR, TINY)
+            cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")  # LogNorm masks 0: grey cells
+            style = {"norm": LogNorm(low, max(values.max(), 10 * low)), "cmap": cmap}
         else:
             lim = max(values.abs().quantile(0.99), 1e-3)
             style = {"vmin": -lim, "vmax": lim, "center": 0.0, "cmap": "vlag"}
         epochs = sorted(part["epoch"].unique())
-        ticks = {"x": np.unique(np.linspace(0, len(epochs) - 1, 4).round().astype(int)),
-                 "y": np.unique(np.linspace(0, depth - 1, 5).round().astype(int))}
-
-        def draw(data: pd.DataFrame, **_) -> None:
-            grid = data.pivot_table(index="layer", columns="epoch", values=stat)
-            grid = grid.reindex(index=range(1, depth + 1), columns=epochs)
-            ax = plt.gca()
-            sns.heatmap(grid.clip(lower=FLOOR) if stat == "act_std" else grid, ax=ax, cbar_ax=cax,
-                        xticklabels=False, yticklabels=False, rasterized=True, **style)
+        ticks = {"x": np.unique(np.linspace(0, len(epochs) - 1, min(len(epochs), 4)).round().astype(int)),
+                 "y": np.unique(np.linspace(0, depth - 1, min(depth, 5)).round().astype(int))}
+        for i, (ax, init) in enumerate(zip(axes.flat, inits)):
+            grid = part[part["init"] == init].pivot_table(index="layer", columns="epoch", values=stat, dropna=False)
+            grid = grid.reindex(index=range(1, depth + 1), columns=epochs).replace([np.inf, -np.inf], np.nan)
+            if stat == "act_std":  # a zero stays 0 (grey); only missing cells are blank
+                grid = grid.where(grid != 0, -1.0)
+            sns.heatmap(grid, ax=ax, cbar=False, xticklabels=False, yticklabels=False, rasterized=True, **style)
             ax.set_xticks(ticks["x"] + 0.5, [epochs[i] for i in ticks["x"]], rotation=0)
-            ax.set_yticks(ticks["y"] + 0.5, ticks["y"] + 1)
-
-        g.map_dataframe(draw)
-        g.set_titles("{col_name}")
-        g.set_axis_labels("epoch", "layer")
-        for i, ax in enumerate(g.axes.flat):  # tick labels on the outer panels only
-            ax.tick_params(labelleft=not i % wrap, labelbottom=i + wrap >= len(inits))
-        cax.set_ylabel(("post-activation std" if stat == "act_std" else "post-activation mean"))
+            ax.set_yticks(ticks["y"] + 0.5, ticks["y"] + 1, rotation=0)
+            ax.set_title(textwrap.fill(init, 18), fontsize="medium")
+            ax.set(xlabel="epoch" if i + wrap >= len(inits) else "", ylabel="layer" if i % wrap == 0 else "")
+        for ax in axes.flat[len(inits):]:
+            ax.set_visible(False)
+        bar = fig.colorbar(axes.flat[0].collections[0], ax=axes, shrink=min(1.0, 0.4 + 0.3 * nrows),
+                           label="post-activation std" if stat == "act_std" else "post-activation mean")
         if stat == "act_std":
-            self._plain_log_ticks(cax.yaxis)
-        g.figure.suptitle(f"{act}, depth {depth}", y=1.02)
-        what = ("standard deviation (log colour; the darkest cells include zero)" if stat == "act_std"
-                else "mean (0 is white)")
-        return self._save(g.figure, f"heatmap_{stat}_{act}_depth{depth}", (
+            self._plain_log_ticks(bar.ax.yaxis)
+        fig.suptitle(f"{act}, depth {depth}")
+        what = ("standard deviation (log colour; grey cells are exactly 0)" if zeros
+                else "standard deviation (log colour)" if stat == "act_std" else "mean (0 is white)")
+        return self._save(fig, f"heatmap_{stat}_{act}_depth{depth}", (
             f"{act}, depth {depth}: post-activation {what} per hidden layer (rows, input side on "
             f"top) and epoch (columns), one panel per init, mean over seeds."),
             "Activation statistics through training")
@@ -560,55 +575,71 @@ class Plotter:
             "test accuracy 95% of its final value (bottom, as the CNN study); trainable runs only."))]
 
     def grid(self) -> list[Figure]:
-        """Figure 7: the whole grid as one heatmap per depth; † diverged, hatched untrainable."""
+        """Figure 7: the whole grid, a panel per activation, init x depth cells; † diverged, hatched
+        untrainable. Cells keep their size (about 0.42 x 0.3 inches), so the figure grows with the
+        grid: up to two panels a row for the full grid, more rows below."""
         cells = self.runs.groupby(["depth", "init", "activation"]).agg(
             acc=("final_test_acc", "mean"), diverged=("status", lambda s: (s == "diverged").any()),
             trainable=("trainable", "mean")).reset_index()
         depths = sorted(cells["depth"].unique())
-        inits, acts = self.order["init"], self.order["activation"]
+        inits, acts = self._present("init", self.runs), self._present("activation", self.runs)
         if len(inits) == len(acts) == 1:  # a single cell per depth: figure 5 says it better
             return []
-        height = 0.3 * len(inits) + 0.7  # about 0.4 x 0.3 inches a cell: 7 inches for 3 panels of 4
-        g = sns.FacetGrid(cells, col="depth", col_wrap=min(3, len(depths)), height=height,
-                          aspect=(0.4 * len(acts) + 0.3) / height)
-        cax = g.figure.add_axes([1.0, 0.3, 0.015, 0.4])
-
-        def draw(data: pd.DataFrame, **_) -> None:
-            ax = plt.gca()
-            cell = data.set_index(["init", "activation"])
-            acc = cell["acc"].unstack().reindex(index=inits, columns=acts)
+        self._check_pooling(self.runs, ["depth", "init", "activation"])
+        cell_w, cell_h = 0.42, 0.3
+        label_w = 0.09 * max(len(i) for i in inits) + 0.3  # the init names left of the first column
+        panel_w = max(cell_w * len(depths), 0.9)
+        ncols = max(1, min(len(acts), int((WIDTH + 1.0 - label_w - 0.9) // (panel_w + 0.3))))
+        nrows = -(-len(acts) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True, layout="constrained",
+                                 figsize=(label_w + ncols * (panel_w + 0.3) + 0.9,
+                                          nrows * (cell_h * len(inits) + 0.95) + 0.2))
+        chars = max(6, int(panel_w / 0.085))  # a panel title wraps at the panel's width
+        mesh = None
+        for ax, act in zip(axes.flat, acts):
+            cell = cells[cells["activation"] == act].set_index(["init", "depth"])
+            acc = cell["acc"].unstack().reindex(index=inits, columns=depths)
             diverged = cell["diverged"].unstack().reindex_like(acc).eq(True)
             text = acc.map(lambda v: "" if pd.isna(v) else f"{v:.2f}".lstrip("0"))
             text = text.where(~diverged, text.map(lambda s: f"{s}†" if s else "div"))
-            sns.heatmap(acc, ax=ax, vmin=0, vmax=1, cmap="mako", annot=text, fmt="", cbar_ax=cax,
-                        annot_kws={"fontsize": 7.5}, linewidths=0.5, linecolor="white")
+            sns.heatmap(acc, ax=ax, vmin=0, vmax=1, cmap="mako", annot=text, fmt="", cbar=False,
+                        annot_kws={"fontsize": 7.5}, linewidths=0.5, linecolor="white",
+                        xticklabels=[f"{d:g}" for d in depths], yticklabels=inits)
+            mesh = ax.collections[0]
             untrainable = cell["trainable"].astype(float).unstack().reindex_like(acc) < 0.5
             for i, j in zip(*np.nonzero(untrainable.to_numpy())):
                 ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.55", lw=0))
-
-        g.map_dataframe(draw)
-        g.set_titles("depth {col_name}")
-        g.set_axis_labels("", "")
-        for ax in g.axes.flat:
-            ax.tick_params(axis="x", labelrotation=90)
-        cax.set_ylabel("final test accuracy")
-        return [self._save(g.figure, "grid_test_accuracy", (
-            "Final test accuracy (mean over seeds) for every init and activation, one panel per depth; "
-            "hatched: not trainable (at most chance + margin), †: diverged."), "The grid at a glance")]
+            ax.set_title(textwrap.fill(act, chars), fontsize="medium")
+            ax.set_xlabel("depth")
+            ax.set_ylabel("")
+            ax.tick_params(axis="x", labelrotation=0 if len(depths) * 3 * 0.09 < panel_w else 90)
+            ax.tick_params(axis="y", labelrotation=0)
+        for ax in axes.flat[len(acts):]:
+            ax.set_visible(False)
+        fig.colorbar(mesh, ax=axes, label="final test accuracy", shrink=min(1.0, 2.5 / fig.get_figheight() + 0.3))
+        return [self._save(fig, "grid_test_accuracy", (
+            "Final test accuracy (mean over seeds) for every init (rows) and depth (columns), one panel per "
+            "activation; hatched: not trainable (at most chance + margin), †: diverged."), "The grid at a glance")]
 
     # --- he factor ----------------------------------------------------------------------------
     def he_factor(self) -> list[Figure]:
-        """Figure 8 (reference section 10): curves and per-layer statistics for each init.factor."""
+        """Figure 8 (reference section 10): curves and per-layer statistics for each init.factor.
+
+        One figure per activation, init, depth and value of every other varied init parameter
+        (``init.mode``): only seeds are pooled.
+        """
         if "init.factor" not in self.keys:
             return []
         figures = []
         runs = self.runs[self.runs["init.factor"].notna()]
-        for (act, init, d), part in runs.groupby(["activation", "init_name", "depth"]):
+        fixed = [k for k in self.keys if k.startswith("init.") and k != "init.factor" and k in runs]
+        for values, part in runs.groupby(["activation", "init_name", "depth", *fixed], sort=False, dropna=False):
             if part["init.factor"].nunique() > 1:
-                figures.append(self._he_factor_panel(part, act, init, d))
+                figures.append(self._he_factor_panel(part, *values[:3], dict(zip(fixed, values[3:]))))
         return figures
 
-    def _he_factor_panel(self, part: pd.DataFrame, act: str, init: str, depth: int) -> Figure:
+    def _he_factor_panel(self, part: pd.DataFrame, act: str, init: str, depth: int, fixed: dict) -> Figure:
+        self._check_pooling(part, ["activation", "init_name", "depth", "init.factor", *fixed])
         factor = part.set_index("job")["init.factor"].map("{:g}".format)
         order = sorted(factor.unique(), key=float)
         style = {"hue": "factor", "hue_order": order, "palette": sns.color_palette("flare", len(order)),
@@ -629,14 +660,20 @@ class Plotter:
         for row, stat in zip(axes[1:], names):
             for ax, (when, rows) in zip(row, (("at init", layers["epoch"] == 0),
                                               ("end of training", layers["end"]))):
-                data = layers[rows & (layers[stat] > 0)]
+                data = layers[rows & (layers[stat] > 0) & np.isfinite(layers[stat])]
                 if stat == "act_std":
                     data = data[data["layer"] <= data["depth"]]
+                if data.empty:
+                    raise NothingToDraw(f"he_factor {act} {init} depth {depth}: no positive finite {stat} {when}")
                 sns.lineplot(data, x="layer", y=stat, ax=ax, legend=False, marker="o", **{**style, **LOG_BAND})
                 ax.set(yscale="log", ylabel=names[stat], title=f"{names[stat]}, {when}")
                 self._plain_log_ticks(ax.yaxis)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        fig.suptitle(f"{act}, {init}, depth {depth}: Var(W) = factor / fan_in")
-        return self._save(fig, f"he_factor_{act}_{init}_depth{depth}", (
-            f"{init} with factor {', '.join(order)} ({act}, depth {depth}): accuracy and loss per epoch, "
-            f"post-activation std and weight-gradient norm per layer at init and after training."), "He factor")
+        mode = fixed.get("init.mode", part["init.mode"].iloc[0] if "init.mode" in part else "fan_in")
+        rest = _context_text({k: v for k, v in fixed.items() if k != "init.mode"})
+        rule = f"Var(W) = factor / {mode}" + (f", {rest}" if rest else "")
+        fig.suptitle(f"{act}, {init}, depth {depth}: {rule}")
+        name = f"he_factor_{act}_{init}_depth{depth}" + "".join(f"_{v}" for v in fixed.values())
+        return self._save(fig, name, (
+            f"{init} with {rule} for factor {', '.join(order)} ({act}, depth {depth}): accuracy and loss per "
+            f"epoch, post-activation std and weight-gradient norm per layer at init and after training."), "He factor")

@@ -59,6 +59,8 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     path = Path(path)
     (path / ".hydra").mkdir(parents=True, exist_ok=True)
     g = layer_gain(activation, init) if gain is None else gain
+    if gain is None and "factor" in (init_params or {}):  # He et al.: Var(W) = 2 / fan_in keeps relu's signal
+        g *= math.sqrt(init_params["factor"] / 2)
     config = {"activation": group("activation", activation), "init": group("init", init, **(init_params or {})),
               "dataset": group("dataset", "digits"), "optimizer": group("optimizer", "sgd", **(optimizer_params or {})),
               "model": group("model", "mlp", width=WIDTH), "depth": depth, "epochs": epochs, "batch_size": 128,
