@@ -322,6 +322,8 @@ class Plotter:
         """Under the panels, so that the panels get the full page width."""
         sns.move_legend(g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, title=None, frameon=False)
         g.tight_layout()
+        if g.axes.shape[0] > 1:  # the top tick label of a row and the bottom one of the row above stay apart
+            g.figure.subplots_adjust(hspace=max(g.figure.subplotpars.hspace, 0.3))
 
     # --- per-layer pictures at the detail depths ----------------------------------------------
     def _detail_layers(self, hidden_only: bool = True) -> pd.DataFrame:
@@ -544,6 +546,9 @@ class Plotter:
                 ax.set_xticks(depths)
             else:
                 ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        if name.startswith("epochs"):
+            for ax in g.axes.flat:
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
         if refline is not None:
             g.refline(y=refline, color="grey", linestyle=":")
         if ylim:

@@ -101,7 +101,7 @@ class TheoryPlotter(Plotter):
                     ax.set_yscale("log")
                     self._plain_log_ticks(ax.yaxis)
                     low, high = ax.get_ylim()
-                    if high / low > 1e4:  # many decades on a short axis: a label every few of them
+                    if np.log10(high) - np.log10(low) > 4:  # many decades on a short axis: a label every few of them
                         ax.yaxis.set_major_locator(LogLocator(numticks=4))
                     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
                 handles = [Line2D([], [], color="0.45", markersize=4, label="measured", **line),
@@ -110,6 +110,8 @@ class TheoryPlotter(Plotter):
                                 frameon=False)
                 what = ", ".join(([*group] if wrap else []) + ([shared] if shared else []) + [f"depth {d}"])
                 g.tight_layout()
+                if g.axes.shape[0] > 1:  # tick labels of stacked rows stay apart
+                    g.figure.subplots_adjust(hspace=max(g.figure.subplotpars.hspace, 0.3))
                 g.figure.suptitle(what, y=1.0, va="bottom")
                 stem = f"{name}_depth{d}" + (f"_{group[0]}" if wrap else "")
                 figures.append(self._save(g.figure, stem, f"{what}: {caption}", THEORY))
@@ -201,6 +203,10 @@ class TheoryPlotter(Plotter):
         left.plot(ends, ends, color="0.5", linestyle=":", lw=1, zorder=0)
         left.set(xscale="log", yscale="log", xlim=ends, ylim=ends, xlabel="predicted mean $s^2$",
                  ylabel="measured mean $s^2$", title="hidden Jacobian at init")
+        for axis in (left.xaxis, left.yaxis):  # few labels, clear of the corner where the two axes meet
+            axis.set_major_locator(LogLocator(numticks=5))
+            axis.set_minor_formatter(NullFormatter())
+        left.tick_params(pad=5)
         sns.lineplot(jac, x="depth", y="ratio", ax=right, dashes=False, **style, **LOG_BAND,
                      **({"markers": True} if len(acts) > 1 else {}))
         depths = np.sort(jac["depth"].unique())

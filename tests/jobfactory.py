@@ -46,7 +46,8 @@ def layer_gain(activation: str, init: str) -> float:
 
 
 def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", depth: int = 3, seed: int = 0,
-              epochs: int = 2, init_params: Optional[dict] = None, optimizer_params: Optional[dict] = None,
+              epochs: int = 2, init_params: Optional[dict] = None, optimizer: str = "sgd",
+              optimizer_params: Optional[dict] = None,
               overrides: Iterable[str] = (), gain: Optional[float] = None, status: str = "completed",
               frac_dead: bool = True, jacobian: bool = True, theory: bool = True, rows: bool = True) -> Path:
     """One finished job in ``path``; returns ``path``.
@@ -62,7 +63,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     if gain is None and "factor" in (init_params or {}):  # He et al.: Var(W) = 2 / fan_in keeps relu's signal
         g *= math.sqrt(init_params["factor"] / 2)
     config = {"activation": group("activation", activation), "init": group("init", init, **(init_params or {})),
-              "dataset": group("dataset", "digits"), "optimizer": group("optimizer", "sgd", **(optimizer_params or {})),
+              "dataset": group("dataset", "digits"), "optimizer": group("optimizer", optimizer, **(optimizer_params or {})),
               "model": group("model", "mlp", width=WIDTH), "depth": depth, "epochs": epochs, "batch_size": 128,
               "seed": seed, "device": "cpu", "probe_size": 50, "threads": 1, "resume": True, "keep_checkpoint": False,
               "jacobian_every": 0}
@@ -143,7 +144,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     records.write_json_atomic(path / records.RESULT_JSON, result)
 
     overrides = list(overrides) or [f"activation={activation}", f"init={init}", f"depth={depth}", f"seed={seed}"]
-    choices = {"model": "mlp", "optimizer": "sgd", "dataset": "digits", "init": init, "activation": activation,
+    choices = {"model": "mlp", "optimizer": optimizer, "dataset": "digits", "init": init, "activation": activation,
                "hydra/launcher": "basic"}
     hydra = {"hydra": {"runtime": {"choices": choices},
                        "job": {"override_dirname": ",".join(sorted(overrides)),
