@@ -133,6 +133,7 @@ class Plotter:
         self.context = context or {}
         self.not_drawn: list[NotDrawn] = []
         self.kept: Optional[dict[str, plt.Figure]] = None  # a dict: _save keeps figures open in it (tests)
+        self.dpi = 200  # of the PNGs (tests draw coarser ones; sizes are in inches either way)
         self.keys, self.dir = tables.keys, out / "figures"
         self.formats = tuple(dict.fromkeys(("png", *formats)))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +189,7 @@ class Plotter:
             caption = f"{context}. {caption}"
         name = re.sub(r"[^\w.=-]+", "_", name)
         for fmt in self.formats:
-            fig.savefig(self.dir / f"{name}.{fmt}", dpi=200, bbox_inches="tight")
+            fig.savefig(self.dir / f"{name}.{fmt}", dpi=self.dpi, bbox_inches="tight")
         if self.kept is not None:
             self.kept[name] = fig
         else:
@@ -225,7 +226,7 @@ class Plotter:
             context = dict(zip(extra, values if isinstance(values, tuple) else (values,)))
             sub = type(self)(_subset(self.tables, set(part["job"])), self.out, self.formats, self.detail_depths,
                              self.strict, context)
-            sub.kept = self.kept
+            sub.kept, sub.dpi = self.kept, self.dpi
             figures += sub.all()
             self.not_drawn += sub.not_drawn
         return figures
