@@ -473,8 +473,18 @@ class Plotter:
         """Figure 3: act_std and act_mean over layer x epoch, one panel per init."""
         layers = self.layers[self.layers["depth"].isin(self.detail)]
         layers = layers[layers["layer"] <= layers["depth"]]
-        return [self._heatmap(part, stat, act, d) for stat in ("act_std", "act_mean")
-                for (act, d), part in layers.groupby(["activation", "depth"])]
+        figures = []
+        for stat in ("act_std", "act_mean"):
+            for (act, d), part in layers.groupby(["activation", "depth"]):
+                try:
+                    figures.append(self._heatmap(part, stat, act, d))
+                except NothingToDraw as err:  # the other heatmaps still count
+                    if self.strict:
+                        raise
+                    plt.close("all")
+                    log.warning("could not draw heatmap_%s_%s_depth%s: %s", stat, act, d, err)
+                    self.not_drawn.append(NotDrawn(f"heatmap_{stat}_{act}_depth{d}", str(err)))
+        return figures
 
     def _heatmap(self, part: pd.DataFrame, stat: str, act: str, depth: int) -> Figure:
         """One panel (about 1.6 x 1.6 inches) per init, four a row; exact zeros of act_std grey."""
@@ -485,6 +495,8 @@ class Plotter:
         fig, axes = plt.subplots(nrows, wrap, squeeze=False, sharex=True, sharey=True, layout="constrained",
                                  figsize=(0.9 + 1.65 * wrap + 1.0, 0.6 + 1.9 * nrows))
         values = part[stat].replace([np.inf, -np.inf], np.nan)
+        if values.isna().all():
+            raise NothingToDraw(f"no finite {stat} for {act} at depth {depth}")
         zeros = stat == "act_std" and (values == 0).any()
         if stat == "act_std":
             low = max(float(values[values > 0].min()) if (values > 0).any() else FLOOR, TINY)

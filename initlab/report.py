@@ -150,7 +150,7 @@ def _theory_blocks(t: Tables, figures: list[Figure]) -> list[tuple]:
                                "`q_pred` and `delta_rms_pred`, jacobian.csv `mean_sq_sv_pred`): they were "
                                "recorded before initlab wrote them. Rerun the jobs to see theory beside the "
                                "measurements.")]
-    blocks.append(("p", "Mean-field theory (initlab.theory, THEORY.md) for the hidden layers at init: σ_w² = "
+    blocks.append(("p", "Mean-field theory (initlab.theory, docs/theory.md) for the hidden layers at init: σ_w² = "
                         "fan_in·Var(W) and σ_b² = Var(b); χ₁ = σ_w² E[φ'(h)²] at the fixed point q* (< 1 "
                         "ordered: signals and gradients shrink per layer; > 1 chaotic; 1 critical); ξ_c, the "
                         "depth over which inputs stay distinguishable, which bounds trainable depth to about "
