@@ -339,7 +339,8 @@ class Plotter:
 
     def _by_layer(self, data: pd.DataFrame, y: str, ylabel: str, name: str, caption: str, log: bool,
                   row: Optional[str] = None, row_labels: Optional[dict] = None, col: str = "activation",
-                  col_order: Optional[list] = None, style: str = "init", col_wrap: Optional[int] = None) -> Figure:
+                  col_order: Optional[list] = None, style: str = "init", col_wrap: Optional[int] = None,
+                  ylim: Optional[tuple] = None) -> Figure:
         """Per-layer lines, one per init; inits that overlap (xavier, orthogonal) differ in dashes too.
 
         ``row_labels`` (value -> title) orders and names the rows; their titles sit on the right. On
@@ -351,10 +352,11 @@ class Plotter:
             raise NothingToDraw(f"no finite {y} at depth {', '.join(map(str, self.detail))}")
         self._check_pooling(data, ["activation", "init", "depth", "layer", *([row] if row else []),
                                    *([col] if col else []), *([style] if style != "init" else [])])
-        if log and not (data[y] > 0).any():  # all zero (zero init): a linear axis shows 0 as 0
+        all_zero = log and not (data[y] > 0).any()
+        if all_zero:  # zero init: a linear axis shows 0 as 0
             log, caption = False, caption.replace(", log scale", "") + " Every value is exactly 0."
         floor = log_floor(data[y]) if log else 0.0
-        zero = data[y] < floor if log else data[y] == 0
+        zero = data[y] < floor if log else (data[y] == 0) & all_zero  # marked where a log axis was asked for
         if log:
             data = data.assign(**{y: data[y].clip(lower=floor)})
         col_order = col_order or self._present("activation", data)
@@ -364,7 +366,8 @@ class Plotter:
                     else {"style": style, "style_order": ["at init", "end of training"]})
         width = min(3.5, max(WIDTH / ncols, 1.6))
         height = min(1.9, width)
-        if row:
+        if row:  # row titles stand vertically at the right: wrapped, so they stay shorter than a panel
+            row_labels = {k: textwrap.fill(str(v), 10) for k, v in row_labels.items()}
             data = data.assign(**{row: data[row].map(row_labels)})
         g = sns.relplot(data, kind="line", x="layer", y=y, hue="init", hue_order=inits,
                         palette=self.palette["init"], **style_kw, **(LOG_BAND if log else {"errorbar": t95}),
@@ -395,6 +398,8 @@ class Plotter:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            if ylim:
+                ax.set(ylim=ylim, yticks=[0, 0.5, 1])
         if zero.any() and log:
             caption += f" Open triangles: exactly 0, drawn at the axis floor ({floor:.2g})."
         elif zero.any():
@@ -465,7 +470,7 @@ class Plotter:
                 data[data["depth"] == d].dropna(subset=["value"]), "value", "fraction",
                 f"dead_saturated_vs_layer_depth{d}",
                 f"Per hidden layer, one row each: {what}; at init (solid) and after training (dashed), depth {d}.",
-                False, row="stat", row_labels=rows, style="when")
+                False, row="stat", row_labels=rows, style="when", ylim=(-0.03, 1.03))
             figures.append(fig)
         return figures
 
