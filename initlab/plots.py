@@ -600,7 +600,7 @@ class Plotter:
     def grid(self) -> list[Figure]:
         """Figure 7: the whole grid, a panel per activation, init x depth cells; † diverged, hatched
         untrainable. Cells keep their size (about 0.42 x 0.3 inches), so the figure grows with the
-        grid: up to two panels a row for the full grid, more rows below."""
+        grid: as many panels a row as fit in about 8 inches (one for the full grid), more rows below."""
         cells = self.runs.groupby(["depth", "init", "activation"]).agg(
             acc=("final_test_acc", "mean"), diverged=("status", lambda s: (s == "diverged").any()),
             trainable=("trainable", "mean")).reset_index()
