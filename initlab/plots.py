@@ -392,7 +392,7 @@ class Plotter:
                     ax.set_ylim(bottom=floor / 2)
         self._legend_below(g)
         g.set_titles(template="{col_name}", row_template="{row_name}", col_template="{col_name}")
-        g.set_axis_labels("layer", ylabel)
+        g.set_axis_labels("layer", textwrap.fill(ylabel, 16) if row else ylabel)  # stacked rows: no overlap
         for ax in g.axes.flat:
             if log:
                 ax.set_yscale("log")

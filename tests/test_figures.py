@@ -184,7 +184,7 @@ def test_every_family_is_drawn_with_its_content(tmp_path):
     assert len(curves.axes) == 4  # accuracy and loss x two depths
 
     dead = kept["dead_saturated_vs_layer_depth4"]
-    rows = [t.get_text() for ax in dead.axes for t in ax.texts]
+    rows = [" ".join(t.get_text().split()) for ax in dead.axes for t in ax.texts]  # titles wrap
     assert {"zero entries", "dead units", "saturated entries"} <= set(rows)
 
     grad = kept["grad_norm_vs_layer_depth4"]
@@ -202,12 +202,12 @@ def test_dead_units_row_tolerates_older_jobs(tmp_path):
     write_job(root / "new", depth=3, seed=0)
     write_job(root / "old", depth=3, seed=1, frac_dead=False)
     _, _, kept = draw(root, tmp_path / "out", only=("dead_and_saturated",))
-    rows = {t.get_text() for ax in kept["dead_saturated_vs_layer_depth3"].axes for t in ax.texts}
+    rows = {" ".join(t.get_text().split()) for ax in kept["dead_saturated_vs_layer_depth3"].axes for t in ax.texts}
     assert "dead units" in rows
     old = tmp_path / "old_only"
     write_job(old / "old", depth=3, frac_dead=False)
     _, _, kept = draw(old, tmp_path / "out_old", only=("dead_and_saturated",))
-    rows = {t.get_text() for ax in kept["dead_saturated_vs_layer_depth3"].axes for t in ax.texts}
+    rows = {" ".join(t.get_text().split()) for ax in kept["dead_saturated_vs_layer_depth3"].axes for t in ax.texts}
     assert rows == {"zero entries", "saturated entries"}
 
 
