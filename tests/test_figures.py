@@ -58,10 +58,12 @@ def draw(root, out, detail=None, only=()):
 
 def _drawn_ticklabels(axis):
     """Tick labels matplotlib draws: those of ticks inside the view interval."""
-    low, high = sorted(axis.get_view_interval())
+    scale = np.log10 if axis.get_scale() == "log" else (lambda v: v)
+    low, high = sorted(scale(np.asarray(axis.get_view_interval(), dtype=float)))
     span = (high - low) * 1e-9
     index = 0 if axis.axis_name == "x" else 1
-    return [t for t in axis.get_ticklabels() if low - span <= t.get_position()[index] <= high + span]
+    return [t for t in axis.get_ticklabels() if t.get_position()[index] > 0 or axis.get_scale() != "log"
+            if low - span <= scale(t.get_position()[index]) <= high + span]
 
 
 def _texts(fig):
