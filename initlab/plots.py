@@ -298,6 +298,7 @@ class Plotter:
     def curves(self, by: str) -> list[Figure]:
         """Figures 1 and 2: accuracy and loss vs epoch, one figure per ``by``, facets by depth."""
         hue = "init" if by == "activation" else "activation"
+        self._check_pooling(self.epochs, [by, hue, "depth", "epoch"])
         ep = self._curve_frame(self.epochs)
         figures = []
         for name in self.order[by]:
@@ -541,6 +542,7 @@ class Plotter:
     def _vs_depth(self, data: pd.DataFrame, rows: dict[str, str], name: str, caption: str,
                   refline: Optional[float] = None, ylim: Optional[tuple] = None) -> Figure:
         """Per-run values vs depth, one line per init, a column per activation, a row per measure."""
+        self._check_pooling(data, ["activation", "init", "depth"])
         acts = self._present("activation", data)
         width = min(3.5, WIDTH / len(acts))
         height = min(1.9, width)
@@ -578,7 +580,7 @@ class Plotter:
     def accuracy_vs_depth(self) -> list[Figure]:
         """Figure 5: final train and test accuracy vs depth (the reference study's headline plot)."""
         rows = {"final_train_acc": "final train acc", "final_test_acc": "final test acc"}
-        data = self.runs.melt(id_vars=["activation", "init", "depth"], value_vars=list(rows), var_name="measure")
+        data = self.runs.melt(id_vars=["job", "activation", "init", "depth"], value_vars=list(rows), var_name="measure")
         chance = self.runs["chance"].dropna().unique()
         return [self._vs_depth(data, rows, "accuracy_vs_depth", (
             "Final train (top) and test (bottom) accuracy vs depth, one line per init, one column per "
@@ -590,7 +592,7 @@ class Plotter:
         rows = {"epochs_to_95_peak_train": "epochs to 95%\nof peak train acc",
                 "epochs_to_95_final_test": "epochs to 95%\nof final test acc"}
         data = self.runs[self.runs["trainable"].fillna(False).astype(bool)]
-        data = data.melt(id_vars=["activation", "init", "depth"], value_vars=list(rows), var_name="measure")
+        data = data.melt(id_vars=["job", "activation", "init", "depth"], value_vars=list(rows), var_name="measure")
         if data["value"].notna().sum() == 0:
             return []
         return [self._vs_depth(data, rows, "epochs_to_95_vs_depth", (
