@@ -118,7 +118,8 @@ def _check_grid(fig, acts, inits, depths):
         assert [t.get_text() for t in ax.get_xticklabels()] == [str(d) for d in depths]
         assert len(ax.texts) == len(inits) * len(depths)  # one number per cell
         assert ax.get_xlabel() == "depth"
-    assert [t.get_text() for t in panels[0].get_yticklabels()] == list(inits)  # rows named on the left
+    ordered = [i for i in analysis.INITS if i in inits]  # the study's order, related inits together
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ordered  # rows named on the left
     cell_w = fig.get_figwidth() * panels[0].get_position().width / len(depths)
     cell_h = fig.get_figheight() * panels[0].get_position().height / len(inits)
     assert cell_w >= 0.3 and cell_h >= 0.2  # inches: the numbers fit
