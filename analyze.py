@@ -3,6 +3,7 @@
     python analyze.py                                  # the newest sweep under outputs/multirun/
     python analyze.py outputs/multirun/2026-11-22_14-18-13 other/sweep
     python analyze.py SWEEP activation=relu,tanh depth=50   # keep only these runs (also filter.KEY=...)
+    python analyze.py SWEEP init.std=0.3 'optimizer.betas=[0.5,0.9]'   # floats to 1e-9, lists by element
     python analyze.py SWEEP --init he_normal --format pdf --out paper/figs
 
 Writes runs.csv, configs.csv, epochs.csv, layers.csv (and jacobian.csv when jobs measured
@@ -22,12 +23,24 @@ from pathlib import Path
 log = logging.getLogger("analyze")
 
 
+def split_values(text: str) -> list[str]:
+    """``a,[0.5,0.9],b`` -> ["a", "[0.5,0.9]", "b"]: commas inside brackets belong to a list value."""
+    values, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char in "[(") - (char in "])")
+        if char == "," and depth == 0:
+            values.append(text[start:i])
+            start = i + 1
+    return values + [text[start:]]
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("items", nargs="*", metavar="PATH|KEY=VALUES",
                    help="sweep, job or parent folders (searched recursively); KEY=V1,V2 or filter.KEY=... "
-                        "keeps runs whose runs.csv column KEY is one of the values")
+                        "keeps runs whose runs.csv column KEY is one of the values (numbers to a relative 1e-9, "
+                        "lists such as [0.5,0.9] element by element)")
     for key in ("activation", "init", "depth"):
         p.add_argument(f"--{key}", help=f"same as {key}=VALUES")
     p.add_argument("-o", "--out", type=Path, help="output folder (default PATH/analysis)")
@@ -44,8 +57,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         if Path(item).exists() or not sep or "/" in key:
             args.paths.append(Path(item))
         else:
-            args.filters[key.removeprefix("filter.")] = values.split(",")
-    args.filters.update({k: getattr(args, k).split(",") for k in ("activation", "init", "depth") if getattr(args, k)})
+            args.filters[key.removeprefix("filter.")] = split_values(values)
+    args.filters.update({k: split_values(getattr(args, k)) for k in ("activation", "init", "depth") if getattr(args, k)})
     return args
 
 
@@ -78,11 +91,12 @@ def main(argv: list[str]) -> int:
     tables.layers.to_csv(out / "layers.csv", index=False)
     if tables.jacobian is not None:
         tables.jacobian.to_csv(out / "jacobian.csv", index=False)
-    figures = theory_plots.TheoryPlotter(tables, out, tuple(args.format), args.detail_depth).all()
+    plotter = theory_plots.TheoryPlotter(tables, out, tuple(args.format), args.detail_depth)
+    figures = plotter.all()
     command = shlex.join(["python", "analyze.py", *argv])
-    html = report.write(tables, figures, out, [str(p) for p in paths], command)
-    log.info("%d runs, %d figures, %d skipped job(s) -> %s", len(tables.runs), len(figures),
-             len(tables.skipped), html)
+    html = report.write(tables, figures, out, [str(p) for p in paths], command, plotter.not_drawn)
+    log.info("%d runs, %d figures (%d not drawn), %d skipped job(s) -> %s", len(tables.runs), len(figures),
+             len(plotter.not_drawn), len(tables.skipped), html)
     return 0
 
 

@@ -4,13 +4,17 @@ Only what a job wrote to disk is read (result.json, epochs.csv, layers.csv, the 
 jacobian.csv and jacobian_sv.csv, and Hydra's ``.hydra`` files), never the training code, so any
 sweep folder from any launcher can be analyzed. A job that cannot be read is skipped with a
 reason instead of failing the whole analysis; files and columns that older jobs lack (theory
-predictions, Jacobians) are optional.
+predictions, Jacobians, ``frac_dead``, result.json ``rows``) are optional. Where result.json
+records how many rows each file has, every file is checked against it, so a cut file never changes
+results silently.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 import pandas as pd
+import yaml
 from omegaconf import OmegaConf
 
 from initlab import theory as mean_field  # pure numpy/scipy
@@ -160,6 +165,23 @@ def _optional_csv(path: Path) -> Optional[pd.DataFrame]:
     return _read_csv(path, ("epoch", "kind")) if path.is_file() else None
 
 
+def _check_rows(result: dict, frames: dict[str, Optional[pd.DataFrame]]) -> None:
+    """Each file's data rows against result.json ``rows`` (what the job wrote); raises BadJob.
+
+    A file cut at a row boundary still ends in a newline, so only the recorded count catches it.
+    Jobs recorded before ``rows`` existed are not checked here. A file absent counts 0 rows.
+    """
+    expected = result.get("rows")
+    if not isinstance(expected, dict):
+        return
+    for name, frame in frames.items():
+        if name not in expected:
+            continue
+        have = 0 if frame is None else len(frame)
+        if have != expected[name]:
+            raise BadJob(f"{name} has {have} rows, result.json records {expected[name]}")
+
+
 def read_job(path: Path) -> Job:
     """Everything one finished job recorded; raises BadJob."""
     if not (path / RESULT_JSON).is_file():
@@ -177,9 +199,11 @@ def read_job(path: Path) -> Job:
     if len(layers) != (last + 1) * (depth + 1):
         raise BadJob(f"{LAYERS_CSV} has {len(layers)} rows, expected {(last + 1) * (depth + 1)}")
     choices = _hydra_choices(path, result)
-    jacobian = _optional_csv(path / JACOBIAN_CSV)
+    jacobian, spectra = _optional_csv(path / JACOBIAN_CSV), _optional_csv(path / JACOBIAN_SV_CSV)
+    _check_rows(result, {EPOCHS_CSV: epochs, LAYERS_CSV: layers, JACOBIAN_CSV: jacobian,
+                         JACOBIAN_SV_CSV: spectra})
     outcome = {**_outcome(result, epochs, choices), **_theory_fit(layers, jacobian, depth)}
-    return Job(choices, outcome, epochs, layers, jacobian, _optional_csv(path / JACOBIAN_SV_CSV))
+    return Job(choices, outcome, epochs, layers, jacobian, spectra)
 
 
 # --- per-run summary --------------------------------------------------------------------------
@@ -299,13 +323,46 @@ def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return runs
 
 
+REL_TOL = 1e-9  # float filters: Hydra's range(0.1, 0.5, 0.1) writes 0.30000000000000004
+
+
+def _parse(value):
+    """A filter value or a runs.csv cell as Python: numbers, booleans, lists ("[0.5, 0.9]"), or str."""
+    if not isinstance(value, str):
+        return value
+    for parse in (ast.literal_eval, yaml.safe_load):
+        try:
+            return parse(value.strip())
+        except (ValueError, SyntaxError, yaml.YAMLError):
+            continue
+    return value
+
+
+def _same(cell, wanted) -> bool:
+    """Equal as values: numbers within REL_TOL relative, lists element by element, text ignoring case."""
+    if isinstance(cell, (list, tuple)) or isinstance(wanted, (list, tuple)):
+        return (isinstance(cell, (list, tuple)) and isinstance(wanted, (list, tuple)) and len(cell) == len(wanted)
+                and all(_same(a, b) for a, b in zip(cell, wanted)))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (cell, wanted))
+    if numbers:
+        return math.isclose(cell, wanted, rel_tol=REL_TOL, abs_tol=0.0) or (math.isnan(cell) and math.isnan(wanted))
+    return str(cell).lower() == str(wanted).lower()
+
+
 def _matches(column: pd.Series, values: list[str]) -> pd.Series:
-    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-        return column.astype(str).str.lower().isin([v.lower() for v in values])
-    return column.isin(pd.to_numeric(values))
+    """Rows whose value equals one of ``values`` (see _same); raises ValueError for text filters on a
+    numeric column."""
+    wanted = [_parse(v) for v in values]
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        if any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in wanted):
+            raise ValueError(values)
+    cells = column.map(_parse)
+    return cells.map(lambda cell: any(_same(cell, w) for w in wanted)).astype(bool)
 
 
 def apply_filters(runs: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataFrame:
+    """Keep the runs whose column KEY equals one of the values (floats to REL_TOL, lists by element);
+    raises KeyError (one line) for an unknown column or text values on a numeric one."""
     for key, values in filters.items():
         if key not in runs:
             raise KeyError(f"cannot filter on {key!r}; columns: {', '.join(runs.columns)}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from initlab.analysis import Tables
-from initlab.plots import Figure
+from initlab.plots import Figure, NotDrawn
 from initlab.theory_plots import THEORY
 
 METRICS = {"final_train_acc": "final train acc", "final_test_acc": "final test acc",
@@ -64,7 +64,8 @@ def grid_table(t: Tables) -> pd.DataFrame:
     return table.reset_index()
 
 
-def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str) -> list[tuple]:
+def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
+            not_drawn: list[NotDrawn]) -> list[tuple]:
     runs = t.runs
     status = ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
     blocks = [("h1", "initlab analysis"),
@@ -72,9 +73,11 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str) 
                     f"folder(s) skipped. Made with `{command}`."),
               ("p", "Settings shared by every run: " + _shared(runs) + ".")]
     if t.extra_keys:
-        blocks.append(("p", f"Note: these runs also vary {', '.join(t.extra_keys)}, which the figures "
-                            f"do not separate (they pool over them); narrow with e.g. "
-                            f"`{t.extra_keys[0]}={runs[t.extra_keys[0]].iloc[0]}`."))
+        blocks.append(("p", f"These runs also vary {', '.join(t.extra_keys)}: every figure is drawn once per "
+                            f"value (named in its title and file name), so that only seeds are pooled; "
+                            f"narrow with e.g. `{t.extra_keys[0]}={runs[t.extra_keys[0]].iloc[0]}`."))
+    blocks += [("h2", "Figures not drawn"),
+               ("list", [f"{n.figure}: {n.reason}" for n in not_drawn] or ["none"])]
     chance = ", ".join(f"{c:.2g}" for c in runs["chance"].dropna().unique()) or "unknown"
     blocks += [("h2", "Final test accuracy"),
                ("p", f"Mean ± std (n) over seeds. † diverged (in at least one seed); ✗ not trainable: final test "
@@ -217,8 +220,10 @@ def _code(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
 
 
-def write(t: Tables, figures: list[Figure], out: Path, sources: list[str], command: str) -> Path:
-    blocks = _blocks(t, figures, sources, command)
+def write(t: Tables, figures: list[Figure], out: Path, sources: list[str], command: str,
+          not_drawn: tuple[NotDrawn, ...] = ()) -> Path:
+    """report.md and report.html in ``out``; ``not_drawn``: figures that failed, with the reason."""
+    blocks = _blocks(t, figures, sources, command, list(not_drawn))
     (out / "report.md").write_text(_md(blocks))
     (out / "report.html").write_text(_html(blocks, out))
     return out / "report.html"

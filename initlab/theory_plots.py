@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator
 
 from initlab import theory
-from initlab.plots import LOG_BAND, WIDTH, Figure, Plotter
+from initlab.plots import LOG_BAND, WIDTH, Figure, NothingToDraw, Plotter
 
 THEORY = "Theory"  # the report section of these figures
 PREDICTION = {"color": "black", "linestyle": (0, (3, 1.5)), "linewidth": 1.2}  # every predicted curve
@@ -56,7 +56,10 @@ class TheoryPlotter(Plotter):
         layers = self.layers[(self.layers["epoch"] == 0) & self.layers["depth"].isin(self.detail)]
         if hidden_only:
             layers = layers[layers["layer"] <= layers["depth"]]
-        return layers[(layers[measured] > 0) & (layers[predicted] > 0)]  # NaN (no prediction) is dropped
+        kept = layers[(layers[measured] > 0) & (layers[predicted] > 0)]  # NaN (no prediction) is dropped
+        if kept.empty and layers[predicted].notna().any():
+            raise NothingToDraw(f"every {measured} or {predicted} at init is 0 or not finite (log axes)")
+        return kept
 
     def _measured_vs_predicted(self, data: pd.DataFrame, measured: str, predicted: str, ylabel: str,
                                name: str, caption: str) -> list[Figure]:
@@ -64,6 +67,7 @@ class TheoryPlotter(Plotter):
         panel per activation x init; more than four inits: a figure per activation, four panels a row."""
         if data.empty:  # jobs recorded without predictions
             return []
+        self._check_pooling(data, ["activation", "init", "depth", "layer"])
         figures = []
         init_names = self.runs.drop_duplicates("init").set_index("init")["init_name"]
         for d in self.detail:
@@ -101,7 +105,7 @@ class TheoryPlotter(Plotter):
                     ax.set_yscale("log")
                     self._plain_log_ticks(ax.yaxis)
                     low, high = ax.get_ylim()
-                    if high / low > 1e4:  # many decades on a short axis: a label every few of them
+                    if np.log10(high) - np.log10(low) > 4:  # many decades on a short axis: a label every few of them
                         ax.yaxis.set_major_locator(LogLocator(numticks=4))
                     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
                 handles = [Line2D([], [], color="0.45", markersize=4, label="measured", **line),
@@ -110,6 +114,8 @@ class TheoryPlotter(Plotter):
                                 frameon=False)
                 what = ", ".join(([*group] if wrap else []) + ([shared] if shared else []) + [f"depth {d}"])
                 g.tight_layout()
+                if g.axes.shape[0] > 1:  # tick labels of stacked rows stay apart
+                    g.figure.subplots_adjust(hspace=max(g.figure.subplotpars.hspace, 0.3))
                 g.figure.suptitle(what, y=1.0, va="bottom")
                 stem = f"{name}_depth{d}" + (f"_{group[0]}" if wrap else "")
                 figures.append(self._save(g.figure, stem, f"{what}: {caption}", THEORY))
@@ -136,9 +142,12 @@ class TheoryPlotter(Plotter):
         if self.spectra is None:
             return []
         sv = self.spectra[(self.spectra["epoch"] == 0) & (self.spectra["kind"] == "hidden")]
-        sv = sv[sv.groupby("job")["sv"].transform("max") > 0]  # zero init: a zero Jacobian has no spectrum
         if sv.empty:
             return []
+        sv = sv[sv.groupby("job")["sv"].transform("max") > 0]  # zero init: a zero Jacobian has no spectrum
+        if sv.empty:
+            raise NothingToDraw("every hidden Jacobian at init is 0 (zero init): no spectrum")
+        self._check_pooling(sv, ["activation", "init", "depth"])
         depths = sorted(sv["depth"].unique())
         if len(depths) > 3:
             depths = [depths[0], depths[len(depths) // 2], depths[-1]]
@@ -183,10 +192,13 @@ class TheoryPlotter(Plotter):
         """Theory c': the hidden Jacobian's mean squared singular value, measured vs predicted."""
         if self.jacobian is None or "mean_sq_sv_pred" not in self.jacobian:
             return []
-        jac = self.jacobian[(self.jacobian["epoch"] == 0) & (self.jacobian["kind"] == "hidden")
-                            & (self.jacobian["mean_sq_sv"] > 0) & (self.jacobian["mean_sq_sv_pred"] > 0)]
-        if jac.empty:
+        jac = self.jacobian[(self.jacobian["epoch"] == 0) & (self.jacobian["kind"] == "hidden")]
+        if jac["mean_sq_sv_pred"].isna().all():
             return []
+        jac = jac[(jac["mean_sq_sv"] > 0) & (jac["mean_sq_sv_pred"] > 0)]
+        if jac.empty:
+            raise NothingToDraw("every hidden Jacobian mean s² or its prediction at init is 0 (log axes)")
+        self._check_pooling(jac, ["activation", "init", "depth"])
         jac = jac.assign(ratio=jac["mean_sq_sv"] / jac["mean_sq_sv_pred"])
         acts, inits = self._present("activation", jac), self._present("init", jac)
         labels, shared = self._short_titles(inits, self.runs.drop_duplicates("init").set_index("init")["init_name"])
@@ -201,6 +213,10 @@ class TheoryPlotter(Plotter):
         left.plot(ends, ends, color="0.5", linestyle=":", lw=1, zorder=0)
         left.set(xscale="log", yscale="log", xlim=ends, ylim=ends, xlabel="predicted mean $s^2$",
                  ylabel="measured mean $s^2$", title="hidden Jacobian at init")
+        for axis in (left.xaxis, left.yaxis):  # few labels, clear of the corner where the two axes meet
+            axis.set_major_locator(LogLocator(numticks=5))
+            axis.set_minor_formatter(NullFormatter())
+        left.tick_params(pad=5)
         sns.lineplot(jac, x="depth", y="ratio", ax=right, dashes=False, **style, **LOG_BAND,
                      **({"markers": True} if len(acts) > 1 else {}))
         depths = np.sort(jac["depth"].unique())
@@ -237,10 +253,11 @@ class TheoryPlotter(Plotter):
             return []
         runs = self.runs[self.runs["sigma_w2"].notna() & self.runs["sigma_b2"].notna()]
         runs = runs.assign(sigma_w2=runs["sigma_w2"].round(9), sigma_b2=runs["sigma_b2"].round(12))
-        fixed = ("depth", "seed", "init", "activation", "model.bias_std", "model.bias_init")
-        others = [k for k in self.keys if k not in fixed and not k.startswith(("init.", "activation."))]
+        scale = ("init.factor", "init.std", "init.gain")  # what sets sigma_w^2, the x axis
+        # keys no figure shows are fixed per Plotter.all context; other init parameters (init.mode) split here
+        others = [k for k in self.keys if k.startswith("init.") and k not in scale]
         figures = []
-        for values, part in runs.groupby(["activation", "init_name", "sigma_b2", *others], sort=False):
+        for values, part in runs.groupby(["activation", "init_name", "sigma_b2", *others], sort=False, dropna=False):
             if part["sigma_w2"].nunique() > 1 and part["depth"].nunique() > 1:
                 figures.append(self._phase_panel(part, dict(zip(others, values[3:]))))
         return figures
@@ -264,6 +281,7 @@ class TheoryPlotter(Plotter):
         return {"name": row["activation_name"], **params}
 
     def _phase_panel(self, part: pd.DataFrame, others: dict) -> Figure:
+        self._check_pooling(part, ["activation", "init_name", "sigma_b2", "depth", "sigma_w2", *others])
         act, init, sigma_b2 = part["activation"].iloc[0], part["init_name"].iloc[0], part["sigma_b2"].iloc[0]
         cells = part.groupby(["depth", "sigma_w2"]).agg(
             train=("final_train_acc", "mean"), test=("final_test_acc", "mean"),

@@ -1,0 +1,167 @@
+"""Job folders in the real on-disk format, written without training, for analysis and figure tests.
+
+A job here is what initlab.records and Hydra write: result.json, epochs.csv, layers.csv,
+jacobian.csv, jacobian_sv.csv (through initlab.records' own writers) and .hydra/{config,hydra,
+overrides}.yaml. The numbers are made up but shaped like real ones (a per-layer gain, accuracy
+curves that rise towards a plateau, seed noise), so figures of any grid shape render in seconds.
+Group parameters come from conf/<group>/<name>.yaml, as Hydra would compose them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import zlib
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from initlab import records
+
+ROOT = Path(__file__).resolve().parents[1]
+EXCLUDE_KEYS = ["resume", "keep_checkpoint", "threads", "device"]
+N_CLASSES = 10
+WIDTH = 16
+N_INPUTS = 2  # probe inputs of the Jacobian
+
+
+def group(name: str, option: str, **params) -> dict:
+    """conf/<name>/<option>.yaml without its defaults list, with ``params`` on top."""
+    node = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / name / f"{option}.yaml"))
+    node.pop("defaults", None)
+    return {**node, **params}
+
+
+def layer_gain(activation: str, init: str) -> float:
+    """How much the post-activation std changes per layer (1: the signal is preserved)."""
+    if init == "zero":
+        return 0.0
+    if init.startswith("he") or init == "lecun_normal" and activation == "selu":
+        return 1.0
+    if init in ("normal", "trunc_normal"):
+        return 1.2
+    return 0.75 if activation in ("relu", "gelu") else 0.97
+
+
+def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", depth: int = 3, seed: int = 0,
+              epochs: int = 2, init_params: Optional[dict] = None, optimizer: str = "sgd",
+              optimizer_params: Optional[dict] = None,
+              overrides: Iterable[str] = (), gain: Optional[float] = None, status: str = "completed",
+              frac_dead: bool = True, jacobian: bool = True, theory: bool = True, rows: bool = True) -> Path:
+    """One finished job in ``path``; returns ``path``.
+
+    ``gain`` overrides layer_gain (0.001 with depth 500 underflows to exact zeros);
+    ``status="diverged"`` makes the last epoch's losses NaN; ``frac_dead``/``jacobian``/``theory``/
+    ``rows`` False write a job as older initlab versions did.
+    """
+    rng = np.random.default_rng(zlib.crc32(repr((activation, init, depth, seed)).encode()))
+    path = Path(path)
+    (path / ".hydra").mkdir(parents=True, exist_ok=True)
+    g = layer_gain(activation, init) if gain is None else gain
+    if gain is None and "factor" in (init_params or {}):  # He et al.: Var(W) = 2 / fan_in keeps relu's signal
+        g *= math.sqrt(init_params["factor"] / 2)
+    config = {"activation": group("activation", activation), "init": group("init", init, **(init_params or {})),
+              "dataset": group("dataset", "digits"), "optimizer": group("optimizer", optimizer, **(optimizer_params or {})),
+              "model": group("model", "mlp", width=WIDTH), "depth": depth, "epochs": epochs, "batch_size": 128,
+              "seed": seed, "device": "cpu", "probe_size": 50, "threads": 1, "resume": True, "keep_checkpoint": False,
+              "jacobian_every": 0}
+
+    # epochs.csv: accuracy rises to a plateau that is high where the signal is preserved
+    plateau = 0.1 + 0.85 * math.exp(-abs(math.log(g)) * depth / 5) if g > 0 else 0.1
+    epoch_rows = []
+    for e in range(epochs + 1):
+        rise = 1 - math.exp(-1.5 * e)
+        train = min(1.0, 0.1 + (plateau - 0.1) * rise + 0.01 * rng.standard_normal() * (e > 0))
+        test = max(0.0, train - 0.03 * rise)
+        epoch_rows.append({"epoch": e, "train_loss": -math.log(max(train, 0.05)) + 0.05,
+                           "train_acc": train, "test_loss": -math.log(max(test, 0.05)) + 0.1, "test_acc": test,
+                           "epoch_time": 0.0 if e == 0 else 0.01, "lr": 0.01})
+    diverged_epoch = None
+    if status == "diverged":
+        diverged_epoch = epochs
+        epoch_rows[-1].update(train_loss=float("nan"), test_loss=float("nan"), train_acc=0.1, test_acc=0.1)
+
+    # layers.csv: hidden layers 1..depth, then the output layer depth+1
+    columns = list(records.LAYER_COLUMNS)
+    if frac_dead and "frac_dead" not in columns:
+        columns.insert(columns.index("frac_zero") + 1, "frac_dead")
+    if not frac_dead and "frac_dead" in columns:
+        columns.remove("frac_dead")
+    if not theory:
+        columns = [c for c in columns if c not in records.PREDICTED_COLUMNS]
+    layer_rows = []
+    for e, layer in itertools.product(range(epochs + 1), range(1, depth + 2)):
+        noise = math.exp(0.05 * rng.standard_normal())
+        std = g ** layer * noise * (1 + 0.1 * e)  # float: 0.001**500 is exactly 0.0
+        zero = 0.5 if activation == "relu" and g > 0 else (1.0 if g == 0 else 0.0)
+        row = {"epoch": e, "layer": layer, "preact_mean": 0.0, "preact_std": std, "preact_sq": std ** 2,
+               "act_mean": 0.4 * std if activation == "relu" else 0.01 * rng.standard_normal() * std,
+               "act_std": std, "frac_zero": zero, "frac_dead": 0.0 if g > 0 else 1.0,
+               "frac_saturated": 0.2 if activation in ("tanh", "sigmoid") and g > 1 else 0.0,
+               "weight_norm": 4.0 * (g > 0), "grad_norm": 0.1 * std * g ** max(depth - layer, 0),
+               "bias_grad_norm": 0.01 * std, "delta_rms": 0.01 * (g ** (depth + 1 - layer) if g > 0 else float(layer > depth)),
+               "grad_norm_train": None if e == 0 else 0.1 * std}
+        if layer > depth:  # the output layer is linear
+            row.update(frac_zero=0.0, frac_dead=0.0, frac_saturated=0.0)
+        if e == 0:
+            row.update(q_pred=(g ** layer) ** 2, delta_rms_pred=0.01 * g ** (depth + 1 - layer) if g > 0 else 0.0)
+        layer_rows.append({k: v for k, v in row.items() if k in columns})
+
+    jac_rows, sv_rows = [], []
+    if jacobian:
+        for kind, n in (("input_output", N_CLASSES), ("hidden", WIDTH)):
+            sv = np.sort(rng.gamma(4.0, 0.25, N_INPUTS * n)) * (g ** depth if kind == "hidden" else 1.0)
+            q = {f"sv_q{int(p * 100):02d}": float(np.quantile(sv, p)) for p in records.JACOBIAN_QUANTILES}
+            jac_rows.append({"epoch": 0, "kind": kind, "n_inputs": N_INPUTS, "n_sv": n,
+                             "mean_sq_sv": float(np.mean(sv ** 2)), "var_sq_sv": float(np.var(sv ** 2)),
+                             "sv_min": float(sv.min()), "sv_max": float(sv.max()), "sv_std": float(sv.std()), **q,
+                             "mean_sq_sv_pred": float(g ** (2 * depth)) if kind == "hidden" else None})
+            sv_rows += [{"epoch": 0, "kind": kind, "sv": float(v)} for v in sv]
+        records.write_csv_atomic(path / records.JACOBIAN_CSV, records.JACOBIAN_COLUMNS, jac_rows)
+        records.write_csv_atomic(path / records.JACOBIAN_SV_CSV, records.JACOBIAN_SV_COLUMNS, sv_rows)
+    records.write_csv_atomic(path / records.EPOCHS_CSV, records.EPOCH_COLUMNS, epoch_rows)
+    records.write_csv_atomic(path / records.LAYERS_CSV, columns, layer_rows)
+
+    final = epoch_rows[-1]
+    result = {"status": status, "diverged_epoch": diverged_epoch, "final": final, "wall_time": 1.0,
+              "train_time": 0.01 * epochs,
+              "choices": {k: v for k, v in config.items() if k not in ("device", "threads", "resume",
+                                                                        "keep_checkpoint", "jacobian_every")},
+              "data": {"n_features": 64, "n_classes": N_CLASSES, "n_train": 1437, "n_val": 0, "n_test": 360},
+              "device": "cpu (x86_64, 1 threads)"}
+    if theory:
+        sigma_w2 = float(config["init"].get("factor", 1.0))
+        chi1 = g ** 2
+        xi = None if chi1 in (0.0, 1.0) else -1 / math.log(chi1)
+        result["theory"] = {"sigma_w2": sigma_w2, "sigma_b2": 0.0, "chi1": chi1, "q_star": None, "xi_q": xi,
+                            "xi_c": xi, "critical_sigma_w2": 2.0}
+    if rows:
+        result["rows"] = {records.EPOCHS_CSV: len(epoch_rows), records.LAYERS_CSV: len(layer_rows),
+                          **({records.JACOBIAN_CSV: len(jac_rows), records.JACOBIAN_SV_CSV: len(sv_rows)}
+                             if jacobian else {})}
+    records.write_json_atomic(path / records.RESULT_JSON, result)
+
+    overrides = list(overrides) or [f"activation={activation}", f"init={init}", f"depth={depth}", f"seed={seed}"]
+    choices = {"model": "mlp", "optimizer": optimizer, "dataset": "digits", "init": init, "activation": activation,
+               "hydra/launcher": "basic"}
+    hydra = {"hydra": {"runtime": {"choices": choices},
+                       "job": {"override_dirname": ",".join(sorted(overrides)),
+                               "config": {"override_dirname": {"kv_sep": "=", "item_sep": ",",
+                                                               "exclude_keys": EXCLUDE_KEYS}}}}}
+    OmegaConf.save(OmegaConf.create(hydra), path / ".hydra" / "hydra.yaml")
+    OmegaConf.save(OmegaConf.create(config), path / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(overrides), path / ".hydra" / "overrides.yaml")
+    return path
+
+
+def write_sweep(root: Path, activations: Iterable[str] = ("relu",), inits: Iterable[str] = ("he_normal",),
+                depths: Iterable[int] = (3,), seeds: Iterable[int] = (0,), **job) -> Path:
+    """Every combination as a job folder under ``root`` (named like Hydra's override_dirname)."""
+    root = Path(root)
+    for act, init, depth, seed in itertools.product(activations, inits, depths, seeds):
+        write_job(root / f"activation={act},depth={depth},init={init},seed={seed}", activation=act, init=init,
+                  depth=depth, seed=seed, **job)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root

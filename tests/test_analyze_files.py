@@ -1,0 +1,103 @@
+"""The read side on fabricated job folders (tests/jobfactory.py): files checked against the row
+counts result.json records, and run filters (floats to a relative 1e-9, list values).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+import pytest
+from jobfactory import write_job
+
+import analyze
+from initlab import analysis
+
+
+def _cut_last_rows(path, keep):
+    """Keep the header and ``keep`` data rows; the file still ends in a newline (cut at a row)."""
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[: 1 + keep]))
+
+
+@pytest.mark.parametrize("name, keep", [("jacobian.csv", 1), ("jacobian_sv.csv", 5), ("layers.csv", 8),
+                                        ("epochs.csv", 2)])
+def test_a_file_shorter_than_recorded_skips_the_job(tmp_path, caplog, name, keep):
+    good, cut = write_job(tmp_path / "sweep" / "good", seed=0), write_job(tmp_path / "sweep" / "cut", seed=1)
+    _cut_last_rows(cut / name, keep)
+    with caplog.at_level(logging.WARNING):
+        tables = analysis.load([tmp_path / "sweep"])
+    assert list(tables.runs["job"]) == ["good"]
+    assert [s.job for s in tables.skipped] == ["cut"]
+    assert tables.skipped[0].reason.startswith(f"{name} has ")  # the count, or for epochs the epochs, it has
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "\n" not in warnings[0] and str(cut) in warnings[0]
+    assert good.is_dir()
+
+
+def test_jacobian_sv_with_5_rows_is_named_in_the_report(tmp_path):
+    root = tmp_path / "sweep"
+    write_job(root / "good", seed=0)
+    cut = write_job(root / "cut", seed=1)
+    expected = json.loads((cut / "result.json").read_text())["rows"]["jacobian_sv.csv"]
+    _cut_last_rows(cut / "jacobian_sv.csv", 5)
+    assert analyze.main([str(root)]) == 0
+    skipped = (root / "analysis" / "report.md").read_text().split("## Skipped jobs", 1)[1]
+    assert f"- cut: jacobian_sv.csv has 5 rows, result.json records {expected}" in skipped
+
+
+def test_a_file_recorded_but_missing_skips_the_job(tmp_path):
+    cut = write_job(tmp_path / "sweep" / "cut")
+    (cut / "jacobian.csv").unlink()
+    tables = analysis.load([tmp_path / "sweep"])
+    assert tables.runs.empty
+    assert tables.skipped[0].reason.startswith("jacobian.csv has 0 rows, result.json records 2")
+
+
+def test_jobs_without_row_counts_keep_todays_checks(tmp_path):
+    """Older jobs (no result.json "rows"): a file cut at a row boundary still loads; one cut
+    mid-row is still caught."""
+    old = write_job(tmp_path / "sweep" / "old", rows=False)
+    _cut_last_rows(old / "jacobian_sv.csv", 5)
+    tables = analysis.load([tmp_path / "sweep"])
+    assert len(tables.runs) == 1 and len(tables.spectra) == 5
+    data = (old / "layers.csv").read_bytes()
+    (old / "layers.csv").write_bytes(data[: len(data) // 2].rstrip(b"\n"))
+    assert analysis.load([tmp_path / "sweep"]).skipped[0].reason == "layers.csv is truncated"
+
+
+# --- filters -----------------------------------------------------------------------------------------
+def test_float_filters_match_within_relative_tolerance(tmp_path):
+    root = tmp_path / "sweep"
+    for i, std in enumerate((0.1, 0.2, 0.30000000000000004, 0.4)):  # Hydra's range(0.1, 0.5, 0.1)
+        write_job(root / f"std{i}", init="normal", init_params={"std": std}, seed=i)
+    for wanted in ("0.3", "0.30000000000000004", "3e-1"):
+        tables = analysis.load([root], {"init.std": [wanted]})
+        assert list(tables.runs["job"]) == ["std2"], wanted
+    assert list(analysis.load([root], {"init.std": ["0.3000001"]}).runs["job"]) == []  # 3e-7 relative: no
+    assert sorted(analysis.load([root], {"init.std": ["0.1", "0.4"]}).runs["job"]) == ["std0", "std3"]
+    with pytest.raises(KeyError, match="init.std is numeric"):
+        analysis.load([root], {"init.std": ["small"]})
+
+
+def test_list_values_can_be_filtered(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    for i, betas in enumerate(([0.5, 0.9], [0.9, 0.999])):
+        write_job(root / f"betas{i}", optimizer="adam", optimizer_params={"betas": betas}, seed=i)
+    assert analyze.parse([str(root), "optimizer.betas=[0.5,0.9],[0.9,0.99]"]).filters == {
+        "optimizer.betas": ["[0.5,0.9]", "[0.9,0.99]"]}
+    for wanted in ("[0.5,0.9]", "[0.5, 0.9]", "[0.50, 0.9000000000000001]"):
+        assert list(analysis.load([root], {"optimizer.betas": [wanted]}).runs["job"]) == ["betas0"], wanted
+    assert list(analysis.load([root], {"optimizer.betas": ["[0.5]"]}).runs["job"]) == []
+    assert analyze.main([str(root), "optimizer.betas=[0.9,0.999]", "--out", str(tmp_path / "out")]) == 0
+    assert pd.read_csv(tmp_path / "out" / "runs.csv")["job"].tolist() == ["betas1"]
+
+
+def test_text_and_bool_filters_still_match_exactly(tmp_path):
+    root = tmp_path / "sweep"
+    write_job(root / "a", activation="relu", optimizer_params={"nesterov": False}, seed=0)
+    write_job(root / "b", activation="tanh", optimizer_params={"nesterov": False}, seed=1)
+    assert list(analysis.load([root], {"activation": ["TANH"]}).runs["job"]) == ["b"]
+    assert len(analysis.load([root], {"optimizer.nesterov": ["false"]}).runs) == 2
+    assert analysis.load([root], {"activation": ["relu6"]}).runs.empty

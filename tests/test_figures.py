@@ -1,0 +1,380 @@
+"""Every figure family drawn from fabricated job folders (tests/jobfactory.py) and checked for
+content: panels, titles, lines, cells, and that no two labels overlap, for grid shapes from 1x2x1
+to the full grid. Also log axes with zero or underflowing data, pooling only across seeds, the
+figures-not-drawn list, the t-interval bands and analyze.py's figure options.
+
+Plotters run with ``strict=True``: a figure that fails raises here instead of being listed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from jobfactory import write_job, write_sweep
+from matplotlib.collections import PolyCollection
+from scipy import stats
+
+import analyze
+from initlab import analysis
+from initlab.plots import ZERO_LABEL, NothingToDraw, PoolingError
+from initlab.theory_plots import TheoryPlotter
+
+CARD = {"activations": ("relu", "tanh"), "inits": ("he_normal", "orthogonal"), "depths": (5, 30, 50)}
+FULL = {"activations": ("relu", "tanh", "sigmoid", "gelu"),
+        "inits": ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal", "zero", "orthogonal",
+                  "trunc_normal"),
+        "depths": (3, 5, 10, 20, 30, 40, 50), "seeds": (0, 1)}
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Tests keep figures open to inspect them; close them after each test."""
+    with plt.rc_context({"figure.max_open_warning": 0}):
+        yield
+    plt.close("all")
+
+
+def plotter_for(root, out, detail=None) -> TheoryPlotter:
+    """A strict plotter that keeps its figures open and writes coarse PNGs (fast; sizes are in inches)."""
+    plotter = TheoryPlotter(analysis.load([root]), out, detail_depths=detail, strict=True)
+    plotter.kept, plotter.dpi = {}, 40
+    return plotter
+
+
+def draw(root, out, detail=None, only=()):
+    """Every figure of the sweep at ``root`` (or the families named in ``only``), kept open:
+    (plotter, figures, {file stem: matplotlib Figure})."""
+    plotter = plotter_for(root, out, detail)
+    figures = [f for name in only for f in getattr(plotter, name)()] if only else plotter.all()
+    assert plotter.not_drawn == []
+    return plotter, figures, plotter.kept
+
+
+def _drawn_ticklabels(axis):
+    """Tick labels matplotlib draws: those of ticks inside the view interval."""
+    scale = np.log10 if axis.get_scale() == "log" else (lambda v: v)
+    low, high = sorted(scale(np.asarray(axis.get_view_interval(), dtype=float)))
+    span = (high - low) * 1e-9
+    index = 0 if axis.axis_name == "x" else 1
+    return [t for t in axis.get_ticklabels() if t.get_position()[index] > 0 or axis.get_scale() != "log"
+            if low - span <= scale(t.get_position()[index]) <= high + span]
+
+
+def _texts(fig):
+    """Every visible, non-empty text of a figure with its name for messages."""
+    texts = [("figure text", t) for t in fig.texts]  # the suptitle is one of them
+    for legend in fig.legends:
+        texts += [("legend", t) for t in legend.get_texts()]
+    for i, ax in enumerate(fig.axes):
+        if not ax.get_visible():
+            continue
+        for axis in ("x", "y"):
+            obj = getattr(ax, f"{axis}axis")
+            texts += [(f"axes {i} {axis} tick", t) for t in _drawn_ticklabels(obj)]
+            texts.append((f"axes {i} {axis} label", obj.label))
+        texts += [(f"axes {i} title", t) for t in (ax.title, ax._left_title, ax._right_title)]
+        texts += [(f"axes {i} text", t) for t in ax.texts]
+        if ax.get_legend() is not None:
+            texts += [(f"axes {i} legend", t) for t in ax.get_legend().get_texts()]
+    return [(name, t) for name, t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def overlapping_texts(fig) -> list[str]:
+    """Pairs of texts whose boxes overlap by more than 1 pixel each way (matplotlib's own extents)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = _texts(fig)
+    boxes = np.array([t.get_window_extent(renderer).extents for _, t in texts]).reshape(-1, 4)
+    x = np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y = np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    hits = np.argwhere(np.triu((x > 1) & (y > 1), k=1))
+    return [f"{texts[i][0]} {texts[i][1].get_text()!r} / {texts[j][0]} {texts[j][1].get_text()!r}" for i, j in hits]
+
+
+def _titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+
+
+# --- shapes from 1x2x1 to the full grid ----------------------------------------------------------
+def _check_readable(kept):
+    for name, fig in kept.items():
+        assert overlapping_texts(fig) == [], name
+        titles = _titles(fig)
+        assert len(titles) == len(set(titles)), (name, titles)  # every panel says which it is
+        fig.canvas.draw()
+        assert fig.get_tightbbox(fig.canvas.get_renderer()).width <= 9.5, name  # inches, as saved
+
+
+def _check_grid(fig, acts, inits, depths):
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert sorted(ax.get_title() for ax in panels) == sorted(acts)
+    for ax in panels:
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(d) for d in depths]
+        assert len(ax.texts) == len(inits) * len(depths)  # one number per cell
+        assert ax.get_xlabel() == "depth"
+    ordered = [i for i in analysis.INITS if i in inits]  # the study's order, related inits together
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ordered  # rows named on the left
+    cell_w = fig.get_figwidth() * panels[0].get_position().width / len(depths)
+    cell_h = fig.get_figheight() * panels[0].get_position().height / len(inits)
+    assert cell_w >= 0.3 and cell_h >= 0.2  # inches: the numbers fit
+
+
+@pytest.mark.slow
+def test_card_example_is_readable(tmp_path):
+    """The README's 12-job example: every figure readable, the grid a panel per activation."""
+    root = write_sweep(tmp_path / "sweep", **CARD)
+    _, figures, kept = draw(root, tmp_path / "out")
+    _check_readable(kept)
+    _check_grid(kept["grid_test_accuracy"], CARD["activations"], CARD["inits"], CARD["depths"])
+    heat = kept["heatmap_act_std_relu_depth50"]
+    assert _titles(heat) == list(CARD["inits"])
+    assert [t.get_text() for t in heat.axes[0].get_yticklabels()] == ["1", "13", "25", "38", "50"]
+
+
+def test_smallest_grid_is_readable(tmp_path):
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "xavier_normal"), (4,), jacobian=False)
+    _, _, kept = draw(root, tmp_path / "out")
+    _check_readable(kept)
+    _check_grid(kept["grid_test_accuracy"], ("relu",), ("he_normal", "xavier_normal"), (4,))
+
+
+@pytest.mark.slow
+def test_full_grid_is_readable_and_larger(tmp_path):
+    root = write_sweep(tmp_path / "full", **FULL, epochs=3, jacobian=False)
+    _, _, kept = draw(root, tmp_path / "out")
+    _check_readable(kept)
+    grid = kept["grid_test_accuracy"]
+    _check_grid(grid, FULL["activations"], FULL["inits"], FULL["depths"])
+    small = write_sweep(tmp_path / "small", ("relu", "tanh"), ("he_normal", "orthogonal"), (5, 50))
+    _, _, few = draw(small, tmp_path / "out_small", only=("grid", "heatmaps"))
+    assert grid.get_figheight() > few["grid_test_accuracy"].get_figheight()  # cells keep their size
+    heat = kept["heatmap_act_std_relu_depth50"]
+    assert len(_titles(heat)) == 8 and heat.get_figheight() > few["heatmap_act_std_relu_depth50"].get_figheight()
+
+
+# --- every family, its content -------------------------------------------------------------------
+@pytest.mark.slow
+def test_every_family_is_drawn_with_its_content(tmp_path):
+    root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("he_normal", "xavier_normal"), (2, 4), (0, 1))
+    plotter, figures, kept = draw(root, tmp_path / "out")
+    _check_readable(kept)
+    expected = {"grid_test_accuracy", "accuracy_vs_depth", "epochs_to_95_vs_depth", "act_std_vs_layer_depth4",
+                "grad_norm_vs_layer_depth4", "delta_rms_at_init_depth4", "dead_saturated_vs_layer_depth4",
+                "heatmap_act_std_relu_depth4", "heatmap_act_mean_tanh_depth4", "curves_activation_relu",
+                "curves_activation_tanh", "curves_init_he_normal", "curves_init_xavier_normal",
+                "preact_sq_vs_theory_depth4", "delta_rms_vs_theory_depth4", "jacobian_spectra",
+                "jacobian_mean_sq_sv"}
+    assert expected <= set(kept), expected - set(kept)
+    assert all((tmp_path / "out" / f.path).read_bytes().startswith(b"\x89PNG") for f in figures)
+
+    acc = kept["accuracy_vs_depth"]
+    panels = [ax for ax in acc.axes if ax.get_visible()]
+    assert len(panels) == 4  # train and test rows x two activations
+    assert [ax.get_title() for ax in panels[:2]] == ["relu", "tanh"]
+    assert panels[0].get_ylabel() == "final train acc" and panels[2].get_ylabel() == "final test acc"
+    assert len([c for c in panels[0].collections if isinstance(c, PolyCollection)]) == 2  # a band per init
+
+    curves = kept["curves_activation_relu"]
+    assert curves._suptitle.get_text() == "activation relu"
+    assert [ax.get_title() for ax in curves.axes[:2]] == ["accuracy", "loss"]
+    assert curves.axes[1].get_yscale() == "log"
+    assert len(curves.axes) == 4  # accuracy and loss x two depths
+
+    dead = kept["dead_saturated_vs_layer_depth4"]
+    rows = [" ".join(t.get_text().split()) for ax in dead.axes for t in ax.texts]  # titles wrap
+    assert {"zero entries", "dead units", "saturated entries"} <= set(rows)
+
+    grad = kept["grad_norm_vs_layer_depth4"]
+    assert {ax.get_title() for ax in grad.axes} >= {"at init", "middle of training", "end of training"}
+    assert all(ax.get_yscale() == "log" for ax in grad.axes)
+    assert {"he_normal", "xavier_normal"} <= {t.get_text() for t in grad.legends[0].get_texts()}
+
+    heat = kept["heatmap_act_std_relu_depth4"]
+    mesh = heat.axes[0].collections[0]
+    assert mesh.get_array().size == 4 * 3  # layers x epochs 0..2
+
+
+def test_dead_units_row_tolerates_older_jobs(tmp_path):
+    root = tmp_path / "sweep"
+    write_job(root / "new", depth=3, seed=0)
+    write_job(root / "old", depth=3, seed=1, frac_dead=False)
+    _, _, kept = draw(root, tmp_path / "out", only=("dead_and_saturated",))
+    rows = {" ".join(t.get_text().split()) for ax in kept["dead_saturated_vs_layer_depth3"].axes for t in ax.texts}
+    assert "dead units" in rows
+    old = tmp_path / "old_only"
+    write_job(old / "old", depth=3, frac_dead=False)
+    _, _, kept = draw(old, tmp_path / "out_old", only=("dead_and_saturated",))
+    rows = {" ".join(t.get_text().split()) for ax in kept["dead_saturated_vs_layer_depth3"].axes for t in ax.texts}
+    assert rows == {"zero entries", "saturated entries"}
+
+
+def test_band_is_the_t_interval_over_seeds(tmp_path):
+    """accuracy_vs_depth: band half-width = t_{0.975, n-1} s / sqrt(n), from NumPy and scipy.stats.t."""
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "normal"), (3, 6), (0, 1, 2, 3))
+    _, _, kept = draw(root, tmp_path / "out", only=("accuracy_vs_depth",))
+    runs = analysis.load([root]).runs
+    ax = kept["accuracy_vs_depth"].axes[1]  # row "final test acc" (one activation: axes[0] train)
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    for band, init in zip(bands, ("he_normal", "normal")):
+        verts = band.get_paths()[0].vertices
+        for depth in (3, 6):
+            acc = runs[(runs["init"] == init) & (runs["depth"] == depth)]["final_test_acc"].to_numpy()
+            n = len(acc)
+            half = stats.t.ppf(0.975, n - 1) * np.std(acc, ddof=1) / math.sqrt(n)
+            ys = verts[np.isclose(verts[:, 0], depth), 1]
+            assert ys.max() - ys.min() == pytest.approx(2 * half, rel=1e-9)
+            assert (ys.max() + ys.min()) / 2 == pytest.approx(acc.mean(), rel=1e-9)
+
+
+# --- log axes with zero, empty or non-finite data ------------------------------------------------
+def test_zero_init_is_drawn_with_zero_markers(tmp_path):
+    """-m init=zero activation=relu,tanh: every figure drawn, zeros marked, none missing."""
+    root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("zero",), (3,))
+    plotter, figures, kept = draw(root, tmp_path / "out", only=("act_std_vs_layer", "gradients", "heatmaps"))
+    for name in ("act_std_vs_layer_depth3", "grad_norm_vs_layer_depth3"):
+        fig = kept[name]
+        marked = [line for ax in fig.axes for line in ax.lines if line.get_marker() == "v" and len(line.get_xdata())]
+        assert marked, name
+        assert ZERO_LABEL in {t.get_text() for t in fig.legends[0].get_texts()}
+    mesh = kept["heatmap_act_std_relu_depth3"].axes[0].collections[0]
+    colours = mesh.to_rgba(mesh.get_array())
+    assert mesh.get_array().size == 3 * 3
+    assert np.allclose(colours, mesh.cmap.get_bad())  # every cell exactly 0: the grey "bad" colour
+
+
+def test_underflow_at_depth_500_is_drawn(tmp_path):
+    root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("he_normal",), (500,), epochs=1, gain=0.1,
+                       jacobian=False)
+    _, _, kept = draw(root, tmp_path / "out", only=("act_std_vs_layer",))
+    fig = kept["act_std_vs_layer_depth500"]
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    floor = min(line.get_ydata().min() for line in ax.lines if line.get_marker() == "v" and len(line.get_xdata()))
+    assert 0 < floor <= 1e-299 and ax.get_ylim()[0] < floor
+
+
+def test_a_figure_that_cannot_be_drawn_is_reported(tmp_path, caplog):
+    """All act_std non-finite: act_std_vs_layer is listed with the reason in report.md and .html,
+    logged, and raises under strict."""
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "orthogonal"), (3,), jacobian=False)
+    for job in root.glob("activation=*"):
+        layers = pd.read_csv(job / "layers.csv")
+        layers["act_std"] = np.inf
+        layers.to_csv(job / "layers.csv", index=False)
+    with pytest.raises(NothingToDraw, match="no finite act_std"):
+        plotter_for(root, tmp_path / "strict").all()
+    with caplog.at_level(logging.WARNING):
+        assert analyze.main([str(root)]) == 0
+    assert any("could not draw act_std_vs_layer: no finite act_std" in r.getMessage() for r in caplog.records)
+    md = (root / "analysis" / "report.md").read_text()
+    listed = md.split("## Figures not drawn", 1)[1].split("\n## ", 1)[0]
+    assert "- act_std_vs_layer: no finite act_std" in listed
+    assert "act_std_vs_layer: no finite act_std" in (root / "analysis" / "report.html").read_text()
+
+
+# --- pooling only across seeds ---------------------------------------------------------------------
+def _mode_sweep(root, modes=("fan_in", "fan_out"), factors=(0.5, 1.0, 2.0)):
+    for mode, factor, seed in itertools.product(modes, factors, (0, 1)):
+        write_job(root / f"init.factor={factor},init.mode={mode},seed={seed}", depth=3, seed=seed,
+                  init_params={"factor": factor, "mode": mode},
+                  overrides=[f"init.factor={factor}", f"init.mode={mode}", f"seed={seed}"])
+    return root
+
+
+def test_he_factor_splits_by_mode_and_states_the_rule(tmp_path):
+    root = _mode_sweep(tmp_path / "sweep")
+    _, figures, kept = draw(root, tmp_path / "out", only=("he_factor",))
+    he = {name: fig for name, fig in kept.items() if name.startswith("he_factor")}
+    assert set(he) == {"he_factor_relu_he_normal_depth3_fan_in", "he_factor_relu_he_normal_depth3_fan_out"}
+    assert he["he_factor_relu_he_normal_depth3_fan_out"]._suptitle.get_text().endswith("Var(W) = factor / fan_out")
+    assert he["he_factor_relu_he_normal_depth3_fan_in"]._suptitle.get_text().endswith("Var(W) = factor / fan_in")
+    legend = he["he_factor_relu_he_normal_depth3_fan_in"].axes[1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()][1:4] == ["0.5", "1", "2"]
+    one = _mode_sweep(tmp_path / "fan_out_only", modes=("fan_out",))
+    _, _, kept = draw(one, tmp_path / "out_one", only=("he_factor",))
+    assert kept["he_factor_relu_he_normal_depth3"]._suptitle.get_text().endswith("Var(W) = factor / fan_out")
+
+
+def test_pooling_runs_that_differ_in_more_than_the_seed_is_refused(tmp_path):
+    root = _mode_sweep(tmp_path / "sweep")
+    plotter = TheoryPlotter(analysis.load([root]), tmp_path / "out", strict=True)
+    runs = plotter.runs
+    with pytest.raises(PoolingError, match="init.mode"):
+        plotter._he_factor_panel(runs, "relu", "he_normal", 3, {})
+
+
+def test_keys_no_figure_shows_split_every_figure(tmp_path):
+    root = tmp_path / "sweep"
+    for lr, init, seed in itertools.product((0.01, 0.1), ("he_normal", "orthogonal"), (0,)):
+        write_job(root / f"init={init},optimizer.lr={lr},seed={seed}", init=init, seed=seed, depth=3,
+                  optimizer_params={"lr": lr}, overrides=[f"init={init}", f"optimizer.lr={lr}", f"seed={seed}"])
+    plotter, figures, kept = draw(root, tmp_path / "out")
+    for name, fig in kept.items():
+        assert "optimizer.lr=" in name, name
+        lr = "0.01" if "optimizer.lr=0.01" in name else "0.1"
+        assert fig._suptitle is not None and f"optimizer.lr={lr}" in fig._suptitle.get_text(), name
+    for figure in figures:
+        lr = "0.01" if "optimizer.lr=0.01" in figure.path else "0.1"
+        assert figure.caption.startswith(f"optimizer.lr={lr}. "), figure.path
+    assert len(figures) == len(kept) and {f.path.count("optimizer.lr=0.01") for f in figures} == {0, 1}
+
+
+# --- analyze.py's figure options ---------------------------------------------------------------------
+def test_formats_write_pdf_and_svg(tmp_path):
+    assert analyze.parse(["x", "--format", "pdf", "svg"]).format == ["pdf", "svg"]
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "orthogonal"), (2, 3))
+    plotter = TheoryPlotter(analysis.load([root]), tmp_path / "out", formats=("pdf", "svg"), strict=True)
+    plotter.dpi = 40
+    figures = plotter.accuracy_vs_depth() + plotter.grid()
+    assert len(figures) == 2
+    for figure in figures:
+        png = tmp_path / "out" / figure.path
+        assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF-")
+        head = png.with_suffix(".svg").read_bytes()[:400]
+        assert head.startswith(b"<?xml") and b"<svg" in head
+
+
+def test_detail_depth_chooses_the_per_layer_figures(tmp_path):
+    assert analyze.parse(["x", "--detail-depth", "5", "30"]).detail_depth == [5, 30]
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "orthogonal"), (5, 30, 50))
+    _, _, kept = draw(root, tmp_path / "out", detail=[5, 30], only=("act_std_vs_layer", "heatmaps"))
+    assert set(kept) == {"act_std_vs_layer_depth5", "act_std_vs_layer_depth30", "heatmap_act_std_relu_depth5",
+                         "heatmap_act_std_relu_depth30", "heatmap_act_mean_relu_depth5", "heatmap_act_mean_relu_depth30"}
+    assert len(kept["act_std_vs_layer_depth30"].axes[0].lines[0].get_xdata()) == 30  # a point per hidden layer
+    _, _, default = draw(root, tmp_path / "default", only=("act_std_vs_layer",))
+    assert set(default) == {"act_std_vs_layer_depth50"}  # the deepest
+
+
+def test_margin_changes_trainable_by_value(tmp_path):
+    assert analyze.parse(["x", "--margin", "0.05"]).margin == 0.05
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "orthogonal", "normal"), (5, 30, 50))
+    verdicts = set()
+    for margin in (0.05, 0.3, 0.8):
+        runs = analysis.load([root], margin=margin).runs
+        assert (runs["trainable"].to_numpy() == (runs["final_test_acc"] > 0.1 + margin).to_numpy()).all()
+        verdicts.add(tuple(runs["trainable"]))
+    assert len(verdicts) == 3
+
+
+def test_report_of_a_normal_sweep_with_a_failed_job(tmp_path):
+    """analyze.py end to end: nothing missing, every figure embedded once, the failed job's log hint."""
+    root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("he_normal", "zero"), (2,))
+    failed = root / "activation=relu,depth=2,init=normal,seed=0"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / "train.log").write_text(
+        "[2026-12-01 01:00:00,000][initlab.experiment][INFO] - epoch 0/2\n"
+        "[2026-12-01 01:00:01,000][initlab.experiment][ERROR] - RuntimeError: CUDA out of memory\n")
+    assert analyze.main([str(root)]) == 0
+    md = (root / "analysis" / "report.md").read_text()
+    assert "## Figures not drawn\n\n- none\n" in md
+    pngs = sorted((root / "analysis" / "figures").glob("*.png"))
+    assert len(pngs) > 10 and md.count("](figures/") == len(pngs)
+    skipped = md.split("## Skipped jobs", 1)[1]
+    assert f"- {failed.name}: unfinished: no result.json (log: RuntimeError: CUDA out of memory)" in skipped
