@@ -124,17 +124,26 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def _hydra_choices(path: Path, result: dict) -> dict:
-    """Group option names, the job's config as columns (``init.factor``) and its overrides."""
+    """Group option names, the job's config as columns (``init.factor``) and its overrides.
+
+    result.json's ``choices`` hold every setting of the run since they were made complete (they
+    have ``jacobian_every``); those are read first, because Hydra rewrites ``.hydra/`` whenever
+    the folder is asked for again, also by a rerun that initlab then refuses for its other
+    settings. Older jobs' settings come from ``.hydra/config.yaml``.
+    """
     hydra_dir = path / ".hydra"
     config, runtime_keys = result["choices"], []
+    complete = "jacobian_every" in config
     row = {g: config[g]["name"] for g in GROUPS if g in config}
     if hydra_dir.is_dir():
         hydra = OmegaConf.load(hydra_dir / "hydra.yaml").hydra
-        choices = OmegaConf.to_container(hydra.runtime.choices)
-        row.update({k: v for k, v in choices.items() if not k.startswith("hydra/") and v is not None})
         runtime_keys = list(hydra.job.config.override_dirname.exclude_keys)  # resume, device, ...
-        config = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
         row["overrides"] = " ".join(OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml")))
+        choices = OmegaConf.to_container(hydra.runtime.choices)  # also +experiment=...
+        row.update({k: v for k, v in choices.items() if not k.startswith("hydra/") and v is not None
+                    and not (complete and k in GROUPS)})
+        if not complete:
+            config = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
     row.update({k: v for k, v in _flatten(config).items() if not k.endswith(".name") and k not in runtime_keys})
     return row
 

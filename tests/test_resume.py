@@ -224,3 +224,18 @@ def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_batch_order(tm
     result = run_job(compose_config(*QUICK, "epochs=2"), job)
     assert result["status"] == "completed" and result["final"]["epoch"] == 2
     assert [r for r in pd.read_csv(job / "epochs.csv")["epoch"]] == [0, 1, 2]
+
+
+def test_analysis_reads_the_finished_runs_settings_after_a_refused_rerun(tmp_path):
+    """Hydra rewrites .hydra/ before initlab refuses the rerun; the analysis must still describe
+    the run that the records are of (from result.json), not the refused request."""
+    from initlab import analysis
+
+    args = ["epochs=1", "depth=2", "threads=1", f"hydra.run.dir={tmp_path}"]
+    train(*args)
+    refused = train(*args, "init=xavier_normal", "optimizer.lr=0.5", check=False)
+    assert refused.returncode == 2 and "other settings" in refused.stderr
+    assert "xavier_normal" in (tmp_path / ".hydra" / "config.yaml").read_text()
+    runs = analysis.load([tmp_path]).runs
+    assert runs.loc[0, "init"] == "he_normal"
+    assert runs.loc[0, "optimizer.lr"] == pytest.approx(0.01)
