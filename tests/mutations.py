@@ -151,6 +151,28 @@ MUTATIONS = [
     Mutation("epoch0_counts_as_trained", "initlab/analysis.py",
              'trained = epochs[epochs["epoch"] >= 1]', 'trained = epochs[epochs["epoch"] >= 0]',
              (ANALYSIS, "-k", "convergence"), "the state at init counts as a trained epoch"),
+    # P5: divergence, resume, validation, sweeps, analysis files and filters
+    Mutation("divergence_ignores_probe", "initlab/experiment.py",
+             "bad = ~torch.isfinite(stats)", "bad = torch.zeros_like(stats, dtype=torch.bool)",
+             ("tests/test_divergence.py", "-k", "probe_statistic"), "only losses checked for divergence"),
+    Mutation("resume_ignores_settings", "initlab/resume.py",
+             "    if diffs:\n", "    if False:\n",
+             ("tests/test_resume.py", "-k", "refuse"), "a checkpoint resumed whatever its settings"),
+    Mutation("frac_dead_is_frac_zero", "initlab/probes.py",
+             "(a == 0).all(dim=0).double().mean()", "(a == 0).double().mean()",
+             ("tests/test_statistics.py", "-k", "frac_dead"), "frac_dead counts zero entries"),
+    Mutation("finite_check_dropped", "initlab/config.py",
+             "        if not math.isfinite(value):\n            return False\n", "",
+             ("tests/test_bad_input.py", "-k", "non_finite"), "NaN/inf pass the range checks"),
+    Mutation("row_counts_unchecked", "initlab/analysis.py",
+             "        if have != expected[name]:", "        if have > expected[name]:",
+             ("tests/test_analyze_files.py", "-k", "shorter or missing"), "cut files read silently"),
+    Mutation("float_filter_exact", "initlab/analysis.py",
+             "rel_tol=REL_TOL, abs_tol=0.0", "rel_tol=0.0, abs_tol=0.0",
+             ("tests/test_analyze_files.py", "-k", "float_filters"), "float filters compare exactly"),
+    Mutation("long_folder_names_kept", "initlab/sweeps.py",
+             "    if len(override_dirname.encode()) <= limit:", "    if True:",
+             ("tests/test_sweeps.py", "-k", "long_folder"), "job folder names never shortened"),
 ]
 
 
