@@ -35,7 +35,7 @@ from initlab.jacobian import probe_count, singular_values, summarize
 from initlab.loop import build_optimizer, evaluate, train_epoch
 from initlab.models import MLP
 from initlab.probes import layer_statistics
-from initlab.resume import RUNTIME_KEYS, check_same_run
+from initlab.resume import RUNTIME_KEYS, check_same_run, extends
 
 log = logging.getLogger(__name__)
 DELTA_RMS = records.PROBE_COLUMNS.index("delta_rms")
@@ -171,16 +171,24 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     exp = to_experiment(cfg)
     choices = _choices(exp)
     result_path, checkpoint_path = job_dir / records.RESULT_JSON, job_dir / records.CHECKPOINT
+    extending = False
     if exp.resume and result_path.is_file():
         finished = json.loads(result_path.read_text())
-        check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), choices)
-        log.info("%s exists: job already finished, skipping (resume=false reruns it)", result_path)
-        return finished
+        extending = (finished.get("status") == "completed" and checkpoint_path.is_file()
+                     and extends(finished.get("choices"), choices))
+        if not extending:
+            check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), choices)
+            log.info("%s exists: job already finished, skipping (resume=false reruns it)", result_path)
+            return finished
     device = resolve_device(exp.device)
     state = None
     if exp.resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         check_same_run(records.CHECKPOINT, job_dir, state.get("choices"), choices, checkpoint_epoch=state["epoch"])
+        if extending:  # until the longer run finishes, the folder holds an unfinished job
+            log.info("extending the finished run from epoch %d to %d (its checkpoint was kept)",
+                     state["epoch"], exp.epochs)
+            result_path.unlink()
     job_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(exp.threads or default_threads(launcher))
     wall_start = time.perf_counter()

@@ -69,3 +69,12 @@ def check_same_run(what: str, job_dir: Path, recorded: Optional[Mapping[str, Any
         diffs = [d for d in diffs if not d.startswith("epochs ")]
     if diffs:
         raise ConfigError(f"{what} in {job_dir} is of a run with other settings ({'; '.join(diffs)}); {fix}")
+
+
+def extends(recorded: Optional[Mapping[str, Any]], current: Mapping[str, Any]) -> bool:
+    """Whether ``current`` is the ``recorded`` finished run asked for with more epochs (and
+    nothing else changed): such a run continues from a kept checkpoint instead of being refused."""
+    if recorded is None or current["epochs"] <= recorded.get("epochs", current["epochs"]):
+        return False
+    return all(d.startswith("epochs ") for d in differences(_with_defaults(recorded), current))
+

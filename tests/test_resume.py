@@ -157,6 +157,23 @@ def test_extending_epochs_resumes_and_equals_an_uninterrupted_run(tmp_path):
     assert not (job / "checkpoint.pt").exists()
 
 
+def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path):
+    """keep_checkpoint=true is what lets a finished run go on: epochs=2 -> 4 trains epochs 3-4 and
+    equals an uninterrupted 4-epoch run; without a kept checkpoint the same request is refused."""
+    job = tmp_path / "job"
+    run_job(compose_config(*QUICK, "epochs=2", "keep_checkpoint=true"), job)
+    result = run_job(compose_config(*QUICK, "epochs=4", "keep_checkpoint=true"), job)
+    assert result["status"] == "completed" and result["final"]["epoch"] == 4
+    whole = tmp_path / "whole"
+    run_job(compose_config(*QUICK, "epochs=4"), whole)
+    for extended, uninterrupted in zip(read_csvs(job), read_csvs(whole)):
+        pd.testing.assert_frame_equal(extended, uninterrupted, check_exact=True)
+    with pytest.raises(ConfigError, match=r"other settings \(epochs 4 -> 5\)"):
+        run_job(compose_config(*QUICK, "epochs=5"), whole)
+    with pytest.raises(ConfigError, match=r"other settings \(epochs 4 -> 3\)"):
+        run_job(compose_config(*QUICK, "epochs=3", "keep_checkpoint=true"), job)
+
+
 def test_fewer_epochs_than_the_checkpoint_holds_is_refused(tmp_path):
     job = interrupted_job(tmp_path, "epochs=3")
     with pytest.raises(ConfigError, match=r"^epochs=2 but checkpoint\.pt in .* is after epoch 3; .*resume=false"):
