@@ -151,6 +151,10 @@ MUTATIONS = [
     Mutation("epoch0_counts_as_trained", "initlab/analysis.py",
              'trained = epochs[epochs["epoch"] >= 1]', 'trained = epochs[epochs["epoch"] >= 0]',
              (ANALYSIS, "-k", "convergence"), "the state at init counts as a trained epoch"),
+    Mutation("best_loss_is_final", "initlab/analysis.py",
+             'out[f"best_{split}_loss"] = trained[f"{split}_loss"].min()',
+             'out[f"best_{split}_loss"] = final[f"{split}_loss"]',
+             (ANALYSIS, "-k", "convergence"), "best loss taken as the final one"),
     # P5: divergence, resume, validation, sweeps, analysis files and filters
     Mutation("divergence_ignores_probe", "initlab/experiment.py",
              "bad = ~torch.isfinite(stats)", "bad = torch.zeros_like(stats, dtype=torch.bool)",

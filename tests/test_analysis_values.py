@@ -28,14 +28,16 @@ TRAIN_ACC = [0.97, 0.50, 0.90, 0.96, 1.00, 0.98]  # peak 1.00 -> 0.95: epoch 3 (
 TEST_ACC = [0.95, 0.85, 0.50, 0.80, 0.90, 0.90]  # final 0.90 -> 0.855: epoch 4 (train's rule gives 3)
 Q_LOG = [0.1, -0.3, 0.7]  # ln(preact_sq / q_pred) of hidden layers 1-3; layer 4 measures 0 (drops)
 DELTA_LOG = [0.4, -0.05, 0.1, -0.6]  # ln(delta_rms / delta_rms_pred) of the hidden layers
+TRAIN_LOSS = [0.01, 2.0, 0.9, 0.3, 0.2, 0.25]  # best (epoch 0 excluded) 0.2, final 0.25
+TEST_LOSS = [0.02, 2.1, 0.4, 0.6, 0.5, 0.7]  # best 0.4 at epoch 2, final 0.7
 
 
 def write_job(folder: Path, seed: int = 0, init: str = "he_normal", test_shift: float = 0.0,
               q_log=Q_LOG, delta_log=DELTA_LOG, jac=(3.0, 2.0)) -> Path:
     """A finished 5-epoch job; ``test_shift`` is added to every test accuracy."""
     folder.mkdir(parents=True)
-    epochs = pd.DataFrame({"epoch": range(6), "train_loss": np.linspace(2.3, 0.1, 6), "train_acc": TRAIN_ACC,
-                           "test_loss": np.linspace(2.3, 0.3, 6), "test_acc": np.add(TEST_ACC, test_shift),
+    epochs = pd.DataFrame({"epoch": range(6), "train_loss": TRAIN_LOSS, "train_acc": TRAIN_ACC,
+                           "test_loss": TEST_LOSS, "test_acc": np.add(TEST_ACC, test_shift),
                            "epoch_time": [0.0, 1.0, 1.0, 2.0, 1.0, 1.0], "lr": 0.1})[list(EPOCH_COLUMNS)]
     epochs.to_csv(folder / "epochs.csv", index=False)
     rows = []
@@ -73,6 +75,10 @@ def test_convergence_epochs_and_misfits_by_hand(tmp_path):
     assert row["epochs_to_95_peak_train"] == 3
     assert row["epochs_to_95_final_test"] == 4
     assert row["best_train_acc"] == 1.0 and row["best_test_acc"] == pytest.approx(0.90)  # epoch 0 excluded
+    assert (row["best_train_loss"], row["best_test_loss"]) == (0.2, 0.4)  # minima over epochs 1-5
+    assert (row["final_train_loss"], row["final_test_loss"]) == (0.25, 0.7)
+    assert (row["final_train_acc"], row["final_test_acc"]) == (0.98, 0.90)
+    assert row["epochs_run"] == 5 and row["status"] == "completed"
     assert row["q_log_misfit"] == pytest.approx(0.3, rel=1e-12)  # median |0.1, -0.3, 0.7|; zero dropped
     assert row["delta_log_misfit"] == pytest.approx(0.25, rel=1e-12)  # median |0.4, -0.05, 0.1, -0.6|
     assert row["jac_msv_ratio"] == pytest.approx(1.5, rel=1e-12)  # epoch 0 hidden: 3 / 2
