@@ -136,6 +136,9 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
                    "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads"),
+    (["+epoch=3", "epochs=0"], "unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, "
+                               "device, epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, "
+                               "resume, seed, threads"),
     (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer"),
     (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x', expected one of [fan_in, fan_out]"),
 ])
