@@ -68,7 +68,7 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
         try:
             base = compose_base(args)
         except (ConfigCompositionException, OverrideParseException) as err:
-            return _composition_message(err, args, compose_base, swept=frozenset(_swept_groups(args)))
+            return _composition_message(err, args, compose_base, swept=_swept_groups(args))
         try:
             reject_unknown_top_level_keys(base)  # +epoch=3: in every job; group parameters are per job
         except ConfigError as err:
@@ -96,14 +96,15 @@ def _unknown_swept_key(args: list[str], base: DictConfig, compose_base: Compose)
     return None
 
 
-def _swept_groups(args: list[str]) -> set[str]:
+def _swept_groups(args: list[str]) -> frozenset[str]:
     """The config groups that ``args`` sweep (``init=he_normal,orthogonal``, ``init=glob(he_*)``)."""
     loader = GlobalHydra.instance().config_loader()
     try:
         parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
     except HydraException:
-        return set()
-    return {o.key_or_group for o in parsed if o.is_sweep_override() and loader.repository.group_exists(o.key_or_group)}
+        return frozenset()
+    return frozenset(o.key_or_group for o in parsed
+                     if o.is_sweep_override() and loader.repository.group_exists(o.key_or_group))
 
 
 def _empty_glob(args: list[str]) -> Optional[str]:
@@ -140,7 +141,8 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
     return None
 
 
-def _composition_message(err: Exception, args: list[str], compose_rest: Compose, swept: frozenset[str] = frozenset()) -> str:
+def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
+                         swept: frozenset[str] = frozenset()) -> str:
     """One line for a Hydra composition error, naming the key and the valid keys or values.
 
     ``compose_rest`` composes the config without the bad override (to name a group's choice);
@@ -176,7 +178,7 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
             choice = "?"
         valid.remove("name")
         line = f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
-        if parent[0] in swept and any(key in {f.name for f in fields(kind)} for kind in SCHEMAS[parent[0]].values()):
+        if parent[0] in swept and any(key in {f.name for f in fields(k)} for k in SCHEMAS[parent[0]].values()):
             line += (f" (Hydra composes a sweep's base config with {parent[0]}={choice}, not the swept ones: "
                      f"set a parameter of the swept choices with ++{cause.full_key}=...)")
         return line
