@@ -14,6 +14,7 @@ the sweep callback (``initlab.sweeps.validate_jobs``).
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -156,6 +157,9 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
     if isinstance(err, OverrideParseException):
         lines = str(err).splitlines()
         return ": ".join(lines[:2])
+    deleted = re.match(r"Could not delete from config\. '([^']+)' does not exist", str(err))
+    if deleted:
+        return _missing_delete_message(deleted.group(1), args, compose_rest)
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:
         return _unknown_key_message(cause, args, compose_rest, swept)
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
@@ -184,6 +188,19 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
         return line
     where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
     return f"unknown key {cause.full_key}; valid {where}: {', '.join(valid)}"
+
+
+def _missing_delete_message(key: str, args: list[str], compose_rest: Compose) -> str:
+    """``~foo`` or ``~init.factr`` names no key: say so and list the keys there are to delete."""
+    *parent, _ = key.split(".")
+    rest = [a for a in args if a.lstrip("~").split("=", 1)[0] != key]
+    try:
+        node = OmegaConf.select(compose_rest(rest), ".".join(parent)) if parent else compose_rest(rest)
+    except (ConfigCompositionException, OverrideParseException):  # another override is bad too
+        node = None
+    where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
+    keys = sorted(k for k in node.keys() if k != "hydra") if OmegaConf.is_dict(node) else []
+    return f"~{key}: no such key to delete; {where}: {', '.join(keys) or '?'}"
 
 
 def _first_line(text: str) -> str:

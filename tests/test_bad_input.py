@@ -136,6 +136,8 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
                    "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads"),
+    (["~foo"], "~foo: no such key to delete; top-level keys: activation, batch_size, dataset, depth, device, "
+               "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads"),
     (["+epoch=3", "epochs=0"], "unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, "
                                "device, epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, "
                                "resume, seed, threads"),
@@ -168,6 +170,8 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: factor,
                                                     "valid: factor, mode"),
     (["init=glob(he_*)", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
     (["init=orthogonal,xavier_normal", "init.gain=2"], SWEPT_GAIN),
+    (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
+    (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: factor, mode, name"),
     (["init=nope", "depth=1,2"], "unknown init 'nope'; valid: " + ", ".join(group_choices("init"))),
     (["activation=glob(zz*)"], "activation=glob(zz*) matches no activation; valid: "
                                + ", ".join(group_choices("activation"))),
