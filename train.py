@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from initlab.cli import check_single_run, remove_stub_run_dir
+from initlab.cli import check_command_line, remove_stub_run_dir
 from initlab.config import ConfigError, register_configs
 from initlab.experiment import run
 from initlab.sweeps import job_subdir  # noqa: F401  (registers the ${initlab_subdir:...} resolver)
@@ -44,7 +44,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     # HYDRA_FULL_ERROR=1 asks for Hydra's own report with the stack trace: skip the one-line check
-    problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else check_single_run(sys.argv[1:], CONF)
+    problem = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else check_command_line(sys.argv[1:], CONF)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -5,24 +5,119 @@ several lines and exits with 1 from inside ``hydra.main``. For a single run (no 
 ``check_single_run`` composes the config with Hydra's compose API first, with the same overrides,
 and turns any composition error or ``ConfigError`` into one line naming the key and what is valid;
 only a config that passes reaches ``hydra.main``, so no run folder is created for bad input.
+
+For a sweep (``-m``) Hydra first composes one base config from the overrides, sweep overrides left
+out and config groups at their defaults, before any callback runs; ``check_multirun`` composes that
+same config and turns its errors into one line too. The jobs themselves are checked afterwards by
+the sweep callback (``initlab.sweeps.validate_jobs``).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import open_dict
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from initlab.config import ConfigError, register_configs, to_experiment
+from initlab.config import SCHEMAS, ConfigError, register_configs, reject_unknown_top_level_keys, to_experiment
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
+
+
+Compose = Callable[[list[str]], DictConfig]  # overrides -> composed config (a run's, or a sweep's base)
+MULTIRUN_FLAGS = {"-m", "--multirun"}
+_ABSENT = object()
+
+
+def check_command_line(args: Sequence[str], config_dir: Path, config_name: str = "config") -> Optional[str]:
+    """The one-line error for ``python train.py ARGS`` (a run or a ``-m`` sweep), or None.
+
+    Command lines with any other ``-`` flag (``--cfg``, ``--help``, ``-cn``, ...) are left to Hydra.
+    """
+    flags = {arg for arg in args if arg.startswith("-")}
+    if flags and flags <= MULTIRUN_FLAGS:
+        return check_multirun([arg for arg in args if arg not in MULTIRUN_FLAGS], config_dir, config_name)
+    return check_single_run(args, config_dir, config_name)
+
+
+def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str = "config") -> Optional[str]:
+    """The one-line error for ``python train.py -m OVERRIDES``' base config, or None when it composes.
+
+    Hydra composes the base config with the overrides that are not sweeps and the config groups at
+    their defaults (``init=he_normal``, not the swept inits); a parameter only the swept choices
+    have (``init=orthogonal,xavier_normal init.gain=2``) fails there, and the line says to set it
+    with ``++`` instead. Unknown top-level keys (``+epoch=3``) and a glob that matches no choice of
+    its group (no jobs) are refused too.
+    """
+    register_configs()
+    args = list(overrides)
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        app = GlobalHydra.instance().hydra
+
+        def compose_base(args: list[str]) -> DictConfig:
+            return app.compose_config(config_name, args, run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+
+        try:
+            base = compose_base(args)
+        except (ConfigCompositionException, OverrideParseException) as err:
+            return _composition_message(err, args, compose_base, swept=_swept_groups(args))
+        try:
+            reject_unknown_top_level_keys(base)  # +epoch=3: in every job; group parameters are per job
+        except ConfigError as err:
+            return str(err)
+        return _unknown_swept_key(args, base, compose_base) or _empty_glob(args)
+
+
+def _unknown_swept_key(args: list[str], base: DictConfig, compose_base: Compose) -> Optional[str]:
+    """``foo=1,2`` or ``init.factr=1,2``: a swept key that no job can have (the base config composes
+    without sweep overrides). Keys of swept groups are left to the per-job check."""
+    loader = GlobalHydra.instance().config_loader()
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
+    swept = _swept_groups(args)
+    for o in parsed:
+        key = o.key_or_group
+        if (not o.is_sweep_override() or o.is_hydra_override() or o.is_add() or o.is_force_add()
+                or loader.repository.group_exists(key) or key.split(".")[0] in swept):
+            continue
+        if OmegaConf.select(base, key, default=_ABSENT) is _ABSENT:
+            probe = [a for a in args if a != o.input_line] + [f"{key}=0"]  # any value: the key is what fails
+            try:
+                compose_base(probe)
+            except (ConfigCompositionException, OverrideParseException) as err:
+                return _composition_message(err, probe, compose_base)
+    return None
+
+
+def _swept_groups(args: list[str]) -> frozenset[str]:
+    """The config groups that ``args`` sweep (``init=he_normal,orthogonal``, ``init=glob(he_*)``)."""
+    loader = GlobalHydra.instance().config_loader()
+    try:
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
+    except HydraException:
+        return frozenset()
+    return frozenset(o.key_or_group for o in parsed
+                     if o.is_sweep_override() and loader.repository.group_exists(o.key_or_group))
+
+
+def _empty_glob(args: list[str]) -> Optional[str]:
+    """``activation=glob(zz*)`` would launch no job at all: name the group's choices instead."""
+    loader = GlobalHydra.instance().config_loader()
+    for override in OverridesParser.create(config_loader=loader).parse_overrides(args):
+        if override.is_discrete_sweep() and loader.repository.group_exists(override.key_or_group):
+            if not list(override.sweep_string_iterator()):
+                group = override.key_or_group
+                return (f"{override.input_line} matches no {group}; valid: "
+                        f"{', '.join(loader.get_group_options(group))}")
+    return None
 
 
 def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "config") -> Optional[str]:
@@ -37,7 +132,7 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
         try:
             cfg = compose(config_name, overrides=list(args), return_hydra_config=True)
         except (ConfigCompositionException, OverrideParseException) as err:
-            return _composition_message(err, list(args), config_name)
+            return _composition_message(err, list(args), lambda rest: compose(config_name, overrides=rest))
         with open_dict(cfg):
             del cfg["hydra"]
         try:
@@ -47,8 +142,13 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
     return None
 
 
-def _composition_message(err: Exception, args: list[str], config_name: str) -> str:
-    """One line for a Hydra composition error, naming the key and the valid keys or values."""
+def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
+                         swept: frozenset[str] = frozenset()) -> str:
+    """One line for a Hydra composition error, naming the key and the valid keys or values.
+
+    ``compose_rest`` composes the config without the bad override (to name a group's choice);
+    ``swept`` are the config groups a sweep sweeps (their parameters are checked per job).
+    """
     cause = err.__cause__
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, choice = err.missing_cfg_file.rsplit("/", 1)
@@ -57,15 +157,19 @@ def _composition_message(err: Exception, args: list[str], config_name: str) -> s
     if isinstance(err, OverrideParseException):
         lines = str(err).splitlines()
         return ": ".join(lines[:2])
+    deleted = re.match(r"Could not delete from config\. '([^']+)' does not exist", str(err))
+    if deleted:
+        return _missing_delete_message(deleted.group(1), args, compose_rest)
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:
-        return _unknown_key_message(cause, args, config_name)
+        return _unknown_key_message(cause, args, compose_rest, swept)
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         override = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == cause.full_key), cause.full_key)
         return f"{override}: {_first_line(getattr(cause, 'msg', str(cause)))}"
     return " ".join(_first_line(str(e)) for e in (err, cause) if e is not None)
 
 
-def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], config_name: str) -> str:
+def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose_rest: Compose,
+                         swept: frozenset[str]) -> str:
     """``init.factr=1`` -> ``unknown init parameter(s) factr for init=he_normal; valid: factor, mode``."""
     *parent, key = cause.full_key.split(".")
     kind = cause.object_type
@@ -73,13 +177,30 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], config_
     if len(parent) == 1 and "name" in valid:  # a config group's choice: name the choice
         rest = [a for a in args if a.lstrip("+~").split("=", 1)[0] != cause.full_key]
         try:
-            choice = compose(config_name, overrides=rest)[parent[0]].name
+            choice = compose_rest(rest)[parent[0]].name
         except (ConfigCompositionException, OverrideParseException):  # another override is bad too
             choice = "?"
         valid.remove("name")
-        return f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
+        line = f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
+        if parent[0] in swept and any(key in {f.name for f in fields(k)} for k in SCHEMAS[parent[0]].values()):
+            line += (f" (Hydra composes a sweep's base config with {parent[0]}={choice}, not the swept ones: "
+                     f"set a parameter of the swept choices with ++{cause.full_key}=...)")
+        return line
     where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
     return f"unknown key {cause.full_key}; valid {where}: {', '.join(valid)}"
+
+
+def _missing_delete_message(key: str, args: list[str], compose_rest: Compose) -> str:
+    """``~foo`` or ``~init.factr`` names no key: say so and list the keys there are to delete."""
+    *parent, _ = key.split(".")
+    rest = [a for a in args if a.lstrip("~").split("=", 1)[0] != key]
+    try:
+        node = OmegaConf.select(compose_rest(rest), ".".join(parent)) if parent else compose_rest(rest)
+    except (ConfigCompositionException, OverrideParseException):  # another override is bad too
+        node = None
+    where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
+    keys = sorted(k for k in node.keys() if k != "hydra") if OmegaConf.is_dict(node) else []
+    return f"~{key}: no such key to delete; {where}: {', '.join(keys) or '?'}"
 
 
 def _first_line(text: str) -> str:

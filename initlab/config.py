@@ -407,8 +407,21 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
 
 
+TOP_LEVEL_KEYS = tuple(f.name for f in fields(ExperimentConfig))
+HYDRA_KEY = "hydra"  # Hydra's own node (``hydra.sweeper.params`` from experiment files, ...)
+
+
+def reject_unknown_top_level_keys(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` naming keys of ``cfg`` that ``ExperimentConfig`` lacks (``hydra`` passes)."""
+    unknown = sorted(set(cfg.keys()) - set(TOP_LEVEL_KEYS) - {HYDRA_KEY})
+    _require(not unknown, f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                          f"valid top-level keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+
+
 def _reject_unknown_keys(cfg: DictConfig) -> None:
-    """Hydra refuses ``init.factr=2`` itself, but ``+init.factr=2`` would be dropped silently."""
+    """Hydra refuses ``epoch=3`` and ``init.factr=2`` itself, but ``+epoch=3`` and ``+init.factr=2``
+    add keys that ``OmegaConf.to_object`` would drop silently: a typo would train the defaults."""
+    reject_unknown_top_level_keys(cfg)
     for group in SCHEMAS:
         node = cfg[group]
         allowed = {f.name for f in fields(OmegaConf.get_type(node))}

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from conftest import CONF, GROUPS, compose_config, group_choices, read_csv, run_job
-from initlab.cli import check_single_run, remove_stub_run_dir
+from initlab.cli import check_command_line, check_single_run, remove_stub_run_dir
 from initlab.config import SEED_MAX, ConfigError, ExperimentConfig, Range, to_experiment
 from initlab.data import load_data
 from test_config import schema_of
@@ -136,11 +136,63 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
                    "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads"),
+    (["~foo"], "~foo: no such key to delete; top-level keys: activation, batch_size, dataset, depth, device, "
+               "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads"),
+    (["+epoch=3", "epochs=0"], "unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, "
+                               "device, epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, "
+                               "resume, seed, threads"),
     (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer"),
     (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x', expected one of [fan_in, fan_out]"),
 ])
 def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line
+
+
+TOP_KEYS = ("activation, batch_size, dataset, depth, device, epochs, init, jacobian_every, keep_checkpoint, model, "
+            "optimizer, probe_size, resume, seed, threads")
+SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: factor, mode (Hydra composes a sweep's "
+              "base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
+              "++init.gain=...)")
+
+
+# Hydra composes a sweep's base config before any callback: its errors are one line too
+@pytest.mark.parametrize("args,line", [
+    (["foo=1", "epochs=1"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
+    (["foo=1,2", "depth=1,2"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
+    (["init.factr=1,2"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+    (["seed=range(0,3)", "optimizer.lrr=0.1,1"], "unknown optimizer parameter(s) lrr for optimizer=sgd; valid: "
+                                                 "lr, momentum, nesterov, weight_decay"),
+    (["+foo=1", "epochs=1"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
+    (["--multirun", "depth=1,2", "+epoch=3"], f"unknown key epoch; valid top-level keys: {TOP_KEYS}"),
+    (["epochs=abc", "depth=1,2"], "epochs=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+    (["init.factr=1", "depth=1,2"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+    (["init=he_normal,orthogonal", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; "
+                                                    "valid: factor, mode"),
+    (["init=glob(he_*)", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+    (["init=orthogonal,xavier_normal", "init.gain=2"], SWEPT_GAIN),
+    (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
+    (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: factor, mode, name"),
+    (["init=nope", "depth=1,2"], "unknown init 'nope'; valid: " + ", ".join(group_choices("init"))),
+    (["activation=glob(zz*)"], "activation=glob(zz*) matches no activation; valid: "
+                               + ", ".join(group_choices("activation"))),
+    (["init=glob(*,exclude=[he_*,lecun_*,normal,orthogonal,trunc_normal,xavier_*,zero])"],
+     "init=glob(*,exclude=[he_*,lecun_*,normal,orthogonal,trunc_normal,xavier_*,zero]) matches no init; valid: "
+     + ", ".join(group_choices("init"))),
+])
+def test_sweep_base_config_errors_are_one_line(args, line):
+    argv = args if args[0].startswith("-") else ["-m", *args]
+    assert check_command_line(argv, CONF) == line
+
+
+@pytest.mark.parametrize("args", [
+    ["+experiment=grid_quick", "depth=1,2"],
+    ["+experiment=sigmoid_long", "init=normal,trunc_normal", "init.std=choice(0.01)"],
+    ["init=orthogonal,xavier_normal", "++init.gain=2"],
+    ["depth=0,1"],  # a bad job: left to the sweep callback, which names the job
+    ["init=he_normal,nope"],
+])
+def test_sweeps_whose_base_config_composes_pass_the_pre_check(args):
+    assert check_command_line(["-m", *args], CONF) is None
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -153,6 +205,8 @@ def test_valid_command_lines_pass_and_flags_are_left_to_hydra():
     assert check_single_run(["init=orthogonal", "init.gain=1.5", "hydra.run.dir=/tmp/x"], CONF) is None
     assert check_single_run(["-m", "depth=0,1"], CONF) is None  # sweeps: validated by the sweep callback
     assert check_single_run(["--cfg", "job", "init.factr=1"], CONF) is None
+    assert check_command_line(["-m", "--cfg", "job", "foo=1"], CONF) is None
+    assert check_command_line(["init.factr=1"], CONF) == check_single_run(["init.factr=1"], CONF)
 
 
 # --- accepted values run -------------------------------------------------------------------------

@@ -150,6 +150,10 @@ RANGE_ERRORS = [
     (["+activation.slope=2"], r"unknown activation parameter\(s\) slope for activation=relu; valid: $"),
     (["+optimizer.beta=0.9"], r"unknown optimizer parameter\(s\) beta for optimizer=sgd; valid: lr, momentum, "
                               r"nesterov, weight_decay"),
+    (["+epoch=3"], r"^unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, device, "
+                   r"epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, "
+                   r"threads$"),
+    (["+foo=1", "++bar.baz=2"], r"^unknown keys bar, foo; valid top-level keys: activation, "),
 ]
 
 
@@ -186,3 +190,12 @@ def test_valid_edge_values_are_accepted():
     exp = to_experiment(compose_config("activation=leaky_relu", "activation.negative_slope=0",
                                        "init=trunc_normal", "init.a=-0.5", "init.b=0.5"))
     assert exp.activation.negative_slope == 0 and exp.init.b == 0.5
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_file_passes_the_top_level_key_check(name):
+    """Experiment files add ``hydra.sweeper.params``; only unknown keys of the experiment are refused."""
+    assert isinstance(to_experiment(compose_config(f"+experiment={name}")), ExperimentConfig)

@@ -36,6 +36,9 @@ SWEEPS = {
     "bad_parallel": ["hydra/launcher=parallel", "depth=2,0", "epochs=0"],
     "bad_local": ["hydra/launcher=local", "depth=2,0", "epochs=0"],
     "bad_group": ["activation=relu,nonesuch", "epochs=0"],
+    "unknown_key": ["foo=1", "epochs=1"],
+    "added_key": ["+foo=1", "epochs=1"],
+    "swept_unknown_param": ["init=he_normal,orthogonal", "init.factr=1", "epochs=0"],
     "glob": ["init=glob(he_*)", *TINY],
     "range_parallel": ["hydra/launcher=parallel", "seed=range(0,3)", *TINY],
     "long": LONG,
@@ -45,6 +48,11 @@ BAD = {
     "bad_parallel": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_local": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_group": "error: job activation=nonesuch epochs=0: In 'config': Could not find 'activation/nonesuch'",
+    "unknown_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
+                   "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads",
+    "added_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
+                 "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads",
+    "swept_unknown_param": "error: unknown init parameter(s) factr for init=he_normal; valid: factor, mode",
 }
 
 
@@ -200,3 +208,11 @@ def test_a_sweeper_with_no_upfront_total_gets_counts_without_one(tmp_path):
     assert progress(output) == []
     assert read_json(sweep / "sweep.json")["total"] is None
     assert output.count("[sweep] finished in") == 1 and "2 completed, 0 diverged, 0 failed" in output
+
+
+def test_hydra_full_error_still_shows_hydras_own_report(tmp_path):
+    done = run_train("-m", "foo=1", "epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     env=train_env(HYDRA_FULL_ERROR="1"), timeout=120)
+    assert done.returncode == 1, done.describe()
+    assert "ConfigCompositionException: Could not override 'foo'" in done.stderr, done.describe()
+    assert "Traceback" in done.stderr and not (tmp_path / "sweep").exists()
