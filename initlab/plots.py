@@ -35,10 +35,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from initlab.analysis import ACTIVATIONS, INITS, Tables  # noqa: E402
+from initlab.log_ticks import log_ticks  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ ACTIVATION_COLORS = dict(zip(ACTIVATIONS, [*sns.color_palette("Dark2"), (0.0, 0.
 # Line dashes per init family, so lines that coincide (xavier and orthogonal) stay apart in print.
 INIT_DASHES = {"he": "", "xavier": (5, 2), "normal": (1, 1.2), "trunc": (2.5, 1.2), "zero": (3, 1.5),
                "orthogonal": (6, 1.5, 1.5, 1.5), "lecun": (8, 2)}
+# Markers per init (in the study's order), on per-layer lines: lines that coincide (normal and
+# trunc_normal) stay visible as alternating markers. "v" is left for exact zeros (ZERO_MARKER).
+INIT_MARKERS = ("o", "s", "^", "D", "P", "X", "*", "<", ">", "h")
 WIDTH = 7.0  # inches
 FLOOR = 1e-6  # log-scale heatmaps clip below this (a zero-init layer has std 0)
 TINY = 1e-300  # the lowest floor a log axis gets (float64 underflows a little below)
@@ -150,6 +154,7 @@ class Plotter:
         names = self.runs.drop_duplicates("init").set_index("init")["init_name"]
         self.dashes = {label: INIT_DASHES.get(names[label].split("_")[0], (4, 1, 1, 1))
                        for label in self.order["init"]}
+        self.markers = {label: INIT_MARKERS[i % len(INIT_MARKERS)] for i, label in enumerate(self.order["init"])}
 
     # --- colours and order --------------------------------------------------------------------
     def _levels(self, group: str) -> list[str]:
@@ -280,15 +285,8 @@ class Plotter:
 
     @staticmethod
     def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
-        """Plain numbers (0.5, not 5x10^-1) on a log axis of up to four decades, ticks dense enough
-        that a short axis still carries three or more."""
-        low, high = sorted(axis.axes.get_ylim())  # (get_ylim brings a stale autoscale up to date)
-        decades = np.log10(high / low) if low > 0 else np.inf
-        if decades <= 4:
-            subs = (1.0, 2.0, 5.0) if decades <= 1.2 else (1.0, 3.0) if decades <= 3 else (1.0,)
-            axis.set_major_locator(LogLocator(subs=subs))
-            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            axis.set_minor_formatter(NullFormatter())
+        """The shared log-axis tick policy (initlab.log_ticks): labelled ticks in range, never overlapping."""
+        log_ticks(axis)
 
     def _accuracy_and_loss_axes(self, acc: plt.Axes, loss: plt.Axes) -> None:
         acc.set(ylim=(0, 1), yticks=[0, 0.5, 1])
@@ -363,7 +361,9 @@ class Plotter:
         col_order = col_order or self._present("activation", data)
         ncols = col_wrap or len(col_order)
         inits = self._present("init", data)
-        style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes} if style == "init"
+        style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes,
+                     "markers": {i: self.markers[i] for i in inits}, "markersize": 4, "markeredgewidth": 0}
+                    if style == "init"
                     else {"style": style, "style_order": ["at init", "end of training"]})
         width = min(3.5, max(WIDTH / ncols, 1.6))
         height = min(1.9, width)
@@ -399,6 +399,7 @@ class Plotter:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            self._stagger_markers(ax, data["layer"].nunique())
             if ylim:
                 ax.set(ylim=ylim, yticks=[0, 0.5, 1])
         if zero.any() and log:
@@ -406,6 +407,15 @@ class Plotter:
         elif zero.any():
             caption += " Open triangles: exactly 0."
         return self._save(g.figure, name, caption, "Signal propagation")
+
+    @staticmethod
+    def _stagger_markers(ax: plt.Axes, points: int) -> None:
+        """About six markers per line, each init's shifted along the line, so coinciding lines
+        show alternating markers instead of one hiding the other."""
+        lines = [line for line in ax.lines if line.get_marker() not in (None, "", "None", "v")]
+        step = max(1, -(-points // 6))
+        for k, line in enumerate(lines):
+            line.set_markevery((k % step, step))
 
     def act_std_vs_layer(self) -> list[Figure]:
         """Figure 3b: the signal-propagation picture, at init and after training."""

@@ -16,7 +16,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import patheffects
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 
 from initlab import theory
 from initlab.plots import LOG_BAND, WIDTH, Figure, NothingToDraw, Plotter
@@ -104,9 +104,6 @@ class TheoryPlotter(Plotter):
                 for ax in g.axes.flat:
                     ax.set_yscale("log")
                     self._plain_log_ticks(ax.yaxis)
-                    low, high = ax.get_ylim()
-                    if np.log10(high) - np.log10(low) > 4:  # many decades on a short axis: a label every few of them
-                        ax.yaxis.set_major_locator(LogLocator(numticks=4))
                     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
                 handles = [Line2D([], [], color="0.45", markersize=4, label="measured", **line),
                            Line2D([], [], label="mean-field prediction", path_effects=HALO, **PREDICTION)]
@@ -173,7 +170,7 @@ class TheoryPlotter(Plotter):
                             where="post", lw=1.3, label=labels[init], **self._line_kw(init))
             ax.axvline(1.0, color="0.5", linestyle=":", lw=1)
             ax.set(xscale="log", xlim=(lo, hi), ylim=(0, 1.02), yticks=[0, 0.5, 1])
-            ax.xaxis.set_major_locator(LogLocator(numticks=4))
+            self._plain_log_ticks(ax.xaxis)
             ax.set_title(f"{act}, depth {d}", fontsize="medium")
             ax.set_xlabel("singular value s" if i == len(acts) - 1 else "")
             ax.set_ylabel("fraction ≤ s" if j == 0 else "")
@@ -213,9 +210,8 @@ class TheoryPlotter(Plotter):
         left.plot(ends, ends, color="0.5", linestyle=":", lw=1, zorder=0)
         left.set(xscale="log", yscale="log", xlim=ends, ylim=ends, xlabel="predicted mean $s^2$",
                  ylabel="measured mean $s^2$", title="hidden Jacobian at init")
-        for axis in (left.xaxis, left.yaxis):  # few labels, clear of the corner where the two axes meet
-            axis.set_major_locator(LogLocator(numticks=5))
-            axis.set_minor_formatter(NullFormatter())
+        for axis in (left.xaxis, left.yaxis):
+            self._plain_log_ticks(axis)
         left.tick_params(pad=5)
         sns.lineplot(jac, x="depth", y="ratio", ax=right, dashes=False, **style, **LOG_BAND,
                      **({"markers": True} if len(acts) > 1 else {}))

@@ -57,12 +57,14 @@ def draw(root, out, detail=None, only=()):
 
 
 def _drawn_ticklabels(axis):
-    """Tick labels matplotlib draws: those of ticks inside the view interval."""
+    """Tick labels matplotlib draws, major and minor (a narrow log axis labels its minor ticks):
+    those of ticks inside the view interval."""
     scale = np.log10 if axis.get_scale() == "log" else (lambda v: v)
     low, high = sorted(scale(np.asarray(axis.get_view_interval(), dtype=float)))
     span = (high - low) * 1e-9
     index = 0 if axis.axis_name == "x" else 1
-    return [t for t in axis.get_ticklabels() if t.get_position()[index] > 0 or axis.get_scale() != "log"
+    labels = axis.get_ticklabels() + axis.get_ticklabels(minor=True)
+    return [t for t in labels if t.get_position()[index] > 0 or axis.get_scale() != "log"
             if low - span <= scale(t.get_position()[index]) <= high + span]
 
 
@@ -378,3 +380,28 @@ def test_report_of_a_normal_sweep_with_a_failed_job(tmp_path):
     assert len(pngs) > 10 and md.count("](figures/") == len(pngs)
     skipped = md.split("## Skipped jobs", 1)[1]
     assert f"- {failed.name}: unfinished: no result.json (log: RuntimeError: CUDA out of memory)" in skipped
+
+
+# --- log axes: labelled ticks in range, never overlapping ---------------------------------------
+NARROW_LOG_RANGES = [(0.68, 0.92), (2.55, 3.05), (0.35, 0.95), (0.6, 1.3), (0.25, 1.2), (1e-3, 0.9),
+                     (1e-12, 2.0), (0.999, 1.001), (40.0, 60.0)]
+
+
+@pytest.mark.parametrize("height", [0.9, 1.6, 3.0])
+@pytest.mark.parametrize("low, high", NARROW_LOG_RANGES)
+def test_log_axis_labels_are_in_range_and_apart(low, high, height):
+    """The review's cases (0.9/0.8/0.7 and 3/2.8/2.6 drawn on each other; only 1 and 0.3 on a
+    0.35-0.95 panel) and their kind: any range, a panel of any height, both axes."""
+    fig, axes = plt.subplots(1, 2, figsize=(4, height), dpi=100)
+    for ax in axes:
+        ax.plot([1, 2], [low, high])
+        ax.set_yscale("log")
+        ax.set_ylim(low, high)
+    axes[1].set(xscale="log", xlim=(low, high))
+    for axis in (axes[0].yaxis, axes[1].yaxis, axes[1].xaxis):
+        TheoryPlotter._plain_log_ticks(axis)
+    fig.tight_layout()
+    assert overlapping_texts(fig) == []
+    for axis in (axes[0].yaxis, axes[1].xaxis):
+        labelled = [t for t in _drawn_ticklabels(axis) if t.get_text()]
+        assert len(labelled) >= 2, (axis.axis_name, [t.get_text() for t in labelled])
