@@ -68,6 +68,16 @@ class Figure:
     section: str
 
 
+# The files each figure family writes, as README.md lists them: the report names a figure not
+# drawn by its file, not by the method that draws it.
+FIGURE_FILES = {"grid": "grid_test_accuracy.png", "accuracy_vs_depth": "accuracy_vs_depth.png",
+                "epochs_to_95": "epochs_to_95_vs_depth.png", "act_std_vs_layer": "act_std_vs_layer_depth*.png",
+                "gradients": "grad_norm_vs_layer_depth*.png", "delta_at_init": "delta_rms_at_init_depth*.png",
+                "dead_and_saturated": "dead_saturated_vs_layer_depth*.png", "heatmaps": "heatmap_*.png",
+                "curves_by_activation": "curves_activation_*.png", "curves_by_init": "curves_init_*.png",
+                "he_factor": "he_factor_*.png"}
+
+
 @dataclass
 class NotDrawn:
     """A figure that the tables should give but that was not drawn, and why (one line)."""
@@ -128,6 +138,8 @@ class Plotter:
     Its frames name the display labels ``init`` and ``activation`` ("he_normal factor=0.5" where a
     parameter varies) and keep the option names as ``init_name`` and ``activation_name``.
     """
+
+    files = FIGURE_FILES  # figure family (method) -> the files it writes
 
     def __init__(self, tables: Tables, out: Path, formats: tuple[str, ...] = ("png",),
                  detail_depths: Optional[list[int]] = None, strict: bool = False, context: Optional[dict] = None):
@@ -257,8 +269,9 @@ class Plotter:
                     expected = isinstance(err, (NothingToDraw, PoolingError))
                     reason = str(err) if expected else f"{type(err).__name__}: {err}"
                     reason = (reason.splitlines() or [type(err).__name__])[0]
-                    log.warning("could not draw %s%s: %s", step.__name__, where, reason)
-                    self.not_drawn.append(NotDrawn(step.__name__ + where, reason))
+                    figure = self.files.get(step.__name__, step.__name__) + where
+                    log.warning("could not draw %s: %s", figure, reason)
+                    self.not_drawn.append(NotDrawn(figure, reason))
         return figures
 
     def extra_figures(self) -> list[Callable[[], list[Figure]]]:
@@ -499,7 +512,7 @@ class Plotter:
                         raise
                     plt.close("all")
                     log.warning("could not draw heatmap_%s_%s_depth%s: %s", stat, act, d, err)
-                    self.not_drawn.append(NotDrawn(f"heatmap_{stat}_{act}_depth{d}", str(err)))
+                    self.not_drawn.append(NotDrawn(f"heatmap_{stat}_{act}_depth{d}.png", str(err)))
         return figures
 
     def _heatmap(self, part: pd.DataFrame, stat: str, act: str, depth: int) -> Figure:

@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 
 from initlab import theory
-from initlab.plots import LOG_BAND, WIDTH, Figure, NothingToDraw, Plotter
+from initlab.plots import FIGURE_FILES, LOG_BAND, WIDTH, Figure, NothingToDraw, Plotter
 
 THEORY = "Theory"  # the report section of these figures
 PREDICTION = {"color": "black", "linestyle": (0, (3, 1.5)), "linewidth": 1.2}  # every predicted curve
@@ -30,6 +30,10 @@ HALO = [patheffects.withStroke(linewidth=2.2, foreground="white")]  # keeps it v
 
 class TheoryPlotter(Plotter):
     """Every figure of initlab.plots, plus the theory figures."""
+
+    files = {**FIGURE_FILES, "phase_diagram": "phase_diagram_*.png",
+             "length_vs_theory": "preact_sq_vs_theory_depth*.png", "delta_vs_theory": "delta_rms_vs_theory_depth*.png",
+             "jacobian_spectra": "jacobian_spectra.png", "jacobian_mean_sq": "jacobian_mean_sq_sv.png"}
 
     def extra_figures(self) -> list[Callable[[], list[Figure]]]:
         return [self.phase_diagram, self.length_vs_theory, self.delta_vs_theory, self.jacobian_spectra,

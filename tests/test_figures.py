@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,7 +22,7 @@ from matplotlib.collections import PolyCollection
 from scipy import stats
 
 import analyze
-from initlab import analysis
+from initlab import analysis, callbacks
 from initlab.plots import ZERO_LABEL, NothingToDraw, PoolingError
 from initlab.theory_plots import TheoryPlotter
 
@@ -262,8 +263,8 @@ def test_underflow_at_depth_500_is_drawn(tmp_path):
 
 
 def test_a_figure_that_cannot_be_drawn_is_reported(tmp_path, caplog):
-    """All act_std non-finite: act_std_vs_layer is listed with the reason in report.md and .html,
-    logged, and raises under strict."""
+    """All act_std non-finite: act_std_vs_layer is listed by its file name (as README.md names it)
+    with the reason in report.md and .html, logged, and raises under strict."""
     root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "orthogonal"), (3,), jacobian=False)
     for job in root.glob("activation=*"):
         layers = pd.read_csv(job / "layers.csv")
@@ -273,11 +274,28 @@ def test_a_figure_that_cannot_be_drawn_is_reported(tmp_path, caplog):
         plotter_for(root, tmp_path / "strict").all()
     with caplog.at_level(logging.WARNING):
         assert analyze.main([str(root)]) == 0
-    assert any("could not draw act_std_vs_layer: no finite act_std" in r.getMessage() for r in caplog.records)
+    assert any("could not draw act_std_vs_layer_depth*.png: no finite act_std" in r.getMessage()
+               for r in caplog.records)
     md = (root / "analysis" / "report.md").read_text()
     listed = md.split("## Figures not drawn", 1)[1].split("\n## ", 1)[0]
-    assert "- act_std_vs_layer: no finite act_std" in listed
-    assert "act_std_vs_layer: no finite act_std" in (root / "analysis" / "report.html").read_text()
+    assert "- act_std_vs_layer_depth*.png: no finite act_std" in listed
+    assert "act_std_vs_layer_depth*.png: no finite act_std" in (root / "analysis" / "report.html").read_text()
+
+
+def test_every_figure_family_is_named_by_the_files_readme_lists(tmp_path):
+    """A figure not drawn is named by its file (README.md's list), for every family, not by the
+    method ("gradients", "delta_at_init") that draws it."""
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal",), (3,))
+    plotter = plotter_for(root, tmp_path / "out")
+    steps = [s.__name__ for s in (plotter.grid, plotter.accuracy_vs_depth, plotter.epochs_to_95,
+                                  plotter.act_std_vs_layer, plotter.gradients, plotter.delta_at_init,
+                                  plotter.dead_and_saturated, plotter.heatmaps, plotter.curves_by_activation,
+                                  plotter.curves_by_init, plotter.he_factor, *plotter.extra_figures())]
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert plotter.files["gradients"] == "grad_norm_vs_layer_depth*.png"
+    assert plotter.files["delta_at_init"] == "delta_rms_at_init_depth*.png"
+    for step in steps:
+        assert f"`{plotter.files[step]}`" in readme, step
 
 
 # --- pooling only across seeds ---------------------------------------------------------------------
@@ -366,13 +384,17 @@ def test_margin_changes_trainable_by_value(tmp_path):
 
 
 def test_report_of_a_normal_sweep_with_a_failed_job(tmp_path):
-    """analyze.py end to end: nothing missing, every figure embedded once, the failed job's log hint."""
+    """analyze.py end to end: nothing missing, every figure embedded once; an unfinished job with
+    its log's hint, a failed one with the reason from its FAILED file (initlab.callbacks)."""
     root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("he_normal", "zero"), (2,))
     failed = root / "activation=relu,depth=2,init=normal,seed=0"
     (failed / ".hydra").mkdir(parents=True)
     (failed / "train.log").write_text(
         "[2026-12-01 01:00:00,000][initlab.experiment][INFO] - epoch 0/2\n"
         "[2026-12-01 01:00:01,000][initlab.experiment][ERROR] - RuntimeError: CUDA out of memory\n")
+    crashed = root / "activation=tanh,depth=2,init=normal,seed=0"
+    (crashed / ".hydra").mkdir(parents=True)
+    (crashed / callbacks.FAILED).write_text("ValueError: probe_size 0 must be positive\n")
     assert analyze.main([str(root)]) == 0
     md = (root / "analysis" / "report.md").read_text()
     assert "## Figures not drawn\n\n- none\n" in md
@@ -380,6 +402,7 @@ def test_report_of_a_normal_sweep_with_a_failed_job(tmp_path):
     assert len(pngs) > 10 and md.count("](figures/") == len(pngs)
     skipped = md.split("## Skipped jobs", 1)[1]
     assert f"- {failed.name}: unfinished: no result.json (log: RuntimeError: CUDA out of memory)" in skipped
+    assert f"- {crashed.name}: failed: ValueError: probe_size 0 must be positive" in skipped
 
 
 # --- log axes: labelled ticks in range, never overlapping ---------------------------------------
