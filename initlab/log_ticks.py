@@ -89,7 +89,14 @@ class SpacedLogLabels(Formatter):
 
 
 def log_ticks(axis: matplotlib.axis.Axis) -> None:
-    """Put LogTicks and SpacedLogLabels on a log ``axis`` (x or y); minor ticks stay unlabelled."""
+    """Put LogTicks and SpacedLogLabels on a log ``axis`` (x or y); minor ticks stay unlabelled.
+
+    An inner panel of a shared grid (seaborn hides its labels one by one) stays unlabelled: its
+    labels are switched off for the axis, so ticks the new locator adds do not show stray labels.
+    """
+    ticks = axis.get_major_ticks()
+    if ticks and not (ticks[0].label1.get_visible() or ticks[0].label2.get_visible()):  # new ticks copy the first
+        axis.set_tick_params(which="both", label1On=False, label2On=False)
     axis.set_major_locator(LogTicks())
     axis.set_major_formatter(SpacedLogLabels())
     axis.set_minor_formatter(NullFormatter())

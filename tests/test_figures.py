@@ -108,6 +108,12 @@ def _titles(fig):
 def _check_readable(kept):
     for name, fig in kept.items():
         assert overlapping_texts(fig) == [], name
+        for ax in fig.axes:  # every log axis that shows labels: two or more labelled ticks in range
+            for axis in (ax.xaxis, ax.yaxis):
+                shown = any(t.label1.get_visible() or t.label2.get_visible() for t in axis.get_major_ticks())
+                if ax.get_visible() and axis.get_scale() == "log" and shown:
+                    labelled = [t.get_text() for t in _drawn_ticklabels(axis) if t.get_text() and t.get_visible()]
+                    assert len(labelled) >= 2, (name, ax.get_title(), axis.axis_name, labelled)
         titles = _titles(fig)
         assert len(titles) == len(set(titles)), (name, titles)  # every panel says which it is
         fig.canvas.draw()
@@ -145,6 +151,15 @@ def test_smallest_grid_is_readable(tmp_path):
     _, _, kept = draw(root, tmp_path / "out")
     _check_readable(kept)
     _check_grid(kept["grid_test_accuracy"], ("relu",), ("he_normal", "xavier_normal"), (4,))
+
+
+def test_depth_3_log_panels_are_labelled_and_readable(tmp_path):
+    """The review's act_std_vs_layer_depth3 and curves panels: narrow log ranges on short panels
+    (labels 0.9/0.8/0.7 and 3/2.8/2.6 drawn on each other) keep two or more labels, none overlapping."""
+    root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("he_normal", "normal", "trunc_normal"), (3,),
+                       jacobian=False)
+    _, _, kept = draw(root, tmp_path / "out", only=("act_std_vs_layer", "curves_by_activation", "length_vs_theory"))
+    _check_readable(kept)
 
 
 @pytest.mark.slow
