@@ -423,10 +423,11 @@ class Plotter:
 
     @staticmethod
     def _stagger_markers(ax: plt.Axes, points: int) -> None:
-        """About six markers per line, each init's shifted along the line, so coinciding lines
-        show alternating markers instead of one hiding the other."""
-        lines = [line for line in ax.lines if line.get_marker() not in (None, "", "None", "v")]
-        step = max(1, -(-points // 6))
+        """Up to six markers per line, each init's at its own layers (offset by its place), so
+        coinciding lines show alternating markers instead of one hiding the other."""
+        lines = [line for line in ax.lines  # drawn lines: not seaborn's empty legend proxies, not zeros
+                 if line.get_marker() not in (None, "", "None", "v") and len(line.get_xdata())]
+        step = max(1, min(points, max(-(-points // 6), len(lines))))  # each line its own offset
         for k, line in enumerate(lines):
             line.set_markevery((k % step, step))
 

@@ -162,6 +162,21 @@ def test_depth_3_log_panels_are_labelled_and_readable(tmp_path):
     _check_readable(kept)
 
 
+def test_coinciding_inits_keep_their_own_markers(tmp_path):
+    """normal and trunc_normal draw the same per-layer line in the review's act_std figure: each init
+    has its own marker, placed at different layers, so the line drawn first still shows."""
+    inits = ("he_normal", "normal", "trunc_normal")
+    root = write_sweep(tmp_path / "sweep", ("relu",), inits, (12,), jacobian=False)
+    _, _, kept = draw(root, tmp_path / "out", only=("act_std_vs_layer",))
+    for ax in kept["act_std_vs_layer_depth12"].axes:
+        lines = [line for line in ax.lines
+                 if line.get_marker() not in (None, "", "None", "v") and len(line.get_xdata())]
+        assert len(lines) == len(inits)
+        assert len({line.get_marker() for line in lines}) == len(inits)
+        shown = [set(range(len(line.get_xdata()))[slice(*line.get_markevery(), None)]) for line in lines]
+        assert all(a != b for a, b in itertools.combinations(shown, 2))
+
+
 @pytest.mark.slow
 def test_full_grid_is_readable_and_larger(tmp_path):
     root = write_sweep(tmp_path / "full", **FULL, epochs=3, jacobian=False)
