@@ -28,6 +28,8 @@ from omegaconf import OmegaConf
 from initlab import theory as mean_field  # pure numpy/scipy
 from initlab.records import EPOCH_COLUMNS, EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
 
+FAILED = "FAILED"  # initlab.callbacks writes it into the folder of a job that raised: "<ErrorType>: <message>"
+
 log = logging.getLogger(__name__)
 
 GROUPS = ("activation", "init", "dataset", "optimizer", "model")
@@ -194,6 +196,10 @@ def _check_rows(result: dict, frames: dict[str, Optional[pd.DataFrame]]) -> None
 def read_job(path: Path) -> Job:
     """Everything one finished job recorded; raises BadJob."""
     if not (path / RESULT_JSON).is_file():
+        failed = path / FAILED
+        if failed.is_file():  # the sweep callback's "<ErrorType>: <message>" says why
+            reason = failed.read_text(errors="replace").strip().splitlines() or ["no message"]
+            raise BadJob(f"failed: {reason[0][:200]}")
         raise BadJob(f"unfinished: no {RESULT_JSON}{_failure_hint(path)}")
     try:
         result = json.loads((path / RESULT_JSON).read_text())

@@ -35,10 +35,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from initlab.analysis import ACTIVATIONS, INITS, Tables  # noqa: E402
+from initlab.log_ticks import log_ticks  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ ACTIVATION_COLORS = dict(zip(ACTIVATIONS, [*sns.color_palette("Dark2"), (0.0, 0.
 # Line dashes per init family, so lines that coincide (xavier and orthogonal) stay apart in print.
 INIT_DASHES = {"he": "", "xavier": (5, 2), "normal": (1, 1.2), "trunc": (2.5, 1.2), "zero": (3, 1.5),
                "orthogonal": (6, 1.5, 1.5, 1.5), "lecun": (8, 2)}
+# Markers per init (in the study's order), on per-layer lines: lines that coincide (normal and
+# trunc_normal) stay visible as alternating markers. "v" is left for exact zeros (ZERO_MARKER).
+INIT_MARKERS = ("o", "s", "^", "D", "P", "X", "*", "<", ">", "h")
 WIDTH = 7.0  # inches
 FLOOR = 1e-6  # log-scale heatmaps clip below this (a zero-init layer has std 0)
 TINY = 1e-300  # the lowest floor a log axis gets (float64 underflows a little below)
@@ -62,6 +66,16 @@ class Figure:
     path: str  # the PNG, relative to the output folder
     caption: str
     section: str
+
+
+# The files each figure family writes, as README.md lists them: the report names a figure not
+# drawn by its file, not by the method that draws it.
+FIGURE_FILES = {"grid": "grid_test_accuracy.png", "accuracy_vs_depth": "accuracy_vs_depth.png",
+                "epochs_to_95": "epochs_to_95_vs_depth.png", "act_std_vs_layer": "act_std_vs_layer_depth*.png",
+                "gradients": "grad_norm_vs_layer_depth*.png", "delta_at_init": "delta_rms_at_init_depth*.png",
+                "dead_and_saturated": "dead_saturated_vs_layer_depth*.png", "heatmaps": "heatmap_*.png",
+                "curves_by_activation": "curves_activation_*.png", "curves_by_init": "curves_init_*.png",
+                "he_factor": "he_factor_*.png"}
 
 
 @dataclass
@@ -125,6 +139,8 @@ class Plotter:
     parameter varies) and keep the option names as ``init_name`` and ``activation_name``.
     """
 
+    files = FIGURE_FILES  # figure family (method) -> the files it writes
+
     def __init__(self, tables: Tables, out: Path, formats: tuple[str, ...] = ("png",),
                  detail_depths: Optional[list[int]] = None, strict: bool = False, context: Optional[dict] = None):
         """``strict``: a figure that fails raises instead of being listed in ``not_drawn`` (tests);
@@ -150,6 +166,7 @@ class Plotter:
         names = self.runs.drop_duplicates("init").set_index("init")["init_name"]
         self.dashes = {label: INIT_DASHES.get(names[label].split("_")[0], (4, 1, 1, 1))
                        for label in self.order["init"]}
+        self.markers = {label: INIT_MARKERS[i % len(INIT_MARKERS)] for i, label in enumerate(self.order["init"])}
 
     # --- colours and order --------------------------------------------------------------------
     def _levels(self, group: str) -> list[str]:
@@ -252,8 +269,9 @@ class Plotter:
                     expected = isinstance(err, (NothingToDraw, PoolingError))
                     reason = str(err) if expected else f"{type(err).__name__}: {err}"
                     reason = (reason.splitlines() or [type(err).__name__])[0]
-                    log.warning("could not draw %s%s: %s", step.__name__, where, reason)
-                    self.not_drawn.append(NotDrawn(step.__name__ + where, reason))
+                    figure = self.files.get(step.__name__, step.__name__) + where
+                    log.warning("could not draw %s: %s", figure, reason)
+                    self.not_drawn.append(NotDrawn(figure, reason))
         return figures
 
     def extra_figures(self) -> list[Callable[[], list[Figure]]]:
@@ -280,15 +298,8 @@ class Plotter:
 
     @staticmethod
     def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
-        """Plain numbers (0.5, not 5x10^-1) on a log axis of up to four decades, ticks dense enough
-        that a short axis still carries three or more."""
-        low, high = sorted(axis.axes.get_ylim())  # (get_ylim brings a stale autoscale up to date)
-        decades = np.log10(high / low) if low > 0 else np.inf
-        if decades <= 4:
-            subs = (1.0, 2.0, 5.0) if decades <= 1.2 else (1.0, 3.0) if decades <= 3 else (1.0,)
-            axis.set_major_locator(LogLocator(subs=subs))
-            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            axis.set_minor_formatter(NullFormatter())
+        """The shared log-axis tick policy (initlab.log_ticks): labelled ticks in range, never overlapping."""
+        log_ticks(axis)
 
     def _accuracy_and_loss_axes(self, acc: plt.Axes, loss: plt.Axes) -> None:
         acc.set(ylim=(0, 1), yticks=[0, 0.5, 1])
@@ -363,7 +374,9 @@ class Plotter:
         col_order = col_order or self._present("activation", data)
         ncols = col_wrap or len(col_order)
         inits = self._present("init", data)
-        style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes} if style == "init"
+        style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes,
+                     "markers": {i: self.markers[i] for i in inits}, "markersize": 4, "markeredgewidth": 0}
+                    if style == "init"
                     else {"style": style, "style_order": ["at init", "end of training"]})
         width = min(3.5, max(WIDTH / ncols, 1.6))
         height = min(1.9, width)
@@ -399,6 +412,7 @@ class Plotter:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            self._stagger_markers(ax, data["layer"].nunique())
             if ylim:
                 ax.set(ylim=ylim, yticks=[0, 0.5, 1])
         if zero.any() and log:
@@ -406,6 +420,16 @@ class Plotter:
         elif zero.any():
             caption += " Open triangles: exactly 0."
         return self._save(g.figure, name, caption, "Signal propagation")
+
+    @staticmethod
+    def _stagger_markers(ax: plt.Axes, points: int) -> None:
+        """Up to six markers per line, each init's at its own layers (offset by its place), so
+        coinciding lines show alternating markers instead of one hiding the other."""
+        lines = [line for line in ax.lines  # drawn lines: not seaborn's empty legend proxies, not zeros
+                 if line.get_marker() not in (None, "", "None", "v") and len(line.get_xdata())]
+        step = max(1, min(points, max(-(-points // 6), len(lines))))  # each line its own offset
+        for k, line in enumerate(lines):
+            line.set_markevery((k % step, step))
 
     def act_std_vs_layer(self) -> list[Figure]:
         """Figure 3b: the signal-propagation picture, at init and after training."""
@@ -489,7 +513,7 @@ class Plotter:
                         raise
                     plt.close("all")
                     log.warning("could not draw heatmap_%s_%s_depth%s: %s", stat, act, d, err)
-                    self.not_drawn.append(NotDrawn(f"heatmap_{stat}_{act}_depth{d}", str(err)))
+                    self.not_drawn.append(NotDrawn(f"heatmap_{stat}_{act}_depth{d}.png", str(err)))
         return figures
 
     def _heatmap(self, part: pd.DataFrame, stat: str, act: str, depth: int) -> Figure:

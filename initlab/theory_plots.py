@@ -16,10 +16,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import patheffects
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, NullLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 
 from initlab import theory
-from initlab.plots import LOG_BAND, WIDTH, Figure, NothingToDraw, Plotter
+from initlab.plots import FIGURE_FILES, LOG_BAND, WIDTH, Figure, NothingToDraw, Plotter
 
 THEORY = "Theory"  # the report section of these figures
 PREDICTION = {"color": "black", "linestyle": (0, (3, 1.5)), "linewidth": 1.2}  # every predicted curve
@@ -30,6 +30,10 @@ HALO = [patheffects.withStroke(linewidth=2.2, foreground="white")]  # keeps it v
 
 class TheoryPlotter(Plotter):
     """Every figure of initlab.plots, plus the theory figures."""
+
+    files = {**FIGURE_FILES, "phase_diagram": "phase_diagram_*.png",
+             "length_vs_theory": "preact_sq_vs_theory_depth*.png", "delta_vs_theory": "delta_rms_vs_theory_depth*.png",
+             "jacobian_spectra": "jacobian_spectra.png", "jacobian_mean_sq": "jacobian_mean_sq_sv.png"}
 
     def extra_figures(self) -> list[Callable[[], list[Figure]]]:
         return [self.phase_diagram, self.length_vs_theory, self.delta_vs_theory, self.jacobian_spectra,
@@ -104,9 +108,6 @@ class TheoryPlotter(Plotter):
                 for ax in g.axes.flat:
                     ax.set_yscale("log")
                     self._plain_log_ticks(ax.yaxis)
-                    low, high = ax.get_ylim()
-                    if np.log10(high) - np.log10(low) > 4:  # many decades on a short axis: a label every few of them
-                        ax.yaxis.set_major_locator(LogLocator(numticks=4))
                     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
                 handles = [Line2D([], [], color="0.45", markersize=4, label="measured", **line),
                            Line2D([], [], label="mean-field prediction", path_effects=HALO, **PREDICTION)]
@@ -173,7 +174,7 @@ class TheoryPlotter(Plotter):
                             where="post", lw=1.3, label=labels[init], **self._line_kw(init))
             ax.axvline(1.0, color="0.5", linestyle=":", lw=1)
             ax.set(xscale="log", xlim=(lo, hi), ylim=(0, 1.02), yticks=[0, 0.5, 1])
-            ax.xaxis.set_major_locator(LogLocator(numticks=4))
+            self._plain_log_ticks(ax.xaxis)
             ax.set_title(f"{act}, depth {d}", fontsize="medium")
             ax.set_xlabel("singular value s" if i == len(acts) - 1 else "")
             ax.set_ylabel("fraction ≤ s" if j == 0 else "")
@@ -213,9 +214,8 @@ class TheoryPlotter(Plotter):
         left.plot(ends, ends, color="0.5", linestyle=":", lw=1, zorder=0)
         left.set(xscale="log", yscale="log", xlim=ends, ylim=ends, xlabel="predicted mean $s^2$",
                  ylabel="measured mean $s^2$", title="hidden Jacobian at init")
-        for axis in (left.xaxis, left.yaxis):  # few labels, clear of the corner where the two axes meet
-            axis.set_major_locator(LogLocator(numticks=5))
-            axis.set_minor_formatter(NullFormatter())
+        for axis in (left.xaxis, left.yaxis):
+            self._plain_log_ticks(axis)
         left.tick_params(pad=5)
         sns.lineplot(jac, x="depth", y="ratio", ax=right, dashes=False, **style, **LOG_BAND,
                      **({"markers": True} if len(acts) > 1 else {}))

@@ -177,6 +177,16 @@ MUTATIONS = [
     Mutation("long_folder_names_kept", "initlab/sweeps.py",
              "    if len(override_dirname.encode()) <= limit:", "    if True:",
              ("tests/test_sweeps.py", "-k", "long_folder"), "job folder names never shortened"),
+    Mutation("log_labels_not_thinned", "initlab/log_ticks.py",
+             "            if pixels[i] - last < room:", "            if False:",
+             ("tests/test_figures.py", "-k", "log_axis_labels"), "log tick labels drawn on each other"),
+    Mutation("log_ticks_one_in_range", "initlab/log_ticks.py",
+             "            if len(inside) >= MIN_TICKS:", "            if len(inside) >= 1:",
+             ("tests/test_figures.py", "-k", "log_axis_labels or depth_3_log"),
+             "a narrow log panel with a single labelled tick"),
+    Mutation("failed_reason_ignored", "initlab/analysis.py",
+             "        if failed.is_file():", "        if False:",
+             ("tests/test_figures.py", "-k", "failed_job"), "a failed job listed as unfinished"),
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,7 +22,7 @@ from matplotlib.collections import PolyCollection
 from scipy import stats
 
 import analyze
-from initlab import analysis
+from initlab import analysis, callbacks
 from initlab.plots import ZERO_LABEL, NothingToDraw, PoolingError
 from initlab.theory_plots import TheoryPlotter
 
@@ -57,12 +58,14 @@ def draw(root, out, detail=None, only=()):
 
 
 def _drawn_ticklabels(axis):
-    """Tick labels matplotlib draws: those of ticks inside the view interval."""
+    """Tick labels matplotlib draws, major and minor (a narrow log axis labels its minor ticks):
+    those of ticks inside the view interval."""
     scale = np.log10 if axis.get_scale() == "log" else (lambda v: v)
     low, high = sorted(scale(np.asarray(axis.get_view_interval(), dtype=float)))
     span = (high - low) * 1e-9
     index = 0 if axis.axis_name == "x" else 1
-    return [t for t in axis.get_ticklabels() if t.get_position()[index] > 0 or axis.get_scale() != "log"
+    labels = axis.get_ticklabels() + axis.get_ticklabels(minor=True)
+    return [t for t in labels if t.get_position()[index] > 0 or axis.get_scale() != "log"
             if low - span <= scale(t.get_position()[index]) <= high + span]
 
 
@@ -105,6 +108,12 @@ def _titles(fig):
 def _check_readable(kept):
     for name, fig in kept.items():
         assert overlapping_texts(fig) == [], name
+        for ax in fig.axes:  # every log axis that shows labels: two or more labelled ticks in range
+            for axis in (ax.xaxis, ax.yaxis):
+                shown = any(t.label1.get_visible() or t.label2.get_visible() for t in axis.get_major_ticks())
+                if ax.get_visible() and axis.get_scale() == "log" and shown:
+                    labelled = [t.get_text() for t in _drawn_ticklabels(axis) if t.get_text() and t.get_visible()]
+                    assert len(labelled) >= 2, (name, ax.get_title(), axis.axis_name, labelled)
         titles = _titles(fig)
         assert len(titles) == len(set(titles)), (name, titles)  # every panel says which it is
         fig.canvas.draw()
@@ -142,6 +151,30 @@ def test_smallest_grid_is_readable(tmp_path):
     _, _, kept = draw(root, tmp_path / "out")
     _check_readable(kept)
     _check_grid(kept["grid_test_accuracy"], ("relu",), ("he_normal", "xavier_normal"), (4,))
+
+
+def test_depth_3_log_panels_are_labelled_and_readable(tmp_path):
+    """The review's act_std_vs_layer_depth3 and curves panels: narrow log ranges on short panels
+    (labels 0.9/0.8/0.7 and 3/2.8/2.6 drawn on each other) keep two or more labels, none overlapping."""
+    root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("he_normal", "normal", "trunc_normal"), (3,),
+                       jacobian=False)
+    _, _, kept = draw(root, tmp_path / "out", only=("act_std_vs_layer", "curves_by_activation", "length_vs_theory"))
+    _check_readable(kept)
+
+
+def test_coinciding_inits_keep_their_own_markers(tmp_path):
+    """normal and trunc_normal draw the same per-layer line in the review's act_std figure: each init
+    has its own marker, placed at different layers, so the line drawn first still shows."""
+    inits = ("he_normal", "normal", "trunc_normal")
+    root = write_sweep(tmp_path / "sweep", ("relu",), inits, (12,), jacobian=False)
+    _, _, kept = draw(root, tmp_path / "out", only=("act_std_vs_layer",))
+    for ax in kept["act_std_vs_layer_depth12"].axes:
+        lines = [line for line in ax.lines
+                 if line.get_marker() not in (None, "", "None", "v") and len(line.get_xdata())]
+        assert len(lines) == len(inits)
+        assert len({line.get_marker() for line in lines}) == len(inits)
+        shown = [set(range(len(line.get_xdata()))[slice(*line.get_markevery(), None)]) for line in lines]
+        assert all(a != b for a, b in itertools.combinations(shown, 2))
 
 
 @pytest.mark.slow
@@ -260,8 +293,8 @@ def test_underflow_at_depth_500_is_drawn(tmp_path):
 
 
 def test_a_figure_that_cannot_be_drawn_is_reported(tmp_path, caplog):
-    """All act_std non-finite: act_std_vs_layer is listed with the reason in report.md and .html,
-    logged, and raises under strict."""
+    """All act_std non-finite: act_std_vs_layer is listed by its file name (as README.md names it)
+    with the reason in report.md and .html, logged, and raises under strict."""
     root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "orthogonal"), (3,), jacobian=False)
     for job in root.glob("activation=*"):
         layers = pd.read_csv(job / "layers.csv")
@@ -271,11 +304,28 @@ def test_a_figure_that_cannot_be_drawn_is_reported(tmp_path, caplog):
         plotter_for(root, tmp_path / "strict").all()
     with caplog.at_level(logging.WARNING):
         assert analyze.main([str(root)]) == 0
-    assert any("could not draw act_std_vs_layer: no finite act_std" in r.getMessage() for r in caplog.records)
+    assert any("could not draw act_std_vs_layer_depth*.png: no finite act_std" in r.getMessage()
+               for r in caplog.records)
     md = (root / "analysis" / "report.md").read_text()
     listed = md.split("## Figures not drawn", 1)[1].split("\n## ", 1)[0]
-    assert "- act_std_vs_layer: no finite act_std" in listed
-    assert "act_std_vs_layer: no finite act_std" in (root / "analysis" / "report.html").read_text()
+    assert "- act_std_vs_layer_depth*.png: no finite act_std" in listed
+    assert "act_std_vs_layer_depth*.png: no finite act_std" in (root / "analysis" / "report.html").read_text()
+
+
+def test_every_figure_family_is_named_by_the_files_readme_lists(tmp_path):
+    """A figure not drawn is named by its file (README.md's list), for every family, not by the
+    method ("gradients", "delta_at_init") that draws it."""
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal",), (3,))
+    plotter = plotter_for(root, tmp_path / "out")
+    steps = [s.__name__ for s in (plotter.grid, plotter.accuracy_vs_depth, plotter.epochs_to_95,
+                                  plotter.act_std_vs_layer, plotter.gradients, plotter.delta_at_init,
+                                  plotter.dead_and_saturated, plotter.heatmaps, plotter.curves_by_activation,
+                                  plotter.curves_by_init, plotter.he_factor, *plotter.extra_figures())]
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert plotter.files["gradients"] == "grad_norm_vs_layer_depth*.png"
+    assert plotter.files["delta_at_init"] == "delta_rms_at_init_depth*.png"
+    for step in steps:
+        assert f"`{plotter.files[step]}`" in readme, step
 
 
 # --- pooling only across seeds ---------------------------------------------------------------------
@@ -364,13 +414,17 @@ def test_margin_changes_trainable_by_value(tmp_path):
 
 
 def test_report_of_a_normal_sweep_with_a_failed_job(tmp_path):
-    """analyze.py end to end: nothing missing, every figure embedded once, the failed job's log hint."""
+    """analyze.py end to end: nothing missing, every figure embedded once; an unfinished job with
+    its log's hint, a failed one with the reason from its FAILED file (initlab.callbacks)."""
     root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("he_normal", "zero"), (2,))
     failed = root / "activation=relu,depth=2,init=normal,seed=0"
     (failed / ".hydra").mkdir(parents=True)
     (failed / "train.log").write_text(
         "[2026-12-01 01:00:00,000][initlab.experiment][INFO] - epoch 0/2\n"
         "[2026-12-01 01:00:01,000][initlab.experiment][ERROR] - RuntimeError: CUDA out of memory\n")
+    crashed = root / "activation=tanh,depth=2,init=normal,seed=0"
+    (crashed / ".hydra").mkdir(parents=True)
+    (crashed / callbacks.FAILED).write_text("ValueError: probe_size 0 must be positive\n")
     assert analyze.main([str(root)]) == 0
     md = (root / "analysis" / "report.md").read_text()
     assert "## Figures not drawn\n\n- none\n" in md
@@ -378,3 +432,29 @@ def test_report_of_a_normal_sweep_with_a_failed_job(tmp_path):
     assert len(pngs) > 10 and md.count("](figures/") == len(pngs)
     skipped = md.split("## Skipped jobs", 1)[1]
     assert f"- {failed.name}: unfinished: no result.json (log: RuntimeError: CUDA out of memory)" in skipped
+    assert f"- {crashed.name}: failed: ValueError: probe_size 0 must be positive" in skipped
+
+
+# --- log axes: labelled ticks in range, never overlapping ---------------------------------------
+NARROW_LOG_RANGES = [(0.68, 0.92), (2.55, 3.05), (0.35, 0.95), (0.6, 1.3), (0.25, 1.2), (1e-3, 0.9),
+                     (1e-12, 2.0), (0.999, 1.001), (40.0, 60.0)]
+
+
+@pytest.mark.parametrize("height", [0.9, 1.6, 3.0])
+@pytest.mark.parametrize("low, high", NARROW_LOG_RANGES)
+def test_log_axis_labels_are_in_range_and_apart(low, high, height):
+    """The review's cases (0.9/0.8/0.7 and 3/2.8/2.6 drawn on each other; only 1 and 0.3 on a
+    0.35-0.95 panel) and their kind: any range, a panel of any height, both axes."""
+    fig, axes = plt.subplots(1, 2, figsize=(4, height), dpi=100)
+    for ax in axes:
+        ax.plot([1, 2], [low, high])
+        ax.set_yscale("log")
+        ax.set_ylim(low, high)
+    axes[1].set(xscale="log", xlim=(low, high))
+    for axis in (axes[0].yaxis, axes[1].yaxis, axes[1].xaxis):
+        TheoryPlotter._plain_log_ticks(axis)
+    fig.tight_layout()
+    assert overlapping_texts(fig) == []
+    for axis in (axes[0].yaxis, axes[1].xaxis):
+        labelled = [t for t in _drawn_ticklabels(axis) if t.get_text()]
+        assert len(labelled) >= 2, (axis.axis_name, [t.get_text() for t in labelled])
