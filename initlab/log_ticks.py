@@ -77,14 +77,21 @@ class SpacedLogLabels(Formatter):
         transform = self.axis.axes.transData
         points = [(v, 1.0) if horizontal else (1.0, v) for v in values]
         pixels = [transform.transform(p)[0 if horizontal else 1] for p in points]
+        candidates = [i for i in np.argsort(pixels) if texts[i]]
         last = -np.inf
-        for i in np.argsort(pixels):
-            if not texts[i]:
-                continue
+        for i in candidates:
             if pixels[i] - last < room:
                 texts[i] = ""
             else:
                 last = pixels[i]
+        if sum(bool(t) for t in texts) < MIN_TICKS and len(candidates) >= MIN_TICKS:
+            # thinning from the bottom can leave one label on a short panel with large fonts:
+            # label the two ends of the view instead when they have room
+            first, end = candidates[0], candidates[-1]
+            if pixels[end] - pixels[first] >= room:
+                labels = [self._text(values[first], decades), self._text(values[end], decades)]
+                texts = [""] * len(texts)
+                texts[first], texts[end] = labels
         return texts
 
 
