@@ -41,6 +41,8 @@ from scipy import stats  # noqa: E402
 from initlab.analysis import ACTIVATIONS, INITS, Tables  # noqa: E402
 from initlab.log_ticks import log_ticks  # noqa: E402
 
+THEME = {"context": "paper", "style": "whitegrid", "font_scale": 1.25}  # seaborn.set_theme arguments
+
 log = logging.getLogger(__name__)
 
 _T10 = dict(zip(("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan"),
@@ -249,7 +251,13 @@ class Plotter:
         return figures
 
     def _all_here(self) -> list[Figure]:
-        sns.set_theme(context="paper", style="whitegrid", font_scale=1.25)
+        """The figures of one context, drawn in the house theme (THEME), which is undone afterwards:
+        drawing never changes matplotlib's global settings for the caller."""
+        with matplotlib.rc_context():
+            sns.set_theme(**THEME)
+            return self._draw_all_here()
+
+    def _draw_all_here(self) -> list[Figure]:
         steps: list[Callable[[], list[Figure]]] = [
             self.grid, self.accuracy_vs_depth, self.epochs_to_95, self.act_std_vs_layer, self.gradients,
             self.delta_at_init, self.dead_and_saturated, self.heatmaps, self.curves_by_activation,

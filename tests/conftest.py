@@ -30,6 +30,16 @@ CONF = ROOT / "conf"
 GROUPS = ("activation", "init", "dataset", "optimizer", "model")
 
 
+@pytest.fixture(autouse=True)
+def matplotlib_settings():
+    """Every test starts from the same matplotlib settings and leaves them as it found them: a
+    theme set in one test never changes another's fonts (an order-dependent failure in CI)."""
+    import matplotlib
+
+    with matplotlib.rc_context():
+        yield
+
+
 def group_choices(group: str) -> list[str]:
     """Every option of a config group, read from conf/<group>/*.yaml (new files are picked up)."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))

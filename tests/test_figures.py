@@ -17,12 +17,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import seaborn as sns
 from jobfactory import write_job, write_sweep
 from matplotlib.collections import PolyCollection
 from scipy import stats
 
 import analyze
-from initlab import analysis, callbacks
+from initlab import analysis, callbacks, plots
 from initlab.plots import ZERO_LABEL, NothingToDraw, PoolingError
 from initlab.theory_plots import TheoryPlotter
 
@@ -440,11 +441,16 @@ NARROW_LOG_RANGES = [(0.68, 0.92), (2.55, 3.05), (0.35, 0.95), (0.6, 1.3), (0.25
                      (1e-12, 2.0), (0.999, 1.001), (40.0, 60.0)]
 
 
-@pytest.mark.parametrize("height", [0.9, 1.6, 3.0])
+@pytest.mark.parametrize("theme, height", [("matplotlib", 0.9), ("matplotlib", 1.6), ("matplotlib", 3.0),
+                                           ("house", 1.6), ("house", 3.0)])
 @pytest.mark.parametrize("low, high", NARROW_LOG_RANGES)
-def test_log_axis_labels_are_in_range_and_apart(low, high, height):
+def test_log_axis_labels_are_in_range_and_apart(low, high, theme, height):
     """The review's cases (0.9/0.8/0.7 and 3/2.8/2.6 drawn on each other; only 1 and 0.3 on a
-    0.35-0.95 panel) and their kind: any range, a panel of any height, both axes."""
+    0.35-0.95 panel) and their kind: any range, a panel of any height, both axes, matplotlib's
+    fonts and the larger ones of the figures' theme (a 0.9-inch panel in that theme keeps 18
+    pixels of axis after tight_layout, less than two labels need: not a case the figures draw)."""
+    if theme == "house":
+        sns.set_theme(**plots.THEME)  # undone after the test (conftest's matplotlib_settings)
     fig, axes = plt.subplots(1, 2, figsize=(4, height), dpi=100)
     for ax in axes:
         ax.plot([1, 2], [low, high])
@@ -458,3 +464,14 @@ def test_log_axis_labels_are_in_range_and_apart(low, high, height):
     for axis in (axes[0].yaxis, axes[1].xaxis):
         labelled = [t for t in _drawn_ticklabels(axis) if t.get_text()]
         assert len(labelled) >= 2, (axis.axis_name, [t.get_text() for t in labelled])
+
+
+def test_drawing_leaves_matplotlib_settings_as_it_found_them(tmp_path):
+    """The figures' theme is scoped to drawing: a caller's (or the next test's) fonts are its own."""
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal",), (2,))
+    assert analyze.main([str(root)]) == 0
+    after = dict(matplotlib.rcParams)
+    assert {k: (before[k], after[k]) for k in before if str(before[k]) != str(after[k])} == {}
