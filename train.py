@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from initlab.cli import check_command_line, remove_stub_run_dir
 from initlab.config import ConfigError, register_configs
-from initlab.experiment import run
+from initlab.train.job import run
 from initlab.sweeps import job_subdir  # noqa: F401  (registers the ${initlab_subdir:...} resolver)
 
 CONF = Path(__file__).resolve().parent / "conf"

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from initlab.config import BiasInit, BlobsConfig, FanMode, ModelConfig, SGDConfig, VarianceScalingConfig  # noqa: E402
 from initlab.data import load_data  # noqa: E402
 from initlab.inits import initialize  # noqa: E402
-from initlab.loop import build_optimizer, evaluate, train_epoch  # noqa: E402
+from initlab.train.loop import build_optimizer, evaluate, train_epoch  # noqa: E402
 from initlab.models import MLP  # noqa: E402
-from initlab.probes import layer_statistics  # noqa: E402
+from initlab.measure.probes import measured_weights, probe_statistics  # noqa: E402
 
 DEPTH, WIDTH, BATCH, PROBE = 50, 128, 128, 1000
 
@@ -85,12 +85,14 @@ def main() -> None:
     optimizer = build_optimizer(model.parameters(), SGDConfig(name="sgd", lr=0.01))
     generator = torch.Generator(device=device).manual_seed(0)
     x_probe, y_probe = data.x_train[:PROBE], data.y_train[:PROBE]
+    params = dict(model.named_parameters())
+    weights = [params[name] for name in measured_weights(model, x_probe)]
 
     def initlab_epoch() -> None:
-        sums = train_epoch(model, optimizer, data.x_train, data.y_train, BATCH, generator)
+        sums = train_epoch(model, optimizer, data.x_train, data.y_train, BATCH, generator, weights)
         sums.loss.item()
         evaluate(model, data.x_test, data.y_test)
-        layer_statistics(model, "relu", x_probe, y_probe)
+        probe_statistics(model, "relu", x_probe, y_probe)
 
     def initlab_no_stats() -> None:
         train_epoch(model, optimizer, data.x_train, data.y_train, BATCH, generator,

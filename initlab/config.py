@@ -138,6 +138,12 @@ class BiasInit(str, Enum):
     normal = "normal"
 
 
+class Norm(str, Enum):
+    none = "none"
+    batchnorm = "batchnorm"
+    layernorm = "layernorm"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -356,6 +362,7 @@ class ModelConfig(Checked):
     width: int = number(gt=0, integer=True)
     bias_init: BiasInit = MISSING
     bias_std: float = number(ge=0)
+    norm: Norm = Norm.none  # between each hidden Linear and its activation
 
     def check(self) -> None:
         _require(self.name == "mlp", f"model must be one of mlp, got {self.name!r}")

@@ -1,9 +1,13 @@
-"""The on-disk format of one job: file and column names, and atomic writes.
+"""The on-disk format of one job: file and column names, appended CSVs and atomic writes.
 
-Every file is written to a temporary sibling and renamed into place, so a reader (analyze.py, a
-restarted sweep) sees either the previous complete version or the new one, never half a file.
-``result.json`` is written last; its presence marks a finished job. This module imports no
-torch, so the analysis side can read the format without the training stack.
+The CSVs grow by appending each epoch's rows (then fsync), so an epoch costs its own rows, not
+a rewrite of every earlier one. What counts is what was committed: the byte length and row count
+of each CSV go into the checkpoint after each epoch and into ``result.json`` at the end; a
+resumed job first truncates each CSV to its checkpoint's length, so rows a killed job half wrote
+are never read. JSON files and the checkpoint are written to a temporary sibling and renamed
+into place. ``result.json`` is written last; its presence marks a finished job (its ``rows``
+tell readers how many rows each CSV holds). This module imports no torch, so the analysis side
+can read the format without the training stack.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -34,8 +38,10 @@ JACOBIAN_SUMMARY_COLUMNS = ("n_inputs", "n_sv", "mean_sq_sv", "var_sq_sv", "sv_m
     f"sv_q{int(q * 100):02d}" for q in JACOBIAN_QUANTILES)
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")
 VAL_COLUMNS = ("val_loss", "val_acc")
+GRAD_COLUMNS = ("grad_norm",)  # total gradient norm per step, the epoch's mean; after the others
 PREDICTED_COLUMNS = ("q_pred", "delta_rms_pred")  # mean-field theory, epoch 0 only
-LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",) + PREDICTED_COLUMNS
+SITE_COLUMNS = ("site", "kind", "index")  # where the row was measured (initlab.measure.probes)
+LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",) + PREDICTED_COLUMNS + SITE_COLUMNS
 JACOBIAN_COLUMNS = ("epoch", "kind") + JACOBIAN_SUMMARY_COLUMNS + ("mean_sq_sv_pred",)
 JACOBIAN_SV_COLUMNS = ("epoch", "kind", "sv")
 
@@ -63,14 +69,20 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     _atomic_write(path, lambda f: f.write(data))
 
 
-def write_csv_atomic(path: Path, columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:
+def _csv_text(columns: Iterable[str], rows: Iterable[Mapping[str, Any]], header: bool) -> bytes:
     """Rows as dicts; missing values are written as empty fields, floats with full precision."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="raise")
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v)) for k, v in row.items()})
-    write_bytes_atomic(path, buf.getvalue().encode())
+    return buf.getvalue().encode()
+
+
+def write_csv_atomic(path: Path, columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A whole CSV (header and rows), replacing ``path`` atomically."""
+    write_bytes_atomic(path, _csv_text(columns, rows, header=True))
 
 
 def _strict(value: Any) -> Any:
@@ -96,37 +108,69 @@ def clear(job_dir: Path) -> None:
 
 
 @dataclass
-class JobRecords:
-    """The rows of one job so far, rewritten whole and atomically after every epoch.
+class AppendedCSV:
+    """One CSV that grows by appending; ``rows``/``size`` are what has been committed (fsynced)."""
 
-    ``state()`` goes into the checkpoint, so a resumed job carries on with the same rows.
+    path: Path
+    columns: tuple[str, ...]
+    rows: int = 0
+    size: int = 0
+
+    def append(self, rows: list[Mapping[str, Any]]) -> None:
+        """Append ``rows`` (the header first if the file is new) and fsync them."""
+        if not rows:
+            return
+        data = _csv_text(self.columns, rows, header=self.size == 0)
+        with open(self.path, "ab") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows, self.size = self.rows + len(rows), self.size + len(data)
+
+    def restore(self, rows: int, size: int) -> None:
+        """Go back to a committed state: cut anything written after it (a killed epoch's rows)."""
+        self.rows, self.size = rows, size
+        if size == 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            os.truncate(self.path, size)
+
+
+class JobRecords:
+    """The CSVs of one job, appended to epoch by epoch.
+
+    ``state()`` (committed row counts and byte lengths, the last epochs.csv row and the summed
+    epoch times) goes into the checkpoint; ``restore(state)`` truncates the files to it. The rows
+    themselves live only in the files.
     """
 
-    job_dir: Path
-    epoch_columns: tuple[str, ...] = EPOCH_COLUMNS
-    epochs: list[dict] = field(default_factory=list)
-    layers: list[dict] = field(default_factory=list)
-    jacobian: list[dict] = field(default_factory=list)
-    singular_values: list[dict] = field(default_factory=list)
+    def __init__(self, job_dir: Path, epoch_columns: tuple[str, ...] = EPOCH_COLUMNS + GRAD_COLUMNS):
+        job_dir = Path(job_dir)
+        self.files = {name: AppendedCSV(job_dir / name, columns) for name, columns in (
+            (EPOCHS_CSV, tuple(epoch_columns)), (LAYERS_CSV, LAYER_COLUMNS),
+            (JACOBIAN_CSV, JACOBIAN_COLUMNS), (JACOBIAN_SV_CSV, JACOBIAN_SV_COLUMNS))}
+        self.last_epoch: dict = {}
+        self.train_time = 0.0
 
-    def write(self) -> None:
-        write_csv_atomic(self.job_dir / EPOCHS_CSV, self.epoch_columns, self.epochs)
-        write_csv_atomic(self.job_dir / LAYERS_CSV, LAYER_COLUMNS, self.layers)
-        if self.jacobian:
-            write_csv_atomic(self.job_dir / JACOBIAN_CSV, JACOBIAN_COLUMNS, self.jacobian)
-            write_csv_atomic(self.job_dir / JACOBIAN_SV_CSV, JACOBIAN_SV_COLUMNS, self.singular_values)
+    def append(self, epoch: Mapping[str, Any], layers: list[dict], jacobian: list[dict],
+               singular_values: list[dict]) -> None:
+        """One epoch's rows, appended and fsynced file by file."""
+        self.files[EPOCHS_CSV].append([epoch])
+        self.files[LAYERS_CSV].append(layers)
+        self.files[JACOBIAN_CSV].append(jacobian)
+        self.files[JACOBIAN_SV_CSV].append(singular_values)
+        self.last_epoch = dict(epoch)
+        self.train_time += epoch["epoch_time"]
 
     def row_counts(self) -> dict[str, int]:
         """Data rows (no header) of each file written, for result.json: readers detect truncation."""
-        counts = {EPOCHS_CSV: len(self.epochs), LAYERS_CSV: len(self.layers)}
-        if self.jacobian:
-            counts.update({JACOBIAN_CSV: len(self.jacobian), JACOBIAN_SV_CSV: len(self.singular_values)})
-        return counts
+        return {name: f.rows for name, f in self.files.items() if f.size}
 
-    def state(self) -> dict[str, list[dict]]:
-        return {"epochs": self.epochs, "layers": self.layers, "jacobian": self.jacobian,
-                "singular_values": self.singular_values}
+    def state(self) -> dict[str, Any]:
+        return {"files": {name: (f.rows, f.size) for name, f in self.files.items()},
+                "last_epoch": self.last_epoch, "train_time": self.train_time}
 
-    def restore(self, state: Mapping[str, list[dict]]) -> None:
-        self.epochs, self.layers = state["epochs"], state["layers"]
-        self.jacobian, self.singular_values = state["jacobian"], state["singular_values"]
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for name, (rows, size) in state["files"].items():
+            self.files[name].restore(rows, size)
+        self.last_epoch, self.train_time = dict(state["last_epoch"]), state["train_time"]

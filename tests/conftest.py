@@ -118,10 +118,10 @@ def train_pool():
 
 
 def run_job(cfg: DictConfig, job_dir: Path) -> dict:
-    """``initlab.experiment.run`` in this process, restoring torch's thread count afterwards."""
+    """``initlab.train.job.run`` in this process, restoring torch's thread count afterwards."""
     import torch
 
-    from initlab.experiment import run
+    from initlab.train.job import run
 
     threads = torch.get_num_threads()
     try:

@@ -17,7 +17,7 @@ from initlab.activations import ACTIVATIONS, build_activation
 from initlab.config import SCHEMAS, ConfigError, ExperimentConfig, to_experiment
 from initlab.data import LOADERS
 from initlab.inits import INITS, initialize
-from initlab.loop import build_optimizer
+from initlab.train.loop import build_optimizer
 from initlab.models import MLP
 
 ALL_CHOICES = [(group, choice) for group in GROUPS for choice in group_choices(group)]

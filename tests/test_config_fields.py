@@ -26,7 +26,7 @@ from initlab.activations import build_activation
 from initlab.config import ConfigError, to_experiment
 from initlab.data import load_data
 from initlab.inits import initialize
-from initlab.loop import build_optimizer
+from initlab.train.loop import build_optimizer
 from initlab.models import MLP
 from test_config import schema_of
 from test_data import make_cifar_like, make_mnist_like

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from initlab.jacobian import singular_values, summarize
+from initlab.measure.jacobian import singular_values, summarize
 from initlab.models import MLP
 
 

@@ -26,8 +26,8 @@ from scipy import integrate
 from conftest import compose_config, read_csv, run_job
 from initlab.config import to_experiment
 from initlab.data import load_data
-from initlab.experiment import _probe_batch
-from initlab.jacobian import probe_count
+from initlab.train.job import _probe_batch
+from initlab.measure.jacobian import probe_count
 from initlab.records import JACOBIAN_COLUMNS, JACOBIAN_SV_COLUMNS
 from test_statistics import NP_ACTIVATIONS, params_from_state, params_of, rebuild_initial_model
 

@@ -1,7 +1,7 @@
 """Signal propagation at initialization in wide, deep MLPs: the textbook regimes show up.
 
 Width 512, depth 30, Gaussian inputs; the model and inits are initlab's, the statistics come from
-``layer_statistics`` (whose numbers test_statistics.py checks against NumPy).
+``probe_statistics`` (whose numbers test_statistics.py checks against NumPy).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from initlab.activations import build_activation
 from initlab.config import to_experiment
 from initlab.inits import initialize
 from initlab.models import MLP
-from initlab.probes import layer_statistics
+from initlab.measure.probes import probe_statistics
 from initlab.records import PROBE_COLUMNS
 
 WIDTH, DEPTH, IN, CLASSES, N = 512, 30, 100, 10, 256
@@ -41,7 +41,7 @@ def statistics_at_init(*overrides: str, seed: int = 0) -> np.ndarray:
     torch.manual_seed(seed)
     model = MLP(IN, CLASSES, WIDTH, DEPTH, build_activation(exp.activation))
     initialize(model, exp.init, exp.model)
-    return layer_statistics(model, exp.activation.name, x, y).numpy()
+    return probe_statistics(model, exp.activation.name, x, y).values.numpy()
 
 
 def hidden(stats: np.ndarray, column: str) -> np.ndarray:

@@ -6,7 +6,7 @@ does it). Without one every test here skips with the reason; nothing here instal
 The requeue test drives the protocol the preset relies on: SLURM signals a running task (USR2, as
 ``--signal=USR2@<signal_delay_s>`` asks before a timeout, and as on preemption), submitit's handler calls
 ``BaseSubmititLauncher.checkpoint`` (a DelayedSubmission of the same job), runs ``scontrol requeue`` and
-exits; the requeued task runs the job again and ``initlab.experiment.run`` continues from checkpoint.pt.
+exits; the requeued task runs the job again and ``initlab.train.job.run`` continues from checkpoint.pt.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """layers.csv and epochs.csv against an independent float64 NumPy forward/backward pass.
 
-Real jobs run through ``initlab.experiment.run`` with Hydra-composed configs. The weights come
+Real jobs run through ``initlab.train.job.run`` with Hydra-composed configs. The weights come
 from the job itself (epoch 1: its checkpoint.pt, kept with keep_checkpoint=true) or, for epoch 0,
 from rebuilding the model with the job's seed; every statistic is then recomputed here in NumPy.
 """
@@ -18,10 +18,10 @@ from conftest import compose_config, read_csv, run_job
 from initlab.activations import build_activation
 from initlab.config import to_experiment
 from initlab.data import load_data
-from initlab.experiment import _probe_batch
+from initlab.train.job import _probe_batch
 from initlab.inits import initialize
 from initlab.models import MLP
-from initlab.probes import layer_statistics
+from initlab.measure.probes import probe_statistics
 from initlab.records import PROBE_COLUMNS
 from initlab.records import EPOCH_COLUMNS, LAYER_COLUMNS, VAL_COLUMNS
 
@@ -314,7 +314,7 @@ def test_vanishing_signals_are_measured_not_flushed_to_zero():
     initialize(model, exp.init, exp.model)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(200, 64, generator=g), torch.randint(0, 5, (200,), generator=g)
-    got = layer_statistics(model, "linear", x, y).numpy()
+    got = probe_statistics(model, "linear", x, y).values.numpy()
     params = params_of(model)
     ref = np_layer_statistics(params, "linear", x.double().numpy(), y.numpy())
     assert ref[:, PROBE_COLUMNS.index("act_std")].min() < 1e-19  # the regime this is about
@@ -336,7 +336,7 @@ def test_frac_dead_counts_units_zero_on_every_sample_and_frac_zero_counts_entrie
         model.hidden[1].bias[7:] = -1e3  # 3 of 10 units of layer 2
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(300, 20, generator=g), torch.randint(0, 3, (300,), generator=g)
-    got = layer_statistics(model, "relu", x, y).numpy()
+    got = probe_statistics(model, "relu", x, y).values.numpy()
     dead, zero = got[:, PROBE_COLUMNS.index("frac_dead")], got[:, PROBE_COLUMNS.index("frac_zero")]
     assert dead[0] == 0.4 and dead[1] == 0.3
     assert dead[-1] == 0.0, "the output layer (logits) has no dead units"
@@ -357,7 +357,7 @@ def test_probe_statistics_of_non_finite_weights_are_non_finite_not_an_error(bad)
     with torch.no_grad():
         model.hidden[1].weight[0, 0] = bad
     x, y = torch.randn(50, 20), torch.randint(0, 3, (50,))
-    stats = layer_statistics(model, "tanh", x, y).numpy()
+    stats = probe_statistics(model, "tanh", x, y).values.numpy()
     assert stats.shape == (4, len(PROBE_COLUMNS))
     assert np.isfinite(stats[0, PROBE_COLUMNS.index("preact_sq")])  # layer 1 is untouched
     assert not np.isfinite(stats[1, PROBE_COLUMNS.index("weight_norm")])

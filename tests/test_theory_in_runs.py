@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from initlab.experiment import run
+from initlab.train.job import run
 
 
 @pytest.fixture

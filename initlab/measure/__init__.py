@@ -1,0 +1,1 @@
+"""Measurements of any model through its sites: probe statistics and Jacobian spectra."""

@@ -1,0 +1,165 @@
+"""Per-site statistics on the fixed probe batch: one forward and one backward, no update.
+
+The forward runs inside ``probing`` (initlab.models.sites), so every site hands back its
+pre-activation h, its output and a zero shift; ``torch.autograd.grad`` of the mean cross-entropy
+with respect to the weights, their biases and the shifts gives weight gradients and
+delta = dL/dh without touching the parameters' ``.grad``. All statistics are stacked on the
+device and copied to the host once.
+
+Rows: one per site in forward order, then one of kind ``weight`` per Linear/Conv/Embedding
+weight that no site names. Tensors with positions pool over them: (N, C, H, W)
+feature maps and (N, T, D) sequences count every entry; ``frac_dead`` counts
+channels (maps) or features (sequences, vectors) zero on every probe entry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from initlab.activations import saturation_mask
+from initlab.models.sites import ActivationSite, probing, sites
+from initlab.records import PROBE_COLUMNS
+
+LAYER_KINDS = ("hidden", "output")  # the sites numbered in layers.csv's ``layer`` column
+WEIGHT_COLUMNS = ("weight_norm", "grad_norm", "bias_grad_norm")
+_COL = {c: i for i, c in enumerate(PROBE_COLUMNS)}
+
+
+@dataclass(frozen=True)
+class Row:
+    """Where a row of statistics was taken: ``site`` (dotted module name; for a weight row the
+    module owning the weight), ``kind`` (a site kind or ``weight``), ``index`` (0-based, sites in
+    forward order then weight rows), ``layer`` (1-based among hidden/output sites, else None) and
+    ``weight`` (dotted parameter name, or None)."""
+
+    site: str
+    kind: str
+    index: int
+    layer: Optional[int]
+    weight: Optional[str]
+
+
+@dataclass
+class ProbeStatistics:
+    """``values``: (rows, len(PROBE_COLUMNS)) float64 CPU tensor, NaN where ``present`` is False
+    (a column that does not apply to the row, e.g. weight columns of a site with no weight)."""
+
+    rows: list[Row]
+    values: torch.Tensor
+    present: torch.Tensor
+
+    @property
+    def weights(self) -> list[str]:
+        """Parameter names of the rows that have a weight, in row order (grad_norm_train's order)."""
+        return [r.weight for r in self.rows if r.weight is not None]
+
+
+def channel_dim(t: torch.Tensor) -> int:
+    """The feature axis of a site tensor: 1 for vectors (N, F) and maps (N, C, H, W), -1 for
+    sequences (N, T, D) (batch first, as every model here runs them)."""
+    return -1 if t.dim() == 3 else 1
+
+
+def unmeasured_weights(model: nn.Module, named: set[str]) -> list[str]:
+    """Weights of Linear/Conv/Embedding modules no site names, in module order."""
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
+    return [f"{name}.weight" for name, m in model.named_modules()
+            if isinstance(m, kinds) and f"{name}.weight" not in named]
+
+
+def measured_weights(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """Parameter names of the weights ``probe_statistics`` gives rows (``ProbeStatistics.weights``,
+    same order), found by a no-grad forward of one sample of ``x``."""
+    model.eval()
+    with torch.no_grad(), probing(model, shifts=False) as probe:
+        model(x[:1])
+    named = [t.weight for t in probe.taps.values() if t.weight is not None]
+    return named + unmeasured_weights(model, set(named))
+
+
+def _dead(a: torch.Tensor) -> torch.Tensor:
+    zero = (a == 0).movedim(channel_dim(a), 0).flatten(1)
+    return zero.all(dim=1).double().mean()
+
+
+def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torch.Tensor) -> ProbeStatistics:
+    """Statistics of every site and unmeasured weight of ``model`` on the probe batch (x, y).
+
+    Means and standard deviations pool over probe samples, units and positions (population
+    std); gradients are those of the mean cross-entropy over the probe batch. ``frac_zero``
+    counts zero entries, ``frac_dead`` channels/features zero on every probe entry, and
+    ``frac_saturated`` entries in the flat part of ``activation`` (initlab.activations); both are
+    0 at the output site, and ``frac_saturated`` is 0 at sites that apply no activation.
+    Non-finite weights or signals give non-finite statistics, never an error.
+    """
+    model.eval()
+    params = dict(model.named_parameters())
+    with torch.enable_grad(), probing(model) as probe:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+    taps = list(probe.taps.values())
+    named = {t.weight for t in taps if t.weight is not None}
+    extra = unmeasured_weights(model, named)
+    weights = [t.weight for t in taps if t.weight is not None] + extra
+    biases = [params.get(w[: -len("weight")] + "bias") for w in weights]
+    wanted = [params[w] for w in weights] + [b for b in biases if b is not None] + [t.shift for t in taps]
+    grads = list(torch.autograd.grad(loss, wanted, allow_unused=True))
+    w_grads = dict(zip(weights, grads[:len(weights)]))
+    grads = grads[len(weights):]
+    b_grads = {}
+    for w, b in zip(weights, biases):
+        if b is not None:
+            b_grads[w] = grads.pop(0)
+    deltas = grads
+    activations = {name for name, m in sites(model).items() if isinstance(m, ActivationSite)}
+
+    rows, stacked, present = [], [], []
+    nan = torch.full((), math.nan, dtype=torch.float64, device=x.device)
+    zero = torch.zeros((), dtype=torch.float64, device=x.device)
+    layer = 0
+
+    def norm(t: Optional[torch.Tensor]) -> torch.Tensor:  # no gradient: the loss does not use it
+        return zero if t is None else torch.linalg.vector_norm(t.double())
+
+    with torch.no_grad():
+        for i, (tap, d) in enumerate(zip(taps, deltas)):
+            is_output = tap.kind == "output"
+            if tap.kind in LAYER_KINDS:
+                layer += 1
+            rows.append(Row(tap.site, tap.kind, i, layer if tap.kind in LAYER_KINDS else None, tap.weight))
+            # float64 reductions: in float32, squares of values below ~1e-19 (vanishing signals in
+            # deep nets, the regime under study) underflow and norms and rms values read exactly 0
+            h, a = tap.pre.double(), tap.post.double()
+            d = zero if d is None else d.double()
+            has_w = tap.weight is not None
+            stacked.append(torch.stack([
+                h.mean(), h.std(correction=0), h.pow(2).mean(),
+                a.mean(), a.std(correction=0),
+                (a == 0).double().mean(),
+                zero if is_output else _dead(a),
+                saturation_mask(activation, a).double().mean() if tap.site in activations and not is_output
+                else zero,
+                norm(params[tap.weight]) if has_w else nan,
+                norm(w_grads[tap.weight]) if has_w else nan,
+                norm(b_grads.get(tap.weight)) if has_w else nan,
+                d.pow(2).mean().sqrt(),
+            ]))
+            present.append([True] * 8 + [has_w, has_w, has_w and tap.weight in b_grads, True])
+        for j, w in enumerate(extra):
+            rows.append(Row(w[: -len(".weight")], "weight", len(taps) + j, None, w))
+            values = torch.full((len(PROBE_COLUMNS),), math.nan, dtype=torch.float64, device=x.device)
+            values[_COL["weight_norm"]] = norm(params[w])
+            values[_COL["grad_norm"]] = norm(w_grads[w])
+            values[_COL["bias_grad_norm"]] = norm(b_grads.get(w))
+            stacked.append(values)
+            mask = [c in WEIGHT_COLUMNS for c in PROBE_COLUMNS]
+            mask[_COL["bias_grad_norm"]] = w in b_grads
+            present.append(mask)
+    values = torch.stack(stacked).cpu()
+    return ProbeStatistics(rows, values, torch.tensor(present, dtype=torch.bool))

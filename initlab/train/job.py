@@ -1,0 +1,204 @@
+"""One job from config to records: data, model, init, epochs of training, statistics, result.
+
+Read top to bottom: ``run`` is the whole job. Epoch 0 is the state at initialization; at the end
+of every epoch the callbacks (initlab.train.callbacks) check divergence, predict at init, append
+the rows and save a checkpoint, so a killed job continues where it stopped and a finished one
+(``result.json`` present) is skipped, both only when asked for with the same settings
+(initlab.resume). A diverged epoch ends the run, at init too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from initlab import __version__, records
+from initlab.config import ConfigError, Device, ExperimentConfig, to_experiment
+from initlab.data import Data, load_data
+from initlab.inits import initialize
+from initlab.measure.jacobian import probe_count
+from initlab.measure.probes import measured_weights, probe_statistics
+from initlab.models import build_model
+from initlab.resume import RUNTIME_KEYS, check_same_run, extends
+from initlab.train.callbacks import Checkpoint, Divergence, EpochCallback, EpochEnd, MeanField, Records
+from initlab.train.loop import build_optimizer, evaluate, train_epoch
+from initlab.train.predictions import theory_reason
+from initlab.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(choice: Device) -> torch.device:
+    if choice == Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda")
+    if choice == Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice.value)
+
+
+def default_threads(launcher: Optional[Mapping[str, Any]] = None) -> int:
+    """This job's share of the cores, so parallel jobs never oversubscribe the CPU.
+
+    Under joblib: cores / n_jobs; under submitit: its ``cpus_per_task``; else every core this
+    process may run on (which SLURM's task/affinity already limits to the allocation).
+    """
+    cores = len(os.sched_getaffinity(0))
+    launcher = launcher or {}
+    if launcher.get("n_jobs") is not None:
+        jobs = cores if launcher["n_jobs"] == -1 else launcher["n_jobs"]
+        return max(1, cores // max(1, jobs))
+    if launcher.get("cpus_per_task") is not None:
+        return max(1, min(cores, launcher["cpus_per_task"]))
+    return cores
+
+
+def _probe_batch(data: Data, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed subset of train, drawn once from the seed: the same inputs at every epoch."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.y_train), generator=g)[:size].to(data.x_train.device)
+    return data.x_train[idx], data.y_train[idx]
+
+
+def _choices(exp: ExperimentConfig) -> dict[str, Any]:
+    """Every resolved setting that defines the run (all but resume.RUNTIME_KEYS), as plain JSON."""
+    plain = OmegaConf.to_container(OmegaConf.structured(exp), resolve=True, enum_to_str=True)
+    return {key: value for key, value in plain.items() if key not in RUNTIME_KEYS}
+
+
+def _versions() -> dict[str, str]:
+    return {"initlab": __version__, "torch": torch.__version__, "hydra": hydra.__version__,
+            "python": platform.python_version()}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """Run (or resume, or skip) the job described by ``cfg`` in ``job_dir``; return result.json.
+
+    Raises ConfigError (one line) for bad settings, and for a folder whose checkpoint or result is
+    of a run with other settings (see initlab.resume).
+    """
+    job_dir = Path(job_dir)
+    exp = to_experiment(cfg)
+    choices = _choices(exp)
+    result_path, checkpoint_path = job_dir / records.RESULT_JSON, job_dir / records.CHECKPOINT
+    extending = False
+    if exp.resume and result_path.is_file():
+        finished = json.loads(result_path.read_text())
+        extending = (finished.get("status") == "completed" and checkpoint_path.is_file()
+                     and extends(finished.get("choices"), choices))
+        if not extending:
+            check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), choices)
+            log.info("%s exists: job already finished, skipping (resume=false reruns it)", result_path)
+            return finished
+    device = resolve_device(exp.device)
+    saved = None
+    if exp.resume and checkpoint_path.is_file():
+        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        check_same_run(records.CHECKPOINT, job_dir, saved.get("choices"), choices, checkpoint_epoch=saved["epoch"])
+        if extending:  # until the longer run finishes, the folder holds an unfinished job
+            log.info("extending the finished run from epoch %d to %d (its checkpoint was kept)",
+                     saved["epoch"], exp.epochs)
+            result_path.unlink()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(exp.threads or default_threads(launcher))
+
+    data = load_data(exp.dataset).to(device)
+    x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
+    torch.manual_seed(exp.seed)
+    model = build_model(exp, data).to(device)
+    initialize(model, exp.init, exp.model)
+    with_val = data.y_val is not None
+    state = TrainState(model=model, optimizer=build_optimizer(model.parameters(), exp.optimizer),
+                       generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed,
+                       records=records.JobRecords(job_dir, records.EPOCH_COLUMNS
+                                                  + (records.VAL_COLUMNS if with_val else ()) + records.GRAD_COLUMNS))
+    callbacks: list[EpochCallback] = [
+        Divergence(), MeanField(exp, x_probe),
+        Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
+        Checkpoint(checkpoint_path, choices)]
+    augment = getattr(data, "augment", None)
+
+    def end_epoch(epoch: int, train_loss: float, train_acc: float, epoch_time: float,
+                  grad_norm: Optional[float], grad_norm_train: Optional[list[float]]) -> EpochEnd:
+        """Evaluate and probe, then run the callbacks; returns the epoch's measurements."""
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
+        row["test_loss"], row["test_acc"] = evaluate(model, data.x_test, data.y_test)
+        row["epoch_time"], row["lr"] = epoch_time, state.optimizer.param_groups[0]["lr"]
+        if with_val:
+            row["val_loss"], row["val_acc"] = evaluate(model, data.x_val, data.y_val)
+        row["grad_norm"] = grad_norm
+        stats = probe_statistics(model, exp.activation.name, x_probe, y_probe)  # never raises on NaN/Inf
+        end = EpochEnd(epoch, row, stats, grad_norm_train)
+        state.epoch = epoch
+        for callback in callbacks:
+            callback.on_epoch_end(state, end)
+        return end
+
+    if saved is not None:
+        state.load_state_dict(saved)
+        start, diverged = state.epoch + 1, None
+        log.info("resuming from the checkpoint after epoch %d", state.epoch)
+    else:
+        records.clear(job_dir)  # a fresh start never leaves another run's files beside its own
+        start = 1
+        diverged = end_epoch(0, *evaluate(model, data.x_train, data.y_train), 0.0, None, None).diverged
+    params = dict(model.named_parameters())
+    measured = [params[name] for name in measured_weights(model, x_probe)]  # grad_norm_train's order
+
+    last = start - 1 if diverged else exp.epochs  # a run that diverged at init takes no training step
+    with logging_redirect_tqdm():  # log lines go through tqdm.write, above the bar; file logs unchanged
+        bar = tqdm(range(start, last + 1), desc=job_dir.name[-40:], unit="epoch", disable=None,
+                   initial=start - 1, total=exp.epochs)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            sums = train_epoch(model, state.optimizer, data.x_train, data.y_train, exp.batch_size,
+                               state.generator, measured, augment)
+            train_loss = sums.loss.item() / sums.steps  # the epoch's one host sync
+            epoch_time = time.perf_counter() - t0
+            end = end_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
+                            sums.total_grad_norm.item() / sums.steps, (sums.grad_norms / sums.steps).tolist())
+            bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{end.row['test_acc']:.4f}")
+            if end.diverged:
+                diverged = end.diverged
+                break
+        bar.close()
+        if diverged:
+            log.warning("diverged at epoch %d (%s): recording the run as diverged", state.epoch, diverged)
+
+    rec = state.records
+    result = {
+        "status": "diverged" if diverged else "completed",
+        "diverged_epoch": rec.last_epoch["epoch"] if diverged else None,
+        "final": rec.last_epoch,
+        "wall_time": state.wall_time(),
+        "train_time": rec.train_time,
+        "choices": choices,
+        "data": {"n_features": data.n_features, "n_classes": data.n_classes, "n_train": len(data.y_train),
+                 "n_val": 0 if data.y_val is None else len(data.y_val), "n_test": len(data.y_test)},
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "theory": state.mean_field["phase"],
+        "theory_reason": theory_reason(exp, model),
+        "rows": rec.row_counts(),
+        "versions": _versions(),
+        "device": _device_name(device),
+    }
+    records.write_json_atomic(result_path, result)
+    if not exp.keep_checkpoint:
+        checkpoint_path.unlink(missing_ok=True)
+    return result

@@ -1,0 +1,87 @@
+"""Mean-field predictions beside a job's measurements at init (initlab.theory), or why none.
+
+The theory covers plain MLPs: dense layers and an activation, no normalization. For any other
+model the predicted columns stay empty and ``theory_reason`` says why, instead of an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from initlab import theory
+from initlab.config import ExperimentConfig
+from initlab.measure.jacobian import probe_count
+from initlab.models import MLP
+
+log = logging.getLogger(__name__)
+PHASE_KEYS = ("sigma_w2", "sigma_b2", "chi1", "q_star", "xi_q", "xi_c", "critical_sigma_w2")
+
+
+def theory_reason(exp: ExperimentConfig, model: nn.Module) -> Optional[str]:
+    """None when mean-field predictions exist for this run, else one sentence saying why not."""
+    name = exp.model.name
+    norm = getattr(getattr(exp.model, "norm", None), "value", getattr(exp.model, "norm", "none"))
+    if name != "mlp" or not isinstance(model, MLP):
+        return f"mean-field predictions exist for plain MLPs without normalization; this run is model {name}"
+    if norm != "none":
+        return f"mean-field predictions exist for plain MLPs without normalization; this MLP has norm {norm}"
+    return None
+
+
+def _quietly(name: str, compute, *args, fallback: Any = math.nan, **kwargs) -> Any:
+    """A theory prediction, or ``fallback`` (NaN) with one warning when this configuration is
+    outside what the formulas handle (sigma_w^2 overflowing, no critical point in range)."""
+    try:
+        with np.errstate(all="ignore"):
+            return compute(*args, **kwargs)
+    except (ArithmeticError, ValueError) as err:
+        log.warning("mean-field %s not computed for this configuration: %s", name, err)
+        return fallback
+
+
+def no_predictions(n_rows: int) -> dict:
+    return {"q_pred": [None] * n_rows, "delta_rms_pred": [None] * n_rows, "jacobian_mean_sq_sv_pred": None,
+            "phase": dict.fromkeys(PHASE_KEYS)}
+
+
+def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, delta_out_rms: float) -> dict:
+    """Mean-field predictions at init for this network and probe batch (initlab.theory).
+
+    Per layer (1..depth+1): ``q_pred`` and ``delta_rms_pred`` (anchored at the measured
+    output-layer delta_rms); the hidden-to-hidden Jacobian's mean squared singular value; and the
+    phase of the hidden layers' (sigma_w^2, sigma_b^2): chi1, q*, depth scales, the critical
+    sigma_w^2. What the theory cannot compute for this configuration is NaN, never an error; a
+    model outside the theory (``theory_reason``) gets ``no_predictions``.
+    """
+    if theory_reason(exp, model) is not None:
+        return no_predictions(exp.depth + 1)
+    dims = [(layer.in_features, layer.out_features) for layer in model.linears]
+    nan_layers = np.full(len(dims), math.nan)
+    x_probe = x_probe.flatten(1)
+    pred = _quietly("per-layer predictions", theory.predict_mlp, dims, exp.init, exp.activation,
+                    x_probe.pow(2).mean(dim=1).double().cpu().numpy(), exp.model.bias_init.value,
+                    exp.model.bias_std, delta_out_rms=delta_out_rms,
+                    fallback={"q_pred": nan_layers, "delta_rms_pred": nan_layers, "jac_msv_pred": nan_layers})
+    width, act, nan = exp.model.width, exp.activation, math.nan
+    sigma_b2 = theory.effective_sigma_b2(exp.model.bias_init.value, exp.model.bias_std)
+    sigma_w2 = float(_quietly("sigma_w2", theory.effective_sigma_w2, exp.init, width, width))
+    finite = math.isfinite(sigma_w2)  # an overflowing sigma_w^2 has no meaningful phase
+    xi_q, xi_c = (_quietly("depth scales", theory.depth_scales, act, sigma_w2, sigma_b2, fallback=(nan, nan))
+                  if finite else (nan, nan))
+    # the Jacobian is measured on the first probe_count inputs only: predict it for those
+    jac_pred = _quietly("Jacobian prediction", theory.predict_mlp, dims, exp.init, exp.activation,
+                        x_probe[:probe_count(width)].pow(2).mean(dim=1).double().cpu().numpy(),
+                        exp.model.bias_init.value, exp.model.bias_std, fallback={"jac_msv_pred": nan_layers})
+    phase = {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
+             "chi1": _quietly("chi1", theory.chi1, act, sigma_w2, sigma_b2) if finite else nan,
+             "q_star": _quietly("q*", theory.fixed_point, act, sigma_w2, sigma_b2) if finite else nan,
+             "xi_q": xi_q, "xi_c": xi_c,
+             "critical_sigma_w2": _quietly("critical sigma_w2", theory.critical_sigma_w2, act, sigma_b2)}
+    return {"q_pred": pred["q_pred"].tolist(), "delta_rms_pred": pred["delta_rms_pred"].tolist(),
+            "jacobian_mean_sq_sv_pred": float(jac_pred["jac_msv_pred"][exp.depth - 1]), "phase": phase}
