@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from conftest import compose_config, read_csv, read_json, run_job
-from initlab.experiment import divergence
+from initlab.measure.probes import ProbeStatistics, Row
 from initlab.records import PREDICTED_COLUMNS, PROBE_COLUMNS
+from initlab.train.callbacks import divergence
 
 DIGITS_CLASSES = 10
 # the issue's two commands (threads=1: the machine's cores are shared)
@@ -114,14 +115,30 @@ def test_weights_turning_non_finite_mid_training_end_the_run_as_diverged(tmp_pat
     assert_rows_match_files(tmp_path, result)
 
 
+def _stats(values: torch.Tensor, present: torch.Tensor) -> ProbeStatistics:
+    rows = [Row(f"acts.{i}", "hidden", i, i + 1, f"hidden.{i}.weight") for i in range(len(values))]
+    return ProbeStatistics(rows, values, present)
+
+
 def test_a_non_finite_probe_statistic_is_divergence_even_with_finite_losses():
     row = {"epoch": 4, "train_loss": 0.3, "test_loss": 0.4}
+    everywhere = torch.ones(4, len(PROBE_COLUMNS), dtype=torch.bool)
     stats = torch.ones(4, len(PROBE_COLUMNS), dtype=torch.float64)
-    assert divergence(row, stats) is None
+    assert divergence(row, _stats(stats, everywhere)) is None
     stats[2, PROBE_COLUMNS.index("grad_norm")] = math.inf
-    reason = divergence(row, stats)
-    assert reason == "non-finite probe grad_norm in layer(s) 3"
-    assert divergence({**row, "val_loss": math.nan}, torch.ones(4, len(PROBE_COLUMNS))) == "val_loss nan"
+    reason = divergence(row, _stats(stats, everywhere))
+    assert reason == "non-finite probe grad_norm at acts.2"
+    assert divergence({**row, "val_loss": math.nan}, _stats(torch.ones(4, len(PROBE_COLUMNS)), everywhere)) \
+        == "val_loss nan"
+
+
+def test_a_column_that_does_not_apply_is_not_divergence():
+    """NaN marks a column that does not apply to a row (a site with no weight): not a divergence."""
+    stats = torch.ones(2, len(PROBE_COLUMNS), dtype=torch.float64)
+    present = torch.ones(2, len(PROBE_COLUMNS), dtype=torch.bool)
+    stats[1, PROBE_COLUMNS.index("weight_norm")] = math.nan
+    present[1, PROBE_COLUMNS.index("weight_norm")] = False
+    assert divergence({"train_loss": 0.3}, _stats(stats, present)) is None
 
 
 # Valid configurations at the edge of what mean-field theory handles: sigma_w^2 overflowing a

@@ -23,7 +23,7 @@ from initlab.inits import initialize
 from initlab.models import MLP
 from initlab.measure.probes import probe_statistics
 from initlab.records import PROBE_COLUMNS
-from initlab.records import EPOCH_COLUMNS, LAYER_COLUMNS, VAL_COLUMNS
+from initlab.records import EPOCH_COLUMNS, GRAD_COLUMNS, LAYER_COLUMNS, VAL_COLUMNS
 
 
 # --- the NumPy reference ------------------------------------------------------------------------
@@ -238,7 +238,8 @@ def test_epochs_csv_losses_match_numpy(job):
     rows = read_csv(job["dir"] / "epochs.csv")
     assert [r["epoch"] for r in rows] == ["0", "1"]
     with_val = data.y_val is not None
-    assert list(rows[0]) == list(EPOCH_COLUMNS) + (list(VAL_COLUMNS) if with_val else [])
+    assert list(rows[0]) == list(EPOCH_COLUMNS) + (list(VAL_COLUMNS) if with_val else []) + list(GRAD_COLUMNS)
+    assert rows[0]["grad_norm"] == "" and 0 < float(rows[1]["grad_norm"]) < math.inf
     init_params = params_of(rebuild_initial_model(exp, data))
     trained = params_from_state(torch.load(job["dir"] / "checkpoint.pt", weights_only=False)["model"], exp.depth)
     splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
