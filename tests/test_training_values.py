@@ -4,7 +4,8 @@ The replay takes from torch only the data, the initial weights (rebuilt from the
 the batch order (``torch.randperm`` on a generator seeded like the job's); forward pass, loss,
 backward pass, gradient norms and every optimizer update (torch's documented rules for SGD,
 momentum/Nesterov, RMSprop, Adam and AdamW, weight decay included) are computed here. It then
-checks epochs.csv (train_loss as the mean over steps, train_acc, test_loss/test_acc),
+checks epochs.csv (train_loss as the mean over steps, train_acc, test_loss/test_acc, grad_norm:
+the mean over steps of the norm of all parameters' gradients together),
 layers.csv ``grad_norm_train`` (mean over steps of each layer's weight-gradient Frobenius norm)
 and the trained weights in the checkpoint.
 
@@ -92,7 +93,7 @@ def np_gradients(params, act: str, x: np.ndarray, y: np.ndarray):
 
 
 def replay(exp, data) -> tuple[list[dict], list[np.ndarray], list]:
-    """Per epoch: {train_loss, train_acc}, per-layer mean gradient norms; and the final params."""
+    """Per epoch: {train_loss, train_acc, grad_norm}, per-layer mean gradient norms; and the final params."""
     params = [(W.copy(), b.copy()) for W, b in params_of(rebuild_initial_model(exp, data))]
     flat = [t for pair in params for t in pair]
     opt = NpOptimizer(exp.optimizer)
@@ -101,7 +102,7 @@ def replay(exp, data) -> tuple[list[dict], list[np.ndarray], list]:
     epochs, norms = [], []
     for _ in range(exp.epochs):
         order = torch.randperm(len(y), generator=generator).split(exp.batch_size)
-        loss_sum, correct, grad_sum = 0.0, 0, np.zeros(len(params))
+        loss_sum, correct, grad_sum, total = 0.0, 0, np.zeros(len(params)), 0.0
         for idx in order:
             idx = idx.numpy()
             loss, logits, grads = np_gradients(params, exp.activation.name, x[idx], y[idx])
@@ -109,7 +110,9 @@ def replay(exp, data) -> tuple[list[dict], list[np.ndarray], list]:
             loss_sum += loss
             correct += int((logits.argmax(axis=1) == y[idx]).sum())
             grad_sum += [np.sqrt((gW ** 2).sum()) for gW, _ in grads]
-        epochs.append({"train_loss": loss_sum / len(order), "train_acc": correct / len(y)})
+            total += np.sqrt(sum((g ** 2).sum() for pair in grads for g in pair))  # all parameters
+        epochs.append({"train_loss": loss_sum / len(order), "train_acc": correct / len(y),
+                       "grad_norm": total / len(order)})
         norms.append(grad_sum / len(order))
     return epochs, norms, params
 
@@ -175,6 +178,8 @@ def test_epoch_rows_are_means_over_the_steps(tmp_path):
         row = rows[epoch]
         assert float(row["train_loss"]) == pytest.approx(want["train_loss"], rel=1e-5), epoch
         assert float(row["train_acc"]) == pytest.approx(want["train_acc"], abs=1.5 / n_train), epoch
+        assert float(row["grad_norm"]) == pytest.approx(want["grad_norm"], rel=1e-5), epoch
+    assert rows[0]["grad_norm"] == "", "no step at init"
     x_test, y_test = data.x_test.double().numpy(), data.y_test.numpy()
     loss, acc = np_loss_acc(params, exp.activation.name, x_test, y_test)  # the replay's own weights
     assert float(rows[-1]["test_loss"]) == pytest.approx(loss, rel=1e-5)

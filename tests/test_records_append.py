@@ -1,0 +1,62 @@
+"""Append-only records: each epoch appends its rows; the checkpoint holds only committed lengths.
+
+A job killed while appending leaves at most a half row after the last committed byte; a resume
+cuts every CSV back to the lengths its checkpoint committed, so the files a resumed job finishes
+equal an uninterrupted run's (tests/test_resume.py checks that end to end with kill -9).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import torch
+
+from conftest import compose_config, read_csv, run_job
+from initlab.records import EPOCHS_CSV, JACOBIAN_CSV, LAYERS_CSV, JobRecords, write_csv_atomic
+
+
+def _epoch(epoch: int) -> dict:
+    return {"epoch": epoch, "train_loss": 1.0 / (epoch + 1), "train_acc": 0.5, "test_loss": 0.25, "test_acc": 0.5,
+            "epoch_time": 0.125 * epoch, "lr": 0.1, "grad_norm": None if epoch == 0 else 2.0 ** -epoch}
+
+
+def test_appended_files_equal_files_written_whole(tmp_path):
+    (tmp_path / "a").mkdir()
+    rec = JobRecords(tmp_path / "a")
+    rows = [_epoch(e) for e in range(4)]
+    for row in rows:
+        rec.append(row, [], [], [])
+    write_csv_atomic(tmp_path / "whole.csv", rec.files[EPOCHS_CSV].columns, rows)
+    assert (tmp_path / "a" / EPOCHS_CSV).read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert rec.row_counts() == {EPOCHS_CSV: 4}, "files never appended to are not listed"
+    assert rec.train_time == 0.125 * (1 + 2 + 3) and rec.last_epoch == rows[-1]
+
+
+def test_restore_cuts_half_written_rows_and_files_created_after_the_checkpoint(tmp_path):
+    rec = JobRecords(tmp_path)
+    for e in range(2):
+        rec.append(_epoch(e), [], [], [])
+    state = rec.state()
+    committed = (tmp_path / EPOCHS_CSV).read_bytes()
+    rec.append(_epoch(2), [], [{"epoch": 2, "kind": "hidden"}], [])
+    with open(tmp_path / EPOCHS_CSV, "ab") as f:
+        f.write(b"3,0.25,0.5,0.2")  # a kill in the middle of the next row
+    resumed = JobRecords(tmp_path)
+    resumed.restore(state)
+    assert (tmp_path / EPOCHS_CSV).read_bytes() == committed
+    assert not (tmp_path / JACOBIAN_CSV).exists(), "no Jacobian row was committed"
+    assert resumed.row_counts() == {EPOCHS_CSV: 2} and resumed.last_epoch == _epoch(1)
+    resumed.append(_epoch(2), [], [], [])
+    assert [int(r["epoch"]) for r in csv.DictReader(io.StringIO((tmp_path / EPOCHS_CSV).read_text()))] == [0, 1, 2]
+
+
+def test_the_checkpoint_carries_lengths_not_rows(tmp_path):
+    cfg = compose_config("depth=2", "model.width=8", "epochs=2", "keep_checkpoint=true", "threads=1", "device=cpu",
+                         "probe_size=100")
+    result = run_job(cfg, tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    files = state["records"]["files"]
+    assert files[LAYERS_CSV] == (len(read_csv(tmp_path / LAYERS_CSV)), (tmp_path / LAYERS_CSV).stat().st_size)
+    assert files[EPOCHS_CSV][0] == 3 == result["rows"][EPOCHS_CSV]
+    assert set(state["records"]) == {"files", "last_epoch", "train_time"}
