@@ -73,6 +73,7 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "model.width": ([], ["model.width=16"]),
     "model.bias_init": ([], ["model.bias_init=normal", "model.bias_std=0.1"]),
     "model.bias_std": (["model.bias_init=normal", "model.bias_std=0.1"], ["model.bias_std=0.3"]),
+    "model.norm": ([], ["model.norm=layernorm"]),
 }
 
 FIELDS = [(group, choice, f"{group}.{f.name}") for group in GROUPS for choice in group_choices(group)
@@ -119,7 +120,7 @@ def effect(group: str, exp) -> dict:
             optimizer.step()
         seen = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
         return {"param_groups": seen, "param": param.detach().clone()}
-    model = MLP(5, 3, node.width, 2, nn.ReLU())
+    model = MLP(5, 3, node.width, 2, nn.ReLU(), norm=node.norm.value)
     torch.manual_seed(0)
     initialize(model, exp.init, node)
     return {name: p.detach().clone() for name, p in model.named_parameters()}
