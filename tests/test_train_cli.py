@@ -24,7 +24,7 @@ import torch
 
 from conftest import ROOT, Completed, group_choices, read_csv, read_csv_header, read_json, train_env
 from initlab.records import PROBE_COLUMNS
-from initlab.records import EPOCH_COLUMNS, LAYER_COLUMNS
+from initlab.records import EPOCH_COLUMNS, GRAD_COLUMNS, LAYER_COLUMNS
 
 DEFAULT_DEPTH = 5  # conf/config.yaml
 
@@ -144,7 +144,8 @@ def test_run_writes_epochs_layers_result_and_log(cli):
     done, out = outcome(cli, "epochs=2")
     assert done.returncode == 0, done.describe()
     epochs = read_csv(out / "epochs.csv")
-    assert read_csv_header(out / "epochs.csv") == list(EPOCH_COLUMNS)
+    assert read_csv_header(out / "epochs.csv") == list(EPOCH_COLUMNS) + list(GRAD_COLUMNS)
+    assert epochs[0]["grad_norm"] == "" and all(float(r["grad_norm"]) > 0 for r in epochs[1:])
     assert [r["epoch"] for r in epochs] == ["0", "1", "2"]
     for row in epochs:
         assert all(math.isfinite(float(row[c])) for c in EPOCH_COLUMNS)
@@ -173,6 +174,9 @@ def test_run_writes_epochs_layers_result_and_log(cli):
     assert not set(result["choices"]) & {"threads", "device", "resume", "keep_checkpoint"}
     assert result["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
     assert result["wall_time"] >= result["train_time"] > 0
+    width = 128  # the default MLP on digits (64 features, 10 classes): weights and biases
+    assert result["n_params"] == (64 + 1) * width + (DEFAULT_DEPTH - 1) * (width + 1) * width + (width + 1) * 10
+    assert result["theory_reason"] is None
     assert not (out / "checkpoint.pt").exists()
     assert result["rows"] == {name: len(read_csv(out / name))
                               for name in ("epochs.csv", "layers.csv", "jacobian.csv", "jacobian_sv.csv")}
