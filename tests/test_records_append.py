@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 import torch
 
 from conftest import compose_config, read_csv, run_job
+from initlab.config import ConfigError
 from initlab.records import EPOCHS_CSV, JACOBIAN_CSV, LAYERS_CSV, JobRecords, write_csv_atomic
 
 
@@ -60,3 +62,17 @@ def test_the_checkpoint_carries_lengths_not_rows(tmp_path):
     assert files[LAYERS_CSV] == (len(read_csv(tmp_path / LAYERS_CSV)), (tmp_path / LAYERS_CSV).stat().st_size)
     assert files[EPOCHS_CSV][0] == 3 == result["rows"][EPOCHS_CSV]
     assert set(state["records"]) == {"files", "last_epoch", "train_time"}
+
+
+def test_a_checkpoint_that_carries_rows_is_refused_in_one_line(tmp_path):
+    """A checkpoint of the format before appends (every row inside it) cannot be continued."""
+    cfg = compose_config("depth=2", "model.width=8", "epochs=1", "keep_checkpoint=true", "threads=1", "device=cpu",
+                         "probe_size=100")
+    run_job(cfg, tmp_path)
+    (tmp_path / "result.json").unlink()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state["records"] = {"epochs": [], "layers": [], "jacobian": [], "singular_values": []}
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="resume=false starts the job afresh"):
+        run_job(compose_config("depth=2", "model.width=8", "epochs=2", "threads=1", "device=cpu", "probe_size=100"),
+                tmp_path)

@@ -230,3 +230,20 @@ def test_normalized_mlps_measure_without_error_and_have_no_hidden_jacobian(norm)
     assert len(stats.rows) == 4 and bool(torch.isfinite(stats.values[stats.present]).all())
     assert set(singular_values(model, x[:4])) == {"input_output"}
     assert not math.isnan(float(stats.values[-1, COL["delta_rms"]]))
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
+def test_a_normalized_mlp_job_has_no_predictions_and_says_why(tmp_path, norm):
+    from conftest import compose_config, read_csv, run_job
+
+    result = run_job(compose_config(f"model.norm={norm}", "depth=2", "model.width=8", "epochs=1", "threads=1",
+                                    "device=cpu", "probe_size=100"), tmp_path)
+    assert result["status"] == "completed"
+    assert result["theory_reason"] == ("mean-field predictions exist for plain MLPs without normalization; "
+                                       f"this MLP has norm {norm}")
+    assert all(v is None for v in result["theory"].values())
+    layers = read_csv(tmp_path / "layers.csv")
+    assert [r["site"] for r in layers] == ["acts.0", "acts.1", "output"] * 2
+    assert all(r["q_pred"] == "" and r["delta_rms_pred"] == "" for r in layers)
+    assert {r["kind"] for r in read_csv(tmp_path / "jacobian.csv")} == {"input_output"}
+    assert result["n_params"] == (64 + 1) * 8 + 2 * 8 + (8 + 1) * 8 + 2 * 8 + (8 + 1) * 10

@@ -111,6 +111,9 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     if exp.resume and checkpoint_path.is_file():
         saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
         check_same_run(records.CHECKPOINT, job_dir, saved.get("choices"), choices, checkpoint_epoch=saved["epoch"])
+        if "files" not in saved["records"]:
+            raise ConfigError(f"{records.CHECKPOINT} in {job_dir} holds its rows (written before records were "
+                              f"appended); resume=false starts the job afresh, or use another folder")
         if extending:  # until the longer run finishes, the folder holds an unfinished job
             log.info("extending the finished run from epoch %d to %d (its checkpoint was kept)",
                      saved["epoch"], exp.epochs)
