@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -63,6 +64,12 @@ def default_threads(launcher: Optional[Mapping[str, Any]] = None) -> int:
     if launcher.get("cpus_per_task") is not None:
         return max(1, min(cores, launcher["cpus_per_task"]))
     return cores
+
+
+def _flat(data: Data) -> Data:
+    """The MLP takes (N, F): images as C*H*W vectors (C, H, W order)."""
+    return replace(data, **{k: getattr(data, k).flatten(1) for k in ("x_train", "x_test", "x_val")
+                            if getattr(data, k) is not None})
 
 
 def _probe_batch(data: Data, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +200,7 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     torch.set_num_threads(exp.threads or default_threads(launcher))
     wall_start = time.perf_counter()
 
-    data = load_data(exp.dataset).to(device)
+    data = _flat(load_data(exp.dataset)).to(device)
     x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
     torch.manual_seed(exp.seed)
     model = MLP(data.n_features, data.n_classes, exp.model.width, exp.depth,
