@@ -66,8 +66,11 @@ def default_threads(launcher: Optional[Mapping[str, Any]] = None) -> int:
     return cores
 
 
-def _flat(data: Data) -> Data:
-    """The MLP takes (N, F): images as C*H*W vectors (C, H, W order)."""
+def _flat(data: Data, exp: ExperimentConfig) -> Data:
+    """The MLP takes (N, F): images as C*H*W vectors (C, H, W order); token ids it cannot take."""
+    if data.kind == "sequences":
+        raise ConfigError(f"model={exp.model.name} takes vectors or images; dataset={exp.dataset.name} gives "
+                          f"token sequences")
     return replace(data, **{k: getattr(data, k).flatten(1) for k in ("x_train", "x_test", "x_val")
                             if getattr(data, k) is not None})
 
@@ -200,7 +203,7 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     torch.set_num_threads(exp.threads or default_threads(launcher))
     wall_start = time.perf_counter()
 
-    data = _flat(load_data(exp.dataset)).to(device)
+    data = _flat(load_data(exp.dataset), exp).to(device)
     x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
     torch.manual_seed(exp.seed)
     model = MLP(data.n_features, data.n_classes, exp.model.width, exp.depth,
