@@ -292,6 +292,19 @@ def test_cifar10_loads_offline_channels_first(tmp_path, monkeypatch):
     assert data.y_train.tolist() == train_labels and data.y_test.tolist() == test_labels
     # the CIFAR-10 ResNet study's normalization
     assert list(cfg.mean) == [0.4914, 0.4822, 0.4465] and list(cfg.std) == [0.2023, 0.1994, 0.2010]
+    augmented = load_data(dataset_cfg("dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false",
+                                      "dataset.augment=true"))
+    batch = augmented.augment(augmented.x_train[:16], torch.Generator().manual_seed(0))
+    assert batch.shape == (16, 3, 32, 32) and not torch.equal(batch, augmented.x_train[:16])
+
+
+def test_data_to_moves_tensors_and_keeps_the_rest():
+    data = load_data(dataset_cfg("dataset=shapes", *SMALL, "dataset.augment=true", "dataset.val_size=20"))
+    moved = data.to(torch.device("cpu"))
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert torch.equal(getattr(moved, name), getattr(data, name))
+    assert (moved.kind, moved.n_classes, moved.vocab_size, moved.augment, moved.input_shape) == \
+        (data.kind, data.n_classes, data.vocab_size, data.augment, data.input_shape)
 
 
 def test_mnist_job_runs_end_to_end_offline(tmp_path):
@@ -342,3 +355,59 @@ def test_missing_files_with_download_offline_fails_fast(tmp_path, monkeypatch):
         assert "MNIST/raw" in message and "dataset.root" in message
         assert len(message.replace(str(root.resolve()), "ROOT")) < 160, message  # no list of URLs
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["kept", "kept/notes.txt"]
+
+
+# --- shapes (synthetic images) and what each config declares ---------------------------------------
+def classify_shape(mask: np.ndarray) -> int:
+    """An independent reading of one noiseless mask (square 0, disk 1, triangle 2, cross 3) from its
+    bounding box: a square fills all four corners, a triangle (apex up) only the bottom two; a disk
+    covers the point a quarter of the way in from a corner along the diagonal, a cross does not."""
+    rows, cols = np.nonzero(mask)
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    corners = [mask[top, left], mask[top, right], mask[bottom, left], mask[bottom, right]]
+    if all(corners):
+        return 0
+    if corners == [False, False, True, True]:
+        return 2
+    assert not any(corners)
+    quarter = mask[round(top + (bottom - top) / 4), round(left + (right - left) / 4)]
+    return 1 if quarter else 3
+
+
+def test_shapes_are_the_labelled_shapes_standardized_per_channel():
+    cfg = dataset_cfg("dataset=shapes", "dataset.n_train=300", "dataset.n_test=100", "dataset.size=32",
+                      "dataset.channels=3", "dataset.noise=0")
+    data = load_data(cfg)
+    assert data.kind == "images" and data.n_classes == 4 and data.vocab_size is None
+    assert data.x_train.shape == (300, 3, 32, 32) and data.x_test.shape == (100, 3, 32, 32)
+    assert data.input_shape == cfg.input_shape() == (3, 32, 32)
+    x = data.x_train.double().numpy()
+    np.testing.assert_allclose(x.mean(axis=(0, 2, 3)), 0, atol=1e-6)
+    np.testing.assert_allclose(x.std(axis=(0, 2, 3)), 1, rtol=1e-5)
+    assert np.bincount(torch.cat([data.y_train, data.y_test]).numpy()).tolist() == [100] * 4
+    for split_x, split_y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        background = data.x_train.amin(dim=(0, 2, 3))  # black is the lowest value of each channel
+        masks = (split_x > background[:, None, None] + 1e-4).numpy()
+        assert np.all(masks == masks[:, :1]), "every channel shows the same shape"
+        assert [classify_shape(m[0]) for m in masks] == split_y.tolist()
+
+
+def test_shapes_noise_and_seed():
+    base = ["dataset=shapes", "dataset.n_train=50", "dataset.n_test=10"]
+    clean, noisy = (load_data(dataset_cfg(*base, f"dataset.noise={v}")) for v in (0.0, 0.2))
+    assert len(torch.unique(clean.x_train[:, 0, 0, 0])) < 50 < len(torch.unique(noisy.x_train))
+    assert torch.equal(clean.y_train, noisy.y_train), "noise is drawn last: same shapes, same labels"
+    other = load_data(dataset_cfg(*base, "dataset.seed=1"))
+    assert not torch.equal(other.x_train, noisy.x_train)
+
+
+@pytest.mark.parametrize("overrides", [["dataset=digits"], ["dataset=shapes", *SMALL], ["dataset=majority", *SMALL],
+                                       ["dataset=moons", *SMALL], ["dataset=blobs", *SMALL, "dataset.n_features=7"],
+                                       ["dataset=spiral", *SMALL], ["dataset=circles", *SMALL], ["dataset=xor", *SMALL]])
+def test_config_declares_the_kind_and_shape_it_loads(overrides):
+    """KIND and input_shape() let the CLI check a model against a dataset without loading it."""
+    cfg = dataset_cfg(*overrides)
+    data = load_data(cfg)
+    assert type(cfg).KIND == data.kind and cfg.input_shape() == data.input_shape
+    assert data.n_features == math.prod(data.input_shape)
+    assert data.x_train.shape[1:] == data.x_test.shape[1:] == data.input_shape
