@@ -30,10 +30,12 @@ from initlab.train.loop import build_optimizer
 from initlab.models import MLP
 from test_config import schema_of
 from test_data import make_cifar_like, make_mnist_like
+from test_sequences import make_imdb_like
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": None}
 SMALL = ["dataset.n_train=120", "dataset.n_test=60"]
-BASE = {"blobs": [*SMALL, "dataset.n_features=6"], "moons": SMALL, "circles": SMALL, "xor": SMALL, "spiral": SMALL}
+BASE = {"blobs": [*SMALL, "dataset.n_features=6"], "moons": SMALL, "circles": SMALL, "xor": SMALL, "spiral": SMALL,
+        "shapes": SMALL, "majority": SMALL}
 
 # key -> (overrides set in both configs, overrides that make the second config); ROOT and OTHER are
 # replaced by two folders holding different fake files of the dataset.
@@ -60,9 +62,14 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "dataset.seed": ([], ["dataset.seed=1"]),
     "dataset.noise": ([], ["dataset.noise=0.3"]),
     "dataset.n_features": ([], ["dataset.n_features=4"]),
-    "dataset.n_classes": ([], ["dataset.n_classes=4"]),
+    "dataset.n_classes": ([], ["dataset.n_classes=5"]),
     "dataset.cluster_std": ([], ["dataset.cluster_std=3.0"]),
     "dataset.factor": ([], ["dataset.factor=0.8"]),
+    "dataset.augment": ([], ["dataset.augment=true"]),
+    "dataset.size": ([], ["dataset.size=12"]),
+    "dataset.channels": ([], ["dataset.channels=3"]),
+    "dataset.vocab_size": ([], ["dataset.vocab_size=10"]),
+    "dataset.seq_len": ([], ["dataset.seq_len=8"]),
     "optimizer.lr": ([], ["optimizer.lr=0.2"]),
     "optimizer.weight_decay": ([], ["optimizer.weight_decay=0.1"]),
     "optimizer.momentum": ([], ["optimizer.momentum=0.5"]),
@@ -145,6 +152,12 @@ def dataset_files(tmp_path, monkeypatch):
     roots = {"ROOT": tmp_path / "root", "OTHER": tmp_path / "other"}
 
     def prepare(choice: str) -> dict[str, str]:
+        if choice == "imdb":
+            for seed, root in ((1, roots["OTHER"]), (0, roots["ROOT"])):
+                words = ["good", "bad", "plot", "cast", "long", "fun"][seed:]
+                make_imdb_like(root, {(split, label): [f"{label} {' '.join(words[:i % (5 - seed) + 1])} review" for i in range(30)]
+                                      for split in ("train", "test") for label in ("pos", "neg")})
+            return {"ROOT": str(roots["ROOT"]), "OTHER": str(roots["OTHER"])}
         folder = TORCHVISION[choice]
         for seed, root in ((1, roots["OTHER"]), (0, roots["ROOT"])):  # CIFAR's checksums end up ROOT's
             if folder:
@@ -171,9 +184,9 @@ def test_blobs_has_no_noise_field():
 @pytest.mark.parametrize("group,choice,key", FIELDS, ids=[f"{c}:{k}" for _, c, k in FIELDS])
 def test_every_field_changes_the_run(group, choice, key, dataset_files):
     both, changed = CHANGES[key]
-    if choice in TORCHVISION:
+    if choice in TORCHVISION or choice == "imdb":
         names = dataset_files(choice)
-        both = ["dataset.root=ROOT", "dataset.download=false", *both]
+        both = ["dataset.root=ROOT", *([] if choice == "imdb" else ["dataset.download=false"]), *both]
 
         def fill(overrides):
             out = []

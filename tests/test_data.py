@@ -35,7 +35,8 @@ def digits():
 
 
 def test_digits_split_sizes_and_classes(digits):
-    assert digits.x_train.shape == (1437, 64) and digits.x_test.shape == (360, 64)
+    assert digits.x_train.shape == (1437, 1, 8, 8) and digits.x_test.shape == (360, 1, 8, 8)
+    assert digits.kind == "images" and digits.input_shape == (1, 8, 8) and digits.vocab_size is None
     assert digits.y_train.shape == (1437,) and digits.y_test.shape == (360,)
     assert digits.x_train.dtype == torch.float32 and digits.y_train.dtype == torch.long
     assert digits.n_features == 64 and digits.n_classes == 10
@@ -61,7 +62,7 @@ def test_digits_is_deterministic_and_split_seed_matters(digits):
 
 
 def test_digits_standardized_with_training_statistics(digits):
-    xtr, xte = digits.x_train.double().numpy(), digits.x_test.double().numpy()
+    xtr, xte = digits.x_train.flatten(1).double().numpy(), digits.x_test.flatten(1).double().numpy()
     np.testing.assert_allclose(xtr.mean(axis=0), 0.0, atol=1e-6)
     std_tr = xtr.std(axis=0)
     varying = std_tr > 0
@@ -73,14 +74,18 @@ def test_digits_standardized_with_training_statistics(digits):
 
 
 def test_digits_matches_an_independent_split_and_standardization(digits):
+    """Bit for bit the 64 features of the MLP studies before images kept their shape: the pixels
+    in row-major order, standardized in float64 with the training statistics, then cast."""
     from sklearn.model_selection import train_test_split
 
     x, y = skdata.load_digits(return_X_y=True)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, stratify=y, random_state=0)
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    np.testing.assert_allclose(digits.x_train.numpy(), (x_tr - mean) / std, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(digits.x_test.numpy(), (x_te - mean) / std, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(digits.x_train.flatten(1).numpy(), ((x_tr - mean) / std).astype(np.float32))
+    np.testing.assert_array_equal(digits.x_test.flatten(1).numpy(), ((x_te - mean) / std).astype(np.float32))
+    images = skdata.load_digits().images  # (1797, 8, 8): the same pixels as the rows of X
+    assert np.array_equal(images.reshape(len(images), -1), x)
     np.testing.assert_array_equal(digits.y_train.numpy(), y_tr)
     np.testing.assert_array_equal(digits.y_test.numpy(), y_te)
 
@@ -91,7 +96,7 @@ def test_val_size_carves_a_stratified_validation_split(digits):
     assert len(data.y_val) == 300 and len(data.y_train) == 1437 - 300
     assert torch.equal(data.x_test, digits.x_test)
     # train + val is the original train split, without overlap
-    rows = lambda t: {tuple(r) for r in t.numpy().round(5)}
+    rows = lambda t: {tuple(r) for r in t.flatten(1).numpy().round(5)}
     assert rows(data.x_train) | rows(data.x_val) == rows(digits.x_train)
     assert len(rows(data.x_train) & rows(data.x_val)) == 0
     counts = np.bincount(data.y_val.numpy(), minlength=10)
@@ -252,18 +257,19 @@ def make_cifar_like(root: Path, monkeypatch, per_batch=12, n_test=10, seed=0):
 
 @pytest.mark.parametrize("name,folder,mean,std", [("mnist", "MNIST", 0.1307, 0.3081),
                                                   ("fashion_mnist", "FashionMNIST", 0.2860, 0.3530)])
-def test_mnist_like_loads_offline_normalized_and_flat(tmp_path, name, folder, mean, std):
+def test_mnist_like_loads_offline_normalized_as_images(tmp_path, name, folder, mean, std):
     written = make_mnist_like(tmp_path, folder)
     cfg = dataset_cfg(f"dataset={name}", f"dataset.root={tmp_path}", "dataset.download=false")
     assert list(cfg.mean) == [mean] and list(cfg.std) == [std]
     data = load_data(cfg)
     for split, (x, y) in (("train", (data.x_train, data.y_train)), ("t10k", (data.x_test, data.y_test))):
         images, labels = written[split]
-        assert x.shape == (len(labels), 784) and x.dtype == torch.float32
-        expected = (images.reshape(len(labels), -1) / 255.0 - mean) / std
+        assert x.shape == (len(labels), 1, 28, 28) and x.dtype == torch.float32
+        expected = (images[:, None] / 255.0 - mean) / std
         np.testing.assert_allclose(x.numpy(), expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(y.numpy(), labels)
-    assert data.n_features == 784 and data.n_classes == 10
+    assert data.n_features == 784 and data.n_classes == 10 and data.kind == "images"
+    assert data.input_shape == cfg.input_shape() == (1, 28, 28)
 
 
 def test_cifar10_loads_offline_channels_first(tmp_path, monkeypatch):
@@ -275,11 +281,30 @@ def test_cifar10_loads_offline_channels_first(tmp_path, monkeypatch):
     test_raw, test_labels = batches["test_batch"]
     mean = np.repeat(np.array(cfg.mean), 1024)  # feature k belongs to channel k // 1024 (CHW order)
     std = np.repeat(np.array(cfg.std), 1024)
-    assert data.x_train.shape == (60, 3072) and data.x_test.shape == (10, 3072)
-    np.testing.assert_allclose(data.x_train.numpy(), (train_raw / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(data.x_test.numpy(), (test_raw / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
+    assert data.x_train.shape == (60, 3, 32, 32) and data.x_test.shape == (10, 3, 32, 32)
+    assert data.input_shape == cfg.input_shape() == (3, 32, 32) and data.kind == "images"
+    np.testing.assert_allclose(data.x_train.flatten(1).numpy(), (train_raw / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(data.x_test.flatten(1).numpy(), (test_raw / 255.0 - mean) / std, rtol=1e-5, atol=1e-5)
+    # rows are (R, G, B) planes of 32 x 32 in row-major order: pixel (row 3, col 5) of image 0
+    np.testing.assert_allclose(data.x_train[0, :, 3, 5].numpy(),
+                               (train_raw[0, [3 * 32 + 5, 1024 + 3 * 32 + 5, 2048 + 3 * 32 + 5]] / 255.0 - cfg.mean)
+                               / cfg.std, rtol=1e-5)
     assert data.y_train.tolist() == train_labels and data.y_test.tolist() == test_labels
-    assert list(cfg.mean) == [0.4914, 0.4822, 0.4465] and list(cfg.std) == [0.2470, 0.2435, 0.2616]
+    # the CIFAR-10 ResNet study's normalization
+    assert list(cfg.mean) == [0.4914, 0.4822, 0.4465] and list(cfg.std) == [0.2023, 0.1994, 0.2010]
+    augmented = load_data(dataset_cfg("dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false",
+                                      "dataset.augment=true"))
+    batch = augmented.augment(augmented.x_train[:16], torch.Generator().manual_seed(0))
+    assert batch.shape == (16, 3, 32, 32) and not torch.equal(batch, augmented.x_train[:16])
+
+
+def test_data_to_moves_tensors_and_keeps_the_rest():
+    data = load_data(dataset_cfg("dataset=shapes", *SMALL, "dataset.augment=true", "dataset.val_size=20"))
+    moved = data.to(torch.device("cpu"))
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert torch.equal(getattr(moved, name), getattr(data, name))
+    assert (moved.kind, moved.n_classes, moved.vocab_size, moved.augment, moved.input_shape) == \
+        (data.kind, data.n_classes, data.vocab_size, data.augment, data.input_shape)
 
 
 def test_mnist_job_runs_end_to_end_offline(tmp_path):
@@ -330,3 +355,59 @@ def test_missing_files_with_download_offline_fails_fast(tmp_path, monkeypatch):
         assert "MNIST/raw" in message and "dataset.root" in message
         assert len(message.replace(str(root.resolve()), "ROOT")) < 160, message  # no list of URLs
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["kept", "kept/notes.txt"]
+
+
+# --- shapes (synthetic images) and what each config declares ---------------------------------------
+def classify_shape(mask: np.ndarray) -> int:
+    """An independent reading of one noiseless mask (square 0, disk 1, triangle 2, cross 3) from its
+    bounding box: a square fills all four corners, a triangle (apex up) only the bottom two; a disk
+    covers the point a quarter of the way in from a corner along the diagonal, a cross does not."""
+    rows, cols = np.nonzero(mask)
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    corners = [mask[top, left], mask[top, right], mask[bottom, left], mask[bottom, right]]
+    if all(corners):
+        return 0
+    if corners == [False, False, True, True]:
+        return 2
+    assert not any(corners)
+    quarter = mask[round(top + (bottom - top) / 4), round(left + (right - left) / 4)]
+    return 1 if quarter else 3
+
+
+def test_shapes_are_the_labelled_shapes_standardized_per_channel():
+    cfg = dataset_cfg("dataset=shapes", "dataset.n_train=300", "dataset.n_test=100", "dataset.size=32",
+                      "dataset.channels=3", "dataset.noise=0")
+    data = load_data(cfg)
+    assert data.kind == "images" and data.n_classes == 4 and data.vocab_size is None
+    assert data.x_train.shape == (300, 3, 32, 32) and data.x_test.shape == (100, 3, 32, 32)
+    assert data.input_shape == cfg.input_shape() == (3, 32, 32)
+    x = data.x_train.double().numpy()
+    np.testing.assert_allclose(x.mean(axis=(0, 2, 3)), 0, atol=1e-6)
+    np.testing.assert_allclose(x.std(axis=(0, 2, 3)), 1, rtol=1e-5)
+    assert np.bincount(torch.cat([data.y_train, data.y_test]).numpy()).tolist() == [100] * 4
+    for split_x, split_y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        background = data.x_train.amin(dim=(0, 2, 3))  # black is the lowest value of each channel
+        masks = (split_x > background[:, None, None] + 1e-4).numpy()
+        assert np.all(masks == masks[:, :1]), "every channel shows the same shape"
+        assert [classify_shape(m[0]) for m in masks] == split_y.tolist()
+
+
+def test_shapes_noise_and_seed():
+    base = ["dataset=shapes", "dataset.n_train=50", "dataset.n_test=10"]
+    clean, noisy = (load_data(dataset_cfg(*base, f"dataset.noise={v}")) for v in (0.0, 0.2))
+    assert len(torch.unique(clean.x_train[:, 0, 0, 0])) < 50 < len(torch.unique(noisy.x_train))
+    assert torch.equal(clean.y_train, noisy.y_train), "noise is drawn last: same shapes, same labels"
+    other = load_data(dataset_cfg(*base, "dataset.seed=1"))
+    assert not torch.equal(other.x_train, noisy.x_train)
+
+
+@pytest.mark.parametrize("overrides", [["dataset=digits"], ["dataset=shapes", *SMALL], ["dataset=majority", *SMALL],
+                                       ["dataset=moons", *SMALL], ["dataset=blobs", *SMALL, "dataset.n_features=7"],
+                                       ["dataset=spiral", *SMALL], ["dataset=circles", *SMALL], ["dataset=xor", *SMALL]])
+def test_config_declares_the_kind_and_shape_it_loads(overrides):
+    """KIND and input_shape() let the CLI check a model against a dataset without loading it."""
+    cfg = dataset_cfg(*overrides)
+    data = load_data(cfg)
+    assert type(cfg).KIND == data.kind and cfg.input_shape() == data.input_shape
+    assert data.n_features == math.prod(data.input_shape)
+    assert data.x_train.shape[1:] == data.x_test.shape[1:] == data.input_shape

@@ -38,7 +38,7 @@ def np_jacobians(params, act: str, x: np.ndarray) -> dict[str, list[np.ndarray]]
     """Per input: d h^depth / d h^1 (hidden) and d logits / d x (input_output), explicit products."""
     f, fprime = NP_ACTIVATIONS[act]
     out = {"hidden": [], "input_output": []}
-    for v in x:
+    for v in x.reshape(len(x), -1):  # the MLP flattens images
         (W1, b1), hidden, (Wo, _) = params[0], params[1:-1], params[-1]
         h = W1 @ v + b1
         jac_h, jac_io = np.eye(len(h)), W1
@@ -151,7 +151,7 @@ def test_prediction_is_the_product_of_the_backward_gains_tanh(tanh_job):
     x, _ = _probe_batch(data, exp.probe_size, exp.seed)
     n = probe_count(exp.model.width)
     assert n < len(x)
-    q0 = x[:n].double().pow(2).mean(dim=1).numpy()  # the inputs the Jacobian is measured on
+    q0 = x[:n].double().flatten(1).pow(2).mean(dim=1).numpy()  # the inputs the Jacobian is measured on
     std2 = exp.init.std ** 2
     want = tanh_gain_product(data.n_features * std2, exp.model.width * std2, q0, exp.depth)
     assert float(predicted[0, "hidden"]) == pytest.approx(want, rel=1e-6)

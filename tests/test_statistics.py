@@ -60,7 +60,7 @@ def np_log_softmax(z: np.ndarray) -> np.ndarray:
 def np_forward(params, act: str, x: np.ndarray):
     """params: [(W, b)] hidden layers then the output layer. Returns pre-activations, activations."""
     f, _ = NP_ACTIVATIONS[act]
-    pre, post, a = [], [], x
+    pre, post, a = [], [], x.reshape(len(x), -1)  # the MLP flattens images
     for W, b in params[:-1]:
         h = a @ W.T + b
         a = f(h)
@@ -89,7 +89,7 @@ def np_layer_statistics(params, act: str, x: np.ndarray, y: np.ndarray) -> np.nd
     deltas[-1] = (p - onehot) / n  # d(mean CE)/d(logits)
     for i in range(len(params) - 2, -1, -1):
         deltas[i] = (deltas[i + 1] @ params[i + 1][0]) * fprime(pre[i])
-    inputs = [x] + post[:-1]
+    inputs = [x.reshape(len(x), -1)] + post[:-1]
     rows = []
     for i, (W, _) in enumerate(params):
         h, a, d = pre[i], post[i], deltas[i]

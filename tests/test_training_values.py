@@ -83,7 +83,7 @@ def np_gradients(params, act: str, x: np.ndarray, y: np.ndarray):
     delta = np.exp(logp)
     delta[np.arange(n), y] -= 1.0
     delta /= n
-    inputs = [x] + post[:-1]
+    inputs = [x.reshape(len(x), -1)] + post[:-1]
     grads = [None] * len(params)
     for i in range(len(params) - 1, -1, -1):
         grads[i] = (delta.T @ inputs[i], delta.sum(axis=0))

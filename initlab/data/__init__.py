@@ -1,0 +1,49 @@
+"""Datasets as whole tensors: loaded once, normalized, split, and moved to the device.
+
+Batches are later drawn by index from a seeded permutation, so nothing here runs per step. One
+module per kind of input: ``vectors`` (N, F), ``images`` (N, C, H, W), ``sequences`` (N, T) token
+ids; ``augment`` holds the batched image augmentation, ``files`` the on-disk conventions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from initlab.config import DatasetConfig
+from initlab.data import images, sequences, vectors
+from initlab.data.augment import random_crop_flip
+from initlab.data.tensors import KINDS, Data, DatasetUnavailable, check_stratified_size
+
+__all__ = ["Data", "DatasetUnavailable", "KINDS", "LOADERS", "load_data"]
+
+LOADERS: dict[str, Callable[[DatasetConfig], Data]] = {**images.LOADERS, **vectors.LOADERS, **sequences.LOADERS}
+
+
+def _split_validation(data: Data, val_size: int, seed: int) -> Data:
+    """Carve a stratified validation split of ``val_size`` samples out of train."""
+    check_stratified_size("dataset.val_size", val_size, data.y_train.numpy(), "training samples")
+    idx = np.arange(len(data.y_train))
+    train_idx, val_idx = train_test_split(idx, test_size=val_size, stratify=data.y_train.numpy(),
+                                          random_state=seed)
+    train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+    return replace(data, x_train=data.x_train[train_idx], y_train=data.y_train[train_idx],
+                   x_val=data.x_train[val_idx], y_val=data.y_train[val_idx])
+
+
+def load_data(cfg: DatasetConfig) -> Data:
+    """Load ``cfg.name`` on the CPU, with a validation split when ``cfg.val_size`` > 0 and the batched
+    crop-and-flip augmentation when ``cfg.augment`` (a key of image sets' configs only)."""
+    data = LOADERS[cfg.name](cfg)
+    if data.kind != cfg.KIND:
+        raise AssertionError(f"{cfg.name}: loader gave {data.kind}, its config declares {cfg.KIND}")
+    if cfg.val_size:
+        split_seed = cfg.split_seed if hasattr(cfg, "split_seed") else cfg.seed  # synthetic sets: their seed
+        data = _split_validation(data, cfg.val_size, split_seed)
+    if getattr(cfg, "augment", False):
+        data = replace(data, augment=random_crop_flip)
+    return data

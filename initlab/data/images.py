@@ -1,0 +1,105 @@
+"""Image sets (N, C, H, W): scikit-learn's digits, torchvision's MNIST / Fashion-MNIST / CIFAR-10,
+and ``shapes``, a synthetic set generated from a seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn import datasets as skdata
+from sklearn.model_selection import train_test_split
+
+from initlab.data import files
+from initlab.data.tensors import Data, check_stratified_size, standardized, tensors
+
+DIGITS_SHAPE = (1, 8, 8)
+
+
+def digits(cfg) -> Data:
+    """scikit-learn's 1797 8x8 digits, a stratified split, each pixel standardized with the training
+    statistics (exactly the 64 features the MLP studies used before images kept their shape)."""
+    x, y = skdata.load_digits(return_X_y=True)
+    check_stratified_size("dataset.test_size", cfg.test_size, y, "samples")
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=cfg.test_size, stratify=y, random_state=cfg.split_seed)
+    x_train, x_test = (a.reshape(len(a), *DIGITS_SHAPE) for a in standardized(x_train, x_test))
+    return Data(*tensors(x_train, y_train), *tensors(x_test, y_test), kind="images", n_classes=10)
+
+
+TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def torchvision_set(cfg) -> Data:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION_CLASSES[cfg.name])
+    root = files.resolved_root(cfg.root)
+    existing = files.existing_dirs(root)
+    try:
+        train, test = (cls(str(root), train=flag, download=cfg.download) for flag in (True, False))
+    except Exception as err:  # offline download or missing files: say where the files belong
+        files.remove_new_empty_dirs(root, existing)
+        how = f"the download failed ({files.short_reason(err)})" if cfg.download else "download=false"
+        raise files.missing(cfg.name, root, f"torchvision's {cls.__name__} files in {_layout(cls)}",
+                            f" and {how}") from None
+    return Data(*_normalized(train, cfg), *_normalized(test, cfg), kind="images", n_classes=len(train.classes))
+
+
+def _layout(cls: type) -> str:
+    """Where torchvision looks for a dataset's files, relative to root (MNIST/raw, cifar-10-batches-py)."""
+    return getattr(cls, "base_folder", f"{cls.__name__}/raw")
+
+
+def _normalized(ds, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images -> [0, 1] -> per-channel (x - mean) / std, channels first (N, C, H, W)."""
+    images = torch.as_tensor(np.asarray(ds.data)).float().div_(255.0)
+    if images.ndim == 3:  # grey images (N, H, W)
+        images = images.unsqueeze(-1)
+    mean = torch.tensor(cfg.mean, dtype=torch.float32)
+    std = torch.tensor(cfg.std, dtype=torch.float32)
+    images = ((images - mean) / std).permute(0, 3, 1, 2).contiguous()
+    return images, torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
+
+
+SHAPES = ("square", "disk", "triangle", "cross")
+
+
+def shape_masks(label: np.ndarray, row: np.ndarray, col: np.ndarray, radius: np.ndarray, size: int) -> np.ndarray:
+    """Boolean (N, size, size) masks: shape ``SHAPES[label]`` centred at (row, col), half-width ``radius``
+    (pixels). Square: max(|dr|, |dc|) <= r; disk: dr^2 + dc^2 <= r^2; triangle (apex up): |dc| <=
+    (dr + r) / 2 for |dr| <= r; cross: two bars of half-width r/3 and half-length r."""
+    grid = np.arange(size, dtype=np.float64)
+    dr = grid[None, :, None] - row[:, None, None]
+    dc = grid[None, None, :] - col[:, None, None]
+    r = radius[:, None, None]
+    inside = np.maximum(np.abs(dr), np.abs(dc)) <= r
+    masks = {
+        "square": inside,
+        "disk": dr ** 2 + dc ** 2 <= r ** 2,
+        "triangle": inside & (np.abs(dc) <= (dr + r) / 2),
+        "cross": inside & ((np.abs(dr) <= r / 3) | (np.abs(dc) <= r / 3)),
+    }
+    return np.select([label[:, None, None] == k for k in range(len(SHAPES))], [masks[s] for s in SHAPES], False)
+
+
+def shapes(cfg) -> Data:
+    """Four shape classes (``SHAPES``), balanced, at a random position and size with a random colour
+    per channel in [0.5, 1] on a black background, plus Gaussian pixel noise of std ``cfg.noise``;
+    standardized per channel with the training statistics. One seeded draw, train first."""
+    rng = np.random.default_rng(cfg.seed)
+    n, size = cfg.n_train + cfg.n_test, cfg.size
+    label = rng.permutation(np.arange(n) % len(SHAPES))
+    radius = rng.uniform(0.2, 0.4, size=n) * size
+    row, col = (rng.uniform(radius, size - 1 - radius) for _ in range(2))
+    colour = rng.uniform(0.5, 1.0, size=(n, cfg.channels))
+    images = shape_masks(label, row, col, radius, size)[:, None] * colour[:, :, None, None]
+    images = images + cfg.noise * rng.standard_normal(images.shape)
+    train, test = images[:cfg.n_train], images[cfg.n_train:]
+    mean = train.mean(axis=(0, 2, 3), keepdims=True)
+    std = train.std(axis=(0, 2, 3), keepdims=True)
+    std = np.where(std > 0, std, 1.0)
+    return Data(*tensors((train - mean) / std, label[:cfg.n_train]), *tensors((test - mean) / std, label[cfg.n_train:]),
+                kind="images", n_classes=len(SHAPES))
+
+
+LOADERS = {"digits": digits, "mnist": torchvision_set, "fashion_mnist": torchvision_set,
+           "cifar10": torchvision_set, "shapes": shapes}

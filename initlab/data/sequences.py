@@ -1,0 +1,110 @@
+"""Token-sequence sets (N, T) of int64 ids: ``majority`` (synthetic) and ``imdb`` (aclImdb files)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from initlab.data import files
+from initlab.data.tensors import Data
+
+PAD, UNK = 0, 1
+
+
+def _counts(tokens: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) occurrences of each token 0..k-1 in each row of ``tokens``."""
+    offsets = k * np.arange(len(tokens))[:, None]
+    return np.bincount((tokens + offsets).ravel(), minlength=k * len(tokens)).reshape(len(tokens), k)
+
+
+def majority_tokens(n: int, cfg, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` sequences of ``cfg.seq_len`` tokens whose label is the most frequent voting token.
+
+    Tokens 0..n_classes-1 vote, the others are distractors. Every sequence holds ``votes`` voting
+    tokens (all of seq_len when vocab_size == n_classes, else seq_len // 2 rounded up) at random
+    positions, drawn uniformly, and uniform distractors elsewhere. Draws whose largest count is
+    shared are redrawn, so every label is unique. Labels are balanced: sample i gets label
+    i % n_classes (then shuffled) by swapping that token with the winner.
+    """
+    k, length = cfg.n_classes, cfg.seq_len
+    votes = length if cfg.vocab_size == k else (length + 1) // 2
+    chosen = np.empty((0, votes), dtype=np.int64)
+    while len(chosen) < n:
+        draw = rng.integers(0, k, size=(2 * (n - len(chosen)) + 16, votes))
+        counts = _counts(draw, k)
+        unique = (counts == counts.max(axis=1, keepdims=True)).sum(axis=1) == 1
+        chosen = np.concatenate([chosen, draw[unique]])
+    chosen = chosen[:n]
+    winner = _counts(chosen, k).argmax(axis=1)
+    label = rng.permutation(np.arange(n) % k)
+    swapped = np.where(chosen == winner[:, None], label[:, None],
+                       np.where(chosen == label[:, None], winner[:, None], chosen))
+    tokens = rng.integers(k, cfg.vocab_size, size=(n, length)) if cfg.vocab_size > k else np.empty((n, length), np.int64)
+    positions = np.argsort(rng.random((n, length)), axis=1)[:, :votes]
+    np.put_along_axis(tokens, positions, swapped, axis=1)
+    return tokens.astype(np.int64), label
+
+
+def majority(cfg) -> Data:
+    rng = np.random.default_rng(cfg.seed)
+    x, y = majority_tokens(cfg.n_train + cfg.n_test, cfg, rng)
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    return Data(x[:cfg.n_train], y[:cfg.n_train], x[cfg.n_train:], y[cfg.n_train:], kind="sequences",
+                n_classes=cfg.n_classes, vocab_size=cfg.vocab_size)
+
+
+# --- IMDB ---------------------------------------------------------------------------------------
+IMDB_LABELS = ("neg", "pos")  # label 0, 1
+IMDB_LAYOUT = "aclImdb/{train,test}/{pos,neg}/*.txt"
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase, drop the reviews' ``<br />`` line breaks, split on anything but letters a-z."""
+    return re.findall(r"[a-z]+", text.lower().replace("<br />", " "))
+
+
+def build_vocabulary(texts: list[list[str]], size: int) -> dict[str, int]:
+    """The ``size`` - 2 most frequent tokens (ties: alphabetical) -> ids 2.. in that order; 0 is
+    padding (``PAD``), 1 unknown (``UNK``)."""
+    counts = Counter(token for text in texts for token in text)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size - 2]
+    return {token: i + 2 for i, (token, _) in enumerate(ranked)}
+
+
+def encode(texts: list[list[str]], vocabulary: dict[str, int], seq_len: int) -> torch.Tensor:
+    """(N, seq_len) int64 ids: each text's first ``seq_len`` tokens, then ``PAD`` up to ``seq_len``."""
+    out = torch.full((len(texts), seq_len), PAD, dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids = [vocabulary.get(token, UNK) for token in text[:seq_len]]
+        out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
+def _read_split(folder: Path) -> tuple[list[list[str]], torch.Tensor]:
+    texts, labels = [], []
+    for label, name in enumerate(IMDB_LABELS):
+        for path in sorted((folder / name).glob("*.txt")):
+            texts.append(tokenize(path.read_text(encoding="utf-8")))
+            labels.append(label)
+    return texts, torch.tensor(labels, dtype=torch.long)
+
+
+def imdb(cfg) -> Data:
+    """Maas et al.'s Large Movie Review Dataset from its aclImdb folders under ``cfg.root``; the
+    vocabulary comes from the training reviews (the validation split, when asked for, included)."""
+    root = files.resolved_root(cfg.root)
+    base = root / "aclImdb"
+    if not all(any((base / split / name).glob("*.txt")) for split in ("train", "test") for name in IMDB_LABELS):
+        raise files.missing("imdb", root, f"{IMDB_LAYOUT} (aclImdb_v1.tar.gz unpacked)")
+    train_texts, y_train = _read_split(base / "train")
+    test_texts, y_test = _read_split(base / "test")
+    vocabulary = build_vocabulary(train_texts, cfg.vocab_size)
+    return Data(encode(train_texts, vocabulary, cfg.seq_len), y_train, encode(test_texts, vocabulary, cfg.seq_len),
+                y_test, kind="sequences", n_classes=len(IMDB_LABELS), vocab_size=cfg.vocab_size)
+
+
+LOADERS = {"majority": majority, "imdb": imdb}

@@ -1,0 +1,92 @@
+"""``Data``, the whole-tensor dataset every loader returns, and the helpers loaders share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from initlab.config import ConfigError
+
+KINDS = ("vectors", "images", "sequences")
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class DatasetUnavailable(ConfigError):
+    """The dataset's files are missing and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class Data:
+    """Train/test (and optional validation) tensors, as models take them.
+
+    ``x`` is float32 (N, F) for ``kind="vectors"``, float32 (N, C, H, W) for ``"images"`` and
+    int64 token ids (N, T) for ``"sequences"`` (ids in [0, vocab_size)); ``y`` is int64 (N,).
+    ``augment``, when set, maps a training batch and a torch.Generator to an augmented batch of
+    the same shape on the batch's device (see ``initlab.data.augment``). ``n_classes`` defaults to
+    the largest label + 1.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_val: Optional[torch.Tensor] = None
+    y_val: Optional[torch.Tensor] = None
+    kind: str = "vectors"
+    n_classes: Optional[int] = None
+    vocab_size: Optional[int] = None
+    augment: Optional[Augment] = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Data.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.n_classes is None:
+            object.__setattr__(self, "n_classes", int(torch.cat([self.y_train, self.y_test]).max()) + 1)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: (F,), (C, H, W) or (T,)."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def n_features(self) -> int:
+        """prod(input_shape): the input width of a model that flattens."""
+        return math.prod(self.input_shape)
+
+    def to(self, device: torch.device) -> "Data":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+        return Data(**moved)
+
+
+def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+
+
+def standardized(x_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Per-feature standardization with the training statistics (constant features stay 0)."""
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return [(a - mean) / std for a in (x_train, *others)]
+
+
+def check_stratified_size(name: str, size: int, y: np.ndarray, what: str) -> None:
+    """A stratified split of ``y`` into ``size`` and the rest needs every class on both sides.
+
+    scikit-learn refuses fewer samples than classes on either side, or a class with one sample;
+    this says so up front, as a ConfigError naming the field, its value and the valid range.
+    """
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    n, k = len(y), len(counts)
+    if counts.min() < 2:
+        raise ConfigError(f"{name}={size} needs a stratified split, which needs 2 or more samples of every "
+                          f"class; the {n} {what} have a class with 1")
+    if not k <= size <= n - k:
+        raise ConfigError(f"{name} must be in [{k}, {n - k}] (a stratified split of {n} {what} in {k} "
+                          f"classes), got {size}")
