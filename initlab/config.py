@@ -406,14 +406,14 @@ class MLPConfig(ModelConfig):
 
 @dataclass
 class ResMLPConfig(MLPConfig):
-    """Input projection, (depth - 1) / 2 residual blocks of two Linear layers, output Linear."""
+    """A plain stem of 1 (odd depth) or 2 (even depth) Linear layers, (depth - 1) // 2 residual
+    blocks of two Linear layers, the output Linear: ``depth`` hidden Linear layers as in ``mlp``."""
 
     preact: bool = False
 
     def check_depth(self, depth: int) -> None:
-        _require(depth >= 3 and depth % 2 == 1,
-                 f"depth must be odd and >= 3 with model=resmlp (an input projection plus 2 Linear layers "
-                 f"per residual block: 3, 5, 7, ...), got {depth}")
+        _require(depth >= 3, f"depth must be >= 3 with model=resmlp (a stem of 1 or 2 Linear layers and at "
+                             f"least one residual block of 2), got {depth}")
 
 
 @dataclass

@@ -56,6 +56,7 @@ INITS: dict[str, Callable[[torch.Tensor, InitConfig], torch.Tensor]] = {
     "xavier_uniform": lambda w, c: nn.init.xavier_uniform_(w, gain=c.gain),
     "orthogonal": lambda w, c: nn.init.orthogonal_(w, gain=c.gain),
     "normal": lambda w, c: nn.init.normal_(w, 0.0, c.std),
+    "small_normal": lambda w, c: nn.init.normal_(w, 0.0, c.std),
     "trunc_normal": lambda w, c: nn.init.trunc_normal_(w, c.mean, c.std, c.a, c.b),
     "zero": lambda w, c: nn.init.zeros_(w),
     "torch_default": lambda w, c: nn.init.kaiming_uniform_(w, a=math.sqrt(5)),  # a Linear/Conv weight's

@@ -128,6 +128,14 @@ def check_fits(exp: ExperimentConfig, data_kind: str, input_shape: Optional[Shap
             raise ConfigError(f"model={name} does not fit dataset={dataset}, which gives {given}: {reason}")
 
 
+def check_config_fits(exp: ExperimentConfig) -> None:
+    """``check_fits`` on the data kind the dataset config declares (its ``kind``), before any data
+    is loaded; a dataset config without ``kind`` is checked after loading only."""
+    kind = getattr(exp.dataset, "kind", None)
+    if kind is not None:
+        check_fits(exp, getattr(kind, "value", kind))
+
+
 def build(exp: ExperimentConfig, inputs: Inputs) -> nn.Module:
     """The model ``exp.model`` describes for ``inputs`` (CPU, torch's default init; fit checked)."""
     check_fits(exp, inputs.kind, inputs.shape)
@@ -146,5 +154,5 @@ def theory_reason(exp: ExperimentConfig) -> Optional[str]:
     return MODELS[exp.model.name].theory_reason(exp.model)
 
 
-__all__ = ["MLP", "MODELS", "KINDS", "Inputs", "ModelChoice", "build", "build_model", "check_fits",
+__all__ = ["MLP", "MODELS", "KINDS", "Inputs", "ModelChoice", "build", "build_model", "check_config_fits", "check_fits",
            "theory_reason"]

@@ -1,12 +1,14 @@
 """Residual MLP with the plain MLP's weight layers, so depth studies compare like with like.
 
-``depth`` counts hidden Linear layers as ``mlp`` does: an input projection Linear(in, width) and
-(depth - 1) / 2 residual blocks of two Linear(width, width) each, then the output Linear. With the
-same width and norm it has exactly the plain MLP's parameters (one norm per hidden Linear too).
+``depth`` counts hidden Linear layers as ``mlp`` does: a plain stem of 1 (odd depth) or 2 (even
+depth) Linear layers, the first Linear(in, width), then (depth - 1) // 2 residual blocks of two
+Linear(width, width) each, then the output Linear. With the same width and norm it has exactly
+the plain MLP's parameters (one norm per hidden Linear too); depth >= 3 (one block at least).
 
-Post-activation blocks (He et al. 2016a): x -> act(x + norm(fc2(act(norm(fc1(x)))))), after a
-projection Linear -> norm -> act. Pre-activation blocks (He et al. 2016b, ``preact``):
-x -> x + fc2(act(norm(fc1(act(norm(x)))))), after a bare projection, with norm -> act before the
+Post-activation blocks (He et al. 2016, "Deep residual learning"):
+x -> act(x + norm(fc2(act(norm(fc1(x)))))), after a stem of Linear -> norm -> act layers.
+Pre-activation blocks (He et al. 2016, "Identity mappings", ``preact``):
+x -> x + fc2(act(norm(fc1(act(norm(x)))))), the stem's last Linear bare, norm -> act before the
 head. Images are flattened.
 """
 
@@ -29,6 +31,14 @@ def make_norm(norm: str, width: int) -> nn.Module:
     if norm == "layernorm":
         return nn.LayerNorm(width)
     return nn.Identity()
+
+
+def layout(depth: int) -> tuple[int, int]:
+    """(stem Linear layers, residual blocks) for ``depth`` hidden Linear layers (depth >= 3)."""
+    if depth < 3:
+        raise ValueError(f"ResMLP depth must be >= 3, got {depth}")
+    stem = 1 if depth % 2 else 2
+    return stem, (depth - stem) // 2
 
 
 class ResidualBlock(nn.Module):
@@ -56,30 +66,31 @@ class ResidualBlock(nn.Module):
 
 
 class ResMLP(nn.Module):
-    """Input projection, residual blocks, output Linear; (N, ...) inputs, (N, n_classes) logits."""
+    """Stem, residual blocks, output Linear; (N, ...) inputs, (N, n_classes) logits."""
 
     def __init__(self, in_features: int, n_classes: int, width: int, depth: int, activation: ActFactory,
                  norm: str = "none", preact: bool = False):
         super().__init__()
-        if depth < 3 or depth % 2 == 0:
-            raise ValueError(f"ResMLP depth must be odd and >= 3, got {depth}")
+        n_stem, n_blocks = layout(depth)
         self.preact = preact
-        self.proj = nn.Linear(in_features, width)
-        if not preact:
-            self.proj_norm = make_norm(norm, width)
-            self.proj_act = ActivationSite(activation(), weight="proj.weight")
+        self.stem = nn.ModuleList(nn.Linear(in_features if i == 0 else width, width) for i in range(n_stem))
+        n_acts = n_stem - 1 if preact else n_stem  # pre-activation: the blocks start with norm -> act
+        self.stem_norms = nn.ModuleList(make_norm(norm, width) for _ in range(n_acts))
+        self.stem_acts = nn.ModuleList(ActivationSite(activation(), weight=f"stem.{i}.weight") for i in range(n_acts))
         self.blocks = nn.ModuleList(ResidualBlock(f"blocks.{i}", width, norm, activation, preact)
-                                    for i in range((depth - 1) // 2))
-        if preact:  # the projection's norm and activation move to the end, before the head
+                                    for i in range(n_blocks))
+        if preact:
             self.final_norm = make_norm(norm, width)
             self.final_act = ActivationSite(activation())
         self.out = nn.Linear(width, n_classes)
         self.output = Site("output", weight="out.weight")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(x.flatten(1))
-        if not self.preact:
-            x = self.proj_act(self.proj_norm(x))
+        x = x.flatten(1)
+        for i, linear in enumerate(self.stem):
+            x = linear(x)
+            if i < len(self.stem_acts):
+                x = self.stem_acts[i](self.stem_norms[i](x))
         for block in self.blocks:
             x = block(x)
         if self.preact:
