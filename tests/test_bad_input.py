@@ -130,8 +130,8 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["dataset=moons", "dataset.noise=inf"], "dataset.noise must be finite and >= 0, got inf"),
     (["optimizer=adam", "optimizer.betas=[0.9,nan]"], "optimizer.betas must be 2 numbers, each in [0, 1), got [0.9, nan]"),
     (["seed=4294967296"], "seed must be in [0, 4294967295], got 4294967296"),
-    (["init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
-    (["init=normal", "init.sd=1"], "unknown init parameter(s) sd for init=normal; valid: std"),
+    (["init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode"),
+    (["init=normal", "init.sd=1"], "unknown init parameter(s) sd for init=normal; valid: apply_to, embedding, std"),
     (["dataset=blobs", "dataset.noise=0.1"], "unknown dataset parameter(s) noise for dataset=blobs; valid: "
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
@@ -150,8 +150,8 @@ def test_command_line_errors_are_one_line(args, line):
 
 TOP_KEYS = ("activation, batch_size, dataset, depth, device, epochs, init, jacobian_every, keep_checkpoint, model, "
             "optimizer, probe_size, resume, seed, threads")
-SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: factor, mode (Hydra composes a sweep's "
-              "base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
+SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_to, embedding, factor, mode "
+              "(Hydra composes a sweep's base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
               "++init.gain=...)")
 
 
@@ -159,16 +159,19 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: factor,
 @pytest.mark.parametrize("args,line", [
     (["foo=1", "epochs=1"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
     (["foo=1,2", "depth=1,2"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
-    (["init.factr=1,2"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+    (["init.factr=1,2"], "unknown init parameter(s) factr for init=he_normal; "
+                         "valid: apply_to, embedding, factor, mode"),
     (["seed=range(0,3)", "optimizer.lrr=0.1,1"], "unknown optimizer parameter(s) lrr for optimizer=sgd; valid: "
                                                  "lr, momentum, nesterov, weight_decay"),
     (["+foo=1", "epochs=1"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
     (["--multirun", "depth=1,2", "+epoch=3"], f"unknown key epoch; valid top-level keys: {TOP_KEYS}"),
     (["epochs=abc", "depth=1,2"], "epochs=abc: Value 'abc' of type 'str' could not be converted to Integer"),
-    (["init.factr=1", "depth=1,2"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+    (["init.factr=1", "depth=1,2"], "unknown init parameter(s) factr for init=he_normal; "
+                                    "valid: apply_to, embedding, factor, mode"),
     (["init=he_normal,orthogonal", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; "
-                                                    "valid: factor, mode"),
-    (["init=glob(he_*)", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+                                                    "valid: apply_to, embedding, factor, mode"),
+    (["init=glob(he_*)", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; "
+                                          "valid: apply_to, embedding, factor, mode"),
     (["init=orthogonal,xavier_normal", "init.gain=2"], SWEPT_GAIN),
     (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
     (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: factor, mode, name"),
