@@ -29,12 +29,14 @@ from test_config import schema_of
 
 
 def numeric_fields(schema: type) -> list[tuple[str, Range, str]]:
-    """(field, range, kind) for every field of ``schema`` that declares a range; kind: int, float, list."""
+    """(field, range, kind) for every field of ``schema`` that declares a range; kind: int, float,
+    float list, int list."""
     out = []
     for f in fields(schema):
         rng = f.metadata.get("range")
         if rng is not None:
-            out.append((f.name, rng, "list" if f.metadata.get("list") else "int" if rng.integer else "float"))
+            kind = "int" if rng.integer else "float"
+            out.append((f.name, rng, f"{kind} list" if f.metadata.get("list") else kind))
     return out
 
 
@@ -49,7 +51,7 @@ SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 0.5, 1.0 
 SPECIAL_INTS = [0, -1, 1, 2, 2**31 - 1, 2**31, SEED_MAX, SEED_MAX + 1, 2**63, -(2**63), 10**30]
 floats = st.one_of(st.sampled_from(SPECIAL_FLOATS), st.floats(allow_nan=True, allow_infinity=True))
 ints = st.one_of(st.sampled_from(SPECIAL_INTS), st.integers(-(2**70), 2**70))
-lists = st.lists(floats, max_size=4)
+lists = {"float list": st.lists(floats, max_size=4), "int list": st.lists(ints, max_size=4)}
 
 
 def render(value) -> str:
@@ -77,7 +79,7 @@ def check(base: tuple[str, ...], key: str, value) -> str | None:
     try:
         cfg = apply_override(base, f"{key}={render(value)}")
     except ValidationError as err:  # a float for an int field etc.: Hydra refuses it while composing
-        assert err.full_key == key
+        assert err.full_key == key or err.full_key.startswith(f"{key}["), err.full_key  # a list's item
         return str(err)
     try:
         to_experiment(cfg)
@@ -96,9 +98,9 @@ SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=N
 @SETTINGS
 @given(data=st.data())
 def test_every_numeric_field_is_refused_in_one_line_or_in_range(base, key, rng, kind, data):
-    value = data.draw({"float": floats, "int": ints, "list": lists}[kind], label=key)
+    value = data.draw({"float": floats, "int": ints, **lists}[kind], label=key)
     message = check(base, key, value)
-    values = value if kind == "list" else [value]
+    values = value if kind.endswith("list") else [value]
     in_range = len(values) > 0 and all(rng.contains(v) for v in values)
     if not in_range:  # NaN, inf and out-of-range values never pass
         assert message is not None, f"{key}={render(value)} was accepted"
@@ -110,8 +112,9 @@ def test_the_walk_covers_every_group_and_kind():
             "optimizer.betas", "optimizer.eps", "optimizer.alpha", "optimizer.momentum", "dataset.noise",
             "dataset.cluster_std", "dataset.seed", "dataset.split_seed", "dataset.val_size", "dataset.mean",
             "dataset.std", "activation.negative_slope", "activation.alpha", "model.width", "model.bias_std",
+            "model.channels", "model.d_model", "model.nhead", "model.dim_feedforward", "model.dropout",
             "depth", "seed", "threads", "probe_size", "batch_size", "epochs", "jacobian_every"} <= keys
-    assert {kind for *_, kind in FIELDS} == {"int", "float", "list"}
+    assert {kind for *_, kind in FIELDS} == {"int", "float", "float list", "int list"}
 
 
 @pytest.mark.parametrize("base,key,rng,kind", [f for f in FIELDS if f[3] == "float"],
@@ -226,8 +229,8 @@ def test_accepted_values_run_without_a_traceback(tmp_path_factory, data):
     """Small and boundary values of any field: refused in one line, or a tiny job that completes."""
     base, key, rng, kind = data.draw(st.sampled_from(RUNNABLE), label="field")
     small_floats = st.one_of(st.sampled_from([math.nan, math.inf, 0.0, 1.0 - 1e-9]), st.floats(-3, 3))
-    value = data.draw({"float": small_floats, "int": st.integers(-2, 40), "list": st.lists(small_floats, max_size=3)}[kind],
-                      label="value")
+    value = data.draw({"float": small_floats, "int": st.integers(-2, 40), "float list": st.lists(small_floats, max_size=3),
+                       "int list": st.lists(st.integers(-2, 40), max_size=3)}[kind], label="value")
     job = tmp_path_factory.mktemp("job")
     overrides = dict(TINY, **{"dataset.root": str(job / "no_data")})
     overrides[key] = render(value)
