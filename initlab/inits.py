@@ -59,11 +59,14 @@ INITS: dict[str, Callable[[torch.Tensor, InitConfig], torch.Tensor]] = {
     "small_normal": lambda w, c: nn.init.normal_(w, 0.0, c.std),
     "trunc_normal": lambda w, c: nn.init.trunc_normal_(w, c.mean, c.std, c.a, c.b),
     "zero": lambda w, c: nn.init.zeros_(w),
-    "torch_default": lambda w, c: nn.init.kaiming_uniform_(w, a=math.sqrt(5)),  # a Linear/Conv weight's
+    "torch_default": lambda w, c: nn.init.kaiming_uniform_(w, a=math.sqrt(5)),  # as a Linear/Conv; see torch_default
 }
 
 
-def weighted_layers(model: nn.Module, embedding: bool) -> list[tuple[str, nn.Module, torch.Tensor, Optional[torch.Tensor]]]:
+Weighted = tuple[str, nn.Module, torch.Tensor, Optional[torch.Tensor]]  # name, layer, weight, bias
+
+
+def weighted_layers(model: nn.Module, embedding: bool) -> list[Weighted]:
     """(module name, module, weight, bias or None) of every layer an init fills, in module order:
     Linear, Conv, MultiheadAttention's in_proj (when it has one), Embedding if ``embedding``."""
     out = []
