@@ -125,8 +125,8 @@ def test_resnet18_sites_have_pre_activations_and_replace_every_relu():
     for name in ("act", "layer1.0.act1", "layer3.1.act2", "layer4.1.act2"):
         assert (taps[name].pre < 0).any(), f"{name} sees the pre-activation h, not relu(h)"
         torch.testing.assert_close(taps[name].post, taps[name].pre.clamp(min=0))
-    assert not any(isinstance(m, nn.ReLU) for name, m in model.named_modules()
-                   if not isinstance(m, nn.ReLU) or not name.endswith(".activation")), "a ReLU outside a site"
+    relus = {name for name, m in model.named_modules() if isinstance(m, nn.ReLU)}
+    assert relus == {f"{name}.activation" for name, m in sites(model).items() if isinstance(m, ActivationSite)}
     assert taps["output"].post.shape == (2, 10)
 
 
