@@ -379,6 +379,7 @@ class ModelConfig(Checked):
     """Fields every model has: the bias init of every Linear/Conv (initlab.inits)."""
 
     PREFIX: ClassVar[str] = "model."
+    EMBEDDINGS: ClassVar[bool] = False  # whether the model has nn.Embedding layers (init.embedding acts)
     name: str = MISSING
     bias_init: BiasInit = MISSING
     bias_std: float = number(ge=0)
@@ -441,6 +442,8 @@ class ResNet18Config(ModelConfig):
 class TransformerConfig(ModelConfig):
     """``depth`` encoder layers of torch.nn.TransformerEncoderLayer."""
 
+    EMBEDDINGS: ClassVar[bool] = True
+
     d_model: int = number(gt=0, integer=True)
     nhead: int = number(gt=0, integer=True)
     dim_feedforward: int = number(gt=0, integer=True)
@@ -473,6 +476,10 @@ class ExperimentConfig(Checked):
 
     def check(self) -> None:
         self.model.check_depth(self.depth)
+        with_embeddings = [name for name, schema in SCHEMAS["model"].items() if schema.EMBEDDINGS]
+        _require(not self.init.embedding or self.model.EMBEDDINGS,
+                 f"init.embedding=true changes nothing with model={self.model.name} (no embedding layers); "
+                 f"models with embeddings: {', '.join(with_embeddings)}")
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

@@ -126,6 +126,8 @@ RANGE_ERRORS = [
     (["model=transformer", "model.nhead=3"], r"^model.d_model must be a multiple of model.nhead \(3\), got 64$"),
     (["model=transformer", "model.dropout=1"], r"model.dropout must be in \[0, 1\), got 1"),
     (["model=transformer", "model.d_model=0"], r"model.d_model must be > 0, got 0"),
+    (["init.embedding=true"], r"^init.embedding=true changes nothing with model=mlp \(no embedding layers\); "
+                              r"models with embeddings: transformer$"),
     (["optimizer.lr=-0.1"], r"optimizer.lr must be finite and > 0, got -0.1"),
     (["optimizer.lr=inf"], r"optimizer.lr must be finite and > 0, got inf"),
     (["optimizer.weight_decay=-1"], r"optimizer.weight_decay must be finite and >= 0, got -1"),

@@ -94,7 +94,9 @@ FIELDS = [(group, choice, f"{group}.{f.name}") for group in GROUPS for choice in
 
 @functools.lru_cache(maxsize=None)
 def composed(group: str, choice: str) -> DictConfig:
-    return compose_config(f"{group}={choice}", *BASE.get(choice, []))
+    """``group=choice`` on the defaults; inits with model=transformer, which has every kind of weight."""
+    model = ["model=transformer"] if group == "init" else []
+    return compose_config(f"{group}={choice}", *model, *BASE.get(choice, []))
 
 
 def configure(group: str, choice: str, overrides: list[str]):
