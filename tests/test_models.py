@@ -18,7 +18,7 @@ from initlab.config import ConfigError, to_experiment
 from initlab.models import MODELS, Inputs, build, check_config_fits, check_fits, theory_reason
 from initlab.models.cnn import stage_depths
 from initlab.models.resmlp import layout
-from initlab.models.sites import ActivationSite, Site, probing, sites
+from initlab.models.sites import ActivationSite, probing, sites
 
 VECTORS, IMAGES = Inputs("vectors", (10,), 3), Inputs("images", (1, 8, 8), 3)
 CIFAR, TOKENS = Inputs("images", (3, 32, 32), 10), Inputs("sequences", (12,), 4, vocab_size=20)
