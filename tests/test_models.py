@@ -84,6 +84,20 @@ def test_every_site_runs_once_per_pass_and_names_real_weights(case):
             torch.testing.assert_close(tap.post, sites(model)[tap.site].activation(tap.pre))
 
 
+@pytest.mark.parametrize("case", ["resmlp-even-preact", "cnn-residual", "transformer"])
+def test_every_site_gets_its_backward_signal(case):
+    """delta = dL/dh at every site, through the zero shifts of one probe pass: every site lies on
+    the path to the loss, and delta has h's shape."""
+    overrides, inputs = CASES[case]
+    model = build(experiment(*overrides), inputs)
+    x = batch(inputs, n=4)
+    with probing(model, shifts=True) as p:
+        loss = nn.functional.cross_entropy(model(x), torch.arange(4) % inputs.n_classes)
+    deltas = torch.autograd.grad(loss, [t.shift for t in p.taps.values()])
+    for tap, delta in zip(p.taps.values(), deltas):
+        assert delta.shape == tap.pre.shape and delta.abs().sum() > 0, tap.site
+
+
 def test_resmlp_sites_in_forward_order_and_layer_numbering_as_mlp():
     exp = experiment("model=resmlp", "depth=6")
     taps = probe(build(exp, VECTORS), batch(VECTORS))
