@@ -155,7 +155,7 @@ def test_apply_to_head_fills_only_the_output_layer(model, inputs, head):
 def test_torch_default_embedding_and_attention():
     """nn.Embedding draws N(0, 1); MultiheadAttention's stacked q/k/v projection xavier_uniform_."""
     model = Transformer(11, 5, 3, 1, nn.ReLU, d_model=8, nhead=2, dim_feedforward=12)
-    exp = experiment("init=torch_default", "init.embedding=true")
+    exp = experiment("model=transformer", "init=torch_default", "init.embedding=true")
     torch.manual_seed(5)
     initialize(model, exp.init, exp.model)
     torch.manual_seed(5)
