@@ -177,7 +177,7 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
                                           "valid: apply_to, embedding, factor, mode"),
     (["init=orthogonal,xavier_normal", "init.gain=2"], SWEPT_GAIN),
     (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
-    (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: factor, mode, name"),
+    (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: apply_to, embedding, factor, mode, name"),
     (["init=nope", "depth=1,2"], "unknown init 'nope'; valid: " + ", ".join(group_choices("init"))),
     (["activation=glob(zz*)"], "activation=glob(zz*) matches no activation; valid: "
                                + ", ".join(group_choices("activation"))),
