@@ -3,7 +3,8 @@
 Hydra reports its own composition errors (unknown key, unknown choice, badly typed value) in
 several lines and exits with 1 from inside ``hydra.main``. For a single run (no ``-m``, no flags)
 ``check_single_run`` composes the config with Hydra's compose API first, with the same overrides,
-and turns any composition error or ``ConfigError`` into one line naming the key and what is valid;
+and turns any composition error or ``ConfigError`` (a value out of range, a model that does not fit
+the dataset's kind of data) into one line naming the key and what is valid;
 only a config that passes reaches ``hydra.main``, so no run folder is created for bad input.
 
 For a sweep (``-m``) Hydra first composes one base config from the overrides, sweep overrides left
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from initlab.config import SCHEMAS, ConfigError, register_configs, reject_unknown_top_level_keys, to_experiment
+from initlab.models import check_config_fits
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -136,7 +138,7 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
         with open_dict(cfg):
             del cfg["hydra"]
         try:
-            to_experiment(cfg)
+            check_config_fits(to_experiment(cfg))
         except ConfigError as err:
             return str(err)
     return None

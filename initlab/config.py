@@ -136,12 +136,23 @@ class FanMode(str, Enum):
 class BiasInit(str, Enum):
     zeros = "zeros"
     normal = "normal"
+    torch_default = "torch_default"  # U(+-1/sqrt(fan_in)), what nn.Linear/nn.Conv2d draw when built
 
 
 class Norm(str, Enum):
     none = "none"
     batchnorm = "batchnorm"
     layernorm = "layernorm"
+
+
+class ConvNorm(str, Enum):
+    none = "none"
+    batchnorm = "batchnorm"
+
+
+class ApplyTo(str, Enum):
+    all = "all"    # every Linear/Conv weight (and Embedding with init.embedding=true)
+    head = "head"  # only the output layer (the weight the model's output site names)
 
 
 class Device(str, Enum):
@@ -179,8 +190,13 @@ class GELUConfig(ActivationConfig):
 # --- init -------------------------------------------------------------------------------------
 @dataclass
 class InitConfig(Checked):
+    """Fields every init has: which layers it fills (``apply_to``) and whether Embedding weights
+    count (``embedding``; off: embeddings keep torch's N(0, 1))."""
+
     PREFIX: ClassVar[str] = "init."
     name: str = MISSING
+    apply_to: ApplyTo = ApplyTo.all
+    embedding: bool = False
 
 
 @dataclass
@@ -429,23 +445,89 @@ class AdamConfig(OptimizerConfig):
 
 
 # --- model and experiment ---------------------------------------------------------------------
+MODELS = ("mlp", "resmlp", "cnn", "resnet18", "transformer")  # initlab.models.MODELS builds them
+
+
 @dataclass
 class ModelConfig(Checked):
+    """Fields every model has: the bias init of every Linear/Conv (initlab.inits)."""
+
     PREFIX: ClassVar[str] = "model."
+    EMBEDDINGS: ClassVar[bool] = False  # whether the model has nn.Embedding layers (init.embedding acts)
     name: str = MISSING
-    width: int = number(gt=0, integer=True)
     bias_init: BiasInit = MISSING
     bias_std: float = number(ge=0)
-    norm: Norm = Norm.none  # between each hidden Linear and its activation
 
     def check(self) -> None:
-        _require(self.name == "mlp", f"model must be one of mlp, got {self.name!r}")
+        _require(self.name in MODELS, f"model must be one of {', '.join(MODELS)}, got {self.name!r}")
         if self.bias_init == BiasInit.normal:
             _require(self.bias_std > 0, f"model.bias_std (with model.bias_init=normal) must be > 0, "
                                         f"got {self.bias_std}")
         else:  # a value that would change nothing is refused rather than ignored
-            _require(self.bias_std == 0, f"model.bias_std must be 0 with model.bias_init=zeros (set "
-                                         f"model.bias_init=normal to use it), got {self.bias_std}")
+            _require(self.bias_std == 0, f"model.bias_std must be 0 with model.bias_init={self.bias_init.value} "
+                                         f"(set model.bias_init=normal to use it), got {self.bias_std}")
+
+    def check_depth(self, depth: int) -> None:
+        """Relations between the top-level ``depth`` and this model's fields (ConfigError)."""
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    """``depth`` hidden Linear(width) [-> norm] -> activation blocks, then the output Linear."""
+
+    width: int = number(gt=0, integer=True)
+    norm: Norm = Norm.none
+
+
+@dataclass
+class ResMLPConfig(MLPConfig):
+    """A plain stem of 1 (odd depth) or 2 (even depth) Linear layers, (depth - 1) // 2 residual
+    blocks of two Linear layers, the output Linear: ``depth`` hidden Linear layers as in ``mlp``."""
+
+    preact: bool = False
+
+    def check_depth(self, depth: int) -> None:
+        _require(depth >= 3, f"depth must be >= 3 with model=resmlp (a stem of 1 or 2 Linear layers and at "
+                             f"least one residual block of 2), got {depth}")
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    """``depth`` 3x3 conv layers spread over ``len(channels)`` stages (max-pool between stages)."""
+
+    channels: list[int] = numbers(gt=0, integer=True)
+    norm: ConvNorm = ConvNorm.none
+    residual: bool = False
+
+    def check_depth(self, depth: int) -> None:
+        stages = len(self.channels)
+        _require(depth >= stages, f"depth must be >= {stages} with model=cnn (one conv layer per stage of "
+                                  f"model.channels={list(self.channels)} at least), got {depth}")
+
+
+@dataclass
+class ResNet18Config(ModelConfig):
+    """torchvision's ResNet-18; its depth is fixed (the top-level ``depth`` is not used)."""
+
+    cifar_stem: bool = True
+
+
+@dataclass
+class TransformerConfig(ModelConfig):
+    """``depth`` encoder layers of torch.nn.TransformerEncoderLayer."""
+
+    EMBEDDINGS: ClassVar[bool] = True
+
+    d_model: int = number(gt=0, integer=True)
+    nhead: int = number(gt=0, integer=True)
+    dim_feedforward: int = number(gt=0, integer=True)
+    norm_first: bool = False
+    dropout: float = number(0.0, ge=0, lt=1)
+
+    def check(self) -> None:
+        super().check()
+        _require(self.d_model % self.nhead == 0, f"model.d_model must be a multiple of model.nhead "
+                                                 f"({self.nhead}), got {self.d_model}")
 
 
 @dataclass
@@ -466,6 +548,13 @@ class ExperimentConfig(Checked):
     keep_checkpoint: bool = False
     jacobian_every: int = number(0, ge=0, integer=True)
 
+    def check(self) -> None:
+        self.model.check_depth(self.depth)
+        with_embeddings = [name for name, schema in SCHEMAS["model"].items() if schema.EMBEDDINGS]
+        _require(not self.init.embedding or self.model.EMBEDDINGS,
+                 f"init.embedding=true changes nothing with model={self.model.name} (no embedding layers); "
+                 f"models with embeddings: {', '.join(with_embeddings)}")
+
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "activation": {"base": ActivationConfig, "leaky_relu": LeakyReLUConfig, "elu": ELUConfig,
@@ -476,7 +565,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
                 "blobs": BlobsConfig, "circles": CirclesConfig, "spiral": SpiralConfig, "shapes": ShapesConfig,
                 "majority": MajorityConfig, "imdb": ImdbConfig},
     "optimizer": {"sgd": SGDConfig, "rmsprop": RMSpropConfig, "adam": AdamConfig},
-    "model": {"mlp": ModelConfig},
+    "model": {"mlp": MLPConfig, "resmlp": ResMLPConfig, "cnn": CNNConfig, "resnet18": ResNet18Config,
+              "transformer": TransformerConfig},
 }
 
 

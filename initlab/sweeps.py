@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from initlab.config import ConfigError, to_experiment
+from initlab.models import check_config_fits
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 NAME_MAX = 255  # bytes in one path component on Linux/macOS file systems (ext4, xfs, btrfs, APFS)
@@ -74,7 +75,8 @@ def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
 
 
 def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
-    """Compose every job's config as the launcher will and validate it with ``to_experiment``.
+    """Compose every job's config as the launcher will and validate it with ``to_experiment`` (and
+    ``initlab.models.check_config_fits``: the model against the dataset's kind of data).
 
     Composing is Hydra's slow part (0.1-0.2 s a job), and in a grid most jobs share their config
     group choices: the groups are composed once per distinct choice (``load_sweep_config``), then
@@ -96,7 +98,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
                 composed[groups] = _compose(loader, config, list(groups))
             job_cfg = copy.deepcopy(composed[groups])
             ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
-            to_experiment(job_cfg)
+            check_config_fits(to_experiment(job_cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             raise ConfigError(f"job {' '.join(overrides)}: {_one_line(err)}") from err
 

@@ -29,12 +29,14 @@ from test_config import schema_of
 
 
 def numeric_fields(schema: type) -> list[tuple[str, Range, str]]:
-    """(field, range, kind) for every field of ``schema`` that declares a range; kind: int, float, list."""
+    """(field, range, kind) for every field of ``schema`` that declares a range; kind: int, float,
+    float list, int list."""
     out = []
     for f in fields(schema):
         rng = f.metadata.get("range")
         if rng is not None:
-            out.append((f.name, rng, "list" if f.metadata.get("list") else "int" if rng.integer else "float"))
+            kind = "int" if rng.integer else "float"
+            out.append((f.name, rng, f"{kind} list" if f.metadata.get("list") else kind))
     return out
 
 
@@ -49,7 +51,7 @@ SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 0.5, 1.0 
 SPECIAL_INTS = [0, -1, 1, 2, 2**31 - 1, 2**31, SEED_MAX, SEED_MAX + 1, 2**63, -(2**63), 10**30]
 floats = st.one_of(st.sampled_from(SPECIAL_FLOATS), st.floats(allow_nan=True, allow_infinity=True))
 ints = st.one_of(st.sampled_from(SPECIAL_INTS), st.integers(-(2**70), 2**70))
-lists = st.lists(floats, max_size=4)
+lists = {"float list": st.lists(floats, max_size=4), "int list": st.lists(ints, max_size=4)}
 
 
 def render(value) -> str:
@@ -77,7 +79,7 @@ def check(base: tuple[str, ...], key: str, value) -> str | None:
     try:
         cfg = apply_override(base, f"{key}={render(value)}")
     except ValidationError as err:  # a float for an int field etc.: Hydra refuses it while composing
-        assert err.full_key == key
+        assert err.full_key == key or err.full_key.startswith(f"{key}["), err.full_key  # a list's item
         return str(err)
     try:
         to_experiment(cfg)
@@ -96,9 +98,9 @@ SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=N
 @SETTINGS
 @given(data=st.data())
 def test_every_numeric_field_is_refused_in_one_line_or_in_range(base, key, rng, kind, data):
-    value = data.draw({"float": floats, "int": ints, "list": lists}[kind], label=key)
+    value = data.draw({"float": floats, "int": ints, **lists}[kind], label=key)
     message = check(base, key, value)
-    values = value if kind == "list" else [value]
+    values = value if kind.endswith("list") else [value]
     in_range = len(values) > 0 and all(rng.contains(v) for v in values)
     if not in_range:  # NaN, inf and out-of-range values never pass
         assert message is not None, f"{key}={render(value)} was accepted"
@@ -110,8 +112,9 @@ def test_the_walk_covers_every_group_and_kind():
             "optimizer.betas", "optimizer.eps", "optimizer.alpha", "optimizer.momentum", "dataset.noise",
             "dataset.cluster_std", "dataset.seed", "dataset.split_seed", "dataset.val_size", "dataset.mean",
             "dataset.std", "activation.negative_slope", "activation.alpha", "model.width", "model.bias_std",
+            "model.channels", "model.d_model", "model.nhead", "model.dim_feedforward", "model.dropout",
             "depth", "seed", "threads", "probe_size", "batch_size", "epochs", "jacobian_every"} <= keys
-    assert {kind for *_, kind in FIELDS} == {"int", "float", "list"}
+    assert {kind for *_, kind in FIELDS} == {"int", "float", "float list", "int list"}
 
 
 @pytest.mark.parametrize("base,key,rng,kind", [f for f in FIELDS if f[3] == "float"],
@@ -130,8 +133,8 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["dataset=moons", "dataset.noise=inf"], "dataset.noise must be finite and >= 0, got inf"),
     (["optimizer=adam", "optimizer.betas=[0.9,nan]"], "optimizer.betas must be 2 numbers, each in [0, 1), got [0.9, nan]"),
     (["seed=4294967296"], "seed must be in [0, 4294967295], got 4294967296"),
-    (["init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
-    (["init=normal", "init.sd=1"], "unknown init parameter(s) sd for init=normal; valid: std"),
+    (["init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode"),
+    (["init=normal", "init.sd=1"], "unknown init parameter(s) sd for init=normal; valid: apply_to, embedding, std"),
     (["dataset=blobs", "dataset.noise=0.1"], "unknown dataset parameter(s) noise for dataset=blobs; valid: "
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
@@ -150,8 +153,8 @@ def test_command_line_errors_are_one_line(args, line):
 
 TOP_KEYS = ("activation, batch_size, dataset, depth, device, epochs, init, jacobian_every, keep_checkpoint, model, "
             "optimizer, probe_size, resume, seed, threads")
-SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: factor, mode (Hydra composes a sweep's "
-              "base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
+SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_to, embedding, factor, mode "
+              "(Hydra composes a sweep's base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
               "++init.gain=...)")
 
 
@@ -159,19 +162,22 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: factor,
 @pytest.mark.parametrize("args,line", [
     (["foo=1", "epochs=1"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
     (["foo=1,2", "depth=1,2"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
-    (["init.factr=1,2"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+    (["init.factr=1,2"], "unknown init parameter(s) factr for init=he_normal; "
+                         "valid: apply_to, embedding, factor, mode"),
     (["seed=range(0,3)", "optimizer.lrr=0.1,1"], "unknown optimizer parameter(s) lrr for optimizer=sgd; valid: "
                                                  "lr, momentum, nesterov, weight_decay"),
     (["+foo=1", "epochs=1"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
     (["--multirun", "depth=1,2", "+epoch=3"], f"unknown key epoch; valid top-level keys: {TOP_KEYS}"),
     (["epochs=abc", "depth=1,2"], "epochs=abc: Value 'abc' of type 'str' could not be converted to Integer"),
-    (["init.factr=1", "depth=1,2"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+    (["init.factr=1", "depth=1,2"], "unknown init parameter(s) factr for init=he_normal; "
+                                    "valid: apply_to, embedding, factor, mode"),
     (["init=he_normal,orthogonal", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; "
-                                                    "valid: factor, mode"),
-    (["init=glob(he_*)", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: factor, mode"),
+                                                    "valid: apply_to, embedding, factor, mode"),
+    (["init=glob(he_*)", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; "
+                                          "valid: apply_to, embedding, factor, mode"),
     (["init=orthogonal,xavier_normal", "init.gain=2"], SWEPT_GAIN),
     (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
-    (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: factor, mode, name"),
+    (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: apply_to, embedding, factor, mode, name"),
     (["init=nope", "depth=1,2"], "unknown init 'nope'; valid: " + ", ".join(group_choices("init"))),
     (["activation=glob(zz*)"], "activation=glob(zz*) matches no activation; valid: "
                                + ", ".join(group_choices("activation"))),
@@ -223,8 +229,8 @@ def test_accepted_values_run_without_a_traceback(tmp_path_factory, data):
     """Small and boundary values of any field: refused in one line, or a tiny job that completes."""
     base, key, rng, kind = data.draw(st.sampled_from(RUNNABLE), label="field")
     small_floats = st.one_of(st.sampled_from([math.nan, math.inf, 0.0, 1.0 - 1e-9]), st.floats(-3, 3))
-    value = data.draw({"float": small_floats, "int": st.integers(-2, 40), "list": st.lists(small_floats, max_size=3)}[kind],
-                      label="value")
+    value = data.draw({"float": small_floats, "int": st.integers(-2, 40), "float list": st.lists(small_floats, max_size=3),
+                       "int list": st.lists(st.integers(-2, 40), max_size=3)}[kind], label="value")
     job = tmp_path_factory.mktemp("job")
     overrides = dict(TINY, **{"dataset.root": str(job / "no_data")})
     overrides[key] = render(value)

@@ -18,7 +18,11 @@ from initlab.config import SCHEMAS, ConfigError, ExperimentConfig, to_experiment
 from initlab.data import LOADERS
 from initlab.inits import INITS, initialize
 from initlab.train.loop import build_optimizer
-from initlab.models import MLP
+from initlab.models import MLP, MODELS, Inputs, build
+
+# a small input of each kind of data, for building any model
+INPUTS = {"vectors": Inputs("vectors", (5,), 3), "images": Inputs("images", (1, 8, 8), 3),
+          "sequences": Inputs("sequences", (6,), 3, vocab_size=11)}
 
 ALL_CHOICES = [(group, choice) for group in GROUPS for choice in group_choices(group)]
 
@@ -78,10 +82,13 @@ def test_every_choice_composes_and_converts(group, choice):
             assert group0["momentum"] == node.momentum
         if hasattr(node, "betas"):
             assert tuple(group0["betas"]) == tuple(node.betas)
-    elif group == "model":  # the width reaches every hidden layer of the built model
-        model = MLP(5, 3, node.width, 2, nn.ReLU())
-        assert [tuple(l.weight.shape) for l in model.linears] == [(node.width, 5), (node.width, node.width),
-                                                                  (3, node.width)]
+    elif group == "model":  # the registry builds it for each kind of data it accepts: logits per class
+        assert MODELS[choice].accepts
+        for kind in MODELS[choice].accepts:
+            inputs = INPUTS[kind]
+            model = build(exp, inputs)
+            x = torch.randint(0, 11, (2, *inputs.shape)) if kind == "sequences" else torch.randn(2, *inputs.shape)
+            assert model(x).shape == (2, 3)
 
 
 def test_choice_parameters_are_typed():
@@ -107,6 +114,20 @@ RANGE_ERRORS = [
     (["model.width=0"], r"model.width must be > 0, got 0"),
     (["model.bias_init=normal", "model.bias_std=0"], r"model.bias_std .* must be > 0, got 0"),
     (["model.bias_std=0.5"], r"model.bias_std must be 0 with model.bias_init=zeros .*, got 0.5"),
+    (["model.bias_init=torch_default", "model.bias_std=0.5"],
+     r"model.bias_std must be 0 with model.bias_init=torch_default .*, got 0.5"),
+    (["model=resmlp", "depth=2"], r"^depth must be >= 3 with model=resmlp \(a stem of 1 or 2 Linear layers and at least "
+                                  r"one residual block of 2\), got 2$"),
+    (["model=resmlp", "model.width=0"], r"model.width must be > 0, got 0"),
+    (["model=cnn", "depth=2"], r"^depth must be >= 3 with model=cnn \(one conv layer per stage of "
+                               r"model.channels=\[16, 32, 64\] at least\), got 2$"),
+    (["model=cnn", "model.channels=[8,0]"], r"model.channels must be numbers, each > 0, got \[8, 0\]"),
+    (["model=cnn", "model.channels=[]"], r"model.channels must be numbers, each > 0, got \[\]"),
+    (["model=transformer", "model.nhead=3"], r"^model.d_model must be a multiple of model.nhead \(3\), got 64$"),
+    (["model=transformer", "model.dropout=1"], r"model.dropout must be in \[0, 1\), got 1"),
+    (["model=transformer", "model.d_model=0"], r"model.d_model must be > 0, got 0"),
+    (["init.embedding=true"], r"^init.embedding=true changes nothing with model=mlp \(no embedding layers\); "
+                              r"models with embeddings: transformer$"),
     (["optimizer.lr=-0.1"], r"optimizer.lr must be finite and > 0, got -0.1"),
     (["optimizer.lr=inf"], r"optimizer.lr must be finite and > 0, got inf"),
     (["optimizer.weight_decay=-1"], r"optimizer.weight_decay must be finite and >= 0, got -1"),
@@ -146,7 +167,7 @@ RANGE_ERRORS = [
     (["dataset=cifar10", "dataset.std=[0.2,0,0.2]"], r"dataset.std must be numbers, each finite and > 0, got \[0.2, 0.0, 0.2\]"),
     (["dataset=mnist", "dataset.mean=[inf]"], r"dataset.mean must be numbers, each finite, got \[inf\]"),
     (["dataset=spiral", "dataset.n_train=0"], r"dataset.n_train must be > 0, got 0"),
-    (["+init.factr=2"], r"unknown init parameter\(s\) factr for init=he_normal; valid: factor, mode"),
+    (["+init.factr=2"], r"unknown init parameter\(s\) factr for init=he_normal; valid: apply_to, embedding, factor, mode"),
     (["+activation.slope=2"], r"unknown activation parameter\(s\) slope for activation=relu; valid: $"),
     (["+optimizer.beta=0.9"], r"unknown optimizer parameter\(s\) beta for optimizer=sgd; valid: lr, momentum, "
                               r"nesterov, weight_decay"),
@@ -171,7 +192,9 @@ def test_out_of_range_values_raise_one_line_config_errors(overrides, message):
     (["init.factr=2"], r"Key 'factr' not in 'VarianceScalingConfig'"),
     (["init.mode=fan_x"], r"Invalid value 'fan_x', expected one of \[fan_in, fan_out\]"),
     (["depth=three"], r"Value 'three' of type 'str' could not be converted to Integer"),
-    (["model.bias_init=uniform"], r"Invalid value 'uniform', expected one of \[zeros, normal\]"),
+    (["model.bias_init=uniform"], r"Invalid value 'uniform', expected one of \[zeros, normal, torch_default\]"),
+    (["init.apply_to=tail"], r"Invalid value 'tail', expected one of \[all, head\]"),
+    (["model=cnn", "model.norm=layernorm"], r"Invalid value 'layernorm', expected one of \[none, batchnorm\]"),
     (["device=tpu"], r"Invalid value 'tpu', expected one of \[auto, cpu, cuda\]"),
     (["activation=swish"], r"Could not find 'activation/swish'"),
 ])

@@ -27,8 +27,9 @@ from initlab.config import ConfigError, to_experiment
 from initlab.data import load_data
 from initlab.inits import initialize
 from initlab.train.loop import build_optimizer
-from initlab.models import MLP
-from test_config import schema_of
+from initlab.models import MODELS, build
+from initlab.models.transformer import Transformer
+from test_config import INPUTS, schema_of
 from test_data import make_cifar_like, make_mnist_like
 from test_sequences import make_imdb_like
 
@@ -77,7 +78,19 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "optimizer.alpha": ([], ["optimizer.alpha=0.5"]),
     "optimizer.eps": ([], ["optimizer.eps=0.1"]),
     "optimizer.betas": ([], ["optimizer.betas=[0.5,0.6]"]),
+    "init.apply_to": ([], ["init.apply_to=head"]),
+    "init.embedding": ([], ["init.embedding=true"]),
     "model.width": ([], ["model.width=16"]),
+    "model.norm": ([], ["model.norm=batchnorm"]),
+    "model.preact": ([], ["model.preact=true"]),
+    "model.channels": ([], ["model.channels=[8,16]"]),
+    "model.residual": ([], ["model.residual=true"]),
+    "model.cifar_stem": ([], ["model.cifar_stem=false"]),
+    "model.d_model": ([], ["model.d_model=32"]),
+    "model.nhead": ([], ["model.nhead=2"]),
+    "model.dim_feedforward": ([], ["model.dim_feedforward=64"]),
+    "model.norm_first": ([], ["model.norm_first=true"]),
+    "model.dropout": ([], ["model.dropout=0.5"]),
     "model.bias_init": ([], ["model.bias_init=normal", "model.bias_std=0.1"]),
     "model.bias_std": (["model.bias_init=normal", "model.bias_std=0.1"], ["model.bias_std=0.3"]),
     "model.norm": ([], ["model.norm=layernorm"]),
@@ -89,7 +102,9 @@ FIELDS = [(group, choice, f"{group}.{f.name}") for group in GROUPS for choice in
 
 @functools.lru_cache(maxsize=None)
 def composed(group: str, choice: str) -> DictConfig:
-    return compose_config(f"{group}={choice}", *BASE.get(choice, []))
+    """``group=choice`` on the defaults; inits with model=transformer, which has every kind of weight."""
+    model = ["model=transformer"] if group == "init" else []
+    return compose_config(f"{group}={choice}", *model, *BASE.get(choice, []))
 
 
 def configure(group: str, choice: str, overrides: list[str]):
@@ -107,11 +122,11 @@ def effect(group: str, exp) -> dict:
     node = getattr(exp, group)
     if group == "activation":
         return {"out": build_activation(node)(torch.linspace(-4, 4, 81))}
-    if group == "init":
-        model = MLP(5, 3, 8, 2, nn.ReLU())
+    if group == "init":  # a transformer has every kind of weight an init fills (Embedding too)
+        model = Transformer(11, 6, 3, 1, nn.ReLU, d_model=8, nhead=2, dim_feedforward=12)
         torch.manual_seed(0)
         initialize(model, node, exp.model)
-        return {f"w{i}": layer.weight.detach().clone() for i, layer in enumerate(model.linears)}
+        return {name: p.detach().clone() for name, p in model.named_parameters()}
     if group == "dataset":
         try:
             data = load_data(node)
@@ -127,10 +142,13 @@ def effect(group: str, exp) -> dict:
             optimizer.step()
         seen = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
         return {"param_groups": seen, "param": param.detach().clone()}
-    model = MLP(5, 3, node.width, 2, nn.ReLU(), norm=node.norm.value)
+    inputs = INPUTS[MODELS[node.name].accepts[0]]  # the model, its init and its output in training mode
     torch.manual_seed(0)
+    model = build(exp, inputs)
     initialize(model, exp.init, node)
-    return {name: p.detach().clone() for name, p in model.named_parameters()}
+    x = torch.randint(0, 11, (4, *inputs.shape)) if inputs.kind == "sequences" else torch.randn(4, *inputs.shape)
+    torch.manual_seed(1)
+    return {**{name: p.detach().clone() for name, p in model.named_parameters()}, "out": model.train()(x).detach()}
 
 
 def differs(a, b) -> bool:

@@ -421,8 +421,8 @@ def test_report_of_a_normal_sweep_with_a_failed_job(tmp_path):
     failed = root / "activation=relu,depth=2,init=normal,seed=0"
     (failed / ".hydra").mkdir(parents=True)
     (failed / "train.log").write_text(
-        "[2026-12-01 01:00:00,000][initlab.experiment][INFO] - epoch 0/2\n"
-        "[2026-12-01 01:00:01,000][initlab.experiment][ERROR] - RuntimeError: CUDA out of memory\n")
+        "[2026-12-01 01:00:00,000][initlab.train.job][INFO] - epoch 0/2\n"
+        "[2026-12-01 01:00:01,000][initlab.train.job][ERROR] - RuntimeError: CUDA out of memory\n")
     crashed = root / "activation=tanh,depth=2,init=normal,seed=0"
     (crashed / ".hydra").mkdir(parents=True)
     (crashed / callbacks.FAILED).write_text("ValueError: probe_size 0 must be positive\n")

@@ -52,7 +52,7 @@ BAD = {
                    "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads",
     "added_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
                  "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads",
-    "swept_unknown_param": "error: unknown init parameter(s) factr for init=he_normal; valid: factor, mode",
+    "swept_unknown_param": "error: unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode",
 }
 
 

@@ -47,9 +47,9 @@ BAD_INPUTS = {
     "init.std=inf": (["init=normal", "init.std=inf"], r"^error: init\.std must be finite and > 0, got inf$"),
     "noise=inf": (["dataset=moons", "dataset.noise=inf"], r"^error: dataset\.noise must be finite and >= 0, got inf$"),
     "+init.factr": (["+init.factr=2"], r"^error: unknown init parameter\(s\) factr for init=he_normal; "
-                                       r"valid: factor, mode$"),
+                                       r"valid: apply_to, embedding, factor, mode$"),
     "init.factr": (["init.factr=2"], r"^error: unknown init parameter\(s\) factr for init=he_normal; "
-                                     r"valid: factor, mode$"),
+                                     r"valid: apply_to, embedding, factor, mode$"),
     "init.mode=fan_x": (["init.mode=fan_x"], r"^error: init\.mode=fan_x: Invalid value 'fan_x', expected one of "
                                              r"\[fan_in, fan_out\]$"),
     "device=cuda": (["device=cuda"], r"^error: device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda$"),

@@ -1,0 +1,66 @@
+"""torchvision's ResNet-18 with measurement sites swapped in at build time.
+
+torchvision's BasicBlock calls one in-place ReLU module twice, so a hook on it sees two calls and
+never a pre-activation. Each block gets instead two ActivationSites, ``act1`` (after bn1) and
+``act2`` (after the residual sum), a ``Site("residual")`` on its output, and a forward that uses
+them; the stem's ReLU becomes the site ``act`` and the logits get ``Site("output")``. The
+``activation`` choice thus reaches every nonlinearity. Parameter names stay torchvision's
+(``layer3.1.conv2.weight``), so its state dicts still load.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+from initlab.models.sites import ActivationSite, Site
+
+
+class SiteBasicBlock(BasicBlock):
+    """BasicBlock whose two nonlinearities are separate sites."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)) + identity)
+        return self.residual(out)
+
+
+class SiteResNet(ResNet):
+    """ResNet whose stem activation and logits are sites."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.act(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.output(self.fc(torch.flatten(self.avgpool(x), 1)))
+
+
+def resnet18(in_channels: int, n_classes: int, activation: Callable[[], nn.Module],
+             cifar_stem: bool = True) -> ResNet:
+    """torchvision.models.resnet18(weights=None, num_classes=n_classes) on sites.
+
+    ``cifar_stem``: first conv 3x3 stride 1 and no max-pool (for 32x32 inputs); otherwise
+    torchvision's 7x7 stride-2 conv and max-pool. The first conv takes ``in_channels``.
+    """
+    model = torchvision.models.resnet18(weights=None, num_classes=n_classes)
+    if cifar_stem:
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    del model.relu
+    model.act = ActivationSite(activation(), weight="conv1.weight")
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        for i, block in enumerate(getattr(model, stage)):
+            del block.relu
+            block.act1 = ActivationSite(activation(), weight=f"{stage}.{i}.conv1.weight")
+            block.act2 = ActivationSite(activation(), weight=f"{stage}.{i}.conv2.weight")
+            block.residual = Site("residual")
+            block.__class__ = SiteBasicBlock
+    model.output = Site("output", weight="fc.weight")
+    model.__class__ = SiteResNet
+    return model

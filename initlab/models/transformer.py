@@ -1,0 +1,60 @@
+"""A small transformer encoder classifier for token sequences, on measurement sites.
+
+Token embedding + learned position embedding (site ``embed_site``, kind embedding), ``depth``
+torch.nn.TransformerEncoderLayer's (batch first), the mean over positions, a Linear head. Each
+layer's feed-forward nonlinearity is an ActivationSite (TransformerEncoderLayer takes any module
+as ``activation``, which also keeps torch's fused fast path, blind to sites, off), its attention
+block's output a ``Site("attention")`` and its output a ``Site("residual")``. ``norm_first`` gives
+pre-norm layers and a final LayerNorm before pooling.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from initlab.models.sites import ActivationSite, Site
+
+
+class SiteEncoderLayer(nn.TransformerEncoderLayer):
+    """TransformerEncoderLayer with sites at the attention block's output and the layer's output."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.attention = Site("attention")
+        self.residual = Site("residual")
+
+    def _sa_block(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor],
+                  key_padding_mask: Optional[torch.Tensor], is_causal: bool = False) -> torch.Tensor:
+        return self.attention(super()._sa_block(x, attn_mask, key_padding_mask, is_causal=is_causal))
+
+    def forward(self, src: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.residual(super().forward(src, *args, **kwargs))
+
+
+class Transformer(nn.Module):
+    """(N, T) token ids (long) -> (N, n_classes) logits."""
+
+    def __init__(self, vocab_size: int, seq_len: int, n_classes: int, depth: int,
+                 activation: Callable[[], nn.Module], d_model: int = 64, nhead: int = 4,
+                 dim_feedforward: int = 128, norm_first: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.position = nn.Embedding(seq_len, d_model)
+        self.embed_site = Site("embedding", weight="embed.weight")
+        layer = SiteEncoderLayer(d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True,
+                                 norm_first=norm_first, activation=ActivationSite(activation()))
+        self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(d_model) if norm_first else None,
+                                             enable_nested_tensor=False)
+        for i, enc in enumerate(self.encoder.layers):  # the clones' sites name their own layer's weights
+            enc.activation.weight = f"encoder.layers.{i}.linear1.weight"
+            enc.attention.weight = f"encoder.layers.{i}.self_attn.out_proj.weight"
+        self.head = nn.Linear(d_model, n_classes)
+        self.output = Site("output", weight="head.weight")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(x.shape[1], device=x.device)
+        h = self.embed_site(self.embed(x) + self.position(positions))
+        return self.output(self.head(self.encoder(h).mean(dim=1)))
