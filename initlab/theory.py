@@ -241,7 +241,8 @@ def effective_sigma_w2(init_cfg: Any, fan_in: int, fan_out: int) -> float:
     Fields as in the project's init configs (mapping or object): he_normal/he_uniform (factor,
     mode), xavier_normal/xavier_uniform (gain), normal (std), zero, orthogonal (gain; rows or
     columns orthonormal, so E[W^2] = gain^2/max(fan_in, fan_out)), trunc_normal (mean, std and
-    *absolute* cut-offs a, b as in torch.nn.init.trunc_normal_), lecun_normal/lecun_uniform.
+    *absolute* cut-offs a, b as in torch.nn.init.trunc_normal_), lecun_normal/lecun_uniform,
+    small_normal (std), torch_default (nn.Linear's U(+-1/sqrt(fan_in)): 1/3).
     trunc_normal uses the second moment E[W^2] = Var + mean^2 of the truncated law, which is what
     enters sum_j E[W_ij^2] x_j^2; a non-zero weight mean also adds a coherent term
     mean^2 (sum_j x_j)^2 that the mean-field maps ignore (with mean 0 the two notions agree).
@@ -254,8 +255,10 @@ def effective_sigma_w2(init_cfg: Any, fan_in: int, fan_out: int) -> float:
         return 2.0 * _field(init_cfg, "gain", 1.0) ** 2 * fan_in / (fan_in + fan_out)
     if name in ("lecun_normal", "lecun_uniform"):
         return 1.0
-    if name == "normal":
+    if name in ("normal", "small_normal"):
         return fan_in * _field(init_cfg, "std", 0.1) ** 2
+    if name == "torch_default":  # U(+-1/sqrt(fan_in)): Var = 1/(3 fan_in)
+        return 1.0 / 3.0
     if name == "zero":
         return 0.0
     if name == "orthogonal":

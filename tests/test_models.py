@@ -262,13 +262,15 @@ def test_models_that_fit_pass():
 
 
 def test_config_fit_check_reads_the_dataset_kind():
-    """The command line's check uses the dataset config's ``kind`` where the config declares one."""
-    exp = experiment("model=cnn", "dataset=moons")
-    exp.dataset.kind = "vectors"  # as the dataset's config declares it
-    with pytest.raises(ConfigError, match=r"^model=cnn needs images; dataset=moons gives vectors; "):
-        check_config_fits(exp)
-    exp.dataset.kind = "images"
-    check_config_fits(exp)
+    """The command line's check uses the dataset config's KIND and input_shape(), no data loaded."""
+    with pytest.raises(ConfigError, match=r"^model=cnn needs images; dataset=moons gives vectors \(2 features\); "):
+        check_config_fits(experiment("model=cnn", "dataset=moons"))
+    with pytest.raises(ConfigError, match=r"^model=transformer needs sequences; dataset=digits gives images"):
+        check_config_fits(experiment("model=transformer", "dataset=digits"))
+    with pytest.raises(ConfigError, match=r"^model=mlp needs vectors or images; dataset=majority gives sequences \(length 32\); models for sequences: transformer$"):
+        check_config_fits(experiment("model=mlp", "dataset=majority"))
+    check_config_fits(experiment("model=cnn", "dataset=digits"))
+    check_config_fits(experiment("model=transformer", "dataset=majority"))
 
 
 def test_theory_reasons():

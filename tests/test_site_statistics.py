@@ -239,8 +239,7 @@ def test_a_normalized_mlp_job_has_no_predictions_and_says_why(tmp_path, norm):
     result = run_job(compose_config(f"model.norm={norm}", "depth=2", "model.width=8", "epochs=1", "threads=1",
                                     "device=cpu", "probe_size=100"), tmp_path)
     assert result["status"] == "completed"
-    assert result["theory_reason"] == ("mean-field predictions exist for plain MLPs without normalization; "
-                                       f"this MLP has norm {norm}")
+    assert result["theory_reason"] == f"no mean-field map for model.norm={norm} (model.norm=none has one)"
     assert all(v is None for v in result["theory"].values())
     layers = read_csv(tmp_path / "layers.csv")
     assert [r["site"] for r in layers] == ["acts.0", "acts.1", "output"] * 2

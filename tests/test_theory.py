@@ -189,6 +189,8 @@ def _torch_fill(cfg, fan_in, fan_out):
         "lecun_normal": lambda: torch.nn.init.normal_(w, 0.0, lecun_std),
         "lecun_uniform": lambda: torch.nn.init.uniform_(w, -3**0.5 * lecun_std, 3**0.5 * lecun_std),
         "normal": lambda: torch.nn.init.normal_(w, 0.0, cfg["std"]),
+        "small_normal": lambda: torch.nn.init.normal_(w, 0.0, cfg["std"]),
+        "torch_default": lambda: torch.nn.Linear(fan_in, fan_out, dtype=torch.float64).weight.detach(),
         "zero": lambda: torch.nn.init.zeros_(w),
         "orthogonal": lambda: torch.nn.init.orthogonal_(w, gain=cfg.get("gain", 1.0)),
         "trunc_normal": lambda: torch.nn.init.trunc_normal_(
@@ -207,6 +209,8 @@ INIT_CASES = [
     ({"name": "lecun_normal"}, 784, 512),
     ({"name": "lecun_uniform"}, 784, 512),
     ({"name": "normal", "std": 0.1}, 784, 512),
+    ({"name": "small_normal", "std": 0.01}, 784, 512),
+    ({"name": "torch_default"}, 784, 512),  # what nn.Linear draws when built
     ({"name": "zero"}, 128, 128),
     ({"name": "orthogonal", "gain": 1.0}, 784, 128),
     ({"name": "orthogonal", "gain": 1.5}, 128, 1024),

@@ -129,11 +129,12 @@ def check_fits(exp: ExperimentConfig, data_kind: str, input_shape: Optional[Shap
 
 
 def check_config_fits(exp: ExperimentConfig) -> None:
-    """``check_fits`` on the data kind the dataset config declares (its ``kind``), before any data
-    is loaded; a dataset config without ``kind`` is checked after loading only."""
-    kind = getattr(exp.dataset, "kind", None)
+    """``check_fits`` on the data kind and per-sample shape the dataset config declares (its class's
+    ``KIND`` and ``input_shape()``), before any data is loaded."""
+    kind = getattr(type(exp.dataset), "KIND", None)
     if kind is not None:
-        check_fits(exp, getattr(kind, "value", kind))
+        shape = exp.dataset.input_shape() if hasattr(exp.dataset, "input_shape") else None
+        check_fits(exp, kind, shape)
 
 
 def build(exp: ExperimentConfig, inputs: Inputs) -> nn.Module:

@@ -30,6 +30,7 @@ from initlab.inits import initialize
 from initlab.measure.jacobian import probe_count
 from initlab.measure.probes import measured_weights, probe_statistics
 from initlab.models import build_model
+from initlab.models.summary import describe
 from initlab.resume import RUNTIME_KEYS, check_same_run, extends
 from initlab.train.callbacks import Checkpoint, Divergence, EpochCallback, EpochEnd, MeanField, Records
 from initlab.train.loop import build_optimizer, evaluate, train_epoch
@@ -126,6 +127,8 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     torch.manual_seed(exp.seed)
     model = build_model(exp, data).to(device)
     initialize(model, exp.init, exp.model)
+    summary, n_params = describe(model, x_probe[:2])
+    log.info("model %s, %d parameters\n%s", exp.model.name, n_params, summary)
     with_val = data.y_val is not None
     state = TrainState(model=model, optimizer=build_optimizer(model.parameters(), exp.optimizer),
                        generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed,
@@ -194,9 +197,9 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         "choices": choices,
         "data": {"n_features": data.n_features, "n_classes": data.n_classes, "n_train": len(data.y_train),
                  "n_val": 0 if data.y_val is None else len(data.y_val), "n_test": len(data.y_test)},
-        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_params": n_params,
         "theory": state.mean_field["phase"],
-        "theory_reason": theory_reason(exp, model),
+        "theory_reason": theory_reason(exp),
         "rows": rec.row_counts(),
         "versions": _versions(),
         "device": _device_name(device),

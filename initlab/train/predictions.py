@@ -17,21 +17,16 @@ from torch import nn
 from initlab import theory
 from initlab.config import ExperimentConfig
 from initlab.measure.jacobian import probe_count
-from initlab.models import MLP
+from initlab import models
 
 log = logging.getLogger(__name__)
 PHASE_KEYS = ("sigma_w2", "sigma_b2", "chi1", "q_star", "xi_q", "xi_c", "critical_sigma_w2")
 
 
-def theory_reason(exp: ExperimentConfig, model: nn.Module) -> Optional[str]:
-    """None when mean-field predictions exist for this run, else one sentence saying why not."""
-    name = exp.model.name
-    norm = getattr(getattr(exp.model, "norm", None), "value", getattr(exp.model, "norm", "none"))
-    if name != "mlp" or not isinstance(model, MLP):
-        return f"mean-field predictions exist for plain MLPs without normalization; this run is model {name}"
-    if norm != "none":
-        return f"mean-field predictions exist for plain MLPs without normalization; this MLP has norm {norm}"
-    return None
+def theory_reason(exp: ExperimentConfig) -> Optional[str]:
+    """None when mean-field predictions exist for this run, else one sentence saying why not (the
+    model choice's own rule: initlab.models.MODELS)."""
+    return models.theory_reason(exp)
 
 
 def _quietly(name: str, compute, *args, fallback: Any = math.nan, **kwargs) -> Any:
@@ -59,7 +54,7 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
     sigma_w^2. What the theory cannot compute for this configuration is NaN, never an error; a
     model outside the theory (``theory_reason``) gets ``no_predictions``.
     """
-    if theory_reason(exp, model) is not None:
+    if theory_reason(exp) is not None:
         return no_predictions(exp.depth + 1)
     dims = [(layer.in_features, layer.out_features) for layer in model.linears]
     nan_layers = np.full(len(dims), math.nan)
