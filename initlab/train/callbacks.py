@@ -90,7 +90,8 @@ def layer_rows(epoch: int, stats: ProbeStatistics, grad_norm_train: Optional[lis
         row.update({c: (v if p else None) for c, v, p in zip(records.PROBE_COLUMNS, values, present)})
         row["grad_norm_train"] = train.get(meta.weight)
         for column in records.PREDICTED_COLUMNS:
-            row[column] = predicted[column][meta.layer - 1] if predicted and meta.layer is not None else None
+            per_layer = predicted[column] if predicted else []  # 1..depth+1 for the MLP; [] outside the theory
+            row[column] = per_layer[meta.layer - 1] if meta.layer is not None and meta.layer <= len(per_layer) else None
         row.update(site=meta.site, kind=meta.kind, index=meta.index)
         rows.append(row)
     return rows

@@ -40,8 +40,9 @@ def _quietly(name: str, compute, *args, fallback: Any = math.nan, **kwargs) -> A
         return fallback
 
 
-def no_predictions(n_rows: int) -> dict:
-    return {"q_pred": [None] * n_rows, "delta_rms_pred": [None] * n_rows, "jacobian_mean_sq_sv_pred": None,
+def no_predictions() -> dict:
+    """The predictions of a run outside the theory: no per-layer values, every phase key None."""
+    return {"q_pred": [], "delta_rms_pred": [], "jacobian_mean_sq_sv_pred": None,
             "phase": dict.fromkeys(PHASE_KEYS)}
 
 
@@ -55,7 +56,7 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
     model outside the theory (``theory_reason``) gets ``no_predictions``.
     """
     if theory_reason(exp) is not None:
-        return no_predictions(exp.depth + 1)
+        return no_predictions()
     dims = [(layer.in_features, layer.out_features) for layer in model.linears]
     nan_layers = np.full(len(dims), math.nan)
     x_probe = x_probe.flatten(1)
