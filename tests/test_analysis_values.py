@@ -20,7 +20,8 @@ import pytest
 from scipy import integrate
 
 from conftest import compose_config, run_job
-from initlab import analysis, report
+from initlab.analysis import report
+from initlab.analysis import tables as analysis
 from initlab.records import EPOCH_COLUMNS
 
 DEPTH = 4
