@@ -104,7 +104,8 @@ class LayerFigures:
             if log:
                 for ax in g.axes.flat:
                     ax.set_ylim(bottom=floor / 2)
-        self._legend_below(g)
+        named, site_note = self._site_axis(g, data) if self.by_site else (False, "")
+        self._legend_below(g)  # after the site names: the legend goes below them
         g.set_titles(template="{col_name}", row_template="{row_name}", col_template="{col_name}")
         g.set_axis_labels("site (forward order)" if self.by_site else "layer",
                           textwrap.fill(ylabel, 16) if row else ylabel)  # stacked rows: no overlap
@@ -112,12 +113,12 @@ class LayerFigures:
             if log:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            if not named:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
             self._stagger_markers(ax, data[x].nunique())
             if ylim:
                 ax.set(ylim=ylim, yticks=[0, 0.5, 1])
-        if self.by_site:
-            caption += self._site_axis(g, data)
+        caption += site_note
         if zero.any() and log:
             caption += f" Open triangles: exactly 0, drawn at the axis floor ({floor:.2g})."
         elif zero.any():
@@ -129,14 +130,17 @@ class LayerFigures:
         return "index" if self.by_site else "layer"
 
     @staticmethod
-    def _site_axis(g: sns.FacetGrid, data: pd.DataFrame) -> str:
-        """Name the sites on the x axes when there are at most SITE_NAMES_UP_TO; returns a caption sentence."""
+    def _site_axis(g: sns.FacetGrid, data: pd.DataFrame) -> tuple[bool, str]:
+        """Name the sites on the x axes when there are at most SITE_NAMES_UP_TO; returns whether it
+        did and a caption sentence."""
         names = data.dropna(subset=["site"]).drop_duplicates("index").set_index("index")["site"].sort_index()
         if 0 < len(names) <= SITE_NAMES_UP_TO and data["index"].nunique() == len(names):
             for ax in g.axes.flat:
                 ax.set_xticks(names.index, names.tolist(), rotation=90, fontsize="x-small")
-            return " The x axis names the model's measurement sites in forward order."
-        return (" The x axis is the site index in forward order (0 = first site); layers.csv names each "
+            # room for the vertical names, so that the panels keep their height
+            g.figure.set_figheight(g.figure.get_figheight() + 0.07 * max(map(len, names)))
+            return True, " The x axis names the model's measurement sites in forward order."
+        return False, (" The x axis is the site index in forward order (0 = first site); layers.csv names each "
                 "site (column site).")
 
     @staticmethod
