@@ -218,11 +218,11 @@ def read_job(path: Path) -> Job:
     if epochs["epoch"].tolist() != list(range(last + 1)):
         raise BadJob(f"{EPOCHS_CSV} has epochs {epochs['epoch'].min()}..{epochs['epoch'].max()}, "
                      f"result.json ends at {last}")
-    layers = _with_sites(layers, depth, last)
     choices = _hydra_choices(path, result)
     jacobian, spectra = _optional_csv(path / JACOBIAN_CSV), _optional_csv(path / JACOBIAN_SV_CSV)
     _check_rows(result, {EPOCHS_CSV: epochs, LAYERS_CSV: layers, JACOBIAN_CSV: jacobian,
                          JACOBIAN_SV_CSV: spectra})
+    layers = _with_sites(layers, depth, last)
     outcome = {**_outcome(result, epochs, choices), **_theory_fit(layers, jacobian, depth)}
     return Job(choices, outcome, epochs, layers, jacobian, spectra)
 
