@@ -25,7 +25,7 @@ from scipy import stats
 import analyze
 from initlab import callbacks
 from initlab.analysis import tables as analysis
-from initlab.analysis.figures import THEME, ZERO_LABEL, NothingToDraw, Plotter, PoolingError
+from initlab.analysis.figures import FAMILIES, THEME, ZERO_LABEL, NothingToDraw, Plotter, PoolingError
 
 CARD = {"activations": ("relu", "tanh"), "inits": ("he_normal", "orthogonal"), "depths": (5, 30, 50)}
 FULL = {"activations": ("relu", "tanh", "sigmoid", "gelu"),
@@ -318,10 +318,8 @@ def test_every_figure_family_is_named_by_the_files_readme_lists(tmp_path):
     method ("gradients", "delta_at_init") that draws it."""
     root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal",), (3,))
     plotter = plotter_for(root, tmp_path / "out")
-    steps = [s.__name__ for s in (plotter.grid, plotter.accuracy_vs_depth, plotter.epochs_to_95,
-                                  plotter.act_std_vs_layer, plotter.gradients, plotter.delta_at_init,
-                                  plotter.dead_and_saturated, plotter.heatmaps, plotter.curves_by_activation,
-                                  plotter.curves_by_init, plotter.he_factor, *plotter.extra_figures())]
+    steps = [family.method for family in FAMILIES]
+    assert all(callable(getattr(plotter, step)) for step in steps)
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert plotter.files["gradients"] == "grad_norm_vs_layer_depth*.png"
     assert plotter.files["delta_at_init"] == "delta_rms_at_init_depth*.png"
