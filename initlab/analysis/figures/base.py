@@ -323,7 +323,7 @@ class PlotterBase:
 
     @staticmethod
     def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
-        """The shared log-axis tick policy (initlab.log_ticks): labelled ticks in range, never overlapping."""
+        """The shared log-axis tick policy (initlab.analysis.log_ticks): labelled ticks in range, never overlapping."""
         log_ticks(axis)
 
     def _accuracy_and_loss_axes(self, acc: plt.Axes, loss: plt.Axes) -> None:
