@@ -178,7 +178,8 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
             sv_rows += [{"epoch": 0, "kind": kind, "sv": float(v)} for v in sv]
         records.write_csv_atomic(path / records.JACOBIAN_CSV, records.JACOBIAN_COLUMNS, jac_rows)
         records.write_csv_atomic(path / records.JACOBIAN_SV_CSV, records.JACOBIAN_SV_COLUMNS, sv_rows)
-    epoch_columns = [*records.EPOCH_COLUMNS, *(records.VAL_COLUMNS if val else ()), *([GRAD_NORM] if grad_norm else [])]
+    epoch_columns = [*(c for c in records.EPOCH_COLUMNS if c not in (GRAD_NORM, *records.VAL_COLUMNS)),
+                     *(records.VAL_COLUMNS if val else ()), *([GRAD_NORM] if grad_norm else [])]
     records.write_csv_atomic(path / records.EPOCHS_CSV, list(dict.fromkeys(epoch_columns)), epoch_rows)
     records.write_csv_atomic(path / records.LAYERS_CSV, columns, layer_rows)
 

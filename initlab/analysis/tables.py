@@ -29,7 +29,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from initlab import theory as mean_field  # pure numpy/scipy
-from initlab.records import EPOCH_COLUMNS, EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
+from initlab.records import EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
 
 FAILED = "FAILED"  # initlab.callbacks writes it into the folder of a job that raised: "<ErrorType>: <message>"
 
@@ -42,6 +42,8 @@ INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal",
          "orthogonal", "lecun_normal", "lecun_uniform")
 # What the figures read; other columns (theory predictions, newer statistics) pass through when
 # present, so jobs recorded before a column was added still load.
+# epochs.csv columns every job since P5 wrote; newer ones (grad_norm, val_*) are optional.
+REQUIRED_EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")
 REQUIRED_LAYER_COLUMNS = ("epoch", "layer", "act_mean", "act_std", "frac_zero", "frac_saturated", "grad_norm",
                  "delta_rms")
 # The mean-field phase of the hidden layers (result.json ``theory``), copied into runs.csv.
@@ -212,7 +214,7 @@ def read_job(path: Path) -> Job:
         result = json.loads((path / RESULT_JSON).read_text())
     except json.JSONDecodeError as err:
         raise BadJob(f"broken {RESULT_JSON}: {err}") from err
-    epochs = _read_csv(path / EPOCHS_CSV, EPOCH_COLUMNS)
+    epochs = _read_csv(path / EPOCHS_CSV, REQUIRED_EPOCH_COLUMNS)
     layers = _read_csv(path / LAYERS_CSV, REQUIRED_LAYER_COLUMNS)
     last, depth = result["final"]["epoch"], result["choices"]["depth"]
     if epochs["epoch"].tolist() != list(range(last + 1)):
