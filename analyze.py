@@ -66,7 +66,9 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(format="%(levelname)s: %(message)s")
     log.setLevel(logging.INFO)
     args = parse(argv)
-    from initlab import analysis, report, theory_plots  # after parsing: --help stays instant
+    from initlab.analysis import report  # after parsing: --help stays instant
+    from initlab.analysis import tables as analysis
+    from initlab.analysis.figures import Plotter
 
     try:
         paths = args.paths or [analysis.newest_sweep()]
@@ -91,7 +93,7 @@ def main(argv: list[str]) -> int:
     tables.layers.to_csv(out / "layers.csv", index=False)
     if tables.jacobian is not None:
         tables.jacobian.to_csv(out / "jacobian.csv", index=False)
-    plotter = theory_plots.TheoryPlotter(tables, out, tuple(args.format), args.detail_depth)
+    plotter = Plotter(tables, out, tuple(args.format), args.detail_depth)
     figures = plotter.all()
     command = shlex.join(["python", "analyze.py", *argv])
     html = report.write(tables, figures, out, [str(p) for p in paths], command, plotter.not_drawn)

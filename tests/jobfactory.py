@@ -25,6 +25,26 @@ EXCLUDE_KEYS = ["resume", "keep_checkpoint", "threads", "device"]
 N_CLASSES = 10
 WIDTH = 16
 N_INPUTS = 2  # probe inputs of the Jacobian
+SITE_COLUMNS = ("site", "kind", "index")  # appended to layers.csv since P6
+GRAD_NORM = "grad_norm"  # appended to epochs.csv since P6
+NO_THEORY = "no mean-field map for this model (BatchNorm / attention)"
+
+
+def sites(model: str, depth: int) -> list[tuple[str, str, Optional[str]]]:
+    """(site, kind, weight) in forward order, as initlab.models names them for ``model``.
+
+    mlp: hidden.i.act for i < depth, then output; any other model here: a residual-MLP shape
+    (a projection act, blocks with act + norm + residual output), then output. Weight rows (kind
+    ``weight``, no site) follow for weights no site names: ``embed.weight`` on non-MLP models.
+    """
+    if model == "mlp":
+        return [(f"hidden.{i}.act", "hidden", f"hidden.{i}.weight") for i in range(depth)] + [
+            ("output", "output", "out.weight")]
+    out = [("proj.act", "hidden", "proj.weight")]
+    for b in range(max(depth - 1, 0)):
+        out += [(f"blocks.{b}.norm", "norm", None), (f"blocks.{b}.act", "hidden", f"blocks.{b}.linear.weight"),
+                (f"blocks.{b}", "residual", None)]
+    return out + [("output", "output", "head.weight"), ("embed.weight", "weight", "embed.weight")]
 
 
 def group(name: str, option: str, **params) -> dict:
@@ -49,14 +69,24 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
               epochs: int = 2, init_params: Optional[dict] = None, optimizer: str = "sgd",
               optimizer_params: Optional[dict] = None,
               overrides: Iterable[str] = (), gain: Optional[float] = None, status: str = "completed",
-              frac_dead: bool = True, jacobian: bool = True, theory: bool = True, rows: bool = True) -> Path:
+              frac_dead: bool = True, jacobian: bool = True, theory: bool = True, rows: bool = True,
+              model: str = "mlp", model_params: Optional[dict] = None, site_columns: bool = True,
+              grad_norm: bool = True, n_params: Optional[int] = 1000, val: bool = False,
+              curve: Optional[list[float]] = None) -> Path:
     """One finished job in ``path``; returns ``path``.
 
     ``gain`` overrides layer_gain (0.001 with depth 500 underflows to exact zeros);
     ``status="diverged"`` makes the last epoch's losses NaN; ``frac_dead``/``jacobian``/``theory``/
-    ``rows`` False write a job as older initlab versions did.
+    ``rows`` False write a job as older initlab versions did, and so do ``site_columns``/``grad_norm``
+    False (layers.csv without site/kind/index, epochs.csv without grad_norm) and ``n_params=None``.
+    ``model`` (with ``model_params`` over conf/model/<model>.yaml, or a plain dict where no YAML
+    exists) chooses the site layout (``sites``); a model other than mlp records no theory and
+    says why (result.json theory_reason). ``val``: epochs.csv has val_loss/val_acc. ``curve``:
+    the validation accuracy per epoch 0..epochs (the test accuracy without ``val``) instead of the
+    made-up rise.
     """
-    rng = np.random.default_rng(zlib.crc32(repr((activation, init, depth, seed)).encode()))
+    key = (activation, init, depth, seed) + ((model,) if model != "mlp" else ())  # MLP values as before P6
+    rng = np.random.default_rng(zlib.crc32(repr(key).encode()))
     path = Path(path)
     (path / ".hydra").mkdir(parents=True, exist_ok=True)
     g = layer_gain(activation, init) if gain is None else gain
@@ -64,12 +94,13 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
         g *= math.sqrt(init_params["factor"] / 2)
     config = {"activation": group("activation", activation), "init": group("init", init, **(init_params or {})),
               "dataset": group("dataset", "digits"), "optimizer": group("optimizer", optimizer, **(optimizer_params or {})),
-              "model": group("model", "mlp", width=WIDTH), "depth": depth, "epochs": epochs, "batch_size": 128,
+              "model": _model_group(model, model_params), "depth": depth, "epochs": epochs, "batch_size": 128,
               "seed": seed, "device": "cpu", "probe_size": 50, "threads": 1, "resume": True, "keep_checkpoint": False,
               "jacobian_every": 0}
 
     # epochs.csv: accuracy rises to a plateau that is high where the signal is preserved
-    plateau = 0.1 + 0.85 * math.exp(-abs(math.log(g)) * depth / 5) if g > 0 else 0.1
+    reach = depth / 5 if model == "mlp" else depth / 50  # the skip paths carry the signal of deep residual nets
+    plateau = 0.1 + 0.85 * math.exp(-abs(math.log(g)) * reach) if g > 0 else 0.1
     epoch_rows = []
     for e in range(epochs + 1):
         rise = 1 - math.exp(-1.5 * e)
@@ -78,13 +109,27 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
         epoch_rows.append({"epoch": e, "train_loss": -math.log(max(train, 0.05)) + 0.05,
                            "train_acc": train, "test_loss": -math.log(max(test, 0.05)) + 0.1, "test_acc": test,
                            "epoch_time": 0.0 if e == 0 else 0.01, "lr": 0.01})
+        if val:
+            epoch_rows[-1].update(val_loss=epoch_rows[-1]["test_loss"] + 0.01,
+                                  val_acc=curve[e] if curve is not None else max(0.0, test - 0.01))
+        elif curve is not None:
+            epoch_rows[-1]["test_acc"] = curve[e]
+        if grad_norm:
+            epoch_rows[-1][GRAD_NORM] = None if e == 0 else float(g * depth * math.exp(-0.3 * e)
+                                                                  * math.exp(0.05 * rng.standard_normal()))
     diverged_epoch = None
     if status == "diverged":
         diverged_epoch = epochs
         epoch_rows[-1].update(train_loss=float("nan"), test_loss=float("nan"), train_acc=0.1, test_acc=0.1)
 
-    # layers.csv: hidden layers 1..depth, then the output layer depth+1
-    columns = list(records.LAYER_COLUMNS)
+    # layers.csv: one row per site in forward order (an MLP: hidden layers 1..depth, then the output
+    # layer depth+1), then weight rows
+    predicted = theory and model == "mlp"  # other models keep the columns, empty
+    columns = [c for c in records.LAYER_COLUMNS if c not in SITE_COLUMNS]
+    if site_columns:
+        columns += list(SITE_COLUMNS)
+    if model != "mlp" and not site_columns:
+        raise ValueError("only MLP jobs were recorded without site columns")
     if frac_dead and "frac_dead" not in columns:
         columns.insert(columns.index("frac_zero") + 1, "frac_dead")
     if not frac_dead and "frac_dead" in columns:
@@ -92,21 +137,33 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     if not theory:
         columns = [c for c in columns if c not in records.PREDICTED_COLUMNS]
     layer_rows = []
-    for e, layer in itertools.product(range(epochs + 1), range(1, depth + 2)):
+    layout = sites(model, depth)
+    for e, (index, (site, kind, weight)) in itertools.product(range(epochs + 1), enumerate(layout)):
+        layer = sum(k in ("hidden", "output") for _, k, _ in layout[:index + 1]) if kind in ("hidden", "output") else None
+        position = index + 1  # the made-up statistics grow with the position in the forward pass
+        if model == "mlp" and kind == "output":
+            position = depth + 1
         noise = math.exp(0.05 * rng.standard_normal())
-        std = g ** layer * noise * (1 + 0.1 * e)  # float: 0.001**500 is exactly 0.0
+        std = g ** position * noise * (1 + 0.1 * e)  # float: 0.001**500 is exactly 0.0
         zero = 0.5 if activation == "relu" and g > 0 else (1.0 if g == 0 else 0.0)
-        row = {"epoch": e, "layer": layer, "preact_mean": 0.0, "preact_std": std, "preact_sq": std ** 2,
+        row = {"epoch": e, "layer": layer, "site": site, "kind": kind, "index": index, "preact_mean": 0.0, "preact_std": std, "preact_sq": std ** 2,
                "act_mean": 0.4 * std if activation == "relu" else 0.01 * rng.standard_normal() * std,
                "act_std": std, "frac_zero": zero, "frac_dead": 0.0 if g > 0 else 1.0,
                "frac_saturated": 0.2 if activation in ("tanh", "sigmoid") and g > 1 else 0.0,
-               "weight_norm": 4.0 * (g > 0), "grad_norm": 0.1 * std * g ** max(depth - layer, 0),
-               "bias_grad_norm": 0.01 * std, "delta_rms": 0.01 * (g ** (depth + 1 - layer) if g > 0 else float(layer > depth)),
+               "weight_norm": 4.0 * (g > 0), "grad_norm": 0.1 * std * g ** max(depth - position, 0),
+               "bias_grad_norm": 0.01 * std, "delta_rms": 0.01 * (g ** (depth + 1 - position) if g > 0 else float(position > depth)),
                "grad_norm_train": None if e == 0 else 0.1 * std}
-        if layer > depth:  # the output layer is linear
+        if kind == "output":  # the output layer is linear
             row.update(frac_zero=0.0, frac_dead=0.0, frac_saturated=0.0)
         if e == 0:
-            row.update(q_pred=(g ** layer) ** 2, delta_rms_pred=0.01 * g ** (depth + 1 - layer) if g > 0 else 0.0)
+            row.update(q_pred=(g ** position) ** 2, delta_rms_pred=0.01 * g ** (depth + 1 - position) if g > 0 else 0.0)
+        if kind == "weight":  # a weight no site names: only its weight columns
+            row = {k: (v if k in ("epoch", "site", "kind", "index", "weight_norm", "grad_norm", "grad_norm_train")
+                       else None) for k, v in row.items()}
+        elif kind in ("norm", "residual"):  # no weight of its own
+            row.update(weight_norm=None, grad_norm=None, bias_grad_norm=None, grad_norm_train=None)
+        if not predicted:
+            row.update(q_pred=None, delta_rms_pred=None)
         layer_rows.append({k: v for k, v in row.items() if k in columns})
 
     jac_rows, sv_rows = [], []
@@ -117,11 +174,13 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
             jac_rows.append({"epoch": 0, "kind": kind, "n_inputs": N_INPUTS, "n_sv": n,
                              "mean_sq_sv": float(np.mean(sv ** 2)), "var_sq_sv": float(np.var(sv ** 2)),
                              "sv_min": float(sv.min()), "sv_max": float(sv.max()), "sv_std": float(sv.std()), **q,
-                             "mean_sq_sv_pred": float(g ** (2 * depth)) if kind == "hidden" else None})
+                             "mean_sq_sv_pred": float(g ** (2 * depth)) if kind == "hidden" and predicted else None})
             sv_rows += [{"epoch": 0, "kind": kind, "sv": float(v)} for v in sv]
         records.write_csv_atomic(path / records.JACOBIAN_CSV, records.JACOBIAN_COLUMNS, jac_rows)
         records.write_csv_atomic(path / records.JACOBIAN_SV_CSV, records.JACOBIAN_SV_COLUMNS, sv_rows)
-    records.write_csv_atomic(path / records.EPOCHS_CSV, records.EPOCH_COLUMNS, epoch_rows)
+    epoch_columns = [*(c for c in records.EPOCH_COLUMNS if c not in (GRAD_NORM, *records.VAL_COLUMNS)),
+                     *(records.VAL_COLUMNS if val else ()), *([GRAD_NORM] if grad_norm else [])]
+    records.write_csv_atomic(path / records.EPOCHS_CSV, list(dict.fromkeys(epoch_columns)), epoch_rows)
     records.write_csv_atomic(path / records.LAYERS_CSV, columns, layer_rows)
 
     final = epoch_rows[-1]
@@ -131,7 +190,13 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
                                                                         "keep_checkpoint", "jacobian_every")},
               "data": {"n_features": 64, "n_classes": N_CLASSES, "n_train": 1437, "n_val": 0, "n_test": 360},
               "device": "cpu (x86_64, 1 threads)"}
-    if theory:
+    if n_params is not None:
+        result["n_params"] = n_params
+    if model != "mlp":
+        result["theory_reason"] = NO_THEORY
+    elif site_columns:
+        result["theory_reason"] = None
+    if predicted:
         sigma_w2 = float(config["init"].get("factor", 1.0))
         chi1 = g ** 2
         xi = None if chi1 in (0.0, 1.0) else -1 / math.log(chi1)
@@ -144,7 +209,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     records.write_json_atomic(path / records.RESULT_JSON, result)
 
     overrides = list(overrides) or [f"activation={activation}", f"init={init}", f"depth={depth}", f"seed={seed}"]
-    choices = {"model": "mlp", "optimizer": optimizer, "dataset": "digits", "init": init, "activation": activation,
+    choices = {"model": model, "optimizer": optimizer, "dataset": "digits", "init": init, "activation": activation,
                "hydra/launcher": "basic"}
     hydra = {"hydra": {"runtime": {"choices": choices},
                        "job": {"override_dirname": ",".join(sorted(overrides)),
@@ -154,6 +219,15 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     OmegaConf.save(OmegaConf.create(config), path / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create(overrides), path / ".hydra" / "overrides.yaml")
     return path
+
+
+def _model_group(model: str, params: Optional[dict]) -> dict:
+    """conf/model/<model>.yaml with ``params`` on top (width WIDTH for the MLP), or, for a model
+    whose YAML is not on this branch, ``{"name": model, **params}``."""
+    params = {**({"width": WIDTH} if model == "mlp" else {}), **(params or {})}
+    if (ROOT / "conf" / "model" / f"{model}.yaml").is_file():
+        return group("model", model, **params)
+    return {"name": model, "width": WIDTH, **params}
 
 
 def write_sweep(root: Path, activations: Iterable[str] = ("relu",), inits: Iterable[str] = ("he_normal",),

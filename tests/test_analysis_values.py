@@ -20,8 +20,9 @@ import pytest
 from scipy import integrate
 
 from conftest import compose_config, run_job
-from initlab import analysis, report
-from initlab.records import EPOCH_COLUMNS
+from initlab.analysis import report
+from initlab.analysis import tables as analysis
+from initlab.analysis.tables import REQUIRED_EPOCH_COLUMNS
 
 DEPTH = 4
 TRAIN_ACC = [0.97, 0.50, 0.90, 0.96, 1.00, 0.98]  # peak 1.00 -> 0.95: epoch 3 (epoch 0 must not count)
@@ -38,7 +39,7 @@ def write_job(folder: Path, seed: int = 0, init: str = "he_normal", test_shift: 
     folder.mkdir(parents=True)
     epochs = pd.DataFrame({"epoch": range(6), "train_loss": TRAIN_LOSS, "train_acc": TRAIN_ACC,
                            "test_loss": TEST_LOSS, "test_acc": np.add(TEST_ACC, test_shift),
-                           "epoch_time": [0.0, 1.0, 1.0, 2.0, 1.0, 1.0], "lr": 0.1})[list(EPOCH_COLUMNS)]
+                           "epoch_time": [0.0, 1.0, 1.0, 2.0, 1.0, 1.0], "lr": 0.1})[list(REQUIRED_EPOCH_COLUMNS)]
     epochs.to_csv(folder / "epochs.csv", index=False)
     rows = []
     for epoch in range(6):

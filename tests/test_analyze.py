@@ -22,7 +22,7 @@ from conftest import ROOT, compose_config
 from omegaconf import OmegaConf
 
 import analyze
-from initlab import analysis
+from initlab.analysis import tables as analysis
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SETTINGS = ["dataset=digits", "epochs=2", "probe_size=200", "threads=1"]

@@ -12,7 +12,7 @@ import pytest
 from jobfactory import write_job
 
 import analyze
-from initlab import analysis
+from initlab.analysis import tables as analysis
 
 
 def _cut_last_rows(path, keep):

@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
-from initlab import analysis, report, theory
-from initlab.theory_plots import THEORY, TheoryPlotter as Plotter
+from initlab import theory
+from initlab.analysis import report
+from initlab.analysis import tables as analysis
+from initlab.analysis.figures import THEORY, Plotter
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -23,9 +23,9 @@ from matplotlib.collections import PolyCollection
 from scipy import stats
 
 import analyze
-from initlab import analysis, callbacks, plots
-from initlab.plots import ZERO_LABEL, NothingToDraw, PoolingError
-from initlab.theory_plots import TheoryPlotter
+from initlab import callbacks
+from initlab.analysis import tables as analysis
+from initlab.analysis.figures import FAMILIES, THEME, ZERO_LABEL, NothingToDraw, Plotter, PoolingError
 
 CARD = {"activations": ("relu", "tanh"), "inits": ("he_normal", "orthogonal"), "depths": (5, 30, 50)}
 FULL = {"activations": ("relu", "tanh", "sigmoid", "gelu"),
@@ -42,9 +42,9 @@ def _close_figures():
     plt.close("all")
 
 
-def plotter_for(root, out, detail=None) -> TheoryPlotter:
+def plotter_for(root, out, detail=None) -> Plotter:
     """A strict plotter that keeps its figures open and writes coarse PNGs (fast; sizes are in inches)."""
-    plotter = TheoryPlotter(analysis.load([root]), out, detail_depths=detail, strict=True)
+    plotter = Plotter(analysis.load([root]), out, detail_depths=detail, strict=True)
     plotter.kept, plotter.dpi = {}, 40
     return plotter
 
@@ -318,10 +318,8 @@ def test_every_figure_family_is_named_by_the_files_readme_lists(tmp_path):
     method ("gradients", "delta_at_init") that draws it."""
     root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal",), (3,))
     plotter = plotter_for(root, tmp_path / "out")
-    steps = [s.__name__ for s in (plotter.grid, plotter.accuracy_vs_depth, plotter.epochs_to_95,
-                                  plotter.act_std_vs_layer, plotter.gradients, plotter.delta_at_init,
-                                  plotter.dead_and_saturated, plotter.heatmaps, plotter.curves_by_activation,
-                                  plotter.curves_by_init, plotter.he_factor, *plotter.extra_figures())]
+    steps = [family.method for family in FAMILIES]
+    assert all(callable(getattr(plotter, step)) for step in steps)
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert plotter.files["gradients"] == "grad_norm_vs_layer_depth*.png"
     assert plotter.files["delta_at_init"] == "delta_rms_at_init_depth*.png"
@@ -354,7 +352,7 @@ def test_he_factor_splits_by_mode_and_states_the_rule(tmp_path):
 
 def test_pooling_runs_that_differ_in_more_than_the_seed_is_refused(tmp_path):
     root = _mode_sweep(tmp_path / "sweep")
-    plotter = TheoryPlotter(analysis.load([root]), tmp_path / "out", strict=True)
+    plotter = Plotter(analysis.load([root]), tmp_path / "out", strict=True)
     runs = plotter.runs
     with pytest.raises(PoolingError, match="init.mode"):
         plotter._he_factor_panel(runs, "relu", "he_normal", 3, {})
@@ -380,7 +378,7 @@ def test_keys_no_figure_shows_split_every_figure(tmp_path):
 def test_formats_write_pdf_and_svg(tmp_path):
     assert analyze.parse(["x", "--format", "pdf", "svg"]).format == ["pdf", "svg"]
     root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "orthogonal"), (2, 3))
-    plotter = TheoryPlotter(analysis.load([root]), tmp_path / "out", formats=("pdf", "svg"), strict=True)
+    plotter = Plotter(analysis.load([root]), tmp_path / "out", formats=("pdf", "svg"), strict=True)
     plotter.dpi = 40
     figures = plotter.accuracy_vs_depth() + plotter.grid()
     assert len(figures) == 2
@@ -450,7 +448,7 @@ def test_log_axis_labels_are_in_range_and_apart(low, high, theme, height):
     fonts and the larger ones of the figures' theme (a 0.9-inch panel in that theme keeps 18
     pixels of axis after tight_layout, less than two labels need: not a case the figures draw)."""
     if theme == "house":
-        sns.set_theme(**plots.THEME)  # undone after the test (conftest's matplotlib_settings)
+        sns.set_theme(**THEME)  # undone after the test (conftest's matplotlib_settings)
     fig, axes = plt.subplots(1, 2, figsize=(4, height), dpi=100)
     for ax in axes:
         ax.plot([1, 2], [low, high])
@@ -458,7 +456,7 @@ def test_log_axis_labels_are_in_range_and_apart(low, high, theme, height):
         ax.set_ylim(low, high)
     axes[1].set(xscale="log", xlim=(low, high))
     for axis in (axes[0].yaxis, axes[1].yaxis, axes[1].xaxis):
-        TheoryPlotter._plain_log_ticks(axis)
+        Plotter._plain_log_ticks(axis)
     fig.tight_layout()
     assert overlapping_texts(fig) == []
     for axis in (axes[0].yaxis, axes[1].xaxis):

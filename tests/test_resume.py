@@ -246,7 +246,7 @@ def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_batch_order(tm
 def test_analysis_reads_the_finished_runs_settings_after_a_refused_rerun(tmp_path):
     """Hydra rewrites .hydra/ before initlab refuses the rerun; the analysis must still describe
     the run that the records are of (from result.json), not the refused request."""
-    from initlab import analysis
+    from initlab.analysis import tables as analysis
 
     args = ["epochs=1", "depth=2", "threads=1", f"hydra.run.dir={tmp_path}"]
     train(*args)

@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import CONF, Completed, group_choices, read_json, run_train, train_env
-from initlab.analysis import read_job
+from initlab.analysis.tables import read_job
 from initlab.config import ConfigError, register_configs
 from initlab.sweeps import NAME_MAX, job_subdir, sweep_jobs, validate_jobs
 

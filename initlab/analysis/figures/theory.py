@@ -2,7 +2,7 @@
 
 They form the report's Theory section: measured q and backprop signal per layer at init against
 the predicted curves, Jacobian singular-value spectra, and the (sigma_w^2, depth) phase diagram
-with the 6 xi_c trainability curve. Same palettes and sizes as initlab.plots.
+with the 6 xi_c trainability curve. Same palettes and sizes as the other families.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 
 from initlab import theory
-from initlab.plots import FIGURE_FILES, LOG_BAND, WIDTH, Figure, NothingToDraw, Plotter
+from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw
 
 THEORY = "Theory"  # the report section of these figures
 PREDICTION = {"color": "black", "linestyle": (0, (3, 1.5)), "linewidth": 1.2}  # every predicted curve
@@ -28,16 +28,8 @@ log = logging.getLogger(__name__)
 HALO = [patheffects.withStroke(linewidth=2.2, foreground="white")]  # keeps it visible over dark markers
 
 
-class TheoryPlotter(Plotter):
-    """Every figure of initlab.plots, plus the theory figures."""
-
-    files = {**FIGURE_FILES, "phase_diagram": "phase_diagram_*.png",
-             "length_vs_theory": "preact_sq_vs_theory_depth*.png", "delta_vs_theory": "delta_rms_vs_theory_depth*.png",
-             "jacobian_spectra": "jacobian_spectra.png", "jacobian_mean_sq": "jacobian_mean_sq_sv.png"}
-
-    def extra_figures(self) -> list[Callable[[], list[Figure]]]:
-        return [self.phase_diagram, self.length_vs_theory, self.delta_vs_theory, self.jacobian_spectra,
-                self.jacobian_mean_sq]
+class TheoryFigures:
+    """The theory figures; the report puts them in its Theory section."""
 
     def _line_kw(self, init: str) -> dict:
         """Colour and dashes of an init for plain matplotlib lines (seaborn's "" means solid)."""

@@ -4,7 +4,10 @@ Only what a job wrote to disk is read (result.json, epochs.csv, layers.csv, the 
 jacobian.csv and jacobian_sv.csv, and Hydra's ``.hydra`` files), never the training code, so any
 sweep folder from any launcher can be analyzed. A job that cannot be read is skipped with a
 reason instead of failing the whole analysis; files and columns that older jobs lack (theory
-predictions, Jacobians, ``frac_dead``, result.json ``rows``) are optional. Where result.json
+predictions, Jacobians, ``frac_dead``, result.json ``rows``, ``n_params``, epochs.csv
+``grad_norm``) are optional. layers.csv rows name their measurement site (``site``, ``kind``,
+``index`` in forward order); MLP jobs recorded before sites existed get ``kind`` hidden for layers
+1..depth and output for depth+1, ``index`` = layer - 1 and no site name. Where result.json
 records how many rows each file has, every file is checked against it, so a cut file never changes
 results silently.
 """
@@ -26,7 +29,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from initlab import theory as mean_field  # pure numpy/scipy
-from initlab.records import EPOCH_COLUMNS, EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
+from initlab.records import EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
 
 FAILED = "FAILED"  # initlab.callbacks writes it into the folder of a job that raised: "<ErrorType>: <message>"
 
@@ -39,6 +42,8 @@ INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal",
          "orthogonal", "lecun_normal", "lecun_uniform")
 # What the figures read; other columns (theory predictions, newer statistics) pass through when
 # present, so jobs recorded before a column was added still load.
+# epochs.csv columns every job since P5 wrote; newer ones (grad_norm, val_*) are optional.
+REQUIRED_EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")
 REQUIRED_LAYER_COLUMNS = ("epoch", "layer", "act_mean", "act_std", "frac_zero", "frac_saturated", "grad_norm",
                  "delta_rms")
 # The mean-field phase of the hidden layers (result.json ``theory``), copied into runs.csv.
@@ -194,7 +199,11 @@ def _check_rows(result: dict, frames: dict[str, Optional[pd.DataFrame]]) -> None
 
 
 def read_job(path: Path) -> Job:
-    """Everything one finished job recorded; raises BadJob."""
+    """Everything one finished job recorded; raises BadJob.
+
+    Every epoch 0..final must have the same number of layers.csv rows (one per site and per
+    weight no site names); an MLP recorded before sites existed, exactly depth + 1.
+    """
     if not (path / RESULT_JSON).is_file():
         failed = path / FAILED
         if failed.is_file():  # the sweep callback's "<ErrorType>: <message>" says why
@@ -205,26 +214,61 @@ def read_job(path: Path) -> Job:
         result = json.loads((path / RESULT_JSON).read_text())
     except json.JSONDecodeError as err:
         raise BadJob(f"broken {RESULT_JSON}: {err}") from err
-    epochs = _read_csv(path / EPOCHS_CSV, EPOCH_COLUMNS)
+    epochs = _read_csv(path / EPOCHS_CSV, REQUIRED_EPOCH_COLUMNS)
     layers = _read_csv(path / LAYERS_CSV, REQUIRED_LAYER_COLUMNS)
     last, depth = result["final"]["epoch"], result["choices"]["depth"]
     if epochs["epoch"].tolist() != list(range(last + 1)):
         raise BadJob(f"{EPOCHS_CSV} has epochs {epochs['epoch'].min()}..{epochs['epoch'].max()}, "
                      f"result.json ends at {last}")
-    if len(layers) != (last + 1) * (depth + 1):
-        raise BadJob(f"{LAYERS_CSV} has {len(layers)} rows, expected {(last + 1) * (depth + 1)}")
     choices = _hydra_choices(path, result)
     jacobian, spectra = _optional_csv(path / JACOBIAN_CSV), _optional_csv(path / JACOBIAN_SV_CSV)
     _check_rows(result, {EPOCHS_CSV: epochs, LAYERS_CSV: layers, JACOBIAN_CSV: jacobian,
                          JACOBIAN_SV_CSV: spectra})
+    layers = _with_sites(layers, depth, last)
     outcome = {**_outcome(result, epochs, choices), **_theory_fit(layers, jacobian, depth)}
     return Job(choices, outcome, epochs, layers, jacobian, spectra)
+
+
+SITE_COLUMNS = ("site", "kind", "index")  # appended to layers.csv when models got measurement sites
+
+
+def _with_sites(layers: pd.DataFrame, depth: int, last: int) -> pd.DataFrame:
+    """``layers`` with its site columns checked, or filled in for an MLP recorded before them; raises BadJob."""
+    if "kind" not in layers:
+        if len(layers) != (last + 1) * (depth + 1):
+            raise BadJob(f"{LAYERS_CSV} has {len(layers)} rows, expected {(last + 1) * (depth + 1)}")
+        return layers.assign(site=np.nan, kind=np.where(layers["layer"] <= depth, "hidden", "output"),
+                             index=layers["layer"] - 1)
+    missing = [c for c in SITE_COLUMNS if c not in layers]
+    if missing:
+        raise BadJob(f"{LAYERS_CSV} lacks column(s) {', '.join(missing)}")
+    per_epoch = layers.groupby("epoch").size()
+    if per_epoch.index.tolist() != list(range(last + 1)) or per_epoch.nunique() != 1:
+        counts = ", ".join(f"{e}: {n}" for e, n in per_epoch.items())
+        raise BadJob(f"{LAYERS_CSV} rows per epoch differ or miss epochs 0..{last} ({counts})")
+    return layers
 
 
 # --- per-run summary --------------------------------------------------------------------------
 def _first_epoch_reaching(epochs: pd.DataFrame, column: str, target: float) -> float:
     hit = epochs.loc[epochs[column] >= target, "epoch"]
     return float(hit.iloc[0]) if len(hit) else float("nan")
+
+
+def convergence(epochs: pd.DataFrame) -> dict:
+    """The CNN study's convergence epoch: the first trained epoch (>= 1) whose validation accuracy
+    reaches 95% of the final one; test accuracy where the job held out no validation split.
+
+    ``epochs``: one job's epochs.csv. Returns ``convergence_epoch`` (NaN if never reached, e.g. a
+    final accuracy of NaN) and ``convergence_metric`` ("val_acc" or "test_acc").
+    Source: /work/shared/REFERENCE.md, study 002 ("first epoch with validation accuracy >= 95% of
+    the final one").
+    """
+    metric = "val_acc" if "val_acc" in epochs and epochs["val_acc"].notna().any() else "test_acc"
+    trained = epochs[epochs["epoch"] >= 1]
+    final = epochs[metric].iloc[-1]
+    return {"convergence_epoch": _first_epoch_reaching(trained, metric, 0.95 * final),
+            "convergence_metric": metric}
 
 
 def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
@@ -248,6 +292,12 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
     # the final test accuracy
     out["epochs_to_95_peak_train"] = _first_epoch_reaching(trained, "train_acc", 0.95 * out["best_train_acc"])
     out["epochs_to_95_final_test"] = _first_epoch_reaching(trained, "test_acc", 0.95 * out["final_test_acc"])
+    if "val_acc" in epochs and epochs["val_acc"].notna().any():
+        out["final_val_acc"], out["best_val_acc"] = final["val_acc"], trained["val_acc"].max()
+    out.update(convergence(epochs))
+    out["n_params"] = result.get("n_params")
+    if "theory_reason" in result:
+        out["theory_reason"] = result["theory_reason"]
     out["wall_time"] = result.get("wall_time")
     out["s_per_epoch"] = trained["epoch_time"].mean()
     out["device_name"] = result.get("device")
@@ -295,7 +345,7 @@ def _theory_fit(layers: pd.DataFrame, jacobian: Optional[pd.DataFrame], depth: i
     Absent (not NaN) for jobs recorded without predictions, so old sweeps keep their columns.
     """
     out = {}
-    hidden = layers[(layers["epoch"] == 0) & (layers["layer"] <= depth)]
+    hidden = layers[(layers["epoch"] == 0) & (layers["kind"] == "hidden")]
     for measured, predicted, name in (("preact_sq", "q_pred", "q_log_misfit"),
                                       ("delta_rms", "delta_rms_pred", "delta_log_misfit")):
         if measured in hidden and predicted in hidden:
@@ -326,7 +376,7 @@ def varied_keys(runs: pd.DataFrame, choices: list[str]) -> list[str]:
 
 def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Display names: the option name, plus its parameters where they vary ("he_normal factor=0.5")."""
-    for group in ("activation", "init"):
+    for group in ("activation", "init", "model"):
         params = [k for k in keys if k.startswith(group + ".")]
 
         def label(row: pd.Series) -> str:
@@ -415,7 +465,10 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
             spectra[job] = record.spectra
     if not choices:
         return Tables(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None, skipped, [], root)
-    choices = _order_columns(pd.DataFrame(choices))
+    choices = pd.DataFrame(choices)
+    if "model" not in choices:  # every job so far trained an MLP
+        choices["model"] = "mlp"
+    choices = _order_columns(choices)
     outcomes = pd.DataFrame(outcomes)
     trainable = (outcomes["status"] != "diverged") & (outcomes["final_test_acc"] > outcomes["chance"] + margin)
     outcomes.insert(1, "trainable", trainable.astype("boolean").mask(outcomes["chance"].isna()))
@@ -423,7 +476,7 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
     keys = varied_keys(runs, list(choices.columns))
     runs = _labels(_sort(runs, keys), keys)
     drawn = {"activation", "init", "depth", "seed"} | {k for k in keys if k.split(".")[0] in ("activation", "init")}
-    id_cols = ["job", *GROUPS, "activation_label", "init_label", "depth", "seed",
+    id_cols = ["job", *GROUPS, "activation_label", "init_label", "model_label", "depth", "seed",
                *[k for k in keys if k not in GROUPS and k not in ("depth", "seed")]]
     id_cols = list(dict.fromkeys(c for c in id_cols if c in runs))
 
@@ -447,7 +500,7 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
 def _sort(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     rank = {g: runs[g].map(lambda v, known=known: known.index(v) if v in known else len(known))
             for g, known in (("activation", ACTIVATIONS), ("init", INITS))}
-    by = ["_activation", "activation", "_init", "init", "depth", *[k for k in keys if "." in k], "seed", "job"]
+    by = ["model", "_activation", "activation", "_init", "init", "depth", *[k for k in keys if "." in k], "seed", "job"]
     ranked = runs.assign(_activation=rank["activation"], _init=rank["init"])
     return runs.loc[ranked.sort_values([c for c in by if c in ranked]).index].reset_index(drop=True)
 

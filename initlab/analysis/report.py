@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from initlab.analysis import Tables
-from initlab.plots import Figure, NotDrawn
-from initlab.theory_plots import THEORY
+from initlab.analysis.tables import Tables
+from initlab.analysis.figures import THEORY, Figure, NotDrawn
 
 METRICS = {"final_train_acc": "final train acc", "final_test_acc": "final test acc",
            "best_test_acc": "best test acc", "final_test_loss": "final test loss",
            "epochs_to_95_peak_train": "epochs to 95% peak train",
-           "epochs_to_95_final_test": "epochs to 95% final test", "s_per_epoch": "s/epoch"}
+           "epochs_to_95_final_test": "epochs to 95% final test", "convergence_epoch": "convergence epoch",
+           "n_params": "parameters", "s_per_epoch": "s/epoch"}
 
 
 def _cell(values: pd.Series, digits: int = 3) -> str:
@@ -39,7 +39,8 @@ def configurations(t: Tables) -> pd.DataFrame:
         row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
         row["runs"] = len(part)
         row["status"] = ", ".join(f"{n} {s}" for s, n in part["status"].value_counts().items())
-        row.update({label: _cell(part[col], 1 if col.startswith("epochs") else 3) for col, label in METRICS.items()})
+        row.update({label: _cell(part[col], 1 if col.startswith(("epochs", "conv")) else 3)
+                    for col, label in METRICS.items() if col in part})
         row["trainable"] = f"{part['trainable'].sum()}/{len(part)}"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -72,10 +73,16 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
               ("p", f"Sources: {', '.join(sources)}. {len(runs)} runs ({status}); {len(t.skipped)} job "
                     f"folder(s) skipped. Made with `{command}`."),
               ("p", "Settings shared by every run: " + _shared(runs) + ".")]
-    if t.extra_keys:
-        blocks.append(("p", f"These runs also vary {', '.join(t.extra_keys)}: every figure is drawn once per "
+    extra = [k for k in t.extra_keys if k.split(".")[0] != "model"]
+    if extra:
+        blocks.append(("p", f"These runs also vary {', '.join(extra)}: every figure is drawn once per "
                             f"value (named in its title and file name), so that only seeds are pooled; "
-                            f"narrow with e.g. `{t.extra_keys[0]}={runs[t.extra_keys[0]].iloc[0]}`."))
+                            f"narrow with e.g. `{extra[0]}={runs[extra[0]].iloc[0]}`."))
+    models = list(dict.fromkeys(runs["model_label"])) if "model_label" in runs else []
+    if len(models) > 1:
+        blocks.append(("p", f"These runs compare {len(models)} models ({', '.join(models)}): the grid, accuracy "
+                            f"vs depth, plain vs residual and gradient-norm figures show them side by side; every "
+                            f"other figure is drawn once per model (named in its title and file name)."))
     blocks += [("h2", "Figures not drawn"),
                ("list", [f"{n.figure}: {n.reason}" for n in not_drawn] or ["none"])]
     chance = ", ".join(f"{c:.2g}" for c in runs["chance"].dropna().unique()) or "unknown"
@@ -83,6 +90,7 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
                ("p", f"Mean ± std (n) over seeds. † diverged (in at least one seed); ✗ not trainable: final test "
                      f"accuracy at most chance ({chance}) + {t.margin:g}."),
                ("table", grid_table(t))]
+    blocks += _convergence_blocks(t)
     section = None
     for fig in figures:
         if fig.section == THEORY:
@@ -100,6 +108,39 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
                         "epochs.csv and layers.csv (every run, long format, with the choice columns)"
                         + (", jacobian.csv." if t.jacobian is not None else ".")))
     return blocks
+
+
+def convergence_table(t: Tables) -> pd.DataFrame:
+    """Per configuration (every varied choice but the seed): the CNN study's convergence epoch (first
+    epoch reaching 95% of the final validation accuracy, runs.csv ``convergence_epoch``) and the
+    final accuracy it is measured against, mean ± std (n) over seeds; empty for old tables."""
+    if "convergence_epoch" not in t.runs:
+        return pd.DataFrame()
+    keys = [k for k in t.keys if k != "seed"] or ["activation", "init", "depth"]
+    rows = []
+    for values, part in t.runs.groupby(keys, sort=False, dropna=False):
+        row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        metric = part["convergence_metric"].iloc[0]
+        row["measured on"] = "validation" if metric == "val_acc" else "test"
+        row["convergence epoch"] = _cell(part["convergence_epoch"], 1)
+        row["final accuracy"] = _cell(part["final_val_acc"] if metric == "val_acc" else part["final_test_acc"])
+        row["never reached"] = f"{int(part['convergence_epoch'].isna().sum())}/{len(part)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _convergence_blocks(t: Tables) -> list[tuple]:
+    table = convergence_table(t)
+    if table.empty:
+        return []
+    on = set(t.runs["convergence_metric"])
+    which = ("validation accuracy" if on == {"val_acc"} else "test accuracy (these runs hold out no validation "
+             "split)" if on == {"test_acc"} else "validation accuracy where the run held out a validation split, "
+             "else test accuracy (column 'measured on')")
+    return [("h2", "Convergence"),
+            ("p", f"Convergence as the CNN study defines it: the first trained epoch whose {which} reaches 95% of "
+                  f"its final value; mean ± std (n) over seeds (runs.csv convergence_epoch)."),
+            ("table", table)]
 
 
 def _shared(runs: pd.DataFrame) -> str:
@@ -141,10 +182,28 @@ def theory_table(t: Tables) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def theory_reasons(t: Tables) -> list[str]:
+    """"<model>: <reason>" for each model whose runs recorded why they carry no predictions
+    (result.json ``theory_reason``), in the runs' order; several reasons of one model each once."""
+    if "theory_reason" not in t.runs:
+        return []
+    runs = t.runs[t.runs["theory_reason"].notna()]
+    model = runs["model_label"] if "model_label" in runs else runs["model"]
+    return list(dict.fromkeys(f"{m}: {r}" for m, r in zip(model, runs["theory_reason"])))
+
+
 def _theory_blocks(t: Tables, figures: list[Figure]) -> list[tuple]:
     """The Theory section: what was predicted, the per-configuration table, the figures."""
     blocks = [("h2", "Theory")]
+    reasons = theory_reasons(t)
+    if reasons:
+        blocks += [("p", "Predicted columns (q_pred, delta_rms_pred, mean_sq_sv_pred and the phase in runs.csv) "
+                         "are empty where no mean-field theory covers the model; the jobs recorded why "
+                         "(result.json theory_reason):"),
+                   ("list", reasons)]
     table = theory_table(t)
+    if table.empty and not figures and reasons:
+        return blocks
     if table.empty and not figures:
         return blocks + [("p", "These records carry no mean-field predictions (result.json `theory`, layers.csv "
                                "`q_pred` and `delta_rms_pred`, jacobian.csv `mean_sq_sv_pred`): they were "

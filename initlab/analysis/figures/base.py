@@ -1,0 +1,340 @@
+"""What every figure family shares: colours, order, saving, the pooling check and the drawing loop.
+
+Each init and each activation keeps one colour in every figure (INIT_COLORS, ACTIVATION_COLORS);
+related inits share a hue family (he blue/cyan, xavier green/olive, normal orange/brown) and
+differ in dashes. With several seeds a line is the mean and its band the 95% t-interval (on log
+axes, of the logs). Figures are at most 7 inches wide with 10-11 pt text, so they stay legible
+printed one column wide; figures with a panel or cell per choice grow with the grid instead of
+shrinking their text.
+
+A figure pools runs only across seeds: every other varied choice is a line, a panel, or fixed per
+figure (Plotter.all draws the whole set once per value of the keys no figure shows, named in the
+title and file name), and each figure checks this before drawing (PoolingError). Runs of different
+models are never pooled either: with several models, the families marked ``across_models`` are drawn
+once with the model as a panel or a line, and every family once per model. On log axes, exact
+zeros are drawn at the axis floor with their own marker; a figure that cannot be drawn is listed
+with the reason (Plotter.not_drawn), never dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import textwrap
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from initlab.analysis.log_ticks import log_ticks  # noqa: E402
+from initlab.analysis.tables import ACTIVATIONS, INITS, Tables  # noqa: E402
+
+THEME = {"context": "paper", "style": "whitegrid", "font_scale": 1.25}  # seaborn.set_theme arguments
+
+log = logging.getLogger(__name__)
+
+_T10 = dict(zip(("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan"),
+                sns.color_palette("tab10")))
+INIT_COLORS = dict(zip(INITS, [_T10[c] for c in ("blue", "cyan", "green", "olive", "orange", "brown", "grey",
+                                                     "red", "purple", "pink")]))
+ACTIVATION_COLORS = dict(zip(ACTIVATIONS, [*sns.color_palette("Dark2"), (0.0, 0.0, 0.0)]))
+# Line dashes per init family, so lines that coincide (xavier and orthogonal) stay apart in print.
+INIT_DASHES = {"he": "", "xavier": (5, 2), "normal": (1, 1.2), "trunc": (2.5, 1.2), "zero": (3, 1.5),
+               "orthogonal": (6, 1.5, 1.5, 1.5), "lecun": (8, 2)}
+# Markers per init (in the study's order), on per-layer lines: lines that coincide (normal and
+# trunc_normal) stay visible as alternating markers. "v" is left for exact zeros (ZERO_MARKER).
+INIT_MARKERS = ("o", "s", "^", "D", "P", "X", "*", "<", ">", "h")
+WIDTH = 7.0  # inches
+FLOOR = 1e-6  # log-scale heatmaps clip below this (a zero-init layer has std 0)
+TINY = 1e-300  # the lowest floor a log axis gets (float64 underflows a little below)
+ZERO_MARKER = {"marker": "v", "markersize": 6, "markerfacecolor": "none", "markeredgewidth": 1.2, "linestyle": ""}
+ZERO_LABEL = "value exactly 0"
+
+
+@dataclass
+class Figure:
+    path: str  # the PNG, relative to the output folder
+    caption: str
+    section: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """One figure family: the method that draws it, the files it writes (as README.md lists them:
+    the report names a figure not drawn by its file) and whether it draws several models together."""
+
+    method: str
+    files: str
+    across_models: bool = False
+
+
+@dataclass
+class NotDrawn:
+    """A figure that the tables should give but that was not drawn, and why (one line)."""
+
+    figure: str
+    reason: str
+
+
+class PoolingError(ValueError):
+    """A figure would average runs that differ in more than their seed."""
+
+
+class NothingToDraw(ValueError):
+    """The data a figure needs is empty or not finite; the message says which."""
+
+
+def _context_text(values: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def log_floor(values: pd.Series) -> float:
+    """The floor of a log axis for ``values``: a decade below the smallest positive value."""
+    positive = values[(values > 0) & np.isfinite(values)]
+    return max(float(positive.min()) / 10, TINY) if len(positive) else 1.0
+
+
+def t95(values: pd.Series) -> tuple[float, float]:
+    """95% t-interval of the mean over seeds (a single seed draws no band)."""
+    mean = values.mean()
+    if len(values) < 2:
+        return mean, mean
+    half = stats.sem(values) * stats.t.ppf(0.975, len(values) - 1)
+    return mean - half, mean + half
+
+
+# On log axes, seeds are averaged as logs: geometric mean, band from the t-interval of the logs,
+# so a band never reaches below zero.
+LOG_BAND = {"estimator": lambda v: float(np.exp(np.log(v).mean())),
+            "errorbar": lambda v: tuple(np.exp(t95(np.log(v))))}
+
+
+def _subset(tables: Tables, jobs: set) -> Tables:
+    """``tables`` restricted to ``jobs``."""
+    def keep(frame: Optional[pd.DataFrame]) -> Optional[pd.DataFrame]:
+        if frame is None:
+            return None
+        part = frame[frame["job"].isin(jobs)]
+        return None if part.empty else part
+
+    return dataclasses.replace(tables, runs=keep(tables.runs), epochs=keep(tables.epochs),
+                               layers=keep(tables.layers), jacobian=keep(tables.jacobian),
+                               spectra=keep(tables.spectra))
+
+
+class PlotterBase:
+    """Draws every figure the tables support into ``out/figures``; returns them with captions.
+
+    Its frames name the display labels ``init``, ``activation`` and ``model`` ("he_normal
+    factor=0.5", "resmlp norm=batchnorm" where a parameter varies) and keep the option names as
+    ``init_name``, ``activation_name`` and ``model_name``. The figure families come from the
+    registry (initlab.analysis.figures.FAMILIES), in report order.
+    """
+
+    families: tuple[Family, ...] = ()
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Figure family (method) -> the files it writes."""
+        return {f.method: f.files for f in self.families}
+
+    def __init__(self, tables: Tables, out: Path, formats: tuple[str, ...] = ("png",),
+                 detail_depths: Optional[list[int]] = None, strict: bool = False, context: Optional[dict] = None):
+        """``strict``: a figure that fails raises instead of being listed in ``not_drawn`` (tests);
+        ``context``: the values of keys no figure shows that every run here shares (named in titles)."""
+        self.tables, self.out, self.detail_depths, self.strict = tables, out, detail_depths, strict
+        self.context = context or {}
+        self.not_drawn: list[NotDrawn] = []
+        self.kept: Optional[dict[str, plt.Figure]] = None  # a dict: _save keeps figures open in it (tests)
+        self.dpi = 200  # of the PNGs (tests draw coarser ones; sizes are in inches either way)
+        self.keys, self.dir = tables.keys, out / "figures"
+        self.formats = tuple(dict.fromkeys(("png", *formats)))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        names = {"init": "init_name", "activation": "activation_name", "model": "model_name",
+                 "init_label": "init", "activation_label": "activation", "model_label": "model"}
+        self.runs, self.epochs, self.layers = (f.rename(columns=names) for f in
+                                               (tables.runs, tables.epochs, tables.layers))
+        self.models = list(dict.fromkeys(self.runs["model"]))
+        self.jacobian, self.spectra = (None if f is None else f.rename(columns=names)
+                                       for f in (tables.jacobian, tables.spectra))
+        depths = sorted(self.runs["depth"].unique())
+        self.detail = [d for d in (detail_depths or depths[-1:]) if d in depths]
+        self.order = {g: self._levels(g) for g in ("init", "activation")}
+        self.palette = {g: self._palette(g) for g in ("init", "activation")}
+        names = self.runs.drop_duplicates("init").set_index("init")["init_name"]
+        self.dashes = {label: INIT_DASHES.get(names[label].split("_")[0], (4, 1, 1, 1))
+                       for label in self.order["init"]}
+        self.markers = {label: INIT_MARKERS[i % len(INIT_MARKERS)] for i, label in enumerate(self.order["init"])}
+
+    # --- colours and order --------------------------------------------------------------------
+    def _levels(self, group: str) -> list[str]:
+        known = INITS if group == "init" else ACTIVATIONS
+        name = f"{group}_name"
+        runs = self.runs.assign(_rank=self.runs[name].map(lambda n: known.index(n) if n in known else len(known)))
+        params = [k for k in self.keys if k.startswith(group + ".")]
+        return list(dict.fromkeys(runs.sort_values(["_rank", name, *params])[group]))
+
+    def _palette(self, group: str) -> dict:
+        """A label's colour is its option's; parameter variants are shades of it, light to dark."""
+        colors = INIT_COLORS if group == "init" else ACTIVATION_COLORS
+        names = self.runs.drop_duplicates(group).set_index(group)[f"{group}_name"]
+        spare = iter(sns.color_palette("husl", len(names)))
+        palette = {}
+        for name in dict.fromkeys(names[self.order[group]]):
+            labels = [label for label in self.order[group] if names[label] == name]
+            base = np.array(colors.get(name) or next(spare))
+            ends = [base + (1 - base) * 0.35, base, base * 0.6]
+            palette.update(zip(labels, [tuple(base)] if len(labels) == 1 else
+                               sns.blend_palette([tuple(c) for c in ends], len(labels))))
+        return palette
+
+    def _hue(self, group: str) -> dict:
+        return {"hue": group, "hue_order": self.order[group], "palette": self.palette[group]}
+
+    def _save(self, fig: plt.Figure, name: str, caption: str, section: str) -> Figure:
+        """Every format into figures/; the shared context goes into the title, caption and file name."""
+        if self.context:
+            context = _context_text(self.context)
+            name += "_" + "_".join(f"{k}={v}" for k, v in self.context.items())
+            title = fig._suptitle
+            if title is not None and title.get_text():
+                title.set_text(f"{title.get_text()}; {context}")
+            else:
+                fig.suptitle(context, y=1.0, va="bottom")
+            caption = f"{context}. {caption}"
+        name = re.sub(r"[^\w.=-]+", "_", name)
+        for fmt in self.formats:
+            fig.savefig(self.dir / f"{name}.{fmt}", dpi=self.dpi, bbox_inches="tight")
+        if self.kept is not None:
+            self.kept[name] = fig
+        else:
+            plt.close(fig)
+        return Figure(f"figures/{name}.png", caption, section)
+
+    def _check_pooling(self, data: pd.DataFrame, by: list[str]) -> None:
+        """Raise PoolingError if rows that one line, cell or panel (``by``) averages come from runs
+        that differ in a varied key other than the seed. ``data`` has a ``job`` column."""
+        columns = {"init": "init_name", "activation": "activation_name", "model": "model_name"}
+        varied = [columns.get(k, k) for k in self.keys if k != "seed"]
+        varied = [k for k in varied if k not in by and k in self.runs]
+        if not varied or data.empty:
+            return
+        by = list(dict.fromkeys(b for b in by if b in data))
+        frame = data[["job", *by]].drop_duplicates().join(self.runs.set_index("job")[varied], on="job")
+        for key in varied:
+            n = frame.groupby(by, dropna=False)[key].nunique(dropna=False) if by else frame[key].nunique(dropna=False)
+            if (np.atleast_1d(n) > 1).any():
+                raise PoolingError(f"it would pool runs that differ in {key} (only seeds may be pooled)")
+
+    # --- the figures --------------------------------------------------------------------------
+    def all(self) -> list[Figure]:
+        """Every figure, in report order, once per value of the varied keys no figure shows.
+
+        With several models (``model`` and its options, e.g. ``model.norm``), the families that
+        draw models side by side come first, then every family once per model. A figure that fails
+        is logged and listed in ``not_drawn`` with the reason (re-raised when ``strict``); the other
+        figures still count.
+        """
+        extra = [k for k in self.tables.extra_keys if k in self.runs and k.split(".")[0] != "model"
+                 and k not in self.context]
+        if extra:
+            figures = []
+            for values, part in self.tables.runs.groupby(extra, sort=False, dropna=False):
+                figures += self._sub(part, dict(zip(extra, values if isinstance(values, tuple) else (values,)))).all()
+            return figures
+        if len(self.models) <= 1:
+            return self._all_here([f for f in self.families])
+        figures = self._all_here([f for f in self.families if f.across_models])
+        for model in self.models:  # the comparison families were drawn above
+            sub = self._sub(self.tables.runs[self.tables.runs["model_label"] == model], {"model": model})
+            figures += sub._all_here([f for f in self.families if not f.across_models])
+        return figures
+
+    def _sub(self, runs: pd.DataFrame, context: dict) -> "PlotterBase":
+        """A plotter of the same kind for ``runs`` only, their shared values ``context`` named in titles."""
+        sub = type(self)(_subset(self.tables, set(runs["job"])), self.out, self.formats, self.detail_depths,
+                         self.strict, {**self.context, **context})
+        sub.kept, sub.dpi, sub.not_drawn = self.kept, self.dpi, self.not_drawn
+        return sub
+
+    def _all_here(self, families: list[Family]) -> list[Figure]:
+        """The figures of one context, drawn in the house theme (THEME), which is undone afterwards:
+        drawing never changes matplotlib's global settings for the caller."""
+        with matplotlib.rc_context():
+            sns.set_theme(**THEME)
+            return self._draw(families)
+
+    def _draw(self, families: list[Family]) -> list[Figure]:
+        figures = []
+        where = f" ({_context_text(self.context)})" if self.context else ""
+        with warnings.catch_warnings():  # seaborn's tight_layout vs colour-bar axes; savefig crops anyway
+            warnings.filterwarnings("ignore", ".*[Tt]ight.?layout", UserWarning)
+            warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="seaborn")
+            for family in families:
+                try:
+                    figures += getattr(self, family.method)()
+                except Exception as err:  # the tables and other figures still count; the report says so
+                    plt.close("all")
+                    if self.strict:
+                        raise
+                    expected = isinstance(err, (NothingToDraw, PoolingError))
+                    reason = str(err) if expected else f"{type(err).__name__}: {err}"
+                    reason = (reason.splitlines() or [type(err).__name__])[0]
+                    figure = family.files + where
+                    log.warning("could not draw %s: %s", figure, reason)
+                    self.not_drawn.append(NotDrawn(figure, reason))
+        return figures
+
+    def _panels(self, data: pd.DataFrame, by: str = "activation") -> tuple[pd.DataFrame, str, list[str]]:
+        """A panel column for figures that draw several models side by side: ``by`` alone with one
+        model, "<by>, <model>" with several. Returns (data with the column, its name, its order)."""
+        order = self._present(by, data)
+        if len(self.models) <= 1:
+            return data, by, order
+        models = [m for m in self.models if m in set(data["model"])]
+        labels = [f"{a}, {m}" for m in models for a in order]
+        return data.assign(panel=data[by].astype(str) + ", " + data["model"].astype(str)), "panel", labels
+
+    def _present(self, group: str, data: pd.DataFrame) -> list[str]:
+        return [x for x in self.order[group] if x in set(data[group])]
+
+    def _curve_frame(self, epochs: pd.DataFrame) -> pd.DataFrame:
+        """Epochs in long form: one row per (run, epoch, split, metric) for train/test styling."""
+        ep = epochs.melt(id_vars=["job", "init", "activation", "depth", "epoch"],
+                         value_vars=["train_acc", "test_acc", "train_loss", "test_loss"])
+        ep[["split", "metric"]] = ep["variable"].str.split("_", expand=True)
+        ep["metric"] = ep["metric"].map({"acc": "accuracy", "loss": "loss"})
+        ep["value"] = ep["value"].replace([np.inf, -np.inf], np.nan)
+        return ep
+
+    @staticmethod
+    def _plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
+        """The shared log-axis tick policy (initlab.analysis.log_ticks): labelled ticks in range, never overlapping."""
+        log_ticks(axis)
+
+    def _accuracy_and_loss_axes(self, acc: plt.Axes, loss: plt.Axes) -> None:
+        acc.set(ylim=(0, 1), yticks=[0, 0.5, 1])
+        loss.set_yscale("log")
+        self._plain_log_ticks(loss.yaxis)
+
+    @staticmethod
+    def _legend_below(g: sns.FacetGrid) -> None:
+        """Under the panels, so that the panels get the full page width."""
+        sns.move_legend(g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, title=None, frameon=False)
+        g.tight_layout()
+        if g.axes.shape[0] > 1:  # the top tick label of a row and the bottom one of the row above stay apart
+            g.figure.subplots_adjust(hspace=max(g.figure.subplotpars.hspace, 0.3))

@@ -1,0 +1,167 @@
+"""Run-level outcomes against depth, and the whole grid at a glance."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Optional
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from matplotlib.patches import Rectangle
+
+from initlab.analysis.figures.base import WIDTH, Figure, t95
+
+
+class DepthFigures:
+    # --- depth and the grid -------------------------------------------------------------------
+    def _vs_depth(self, data: pd.DataFrame, rows: dict[str, str], name: str, caption: str,
+                  refline: Optional[float] = None, ylim: Optional[tuple] = None) -> Figure:
+        """Per-run values vs depth, one line per init, a column per activation (and model, with
+        several), a row per measure."""
+        self._check_pooling(data, ["activation", "model", "init", "depth"])
+        data, col, acts = self._panels(data)
+        width = min(3.5, WIDTH / len(acts))
+        height = min(1.9, width)
+        inits = self._present("init", data)
+        g = sns.relplot(data, kind="line", x="depth", y="value", hue="init", hue_order=inits,
+                        palette=self.palette["init"], style="init", style_order=inits, dashes=self.dashes,
+                        markers=True,
+                        row="measure", row_order=list(rows), col=col, col_order=acts,
+                        errorbar=t95, height=height, aspect=width / height,
+                        facet_kws={"sharey": "row"})
+        self._legend_below(g)
+        g.set_titles(template="{col_name}")
+        for ax_row, label in zip(g.axes, rows.values()):
+            ax_row[0].set_ylabel(label)
+        for ax in g.axes[1:].flat:
+            ax.set_title("")
+        depths = np.array(sorted(self.runs["depth"].unique()))
+        spread = np.diff(depths).min() / np.ptp(depths) if len(depths) > 1 else 1.0
+        for ax in g.axes.flat:  # every depth labelled, unless the labels would collide
+            if len(depths) <= 8 and spread * width > 0.25:  # inches between neighbouring labels
+                ax.set_xticks(depths)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        if name.startswith("epochs"):
+            for ax in g.axes.flat:
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        if refline is not None:
+            g.refline(y=refline, color="grey", linestyle=":")
+        if ylim:
+            g.set(ylim=ylim)
+        for ax in g.axes[-1]:
+            ax.set_xlabel("depth")
+        return self._save(g.figure, name, caption, "Accuracy and depth")
+
+    def accuracy_vs_depth(self) -> list[Figure]:
+        """Figure 5: final train and test accuracy vs depth (the reference study's headline plot)."""
+        rows = {"final_train_acc": "final train acc", "final_test_acc": "final test acc"}
+        data = self.runs.melt(id_vars=["job", "activation", "model", "init", "depth"], value_vars=list(rows), var_name="measure")
+        chance = self.runs["chance"].dropna().unique()
+        return [self._vs_depth(data, rows, "accuracy_vs_depth", (
+            "Final train (top) and test (bottom) accuracy vs depth, one line per init, one column per "
+            "activation" + (" and model" if len(self.models) > 1 else "")
+            + ("; the dotted line is chance." if len(chance) == 1 else ".")),
+            refline=chance[0] if len(chance) == 1 else None, ylim=(0, 1.02))]
+
+    def epochs_to_95(self) -> list[Figure]:
+        """Figure 6: how fast trainable runs converge, in both studies' definitions."""
+        rows = {"epochs_to_95_peak_train": "epochs to 95%\nof peak train acc",
+                "epochs_to_95_final_test": "epochs to 95%\nof final test acc"}
+        data = self.runs[self.runs["trainable"].fillna(False).astype(bool)]
+        data = data.melt(id_vars=["job", "activation", "model", "init", "depth"], value_vars=list(rows), var_name="measure")
+        if data["value"].notna().sum() == 0:
+            return []
+        return [self._vs_depth(data, rows, "epochs_to_95_vs_depth", (
+            "Epochs until train accuracy first reaches 95% of its peak (top, as the reference study) and "
+            "test accuracy 95% of its final value (bottom, as the CNN study); trainable runs only."))]
+
+    def grid(self) -> list[Figure]:
+        """Figure 7: the whole grid, a panel per activation, init x depth cells; † diverged, hatched
+        untrainable. Cells keep their size (about 0.42 x 0.3 inches), so the figure grows with the
+        grid: as many panels a row as fit in about 8 inches (one for the full grid), more rows below."""
+        runs, col, acts = self._panels(self.runs)
+        cells = runs.groupby(["depth", "init", col]).agg(
+            acc=("final_test_acc", "mean"), diverged=("status", lambda s: (s == "diverged").any()),
+            trainable=("trainable", "mean")).reset_index()
+        depths = sorted(cells["depth"].unique())
+        inits = self._present("init", self.runs)
+        if len(inits) == len(acts) == 1:  # a single cell per depth: figure 5 says it better
+            return []
+        self._check_pooling(self.runs, ["depth", "init", "activation", "model"])
+        cell_w, cell_h = 0.42, 0.3
+        label_w = 0.09 * max(len(i) for i in inits) + 0.3  # the init names left of the first column
+        panel_w = max(cell_w * len(depths), 0.9)
+        ncols = max(1, min(len(acts), int((WIDTH + 1.0 - label_w - 0.9) // (panel_w + 0.3))))
+        nrows = -(-len(acts) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True, layout="constrained",
+                                 figsize=(label_w + ncols * (panel_w + 0.3) + 0.9,
+                                          nrows * (cell_h * len(inits) + 0.95) + 0.2))
+        chars = max(6, int(panel_w / 0.085))  # a panel title wraps at the panel's width
+        mesh = None
+        for ax, act in zip(axes.flat, acts):
+            cell = cells[cells[col] == act].set_index(["init", "depth"])
+            acc = cell["acc"].unstack().reindex(index=inits, columns=depths)
+            diverged = cell["diverged"].unstack().reindex_like(acc).eq(True)
+            text = acc.map(lambda v: "" if pd.isna(v) else f"{v:.2f}".lstrip("0"))
+            text = text.where(~diverged, text.map(lambda s: f"{s}†" if s else "div"))
+            sns.heatmap(acc, ax=ax, vmin=0, vmax=1, cmap="mako", annot=text, fmt="", cbar=False,
+                        annot_kws={"fontsize": 7.5}, linewidths=0.5, linecolor="white",
+                        xticklabels=[f"{d:g}" for d in depths], yticklabels=inits)
+            mesh = ax.collections[0]
+            untrainable = cell["trainable"].astype(float).unstack().reindex_like(acc) < 0.5
+            for i, j in zip(*np.nonzero(untrainable.to_numpy())):
+                ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.55", lw=0))
+            ax.set_title(textwrap.fill(act, chars), fontsize="medium")
+            ax.set_xlabel("depth")
+            ax.set_ylabel("")
+            ax.tick_params(axis="x", labelrotation=0 if len(depths) * 3 * 0.09 < panel_w else 90)
+            ax.tick_params(axis="y", labelrotation=0)
+        for ax in axes.flat[len(acts):]:
+            ax.set_visible(False)
+        fig.colorbar(mesh, ax=axes, label="final test accuracy", shrink=min(1.0, 2.5 / fig.get_figheight() + 0.3))
+        return [self._save(fig, "grid_test_accuracy", (
+            "Final test accuracy (mean over seeds) for every init (rows) and depth (columns), one panel per "
+            f"activation{' and model' if len(self.models) > 1 else ''}; hatched: not trainable (at most chance + margin), †: diverged."), "The grid at a glance")]
+
+    def plain_vs_residual(self) -> list[Figure]:
+        """Test accuracy vs depth, a line per model: the depth study's plain-vs-residual comparison.
+
+        Only drawn when the runs hold several models; a panel per activation (columns) and init
+        (rows) where those vary. Points are the mean over seeds, bands the 95% t-interval.
+        """
+        if len(self.models) < 2:
+            return []
+        self._check_pooling(self.runs, ["model", "activation", "init", "depth"])
+        acts, inits = self._present("activation", self.runs), self._present("init", self.runs)
+        width = min(3.5, WIDTH / len(acts))
+        height = min(2.6, width)
+        palette = dict(zip(self.models, sns.color_palette("colorblind", len(self.models))))
+        g = sns.relplot(self.runs, kind="line", x="depth", y="final_test_acc", hue="model", hue_order=self.models,
+                        palette=palette, style="model", style_order=self.models, markers=True, dashes=False,
+                        col="activation", col_order=acts, row="init", row_order=inits, errorbar=t95,
+                        height=height, aspect=width / height, facet_kws={"margin_titles": True})
+        self._legend_below(g)
+        g.set_titles(row_template="{row_name}", col_template="{col_name}")
+        g.set_axis_labels("depth", "final test accuracy")
+        depths = np.array(sorted(self.runs["depth"].unique()))
+        for ax in g.axes.flat:
+            if len(depths) > 3 and depths.min() > 0 and depths.max() / depths.min() >= 10:
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_locator(plt.NullLocator())
+                ax.set_xticks(depths, [f"{d:g}" for d in depths])
+            else:
+                ax.set_xticks(depths)
+            ax.set_ylim(0, 1.02)
+        chance = self.runs["chance"].dropna().unique()
+        if len(chance) == 1:
+            g.refline(y=chance[0], color="grey", linestyle=":")
+        return [self._save(g.figure, "plain_vs_residual", (
+            "Final test accuracy vs depth, one line per model (mean over seeds, band: 95% t-interval), as the "
+            "depth study compares plain and residual networks" + ("; a panel per activation" if len(acts) > 1 else "")
+            + ("; a row per init" if len(inits) > 1 else "") + ("; the dotted line is chance." if len(chance) == 1
+                                                                 else ".")), "Accuracy and depth")]

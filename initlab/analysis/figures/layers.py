@@ -1,0 +1,287 @@
+"""Per-layer (MLP) and per-site (any model) statistics at the detail depths, and heatmaps over
+layer x epoch."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Optional
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from matplotlib.colors import LogNorm
+
+from initlab.analysis.figures.base import (FLOOR, LOG_BAND, TINY, WIDTH, ZERO_LABEL, ZERO_MARKER, Figure,
+                                           NotDrawn, NothingToDraw, log, log_floor, t95)
+
+
+SITE_NAMES_UP_TO = 16  # a per-site axis names its sites when it has at most this many
+
+
+class LayerFigures:
+    """MLPs draw against ``layer`` (1..depth hidden, depth + 1 the output) as they always have; any
+    other model against ``index``, its sites in forward order, named on the axis when few."""
+
+    @property
+    def by_site(self) -> bool:
+        """Whether the per-layer figures use the site axis (``index``): any model but the plain MLP."""
+        return bool((self.runs["model_name"] != "mlp").any())
+
+    # --- per-layer pictures at the detail depths ----------------------------------------------
+    def _detail_layers(self, hidden_only: bool = True) -> pd.DataFrame:
+        """Layer rows at init, mid-training and the last epoch of each run at the detail depths.
+
+        ``hidden_only``: an MLP's hidden layers; other models' sites but the output and the weight
+        rows (the logits are not a hidden signal). Otherwise every row with a position on the axis.
+        """
+        layers = self.layers[self.layers["depth"].isin(self.detail)]
+        if not self.by_site:
+            layers = layers[layers["kind"].isin(["hidden"] if hidden_only else ["hidden", "output"])]
+        elif hidden_only:
+            layers = layers[~layers["kind"].isin(["output", "weight"])]
+        layers = layers.dropna(subset=[self._x])
+        last = layers.groupby("job")["epoch"].transform("max")
+        when = np.select([layers["epoch"] == 0, layers["epoch"] == last // 2, layers["epoch"] == last],
+                         ["at init", "middle of training", "end of training"], "")
+        return layers.assign(when=when)[when != ""]
+
+    def _by_layer(self, data: pd.DataFrame, y: str, ylabel: str, name: str, caption: str, log: bool,
+                  row: Optional[str] = None, row_labels: Optional[dict] = None, col: str = "activation",
+                  col_order: Optional[list] = None, style: str = "init", col_wrap: Optional[int] = None,
+                  ylim: Optional[tuple] = None) -> Figure:
+        """Per-layer lines, one per init; inits that overlap (xavier, orthogonal) differ in dashes too.
+
+        ``row_labels`` (value -> title) orders and names the rows; their titles sit on the right. On
+        a log axis (``log``), exact zeros sit at the axis floor with an open triangle (ZERO_LABEL) and
+        non-finite values are left out; raises NothingToDraw when nothing finite is left.
+        """
+        data = data.assign(**{y: data[y].replace([np.inf, -np.inf], np.nan)}).dropna(subset=[y])
+        if data.empty:
+            raise NothingToDraw(f"no finite {y} at depth {', '.join(map(str, self.detail))}")
+        x = self._x
+        self._check_pooling(data, ["activation", "init", "depth", x, *([row] if row else []),
+                                   *([col] if col else []), *([style] if style != "init" else [])])
+        all_zero = log and not (data[y] > 0).any()
+        if all_zero:  # zero init: a linear axis shows 0 as 0
+            log, caption = False, caption.replace(", log scale", "") + " Every value is exactly 0."
+        floor = log_floor(data[y]) if log else 0.0
+        zero = data[y] < floor if log else (data[y] == 0) & all_zero  # marked where a log axis was asked for
+        if log:
+            data = data.assign(**{y: data[y].clip(lower=floor)})
+        col_order = col_order or self._present("activation", data)
+        ncols = col_wrap or len(col_order)
+        inits = self._present("init", data)
+        style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes,
+                     "markers": {i: self.markers[i] for i in inits}, "markersize": 4, "markeredgewidth": 0}
+                    if style == "init"
+                    else {"style": style, "style_order": ["at init", "end of training"]})
+        width = min(3.5, max(WIDTH / ncols, 1.6))
+        height = min(1.9, width)
+        if row:  # row titles stand vertically at the right: wrapped, so they stay shorter than a panel
+            row_labels = {k: textwrap.fill(str(v), 10) for k, v in row_labels.items()}
+            data = data.assign(**{row: data[row].map(row_labels)})
+        g = sns.relplot(data, kind="line", x=x, y=y, hue="init", hue_order=inits,
+                        palette=self.palette["init"], **style_kw, **(LOG_BAND if log else {"errorbar": t95}),
+                        row=row, row_order=list(row_labels.values()) if row else None, col=col,
+                        col_order=col_order, col_wrap=col_wrap, height=height, aspect=width / height,
+                        facet_kws={"sharey": "row" if row else True, "margin_titles": bool(row)})
+        if zero.any():
+            zeros = data[zero.to_numpy()]
+
+            def mark(data: pd.DataFrame, **_) -> None:
+                part = data[data.index.isin(zeros.index)]
+                for init, rows in part.groupby("init"):
+                    plt.gca().plot(rows[x], rows[y], color=self.palette["init"][init], **ZERO_MARKER)
+
+            g.map_dataframe(mark)
+            legend = dict(g._legend_data)
+            legend[ZERO_LABEL] = Line2D([], [], color="0.3", **ZERO_MARKER)
+            g._legend.remove()
+            g.add_legend(legend_data=legend, label_order=list(legend))
+            if log:
+                for ax in g.axes.flat:
+                    ax.set_ylim(bottom=floor / 2)
+        named, site_note = self._site_axis(g, data) if self.by_site else (False, "")
+        self._legend_below(g)  # after the site names: the legend goes below them
+        g.set_titles(template="{col_name}", row_template="{row_name}", col_template="{col_name}")
+        g.set_axis_labels("site (forward order)" if self.by_site else "layer",
+                          textwrap.fill(ylabel, 16) if row else ylabel)  # stacked rows: no overlap
+        for ax in g.axes.flat:
+            if log:
+                ax.set_yscale("log")
+                self._plain_log_ticks(ax.yaxis)
+            if not named:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            self._stagger_markers(ax, data[x].nunique())
+            if ylim:
+                ax.set(ylim=ylim, yticks=[0, 0.5, 1])
+        caption += site_note
+        if zero.any() and log:
+            caption += f" Open triangles: exactly 0, drawn at the axis floor ({floor:.2g})."
+        elif zero.any():
+            caption += " Open triangles: exactly 0."
+        return self._save(g.figure, name, caption, "Signal propagation")
+
+    @property
+    def _x(self) -> str:
+        return "index" if self.by_site else "layer"
+
+    @staticmethod
+    def _site_axis(g: sns.FacetGrid, data: pd.DataFrame) -> tuple[bool, str]:
+        """Name the sites on the x axes when there are at most SITE_NAMES_UP_TO; returns whether it
+        did and a caption sentence."""
+        names = data.dropna(subset=["site"]).drop_duplicates("index").set_index("index")["site"].sort_index()
+        if 0 < len(names) <= SITE_NAMES_UP_TO and data["index"].nunique() == len(names):
+            for ax in g.axes.flat:
+                ax.set_xticks(names.index, names.tolist(), rotation=90, fontsize="x-small")
+            # room for the vertical names, so that the panels keep their height
+            g.figure.set_figheight(g.figure.get_figheight() + 0.07 * max(map(len, names)))
+            return True, " The x axis names the model's measurement sites in forward order."
+        return False, (" The x axis is the site index in forward order (0 = first site); layers.csv names each "
+                "site (column site).")
+
+    @staticmethod
+    def _stagger_markers(ax: plt.Axes, points: int) -> None:
+        """Up to six markers per line, each init's at its own layers (offset by its place), so
+        coinciding lines show alternating markers instead of one hiding the other."""
+        lines = [line for line in ax.lines  # drawn lines: not seaborn's empty legend proxies, not zeros
+                 if line.get_marker() not in (None, "", "None", "v") and len(line.get_xdata())]
+        step = max(1, min(points, max(-(-points // 6), len(lines))))  # each line its own offset
+        for k, line in enumerate(lines):
+            line.set_markevery((k % step, step))
+
+    def act_std_vs_layer(self) -> list[Figure]:
+        """Figure 3b: the signal-propagation picture, at init and after training."""
+        data = self._detail_layers()
+        data = data[data["when"] != "middle of training"]
+        return [self._by_layer(
+            data[data["depth"] == d], "act_std", "post-activation std", f"act_std_vs_layer_depth{d}",
+            f"Post-activation std per hidden layer at init (top) and after training (bottom), depth {d}, "
+            f"log scale.", True,
+            row="when", row_labels={"at init": "at init", "end of training": "after training"})
+            for d in self.detail]
+
+    def gradients(self) -> list[Figure]:
+        """Figure 4: weight-gradient norm per layer at init, mid-training and the end."""
+        data = self._detail_layers(hidden_only=False)
+        figures = []
+        for d in self.detail:
+            part = data[data["depth"] == d]
+            figures.append(self._by_layer(
+                part, "grad_norm", "weight-grad norm", f"grad_norm_vs_layer_depth{d}",
+                f"Norm of the weight gradient on the probe batch per "
+                + ("site that has a weight" if self.by_site else f"layer (layer {d + 1} is the output layer)")
+                + f" at init, mid-training and the last epoch, depth {d}, log scale.", True, row="activation",
+                row_labels={a: a for a in self._present("activation", part)}, col="when",
+                col_order=["at init", "middle of training", "end of training"]))
+        return figures
+
+    def delta_at_init(self) -> list[Figure]:
+        """Figure 4b: the backward signal dL/dh (rms) per layer of the untrained network."""
+        data = self._detail_layers(hidden_only=False)
+        data = data[data["when"] == "at init"]
+        figures = []
+        for d in self.detail:
+            part = data[data["depth"] == d]
+            acts = self._present("activation", part)
+            figures.append(self._by_layer(
+                part, "delta_rms", "rms dL/dh", f"delta_rms_at_init_depth{d}",
+                f"RMS of the loss gradient with respect to each layer's pre-activations (the backward "
+                f"signal) in the untrained network, depth {d}, log scale.", True,
+                col_wrap=min(len(acts), 2)))
+        return figures
+
+    def dead_and_saturated(self) -> list[Figure]:
+        """Figure 9: zero entries, dead units (relu) and saturated entries (tanh, sigmoid) per layer.
+
+        ``frac_zero`` counts (sample, unit) entries that are exactly 0 (about half for a healthy
+        relu layer); ``frac_dead`` counts units that are 0 on every probe sample (dead ReLUs). Jobs
+        recorded before ``frac_dead`` existed have no such row.
+        """
+        data = self._detail_layers()
+        stats = ["frac_zero", *(["frac_dead"] if "frac_dead" in data and data["frac_dead"].notna().any() else []),
+                 "frac_saturated"]
+        data = data[data["when"] != "middle of training"].melt(
+            id_vars=["activation", "init", "depth", "layer", "index", "site", "when", "job"], value_vars=stats, var_name="stat")
+        rows = {"frac_zero": "zero entries", "frac_dead": "dead units", "frac_saturated": "saturated entries"}
+        rows = {k: v for k, v in rows.items() if k in stats}
+        what = ("the fraction of entries (probe sample x unit) exactly 0 (frac_zero; about half in a healthy "
+                "relu layer), " + ("the fraction of units 0 on every probe sample (frac_dead: dead units), "
+                                   if "frac_dead" in stats else "")
+                + "and the fraction of entries saturated (frac_saturated: |tanh| > 0.99, sigmoid < 0.01 or > 0.99)")
+        figures = []
+        for d in self.detail:
+            fig = self._by_layer(
+                data[data["depth"] == d].dropna(subset=["value"]), "value", "fraction",
+                f"dead_saturated_vs_layer_depth{d}",
+                f"Per hidden layer, one row each: {what}; at init (solid) and after training (dashed), depth {d}.",
+                False, row="stat", row_labels=rows, style="when", ylim=(-0.03, 1.03))
+            figures.append(fig)
+        return figures
+
+    def heatmaps(self) -> list[Figure]:
+        """Figure 3: act_std and act_mean over layer x epoch, one panel per init."""
+        layers = self.layers[self.layers["depth"].isin(self.detail)]
+        layers = layers[layers["kind"] == "hidden"]
+        figures = []
+        for stat in ("act_std", "act_mean"):
+            for (act, d), part in layers.groupby(["activation", "depth"]):
+                try:
+                    figures.append(self._heatmap(part, stat, act, d))
+                except NothingToDraw as err:  # the other heatmaps still count
+                    if self.strict:
+                        raise
+                    plt.close("all")
+                    log.warning("could not draw heatmap_%s_%s_depth%s: %s", stat, act, d, err)
+                    self.not_drawn.append(NotDrawn(f"heatmap_{stat}_{act}_depth{d}.png", str(err)))
+        return figures
+
+    def _heatmap(self, part: pd.DataFrame, stat: str, act: str, depth: int) -> Figure:
+        """One panel (about 1.6 x 1.6 inches) per init, four a row; exact zeros of act_std grey."""
+        self._check_pooling(part, ["activation", "depth", "init", "layer", "epoch"])
+        inits = self._present("init", part)
+        wrap = min(4, len(inits))
+        nrows = -(-len(inits) // wrap)
+        fig, axes = plt.subplots(nrows, wrap, squeeze=False, sharex=True, sharey=True, layout="constrained",
+                                 figsize=(0.9 + 1.65 * wrap + 1.0, 0.6 + 1.9 * nrows))
+        values = part[stat].replace([np.inf, -np.inf], np.nan)
+        if values.isna().all():
+            raise NothingToDraw(f"no finite {stat} for {act} at depth {depth}")
+        zeros = stat == "act_std" and (values == 0).any()
+        if stat == "act_std":
+            low = max(float(values[values > 0].min()) if (values > 0).any() else FLOOR, TINY)
+            cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")  # LogNorm masks 0: grey cells
+            style = {"norm": LogNorm(low, max(values.max(), 10 * low)), "cmap": cmap}
+        else:
+            lim = max(values.abs().quantile(0.99), 1e-3)
+            style = {"vmin": -lim, "vmax": lim, "center": 0.0, "cmap": "vlag"}
+        epochs = sorted(part["epoch"].unique())
+        rows = sorted(part["layer"].unique())  # 1..depth for an MLP; other models' hidden sites in order
+        ticks = {"x": np.unique(np.linspace(0, len(epochs) - 1, min(len(epochs), 4)).round().astype(int)),
+                 "y": np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 5)).round().astype(int))}
+        for i, (ax, init) in enumerate(zip(axes.flat, inits)):
+            grid = part[part["init"] == init].pivot_table(index="layer", columns="epoch", values=stat, dropna=False)
+            grid = grid.reindex(index=rows, columns=epochs).replace([np.inf, -np.inf], np.nan)
+            if stat == "act_std":  # a zero stays 0 (grey); only missing cells are blank
+                grid = grid.where(grid != 0, -1.0)
+            sns.heatmap(grid, ax=ax, cbar=False, xticklabels=False, yticklabels=False, rasterized=True, **style)
+            ax.set_xticks(ticks["x"] + 0.5, [epochs[i] for i in ticks["x"]], rotation=0)
+            ax.set_yticks(ticks["y"] + 0.5, [f"{rows[i]:g}" for i in ticks["y"]], rotation=0)
+            ax.set_title(textwrap.fill(init, 18), fontsize="medium")
+            ax.set(xlabel="epoch" if i + wrap >= len(inits) else "", ylabel="layer" if i % wrap == 0 else "")
+        for ax in axes.flat[len(inits):]:
+            ax.set_visible(False)
+        bar = fig.colorbar(axes.flat[0].collections[0], ax=axes, shrink=min(1.0, 0.4 + 0.3 * nrows),
+                           label="post-activation std" if stat == "act_std" else "post-activation mean")
+        if stat == "act_std":
+            self._plain_log_ticks(bar.ax.yaxis)
+        fig.suptitle(f"{act}, depth {depth}")
+        what = ("standard deviation (log colour; grey cells are exactly 0)" if zeros
+                else "standard deviation (log colour)" if stat == "act_std" else "mean (0 is white)")
+        return self._save(fig, f"heatmap_{stat}_{act}_depth{depth}", (
+            f"{act}, depth {depth}: post-activation {what} per hidden layer (rows, input side on "
+            f"top) and epoch (columns), one panel per init, mean over seeds."),
+            "Activation statistics through training")

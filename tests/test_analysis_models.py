@@ -1,0 +1,224 @@
+"""The analysis of any model (P6) on fabricated job folders in the real record format: site columns,
+old MLP records without them, the model column and options, the convergence epoch, figures that
+never pool models, the plain-vs-residual figure by value, the per-site axis and the report's
+reasons for empty predictions. No training: tests/jobfactory.py writes the folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from jobfactory import NO_THEORY, sites, write_job
+
+import analyze
+from initlab.analysis import report
+from initlab.analysis import tables as analysis
+from initlab.analysis.figures import FAMILIES, Plotter, PoolingError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    with plt.rc_context({"figure.max_open_warning": 0}):
+        yield
+    plt.close("all")
+
+
+def model_sweep(root: Path, models=("mlp", "resmlp"), depths=(2, 6), seeds=(0, 1), **job) -> Path:
+    """Every model x depth x seed as a job folder; resmlp with norm=batchnorm."""
+    for model in models:
+        for depth in depths:
+            for seed in seeds:
+                write_job(root / f"model={model},depth={depth},seed={seed}", model=model, depth=depth, seed=seed,
+                          model_params={"norm": "batchnorm"} if model == "resmlp" else None,
+                          overrides=[f"model={model}", f"depth={depth}", f"seed={seed}"], **job)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root
+
+
+def first_epoch_at_95(acc: list[float]) -> float:
+    """Independent reference: the first epoch >= 1 with acc >= 0.95 * final, else NaN."""
+    acc = np.asarray(acc, dtype=float)
+    hits = np.flatnonzero(acc[1:] >= 0.95 * acc[-1])
+    return float(hits[0] + 1) if hits.size else float("nan")
+
+
+# --- records --------------------------------------------------------------------------------------
+def test_old_mlp_records_get_kinds_from_the_layer_number(tmp_path):
+    job = write_job(tmp_path / "old", depth=3, epochs=2, site_columns=False, grad_norm=False, n_params=None)
+    assert "kind" not in pd.read_csv(job / "layers.csv") and "grad_norm" not in pd.read_csv(job / "epochs.csv")
+    tables = analysis.load([tmp_path])
+    layers = tables.layers
+    assert (layers["kind"] == np.where(layers["layer"] <= 3, "hidden", "output")).all()
+    assert (layers["index"] == layers["layer"] - 1).all() and layers["site"].isna().all()
+    runs = tables.runs
+    assert runs["model"].tolist() == ["mlp"] and runs["n_params"].isna().all()
+    assert Plotter(tables, tmp_path / "out", strict=True).grad_norm_per_epoch() == []
+
+
+def test_site_rows_of_any_model_are_read_in_forward_order(tmp_path):
+    write_job(tmp_path / "res", model="resmlp", model_params={"norm": "batchnorm"}, depth=3, epochs=2, n_params=12345)
+    tables = analysis.load([tmp_path])
+    layout = sites("resmlp", 3)
+    at_init = tables.layers[tables.layers["epoch"] == 0].sort_values("index")
+    assert at_init["site"].tolist() == [s for s, _, _ in layout]
+    assert at_init["kind"].tolist() == [k for _, k, _ in layout]
+    hidden_or_output = at_init[at_init["kind"].isin(["hidden", "output"])]
+    assert hidden_or_output["layer"].tolist() == list(range(1, len(hidden_or_output) + 1))
+    assert at_init.loc[~at_init["kind"].isin(["hidden", "output"]), "layer"].isna().all()
+    row = tables.runs.iloc[0]
+    assert row["model"] == "resmlp" and row["n_params"] == 12345 and row["model.norm"] == "batchnorm"
+    assert row["theory_reason"] == NO_THEORY and np.isnan(row.get("q_log_misfit", np.nan))
+
+
+def test_a_job_whose_epochs_have_different_site_counts_is_skipped(tmp_path):
+    job = write_job(tmp_path / "cut", model="resmlp", depth=3, epochs=2, rows=False)
+    layers = pd.read_csv(job / "layers.csv")
+    layers.drop(index=layers.index[-1]).to_csv(job / "layers.csv", index=False)
+    tables = analysis.load([tmp_path])
+    assert tables.runs.empty and "rows per epoch differ" in tables.skipped[0].reason
+
+
+# --- convergence ----------------------------------------------------------------------------------
+CURVES = [[0.1, 0.5, 0.8, 0.9, 0.86],  # 0.95 * 0.86 = 0.817: epoch 3
+          [0.1, 0.95, 0.2, 0.3, 0.9],  # 0.855: epoch 1 already
+          [0.1, 0.2, 0.3, 0.4, 0.8],  # only the final epoch
+          [0.1, 0.0, 0.0, 0.0, 0.0]]  # final 0: every trained epoch reaches 0
+
+
+@pytest.mark.parametrize("val", [True, False])
+@pytest.mark.parametrize("curve", CURVES)
+def test_convergence_epoch_is_the_first_epoch_at_95_percent_of_the_final(tmp_path, curve, val):
+    write_job(tmp_path / "job", epochs=4, curve=curve, val=val)
+    row = analysis.load([tmp_path]).runs.iloc[0]
+    epochs = pd.read_csv(tmp_path / "job" / "epochs.csv")
+    metric = "val_acc" if val else "test_acc"
+    assert epochs[metric].tolist() == pytest.approx(curve)
+    assert row["convergence_metric"] == metric
+    np.testing.assert_equal(row["convergence_epoch"], first_epoch_at_95(curve))
+    if val:  # the test curve is the factory's own rise: the column must not follow it
+        assert row["final_val_acc"] == pytest.approx(curve[-1])
+
+
+def test_convergence_table_is_the_mean_over_seeds(tmp_path):
+    curves = {0: [0.1, 0.5, 0.8, 0.9, 0.86], 1: [0.1, 0.95, 0.2, 0.3, 0.9]}
+    for seed, curve in curves.items():
+        write_job(tmp_path / f"s{seed}", seed=seed, epochs=4, curve=curve, val=True)
+    table = report.convergence_table(analysis.load([tmp_path]))
+    expected = np.mean([first_epoch_at_95(c) for c in curves.values()])
+    assert table["measured on"].tolist() == ["validation"]
+    assert table["convergence epoch"].iloc[0].startswith(f"{expected:.1f} ± ")
+
+
+# --- figures --------------------------------------------------------------------------------------
+def kept_plotter(root: Path, out: Path, **kw) -> Plotter:
+    plotter = Plotter(analysis.load([root]), out, strict=True, **kw)
+    plotter.kept, plotter.dpi = {}, 40
+    return plotter
+
+
+def test_plain_vs_residual_points_are_the_mean_over_seeds(tmp_path):
+    root = model_sweep(tmp_path / "sweep", depths=(2, 6, 12), seeds=(0, 1, 2))
+    plotter = kept_plotter(root, tmp_path / "out")
+    [figure] = plotter.plain_vs_residual()
+    assert figure.path == "figures/plain_vs_residual.png" and (tmp_path / "out" / figure.path).is_file()
+    # independent: result.json of every job, averaged with NumPy
+    finals = {}
+    for job in root.iterdir():
+        if (job / "result.json").is_file():
+            result = json.loads((job / "result.json").read_text())
+            key = (result["choices"]["model"]["name"], result["choices"]["depth"])
+            finals.setdefault(key, []).append(result["final"]["test_acc"])
+    [ax] = plotter.kept["plain_vs_residual"].axes
+    lines = [line for line in ax.lines if len(line.get_xdata()) == 3]
+    assert len(lines) == 2
+    for model in ("mlp", "resmlp"):
+        expected = [np.mean(finals[(model, d)]) for d in (2, 6, 12)]
+        assert any(np.allclose(line.get_ydata(), expected) for line in lines), model
+    legend = [t.get_text() for t in plotter.kept["plain_vs_residual"].legends[0].get_texts()]
+    assert legend == ["mlp", "resmlp"]
+
+
+def test_no_figure_pools_different_models(tmp_path):
+    root = model_sweep(tmp_path / "sweep", depths=(2, 4), seeds=(0,))
+    plotter = kept_plotter(root, tmp_path / "out")
+    figures = plotter.all()
+    assert plotter.not_drawn == []
+    across = {f.files.removesuffix(".png") for f in FAMILIES if f.across_models}
+    names = [Path(f.path).stem for f in figures]
+    # the comparison figures once, without a model in the name; every other one per model
+    assert {"grid_test_accuracy", "accuracy_vs_depth", "plain_vs_residual", "grad_norm_per_epoch"} <= set(names)
+    per_model = [n for n in names if n not in across]
+    assert per_model and all(n.endswith(("_model=mlp", "_model=resmlp")) for n in per_model)
+    # the check that guards every figure: grouping without the model raises
+    with pytest.raises(PoolingError, match="model"):
+        plotter._check_pooling(plotter.runs, ["activation", "init", "depth"])
+    plotter._check_pooling(plotter.runs, ["activation", "init", "depth", "model"])
+    # the grid: a panel per activation and model
+    grid = plotter.kept["grid_test_accuracy"]
+    titles = [" ".join(ax.get_title().split()) for ax in grid.axes if ax.get_visible() and ax.get_title()]
+    assert titles == ["relu, mlp", "relu, resmlp"]
+
+
+def test_grad_norm_per_epoch_lines_are_geometric_means(tmp_path):
+    root = model_sweep(tmp_path / "sweep", models=("mlp",), depths=(3,), seeds=(0, 1))
+    plotter = kept_plotter(root, tmp_path / "out")
+    plotter.grad_norm_per_epoch()
+    [ax] = plotter.kept["grad_norm_per_epoch"].axes
+    epochs = pd.concat(pd.read_csv(j / "epochs.csv") for j in root.iterdir() if j.is_dir())
+    expected = epochs[epochs["epoch"] >= 1].groupby("epoch")["grad_norm"].apply(lambda v: np.exp(np.log(v).mean()))
+    [line] = [line for line in ax.lines if len(line.get_xdata()) == len(expected)]
+    np.testing.assert_allclose(line.get_xdata(), expected.index)
+    np.testing.assert_allclose(line.get_ydata(), expected.to_numpy())
+
+
+def test_per_site_axis_names_the_sites_of_a_non_mlp_model(tmp_path):
+    write_job(tmp_path / "res", model="resmlp", depth=2, epochs=2)
+    plotter = kept_plotter(tmp_path, tmp_path / "out")
+    plotter.act_std_vs_layer()
+    fig = plotter.kept["act_std_vs_layer_depth2"]
+    shown = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
+    hidden_sites = [s for s, k, _ in sites("resmlp", 2) if k not in ("output", "weight")]
+    assert shown == hidden_sites
+    assert fig.axes[-1].get_xlabel() == "site (forward order)"
+
+
+def test_mlp_figures_keep_the_layer_axis(tmp_path):
+    write_job(tmp_path / "mlp", depth=3, epochs=2)
+    plotter = kept_plotter(tmp_path, tmp_path / "out")
+    plotter.act_std_vs_layer()
+    ax = plotter.kept["act_std_vs_layer_depth3"].axes[-1]
+    assert ax.get_xlabel() == "layer"
+    line = next(line for line in ax.lines if len(line.get_xdata()) > 1)
+    assert list(line.get_xdata()) == [1, 2, 3]
+
+
+# --- report and the command -----------------------------------------------------------------------
+def test_report_says_why_predictions_are_empty_and_lists_convergence(tmp_path):
+    root = model_sweep(tmp_path / "sweep", depths=(2,), seeds=(0,), val=True)
+    assert analyze.main([str(root), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    theory = md.split("## Theory", 1)[1]
+    assert f"- resmlp: {NO_THEORY}" in theory and "- mlp:" not in theory
+    assert "## Convergence" in md and "validation accuracy reaches 95%" in md
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert {"model", "model.norm", "n_params", "convergence_epoch", "convergence_metric"} <= set(runs.columns)
+    assert sorted(runs["model"]) == ["mlp", "resmlp"]
+
+
+def test_the_analysis_side_imports_no_torch(tmp_path):
+    root = model_sweep(tmp_path / "sweep", depths=(2,), seeds=(0,))
+    code = ("import sys, analyze; rc = analyze.main([sys.argv[1], '--out', sys.argv[2]]); "
+            "import initlab.analysis.figures, initlab.analysis.report; "
+            "assert rc == 0, rc; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path / "out")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
