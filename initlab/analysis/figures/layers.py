@@ -34,14 +34,14 @@ class LayerFigures:
     def _detail_layers(self, hidden_only: bool = True) -> pd.DataFrame:
         """Layer rows at init, mid-training and the last epoch of each run at the detail depths.
 
-        ``hidden_only``: an MLP's hidden layers; other models' sites but the output and the weight
-        rows (the logits are not a hidden signal). Otherwise every row with a position on the axis.
+        ``hidden_only``: the sites of kind hidden (each nonlinearity's input and output: an MLP's
+        hidden layers, a residual net's activations), so that one line follows one kind of signal
+        (a line through alternating activation and residual-sum sites zigzags between two
+        scales); otherwise the output too. Residual, norm, attention and weight-only rows stay in
+        layers.csv.
         """
         layers = self.layers[self.layers["depth"].isin(self.detail)]
-        if not self.by_site:
-            layers = layers[layers["kind"].isin(["hidden"] if hidden_only else ["hidden", "output"])]
-        elif hidden_only:
-            layers = layers[~layers["kind"].isin(["output", "weight"])]
+        layers = layers[layers["kind"].isin(["hidden"] if hidden_only else ["hidden", "output"])]
         layers = layers.dropna(subset=[self._x])
         last = layers.groupby("job")["epoch"].transform("max")
         when = np.select([layers["epoch"] == 0, layers["epoch"] == last // 2, layers["epoch"] == last],
@@ -173,7 +173,7 @@ class LayerFigures:
             figures.append(self._by_layer(
                 part, "grad_norm", "weight-grad norm", f"grad_norm_vs_layer_depth{d}",
                 f"Norm of the weight gradient on the probe batch per "
-                + ("site that has a weight" if self.by_site else f"layer (layer {d + 1} is the output layer)")
+                + ("activation site (its weight: the layer feeding it) and the output" if self.by_site else f"layer (layer {d + 1} is the output layer)")
                 + f" at init, mid-training and the last epoch, depth {d}, log scale.", True, row="activation",
                 row_labels={a: a for a in self._present("activation", part)}, col="when",
                 col_order=["at init", "middle of training", "end of training"]))
