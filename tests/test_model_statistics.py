@@ -280,6 +280,8 @@ def test_cnn_statistics_match_numpy(residual):
     model = job_model(inputs, "model=cnn", "depth=3", "model.channels=[3,4]", "model.norm=none",
                       f"model.residual={str(residual).lower()}", "activation=relu", "init=he_normal",
                       "model.bias_init=normal", "model.bias_std=0.2")
+    with torch.no_grad():
+        model.stages[0][0].conv.bias[1] = -1e3  # channel 1 of the first conv never fires: frac_dead 1/3
     g = torch.Generator().manual_seed(2)
     x, y = torch.randn(12, 2, 6, 5, generator=g, dtype=torch.float64), torch.randint(0, 4, (12,), generator=g)
     want, meta = np_cnn(numpy_params(model), x.numpy(), y.numpy(), [2, 1], residual, "relu")
@@ -291,4 +293,4 @@ def test_cnn_statistics_match_numpy(residual):
     assert [m[0] for m in meta if m[1] != "weight"] == expected_sites
     assert [m[0] for m in meta if m[1] == "weight"] == (["stages.0.0.skip", "stages.1.0.skip"] if residual else [])
     got = probe_statistics(model, "relu", x, y)
-    assert float(got.values[0, COL["frac_zero"]]) > 0, "ReLU zeros are counted over batch and positions"
+    assert want[0]["frac_dead"] == pytest.approx(1 / 3) and float(got.values[0, COL["frac_dead"]]) == want[0]["frac_dead"]
