@@ -1,0 +1,69 @@
+"""The P6 experiment files: every job of each sweep composes, validates and fits its dataset.
+
+tests/test_config.py composes each experiment's base; here every point of its
+``hydra.sweeper.params`` grid is composed with it, validated (``to_experiment``) and fit-checked
+(``check_config_fits``, what the job checks before loading data), and the settings the studies
+name (from the issue) are the ones the files give.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from omegaconf import OmegaConf
+
+from conftest import CONF, compose_config
+from initlab.config import to_experiment
+from initlab.models import check_config_fits
+
+STUDY_INITS = ["xavier_uniform", "he_normal", "torch_default", "small_normal"]
+
+
+def sweep_points(name: str) -> list[list[str]]:
+    """Every job's overrides of ``conf/experiment/<name>.yaml``'s sweep grid."""
+    params = OmegaConf.load(CONF / "experiment" / f"{name}.yaml").hydra.sweeper.params
+    axes = [[f"{key}={value}" for value in str(values).split(",")] for key, values in params.items()]
+    return [list(point) for point in itertools.product(*axes)]
+
+
+def jobs(name: str, *extra: str):
+    return [to_experiment(compose_config(f"+experiment={name}", *extra, *point)) for point in sweep_points(name)]
+
+
+def test_residual_depth_grid_is_plain_vs_residual_at_the_study_depths():
+    exps = jobs("residual_depth")
+    assert sorted((e.model.name, e.depth) for e in exps) == sorted(
+        itertools.product(["mlp", "resmlp"], [5, 10, 20, 30, 50, 100]))
+    offline = [to_experiment(compose_config("+experiment=residual_depth", "dataset=digits", f"model={m}", "depth=100"))
+               for m in ("mlp", "resmlp")]
+    assert {e.dataset.name for e in offline} == {"digits"}
+    for exp in exps + offline:
+        check_config_fits(exp)
+        assert exp.model.norm.value == "batchnorm" and exp.init.name == "torch_default"
+        assert exp.model.bias_init.value == "torch_default"
+        assert (exp.optimizer.name, exp.optimizer.lr, exp.optimizer.weight_decay) == ("adam", 1e-3, 1e-4)
+        assert (exp.batch_size, exp.epochs) == (128, 20)
+    assert {e.dataset.name for e in exps} == {"mnist"}
+    assert (list(exps[0].dataset.mean), list(exps[0].dataset.std)) == ([0.1307], [0.3081])
+
+
+def test_resnet_init_grid_is_the_cnn_studys_setting():
+    exps = jobs("resnet_init")
+    assert [e.init.name for e in exps] == STUDY_INITS
+    for exp in exps:
+        check_config_fits(exp)
+        assert exp.model.name == "resnet18" and exp.model.cifar_stem
+        assert exp.dataset.name == "cifar10" and exp.dataset.augment
+        assert list(exp.dataset.mean) == [0.4914, 0.4822, 0.4465] and list(exp.dataset.std) == [0.2023, 0.1994, 0.2010]
+        assert (exp.optimizer.name, exp.optimizer.lr, exp.optimizer.weight_decay) == ("adam", 1e-3, 1e-4)
+        assert (exp.batch_size, exp.epochs) == (64, 10)
+    he, small = exps[1].init, exps[3].init
+    assert (he.mode.value, he.factor) == ("fan_in", 2.0) and small.std == 0.01
+
+
+def test_transformer_init_grid_is_offline_and_inits_embeddings():
+    exps = jobs("transformer_init")
+    assert sorted((e.init.name, e.seed) for e in exps) == sorted(itertools.product(STUDY_INITS, [0, 1, 2]))
+    for exp in exps:
+        check_config_fits(exp)
+        assert exp.model.name == "transformer" and exp.dataset.name == "majority" and exp.init.embedding
