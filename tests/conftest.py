@@ -6,10 +6,13 @@ compose API, jobs run in pytest's tmp_path, and CLI tests run ``python train.py`
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
+import io
 import json
 import os
+import runpy
 import subprocess
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -97,6 +100,30 @@ def run_train(*args: str, timeout: float = 300, env: dict[str, str] | None = Non
     proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env or train_env())
     return Completed(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def train_refused_in_process(*args: str) -> Completed:
+    """``python train.py ARGS`` for a command line that train.py's one-line pre-check refuses, run
+    as ``__main__`` in this process: the same code and output as ``run_train`` without the seconds
+    of interpreter and torch start-up. Bad input found only once Hydra runs the job (device, data
+    files) needs ``run_train``; one real process per refusal path keeps the process itself tested."""
+    from initlab.cli import check_command_line
+
+    assert check_command_line(list(args), CONF) is not None, f"train.py {' '.join(args)} passes the pre-check"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv, full_error = sys.argv, os.environ.pop("HYDRA_FULL_ERROR", None)
+    sys.argv = [str(ROOT / "train.py"), *args]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+        code = 0
+    except SystemExit as exit_:
+        code = 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = argv
+        if full_error is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
+    return Completed(list(args), code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ Group parameters come from conf/<group>/<name>.yaml, as Hydra would compose them
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import math
 import zlib
@@ -49,9 +51,15 @@ def sites(model: str, depth: int) -> list[tuple[str, str, Optional[str]]]:
 
 def group(name: str, option: str, **params) -> dict:
     """conf/<name>/<option>.yaml without its defaults list, with ``params`` on top."""
+    return {**copy.deepcopy(_group_file(name, option)), **params}
+
+
+@functools.lru_cache(maxsize=None)
+def _group_file(name: str, option: str) -> dict:
+    """Read once per test session: a full grid writes hundreds of jobs from the same few files."""
     node = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / name / f"{option}.yaml"))
     node.pop("defaults", None)
-    return {**node, **params}
+    return node
 
 
 def layer_gain(activation: str, init: str) -> float:

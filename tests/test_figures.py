@@ -117,7 +117,7 @@ def _check_readable(kept):
                     assert len(labelled) >= 2, (name, ax.get_title(), axis.axis_name, labelled)
         titles = _titles(fig)
         assert len(titles) == len(set(titles)), (name, titles)  # every panel says which it is
-        fig.canvas.draw()
+        # drawn by overlapping_texts, and unchanged since
         assert fig.get_tightbbox(fig.canvas.get_renderer()).width <= 9.5, name  # inches, as saved
 
 

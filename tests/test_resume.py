@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -64,8 +65,9 @@ def checkpointed_epoch(job_dir: Path) -> int:
 
 
 def test_interrupted_job_continues_from_its_checkpoint_identically(tmp_path):
+    """Killed and rerun through train.py; the uninterrupted reference runs in this process."""
     config = [*SLOW_JOB, "epochs=12"]
-    train(*config, f"hydra.run.dir={tmp_path / 'whole'}")
+    run_job(compose_config(*config), tmp_path / "whole")
 
     job = tmp_path / "interrupted"
     proc = start_train(*config, f"hydra.run.dir={job}")
@@ -103,18 +105,30 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
 
 
 @pytest.mark.parametrize("keep", [False, True])
-def test_finished_job_is_skipped_unless_resume_false(tmp_path, keep):
-    args = ["epochs=1", "depth=2", f"keep_checkpoint={str(keep).lower()}", f"hydra.run.dir={tmp_path}"]
-    train(*args)
+def test_finished_job_is_skipped_unless_resume_false(tmp_path, keep, caplog):
+    """keep=false through train.py, as a user runs it (the skip is written to the job's log);
+    keep=true, where a kept checkpoint must not make the finished job resume, in this process."""
+    args = ["epochs=1", "depth=2", f"keep_checkpoint={str(keep).lower()}"]
+
+    def run(*extra: str) -> None:
+        if keep:
+            run_job(compose_config(*args, *extra), tmp_path)
+        else:
+            train(*args, *extra, f"hydra.run.dir={tmp_path}")
+
+    caplog.set_level(logging.INFO)
+    run()
     assert (tmp_path / "checkpoint.pt").exists() == keep
     result = tmp_path / "result.json"
     first = result.stat().st_mtime_ns
 
-    train(*args)
+    caplog.clear()
+    run()
     assert result.stat().st_mtime_ns == first
-    assert "job already finished, skipping" in (tmp_path / "train.log").read_text()
+    log = caplog.text if keep else (tmp_path / "train.log").read_text()
+    assert "job already finished, skipping" in log
 
-    train(*args, "resume=false")
+    run("resume=false")
     assert result.stat().st_mtime_ns > first
     assert len(pd.read_csv(tmp_path / "epochs.csv")) == 2, "a forced rerun starts from scratch"
 
