@@ -16,6 +16,7 @@ import yaml
 
 from conftest import CONF, ROOT, compose_config, group_choices
 from initlab.choices import ACTIVATIONS, INITS
+from initlab.cli import check_single_run
 from initlab.config import to_experiment
 
 REGISTRIES = {"activation": ACTIVATIONS, "init": INITS}
@@ -103,3 +104,15 @@ def test_sigma_w2_is_what_the_fill_draws(name):
     w = INITS[name].fill(torch.empty(fan_out, fan_in), cfg)
     empirical = fan_in * w.double().pow(2).mean().item()
     assert INITS[name].sigma_w2(cfg, fan_in, fan_out) == pytest.approx(empirical, rel=0.01, abs=1e-12)
+
+
+@pytest.mark.parametrize("group", REGISTRIES)
+def test_a_name_with_no_choice_is_refused_in_one_line(group):
+    """``activation.name=foo`` composes (the override replaces the YAML's name): the schema refuses
+    it before any training, naming the valid choices, in train.py's pre-check too."""
+    registry = REGISTRIES[group]
+    expected = (f"{group}.name='nosuch' is no {group}; valid: {', '.join(registry)} "
+                f"(choose one with {group}=NAME)")
+    assert check_single_run([f"{group}.name=nosuch"], CONF) == expected
+    first = next(iter(registry))
+    assert check_single_run([f"{group}={first}", f"{group}.name={first}"], CONF) is None
