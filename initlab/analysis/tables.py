@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from initlab import choices  # no torch: names, colours
+from initlab import choices  # no torch: the plot order of activations and inits
 from initlab import theory as mean_field  # pure numpy/scipy
 from initlab.records import EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
 
