@@ -22,6 +22,8 @@ from typing import Any, ClassVar, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from initlab import choices
+
 
 class ConfigError(ValueError):
     """A configuration value is out of range; the message is one line naming value and valid range."""
@@ -162,10 +164,19 @@ class Device(str, Enum):
 
 
 # --- activation -------------------------------------------------------------------------------
+def _require_choice(group: str, name: str, registry: dict) -> None:
+    """``activation.name=foo`` composes (the YAML file sets the name, a plain override replaces it)."""
+    _require(name in registry, f"{group}.name={name!r} is no {group}; valid: {', '.join(registry)} "
+                               f"(choose one with {group}=NAME)")
+
+
 @dataclass
 class ActivationConfig(Checked):
     PREFIX: ClassVar[str] = "activation."
     name: str = MISSING
+
+    def check(self) -> None:
+        _require_choice("activation", self.name, choices.ACTIVATIONS)
 
 
 @dataclass
@@ -183,6 +194,7 @@ class GELUConfig(ActivationConfig):
     approximate: str = MISSING
 
     def check(self) -> None:
+        super().check()
         _require(self.approximate in ("none", "tanh"),
                  f"activation.approximate must be one of none, tanh; got {self.approximate!r}")
 
@@ -197,6 +209,9 @@ class InitConfig(Checked):
     name: str = MISSING
     apply_to: ApplyTo = ApplyTo.all
     embedding: bool = False
+
+    def check(self) -> None:
+        _require_choice("init", self.name, choices.INITS)
 
 
 @dataclass
@@ -253,6 +268,7 @@ class TruncNormalConfig(InitConfig):
     b: float = number()
 
     def check(self) -> None:
+        super().check()
         _require(self.a < self.b, f"init.a must be < init.b, got a={self.a}, b={self.b}")
         # torch warns (and its inverse-CDF sampler of older versions draws wrongly) beyond 2 std
         lo, hi = self.a - 2 * self.std, self.b + 2 * self.std

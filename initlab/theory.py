@@ -10,266 +10,72 @@ Conventions (Poole et al. 2016, Schoenholz et al. 2017; derived in docs/theory.m
 * backward quantities use the gradient-independence assumption and the *local* gain
   chi^(l) = sigma_{w,l+1}^2 E[phi'(sqrt(q^l) z)^2] of each layer.
 
-Gaussian expectations use closed forms for linear, relu, leaky_relu, elu and selu (kinks spoil
-quadrature), and otherwise the trapezoid rule on z in [-12, 12]: it converges exponentially for
-smooth integrands and stays below 1e-8 relative error up to q ~ 100, where Gauss-Hermite with 100
-nodes is only that good for q <= 1.
+Each activation's Gaussian expectations (phi, phi', closed forms where kinks spoil quadrature) and
+each init's sigma_w^2 come from its choice in initlab.choices; this module composes them into
+the length, correlation and gradient maps.
 
-Every ``activation`` argument is a config name (relu, tanh, sigmoid, gelu, leaky_relu, elu, selu,
-silu, linear), a mapping or attribute object with ``name`` and its params (negative_slope, alpha,
-approximate), a numpy-vectorised callable phi (assumed smooth; phi' by central differences), or a
-pair (phi, dphi). Init configs are likewise mappings or attribute objects.
+Every ``activation`` argument is a config name (any in initlab.choices.ACTIVATIONS), a mapping or
+attribute object with ``name`` and its params (negative_slope, alpha, approximate), a
+numpy-vectorised callable phi (assumed smooth; phi' by central differences), or a pair
+(phi, dphi). Init configs are likewise mappings or attribute objects.
 
-Pure numpy/scipy so that probes and analysis can both use it; it imports nothing from initlab.
+Pure numpy/scipy so that probes and analysis can both use it: of initlab it imports only the
+choices, which load no torch.
 """
 
 from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize
 
-_SQRT_2PI = math.sqrt(2.0 * math.pi)
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
+from initlab.choices import ACTIVATIONS, INITS
+from initlab.choices.base import field as _field
+from initlab.choices.gaussian import Expectations, Quadrature
+
 _FD_STEP = 1e-5  # central-difference step for derivatives of user callables
 # Lengths are searched on [0, 1e4]; a diverging length (q* = inf) is evaluated at the top.
 _Q_GRID = np.concatenate([[0.0], np.logspace(-10.0, 4.0, 281)])
 _Q_LARGE = float(_Q_GRID[-1])
 
 
-def _trapezoid_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
-    z = np.linspace(-12.0, 12.0, n)
-    return z, np.exp(-0.5 * z**2) * (24.0 / (n - 1)) / _SQRT_2PI
-
-
-_Z1, _W1 = _trapezoid_rule(1601)  # one-input integrals
-_Z2, _W2 = _trapezoid_rule(601)  # two-input integrals (tensor grid)
-
-
-# --------------------------------------------------------------------------- config access
-def _field(cfg: Any, name: str, default: Any = None) -> Any:
-    """Read ``name`` from a mapping (``.get``) or an attribute object; None means unset.
-
-    Enum members (the project's FanMode, BiasInit) are returned as their values.
-    """
-    value = cfg.get(name, default) if hasattr(cfg, "get") else getattr(cfg, name, default)
-    if value is None:
-        return default
-    return value.value if isinstance(value, Enum) else value
-
-
 # --------------------------------------------------------------------------- activations
-def _gauss(f: Callable[[np.ndarray], np.ndarray], q: Any) -> np.ndarray:
-    """E_z f(sqrt(q) z), z ~ N(0, 1), elementwise over the array q."""
-    return f(np.sqrt(np.asarray(q, dtype=float))[..., None] * _Z1) @ _W1
-
-
-def _gauss2(f: Callable[[np.ndarray], np.ndarray], q: float, c: float) -> float:
-    """E f(u_a) f(u_b) for centred jointly Gaussian u_a, u_b of variance q and correlation c."""
-    s = math.sqrt(q)
-    fa = f(s * _Z2) * _W2
-    fb = f(s * (c * _Z2[:, None] + math.sqrt(max(1.0 - c * c, 0.0)) * _Z2[None, :]))
-    return float(fa @ fb @ _W2)
-
-
-class _Quadrature:
-    """Activation whose Gaussian integrals are computed by quadrature (phi smooth).
-
-    Methods take q (array) and return E over z ~ N(0,1) at argument sqrt(q) z of:
-    ``second_moment`` phi^2 (V), ``grad_moment`` phi'^2, ``mean`` phi, ``length_slope`` dV/dq
-    (= E[phi'^2 + phi phi''] by Stein's lemma); ``kernel`` / ``grad_kernel`` are the two-input
-    E[phi phi] / E[phi' phi'] at correlation c.
-    """
-
-    gain = None  # V(q) = gain * q exactly for positively homogeneous activations
-
-    def __init__(self, phi: Callable, dphi: Callable):
-        self.phi, self.dphi = phi, dphi
-
-    def second_moment(self, q):
-        return _gauss(lambda x: self.phi(x) ** 2, q)
-
-    def grad_moment(self, q):
-        return _gauss(lambda x: self.dphi(x) ** 2, q)
-
-    def mean(self, q):
-        return _gauss(self.phi, q)
-
-    def length_slope(self, q):
-        h = 1e-4  # phi'' by central differences of phi': ~1e-9 error, only used for xi_q
-        return _gauss(lambda x: self.dphi(x) ** 2
-                      + self.phi(x) * (self.dphi(x + h) - self.dphi(x - h)) / (2 * h), q)
-
-    def kernel(self, q, c):
-        return _gauss2(self.phi, q, c)
-
-    def grad_kernel(self, q, c):
-        return _gauss2(self.dphi, q, c)
-
-
-class _PiecewiseLinear:
-    """phi(x) = x for x > 0 and s x for x < 0 (linear s=1, relu s=0, leaky_relu): closed forms.
-
-    Written as a relu(x) + s x with a = 1 - s; relu's two-input kernels are the arc-cosine ones.
-    """
-
-    def __init__(self, negative_slope: float):
-        self.s = float(negative_slope)
-        self.a = 1.0 - self.s
-        self.gain = 0.5 * (1.0 + self.s**2)
-
-    def second_moment(self, q):
-        return self.gain * np.asarray(q, dtype=float)
-
-    def grad_moment(self, q):
-        return np.full(np.shape(q), self.gain)
-
-    def mean(self, q):
-        return self.a * np.sqrt(np.asarray(q, dtype=float) / (2 * math.pi))
-
-    def length_slope(self, q):
-        return self.grad_moment(q)
-
-    def kernel(self, q, c):
-        relu = q / (2 * math.pi) * (math.sqrt(max(1.0 - c * c, 0.0)) + (math.pi - math.acos(c)) * c)
-        return self.a**2 * relu + (self.a * self.s + self.s**2) * q * c
-
-    def grad_kernel(self, q, c):
-        return self.a**2 * (math.pi - math.acos(c)) / (2 * math.pi) + self.a * self.s + self.s**2
-
-
-class _ELU(_Quadrature):
-    """scale * (x if x > 0 else alpha (e^x - 1)): elu and selu, closed forms in one input.
-
-    Uses G(k) = E[e^{k sqrt(q) z}; z < 0] = e^{k^2 q/2} Phi(-k sqrt(q)), computed in log space.
-    Two-input kernels fall back to quadrature (accurate to ~1e-4 because of the kink).
-    """
-
-    def __init__(self, alpha: float, scale: float = 1.0):
-        self.alpha, self.scale = float(alpha), float(scale)
-        super().__init__(
-            lambda x: scale * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))),
-            lambda x: scale * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0))))
-
-    @staticmethod
-    def _g(k: float, q):
-        q = np.asarray(q, dtype=float)
-        return np.exp(0.5 * k * k * q + special.log_ndtr(-k * np.sqrt(q)))
-
-    def second_moment(self, q):
-        a2 = self.alpha**2
-        return self.scale**2 * (0.5 * np.asarray(q, float)
-                                + a2 * (self._g(2, q) - 2 * self._g(1, q) + 0.5))
-
-    def grad_moment(self, q):
-        return self.scale**2 * (0.5 + self.alpha**2 * self._g(2, q))
-
-    def mean(self, q):
-        return self.scale * (np.sqrt(np.asarray(q, float) / (2 * math.pi))
-                             + self.alpha * (self._g(1, q) - 0.5))
-
-    def length_slope(self, q):
-        return self.scale**2 * (0.5 + self.alpha**2 * (2 * self._g(2, q) - self._g(1, q)))
-
-
-def _gelu_tanh(x):
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-
-
-def _gelu_tanh_grad(x):
-    k = math.sqrt(2 / math.pi)
-    t = np.tanh(k * (x + 0.044715 * x**3))
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x**2)
-
-
-def _normal_pdf(x):
-    return np.exp(-0.5 * x * x) / _SQRT_2PI
-
-
-_SMOOTH = {
-    "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
-    "sigmoid": (special.expit, lambda x: special.expit(x) * (1.0 - special.expit(x))),
-    "silu": (lambda x: x * special.expit(x),
-             lambda x: special.expit(x) * (1.0 + x * (1.0 - special.expit(x)))),
-}
-
-
 def _resolve(activation: Any):
-    """Activation spec -> object with its Gaussian integrals.
+    """Activation spec -> object with its Gaussian integrals (initlab.choices.gaussian).
 
-    Accepts a config name, a mapping/object with ``name`` and its params (negative_slope, alpha,
-    approximate), a numpy-vectorised callable phi (phi' by central differences), or a pair
-    (phi, dphi).
+    Accepts a config name (its parameters at their defaults), a mapping/object with ``name`` and
+    its params, a numpy-vectorised callable phi (phi' by central differences), or a pair
+    (phi, dphi). Raises ValueError for a name with no choice.
     """
-    if isinstance(activation, (_Quadrature, _PiecewiseLinear)):  # already resolved
+    if isinstance(activation, Expectations):  # already resolved
         return activation
     if isinstance(activation, tuple):
-        return _Quadrature(*activation)
+        return Quadrature(*activation)
     if callable(activation) and _field(activation, "name") is None:
         h = _FD_STEP
-        return _Quadrature(activation, lambda x: (activation(x + h) - activation(x - h)) / (2 * h))
+        return Quadrature(activation, lambda x: (activation(x + h) - activation(x - h)) / (2 * h))
     name = activation if isinstance(activation, str) else _field(activation, "name")
-    # _field on a plain name string returns the defaults below
-    if name in _SMOOTH:
-        return _Quadrature(*_SMOOTH[name])
-    if name == "gelu" and _field(activation, "approximate", "none") == "tanh":
-        return _Quadrature(_gelu_tanh, _gelu_tanh_grad)
-    if name == "gelu":
-        return _Quadrature(lambda x: x * special.ndtr(x),
-                           lambda x: special.ndtr(x) + x * _normal_pdf(x))
-    if name == "relu":
-        return _PiecewiseLinear(0.0)
-    if name == "linear":
-        return _PiecewiseLinear(1.0)
-    if name == "leaky_relu":
-        return _PiecewiseLinear(_field(activation, "negative_slope", 0.01))
-    if name == "elu":
-        return _ELU(_field(activation, "alpha", 1.0))
-    if name == "selu":
-        return _ELU(_SELU_ALPHA, _SELU_SCALE)
-    raise ValueError(f"unknown activation {activation!r}")
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}")
+    return ACTIVATIONS[name].expectations(activation)
 
 
 # --------------------------------------------------------------------------- initialisations
 def effective_sigma_w2(init_cfg: Any, fan_in: int, fan_out: int) -> float:
     """sigma_w^2 = fan_in * E[W_ij^2] of one Linear(fan_in -> fan_out) under ``init_cfg``.
 
-    Fields as in the project's init configs (mapping or object): he_normal/he_uniform (factor,
-    mode), xavier_normal/xavier_uniform (gain), normal (std), zero, orthogonal (gain; rows or
-    columns orthonormal, so E[W^2] = gain^2/max(fan_in, fan_out)), trunc_normal (mean, std and
-    *absolute* cut-offs a, b as in torch.nn.init.trunc_normal_), lecun_normal/lecun_uniform,
-    small_normal (std), torch_default (nn.Linear's U(+-1/sqrt(fan_in)): 1/3).
-    trunc_normal uses the second moment E[W^2] = Var + mean^2 of the truncated law, which is what
-    enters sum_j E[W_ij^2] x_j^2; a non-zero weight mean also adds a coherent term
-    mean^2 (sum_j x_j)^2 that the mean-field maps ignore (with mean 0 the two notions agree).
+    ``init_cfg`` is a mapping or object with the project's init fields (missing ones at their
+    YAML defaults); each init's formula is its choice's ``sigma_w2`` (initlab.choices.inits):
+    e.g. he: factor * fan_in / fan, xavier: 2 gain^2 fan_in / (fan_in + fan_out), orthogonal:
+    gain^2 fan_in / max(fan_in, fan_out), torch_default: 1/3. Raises ValueError for an unknown name.
     """
     name = _field(init_cfg, "name")
-    if name in ("he_normal", "he_uniform"):
-        fan = fan_out if _field(init_cfg, "mode", "fan_in") == "fan_out" else fan_in
-        return fan_in * _field(init_cfg, "factor", 2.0) / fan
-    if name in ("xavier_normal", "xavier_uniform"):
-        return 2.0 * _field(init_cfg, "gain", 1.0) ** 2 * fan_in / (fan_in + fan_out)
-    if name in ("lecun_normal", "lecun_uniform"):
-        return 1.0
-    if name in ("normal", "small_normal"):
-        return fan_in * _field(init_cfg, "std", 0.1) ** 2
-    if name == "torch_default":  # U(+-1/sqrt(fan_in)): Var = 1/(3 fan_in)
-        return 1.0 / 3.0
-    if name == "zero":
-        return 0.0
-    if name == "orthogonal":
-        return _field(init_cfg, "gain", 1.0) ** 2 * fan_in / max(fan_in, fan_out)
-    if name == "trunc_normal":
-        mean, std = _field(init_cfg, "mean", 0.0), _field(init_cfg, "std", 0.1)
-        lo = (_field(init_cfg, "a", -2.0) - mean) / std  # in units of std, as scipy wants them
-        hi = (_field(init_cfg, "b", 2.0) - mean) / std
-        m, v = stats.truncnorm.stats(lo, hi, loc=mean, scale=std, moments="mv")
-        return fan_in * float(v + m * m)
-    raise ValueError(f"unknown init {name!r}")
+    if name not in INITS:
+        raise ValueError(f"unknown init {name!r}")
+    return INITS[name].sigma_w2(init_cfg, fan_in, fan_out)
 
 
 def effective_sigma_b2(bias_init: Any = "zeros", bias_std: float = 0.0) -> float:

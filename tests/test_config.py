@@ -13,10 +13,10 @@ from hydra.errors import ConfigCompositionException
 from torch import nn
 
 from conftest import CONF, GROUPS, compose_config, group_choices
-from initlab.activations import ACTIVATIONS, build_activation
+from initlab.choices import ACTIVATIONS, INITS, build_activation
 from initlab.config import SCHEMAS, ConfigError, ExperimentConfig, to_experiment
 from initlab.data import LOADERS
-from initlab.inits import INITS, initialize
+from initlab.inits import initialize
 from initlab.train.loop import build_optimizer
 from initlab.models import MLP, MODELS, Inputs, build
 

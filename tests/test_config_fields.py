@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from conftest import GROUPS, compose_config, group_choices
-from initlab.activations import build_activation
+from initlab.choices import build_activation
 from initlab.config import ConfigError, to_experiment
 from initlab.data import load_data
 from initlab.inits import initialize

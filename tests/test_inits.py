@@ -15,7 +15,8 @@ from torch import nn
 
 from conftest import compose_config
 from initlab.config import to_experiment
-from initlab.inits import INITS, initialize
+from initlab.choices import INITS
+from initlab.inits import initialize
 from initlab.models import MLP
 
 SHAPES = [(64, 48), (48, 64), (10, 32)]  # (out, in): fan_in != fan_out both ways, and an output-layer shape
@@ -31,7 +32,7 @@ def init_cfg(*overrides: str):
 def ours(init, shape, seed=123) -> torch.Tensor:
     w = torch.empty(shape)
     torch.manual_seed(seed)
-    INITS[init.name](w, init)
+    INITS[init.name].fill(w, init)
     return w
 
 
@@ -151,7 +152,7 @@ def test_normal_moments(std):
 def test_zero_init_is_all_zeros():
     init, _ = init_cfg("init=zero")
     w = torch.randn(30, 40)
-    INITS["zero"](w, init)
+    INITS["zero"].fill(w, init)
     assert torch.count_nonzero(w) == 0
 
 

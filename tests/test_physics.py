@@ -14,7 +14,7 @@ import torch
 from scipy import special
 
 from conftest import compose_config
-from initlab.activations import build_activation
+from initlab.choices import build_activation
 from initlab.config import to_experiment
 from initlab.inits import initialize
 from initlab.models import MLP

@@ -15,7 +15,7 @@ import torch
 from scipy.special import erf
 
 from conftest import compose_config, read_csv, run_job
-from initlab.activations import build_activation
+from initlab.choices import build_activation
 from initlab.config import to_experiment
 from initlab.data import load_data
 from initlab.train.job import _probe_batch

@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from initlab import choices  # no torch: the plot order of activations and inits
 from initlab import theory as mean_field  # pure numpy/scipy
 from initlab.records import EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
 
@@ -36,10 +37,8 @@ FAILED = "FAILED"  # initlab.callbacks writes it into the folder of a job that r
 log = logging.getLogger(__name__)
 
 GROUPS = ("activation", "init", "dataset", "optimizer", "model")
-# Runs sort in the reference study's order (related inits side by side); other options follow.
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "linear", "leaky_relu", "elu", "selu", "silu")
-INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal", "trunc_normal", "zero",
-         "orthogonal", "lecun_normal", "lecun_uniform")
+# Runs sort in the registries' plot order (related inits side by side); other options follow.
+ACTIVATIONS, INITS = tuple(choices.ACTIVATIONS), tuple(choices.INITS)
 # What the figures read; other columns (theory predictions, newer statistics) pass through when
 # present, so jobs recorded before a column was added still load.
 # epochs.csv columns every job since P5 wrote; newer ones (grad_norm, val_*) are optional.

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.activations import saturation_mask
+from initlab.choices import ACTIVATIONS
 from initlab.models.sites import ActivationSite, probing, sites
 from initlab.records import PROBE_COLUMNS
 
@@ -94,8 +94,9 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
     Means and standard deviations pool over probe samples, units and positions (population
     std); gradients are those of the mean cross-entropy over the probe batch. ``frac_zero``
     counts zero entries, ``frac_dead`` channels/features zero on every probe entry, and
-    ``frac_saturated`` entries in the flat part of ``activation`` (initlab.activations); both are
-    0 at the output site, and ``frac_saturated`` is 0 at sites that apply no activation.
+    ``frac_saturated`` entries in the flat part of ``activation`` (the choice's ``saturated`` rule,
+    initlab.choices; 0 for activations without one); both are 0 at the output site, and
+    ``frac_saturated`` is 0 at sites that apply no activation.
     Non-finite weights or signals give non-finite statistics, never an error.
     """
     model.eval()
@@ -118,6 +119,7 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
             b_grads[w] = grads.pop(0)
     deltas = grads
     activations = {name for name, m in sites(model).items() if isinstance(m, ActivationSite)}
+    saturated = ACTIVATIONS[activation].saturated
 
     rows, stacked, present = [], [], []
     nan = torch.full((), math.nan, dtype=torch.float64, device=x.device)
@@ -143,7 +145,7 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
                 a.mean(), a.std(correction=0),
                 (a == 0).double().mean(),
                 zero if is_output else _dead(a),
-                saturation_mask(activation, a).double().mean() if tap.site in activations and not is_output
+                saturated(a).double().mean() if saturated and tap.site in activations and not is_output
                 else zero,
                 norm(params[tap.weight]) if has_w else nan,
                 norm(w_grads[tap.weight]) if has_w else nan,

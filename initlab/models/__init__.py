@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
-from initlab.activations import build_activation
+from initlab.choices import build_activation
 from initlab.config import ApplyTo, BiasInit, ConfigError, ExperimentConfig, ModelConfig, Norm
 from initlab.models.cnn import CNN
 from initlab.models.mlp import MLP

@@ -1,11 +1,11 @@
 """What every figure family shares: colours, order, saving, the pooling check and the drawing loop.
 
-Each init and each activation keeps one colour in every figure (INIT_COLORS, ACTIVATION_COLORS);
+Each init and each activation keeps one colour in every figure, its choice's (initlab.choices);
 related inits share a hue family (he blue/cyan, xavier green/olive, normal orange/brown) and
-differ in dashes. With several seeds a line is the mean and its band the 95% t-interval (on log
-axes, of the logs). Figures are at most 7 inches wide with 10-11 pt text, so they stay legible
-printed one column wide; figures with a panel or cell per choice grow with the grid instead of
-shrinking their text.
+differ in dashes (the init choice's too). With several seeds a line is the mean and its band the
+95% t-interval (on log axes, of the logs). Figures are at most 7 inches wide with 10-11 pt text,
+so they stay legible printed one column wide; figures with a panel or cell per choice grow with
+the grid instead of shrinking their text.
 
 A figure pools runs only across seeds: every other varied choice is a line, a panel, or fixed per
 figure (Plotter.all draws the whole set once per value of the keys no figure shows, named in the
@@ -40,6 +40,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from initlab import choices  # noqa: E402
 from initlab.analysis.log_ticks import log_ticks  # noqa: E402
 from initlab.analysis.tables import ACTIVATIONS, INITS, Tables  # noqa: E402
 
@@ -47,14 +48,12 @@ THEME = {"context": "paper", "style": "whitegrid", "font_scale": 1.25}  # seabor
 
 log = logging.getLogger(__name__)
 
-_T10 = dict(zip(("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan"),
-                sns.color_palette("tab10")))
-INIT_COLORS = dict(zip(INITS, [_T10[c] for c in ("blue", "cyan", "green", "olive", "orange", "brown", "grey",
-                                                     "red", "purple", "pink")]))
-ACTIVATION_COLORS = dict(zip(ACTIVATIONS, [*sns.color_palette("Dark2"), (0.0, 0.0, 0.0)]))
-# Line dashes per init family, so lines that coincide (xavier and orthogonal) stay apart in print.
-INIT_DASHES = {"he": "", "xavier": (5, 2), "normal": (1, 1.2), "trunc": (2.5, 1.2), "zero": (3, 1.5),
-               "orthogonal": (6, 1.5, 1.5, 1.5), "lecun": (8, 2)}
+INIT_COLORS = {name: init.color for name, init in choices.INITS.items()}
+ACTIVATION_COLORS = {name: act.color for name, act in choices.ACTIVATIONS.items()}
+# Line dashes per init, so lines that coincide (xavier and orthogonal) stay apart in print;
+# inits with no choice (records of a removed one) get OTHER_DASHES.
+INIT_DASHES = {name: init.dashes for name, init in choices.INITS.items()}
+OTHER_DASHES = (4, 1, 1, 1)
 # Markers per init (in the study's order), on per-layer lines: lines that coincide (normal and
 # trunc_normal) stay visible as alternating markers. "v" is left for exact zeros (ZERO_MARKER).
 INIT_MARKERS = ("o", "s", "^", "D", "P", "X", "*", "<", ">", "h")
@@ -176,7 +175,7 @@ class PlotterBase:
         self.order = {g: self._levels(g) for g in ("init", "activation")}
         self.palette = {g: self._palette(g) for g in ("init", "activation")}
         names = self.runs.drop_duplicates("init").set_index("init")["init_name"]
-        self.dashes = {label: INIT_DASHES.get(names[label].split("_")[0], (4, 1, 1, 1))
+        self.dashes = {label: INIT_DASHES.get(names[label], OTHER_DASHES)
                        for label in self.order["init"]}
         self.markers = {label: INIT_MARKERS[i % len(INIT_MARKERS)] for i, label in enumerate(self.order["init"])}
 
