@@ -45,10 +45,25 @@ def check_command_line(args: Sequence[str], config_dir: Path, config_name: str =
 
     Command lines with any other ``-`` flag (``--cfg``, ``--help``, ``-cn``, ...) are left to Hydra.
     """
+    renamed = _name_override(args)
+    if renamed:
+        return renamed
     flags = {arg for arg in args if arg.startswith("-")}
     if flags and flags <= MULTIRUN_FLAGS:
         return check_multirun([arg for arg in args if arg not in MULTIRUN_FLAGS], config_dir, config_name)
     return check_single_run(args, config_dir, config_name)
+
+
+def _name_override(args: Sequence[str]) -> Optional[str]:
+    """A choice's ``name`` is fixed by its YAML file: overriding it (``init=lecun_normal
+    init.name=he_normal``) would pair one choice's fields with another's code."""
+    for arg in args:
+        match = re.match(r"^[+~]*(\w+)\.name=(.*)$", arg)
+        if match and match.group(1) in SCHEMAS:
+            group = match.group(1)
+            return (f"{group}.name is set by the {group} choice, not overridden: use {group}={match.group(2)} "
+                    f"(the {group} group's files are the choices)")
+    return None
 
 
 def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str = "config") -> Optional[str]:

@@ -191,6 +191,20 @@ def test_sweep_base_config_errors_are_one_line(args, line):
 
 
 @pytest.mark.parametrize("args", [
+    ["init=lecun_normal", "init.name=he_normal"],        # the reported case: he_normal's code, lecun's fields
+    ["-m", "init.name=he_normal,xavier_normal"],
+    ["activation.name=tanh"], ["++model.name=cnn"], ["dataset.name=moons"], ["optimizer.name=sgd"],
+])
+def test_a_choices_name_is_not_overridden(args):
+    """Of the kind "one choice's fields with another choice's code": the name comes from the file."""
+    key = next(a for a in args if ".name=" in a).lstrip("+~")
+    group, value = key.split(".name=")
+    assert check_command_line(args, CONF) == (
+        f"{group}.name is set by the {group} choice, not overridden: use {group}={value} "
+        f"(the {group} group's files are the choices)")
+
+
+@pytest.mark.parametrize("args", [
     ["+experiment=grid_quick", "depth=1,2"],
     ["+experiment=sigmoid_long", "init=normal,trunc_normal", "init.std=choice(0.01)"],
     ["init=orthogonal,xavier_normal", "++init.gain=2"],
