@@ -7,7 +7,7 @@ positions pool every entry. Only finite entries count; a tensor with none gives 
 
 Quantiles interpolate linearly between order statistics (numpy.quantile's default method), from
 a full sort on the device: no subsampling, and no element limit (torch.quantile refuses inputs
-above 2**24 entries). The histogram has ``BINS`` equal bins over [``HIST_LO``, ``HIST_HI``];
+above 2**24 entries in the torch versions that have that limit). The histogram has ``BINS`` equal bins over [``HIST_LO``, ``HIST_HI``];
 entries outside are counted in the end bins; values are fractions of the finite entries. Every
 number is computed on the device and copied to the host once.
 """
@@ -88,7 +88,7 @@ def distribution_rows(model: nn.Module, x: torch.Tensor, epoch: int) -> list[dic
         meta.append((w[: -len(".weight")], "weight", len(taps) + j, None, "weight", False))
         blocks.append(finite_quantiles(params[w]))
     values = torch.cat(blocks).tolist() if blocks else []  # the one host copy
-    edges = torch.linspace(HIST_LO, HIST_HI, BINS + 1, dtype=torch.float64).tolist()
+    edges = [round(HIST_LO + b * (HIST_HI - HIST_LO) / BINS, 12) for b in range(BINS + 1)]  # -2.6, not -2.5999...
     rows, k = [], 0
     for site, kind, index, lay, tensor, is_hist in meta:
         stats = [("hist", edges[b], edges[b + 1]) for b in range(BINS)] if is_hist else \
