@@ -110,7 +110,7 @@ def test_rows_hold_every_sites_quantiles_and_histogram(case):
     assert len(rows) == 7 * (2 * n_sites + len(named) + len(weight_rows) // 7) + BINS * n_sites
 
 
-@pytest.mark.parametrize("case", ["mlp", "cnn", "transformer"])
+@pytest.mark.parametrize("case", ["mlp", "cnn-residual", "transformer"])
 def test_a_job_writes_steps_and_distributions_for_its_sites(tmp_path, case):
     """Through the real job, with loss=mse: distributions at epochs 0 and 2 (every 2 of 3),
     one steps.csv row per step and measured weight, sites and layers as layers.csv has them."""
@@ -128,10 +128,12 @@ def test_a_job_writes_steps_and_distributions_for_its_sites(tmp_path, case):
     for epoch in (0, 2):
         hist = [float(r["value"]) for r in dist if int(r["epoch"]) == epoch and r["stat"] == "hist"]
         assert sum(hist) == pytest.approx(len(hist) / BINS)  # each site's bins sum to 1
-    weighted = [(r["site"], r["layer"]) for r in layers if r["weight_norm"] != ""]
+    weighted = [(r["site"], r["layer"], r["bias_grad_norm"] == "") for r in layers if r["weight_norm"] != ""]
+    assert case != "cnn-residual" or any(no_bias for *_, no_bias in weighted), "the 1x1 skip conv has no bias"
     n_steps = 3 * -(-int(result["data"]["n_train"]) // int(result["choices"]["batch_size"]))
     assert len(steps) == n_steps * len(weighted)
-    assert [(r["site"], r["layer"]) for r in steps[:len(weighted)]] == weighted
+    for i in range(0, len(steps), len(weighted)):  # no bias: empty, as in layers.csv
+        assert [(r["site"], r["layer"], r["bias_grad_norm"] == "") for r in steps[i:i + len(weighted)]] == weighted
     assert all(math.isfinite(float(r["loss"])) and float(r["grad_norm"]) > 0 for r in steps)
     assert {r["attempt"] for r in steps + dist} == {"0"}
     assert read_json(tmp_path / "result.json")["choices"]["loss"] == "mse"

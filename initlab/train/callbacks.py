@@ -29,6 +29,7 @@ from initlab.train.state import TrainState
 
 log = logging.getLogger(__name__)
 DELTA_RMS = records.PROBE_COLUMNS.index("delta_rms")
+BIAS_GRAD_NORM = records.PROBE_COLUMNS.index("bias_grad_norm")
 
 
 @dataclass
@@ -124,19 +125,21 @@ class Records:
 
 class StepRecords:
     """steps.csv: the epoch's logged steps (initlab.train.loop.StepLog), one row per step and
-    measured weight, on the site row that carries the weight in layers.csv."""
+    measured weight, on the site row that carries the weight in layers.csv; ``bias_grad_norm``
+    empty where that row's is (a layer without bias)."""
 
     def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
         if end.logged is None:
             return
-        where = [(r.site, r.layer) for r in end.stats.rows if r.weight is not None]  # StepLog's weight order
+        with_bias = end.stats.present[:, BIAS_GRAD_NORM].tolist()
+        where = [(r.site, r.layer, b) for r, b in zip(end.stats.rows, with_bias) if r.weight is not None]  # StepLog's order
         n, attempt = len(where), getattr(state, "attempt", 0)
         rows = []
         for step, lr, values in zip(end.logged.steps, end.logged.lrs, end.logged.values.tolist()):
-            for j, (site, layer) in enumerate(where):
+            for j, (site, layer, has_bias) in enumerate(where):
                 rows.append({"step": step, "epoch": end.epoch, "loss": values[0], "lr": lr, "site": site,
                              "layer": layer, "weight_norm": values[1 + j], "grad_norm": values[1 + n + j],
-                             "bias_grad_norm": values[1 + 2 * n + j], "attempt": attempt})
+                             "bias_grad_norm": values[1 + 2 * n + j] if has_bias else None, "attempt": attempt})
         state.records.append_rows(records.STEPS_CSV, rows)
 
 

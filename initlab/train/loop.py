@@ -35,6 +35,19 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass
+class StepLog:
+    """The logged steps of one epoch: ``steps`` (1-based over the run) and ``lrs`` (the first
+    param group's lr in force during the step) on the host; ``values`` (len(steps), 1 + 3 W) on
+    the device: the loss, then per measured weight its Frobenius norm, its gradient's norm and
+    its bias gradient's norm (0 without a bias), all at the weights the step's gradient was taken
+    at (before the update)."""
+
+    steps: list[int]
+    lrs: list[float]
+    values: torch.Tensor
+
+
+@dataclass
 class EpochSums:
     """Device-side sums over one epoch's steps."""
 
@@ -44,20 +57,7 @@ class EpochSums:
     total_grad_norm: torch.Tensor  # summed norm of all parameters' gradients (one vector)
     steps: int
     samples: int
-    logged: Optional["StepLog"] = None
-
-
-@dataclass
-class StepLog:
-    """The logged steps of one epoch: ``steps`` (1-based over the run) and ``lrs`` (the first
-    param group's lr in force during the step) on the host; ``values`` (len(steps), 1 + 3 W) on
-    the device: the loss, then per measured weight its Frobenius norm, its gradient's norm and
-    its bias gradient's norm (0 without a bias), all at the weights the step's gradient was
-    taken at (before the update)."""
-
-    steps: list[int]
-    lrs: list[float]
-    values: torch.Tensor
+    logged: Optional[StepLog] = None  # the steps due for steps.csv; None when off
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
