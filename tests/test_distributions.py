@@ -1,4 +1,4 @@
-"""distributions.csv by value (numpy.quantile, numpy.histogram) and, with steps.csv, on every model family.
+"""distributions.csv by value (numpy.quantile, numpy.histogram) and, with steps.csv, in mlp, cnn and transformer jobs.
 
 The quantiles of initlab.measure.distributions sort on the device (no subsampling); the
 reference is numpy.quantile's default (linear) method on the finite entries; the histogram's is
