@@ -84,6 +84,7 @@ def test_interrupted_job_continues_from_its_checkpoint_identically(tmp_path):
         pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
 
 
+@pytest.mark.slow
 def test_steps_distributions_and_the_loss_survive_a_kill(tmp_path):
     """kill -9 mid-run with steps.csv, distributions.csv and loss=mse: the resumed job's files
     equal an uninterrupted run's, byte for byte."""
