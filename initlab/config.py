@@ -163,6 +163,14 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Loss(str, Enum):
+    """The training objective (initlab.losses): cross-entropy on the logits, or the mean squared
+    error between the logits and one-hot targets."""
+
+    cross_entropy = "cross_entropy"
+    mse = "mse"
+
+
 # --- activation -------------------------------------------------------------------------------
 def _require_choice(group: str, name: str, registry: dict) -> None:
     """``activation.name=foo`` composes (the YAML file sets the name, a plain override replaces it)."""
@@ -563,6 +571,9 @@ class ExperimentConfig(Checked):
     resume: bool = True
     keep_checkpoint: bool = False
     jacobian_every: int = number(0, ge=0, integer=True)
+    loss: Loss = Loss.cross_entropy
+    log_every_steps: int = number(0, ge=0, le=INT_MAX, integer=True)  # steps.csv every k optimizer steps; 0: off
+    distributions_every: int = number(0, ge=0, le=INT_MAX, integer=True)  # distributions.csv at 0 and every k epochs
 
     def check(self) -> None:
         self.model.check_depth(self.depth)

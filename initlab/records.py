@@ -28,8 +28,11 @@ LAYERS_CSV = "layers.csv"
 RESULT_JSON = "result.json"
 JACOBIAN_CSV = "jacobian.csv"
 JACOBIAN_SV_CSV = "jacobian_sv.csv"
+STEPS_CSV = "steps.csv"
+DISTRIBUTIONS_CSV = "distributions.csv"
 CHECKPOINT = "checkpoint.pt"
-RECORD_FILES = (RESULT_JSON, CHECKPOINT, EPOCHS_CSV, LAYERS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV)
+RECORD_FILES = (RESULT_JSON, CHECKPOINT, EPOCHS_CSV, LAYERS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, STEPS_CSV,
+                DISTRIBUTIONS_CSV)
 
 PROBE_COLUMNS = ("preact_mean", "preact_std", "preact_sq", "act_mean", "act_std", "frac_zero", "frac_dead",
                  "frac_saturated", "weight_norm", "grad_norm", "bias_grad_norm", "delta_rms")
@@ -44,6 +47,11 @@ SITE_COLUMNS = ("site", "kind", "index")  # where the row was measured (initlab.
 LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",) + PREDICTED_COLUMNS + SITE_COLUMNS
 JACOBIAN_COLUMNS = ("epoch", "kind") + JACOBIAN_SUMMARY_COLUMNS + ("mean_sq_sv_pred",)
 JACOBIAN_SV_COLUMNS = ("epoch", "kind", "sv")
+# one row per (logged optimizer step, measured weight); ``attempt`` last, as in every appended CSV
+STEPS_COLUMNS = ("step", "epoch", "loss", "lr", "site", "layer", "weight_norm", "grad_norm", "bias_grad_norm",
+                 "attempt")
+DISTRIBUTIONS_COLUMNS = ("epoch", "site", "kind", "index", "layer", "tensor", "stat", "bin_lo", "bin_hi", "value",
+                         "attempt")
 
 
 _UMASK = os.umask(0)
@@ -148,7 +156,8 @@ class JobRecords:
         job_dir = Path(job_dir)
         self.files = {name: AppendedCSV(job_dir / name, columns) for name, columns in (
             (EPOCHS_CSV, tuple(epoch_columns)), (LAYERS_CSV, LAYER_COLUMNS),
-            (JACOBIAN_CSV, JACOBIAN_COLUMNS), (JACOBIAN_SV_CSV, JACOBIAN_SV_COLUMNS))}
+            (JACOBIAN_CSV, JACOBIAN_COLUMNS), (JACOBIAN_SV_CSV, JACOBIAN_SV_COLUMNS),
+            (STEPS_CSV, STEPS_COLUMNS), (DISTRIBUTIONS_CSV, DISTRIBUTIONS_COLUMNS))}
         self.last_epoch: dict = {}
         self.train_time = 0.0
 
@@ -162,6 +171,10 @@ class JobRecords:
         self.last_epoch = dict(epoch)
         self.train_time += epoch["epoch_time"]
 
+    def append_rows(self, name: str, rows: list[Mapping[str, Any]]) -> None:
+        """Rows of one optional file (steps.csv, distributions.csv) for the epoch being recorded."""
+        self.files[name].append(rows)
+
     def row_counts(self) -> dict[str, int]:
         """Data rows (no header) of each file written, for result.json: readers detect truncation."""
         return {name: f.rows for name, f in self.files.items() if f.size}
@@ -171,6 +184,6 @@ class JobRecords:
                 "last_epoch": self.last_epoch, "train_time": self.train_time}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        for name, (rows, size) in state["files"].items():
-            self.files[name].restore(rows, size)
+        for name, f in self.files.items():  # a file the checkpoint does not list had nothing committed
+            f.restore(*state["files"].get(name, (0, 0)))
         self.last_epoch, self.train_time = dict(state["last_epoch"]), state["train_time"]

@@ -209,6 +209,22 @@ MUTATIONS = [
     Mutation("failed_reason_ignored", "initlab/analysis/tables.py",
              "        if failed.is_file():", "        if False:",
              ("tests/test_figures.py", "-k", "failed_job"), "a failed job listed as unfinished"),
+    # per-step records, distributions, the loss choice
+    Mutation("steps_numbered_from_zero", "initlab/train/loop.py",
+             "step = first_step + i", "step = first_step + i - 1",
+             ("tests/test_steps_records.py", "-k", "every_logged_step"), "steps.csv numbers steps from 0"),
+    Mutation("mse_summed_over_classes", "initlab/losses.py",
+             "(logits - target).pow(2).mean(dim=1)", "(logits - target).pow(2).sum(dim=1)",
+             ("tests/test_steps_records.py", "-k", "mse"), "MSE summed, not averaged, over the classes"),
+    Mutation("quantile_lower_order_statistic", "initlab/measure/distributions.py",
+             "out = a + (b - a) * (pos - lo)", "out = a + 0 * (pos - lo)",
+             ("tests/test_distributions.py", "-k", "equal_numpy"), "quantiles without interpolation"),
+    Mutation("histogram_over_all_entries", "initlab/measure/distributions.py",
+             "return counts / finite.sum()", "return counts / v.numel()",
+             ("tests/test_distributions.py", "-k", "equal_numpy"), "histogram fractions of all entries, not the finite ones"),
+    Mutation("distributions_every_offset", "initlab/train/callbacks.py",
+             "if not self.every or end.epoch % self.every:", "if not self.every or (end.epoch + 1) % self.every:",
+             ("tests/test_distributions.py", "-k", "a_job_writes"), "distributions at the wrong epochs"),
 ]
 
 

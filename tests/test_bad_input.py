@@ -113,7 +113,8 @@ def test_the_walk_covers_every_group_and_kind():
             "dataset.cluster_std", "dataset.seed", "dataset.split_seed", "dataset.val_size", "dataset.mean",
             "dataset.std", "activation.negative_slope", "activation.alpha", "model.width", "model.bias_std",
             "model.channels", "model.d_model", "model.nhead", "model.dim_feedforward", "model.dropout",
-            "depth", "seed", "threads", "probe_size", "batch_size", "epochs", "jacobian_every"} <= keys
+            "depth", "seed", "threads", "probe_size", "batch_size", "epochs", "jacobian_every", "log_every_steps",
+            "distributions_every"} <= keys
     assert {kind for *_, kind in FIELDS} == {"int", "float", "float list", "int list"}
 
 
@@ -138,21 +139,26 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["dataset=blobs", "dataset.noise=0.1"], "unknown dataset parameter(s) noise for dataset=blobs; valid: "
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads"),
+                   "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, loss, model, optimizer, "
+                   "probe_size, resume, seed, threads"),
     (["~foo"], "~foo: no such key to delete; top-level keys: activation, batch_size, dataset, depth, device, "
-               "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads"),
+               "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, loss, model, optimizer, "
+                   "probe_size, resume, seed, threads"),
     (["+epoch=3", "epochs=0"], "unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, "
-                               "device, epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, "
-                               "resume, seed, threads"),
+                               "device, distributions_every, epochs, init, jacobian_every, keep_checkpoint, "
+                               "log_every_steps, loss, model, optimizer, probe_size, resume, seed, threads"),
     (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer"),
     (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x', expected one of [fan_in, fan_out]"),
+    (["loss=hinge"], "loss=hinge: Invalid value 'hinge', expected one of [cross_entropy, mse]"),
+    (["log_every_steps=-1"], "log_every_steps must be in [0, 2147483647], got -1"),
+    (["distributions_every=1.5"], "distributions_every=1.5: Value '1.5' of type 'float' could not be converted to Integer"),
 ])
 def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line
 
 
-TOP_KEYS = ("activation, batch_size, dataset, depth, device, epochs, init, jacobian_every, keep_checkpoint, model, "
-            "optimizer, probe_size, resume, seed, threads")
+TOP_KEYS = ("activation, batch_size, dataset, depth, device, distributions_every, epochs, init, jacobian_every, "
+            "keep_checkpoint, log_every_steps, loss, model, optimizer, probe_size, resume, seed, threads")
 SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_to, embedding, factor, mode "
               "(Hydra composes a sweep's base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
               "++init.gain=...)")

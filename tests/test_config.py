@@ -111,6 +111,8 @@ RANGE_ERRORS = [
     (["probe_size=0"], r"probe_size must be > 0, got 0"),
     (["threads=0"], r"threads must be in \(0, 2147483647\] or null, got 0"),
     (["jacobian_every=-1"], r"jacobian_every must be >= 0, got -1"),
+    (["log_every_steps=-2"], r"log_every_steps must be in \[0, 2147483647\], got -2"),
+    (["distributions_every=-1"], r"distributions_every must be in \[0, 2147483647\], got -1"),
     (["model.width=0"], r"model.width must be > 0, got 0"),
     (["model.bias_init=normal", "model.bias_std=0"], r"model.bias_std .* must be > 0, got 0"),
     (["model.bias_std=0.5"], r"model.bias_std must be 0 with model.bias_init=zeros .*, got 0.5"),
@@ -172,8 +174,8 @@ RANGE_ERRORS = [
     (["+optimizer.beta=0.9"], r"unknown optimizer parameter\(s\) beta for optimizer=sgd; valid: lr, momentum, "
                               r"nesterov, weight_decay"),
     (["+epoch=3"], r"^unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   r"epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, "
-                   r"threads$"),
+                   r"distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, loss, "
+                   r"model, optimizer, probe_size, resume, seed, threads$"),
     (["+foo=1", "++bar.baz=2"], r"^unknown keys bar, foo; valid top-level keys: activation, "),
 ]
 

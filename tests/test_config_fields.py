@@ -21,9 +21,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from conftest import GROUPS, compose_config, group_choices
+from conftest import GROUPS, compose_config, group_choices, read_csv, run_job
 from initlab.choices import build_activation
-from initlab.config import ConfigError, to_experiment
+from initlab.config import ConfigError, ExperimentConfig, to_experiment
 from initlab.data import load_data
 from initlab.inits import initialize
 from initlab.train.loop import build_optimizer
@@ -240,3 +240,27 @@ def test_every_optimizer_field_reaches_torch(choice):
         assert value == (True if name == "nesterov" else [0.61, 0.72] if name == "betas" else float(UNUSUAL[name]))
         seen = group0[name]
         assert (tuple(seen) == tuple(value)) if name == "betas" else seen == value, (name, seen, value)
+
+
+# top-level keys of what a job records and optimizes: a second value changes the job's files
+TOP_LEVEL_CHANGES: dict[str, list[str]] = {
+    "loss": ["loss=mse"],
+    "log_every_steps": ["log_every_steps=2"],
+    "distributions_every": ["distributions_every=1"],
+}
+
+
+def job_effect(job_dir, overrides: list[str]) -> dict:
+    """The files a one-epoch digits job writes and its losses (epoch_time left out: wall clock)."""
+    run_job(compose_config("depth=2", "model.width=8", "epochs=1", "probe_size=50", "threads=1", "device=cpu",
+                           *overrides), job_dir)
+    rows = read_csv(job_dir / "epochs.csv")
+    return {"files": sorted(p.name for p in job_dir.glob("*.csv")),
+            "losses": [(r["train_loss"], r["test_loss"]) for r in rows]}
+
+
+@pytest.mark.parametrize("key", sorted(TOP_LEVEL_CHANGES))
+def test_top_level_fields_change_the_run(tmp_path, key):
+    assert key in {f.name for f in fields(ExperimentConfig)}
+    first = job_effect(tmp_path / "a", [])
+    assert first != job_effect(tmp_path / "b", TOP_LEVEL_CHANGES[key]), f"{key} changed nothing"

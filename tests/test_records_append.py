@@ -15,7 +15,8 @@ import torch
 
 from conftest import compose_config, read_csv, run_job
 from initlab.config import ConfigError
-from initlab.records import EPOCHS_CSV, JACOBIAN_CSV, LAYERS_CSV, JobRecords, write_csv_atomic
+from initlab.records import DISTRIBUTIONS_CSV, EPOCHS_CSV, JACOBIAN_CSV, LAYERS_CSV, STEPS_CSV, JobRecords, \
+    write_csv_atomic
 
 
 def _epoch(epoch: int) -> dict:
@@ -51,6 +52,28 @@ def test_restore_cuts_half_written_rows_and_files_created_after_the_checkpoint(t
     assert resumed.row_counts() == {EPOCHS_CSV: 2} and resumed.last_epoch == _epoch(1)
     resumed.append(_epoch(2), [], [], [])
     assert [int(r["epoch"]) for r in csv.DictReader(io.StringIO((tmp_path / EPOCHS_CSV).read_text()))] == [0, 1, 2]
+
+
+def test_steps_and_distributions_are_cut_back_like_the_others(tmp_path):
+    """steps.csv and distributions.csv are committed per epoch, counted in row_counts, and cut
+    back on restore; a checkpoint that does not list them (written before they existed) had
+    none committed."""
+    rec = JobRecords(tmp_path)
+    step = {"step": 1, "epoch": 1, "loss": 0.5, "lr": 0.1, "site": "acts.0", "layer": 1, "weight_norm": 2.0,
+            "grad_norm": 0.25, "bias_grad_norm": 0.125, "attempt": 0}
+    rec.append(_epoch(1), [], [], [])
+    rec.append_rows(STEPS_CSV, [step])
+    state = rec.state()
+    committed = (tmp_path / STEPS_CSV).read_bytes()
+    rec.append_rows(STEPS_CSV, [{**step, "step": 2}])
+    rec.append_rows(DISTRIBUTIONS_CSV, [{"epoch": 2, "site": "acts.0", "kind": "hidden", "index": 0, "layer": 1,
+                                         "tensor": "act", "stat": "q50", "value": 0.5, "attempt": 0}])
+    assert rec.row_counts() == {EPOCHS_CSV: 1, STEPS_CSV: 2, DISTRIBUTIONS_CSV: 1}
+    JobRecords(tmp_path).restore(state)
+    assert (tmp_path / STEPS_CSV).read_bytes() == committed and not (tmp_path / DISTRIBUTIONS_CSV).exists()
+    older = {**state, "files": {k: v for k, v in state["files"].items() if k not in (STEPS_CSV, DISTRIBUTIONS_CSV)}}
+    JobRecords(tmp_path).restore(older)
+    assert not (tmp_path / STEPS_CSV).exists()
 
 
 def test_the_checkpoint_carries_lengths_not_rows(tmp_path):

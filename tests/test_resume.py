@@ -84,6 +84,27 @@ def test_interrupted_job_continues_from_its_checkpoint_identically(tmp_path):
         pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
 
 
+@pytest.mark.slow
+def test_steps_distributions_and_the_loss_survive_a_kill(tmp_path):
+    """kill -9 mid-run with steps.csv, distributions.csv and loss=mse: the resumed job's files
+    equal an uninterrupted run's, byte for byte."""
+    config = [*SLOW_JOB, "epochs=8", "loss=mse", "log_every_steps=3", "distributions_every=2"]
+    run_job(compose_config(*config), tmp_path / "whole")
+    job = tmp_path / "interrupted"
+    proc = start_train(*config, f"hydra.run.dir={job}")
+    kill_when(proc, lambda: checkpointed_epoch(job) >= 3)
+    assert 3 <= checkpointed_epoch(job) < 8
+    train(*config, f"hydra.run.dir={job}")
+    assert "resuming from the checkpoint after epoch" in (job / "train.log").read_text()
+    for resumed, whole in zip(read_csvs(job), read_csvs(tmp_path / "whole")):
+        pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
+    for name in ("steps.csv", "distributions.csv"):
+        assert (job / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    rows = json.loads((job / "result.json").read_text())["rows"]
+    assert rows["steps.csv"] == len(pd.read_csv(job / "steps.csv"))
+    assert rows["distributions.csv"] == len(pd.read_csv(job / "distributions.csv"))
+
+
 def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     command = ["-m", *SLOW_JOB, "epochs=6", "depth=2,3,4,5", f"hydra.sweep.dir={sweep}"]

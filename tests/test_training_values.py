@@ -20,6 +20,7 @@ sample whose top two logits float32 cannot separate, so they get one sample of s
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -73,16 +74,24 @@ class NpOptimizer:
         return decoupled + lr * m_hat / (np.sqrt(v_hat) + c.eps)
 
 
-def np_gradients(params, act: str, x: np.ndarray, y: np.ndarray):
-    """Mean cross-entropy, logits, and dLoss/dW, dLoss/db for every Linear (float64)."""
-    _, fprime = NP_ACTIVATIONS[act]
-    pre, post = np_forward(params, act, x)
-    logp = np_log_softmax(pre[-1])
-    n = len(y)
-    loss = -logp[np.arange(n), y].mean()
+def np_loss_delta(logits: np.ndarray, y: np.ndarray, loss: str = "cross_entropy") -> tuple[float, np.ndarray]:
+    """The mean loss over the batch and dLoss/dlogits: cross-entropy, or MSE against one-hot
+    targets averaged over batch and classes (dL/dz = 2 (z - onehot) / (N C))."""
+    n, c = logits.shape
+    if loss == "mse":
+        err = logits - np.eye(c)[y]
+        return float((err ** 2).mean()), 2.0 * err / (n * c)
+    logp = np_log_softmax(logits)
     delta = np.exp(logp)
     delta[np.arange(n), y] -= 1.0
-    delta /= n
+    return float(-logp[np.arange(n), y].mean()), delta / n
+
+
+def np_gradients(params, act: str, x: np.ndarray, y: np.ndarray, loss_name: str = "cross_entropy"):
+    """Mean loss, logits, and dLoss/dW, dLoss/db for every Linear (float64)."""
+    _, fprime = NP_ACTIVATIONS[act]
+    pre, post = np_forward(params, act, x)
+    loss, delta = np_loss_delta(pre[-1], y, loss_name)
     inputs = [x.reshape(len(x), -1)] + post[:-1]
     grads = [None] * len(params)
     for i in range(len(params) - 1, -1, -1):
@@ -92,20 +101,30 @@ def np_gradients(params, act: str, x: np.ndarray, y: np.ndarray):
     return loss, pre[-1], grads
 
 
-def replay(exp, data) -> tuple[list[dict], list[np.ndarray], list]:
-    """Per epoch: {train_loss, train_acc, grad_norm}, per-layer mean gradient norms; and the final params."""
+def replay(exp, data, step_log: Optional[list] = None) -> tuple[list[dict], list[np.ndarray], list]:
+    """Per epoch: {train_loss, train_acc, grad_norm}, per-layer mean gradient norms; and the final params.
+
+    ``step_log``, if given, gets one dict per optimizer step: step (1-based), epoch, loss, and
+    per layer the weight norm (before the update), weight- and bias-gradient norms."""
     params = [(W.copy(), b.copy()) for W, b in params_of(rebuild_initial_model(exp, data))]
     flat = [t for pair in params for t in pair]
     opt = NpOptimizer(exp.optimizer)
     x, y = data.x_train.double().numpy(), data.y_train.numpy()
     generator = torch.Generator().manual_seed(exp.seed)
     epochs, norms = [], []
-    for _ in range(exp.epochs):
+    step = 0
+    for epoch in range(1, exp.epochs + 1):
         order = torch.randperm(len(y), generator=generator).split(exp.batch_size)
         loss_sum, correct, grad_sum, total = 0.0, 0, np.zeros(len(params)), 0.0
         for idx in order:
             idx = idx.numpy()
-            loss, logits, grads = np_gradients(params, exp.activation.name, x[idx], y[idx])
+            loss, logits, grads = np_gradients(params, exp.activation.name, x[idx], y[idx], exp.loss.value)
+            step += 1
+            if step_log is not None:
+                step_log.append({"step": step, "epoch": epoch, "loss": loss,
+                                 "weight_norm": [np.linalg.norm(W) for W, _ in params],
+                                 "grad_norm": [np.linalg.norm(gW) for gW, _ in grads],
+                                 "bias_grad_norm": [np.linalg.norm(gb) for _, gb in grads]})
             opt.step(flat, [t for pair in grads for t in pair])
             loss_sum += loss
             correct += int((logits.argmax(axis=1) == y[idx]).sum())

@@ -1,7 +1,7 @@
 """Per-site statistics on the fixed probe batch: one forward and one backward, no update.
 
 The forward runs inside ``probing`` (initlab.models.sites), so every site hands back its
-pre-activation h, its output and a zero shift; ``torch.autograd.grad`` of the mean cross-entropy
+pre-activation h, its output and a zero shift; ``torch.autograd.grad`` of the training loss
 with respect to the weights, their biases and the shifts gives weight gradients and
 delta = dL/dh without touching the parameters' ``.grad``. All statistics are stacked on the
 device and copied to the host once.
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from initlab.choices import ACTIVATIONS
+from initlab.losses import loss_fn
 from initlab.models.sites import ActivationSite, probing, sites
 from initlab.records import PROBE_COLUMNS
 
@@ -88,11 +88,12 @@ def _dead(a: torch.Tensor) -> torch.Tensor:
     return zero.all(dim=1).double().mean()
 
 
-def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torch.Tensor) -> ProbeStatistics:
+def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torch.Tensor,
+                     loss: str = "cross_entropy") -> ProbeStatistics:
     """Statistics of every site and unmeasured weight of ``model`` on the probe batch (x, y).
 
     Means and standard deviations pool over probe samples, units and positions (population
-    std); gradients are those of the mean cross-entropy over the probe batch. ``frac_zero``
+    std); gradients are those of the training loss (``loss``, initlab.losses) over the probe batch. ``frac_zero``
     counts zero entries, ``frac_dead`` channels/features zero on every probe entry, and
     ``frac_saturated`` entries in the flat part of ``activation`` (the choice's ``saturated`` rule,
     initlab.choices; 0 for activations without one); both are 0 at the output site, and
@@ -103,14 +104,14 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
     params = dict(model.named_parameters())
     with torch.enable_grad(), probing(model) as probe:
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        value = loss_fn(loss, logits, y)
     taps = list(probe.taps.values())
     named = {t.weight for t in taps if t.weight is not None}
     extra = unmeasured_weights(model, named)
     weights = [t.weight for t in taps if t.weight is not None] + extra
     biases = [params.get(w[: -len("weight")] + "bias") for w in weights]
     wanted = [params[w] for w in weights] + [b for b in biases if b is not None] + [t.shift for t in taps]
-    grads = list(torch.autograd.grad(loss, wanted, allow_unused=True))
+    grads = list(torch.autograd.grad(value, wanted, allow_unused=True))
     w_grads = dict(zip(weights, grads[:len(weights)]))
     grads = grads[len(weights):]
     b_grads = {}

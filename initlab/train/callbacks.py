@@ -20,26 +20,31 @@ import torch
 
 from initlab import records
 from initlab.config import ExperimentConfig
+from initlab.measure.distributions import distribution_rows
 from initlab.measure.jacobian import singular_values, summarize
 from initlab.measure.probes import ProbeStatistics
 from initlab.train import predictions
+from initlab.train.loop import StepLog
 from initlab.train.state import TrainState
 
 log = logging.getLogger(__name__)
 DELTA_RMS = records.PROBE_COLUMNS.index("delta_rms")
+BIAS_GRAD_NORM = records.PROBE_COLUMNS.index("bias_grad_norm")
 
 
 @dataclass
 class EpochEnd:
     """One epoch's measurements: ``row`` (epochs.csv), ``stats`` (the probe pass),
-    ``grad_norm_train`` (per measured weight, the epoch's mean; None at epoch 0) and, once
-    ``Divergence`` has run, why the epoch diverged (None for a finite epoch)."""
+    ``grad_norm_train`` (per measured weight, the epoch's mean; None at epoch 0), the steps
+    logged for steps.csv (None when off, and at epoch 0) and, once ``Divergence`` has run, why
+    the epoch diverged (None for a finite epoch)."""
 
     epoch: int
     row: dict
     stats: ProbeStatistics
     grad_norm_train: Optional[list[float]]
     diverged: Optional[str] = None
+    logged: Optional[StepLog] = None
 
 
 class EpochCallback(Protocol):
@@ -116,6 +121,41 @@ class Records:
                 sv_rows.extend({"epoch": end.epoch, "kind": kind, "sv": v} for v in sv.flatten().tolist())
         state.records.append(end.row, layers, jacobian, sv_rows)
         _log_epoch(end.row, self.exp.epochs)
+
+
+class StepRecords:
+    """steps.csv: the epoch's logged steps (initlab.train.loop.StepLog), one row per step and
+    measured weight, on the site row that carries the weight in layers.csv; ``bias_grad_norm``
+    empty where that row's is (a layer without bias)."""
+
+    def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
+        if end.logged is None:
+            return
+        with_bias = end.stats.present[:, BIAS_GRAD_NORM].tolist()
+        where = [(r.site, r.layer, b) for r, b in zip(end.stats.rows, with_bias) if r.weight is not None]  # StepLog's order
+        n, attempt = len(where), getattr(state, "attempt", 0)
+        rows = []
+        for step, lr, values in zip(end.logged.steps, end.logged.lrs, end.logged.values.tolist()):
+            for j, (site, layer, has_bias) in enumerate(where):
+                rows.append({"step": step, "epoch": end.epoch, "loss": values[0], "lr": lr, "site": site,
+                             "layer": layer, "weight_norm": values[1 + j], "grad_norm": values[1 + n + j],
+                             "bias_grad_norm": values[1 + 2 * n + j] if has_bias else None, "attempt": attempt})
+        state.records.append_rows(records.STEPS_CSV, rows)
+
+
+class Distributions:
+    """distributions.csv at epoch 0 and every ``every`` epochs (0: never): quantiles and
+    histograms per site on the probe inputs (initlab.measure.distributions)."""
+
+    def __init__(self, every: int, x_probe: torch.Tensor):
+        self.every, self.x_probe = every, x_probe
+
+    def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
+        if not self.every or end.epoch % self.every:
+            return
+        attempt = getattr(state, "attempt", 0)
+        rows = [{**row, "attempt": attempt} for row in distribution_rows(state.model, self.x_probe, end.epoch)]
+        state.records.append_rows(records.DISTRIBUTIONS_CSV, rows)
 
 
 class Checkpoint:

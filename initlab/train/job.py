@@ -32,7 +32,8 @@ from initlab.measure.probes import measured_weights, probe_statistics
 from initlab.models import build_model
 from initlab.models.summary import describe
 from initlab.resume import RUNTIME_KEYS, check_same_run, extends
-from initlab.train.callbacks import Checkpoint, Divergence, EpochCallback, EpochEnd, MeanField, Records
+from initlab.train.callbacks import Checkpoint, Distributions, Divergence, EpochCallback, EpochEnd, MeanField, \
+    Records, StepRecords
 from initlab.train.loop import build_optimizer, evaluate, train_epoch
 from initlab.train.predictions import theory_reason
 from initlab.train.state import TrainState
@@ -137,20 +138,23 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     callbacks: list[EpochCallback] = [
         Divergence(), MeanField(exp, x_probe),
         Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
+        StepRecords(), Distributions(exp.distributions_every, x_probe),
         Checkpoint(checkpoint_path, choices)]
     augment = getattr(data, "augment", None)
 
+    loss = exp.loss.value
+
     def end_epoch(epoch: int, train_loss: float, train_acc: float, epoch_time: float,
-                  grad_norm: Optional[float], grad_norm_train: Optional[list[float]]) -> EpochEnd:
+                  grad_norm: Optional[float], grad_norm_train: Optional[list[float]], logged=None) -> EpochEnd:
         """Evaluate and probe, then run the callbacks; returns the epoch's measurements."""
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
-        row["test_loss"], row["test_acc"] = evaluate(model, data.x_test, data.y_test)
+        row["test_loss"], row["test_acc"] = evaluate(model, data.x_test, data.y_test, loss)
         row["epoch_time"], row["lr"] = epoch_time, state.optimizer.param_groups[0]["lr"]
         if with_val:
-            row["val_loss"], row["val_acc"] = evaluate(model, data.x_val, data.y_val)
+            row["val_loss"], row["val_acc"] = evaluate(model, data.x_val, data.y_val, loss)
         row["grad_norm"] = grad_norm
-        stats = probe_statistics(model, exp.activation.name, x_probe, y_probe)  # never raises on NaN/Inf
-        end = EpochEnd(epoch, row, stats, grad_norm_train)
+        stats = probe_statistics(model, exp.activation.name, x_probe, y_probe, loss)  # never raises on NaN/Inf
+        end = EpochEnd(epoch, row, stats, grad_norm_train, logged=logged)
         state.epoch = epoch
         for callback in callbacks:
             callback.on_epoch_end(state, end)
@@ -163,9 +167,12 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     else:
         records.clear(job_dir)  # a fresh start never leaves another run's files beside its own
         start = 1
-        diverged = end_epoch(0, *evaluate(model, data.x_train, data.y_train), 0.0, None, None).diverged
+        diverged = end_epoch(0, *evaluate(model, data.x_train, data.y_train, loss), 0.0, None, None).diverged
     params = dict(model.named_parameters())
-    measured = [params[name] for name in measured_weights(model, x_probe)]  # grad_norm_train's order
+    measured_names = measured_weights(model, x_probe)  # grad_norm_train's order
+    measured = [params[name] for name in measured_names]
+    biases = [params.get(name[: -len("weight")] + "bias") for name in measured_names]
+    steps_per_epoch = -(-len(data.y_train) // exp.batch_size)
 
     last = start - 1 if diverged else exp.epochs  # a run that diverged at init takes no training step
     with logging_redirect_tqdm():  # log lines go through tqdm.write, above the bar; file logs unchanged
@@ -174,11 +181,12 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         for epoch in bar:
             t0 = time.perf_counter()
             sums = train_epoch(model, state.optimizer, data.x_train, data.y_train, exp.batch_size,
-                               state.generator, measured, augment)
+                               state.generator, measured, augment, loss=loss, log_every=exp.log_every_steps,
+                               first_step=(epoch - 1) * steps_per_epoch + 1, biases=biases)
             train_loss = sums.loss.item() / sums.steps  # the epoch's one host sync
             epoch_time = time.perf_counter() - t0
             end = end_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
-                            sums.total_grad_norm.item() / sums.steps, (sums.grad_norms / sums.steps).tolist())
+                            sums.total_grad_norm.item() / sums.steps, (sums.grad_norms / sums.steps).tolist(), sums.logged)
             bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{end.row['test_acc']:.4f}")
             if end.diverged:
                 diverged = end.diverged

@@ -2,6 +2,8 @@
 
 Per-step quantities (loss, correct predictions, the gradient norm of each measured weight and of
 all parameters together) are summed into device tensors; the caller reads them once per epoch.
+Steps due for steps.csv (``log_every``) stack their loss and per-weight norms into a device
+buffer, also read once per epoch.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from initlab.config import OptimizerConfig
+from initlab.losses import loss_fn
 
 EVAL_CHUNK = 8192
 
@@ -33,6 +35,19 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass
+class StepLog:
+    """The logged steps of one epoch: ``steps`` (1-based over the run) and ``lrs`` (the first
+    param group's lr in force during the step) on the host; ``values`` (len(steps), 1 + 3 W) on
+    the device: the loss, then per measured weight its Frobenius norm, its gradient's norm and
+    its bias gradient's norm (0 without a bias), all at the weights the step's gradient was taken
+    at (before the update)."""
+
+    steps: list[int]
+    lrs: list[float]
+    values: torch.Tensor
+
+
+@dataclass
 class EpochSums:
     """Device-side sums over one epoch's steps."""
 
@@ -42,16 +57,22 @@ class EpochSums:
     total_grad_norm: torch.Tensor  # summed norm of all parameters' gradients (one vector)
     steps: int
     samples: int
+    logged: Optional[StepLog] = None  # the steps due for steps.csv; None when off
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                 batch_size: int, generator: torch.Generator, weights: Sequence[torch.Tensor] = (),
-                augment: Optional[Augment] = None, track_grad_norms: bool = True) -> EpochSums:
+                augment: Optional[Augment] = None, track_grad_norms: bool = True, loss: str = "cross_entropy",
+                log_every: int = 0, first_step: int = 1,
+                biases: Sequence[Optional[torch.Tensor]] = ()) -> EpochSums:
     """One pass over (x, y) in a seeded random order; the last batch may be smaller.
 
     ``weights``: parameters whose gradient norms are summed one by one (layers.csv's
     grad_norm_train); ``augment(batch, generator)``, if given, transforms each training batch on
     the device. ``track_grad_norms=False`` skips every gradient norm (the benchmark's baseline).
+    ``loss``: an initlab.losses name. ``log_every`` > 0 logs every step whose number (counted
+    from ``first_step``, this epoch's first) is a multiple of it into ``EpochSums.logged``, with
+    ``biases`` (each weight's bias or None, same order as ``weights``).
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -62,17 +83,23 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     total = torch.zeros((), device=device)
     order = torch.randperm(len(y), generator=generator, device=device)  # the generator lives on the device
     batches = order.split(batch_size)
-    for idx in batches:
+    log_steps, log_lrs, log_rows = [], [], []
+    for i, idx in enumerate(batches):
         xb, yb = x[idx], y[idx]
         if augment is not None:
             xb = augment(xb, generator)
         logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        value = loss_fn(loss, logits, yb)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
+        step = first_step + i
+        if log_every and step % log_every == 0:
+            log_steps.append(step)
+            log_lrs.append(optimizer.param_groups[0]["lr"])
+            log_rows.append(_step_row(value, weights, biases))
         optimizer.step()
         with torch.no_grad():
-            loss_sum += loss
+            loss_sum += value
             correct += (logits.argmax(dim=1) == yb).sum()
             if track_grad_norms:
                 grads = [p.grad for p in params if p.grad is not None]
@@ -80,17 +107,36 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
                 if weights:
                     grad_norms += torch.stack(torch._foreach_norm(
                         [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]))
-    return EpochSums(loss_sum, correct, grad_norms, total, len(batches), len(y))
+    logged = None
+    if log_every:
+        width = 1 + 3 * len(weights)
+        values = torch.stack(log_rows) if log_rows else torch.zeros((0, width), device=device)
+        logged = StepLog(log_steps, log_lrs, values)
+    return EpochSums(loss_sum, correct, grad_norms, total, len(batches), len(y), logged)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y), in chunks; one host sync at the end."""
+def _step_row(value: torch.Tensor, weights: Sequence[torch.Tensor],
+              biases: Sequence[Optional[torch.Tensor]]) -> torch.Tensor:
+    """(1 + 3 W,) float32 on the device: loss, weight norms, gradient norms, bias gradient norms."""
+    def norms(tensors):
+        return torch.stack(torch._foreach_norm(tensors)).float() if tensors else value.new_zeros(0)
+    zero = value.new_zeros((), dtype=torch.float32)
+    bias_norms = [torch.linalg.vector_norm(b.grad).float() if b is not None and b.grad is not None else zero
+                  for b in (biases or [None] * len(weights))]
+    return torch.cat([value.detach().float().reshape(1), norms([w.detach() for w in weights]),
+                      norms([w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]),
+                      torch.stack(bias_norms) if bias_norms else value.new_zeros(0)])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy") -> tuple[float, float]:
+    """Mean loss (an initlab.losses name) and accuracy over (x, y), in chunks; one host sync at the end."""
     model.eval()
     loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for xb, yb in zip(x.split(EVAL_CHUNK), y.split(EVAL_CHUNK)):
         logits = model(xb)
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum").double()
+        loss_sum += loss_fn(loss, logits, yb, reduction="sum").double()
         correct += (logits.argmax(dim=1) == yb).sum()
     return (loss_sum / len(y)).item(), (correct.double() / len(y)).item()
