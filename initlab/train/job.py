@@ -36,6 +36,7 @@ from initlab.train.callbacks import Checkpoint, Divergence, EpochCallback, Epoch
 from initlab.train.loop import build_optimizer, evaluate, train_epoch
 from initlab.train.predictions import theory_reason
 from initlab.train.state import TrainState
+from initlab.train.tensorboard import build_logger
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,11 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
                        generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed,
                        records=records.JobRecords(job_dir, records.EPOCH_COLUMNS
                                                   + (records.VAL_COLUMNS if with_val else ()) + records.GRAD_COLUMNS))
+    logger = build_logger(exp, job_dir, x_probe, y_probe, fresh=saved is None)  # before Checkpoint: see its module
     callbacks: list[EpochCallback] = [
         Divergence(), MeanField(exp, x_probe),
         Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
-        Checkpoint(checkpoint_path, choices)]
+        logger, Checkpoint(checkpoint_path, choices)]
     augment = getattr(data, "augment", None)
 
     def end_epoch(epoch: int, train_loss: float, train_acc: float, epoch_time: float,
@@ -204,6 +206,7 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         "versions": _versions(),
         "device": _device_name(device),
     }
+    logger.close(state, result)
     records.write_json_atomic(result_path, result)
     if not exp.keep_checkpoint:
         checkpoint_path.unlink(missing_ok=True)
