@@ -20,6 +20,7 @@ checkpoint holds is missing from the files.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 import torch
 import torch.nn.functional as F
 
-from initlab.config import ExperimentConfig
+from initlab.config import ConfigError, ExperimentConfig
 from initlab.models.sites import probing
 from initlab.records import PROBE_COLUMNS
 from initlab.resume import flatten
@@ -60,12 +61,16 @@ class NoLogger:
 def build_logger(exp: ExperimentConfig, job_dir: Path, x_probe: torch.Tensor, y_probe: torch.Tensor,
                  fresh: bool, loss: Loss = F.cross_entropy) -> "NoLogger | TensorBoard":
     """The logger ``exp.logger`` asks for. ``fresh``: the job starts from scratch, so a previous
-    run's ``tb/`` is removed whatever the logger (a folder never holds two runs' events)."""
+    run's ``tb/`` is removed whatever the logger (a folder never holds two runs' events).
+    Raises ConfigError (one line) when tensorboard is not installed."""
     folder = Path(job_dir) / TB_DIR
     if fresh:
         shutil.rmtree(folder, ignore_errors=True)
     if exp.logger.name == "none":
         return NoLogger()
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logger=tensorboard needs the tensorboard package: pip install 'tensorboard>=2.14,<3' "
+                          "(or logger=none)")
     return TensorBoard(folder, x_probe, y_probe, loss, histograms=exp.logger.histograms)
 
 
