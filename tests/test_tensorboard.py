@@ -190,3 +190,26 @@ def test_a_sweep_is_one_run_per_job_with_the_same_tags(tmp_path):
     assert tags[0] == tags[1]
     widths = {hparams_of(mux.GetAccumulator(r))["model.width"] for r in runs}
     assert widths == {4, 8}
+
+
+@pytest.mark.slow
+def test_killed_job_reads_back_as_an_uninterrupted_one(tmp_path):
+    """kill -9 of train.py mid-training, rerun: every scalar and histogram as in one whole run."""
+    from test_resume import SLOW_JOB, checkpointed_epoch, kill_when, start_train, train
+
+    config = [*SLOW_JOB, "epochs=8", "logger=tensorboard"]
+    run_job(compose_config(*config), tmp_path / "whole")
+    job = tmp_path / "killed"
+    proc = start_train(*config, f"hydra.run.dir={job}")
+    kill_when(proc, lambda: checkpointed_epoch(job) >= 2)
+    assert checkpointed_epoch(job) < 8
+    train(*config, f"hydra.run.dir={job}")
+    assert "resuming from the checkpoint after epoch" in (job / "train.log").read_text()
+
+    resumed, whole = read_events(job / TB_DIR), read_events(tmp_path / "whole" / TB_DIR)
+    assert scalars(resumed) == scalars(whole)
+    assert set(resumed.Tags()["histograms"]) == set(whole.Tags()["histograms"])
+    for tag in whole.Tags()["histograms"]:
+        assert ([(e.step, e.histogram_value) for e in resumed.Histograms(tag)]
+                == [(e.step, e.histogram_value) for e in whole.Histograms(tag)]), tag
+    assert hparams_of(resumed) == hparams_of(whole)
