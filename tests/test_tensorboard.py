@@ -21,6 +21,12 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
 from conftest import compose_config, read_json, run_job
+from initlab.config import to_experiment
+from initlab.data import load_data
+from initlab.inits import initialize
+from initlab.models import build_model
+from initlab.models.sites import probing
+from initlab.train.job import _probe_batch
 from initlab.train.tensorboard import HISTOGRAM_BINS, SCALARS, SITE_SCALARS, TB_DIR, add_histogram, hparam_values
 
 TINY = ["threads=1", "device=cpu", "probe_size=40", "batch_size=64"]
@@ -135,6 +141,39 @@ def test_histograms_count_finite_entries_only(tmp_path):
     assert sum(h.bucket) == 4
     (constant,) = acc.Histograms("constant")
     assert (constant.histogram_value.num, sum(constant.histogram_value.bucket)) == (5, 5)
+
+
+def test_a_diverged_job_histograms_only_finite_entries(tmp_path):
+    """init std 1e25: the second layer's h overflows to ±inf (no preact histogram), ReLU keeps the
+    zeros of its -inf entries (only those counted), the gradients are NaN (no grad histograms).
+    The counts are recomputed from the same model, built as the job builds it."""
+    settings = [*MLP, "init=normal", "init.std=1e25", "epochs=1"]
+    job = tmp_path / "job"
+    result = run_job(compose_config(*settings, "logger=tensorboard"), job)
+    assert result["status"] == "diverged" and result["diverged_epoch"] == 0
+    exp = to_experiment(compose_config(*settings))
+    data = load_data(exp.dataset)
+    x, _ = _probe_batch(data, exp.probe_size, exp.seed)
+    torch.manual_seed(exp.seed)
+    model = build_model(exp, data)
+    initialize(model, exp.init, exp.model)
+    with torch.no_grad(), probing(model, shifts=False) as probe:
+        model(x)
+    acc = read_events(job / TB_DIR)
+    tags = set(acc.Tags()["histograms"])
+    assert not any(t.startswith("grad/") for t in tags)
+    some_non_finite = False
+    for site, tap in probe.taps.items():
+        for kind, t in (("preact", tap.pre), ("act", tap.post)):
+            finite = int(torch.isfinite(t).sum())
+            some_non_finite |= finite < t.numel()
+            if finite == 0:
+                assert f"{kind}/{site}" not in tags
+            else:
+                (event,) = acc.Histograms(f"{kind}/{site}")
+                assert event.histogram_value.num == finite, (kind, site)
+    assert some_non_finite, "the case must hold non-finite entries"
+    assert "preact/acts.1" not in tags and 0 < acc.Histograms("act/acts.1")[0].histogram_value.num < x.shape[0] * 8
 
 
 def test_logger_none_writes_nothing_and_a_fresh_start_removes_an_old_tb(tmp_path):
