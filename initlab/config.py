@@ -468,6 +468,23 @@ class AdamConfig(OptimizerConfig):
     eps: float = number(gt=0)
 
 
+# --- logger -----------------------------------------------------------------------------------
+@dataclass
+class LoggerConfig(Checked):
+    """``none``: no logger; the records are the CSVs and result.json (initlab.train.tensorboard)."""
+
+    PREFIX: ClassVar[str] = "logger."
+    name: str = MISSING
+
+
+@dataclass
+class TensorBoardConfig(LoggerConfig):
+    """TensorBoard event files in ``<job>/tb/``; ``histograms``: weights, gradients and every site's
+    pre-activations and activations on the probe batch each epoch (one more probe pass)."""
+
+    histograms: bool = True
+
+
 # --- model and experiment ---------------------------------------------------------------------
 MODELS = ("mlp", "resmlp", "cnn", "resnet18", "transformer")  # initlab.models.MODELS builds them
 
@@ -561,6 +578,7 @@ class ExperimentConfig(Checked):
     dataset: DatasetConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     model: ModelConfig = MISSING
+    logger: LoggerConfig = MISSING
     depth: int = number(gt=0, integer=True)
     epochs: int = number(ge=0, integer=True)
     batch_size: int = number(gt=0, integer=True)
@@ -594,6 +612,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "optimizer": {"sgd": SGDConfig, "rmsprop": RMSpropConfig, "adam": AdamConfig},
     "model": {"mlp": MLPConfig, "resmlp": ResMLPConfig, "cnn": CNNConfig, "resnet18": ResNet18Config,
               "transformer": TransformerConfig},
+    "logger": {"none": LoggerConfig, "tensorboard": TensorBoardConfig},
 }
 
 

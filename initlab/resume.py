@@ -2,8 +2,8 @@
 
 A folder's records are reused (a checkpoint continued, a finished job skipped) only when the
 choices recorded with them agree with the current ones, so records never mix two configurations.
-The choices are every setting except ``RUNTIME_KEYS``, which change how a run is executed, not
-what it computes. ``epochs`` is compared apart: a checkpoint may be continued to any
+The choices are every setting except ``RUNTIME_KEYS``, which change how a run is executed or
+observed (the ``logger``), not what it computes. ``epochs`` is compared apart: a checkpoint may be continued to any
 ``epochs`` not below the epoch it holds (nothing in a run depends on the total), while a finished
 job is skipped only for the ``epochs`` it was run with.
 """
@@ -18,15 +18,15 @@ from omegaconf import MISSING as OMEGACONF_MISSING
 
 from initlab.config import ConfigError, ExperimentConfig
 
-RUNTIME_KEYS = ("threads", "device", "resume", "keep_checkpoint")
+RUNTIME_KEYS = ("threads", "device", "resume", "keep_checkpoint", "logger")
 _MISSING = object()
 
 
-def _flatten(choices: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(choices: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in choices.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = list(value) if isinstance(value, (list, tuple)) else value
     return flat
@@ -35,7 +35,7 @@ def _flatten(choices: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """``key old -> new`` for every dotted key whose value differs; a key one side lacks shows as
     ``(absent)``. Keys in the current choices' order, then recorded-only keys."""
-    old, new = _flatten(recorded), _flatten(current)
+    old, new = flatten(recorded), flatten(current)
     keys = list(new) + [k for k in old if k not in new]
     return [f"{k} {old.get(k, '(absent)')} -> {new.get(k, '(absent)')}" for k in keys
             if old.get(k, _MISSING) != new.get(k, _MISSING)]

@@ -139,14 +139,14 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["dataset=blobs", "dataset.noise=0.1"], "unknown dataset parameter(s) noise for dataset=blobs; valid: "
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, loss, model, optimizer, "
+                   "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, model, optimizer, "
                    "probe_size, resume, seed, threads"),
     (["~foo"], "~foo: no such key to delete; top-level keys: activation, batch_size, dataset, depth, device, "
-               "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, loss, model, optimizer, "
+               "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, model, optimizer, "
                    "probe_size, resume, seed, threads"),
     (["+epoch=3", "epochs=0"], "unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, "
                                "device, distributions_every, epochs, init, jacobian_every, keep_checkpoint, "
-                               "log_every_steps, loss, model, optimizer, probe_size, resume, seed, threads"),
+                               "log_every_steps, logger, loss, model, optimizer, probe_size, resume, seed, threads"),
     (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer"),
     (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x', expected one of [fan_in, fan_out]"),
     (["loss=hinge"], "loss=hinge: Invalid value 'hinge', expected one of [cross_entropy, mse]"),
@@ -158,7 +158,7 @@ def test_command_line_errors_are_one_line(args, line):
 
 
 TOP_KEYS = ("activation, batch_size, dataset, depth, device, distributions_every, epochs, init, jacobian_every, "
-            "keep_checkpoint, log_every_steps, loss, model, optimizer, probe_size, resume, seed, threads")
+            "keep_checkpoint, log_every_steps, logger, loss, model, optimizer, probe_size, resume, seed, threads")
 SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_to, embedding, factor, mode "
               "(Hydra composes a sweep's base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
               "++init.gain=...)")

@@ -174,7 +174,7 @@ RANGE_ERRORS = [
     (["+optimizer.beta=0.9"], r"unknown optimizer parameter\(s\) beta for optimizer=sgd; valid: lr, momentum, "
                               r"nesterov, weight_decay"),
     (["+epoch=3"], r"^unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   r"distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, loss, "
+                   r"distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, "
                    r"model, optimizer, probe_size, resume, seed, threads$"),
     (["+foo=1", "++bar.baz=2"], r"^unknown keys bar, foo; valid top-level keys: activation, "),
 ]

@@ -1,9 +1,10 @@
 """Every config field changes the run, or it does not exist.
 
-For every field of every choice of the activation, init, dataset, optimizer and model groups
+For every field of every choice of the activation, init, dataset, optimizer, model and logger groups
 (found by walking the schemas, so a new field without an entry in CHANGES fails), a second value
 is shown to change what the field feeds: the data tensors, the initial weights, the optimizer's
-param_groups as torch sees them and the update it makes, the activation's outputs, or the model.
+param_groups as torch sees them and the update it makes, the activation's outputs, the model, or
+the tags the logger writes (read back with TensorBoard's reader).
 Fields that only act together with another one (``nesterov`` with momentum, ``split_seed`` of
 torchvision sets with a validation split, ``bias_std`` with ``bias_init=normal``) are changed with
 that companion set in both configs.
@@ -12,23 +13,32 @@ that companion set in both configs.
 from __future__ import annotations
 
 import functools
+import tempfile
 import urllib.request
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from conftest import GROUPS, compose_config, group_choices, read_csv, run_job
+from initlab import records
 from initlab.choices import build_activation
 from initlab.config import ConfigError, ExperimentConfig, to_experiment
 from initlab.data import load_data
 from initlab.inits import initialize
 from initlab.train.loop import build_optimizer
 from initlab.models import MODELS, build
+from initlab.measure.probes import probe_statistics
+from initlab.models.mlp import MLP
 from initlab.models.transformer import Transformer
+from initlab.train.callbacks import EpochEnd
+from initlab.train.state import TrainState
+from initlab.train.tensorboard import TB_DIR, build_logger
 from test_config import INPUTS, schema_of
 from test_data import make_cifar_like, make_mnist_like
 from test_sequences import make_imdb_like
@@ -94,6 +104,7 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "model.bias_init": ([], ["model.bias_init=normal", "model.bias_std=0.1"]),
     "model.bias_std": (["model.bias_init=normal", "model.bias_std=0.1"], ["model.bias_std=0.3"]),
     "model.norm": ([], ["model.norm=layernorm"]),
+    "logger.histograms": ([], ["logger.histograms=false"]),
 }
 
 FIELDS = [(group, choice, f"{group}.{f.name}") for group in GROUPS for choice in group_choices(group)
@@ -117,9 +128,27 @@ def configure(group: str, choice: str, overrides: list[str]):
     return to_experiment(cfg)
 
 
+def logged(exp) -> dict:
+    """The tags a logger writes for epoch 0 of a small MLP, read back with TensorBoard's reader."""
+    model = MLP(5, 3, 4, 2, nn.Tanh())
+    x, y = torch.randn(16, 5, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 3
+    end = EpochEnd(0, {"train_loss": 1.0}, probe_statistics(model, "tanh", x, y), None)
+    with tempfile.TemporaryDirectory() as folder:
+        state = TrainState(model, build_optimizer(model.parameters(), exp.optimizer), torch.Generator(),
+                           records.JobRecords(Path(folder)), seed=0)
+        logger = build_logger(exp, Path(folder), x, y, fresh=True)
+        logger.on_epoch_end(state, end)
+        logger.close(state, {"final": {"train_loss": 1.0}, "choices": {"depth": 2}})
+        acc = EventAccumulator(str(Path(folder) / TB_DIR))
+        acc.Reload()
+        return {kind: sorted(acc.Tags()[kind]) for kind in ("scalars", "histograms")}
+
+
 def effect(group: str, exp) -> dict:
     """What ``group``'s config feeds into a run, as tensors and plain values."""
     node = getattr(exp, group)
+    if group == "logger":
+        return logged(exp)
     if group == "activation":
         return {"out": build_activation(node)(torch.linspace(-4, 4, 81))}
     if group == "init":  # a transformer has every kind of weight an init fills (Embedding too)

@@ -50,10 +50,10 @@ BAD = {
     "bad_local": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_group": "error: job activation=nonesuch epochs=0: In 'config': Could not find 'activation/nonesuch'",
     "unknown_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, loss, model, "
+                   "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, model, "
                    "optimizer, probe_size, resume, seed, threads",
     "added_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                 "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, loss, model, "
+                 "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, model, "
                    "optimizer, probe_size, resume, seed, threads",
     "swept_unknown_param": "error: unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode",
 }

@@ -9,6 +9,7 @@ the rows and save a checkpoint, so a killed job continues where it stopped and a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from initlab.data import Data, load_data
 from initlab.inits import initialize
 from initlab.measure.jacobian import probe_count
 from initlab.measure.probes import measured_weights, probe_statistics
+from initlab.losses import loss_fn
 from initlab.models import build_model
 from initlab.models.summary import describe
 from initlab.resume import RUNTIME_KEYS, check_same_run, extends
@@ -37,6 +39,7 @@ from initlab.train.callbacks import Checkpoint, Distributions, Divergence, Epoch
 from initlab.train.loop import build_optimizer, evaluate, train_epoch
 from initlab.train.predictions import theory_reason
 from initlab.train.state import TrainState
+from initlab.train.tensorboard import build_logger
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +138,13 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
                        generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed,
                        records=records.JobRecords(job_dir, records.EPOCH_COLUMNS
                                                   + (records.VAL_COLUMNS if with_val else ()) + records.GRAD_COLUMNS))
+    logger = build_logger(exp, job_dir, x_probe, y_probe, fresh=saved is None,
+                          loss=functools.partial(loss_fn, exp.loss.value))  # before Checkpoint: see its module
     callbacks: list[EpochCallback] = [
         Divergence(), MeanField(exp, x_probe),
         Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
         StepRecords(), Distributions(exp.distributions_every, x_probe),
-        Checkpoint(checkpoint_path, choices)]
+        logger, Checkpoint(checkpoint_path, choices)]
     augment = getattr(data, "augment", None)
 
     loss = exp.loss.value
@@ -212,6 +217,7 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         "versions": _versions(),
         "device": _device_name(device),
     }
+    logger.close(state, result)
     records.write_json_atomic(result_path, result)
     if not exp.keep_checkpoint:
         checkpoint_path.unlink(missing_ok=True)
