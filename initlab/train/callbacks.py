@@ -2,7 +2,8 @@
 
 The loop builds an ``EpochEnd`` (the epochs.csv row and the probe statistics) and hands it to
 each callback in turn: ``Divergence`` decides whether the epoch diverged, ``MeanField`` predicts
-at init, ``Records`` writes the rows (and the Jacobians of a finite epoch), ``Checkpoint`` saves
+at init, ``Records`` writes the rows (and the Jacobians of a finite epoch), ``LearningRate`` sets
+the next epoch's lr, ``Stopping`` tracks the best epoch and asks to stop, ``Checkpoint`` saves
 the state of a finite epoch. A new feature that acts between epochs (a scheduler step, early
 stopping, a logger) is one more class with ``on_epoch_end``; ``run`` does not change.
 """
@@ -33,13 +34,15 @@ DELTA_RMS = records.PROBE_COLUMNS.index("delta_rms")
 class EpochEnd:
     """One epoch's measurements: ``row`` (epochs.csv), ``stats`` (the probe pass),
     ``grad_norm_train`` (per measured weight, the epoch's mean; None at epoch 0) and, once
-    ``Divergence`` has run, why the epoch diverged (None for a finite epoch)."""
+    ``Divergence`` has run, why the epoch diverged (None for a finite epoch); ``stop``: early
+    stopping ends the attempt after this epoch."""
 
     epoch: int
     row: dict
     stats: ProbeStatistics
     grad_norm_train: Optional[list[float]]
     diverged: Optional[str] = None
+    stop: bool = False
 
 
 class EpochCallback(Protocol):
@@ -116,6 +119,28 @@ class Records:
                 sv_rows.extend({"epoch": end.epoch, "kind": kind, "sv": v} for v in sv.flatten().tolist())
         state.records.append(end.row, layers, jacobian, sv_rows)
         _log_epoch(end.row, self.exp.epochs)
+
+
+class LearningRate:
+    """After a finite epoch: the schedule (initlab.train.schedule) sets the next epoch's lr."""
+
+    def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
+        if not end.diverged and state.scheduler is not None:
+            state.scheduler.step(end.epoch, end.row)
+
+
+class Stopping:
+    """After a finite epoch: the best-epoch tracker (initlab.train.early_stopping) sees the row
+    and, when early stopping is on and patience has run out, marks the epoch as the last."""
+
+    def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
+        if end.diverged or state.stopper is None:
+            return
+        state.stopper.update(end.epoch, end.row, state.model)
+        if state.stopper.should_stop():
+            state.stopper.stopped_epoch, end.stop = end.epoch, True
+            log.info("early stopping after epoch %d: best %s %.6g at epoch %d", end.epoch,
+                     state.stopper.cfg.monitor.value, state.stopper.best, state.stopper.best_epoch)
 
 
 class Checkpoint:
