@@ -30,7 +30,7 @@ if importlib.util.find_spec("initlab") is None:  # `pytest` (not `python -m pyte
 
 from initlab.config import register_configs  # noqa: E402
 CONF = ROOT / "conf"
-GROUPS = ("activation", "init", "dataset", "optimizer", "model")
+GROUPS = ("activation", "init", "dataset", "optimizer", "model", "scheduler")
 
 
 @pytest.fixture(autouse=True)

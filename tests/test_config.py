@@ -171,8 +171,8 @@ RANGE_ERRORS = [
     (["+activation.slope=2"], r"unknown activation parameter\(s\) slope for activation=relu; valid: $"),
     (["+optimizer.beta=0.9"], r"unknown optimizer parameter\(s\) beta for optimizer=sgd; valid: lr, momentum, "
                               r"nesterov, weight_decay"),
-    (["+epoch=3"], r"^unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   r"epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, "
+    (["+epoch=3"], r"^unknown key epoch; valid top-level keys: activation, batch_size, checkpoint, dataset, depth, device, "
+                   r"early_stopping, epochs, init, jacobian_every, model, optimizer, probe_size, resume, scheduler, seed, "
                    r"threads$"),
     (["+foo=1", "++bar.baz=2"], r"^unknown keys bar, foo; valid top-level keys: activation, "),
 ]

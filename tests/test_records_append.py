@@ -54,7 +54,7 @@ def test_restore_cuts_half_written_rows_and_files_created_after_the_checkpoint(t
 
 
 def test_the_checkpoint_carries_lengths_not_rows(tmp_path):
-    cfg = compose_config("depth=2", "model.width=8", "epochs=2", "keep_checkpoint=true", "threads=1", "device=cpu",
+    cfg = compose_config("depth=2", "model.width=8", "epochs=2", "checkpoint=last", "threads=1", "device=cpu",
                          "probe_size=100")
     result = run_job(cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
@@ -66,7 +66,7 @@ def test_the_checkpoint_carries_lengths_not_rows(tmp_path):
 
 def test_a_checkpoint_that_carries_rows_is_refused_in_one_line(tmp_path):
     """A checkpoint of the format before appends (every row inside it) cannot be continued."""
-    cfg = compose_config("depth=2", "model.width=8", "epochs=1", "keep_checkpoint=true", "threads=1", "device=cpu",
+    cfg = compose_config("depth=2", "model.width=8", "epochs=1", "checkpoint=last", "threads=1", "device=cpu",
                          "probe_size=100")
     run_job(cfg, tmp_path)
     (tmp_path / "result.json").unlink()

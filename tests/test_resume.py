@@ -108,7 +108,7 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
 def test_finished_job_is_skipped_unless_resume_false(tmp_path, keep, caplog):
     """keep=false through train.py, as a user runs it (the skip is written to the job's log);
     keep=true, where a kept checkpoint must not make the finished job resume, in this process."""
-    args = ["epochs=1", "depth=2", f"keep_checkpoint={str(keep).lower()}"]
+    args = ["epochs=1", "depth=2", f"checkpoint={'last' if keep else 'none'}"]
 
     def run(*extra: str) -> None:
         if keep:
@@ -140,7 +140,7 @@ QUICK = ["depth=2", "model.width=32", "probe_size=200", "threads=1", "device=cpu
 def interrupted_job(tmp_path: Path, *settings: str) -> Path:
     """A job that checkpointed its last epoch and was stopped before writing result.json."""
     job = tmp_path / "job"
-    run_job(compose_config(*QUICK, *settings, "keep_checkpoint=true"), job)
+    run_job(compose_config(*QUICK, *settings, "checkpoint=last"), job)
     (job / "result.json").unlink()
     return job
 
@@ -161,7 +161,7 @@ def test_changed_settings_refuse_to_resume_naming_the_keys(tmp_path):
 
 def test_extending_epochs_resumes_and_equals_an_uninterrupted_run(tmp_path):
     job = interrupted_job(tmp_path, "optimizer.lr=0.01", "epochs=2")
-    result = run_job(compose_config(*QUICK, "optimizer.lr=0.01", "epochs=4"), job)  # keep_checkpoint may change
+    result = run_job(compose_config(*QUICK, "optimizer.lr=0.01", "epochs=4"), job)  # checkpoint may change
     assert result["status"] == "completed" and result["choices"]["epochs"] == 4
     assert result["choices"]["optimizer"]["lr"] == 0.01
     whole = tmp_path / "whole"
@@ -172,11 +172,11 @@ def test_extending_epochs_resumes_and_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path):
-    """keep_checkpoint=true is what lets a finished run go on: epochs=2 -> 4 trains epochs 3-4 and
+    """checkpoint=last is what lets a finished run go on: epochs=2 -> 4 trains epochs 3-4 and
     equals an uninterrupted 4-epoch run; without a kept checkpoint the same request is refused."""
     job = tmp_path / "job"
-    run_job(compose_config(*QUICK, "epochs=2", "keep_checkpoint=true"), job)
-    result = run_job(compose_config(*QUICK, "epochs=4", "keep_checkpoint=true"), job)
+    run_job(compose_config(*QUICK, "epochs=2", "checkpoint=last"), job)
+    result = run_job(compose_config(*QUICK, "epochs=4", "checkpoint=last"), job)
     assert result["status"] == "completed" and result["final"]["epoch"] == 4
     whole = tmp_path / "whole"
     run_job(compose_config(*QUICK, "epochs=4"), whole)
@@ -185,7 +185,7 @@ def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path):
     with pytest.raises(ConfigError, match=r"other settings \(epochs 4 -> 5\)"):
         run_job(compose_config(*QUICK, "epochs=5"), whole)
     with pytest.raises(ConfigError, match=r"other settings \(epochs 4 -> 3\)"):
-        run_job(compose_config(*QUICK, "epochs=3", "keep_checkpoint=true"), job)
+        run_job(compose_config(*QUICK, "epochs=3", "checkpoint=last"), job)
 
 
 def test_fewer_epochs_than_the_checkpoint_holds_is_refused(tmp_path):
@@ -227,7 +227,7 @@ def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp
         run_job(compose_config(*QUICK, "epochs=1", change), tmp_path)
     assert (tmp_path / "result.json").read_bytes() == result
     # what does not change the run may differ: the job is skipped
-    assert run_job(compose_config(*QUICK, "epochs=1", "threads=2", "keep_checkpoint=true"), tmp_path)["status"]
+    assert run_job(compose_config(*QUICK, "epochs=1", "threads=2", "checkpoint=last"), tmp_path)["status"]
     assert (tmp_path / "result.json").read_bytes() == result
     # resume=false starts afresh with the new settings and leaves nothing of the old run
     fresh = run_job(compose_config(*QUICK, "epochs=1", change, "resume=false"), tmp_path)
@@ -237,7 +237,7 @@ def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp
 def test_a_fresh_start_removes_the_previous_runs_files(tmp_path):
     """resume=false in a used folder: a diverged-at-init rerun has no Jacobian rows, and the old
     jacobian.csv must not stay beside its records."""
-    run_job(compose_config(*QUICK, "epochs=1", "keep_checkpoint=true"), tmp_path)
+    run_job(compose_config(*QUICK, "epochs=1", "checkpoint=last"), tmp_path)
     assert (tmp_path / "jacobian.csv").exists()
     result = run_job(compose_config(*QUICK, "epochs=1", "init=normal", "init.std=1e30", "resume=false"), tmp_path)
     assert result["status"] == "diverged"

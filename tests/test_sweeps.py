@@ -49,10 +49,10 @@ BAD = {
     "bad_parallel": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_local": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_group": "error: job activation=nonesuch epochs=0: In 'config': Could not find 'activation/nonesuch'",
-    "unknown_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads",
-    "added_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                 "epochs, init, jacobian_every, keep_checkpoint, model, optimizer, probe_size, resume, seed, threads",
+    "unknown_key": "error: unknown key foo; valid top-level keys: activation, batch_size, checkpoint, dataset, depth, device, "
+                   "early_stopping, epochs, init, jacobian_every, model, optimizer, probe_size, resume, scheduler, seed, threads",
+    "added_key": "error: unknown key foo; valid top-level keys: activation, batch_size, checkpoint, dataset, depth, device, "
+                 "early_stopping, epochs, init, jacobian_every, model, optimizer, probe_size, resume, scheduler, seed, threads",
     "swept_unknown_param": "error: unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode",
 }
 
