@@ -84,6 +84,33 @@ def test_interrupted_job_continues_from_its_checkpoint_identically(tmp_path):
         pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
 
 
+@pytest.mark.slow
+def test_killed_job_with_a_schedule_early_stopping_and_restarts_resumes_identically(tmp_path):
+    """ReduceLROnPlateau's and early stopping's state (best value and weights, epochs without a
+    gain), and the attempt, come back from the checkpoint: killed in attempt 0 and rerun, the rows
+    and result equal an uninterrupted run's."""
+    config = [*SLOW_JOB, "epochs=8", "dataset.val_size=500", "scheduler=reduce_on_plateau", "scheduler.patience=0",
+              "scheduler.monitor=val_acc", "scheduler.mode=max", "scheduler.factor=0.5", "early_stopping.enabled=true",
+              "early_stopping.monitor=val_acc", "early_stopping.patience=4", "early_stopping.restarts=1",
+              "early_stopping.restart_below=1.5"]
+    whole = run_job(compose_config(*config), tmp_path / "whole")
+
+    job = tmp_path / "interrupted"
+    proc = start_train(*config, f"hydra.run.dir={job}")
+    kill_when(proc, lambda: checkpointed_epoch(job) >= 3)
+    assert not (job / "result.json").exists()
+    train(*config, f"hydra.run.dir={job}")
+    resumed = json.loads((job / "result.json").read_text())
+    for resumed_csv, whole_csv in zip(read_csvs(job), read_csvs(tmp_path / "whole")):
+        pd.testing.assert_frame_equal(resumed_csv, whole_csv, check_exact=True)
+    for key in ("best_epoch", "stopped_epoch", "final_attempt", "restored_best", "rows"):
+        assert resumed[key] == whole[key], key
+    assert {k: v for k, v in resumed["final"].items() if k != "epoch_time"} == \
+        {k: v for k, v in whole["final"].items() if k != "epoch_time"}
+    epochs = read_csvs(job)[0]
+    assert whole["final_attempt"] == 1 and epochs["lr"].nunique() > 1  # both attempts ran, the lr moved
+
+
 def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     command = ["-m", *SLOW_JOB, "epochs=6", "depth=2,3,4,5", f"hydra.sweep.dir={sweep}"]
