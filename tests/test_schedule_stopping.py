@@ -14,13 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import CONF, compose_config, run_job
+from conftest import CONF, compose_config, run_job, run_train
 from initlab.cli import check_single_run
 from initlab.config import to_experiment
 from initlab.data import load_data
 from initlab.models import build_model
 from initlab.train.job import attempt_seed
 from initlab.train.loop import evaluate
+from initlab.train.saved import load_model
 
 TINY = ["epochs=8", "threads=1", "device=cpu", "probe_size=64", "dataset.val_size=200", "optimizer=adam",
         "optimizer.lr=0.05"]
@@ -62,6 +63,21 @@ def test_the_restored_model_is_the_best_epochs_not_the_last(tmp_path, family):
     last = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
     model, data = rebuilt(overrides, last)
     assert metrics(model, data) == {k: epochs.at[8, k] for k in METRICS}
+
+
+@pytest.mark.slow
+def test_kept_checkpoints_load_back_into_the_model_of_the_jobs_config(tmp_path):
+    """train.py writes .hydra/; load_model rebuilds the model from it and loads best.pt or
+    checkpoint.pt, which evaluate to the best and the last epoch's rows."""
+    overrides = [*FAMILIES["mlp"], *TINY, "epochs=4", "early_stopping.enabled=true", "early_stopping.patience=4",
+                 "early_stopping.monitor=val_acc", "checkpoint=both"]
+    done = run_train(*overrides, f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.describe()
+    epochs = pd.read_csv(tmp_path / "epochs.csv")
+    best = int(epochs["val_acc"].idxmax())
+    data = load_data(to_experiment(compose_config(*overrides)).dataset)
+    assert metrics(load_model(tmp_path), data) == {k: epochs.at[best, k] for k in METRICS}
+    assert metrics(load_model(tmp_path, "checkpoint.pt"), data) == {k: epochs.at[4, k] for k in METRICS}
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path):
