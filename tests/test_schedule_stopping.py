@@ -143,8 +143,9 @@ def plateau_replay(losses: list[float], lr: float, factor: float, patience: int,
 @pytest.mark.parametrize("family,schedule", [
     ("cnn", ["scheduler=cosine", "scheduler.warmup_epochs=2", "scheduler.eta_min=0.001"]),
     ("mlp", ["scheduler=step", "scheduler.step_size=3", "scheduler.gamma=0.5", "scheduler.warmup_epochs=1"]),
-    ("mlp", ["scheduler=reduce_on_plateau", "scheduler.patience=0", "scheduler.factor=0.5", "scheduler.min_lr=0.01"]),
-    ("resmlp", ["scheduler=reduce_on_plateau", "scheduler.patience=1", "scheduler.factor=0.3"]),
+    ("mlp", ["scheduler=reduce_on_plateau", "scheduler.patience=0", "scheduler.factor=0.5", "scheduler.min_lr=0.01",
+             "scheduler.monitor=val_loss"]),
+    ("resmlp", ["scheduler=reduce_on_plateau", "scheduler.patience=1", "scheduler.factor=0.3", "scheduler.monitor=val_loss"]),
 ], ids=["cnn-cosine-warmup", "mlp-step-warmup", "mlp-plateau", "resmlp-plateau"])
 def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
     run_job(compose_config(*FAMILIES[family], *TINY, *schedule), tmp_path)
@@ -166,7 +167,8 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
     (["early_stopping.enabled=true"],
      "early_stopping.enabled=true (monitor val_loss) needs a validation split: set dataset.val_size > 0"),
     (["checkpoint=best"], "checkpoint=best (best by val_loss) needs a validation split: set dataset.val_size > 0"),
-    (["scheduler=reduce_on_plateau"], "scheduler.monitor=val_loss needs a validation split: set dataset.val_size > 0"),
+    (["scheduler=reduce_on_plateau", "scheduler.monitor=val_acc"],
+     "scheduler.monitor=val_acc needs a validation split: set dataset.val_size > 0"),
     (["early_stopping.enabled=true", "early_stopping.restarts=2"],
      "early_stopping.restarts=2 needs early_stopping.restart_below (the value of val_loss an attempt must reach), "
      "got null"),
