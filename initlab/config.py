@@ -171,6 +171,36 @@ class Loss(str, Enum):
     mse = "mse"
 
 
+class Monitor(str, Enum):
+    """A validation metric that drives training decisions (never the test set's)."""
+
+    val_loss = "val_loss"
+    val_acc = "val_acc"
+
+
+class PlateauMonitor(str, Enum):
+    train_loss = "train_loss"
+    train_acc = "train_acc"
+    val_loss = "val_loss"
+    val_acc = "val_acc"
+
+
+class Mode(str, Enum):
+    min = "min"
+    max = "max"
+
+
+class KeptCheckpoint(str, Enum):
+    """Which checkpoints a job keeps once it ends: ``last`` is checkpoint.pt (the whole train state
+    after the last epoch, which lets the run be extended), ``best`` is best.pt (the weights of the
+    best epoch by ``early_stopping.monitor``)."""
+
+    none = "none"
+    last = "last"
+    best = "best"
+    both = "both"
+
+
 # --- activation -------------------------------------------------------------------------------
 def _require_choice(group: str, name: str, registry: dict) -> None:
     """``activation.name=foo`` composes (the YAML file sets the name, a plain override replaces it)."""
@@ -485,6 +515,71 @@ class TensorBoardConfig(LoggerConfig):
     histograms: bool = True
 
 
+# --- scheduler --------------------------------------------------------------------------------
+@dataclass
+class SchedulerConfig(Checked):
+    """An epoch-wise learning-rate schedule (initlab.train.schedule). ``warmup_epochs`` > 0 first
+    raises the lr linearly, ``optimizer.lr * e / warmup_epochs`` in epoch e, then hands over."""
+
+    PREFIX: ClassVar[str] = "scheduler."
+    name: str = MISSING
+    warmup_epochs: int = number(0, ge=0, integer=True)
+
+
+@dataclass
+class StepSchedulerConfig(SchedulerConfig):
+    """torch.optim.lr_scheduler.StepLR: lr times ``gamma`` every ``step_size`` epochs."""
+
+    step_size: int = number(gt=0, integer=True)
+    gamma: float = number(gt=0, le=1)
+
+
+@dataclass
+class CosineSchedulerConfig(SchedulerConfig):
+    """torch.optim.lr_scheduler.CosineAnnealingLR; ``T_max`` null = the epochs after warmup."""
+
+    T_max: Optional[int] = number(None, gt=0, integer=True, optional=True)
+    eta_min: float = number(0.0, ge=0)
+
+
+@dataclass
+class PlateauSchedulerConfig(SchedulerConfig):
+    """torch.optim.lr_scheduler.ReduceLROnPlateau on ``monitor`` (its other arguments torch's defaults)."""
+
+    monitor: PlateauMonitor = MISSING
+    mode: Mode = MISSING
+    factor: float = number(gt=0, lt=1)
+    patience: int = number(ge=0, integer=True)
+    min_lr: float = number(0.0, ge=0)
+
+
+# --- early stopping ---------------------------------------------------------------------------
+@dataclass
+class EarlyStoppingConfig(Checked):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs,
+    then restore the best epoch's weights; ``restarts`` > 0 trains again from a fresh init (a seed
+    derived from ``seed``) while the best value is worse than ``restart_below`` (for val_acc:
+    below it; for val_loss: above it)."""
+
+    PREFIX: ClassVar[str] = "early_stopping."
+    enabled: bool = False
+    monitor: Monitor = Monitor.val_loss
+    patience: int = number(5, ge=1, integer=True)
+    min_delta: float = number(0.0, ge=0)
+    restarts: int = number(0, ge=0, integer=True)
+    restart_below: Optional[float] = number(None, optional=True)
+
+    def check(self) -> None:
+        _require(self.restarts == 0 or self.restart_below is not None,
+                 f"early_stopping.restarts={self.restarts} needs early_stopping.restart_below (the value of "
+                 f"{self.monitor.value} an attempt must reach), got null")
+        _require(self.restarts == 0 or self.enabled,
+                 "early_stopping.restarts > 0 needs early_stopping.enabled=true")
+        _require(self.restart_below is None or self.restarts > 0,
+                 f"early_stopping.restart_below={self.restart_below} changes nothing with "
+                 f"early_stopping.restarts=0; set restarts > 0 or restart_below=null")
+
+
 # --- model and experiment ---------------------------------------------------------------------
 MODELS = ("mlp", "resmlp", "cnn", "resnet18", "transformer")  # initlab.models.MODELS builds them
 
@@ -579,6 +674,8 @@ class ExperimentConfig(Checked):
     optimizer: OptimizerConfig = MISSING
     model: ModelConfig = MISSING
     logger: LoggerConfig = MISSING
+    scheduler: SchedulerConfig = MISSING
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     depth: int = number(gt=0, integer=True)
     epochs: int = number(ge=0, integer=True)
     batch_size: int = number(gt=0, integer=True)
@@ -587,7 +684,7 @@ class ExperimentConfig(Checked):
     probe_size: int = number(gt=0, integer=True)  # capped at the training-set size
     threads: Optional[int] = number(None, gt=0, le=INT_MAX, integer=True, optional=True)
     resume: bool = True
-    keep_checkpoint: bool = False
+    checkpoint: KeptCheckpoint = KeptCheckpoint.none
     jacobian_every: int = number(0, ge=0, integer=True)
     loss: Loss = Loss.cross_entropy
     log_every_steps: int = number(0, ge=0, le=INT_MAX, integer=True)  # steps.csv every k optimizer steps; 0: off
@@ -595,6 +692,16 @@ class ExperimentConfig(Checked):
 
     def check(self) -> None:
         self.model.check_depth(self.depth)
+        needs_val = []
+        if self.early_stopping.enabled:
+            needs_val.append(f"early_stopping.enabled=true (monitor {self.early_stopping.monitor.value})")
+        if self.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both):
+            needs_val.append(f"checkpoint={self.checkpoint.value} (best by {self.early_stopping.monitor.value})")
+        plateau = getattr(self.scheduler, "monitor", None)
+        if plateau is not None and plateau.value.startswith("val_"):
+            needs_val.append(f"scheduler.monitor={plateau.value}")
+        _require(not needs_val or self.dataset.val_size > 0,
+                 f"{', '.join(needs_val)} needs a validation split: set dataset.val_size > 0")
         with_embeddings = [name for name, schema in SCHEMAS["model"].items() if schema.EMBEDDINGS]
         _require(not self.init.embedding or self.model.EMBEDDINGS,
                  f"init.embedding=true changes nothing with model={self.model.name} (no embedding layers); "
@@ -610,6 +717,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
                 "blobs": BlobsConfig, "circles": CirclesConfig, "spiral": SpiralConfig, "shapes": ShapesConfig,
                 "majority": MajorityConfig, "imdb": ImdbConfig},
     "optimizer": {"sgd": SGDConfig, "rmsprop": RMSpropConfig, "adam": AdamConfig},
+    "scheduler": {"base": SchedulerConfig, "step": StepSchedulerConfig, "cosine": CosineSchedulerConfig,
+                  "reduce_on_plateau": PlateauSchedulerConfig},
     "model": {"mlp": MLPConfig, "resmlp": ResMLPConfig, "cnn": CNNConfig, "resnet18": ResNet18Config,
               "transformer": TransformerConfig},
     "logger": {"none": LoggerConfig, "tensorboard": TensorBoardConfig},
@@ -640,12 +749,13 @@ def _reject_unknown_keys(cfg: DictConfig) -> None:
     """Hydra refuses ``epoch=3`` and ``init.factr=2`` itself, but ``+epoch=3`` and ``+init.factr=2``
     add keys that ``OmegaConf.to_object`` would drop silently: a typo would train the defaults."""
     reject_unknown_top_level_keys(cfg)
-    for group in SCHEMAS:
+    for group in (*SCHEMAS, "early_stopping"):
         node = cfg[group]
         allowed = {f.name for f in fields(OmegaConf.get_type(node))}
         unknown = sorted(set(node.keys()) - allowed)
-        _require(not unknown, f"unknown {group} parameter(s) {', '.join(unknown)} for "
-                              f"{group}={node.name}; valid: {', '.join(sorted(allowed - {'name'}))}")
+        where = f"for {group}={node.name}" if group in SCHEMAS else f"in {group}"
+        _require(not unknown, f"unknown {group} parameter(s) {', '.join(unknown)} {where}; "
+                              f"valid: {', '.join(sorted(allowed - {'name'}))}")
 
 
 def to_experiment(cfg: DictConfig) -> ExperimentConfig:

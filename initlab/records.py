@@ -31,7 +31,8 @@ JACOBIAN_SV_CSV = "jacobian_sv.csv"
 STEPS_CSV = "steps.csv"
 DISTRIBUTIONS_CSV = "distributions.csv"
 CHECKPOINT = "checkpoint.pt"
-RECORD_FILES = (RESULT_JSON, CHECKPOINT, EPOCHS_CSV, LAYERS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, STEPS_CSV,
+BEST_WEIGHTS = "best.pt"  # the best epoch's model.state_dict() (checkpoint=best|both)
+RECORD_FILES = (RESULT_JSON, CHECKPOINT, BEST_WEIGHTS, EPOCHS_CSV, LAYERS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, STEPS_CSV,
                 DISTRIBUTIONS_CSV)
 
 PROBE_COLUMNS = ("preact_mean", "preact_std", "preact_sq", "act_mean", "act_std", "frac_zero", "frac_dead",
@@ -47,11 +48,10 @@ SITE_COLUMNS = ("site", "kind", "index")  # where the row was measured (initlab.
 LAYER_COLUMNS = ("epoch", "layer") + PROBE_COLUMNS + ("grad_norm_train",) + PREDICTED_COLUMNS + SITE_COLUMNS
 JACOBIAN_COLUMNS = ("epoch", "kind") + JACOBIAN_SUMMARY_COLUMNS + ("mean_sq_sv_pred",)
 JACOBIAN_SV_COLUMNS = ("epoch", "kind", "sv")
-# one row per (logged optimizer step, measured weight); ``attempt`` last, as in every appended CSV
-STEPS_COLUMNS = ("step", "epoch", "loss", "lr", "site", "layer", "weight_norm", "grad_norm", "bias_grad_norm",
-                 "attempt")
-DISTRIBUTIONS_COLUMNS = ("epoch", "site", "kind", "index", "layer", "tensor", "stat", "bin_lo", "bin_hi", "value",
-                         "attempt")
+# one row per (logged optimizer step, measured weight); JobRecords appends ``attempt`` to every CSV
+STEPS_COLUMNS = ("step", "epoch", "loss", "lr", "site", "layer", "weight_norm", "grad_norm", "bias_grad_norm")
+DISTRIBUTIONS_COLUMNS = ("epoch", "site", "kind", "index", "layer", "tensor", "stat", "bin_lo", "bin_hi", "value")
+ATTEMPT = "attempt"  # last column of every CSV: 0, or the restart (early_stopping.restarts) a row is of
 
 
 _UMASK = os.umask(0)
@@ -154,26 +154,29 @@ class JobRecords:
 
     def __init__(self, job_dir: Path, epoch_columns: tuple[str, ...] = EPOCH_COLUMNS + GRAD_COLUMNS):
         job_dir = Path(job_dir)
-        self.files = {name: AppendedCSV(job_dir / name, columns) for name, columns in (
+        self.files = {name: AppendedCSV(job_dir / name, columns + (ATTEMPT,)) for name, columns in (
             (EPOCHS_CSV, tuple(epoch_columns)), (LAYERS_CSV, LAYER_COLUMNS),
             (JACOBIAN_CSV, JACOBIAN_COLUMNS), (JACOBIAN_SV_CSV, JACOBIAN_SV_COLUMNS),
             (STEPS_CSV, STEPS_COLUMNS), (DISTRIBUTIONS_CSV, DISTRIBUTIONS_COLUMNS))}
         self.last_epoch: dict = {}
         self.train_time = 0.0
+        self.attempt = 0
 
     def append(self, epoch: Mapping[str, Any], layers: list[dict], jacobian: list[dict],
                singular_values: list[dict]) -> None:
-        """One epoch's rows, appended and fsynced file by file."""
-        self.files[EPOCHS_CSV].append([epoch])
-        self.files[LAYERS_CSV].append(layers)
-        self.files[JACOBIAN_CSV].append(jacobian)
-        self.files[JACOBIAN_SV_CSV].append(singular_values)
-        self.last_epoch = dict(epoch)
+        """One epoch's rows, appended and fsynced file by file; each gets the ``attempt`` column."""
+        stamp = {ATTEMPT: self.attempt}
+        self.files[EPOCHS_CSV].append([{**epoch, **stamp}])
+        self.files[LAYERS_CSV].append([{**row, **stamp} for row in layers])
+        self.files[JACOBIAN_CSV].append([{**row, **stamp} for row in jacobian])
+        self.files[JACOBIAN_SV_CSV].append([{**row, **stamp} for row in singular_values])
+        self.last_epoch = {**epoch, **stamp}
         self.train_time += epoch["epoch_time"]
 
     def append_rows(self, name: str, rows: list[Mapping[str, Any]]) -> None:
-        """Rows of one optional file (steps.csv, distributions.csv) for the epoch being recorded."""
-        self.files[name].append(rows)
+        """Rows of one optional file (steps.csv, distributions.csv) for the epoch being recorded,
+        with the ``attempt`` column."""
+        self.files[name].append([{**row, ATTEMPT: self.attempt} for row in rows])
 
     def row_counts(self) -> dict[str, int]:
         """Data rows (no header) of each file written, for result.json: readers detect truncation."""
@@ -181,9 +184,10 @@ class JobRecords:
 
     def state(self) -> dict[str, Any]:
         return {"files": {name: (f.rows, f.size) for name, f in self.files.items()},
-                "last_epoch": self.last_epoch, "train_time": self.train_time}
+                "last_epoch": self.last_epoch, "train_time": self.train_time, "attempt": self.attempt}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         for name, f in self.files.items():  # a file the checkpoint does not list had nothing committed
             f.restore(*state["files"].get(name, (0, 0)))
         self.last_epoch, self.train_time = dict(state["last_epoch"]), state["train_time"]
+        self.attempt = state.get("attempt", 0)

@@ -18,7 +18,7 @@ from omegaconf import MISSING as OMEGACONF_MISSING
 
 from initlab.config import ConfigError, ExperimentConfig
 
-RUNTIME_KEYS = ("threads", "device", "resume", "keep_checkpoint", "logger")
+RUNTIME_KEYS = ("threads", "device", "resume", "checkpoint", "logger")
 _MISSING = object()
 
 

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from initlab import records
 
 ROOT = Path(__file__).resolve().parents[1]
-EXCLUDE_KEYS = ["resume", "keep_checkpoint", "threads", "device"]
+EXCLUDE_KEYS = ["resume", "checkpoint", "threads", "device"]
 N_CLASSES = 10
 WIDTH = 16
 N_INPUTS = 2  # probe inputs of the Jacobian
@@ -103,7 +103,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     config = {"activation": group("activation", activation), "init": group("init", init, **(init_params or {})),
               "dataset": group("dataset", "digits"), "optimizer": group("optimizer", optimizer, **(optimizer_params or {})),
               "model": _model_group(model, model_params), "depth": depth, "epochs": epochs, "batch_size": 128,
-              "seed": seed, "device": "cpu", "probe_size": 50, "threads": 1, "resume": True, "keep_checkpoint": False,
+              "seed": seed, "device": "cpu", "probe_size": 50, "threads": 1, "resume": True, "checkpoint": "none",
               "jacobian_every": 0}
 
     # epochs.csv: accuracy rises to a plateau that is high where the signal is preserved
@@ -195,7 +195,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     result = {"status": status, "diverged_epoch": diverged_epoch, "final": final, "wall_time": 1.0,
               "train_time": 0.01 * epochs,
               "choices": {k: v for k, v in config.items() if k not in ("device", "threads", "resume",
-                                                                        "keep_checkpoint", "jacobian_every")},
+                                                                        "checkpoint", "jacobian_every")},
               "data": {"n_features": 64, "n_classes": N_CLASSES, "n_train": 1437, "n_val": 0, "n_test": 360},
               "device": "cpu (x86_64, 1 threads)"}
     if n_params is not None:

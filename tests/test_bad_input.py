@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
-from conftest import CONF, GROUPS, compose_config, group_choices, read_csv, run_job
+from conftest import CONF, GROUPS, TOP_KEYS, compose_config, group_choices, read_csv, run_job
 from initlab.cli import check_command_line, check_single_run, remove_stub_run_dir
-from initlab.config import SEED_MAX, ConfigError, ExperimentConfig, Range, to_experiment
+from initlab.config import SEED_MAX, ConfigError, EarlyStoppingConfig, ExperimentConfig, Range, to_experiment
 from initlab.data import load_data
 from test_config import schema_of
 
@@ -45,6 +45,7 @@ FIELDS = [((f"{group}={choice}",), f"{group}.{name}", rng, kind)
           for group in GROUPS for choice in group_choices(group)
           for name, rng, kind in numeric_fields(schema_of(group, choice))]
 FIELDS += [((), name, rng, kind) for name, rng, kind in numeric_fields(ExperimentConfig)]
+FIELDS += [((), f"early_stopping.{name}", rng, kind) for name, rng, kind in numeric_fields(EarlyStoppingConfig)]
 IDS = [" ".join((*base, key)) for base, key, _, _ in FIELDS]
 
 SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, -1.0, 0.5, 1.0 - 1e-12, 2.0, 1e308, -1e-300, 5e-324]
@@ -138,15 +139,9 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["init=normal", "init.sd=1"], "unknown init parameter(s) sd for init=normal; valid: apply_to, embedding, std"),
     (["dataset=blobs", "dataset.noise=0.1"], "unknown dataset parameter(s) noise for dataset=blobs; valid: "
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
-    (["deptth=3"], "unknown key deptth; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, model, optimizer, "
-                   "probe_size, resume, seed, threads"),
-    (["~foo"], "~foo: no such key to delete; top-level keys: activation, batch_size, dataset, depth, device, "
-               "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, model, optimizer, "
-                   "probe_size, resume, seed, threads"),
-    (["+epoch=3", "epochs=0"], "unknown key epoch; valid top-level keys: activation, batch_size, dataset, depth, "
-                               "device, distributions_every, epochs, init, jacobian_every, keep_checkpoint, "
-                               "log_every_steps, logger, loss, model, optimizer, probe_size, resume, seed, threads"),
+    (["deptth=3"], f"unknown key deptth; valid top-level keys: {TOP_KEYS}"),
+    (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
+    (["+epoch=3", "epochs=0"], f"unknown key epoch; valid top-level keys: {TOP_KEYS}"),
     (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer"),
     (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x', expected one of [fan_in, fan_out]"),
     (["loss=hinge"], "loss=hinge: Invalid value 'hinge', expected one of [cross_entropy, mse]"),
@@ -157,8 +152,6 @@ def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line
 
 
-TOP_KEYS = ("activation, batch_size, dataset, depth, device, distributions_every, epochs, init, jacobian_every, "
-            "keep_checkpoint, log_every_steps, logger, loss, model, optimizer, probe_size, resume, seed, threads")
 SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_to, embedding, factor, mode "
               "(Hydra composes a sweep's base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
               "++init.gain=...)")

@@ -4,7 +4,8 @@ For every field of every choice of the activation, init, dataset, optimizer, mod
 (found by walking the schemas, so a new field without an entry in CHANGES fails), a second value
 is shown to change what the field feeds: the data tensors, the initial weights, the optimizer's
 param_groups as torch sees them and the update it makes, the activation's outputs, the model, or
-the tags the logger writes (read back with TensorBoard's reader).
+the tags the logger writes (read back with TensorBoard's reader); the scheduler's lr per epoch; early_stopping's fields change what the tracker does with a fixed
+sequence of validation rows.
 Fields that only act together with another one (``nesterov`` with momentum, ``split_seed`` of
 torchvision sets with a validation split, ``bias_std`` with ``bias_init=normal``) are changed with
 that companion set in both configs.
@@ -28,10 +29,12 @@ from torch import nn
 from conftest import GROUPS, compose_config, group_choices, read_csv, run_job
 from initlab import records
 from initlab.choices import build_activation
-from initlab.config import ConfigError, ExperimentConfig, to_experiment
+from initlab.config import ConfigError, EarlyStoppingConfig, ExperimentConfig, to_experiment
 from initlab.data import load_data
 from initlab.inits import initialize
+from initlab.train.early_stopping import EarlyStopping
 from initlab.train.loop import build_optimizer
+from initlab.train.schedule import Schedule
 from initlab.models import MODELS, build
 from initlab.measure.probes import probe_statistics
 from initlab.models.mlp import MLP
@@ -46,7 +49,7 @@ from test_sequences import make_imdb_like
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": None}
 SMALL = ["dataset.n_train=120", "dataset.n_test=60"]
 BASE = {"blobs": [*SMALL, "dataset.n_features=6"], "moons": SMALL, "circles": SMALL, "xor": SMALL, "spiral": SMALL,
-        "shapes": SMALL, "majority": SMALL}
+        "shapes": SMALL, "majority": SMALL, "reduce_on_plateau": ["dataset.val_size=20"]}
 
 # key -> (overrides set in both configs, overrides that make the second config); ROOT and OTHER are
 # replaced by two folders holding different fake files of the dataset.
@@ -105,7 +108,35 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "model.bias_std": (["model.bias_init=normal", "model.bias_std=0.1"], ["model.bias_std=0.3"]),
     "model.norm": ([], ["model.norm=layernorm"]),
     "logger.histograms": ([], ["logger.histograms=false"]),
+    "scheduler.warmup_epochs": ([], ["scheduler.warmup_epochs=2"]),
+    "scheduler.step_size": ([], ["scheduler.step_size=2"]),
+    "scheduler.gamma": ([], ["scheduler.gamma=0.5"]),
+    "scheduler.T_max": ([], ["scheduler.T_max=3"]),
+    "scheduler.eta_min": ([], ["scheduler.eta_min=0.001"]),
+    "scheduler.monitor": ([], ["scheduler.monitor=val_loss"]),
+    "scheduler.mode": ([], ["scheduler.mode=max"]),
+    "scheduler.factor": ([], ["scheduler.factor=0.5"]),
+    "scheduler.patience": ([], ["scheduler.patience=1"]),
+    "scheduler.min_lr": (["scheduler.patience=0"], ["scheduler.min_lr=0.005"]),
 }
+
+# early_stopping fields -> (overrides in both, overrides of the second); the effect is what the
+# tracker makes of one fixed sequence of epochs.csv rows (initlab.train.early_stopping)
+STOPPING = ["dataset.val_size=20", "early_stopping.enabled=true"]
+RESTARTS = [*STOPPING, "early_stopping.monitor=val_acc", "early_stopping.restarts=1", "early_stopping.restart_below=0.9"]
+STOPPING_CHANGES: dict[str, tuple[list[str], list[str]]] = {
+    "early_stopping.enabled": (["dataset.val_size=20", "early_stopping.patience=2"], ["early_stopping.enabled=true"]),
+    "early_stopping.monitor": (STOPPING, ["early_stopping.monitor=val_acc"]),
+    "early_stopping.patience": (STOPPING, ["early_stopping.patience=2"]),
+    "early_stopping.min_delta": (STOPPING, ["early_stopping.min_delta=0.05"]),
+    "early_stopping.restarts": (RESTARTS, ["early_stopping.restarts=2"]),
+    "early_stopping.restart_below": (RESTARTS, ["early_stopping.restart_below=0.5"]),
+}
+# val_loss and val_acc of epochs 0..13: the loss falls by 0.1 until epoch 4, by 0.01 until epoch 6,
+# then rises; the accuracy peaks at 0.8 in epoch 5; each attempt of a restart sees the same rows
+VAL_ROWS = [{"val_loss": loss, "val_acc": acc} for loss, acc in zip(
+    [2.0, 1.0, 0.6, 0.5, 0.4, 0.39, 0.38, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+    [0.1, 0.5, 0.6, 0.7, 0.75, 0.8, 0.76, 0.7, 0.7, 0.6, 0.6, 0.5, 0.5, 0.5])]
 
 FIELDS = [(group, choice, f"{group}.{f.name}") for group in GROUPS for choice in group_choices(group)
           for f in fields(schema_of(group, choice)) if f.name != "name"]
@@ -171,6 +202,14 @@ def effect(group: str, exp) -> dict:
             optimizer.step()
         seen = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
         return {"param_groups": seen, "param": param.detach().clone()}
+    if group == "scheduler":  # the lr of 24 epochs, ReduceLROnPlateau fed a loss that stalls, accuracy that falls
+        optimizer = build_optimizer([nn.Parameter(torch.zeros(2))], exp.optimizer)
+        schedule, lrs = Schedule(optimizer, exp), []
+        for epoch in range(25):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            loss, acc = max(1.0, 3.0 - epoch), 0.5 - 0.01 * epoch
+            schedule.step(epoch, {"train_loss": max(0.5, 3.0 - epoch), "val_loss": loss, "train_acc": 0.5, "val_acc": acc})
+        return {"lr": lrs}
     inputs = INPUTS[MODELS[node.name].accepts[0]]  # the model, its init and its output in training mode
     torch.manual_seed(0)
     model = build(exp, inputs)
@@ -220,6 +259,33 @@ def dataset_files(tmp_path, monkeypatch):
 
 def test_every_field_has_a_change():
     assert {key for _, _, key in FIELDS} == set(CHANGES), "a field without a test that it changes the run"
+
+
+def stopping_effect(exp) -> dict:
+    """Best epoch, stop and restarts of the tracker over VAL_ROWS (a model of one weight)."""
+    tracker, model, outcome = EarlyStopping(exp.early_stopping), nn.Linear(1, 1), []
+    for attempt in range(exp.early_stopping.restarts + 1):
+        tracker.reset()
+        for epoch, row in enumerate(VAL_ROWS):
+            tracker.update(epoch, row, model)
+            if tracker.should_stop():
+                break
+        outcome.append((tracker.best_epoch, epoch, tracker.failed()))
+        if not tracker.failed():
+            break
+    return {"outcome": outcome}
+
+
+@pytest.mark.parametrize("key", sorted(STOPPING_CHANGES))
+def test_every_early_stopping_field_changes_the_run(key):
+    both, changed = STOPPING_CHANGES[key]
+    first = stopping_effect(to_experiment(compose_config(*both)))
+    second = stopping_effect(to_experiment(compose_config(*both, *changed)))
+    assert first != second, f"{' '.join(changed)} changed nothing"
+
+
+def test_every_early_stopping_field_has_a_change():
+    assert {f"early_stopping.{f.name}" for f in fields(EarlyStoppingConfig)} == set(STOPPING_CHANGES)
 
 
 def test_blobs_has_no_noise_field():

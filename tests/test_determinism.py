@@ -58,7 +58,7 @@ def test_different_seed_different_records(seed0, tmp_path):
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(seed0, tmp_path):
     """Stop after epoch 1 (keep the checkpoint, drop result.json as a killed job would have none),
     then rerun with epochs=2 in the same folder: it continues, and the records are the same."""
-    run_in(tmp_path, "seed=0", "epochs=1", "keep_checkpoint=true")
+    run_in(tmp_path, "seed=0", "epochs=1", "checkpoint=last")
     (tmp_path / "result.json").unlink()
     result, (epochs, layers) = run_in(tmp_path, "seed=0")
     _, (epochs_ref, layers_ref) = seed0

@@ -120,7 +120,7 @@ def test_a_job_writes_steps_and_distributions_for_its_sites(tmp_path, case):
     layers = [r for r in read_csv(tmp_path / "layers.csv") if r["epoch"] == "0"]
     dist = read_csv(tmp_path / "distributions.csv")
     steps = read_csv(tmp_path / "steps.csv")
-    assert tuple(dist[0]) == DISTRIBUTIONS_COLUMNS and tuple(steps[0]) == STEPS_COLUMNS
+    assert tuple(dist[0]) == DISTRIBUTIONS_COLUMNS + ("attempt",) and tuple(steps[0]) == STEPS_COLUMNS + ("attempt",)
     assert result["rows"]["distributions.csv"] == len(dist) and result["rows"]["steps.csv"] == len(steps)
     assert sorted({int(r["epoch"]) for r in dist}) == [0, 2]
     where = {(r["site"], r["kind"], r["index"], r["layer"]) for r in layers}

@@ -116,7 +116,7 @@ def test_weights_turning_non_finite_mid_training_end_the_run_as_diverged(tmp_pat
     """A healthy run's checkpoint after epoch 1 gets one non-finite weight (as an overflow would
     leave it); continued to epoch 3, it diverges at epoch 2 with epochs 0-1 kept as they were."""
     args = ["depth=3", "model.width=32", "jacobian_every=1", "threads=1", "device=cpu"]
-    run_job(compose_config(*args, "epochs=1", "keep_checkpoint=true"), tmp_path)
+    run_job(compose_config(*args, "epochs=1", "checkpoint=last"), tmp_path)
     before = read_csv(tmp_path / "layers.csv")
     (tmp_path / "result.json").unlink()  # as if interrupted after the checkpoint
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)

@@ -110,7 +110,7 @@ def tanh_job(tmp_path_factory):
     """tanh, sigma_w^2 = 16 * 0.35^2 = 1.96 (chaotic), 4 epochs with the spectrum every 2."""
     overrides = ["dataset=digits", "activation=tanh", "init=normal", "init.std=0.35", "depth=4", "model.width=16",
                  "epochs=4", "jacobian_every=2", "probe_size=40", "seed=2", "batch_size=64",
-                 "optimizer.lr=0.05", "threads=1", "device=cpu", "keep_checkpoint=true"]
+                 "optimizer.lr=0.05", "threads=1", "device=cpu", "checkpoint=last"]
     cfg = compose_config(*overrides)
     job_dir = tmp_path_factory.mktemp("jac")
     run_job(cfg, job_dir)

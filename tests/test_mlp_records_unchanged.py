@@ -45,7 +45,7 @@ def test_result_keeps_its_values_and_gains_n_params_and_theory_reason(after):
     old, new = json.loads((BEFORE / "result.json").read_text()), json.loads((after / "result.json").read_text())
     assert new["theory"] == old["theory"]
     assert new["rows"] == old["rows"]
-    assert {k: v for k, v in new["final"].items() if k not in ("epoch_time", "grad_norm")} == \
+    assert {k: v for k, v in new["final"].items() if k not in ("epoch_time", "grad_norm", "attempt")} == \
         {k: v for k, v in old["final"].items() if k != "epoch_time"}
     assert new["n_params"] == (64 * 32 + 32) + 2 * (32 * 32 + 32) + (32 * 10 + 10)
     assert new["theory_reason"] is None

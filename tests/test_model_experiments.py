@@ -34,8 +34,8 @@ def test_residual_depth_grid_is_plain_vs_residual_at_the_study_depths():
     exps = jobs("residual_depth")
     assert sorted((e.model.name, e.depth) for e in exps) == sorted(
         itertools.product(["mlp", "resmlp"], [5, 10, 20, 30, 50, 100]))
-    offline = [to_experiment(compose_config("+experiment=residual_depth", "dataset=digits", f"model={m}", "depth=100"))
-               for m in ("mlp", "resmlp")]
+    offline = [to_experiment(compose_config("+experiment=residual_depth", "dataset=digits", "dataset.val_size=300",
+                                            f"model={m}", "depth=100")) for m in ("mlp", "resmlp")]
     assert {e.dataset.name for e in offline} == {"digits"}
     for exp in exps + offline:
         check_config_fits(exp)
@@ -43,7 +43,13 @@ def test_residual_depth_grid_is_plain_vs_residual_at_the_study_depths():
         assert exp.model.bias_init.value == "torch_default"
         assert (exp.optimizer.name, exp.optimizer.lr, exp.optimizer.weight_decay) == ("adam", 1e-3, 1e-4)
         assert (exp.batch_size, exp.epochs) == (128, 20)
+        plateau = exp.scheduler  # the study's ReduceLROnPlateau(mode="min", factor=0.5, patience=3, min_lr=1e-6) on val_loss
+        assert (plateau.name, plateau.monitor.value, plateau.mode.value) == ("reduce_on_plateau", "val_loss", "min")
+        assert (plateau.factor, plateau.patience, plateau.min_lr, plateau.warmup_epochs) == (0.5, 3, 1e-6, 0)
+        stop = exp.early_stopping  # its early stopping: val_acc must rise, patience 5
+        assert (stop.enabled, stop.monitor.value, stop.patience, stop.min_delta, stop.restarts) == (True, "val_acc", 5, 0, 0)
     assert {e.dataset.name for e in exps} == {"mnist"}
+    assert {e.dataset.val_size for e in exps} == {5000}  # 55k/5k/10k
     assert (list(exps[0].dataset.mean), list(exps[0].dataset.std)) == ([0.1307], [0.3081])
 
 

@@ -30,14 +30,17 @@ def test_appended_files_equal_files_written_whole(tmp_path):
     rows = [_epoch(e) for e in range(4)]
     for row in rows:
         rec.append(row, [], [], [])
-    write_csv_atomic(tmp_path / "whole.csv", rec.files[EPOCHS_CSV].columns, rows)
+    stamped = [{**row, "attempt": 0} for row in rows]  # every row ends with the attempt (0 without restarts)
+    write_csv_atomic(tmp_path / "whole.csv", rec.files[EPOCHS_CSV].columns, stamped)
     assert (tmp_path / "a" / EPOCHS_CSV).read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert rec.files[EPOCHS_CSV].columns[-1] == "attempt"
     assert rec.row_counts() == {EPOCHS_CSV: 4}, "files never appended to are not listed"
-    assert rec.train_time == 0.125 * (1 + 2 + 3) and rec.last_epoch == rows[-1]
+    assert rec.train_time == 0.125 * (1 + 2 + 3) and rec.last_epoch == stamped[-1]
 
 
 def test_restore_cuts_half_written_rows_and_files_created_after_the_checkpoint(tmp_path):
     rec = JobRecords(tmp_path)
+    rec.attempt = 1  # a restart: its rows say so, and so does the state a resume comes back to
     for e in range(2):
         rec.append(_epoch(e), [], [], [])
     state = rec.state()
@@ -49,9 +52,10 @@ def test_restore_cuts_half_written_rows_and_files_created_after_the_checkpoint(t
     resumed.restore(state)
     assert (tmp_path / EPOCHS_CSV).read_bytes() == committed
     assert not (tmp_path / JACOBIAN_CSV).exists(), "no Jacobian row was committed"
-    assert resumed.row_counts() == {EPOCHS_CSV: 2} and resumed.last_epoch == _epoch(1)
+    assert resumed.row_counts() == {EPOCHS_CSV: 2} and resumed.last_epoch == {**_epoch(1), "attempt": 1}
     resumed.append(_epoch(2), [], [], [])
-    assert [int(r["epoch"]) for r in csv.DictReader(io.StringIO((tmp_path / EPOCHS_CSV).read_text()))] == [0, 1, 2]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / EPOCHS_CSV).read_text())))
+    assert [(int(r["epoch"]), int(r["attempt"])) for r in rows] == [(0, 1), (1, 1), (2, 1)]
 
 
 def test_steps_and_distributions_are_cut_back_like_the_others(tmp_path):
@@ -77,19 +81,19 @@ def test_steps_and_distributions_are_cut_back_like_the_others(tmp_path):
 
 
 def test_the_checkpoint_carries_lengths_not_rows(tmp_path):
-    cfg = compose_config("depth=2", "model.width=8", "epochs=2", "keep_checkpoint=true", "threads=1", "device=cpu",
+    cfg = compose_config("depth=2", "model.width=8", "epochs=2", "checkpoint=last", "threads=1", "device=cpu",
                          "probe_size=100")
     result = run_job(cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     files = state["records"]["files"]
     assert files[LAYERS_CSV] == (len(read_csv(tmp_path / LAYERS_CSV)), (tmp_path / LAYERS_CSV).stat().st_size)
     assert files[EPOCHS_CSV][0] == 3 == result["rows"][EPOCHS_CSV]
-    assert set(state["records"]) == {"files", "last_epoch", "train_time"}
+    assert set(state["records"]) == {"files", "last_epoch", "train_time", "attempt"}
 
 
 def test_a_checkpoint_that_carries_rows_is_refused_in_one_line(tmp_path):
     """A checkpoint of the format before appends (every row inside it) cannot be continued."""
-    cfg = compose_config("depth=2", "model.width=8", "epochs=1", "keep_checkpoint=true", "threads=1", "device=cpu",
+    cfg = compose_config("depth=2", "model.width=8", "epochs=1", "checkpoint=last", "threads=1", "device=cpu",
                          "probe_size=100")
     run_job(cfg, tmp_path)
     (tmp_path / "result.json").unlink()

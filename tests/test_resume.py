@@ -105,6 +105,32 @@ def test_steps_distributions_and_the_loss_survive_a_kill(tmp_path):
     assert rows["distributions.csv"] == len(pd.read_csv(job / "distributions.csv"))
 
 
+def test_killed_job_with_a_schedule_early_stopping_and_restarts_resumes_identically(tmp_path):
+    """ReduceLROnPlateau's and early stopping's state (best value and weights, epochs without a
+    gain), and the attempt, come back from the checkpoint: killed in attempt 0 and rerun, the rows
+    and result equal an uninterrupted run's."""
+    config = [*SLOW_JOB, "epochs=8", "dataset.val_size=500", "scheduler=reduce_on_plateau", "scheduler.patience=0",
+              "scheduler.monitor=val_acc", "scheduler.mode=max", "scheduler.factor=0.5", "early_stopping.enabled=true",
+              "early_stopping.monitor=val_acc", "early_stopping.patience=4", "early_stopping.restarts=1",
+              "early_stopping.restart_below=1.5"]
+    whole = run_job(compose_config(*config), tmp_path / "whole")
+
+    job = tmp_path / "interrupted"
+    proc = start_train(*config, f"hydra.run.dir={job}")
+    kill_when(proc, lambda: checkpointed_epoch(job) >= 3)
+    assert not (job / "result.json").exists()
+    train(*config, f"hydra.run.dir={job}")
+    resumed = json.loads((job / "result.json").read_text())
+    for resumed_csv, whole_csv in zip(read_csvs(job), read_csvs(tmp_path / "whole")):
+        pd.testing.assert_frame_equal(resumed_csv, whole_csv, check_exact=True)
+    for key in ("best_epoch", "stopped_epoch", "final_attempt", "restored_best", "rows"):
+        assert resumed[key] == whole[key], key
+    assert {k: v for k, v in resumed["final"].items() if k != "epoch_time"} == \
+        {k: v for k, v in whole["final"].items() if k != "epoch_time"}
+    epochs = read_csvs(job)[0]
+    assert whole["final_attempt"] == 1 and epochs["lr"].nunique() > 1  # both attempts ran, the lr moved
+
+
 def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     command = ["-m", *SLOW_JOB, "epochs=6", "depth=2,3,4,5", f"hydra.sweep.dir={sweep}"]
@@ -129,7 +155,7 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
 def test_finished_job_is_skipped_unless_resume_false(tmp_path, keep, caplog):
     """keep=false through train.py, as a user runs it (the skip is written to the job's log);
     keep=true, where a kept checkpoint must not make the finished job resume, in this process."""
-    args = ["epochs=1", "depth=2", f"keep_checkpoint={str(keep).lower()}"]
+    args = ["epochs=1", "depth=2", f"checkpoint={'last' if keep else 'none'}"]
 
     def run(*extra: str) -> None:
         if keep:
@@ -161,7 +187,7 @@ QUICK = ["depth=2", "model.width=32", "probe_size=200", "threads=1", "device=cpu
 def interrupted_job(tmp_path: Path, *settings: str) -> Path:
     """A job that checkpointed its last epoch and was stopped before writing result.json."""
     job = tmp_path / "job"
-    run_job(compose_config(*QUICK, *settings, "keep_checkpoint=true"), job)
+    run_job(compose_config(*QUICK, *settings, "checkpoint=last"), job)
     (job / "result.json").unlink()
     return job
 
@@ -182,7 +208,7 @@ def test_changed_settings_refuse_to_resume_naming_the_keys(tmp_path):
 
 def test_extending_epochs_resumes_and_equals_an_uninterrupted_run(tmp_path):
     job = interrupted_job(tmp_path, "optimizer.lr=0.01", "epochs=2")
-    result = run_job(compose_config(*QUICK, "optimizer.lr=0.01", "epochs=4"), job)  # keep_checkpoint may change
+    result = run_job(compose_config(*QUICK, "optimizer.lr=0.01", "epochs=4"), job)  # checkpoint may change
     assert result["status"] == "completed" and result["choices"]["epochs"] == 4
     assert result["choices"]["optimizer"]["lr"] == 0.01
     whole = tmp_path / "whole"
@@ -193,11 +219,11 @@ def test_extending_epochs_resumes_and_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path):
-    """keep_checkpoint=true is what lets a finished run go on: epochs=2 -> 4 trains epochs 3-4 and
+    """checkpoint=last is what lets a finished run go on: epochs=2 -> 4 trains epochs 3-4 and
     equals an uninterrupted 4-epoch run; without a kept checkpoint the same request is refused."""
     job = tmp_path / "job"
-    run_job(compose_config(*QUICK, "epochs=2", "keep_checkpoint=true"), job)
-    result = run_job(compose_config(*QUICK, "epochs=4", "keep_checkpoint=true"), job)
+    run_job(compose_config(*QUICK, "epochs=2", "checkpoint=last"), job)
+    result = run_job(compose_config(*QUICK, "epochs=4", "checkpoint=last"), job)
     assert result["status"] == "completed" and result["final"]["epoch"] == 4
     whole = tmp_path / "whole"
     run_job(compose_config(*QUICK, "epochs=4"), whole)
@@ -206,7 +232,7 @@ def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path):
     with pytest.raises(ConfigError, match=r"other settings \(epochs 4 -> 5\)"):
         run_job(compose_config(*QUICK, "epochs=5"), whole)
     with pytest.raises(ConfigError, match=r"other settings \(epochs 4 -> 3\)"):
-        run_job(compose_config(*QUICK, "epochs=3", "keep_checkpoint=true"), job)
+        run_job(compose_config(*QUICK, "epochs=3", "checkpoint=last"), job)
 
 
 def test_fewer_epochs_than_the_checkpoint_holds_is_refused(tmp_path):
@@ -248,7 +274,7 @@ def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp
         run_job(compose_config(*QUICK, "epochs=1", change), tmp_path)
     assert (tmp_path / "result.json").read_bytes() == result
     # what does not change the run may differ: the job is skipped
-    assert run_job(compose_config(*QUICK, "epochs=1", "threads=2", "keep_checkpoint=true"), tmp_path)["status"]
+    assert run_job(compose_config(*QUICK, "epochs=1", "threads=2", "checkpoint=last"), tmp_path)["status"]
     assert (tmp_path / "result.json").read_bytes() == result
     # resume=false starts afresh with the new settings and leaves nothing of the old run
     fresh = run_job(compose_config(*QUICK, "epochs=1", change, "resume=false"), tmp_path)
@@ -258,7 +284,7 @@ def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp
 def test_a_fresh_start_removes_the_previous_runs_files(tmp_path):
     """resume=false in a used folder: a diverged-at-init rerun has no Jacobian rows, and the old
     jacobian.csv must not stay beside its records."""
-    run_job(compose_config(*QUICK, "epochs=1", "keep_checkpoint=true"), tmp_path)
+    run_job(compose_config(*QUICK, "epochs=1", "checkpoint=last"), tmp_path)
     assert (tmp_path / "jacobian.csv").exists()
     result = run_job(compose_config(*QUICK, "epochs=1", "init=normal", "init.std=1e30", "resume=false"), tmp_path)
     assert result["status"] == "diverged"

@@ -1,7 +1,7 @@
 """layers.csv and epochs.csv against an independent float64 NumPy forward/backward pass.
 
 Real jobs run through ``initlab.train.job.run`` with Hydra-composed configs. The weights come
-from the job itself (epoch 1: its checkpoint.pt, kept with keep_checkpoint=true) or, for epoch 0,
+from the job itself (epoch 1: its checkpoint.pt, kept with checkpoint=last) or, for epoch 0,
 from rebuilding the model with the job's seed; every statistic is then recomputed here in NumPy.
 """
 
@@ -188,7 +188,7 @@ CASES = {
 def job(request, tmp_path_factory):
     """One epoch of a real job; the checkpoint is kept so the trained weights can be read back."""
     # device=cpu: the epoch-0 weights are rebuilt on the CPU (CUDA would draw from its own generator)
-    overrides = CASES[request.param] + ["epochs=1", "keep_checkpoint=true", "seed=3", "batch_size=64",
+    overrides = CASES[request.param] + ["epochs=1", "checkpoint=last", "seed=3", "batch_size=64",
                                         "optimizer.lr=0.05", "threads=1", "device=cpu"]
     cfg = compose_config(*overrides)
     exp = to_experiment(cfg)
@@ -266,7 +266,7 @@ def test_result_json_matches_the_last_row(job):
     assert result["final"]["epoch"] == 1
     assert result["final"]["test_loss"] == pytest.approx(float(rows[-1]["test_loss"]), rel=1e-12)
     assert result["choices"]["activation"]["name"] == job["exp"].activation.name
-    assert (job["dir"] / "checkpoint.pt").is_file(), "keep_checkpoint=true keeps it"
+    assert (job["dir"] / "checkpoint.pt").is_file(), "checkpoint=last keeps it"
 
 
 def test_epochs_zero_run_records_the_same_init_row(tmp_path):

@@ -34,7 +34,7 @@ def test_every_logged_step_equals_the_replay(tmp_path, loss):
     want = []
     replay(exp, data, step_log=want)
     rows = read_csv(tmp_path / "steps.csv")
-    assert tuple(rows[0]) == STEPS_COLUMNS
+    assert tuple(rows[0]) == STEPS_COLUMNS + ("attempt",)
     got = _by_step(rows)
     assert sorted(got) == list(range(1, 2 * STEPS_PER_EPOCH + 1))
     layers = [r for r in read_csv(tmp_path / "layers.csv") if r["epoch"] == "0"]

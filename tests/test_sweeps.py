@@ -18,7 +18,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONF, Completed, group_choices, read_json, run_train, train_env, train_refused_in_process
+from conftest import CONF, Completed, group_choices, read_json, run_train, TOP_KEYS, train_env, train_refused_in_process
 from initlab.analysis.tables import read_job
 from initlab.config import ConfigError, register_configs
 from initlab.sweeps import NAME_MAX, job_subdir, sweep_jobs, validate_jobs
@@ -49,12 +49,8 @@ BAD = {
     "bad_parallel": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_local": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_group": "error: job activation=nonesuch epochs=0: In 'config': Could not find 'activation/nonesuch'",
-    "unknown_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                   "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, model, "
-                   "optimizer, probe_size, resume, seed, threads",
-    "added_key": "error: unknown key foo; valid top-level keys: activation, batch_size, dataset, depth, device, "
-                 "distributions_every, epochs, init, jacobian_every, keep_checkpoint, log_every_steps, logger, loss, model, "
-                   "optimizer, probe_size, resume, seed, threads",
+    "unknown_key": f"error: unknown key foo; valid top-level keys: {TOP_KEYS}",
+    "added_key": f"error: unknown key foo; valid top-level keys: {TOP_KEYS}",
     "swept_unknown_param": "error: unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode",
 }
 

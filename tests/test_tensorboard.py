@@ -107,7 +107,7 @@ def numels(job: Path) -> dict[str, int]:
 @pytest.mark.parametrize("settings", [MLP, TRANSFORMER], ids=["mlp", "transformer"])
 def test_event_files_hold_the_records(tmp_path, settings):
     job = tmp_path / "job"
-    run_job(compose_config(*settings, "logger=tensorboard", "epochs=2", "keep_checkpoint=true"), job)
+    run_job(compose_config(*settings, "logger=tensorboard", "epochs=2", "checkpoint=last"), job)
     acc = check_against_records(job, numels(job))
     assert hparams_of(acc)["epochs"] == 2
 
@@ -115,7 +115,7 @@ def test_event_files_hold_the_records(tmp_path, settings):
 def test_last_weights_histogram_equals_the_checkpoint(tmp_path):
     """The epoch-2 weight histograms summarize exactly the weights the job ended with."""
     job = tmp_path / "job"
-    run_job(compose_config(*MLP, "logger=tensorboard", "epochs=2", "keep_checkpoint=true"), job)
+    run_job(compose_config(*MLP, "logger=tensorboard", "epochs=2", "checkpoint=last"), job)
     acc = read_events(job / TB_DIR)
     for name, w in torch.load(job / "checkpoint.pt", weights_only=False)["model"].items():
         (h,) = [e.histogram_value for e in acc.Histograms(f"weight/{name}") if e.step == 2]
@@ -190,7 +190,7 @@ def test_resumed_run_reads_back_as_an_uninterrupted_one(tmp_path):
     trains epoch 3 again, and its purge_step hides the first copy. Before that the run was
     extended from 2 to 3 epochs, so the 2-epoch run's hparams and final metrics must go too."""
     job, whole = tmp_path / "job", tmp_path / "whole"
-    settings = [*MLP, "logger=tensorboard", "keep_checkpoint=true"]
+    settings = [*MLP, "logger=tensorboard", "checkpoint=last"]
     run_job(compose_config(*settings, "epochs=2"), job)
     after_2 = (job / "checkpoint.pt").read_bytes()
     run_job(compose_config(*settings, "epochs=3"), job)  # extends to epoch 3, then "dies" before it

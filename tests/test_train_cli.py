@@ -184,7 +184,7 @@ def test_run_writes_epochs_layers_result_and_log(cli):
     assert result["choices"]["init"] == {"name": "he_normal", "factor": 2.0, "mode": "fan_in"}
     assert result["choices"]["epochs"] == 2 and result["choices"]["depth"] == DEFAULT_DEPTH
     assert result["choices"]["jacobian_every"] == 0
-    assert not set(result["choices"]) & {"threads", "device", "resume", "keep_checkpoint", "logger"}
+    assert not set(result["choices"]) & {"threads", "device", "resume", "checkpoint", "logger"}
     assert result["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
     assert result["wall_time"] >= result["train_time"] > 0
     width = 128  # the default MLP on digits (64 features, 10 classes): weights and biases

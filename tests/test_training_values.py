@@ -138,7 +138,7 @@ def replay(exp, data, step_log: Optional[list] = None) -> tuple[list[dict], list
 
 def run_and_replay(tmp_path, *overrides: str):
     base = ["dataset=digits", "activation=tanh", "init=xavier_normal", "depth=2", "model.width=16",
-            "batch_size=64", "seed=5", "probe_size=100", "threads=1", "device=cpu", "keep_checkpoint=true"]
+            "batch_size=64", "seed=5", "probe_size=100", "threads=1", "device=cpu", "checkpoint=last"]
     cfg = compose_config(*base, *overrides)
     exp = to_experiment(cfg)
     run_job(cfg, tmp_path)

@@ -2,7 +2,8 @@
 
 The loop builds an ``EpochEnd`` (the epochs.csv row and the probe statistics) and hands it to
 each callback in turn: ``Divergence`` decides whether the epoch diverged, ``MeanField`` predicts
-at init, ``Records`` writes the rows (and the Jacobians of a finite epoch), ``Checkpoint`` saves
+at init, ``Records`` writes the rows (and the Jacobians of a finite epoch), ``LearningRate`` sets
+the next epoch's lr, ``Stopping`` tracks the best epoch and asks to stop, ``Checkpoint`` saves
 the state of a finite epoch. A new feature that acts between epochs (a scheduler step, early
 stopping, a logger) is one more class with ``on_epoch_end``; ``run`` does not change.
 """
@@ -37,7 +38,8 @@ class EpochEnd:
     """One epoch's measurements: ``row`` (epochs.csv), ``stats`` (the probe pass),
     ``grad_norm_train`` (per measured weight, the epoch's mean; None at epoch 0), the steps
     logged for steps.csv (None when off, and at epoch 0) and, once ``Divergence`` has run, why
-    the epoch diverged (None for a finite epoch)."""
+    the epoch diverged (None for a finite epoch); ``stop``: early stopping ends the attempt after
+    this epoch."""
 
     epoch: int
     row: dict
@@ -45,6 +47,7 @@ class EpochEnd:
     grad_norm_train: Optional[list[float]]
     diverged: Optional[str] = None
     logged: Optional[StepLog] = None
+    stop: bool = False
 
 
 class EpochCallback(Protocol):
@@ -133,13 +136,13 @@ class StepRecords:
             return
         with_bias = end.stats.present[:, BIAS_GRAD_NORM].tolist()
         where = [(r.site, r.layer, b) for r, b in zip(end.stats.rows, with_bias) if r.weight is not None]  # StepLog's order
-        n, attempt = len(where), getattr(state, "attempt", 0)
+        n = len(where)
         rows = []
         for step, lr, values in zip(end.logged.steps, end.logged.lrs, end.logged.values.tolist()):
             for j, (site, layer, has_bias) in enumerate(where):
                 rows.append({"step": step, "epoch": end.epoch, "loss": values[0], "lr": lr, "site": site,
                              "layer": layer, "weight_norm": values[1 + j], "grad_norm": values[1 + n + j],
-                             "bias_grad_norm": values[1 + 2 * n + j] if has_bias else None, "attempt": attempt})
+                             "bias_grad_norm": values[1 + 2 * n + j] if has_bias else None})
         state.records.append_rows(records.STEPS_CSV, rows)
 
 
@@ -153,9 +156,27 @@ class Distributions:
     def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
         if not self.every or end.epoch % self.every:
             return
-        attempt = getattr(state, "attempt", 0)
-        rows = [{**row, "attempt": attempt} for row in distribution_rows(state.model, self.x_probe, end.epoch)]
-        state.records.append_rows(records.DISTRIBUTIONS_CSV, rows)
+        state.records.append_rows(records.DISTRIBUTIONS_CSV, distribution_rows(state.model, self.x_probe, end.epoch))
+class LearningRate:
+    """After a finite epoch: the schedule (initlab.train.schedule) sets the next epoch's lr."""
+
+    def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
+        if not end.diverged and state.scheduler is not None:
+            state.scheduler.step(end.epoch, end.row)
+
+
+class Stopping:
+    """After a finite epoch: the best-epoch tracker (initlab.train.early_stopping) sees the row
+    and, when early stopping is on and patience has run out, marks the epoch as the last."""
+
+    def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
+        if end.diverged or state.stopper is None:
+            return
+        state.stopper.update(end.epoch, end.row, state.model)
+        if state.stopper.should_stop():
+            state.stopper.stopped_epoch, end.stop = end.epoch, True
+            log.info("early stopping after epoch %d: best %s %.6g at epoch %d", end.epoch,
+                     state.stopper.cfg.monitor.value, state.stopper.best, state.stopper.best_epoch)
 
 
 class Checkpoint:

@@ -4,12 +4,15 @@ Read top to bottom: ``run`` is the whole job. Epoch 0 is the state at initializa
 of every epoch the callbacks (initlab.train.callbacks) check divergence, predict at init, append
 the rows and save a checkpoint, so a killed job continues where it stopped and a finished one
 (``result.json`` present) is skipped, both only when asked for with the same settings
-(initlab.resume). A diverged epoch ends the run, at init too.
+(initlab.resume). A diverged epoch ends the run, at init too. Early stopping ends an attempt
+and restores its best weights at the end; ``early_stopping.restarts`` starts failed (or
+diverged) attempts again from a fresh init, every attempt's rows kept with its ``attempt``.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import os
@@ -19,13 +22,14 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from initlab import __version__, records
-from initlab.config import ConfigError, Device, ExperimentConfig, to_experiment
+from initlab.config import ConfigError, Device, ExperimentConfig, KeptCheckpoint, to_experiment
 from initlab.data import Data, load_data
 from initlab.inits import initialize
 from initlab.measure.jacobian import probe_count
@@ -34,10 +38,12 @@ from initlab.losses import loss_fn
 from initlab.models import build_model
 from initlab.models.summary import describe
 from initlab.resume import RUNTIME_KEYS, check_same_run, extends
-from initlab.train.callbacks import Checkpoint, Distributions, Divergence, EpochCallback, EpochEnd, MeanField, \
-    Records, StepRecords
+from initlab.train.callbacks import (Checkpoint, Distributions, Divergence, EpochCallback, EpochEnd, LearningRate,
+                                     MeanField, Records, StepRecords, Stopping)
+from initlab.train.early_stopping import EarlyStopping
 from initlab.train.loop import build_optimizer, evaluate, train_epoch
 from initlab.train.predictions import theory_reason
+from initlab.train.schedule import Schedule
 from initlab.train.state import TrainState
 from initlab.train.tensorboard import build_logger
 
@@ -134,7 +140,10 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     summary, n_params = describe(model, x_probe[:2])
     log.info("model %s, %d parameters\n%s", exp.model.name, n_params, summary)
     with_val = data.y_val is not None
-    state = TrainState(model=model, optimizer=build_optimizer(model.parameters(), exp.optimizer),
+    optimizer = build_optimizer(model.parameters(), exp.optimizer)
+    track_best = exp.early_stopping.enabled or exp.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both)
+    state = TrainState(model=model, optimizer=optimizer, scheduler=Schedule(optimizer, exp),
+                       stopper=EarlyStopping(exp.early_stopping) if track_best else None,
                        generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed,
                        records=records.JobRecords(job_dir, records.EPOCH_COLUMNS
                                                   + (records.VAL_COLUMNS if with_val else ()) + records.GRAD_COLUMNS))
@@ -144,7 +153,7 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         Divergence(), MeanField(exp, x_probe),
         Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
         StepRecords(), Distributions(exp.distributions_every, x_probe),
-        logger, Checkpoint(checkpoint_path, choices)]
+        LearningRate(), Stopping(), logger, Checkpoint(checkpoint_path, choices)]
     augment = getattr(data, "augment", None)
 
     loss = exp.loss.value
@@ -165,10 +174,24 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
             callback.on_epoch_end(state, end)
         return end
 
+    def begin_attempt(attempt: int) -> Optional[str]:
+        """Restart from a fresh init drawn from the attempt's seed; records its epoch 0."""
+        seed = attempt_seed(exp.seed, attempt)
+        torch.manual_seed(seed)
+        fresh = build_model(exp, data).to(device)
+        initialize(fresh, exp.init, exp.model)
+        model.load_state_dict(fresh.state_dict())  # the same module objects: callbacks keep theirs
+        state.optimizer = build_optimizer(model.parameters(), exp.optimizer)
+        state.scheduler = Schedule(state.optimizer, exp)
+        state.stopper.reset()
+        state.generator.manual_seed(seed)
+        state.records.attempt = attempt
+        return end_epoch(0, *evaluate(model, data.x_train, data.y_train, loss), 0.0, None, None).diverged
+
     if saved is not None:
         state.load_state_dict(saved)
         start, diverged = state.epoch + 1, None
-        log.info("resuming from the checkpoint after epoch %d", state.epoch)
+        log.info("resuming from the checkpoint after epoch %d (attempt %d)", state.epoch, state.records.attempt)
     else:
         records.clear(job_dir)  # a fresh start never leaves another run's files beside its own
         start = 1
@@ -177,34 +200,35 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     measured_names = measured_weights(model, x_probe)  # grad_norm_train's order
     measured = [params[name] for name in measured_names]
     biases = [params.get(name[: -len("weight")] + "bias") for name in measured_names]
-    steps_per_epoch = -(-len(data.y_train) // exp.batch_size)
 
-    last = start - 1 if diverged else exp.epochs  # a run that diverged at init takes no training step
-    with logging_redirect_tqdm():  # log lines go through tqdm.write, above the bar; file logs unchanged
-        bar = tqdm(range(start, last + 1), desc=job_dir.name[-40:], unit="epoch", disable=None,
-                   initial=start - 1, total=exp.epochs)
-        for epoch in bar:
-            t0 = time.perf_counter()
-            sums = train_epoch(model, state.optimizer, data.x_train, data.y_train, exp.batch_size,
-                               state.generator, measured, augment, loss=loss, log_every=exp.log_every_steps,
-                               first_step=(epoch - 1) * steps_per_epoch + 1, biases=biases)
-            train_loss = sums.loss.item() / sums.steps  # the epoch's one host sync
-            epoch_time = time.perf_counter() - t0
-            end = end_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
-                            sums.total_grad_norm.item() / sums.steps, (sums.grad_norms / sums.steps).tolist(), sums.logged)
-            bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{end.row['test_acc']:.4f}")
-            if end.diverged:
-                diverged = end.diverged
-                break
-        bar.close()
+    while True:
+        stopped = state.stopper is not None and state.stopper.stopped_epoch is not None
+        last = start - 1 if diverged or stopped else exp.epochs  # diverged at init or stopped: no step
+        diverged = diverged or _train(state, exp, data, measured, biases, augment, end_epoch, start, last, job_dir)
+        stopper = state.stopper
         if diverged:
             log.warning("diverged at epoch %d (%s): recording the run as diverged", state.epoch, diverged)
+        if state.records.attempt >= exp.early_stopping.restarts or not (diverged or stopper.failed()):
+            break
+        log.info("attempt %d %s (best %s %s; early_stopping.restart_below=%s): restarting from a fresh init",
+                 state.records.attempt, "diverged" if diverged else "failed", exp.early_stopping.monitor.value,
+                 stopper.best, exp.early_stopping.restart_below)
+        diverged, start = begin_attempt(state.records.attempt + 1), 1
 
+    restored = bool(exp.early_stopping.enabled and not diverged and state.stopper.best_weights is not None)
+    if restored:
+        model.load_state_dict(state.stopper.best_weights)
+        log.info("restored the weights of epoch %d (best %s %.6g)", state.stopper.best_epoch,
+                 exp.early_stopping.monitor.value, state.stopper.best)
     rec = state.records
     result = {
         "status": "diverged" if diverged else "completed",
         "diverged_epoch": rec.last_epoch["epoch"] if diverged else None,
-        "final": rec.last_epoch,
+        "final": state.stopper.best_row | {records.ATTEMPT: rec.attempt} if restored else rec.last_epoch,
+        "final_attempt": rec.attempt,
+        "best_epoch": None if state.stopper is None else state.stopper.best_epoch,
+        "stopped_epoch": None if state.stopper is None else state.stopper.stopped_epoch,
+        "restored_best": restored,
         "wall_time": state.wall_time(),
         "train_time": rec.train_time,
         "choices": choices,
@@ -217,8 +241,47 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
         "versions": _versions(),
         "device": _device_name(device),
     }
+    if exp.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both) and state.stopper.best_weights is not None:
+        buf = io.BytesIO()
+        torch.save(state.stopper.best_weights, buf)
+        records.write_bytes_atomic(job_dir / records.BEST_WEIGHTS, buf.getvalue())
     logger.close(state, result)
     records.write_json_atomic(result_path, result)
-    if not exp.keep_checkpoint:
+    if exp.checkpoint not in (KeptCheckpoint.last, KeptCheckpoint.both):
         checkpoint_path.unlink(missing_ok=True)
     return result
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed of restart ``attempt`` (0: the run's own seed), in [0, 2**32): NumPy's SeedSequence
+    mixes (seed, attempt), so attempts of neighbouring seeds never share an init."""
+    if attempt == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
+
+
+def _train(state: TrainState, exp: ExperimentConfig, data: Data, measured: list, biases: list, augment, end_epoch,
+           start: int, last: int, job_dir: Path) -> Optional[str]:
+    """Epochs ``start``..``last`` of the current attempt; returns why one diverged, or None.
+    Stops after an epoch that early stopping marks as the last."""
+    steps_per_epoch = -(-len(data.y_train) // exp.batch_size)  # steps.csv counts steps over the whole run
+    with logging_redirect_tqdm():  # log lines go through tqdm.write, above the bar; file logs unchanged
+        bar = tqdm(range(start, last + 1), desc=job_dir.name[-40:], unit="epoch", disable=None,
+                   initial=start - 1, total=exp.epochs)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            sums = train_epoch(state.model, state.optimizer, data.x_train, data.y_train, exp.batch_size,
+                               state.generator, measured, augment, loss=exp.loss.value,
+                               log_every=exp.log_every_steps, first_step=(epoch - 1) * steps_per_epoch + 1,
+                               biases=biases)
+            train_loss = sums.loss.item() / sums.steps  # the epoch's one host sync
+            epoch_time = time.perf_counter() - t0
+            end = end_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
+                            sums.total_grad_norm.item() / sums.steps, (sums.grad_norms / sums.steps).tolist(),
+                            sums.logged)
+            bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{end.row['test_acc']:.4f}")
+            if end.diverged or end.stop:
+                bar.close()
+                return end.diverged
+        bar.close()
+    return None

@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainState:
-    """Model, optimizer, scheduler (None until one is configured), batch-order generator, the
-    last finished epoch, the records written so far and the mean-field predictions at init.
+    """Model, optimizer, learning-rate schedule (initlab.train.schedule), early stopping's
+    tracker of the best epoch (None without a validation metric to track), batch-order
+    generator, the last finished epoch, the records written so far (with the current attempt)
+    and the mean-field predictions at init.
 
     ``state_dict()`` is the checkpoint's content (rows stay in the files: only their committed
     lengths travel); ``load_state_dict()`` puts a job back where ``state_dict()`` left it.
@@ -31,6 +33,7 @@ class TrainState:
     records: JobRecords
     seed: int
     scheduler: Optional[Any] = None
+    stopper: Optional[Any] = None
     epoch: int = 0
     mean_field: dict = field(default_factory=dict)
     wall_start: float = field(default_factory=time.perf_counter)
@@ -42,6 +45,7 @@ class TrainState:
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "stopper": None if self.stopper is None else self.stopper.state_dict(),
                 "generator": self.generator.get_state(), "device_type": self.generator.device.type,
                 "records": self.records.state(), "mean_field": self.mean_field, "wall_time": self.wall_time()}
 
@@ -51,6 +55,8 @@ class TrainState:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.stopper is not None and state.get("stopper") is not None:
+            self.stopper.load_state_dict(state["stopper"])
         if state["device_type"] == self.generator.device.type:
             self.generator.set_state(state["generator"])
         else:  # a CUDA generator's state means nothing to the CPU's, and vice versa
