@@ -208,7 +208,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     written = {}
     for name, (cols, final_rows) in files.items():
         all_rows = [{**row, ATTEMPT: a} for a in range(attempts - 1) for row in _stalled(name, final_rows)]
-        all_rows += [{**row, ATTEMPT: attempts - 1} for row in final_rows]
+        all_rows += [{**row, ATTEMPT: attempts - 1} for row in final_rows] if attempt_column else final_rows
         records.write_csv_atomic(path / name, cols + tail, all_rows)
         written[name] = len(all_rows)
 

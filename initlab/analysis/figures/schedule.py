@@ -25,7 +25,8 @@ class ScheduleFigures:
         acts = self._present("activation", data)
         width = min(3.5, WIDTH / len(acts))
         g = sns.relplot(data, kind="line", x="epoch", y="lr", units="job", estimator=None,
-                        **{**self._hue("init"), "hue_order": self._present("init", data)},
+                        **{**self._hue("init"), "hue_order": self._present("init", data)}, style="init",
+                        style_order=self._present("init", data), dashes=self.dashes,
                         col="activation", col_order=acts, row="depth",
                         height=min(2.2, width), aspect=width / min(2.2, width),
                         facet_kws={"margin_titles": True, "sharey": True})
