@@ -177,3 +177,13 @@ def test_nothing_drawn_nor_missing_without_the_records(tmp_path):
     write_sweep(tmp_path, inits=("he_normal", "xavier_normal"), epochs=2)
     plotter, figures = draw(tmp_path)
     assert figures == [] and plotter.not_drawn == []
+
+
+def test_p7_figures_are_readable(p7_sweep):
+    """The house readability check (tests/test_figures.py) on every new figure: no text on top of
+    another, labelled log ticks, distinct panel titles, at most 9.5 inches wide."""
+    from test_figures import _check_readable
+
+    _, plotter, figures = p7_sweep
+    assert len(figures) == 1 + 2 + 2 + 2  # lr; loss and grad steps; a fan and an image per init
+    _check_readable(plotter.kept)
