@@ -78,6 +78,18 @@ def test_restored_best_gives_the_best_epochs_metrics(tmp_path):
     assert run["final_train_loss"] == pytest.approx(raw.loc[2, "train_loss"])
 
 
+def test_restored_best_without_a_stop_reads_every_epoch(tmp_path):
+    """Early stopping that never fired still restores the best epoch: result.json ``final`` is then
+    an earlier epoch than the file's last, and the job is read, not skipped."""
+    job = write_job(tmp_path / "job", epochs=4, best_epoch=1, stopped_epoch=None, restored_best=True)
+    tables = analysis.load([tmp_path])
+    assert not tables.skipped
+    run = tables.runs.iloc[0]
+    raw = pd.read_csv(job / "epochs.csv").set_index("epoch")
+    assert run["epochs_run"] == 4 and len(tables.epochs) == 5
+    assert run["final_test_acc"] == pytest.approx(raw.loc[1, "test_acc"])
+
+
 def test_readable_sites_are_first_middle_last_hidden():
     frame = pd.DataFrame({"site": [f"hidden.{i}.act" for i in range(7)] + ["output"],
                           "kind": ["hidden"] * 7 + ["output"], "index": range(8)})

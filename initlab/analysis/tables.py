@@ -269,10 +269,15 @@ def read_job(path: Path) -> Job:
 
 
 def _last_epoch(result: dict, epochs: pd.DataFrame) -> int:
-    """The last epoch trained: where early stopping stopped (result.json ``stopped_epoch``; the
-    final metrics may be an earlier, restored epoch's), else the final epoch."""
+    """The last epoch trained: where early stopping stopped (result.json ``stopped_epoch``); when
+    the best weights were restored without a stop, the final metrics are an earlier epoch's, so the
+    file's last epoch; else the final epoch."""
     stopped = result.get("stopped_epoch")
-    return int(stopped) if stopped is not None else int(result["final"]["epoch"])
+    if stopped is not None:
+        return int(stopped)
+    if result.get("restored_best") and len(epochs):
+        return int(epochs["epoch"].max())
+    return int(result["final"]["epoch"])
 
 
 SITE_COLUMNS = ("site", "kind", "index")  # appended to layers.csv when models got measurement sites
