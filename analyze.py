@@ -6,8 +6,8 @@
     python analyze.py SWEEP init.std=0.3 'optimizer.betas=[0.5,0.9]'   # floats to 1e-9, lists by element
     python analyze.py SWEEP --init he_normal --format pdf --out paper/figs
 
-Writes runs.csv, configs.csv, epochs.csv, layers.csv (and jacobian.csv when jobs measured
-Jacobians), figures/ and report.md + report.html into PATH/analysis/ (the common parent of several
+Writes runs.csv, configs.csv, epochs.csv, layers.csv (and jacobian.csv, steps.csv,
+distributions.csv when jobs wrote them), figures/ and report.md + report.html into PATH/analysis/ (the common parent of several
 PATHs) unless --out is given. Mean-field predictions that jobs recorded appear beside the
 measurements in runs.csv, the Theory figures and the report's Theory section.
 """
@@ -91,8 +91,9 @@ def main(argv: list[str]) -> int:
     report.configurations(tables).to_csv(out / "configs.csv", index=False)
     tables.epochs.to_csv(out / "epochs.csv", index=False)
     tables.layers.to_csv(out / "layers.csv", index=False)
-    if tables.jacobian is not None:
-        tables.jacobian.to_csv(out / "jacobian.csv", index=False)
+    for name in ("jacobian", "steps", "distributions"):
+        if getattr(tables, name) is not None:
+            getattr(tables, name).to_csv(out / f"{name}.csv", index=False)
     plotter = Plotter(tables, out, tuple(args.format), args.detail_depth)
     figures = plotter.all()
     command = shlex.join(["python", "analyze.py", *argv])

@@ -1,7 +1,8 @@
 """Job folders in the real on-disk format, written without training, for analysis and figure tests.
 
 A job here is what initlab.records and Hydra write: result.json, epochs.csv, layers.csv,
-jacobian.csv, jacobian_sv.csv (through initlab.records' own writers) and .hydra/{config,hydra,
+jacobian.csv, jacobian_sv.csv, optionally steps.csv and distributions.csv (through
+initlab.records' own writers; every CSV ends in the ``attempt`` column) and .hydra/{config,hydra,
 overrides}.yaml. The numbers are made up but shaped like real ones (a per-layer gain, accuracy
 curves that rise towards a plateau, seed noise), so figures of any grid shape render in seconds.
 Group parameters come from conf/<group>/<name>.yaml, as Hydra would compose them.
@@ -30,6 +31,11 @@ N_INPUTS = 2  # probe inputs of the Jacobian
 SITE_COLUMNS = ("site", "kind", "index")  # appended to layers.csv since P6
 GRAD_NORM = "grad_norm"  # appended to epochs.csv since P6
 NO_THEORY = "no mean-field map for this model (BatchNorm / attention)"
+ATTEMPT = "attempt"  # the last column of every CSV since P7 (restarts on a plateau)
+STEP_COLUMNS = ("step", "epoch", "loss", "lr", "site", "layer", "weight_norm", "grad_norm", "bias_grad_norm")
+DISTRIBUTION_COLUMNS = ("epoch", "site", "kind", "index", "layer", "tensor", "stat", "bin_lo", "bin_hi", "value")
+QUANTILES = {"q01": 0.01, "q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95, "q99": 0.99}
+HIST_EDGES = np.linspace(-4.0, 4.0, 41)  # 40 fixed bins; values outside are clipped into the end bins
 
 
 def sites(model: str, depth: int) -> list[tuple[str, str, Optional[str]]]:
@@ -80,7 +86,9 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
               frac_dead: bool = True, jacobian: bool = True, theory: bool = True, rows: bool = True,
               model: str = "mlp", model_params: Optional[dict] = None, site_columns: bool = True,
               grad_norm: bool = True, n_params: Optional[int] = 1000, val: bool = False,
-              curve: Optional[list[float]] = None) -> Path:
+              curve: Optional[list[float]] = None, attempts: int = 1, attempt_column: bool = True,
+              best_epoch: Optional[int] = None, stopped_epoch: Optional[int] = None, restored_best: bool = False,
+              lr: Optional[list[float]] = None, steps_per_epoch: int = 0, distributions: bool = False) -> Path:
     """One finished job in ``path``; returns ``path``.
 
     ``gain`` overrides layer_gain (0.001 with depth 500 underflows to exact zeros);
@@ -116,7 +124,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
         test = max(0.0, train - 0.03 * rise)
         epoch_rows.append({"epoch": e, "train_loss": -math.log(max(train, 0.05)) + 0.05,
                            "train_acc": train, "test_loss": -math.log(max(test, 0.05)) + 0.1, "test_acc": test,
-                           "epoch_time": 0.0 if e == 0 else 0.01, "lr": 0.01})
+                           "epoch_time": 0.0 if e == 0 else 0.01, "lr": 0.01 if lr is None else lr[e]})
         if val:
             epoch_rows[-1].update(val_loss=epoch_rows[-1]["test_loss"] + 0.01,
                                   val_acc=curve[e] if curve is not None else max(0.0, test - 0.01))
@@ -184,14 +192,27 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
                              "sv_min": float(sv.min()), "sv_max": float(sv.max()), "sv_std": float(sv.std()), **q,
                              "mean_sq_sv_pred": float(g ** (2 * depth)) if kind == "hidden" and predicted else None})
             sv_rows += [{"epoch": 0, "kind": kind, "sv": float(v)} for v in sv]
-        records.write_csv_atomic(path / records.JACOBIAN_CSV, records.JACOBIAN_COLUMNS, jac_rows)
-        records.write_csv_atomic(path / records.JACOBIAN_SV_CSV, records.JACOBIAN_SV_COLUMNS, sv_rows)
     epoch_columns = [*(c for c in records.EPOCH_COLUMNS if c not in (GRAD_NORM, *records.VAL_COLUMNS)),
                      *(records.VAL_COLUMNS if val else ()), *([GRAD_NORM] if grad_norm else [])]
-    records.write_csv_atomic(path / records.EPOCHS_CSV, list(dict.fromkeys(epoch_columns)), epoch_rows)
-    records.write_csv_atomic(path / records.LAYERS_CSV, columns, layer_rows)
+    step_rows = _steps(rng, layout, layer_rows, epoch_rows, steps_per_epoch) if steps_per_epoch else None
+    dist_rows = _distributions(rng, layout, layer_rows, activation) if distributions else None
+    tail = [ATTEMPT] if attempt_column else []
+    if attempts > 1 and not attempt_column:
+        raise ValueError("restarts write the attempt column")
+    files = {records.EPOCHS_CSV: (list(dict.fromkeys(epoch_columns)), epoch_rows),
+             records.LAYERS_CSV: (columns, layer_rows),
+             **({records.JACOBIAN_CSV: (list(records.JACOBIAN_COLUMNS), jac_rows),
+                 records.JACOBIAN_SV_CSV: (list(records.JACOBIAN_SV_COLUMNS), sv_rows)} if jacobian else {}),
+             **({"steps.csv": (list(STEP_COLUMNS), step_rows)} if step_rows is not None else {}),
+             **({"distributions.csv": (list(DISTRIBUTION_COLUMNS), dist_rows)} if dist_rows is not None else {})}
+    written = {}
+    for name, (cols, final_rows) in files.items():
+        all_rows = [{**row, ATTEMPT: a} for a in range(attempts - 1) for row in _stalled(name, final_rows)]
+        all_rows += [{**row, ATTEMPT: attempts - 1} for row in final_rows] if attempt_column else final_rows
+        records.write_csv_atomic(path / name, cols + tail, all_rows)
+        written[name] = len(all_rows)
 
-    final = epoch_rows[-1]
+    final = epoch_rows[best_epoch] if restored_best else epoch_rows[-1]
     result = {"status": status, "diverged_epoch": diverged_epoch, "final": final, "wall_time": 1.0,
               "train_time": 0.01 * epochs,
               "choices": {k: v for k, v in config.items() if k not in ("device", "threads", "resume",
@@ -210,10 +231,11 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
         xi = None if chi1 in (0.0, 1.0) else -1 / math.log(chi1)
         result["theory"] = {"sigma_w2": sigma_w2, "sigma_b2": 0.0, "chi1": chi1, "q_star": None, "xi_q": xi,
                             "xi_c": xi, "critical_sigma_w2": 2.0}
+    if attempt_column:
+        result.update(final_attempt=attempts - 1, best_epoch=best_epoch, stopped_epoch=stopped_epoch,
+                      restored_best=restored_best)
     if rows:
-        result["rows"] = {records.EPOCHS_CSV: len(epoch_rows), records.LAYERS_CSV: len(layer_rows),
-                          **({records.JACOBIAN_CSV: len(jac_rows), records.JACOBIAN_SV_CSV: len(sv_rows)}
-                             if jacobian else {})}
+        result["rows"] = written
     records.write_json_atomic(path / records.RESULT_JSON, result)
 
     overrides = list(overrides) or [f"activation={activation}", f"init={init}", f"depth={depth}", f"seed={seed}"]
@@ -227,6 +249,62 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     OmegaConf.save(OmegaConf.create(config), path / ".hydra" / "config.yaml")
     OmegaConf.save(OmegaConf.create(overrides), path / ".hydra" / "overrides.yaml")
     return path
+
+
+def _stalled(name: str, rows: list[dict]) -> list[dict]:
+    """An earlier attempt's rows: the final attempt's shape, stuck at chance with halved statistics."""
+    if name == records.EPOCHS_CSV:
+        return [{**r, "train_acc": 0.1, "test_acc": 0.1, "train_loss": math.log(10), "test_loss": math.log(10)}
+                for r in rows]
+    if name == records.LAYERS_CSV:
+        return [{**r, "act_std": None if r.get("act_std") is None else r["act_std"] / 2} for r in rows]
+    if name == "steps.csv":
+        return [{**r, "loss": math.log(10)} for r in rows]
+    if name == "distributions.csv":
+        return [{**r, "value": r["value"] / 2 if r["stat"] != "hist" else r["value"]} for r in rows]
+    return rows
+
+
+def _steps(rng: np.random.Generator, layout: list, layer_rows: list[dict], epoch_rows: list[dict],
+           per_epoch: int) -> list[dict]:
+    """steps.csv: every optimizer step of epochs 1.., one row per layers.csv row with a weight."""
+    out, step = [], 0
+    weighted = [(site, row) for (site, kind, weight), row in zip(layout, layer_rows) if weight is not None]
+    for e in range(1, len(epoch_rows)):
+        for _ in range(per_epoch):
+            step += 1
+            loss = epoch_rows[e]["train_loss"] * (1 + 0.5 / step) * math.exp(0.05 * rng.standard_normal())
+            for site, row in weighted:
+                grad = (row.get("grad_norm") or 0.0) * math.exp(-0.1 * step) * math.exp(0.1 * rng.standard_normal())
+                out.append({"step": step, "epoch": e, "loss": loss, "lr": epoch_rows[e]["lr"], "site": site,
+                            "layer": row.get("layer"), "weight_norm": row.get("weight_norm"), "grad_norm": grad,
+                            "bias_grad_norm": 0.1 * grad})
+    return out
+
+
+def _distributions(rng: np.random.Generator, layout: list, layer_rows: list[dict], activation: str) -> list[dict]:
+    """distributions.csv: per epoch and site, quantiles of weight/preact/act samples drawn with the
+    site's preact_std, and the post-activation histogram over HIST_EDGES (fractions)."""
+    out = []
+    n_sites = len(layout)
+    for i, row in enumerate(layer_rows):
+        site, kind, weight = layout[i % n_sites]
+        if kind == "weight":
+            continue
+        pre = rng.standard_normal(400) * (row.get("preact_std") or 1.0)
+        post = np.maximum(pre, 0.0) if activation == "relu" and kind == "hidden" else (
+            np.tanh(pre) if kind == "hidden" else pre)
+        base = {"epoch": row["epoch"], "site": site, "kind": kind, "index": i % n_sites, "layer": row.get("layer")}
+        tensors = {"preact": pre, "act": post}
+        if weight is not None:
+            tensors = {"weight": rng.standard_normal(256) * 0.25 * (1 + 0.1 * row["epoch"]), **tensors}
+        for tensor, x in tensors.items():
+            out += [{**base, "tensor": tensor, "stat": stat, "bin_lo": None, "bin_hi": None,
+                     "value": float(np.quantile(x, q))} for stat, q in QUANTILES.items()]
+        counts, _ = np.histogram(np.clip(post, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)
+        out += [{**base, "tensor": "act", "stat": "hist", "bin_lo": float(lo), "bin_hi": float(hi),
+                 "value": float(c / len(post))} for lo, hi, c in zip(HIST_EDGES[:-1], HIST_EDGES[1:], counts)]
+    return out
 
 
 def _model_group(model: str, params: Optional[dict]) -> dict:

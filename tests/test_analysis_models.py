@@ -185,8 +185,8 @@ def test_per_site_axis_names_the_sites_of_a_non_mlp_model(tmp_path):
     plotter.act_std_vs_layer()
     fig = plotter.kept["act_std_vs_layer_depth2"]
     shown = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
-    hidden_sites = [s for s, k, _ in sites("resmlp", 2) if k not in ("output", "weight")]
-    assert shown == hidden_sites
+    hidden_sites = [s for s, k, _ in sites("resmlp", 2) if k == "hidden"]  # one kind of signal: the activations
+    assert shown == hidden_sites == ["proj.act", "blocks.0.act"]
     assert fig.axes[-1].get_xlabel() == "site (forward order)"
 
 

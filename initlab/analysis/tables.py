@@ -1,7 +1,7 @@
 """Job folders -> pandas tables: the read side of the records contract (initlab/records.py).
 
 Only what a job wrote to disk is read (result.json, epochs.csv, layers.csv, the optional
-jacobian.csv and jacobian_sv.csv, and Hydra's ``.hydra`` files), never the training code, so any
+jacobian.csv, jacobian_sv.csv, steps.csv and distributions.csv, and Hydra's ``.hydra`` files), never the training code, so any
 sweep folder from any launcher can be analyzed. A job that cannot be read is skipped with a
 reason instead of failing the whole analysis; files and columns that older jobs lack (theory
 predictions, Jacobians, ``frac_dead``, result.json ``rows``, ``n_params``, epochs.csv
@@ -10,6 +10,10 @@ predictions, Jacobians, ``frac_dead``, result.json ``rows``, ``n_params``, epoch
 1..depth and output for depth+1, ``index`` = layer - 1 and no site name. Where result.json
 records how many rows each file has, every file is checked against it, so a cut file never changes
 results silently.
+
+A run that restarted on a plateau keeps every attempt's rows (an ``attempt`` column, 0-based);
+the tables hold only the final attempt's (result.json ``final_attempt``; absent: 0), and files
+without the column count as attempt 0. runs.csv says how many attempts there were.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ from omegaconf import OmegaConf
 from initlab import choices  # no torch: the plot order of activations and inits
 from initlab import theory as mean_field  # pure numpy/scipy
 from initlab.records import EPOCHS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, LAYERS_CSV, RESULT_JSON
+
+STEPS_CSV = "steps.csv"  # per-step records (log_every_steps > 0)
+DISTRIBUTIONS_CSV = "distributions.csv"  # per-site quantiles and histograms (distributions_every > 0)
+REQUIRED_STEP_COLUMNS = ("step", "epoch", "loss", "lr", "site", "grad_norm")
+REQUIRED_DISTRIBUTION_COLUMNS = ("epoch", "site", "kind", "index", "tensor", "stat", "bin_lo", "bin_hi", "value")
+# result.json fields of early stopping and restarts, copied into runs.csv (null where not used)
+STOPPING_COLUMNS = ("best_epoch", "stopped_epoch", "restored_best")
 
 FAILED = "FAILED"  # initlab.callbacks writes it into the folder of a job that raised: "<ErrorType>: <message>"
 
@@ -77,6 +88,8 @@ class Tables:
     extra_keys: list[str] = field(default_factory=list)  # varied, but not drawn by the figures
     margin: float = 0.1  # trainable: final test accuracy > chance + margin
     spectra: Optional[pd.DataFrame] = None  # jacobian_sv.csv rows (every singular value), likewise
+    steps: Optional[pd.DataFrame] = None  # steps.csv rows of every job that has one
+    distributions: Optional[pd.DataFrame] = None  # distributions.csv rows, likewise
 
 
 # --- finding jobs -----------------------------------------------------------------------------
@@ -173,11 +186,31 @@ class Job:
     layers: pd.DataFrame
     jacobian: Optional[pd.DataFrame]
     spectra: Optional[pd.DataFrame]
+    steps: Optional[pd.DataFrame] = None
+    distributions: Optional[pd.DataFrame] = None
 
 
-def _optional_csv(path: Path) -> Optional[pd.DataFrame]:
+def _optional_csv(path: Path, required: Iterable[str] = ("epoch", "kind")) -> Optional[pd.DataFrame]:
     """A file that older jobs lack: None when absent; a cut one is a bad job like any other."""
-    return _read_csv(path, ("epoch", "kind")) if path.is_file() else None
+    return _read_csv(path, required) if path.is_file() else None
+
+
+def final_attempt(frame: Optional[pd.DataFrame], attempt: int) -> Optional[pd.DataFrame]:
+    """The rows of ``attempt`` (without its ``attempt`` column); a file without the column holds
+    attempt 0 only. None stays None."""
+    if frame is None:
+        return None
+    if "attempt" not in frame:
+        return frame if attempt == 0 else frame.iloc[:0]
+    return frame[frame["attempt"] == attempt].drop(columns="attempt").reset_index(drop=True)
+
+
+def _attempts(result: dict, epochs: pd.DataFrame) -> dict:
+    """final_attempt (result.json; 0 when absent) and n_attempts (distinct attempts in epochs.csv)."""
+    final = result.get("final_attempt")
+    final = 0 if final is None else int(final)
+    n = int(epochs["attempt"].nunique()) if "attempt" in epochs and len(epochs) else 1
+    return {"final_attempt": final, "n_attempts": max(n, final + 1)}
 
 
 def _check_rows(result: dict, frames: dict[str, Optional[pd.DataFrame]]) -> None:
@@ -215,17 +248,35 @@ def read_job(path: Path) -> Job:
         raise BadJob(f"broken {RESULT_JSON}: {err}") from err
     epochs = _read_csv(path / EPOCHS_CSV, REQUIRED_EPOCH_COLUMNS)
     layers = _read_csv(path / LAYERS_CSV, REQUIRED_LAYER_COLUMNS)
-    last, depth = result["final"]["epoch"], result["choices"]["depth"]
+    jacobian, spectra = _optional_csv(path / JACOBIAN_CSV), _optional_csv(path / JACOBIAN_SV_CSV)
+    steps = _optional_csv(path / STEPS_CSV, REQUIRED_STEP_COLUMNS)
+    distributions = _optional_csv(path / DISTRIBUTIONS_CSV, REQUIRED_DISTRIBUTION_COLUMNS)
+    _check_rows(result, {EPOCHS_CSV: epochs, LAYERS_CSV: layers, JACOBIAN_CSV: jacobian,
+                         JACOBIAN_SV_CSV: spectra, STEPS_CSV: steps, DISTRIBUTIONS_CSV: distributions})
+    attempts = _attempts(result, epochs)
+    epochs, layers, jacobian, spectra, steps, distributions = (
+        final_attempt(f, attempts["final_attempt"]) for f in (epochs, layers, jacobian, spectra, steps, distributions))
+    last, depth = _last_epoch(result, epochs), result["choices"]["depth"]
     if epochs["epoch"].tolist() != list(range(last + 1)):
-        raise BadJob(f"{EPOCHS_CSV} has epochs {epochs['epoch'].min()}..{epochs['epoch'].max()}, "
+        where = f" of attempt {attempts['final_attempt']}" if attempts["n_attempts"] > 1 else ""
+        raise BadJob(f"{EPOCHS_CSV} has epochs {epochs['epoch'].min()}..{epochs['epoch'].max()}{where}, "
                      f"result.json ends at {last}")
     choices = _hydra_choices(path, result)
-    jacobian, spectra = _optional_csv(path / JACOBIAN_CSV), _optional_csv(path / JACOBIAN_SV_CSV)
-    _check_rows(result, {EPOCHS_CSV: epochs, LAYERS_CSV: layers, JACOBIAN_CSV: jacobian,
-                         JACOBIAN_SV_CSV: spectra})
     layers = _with_sites(layers, depth, last)
-    outcome = {**_outcome(result, epochs, choices), **_theory_fit(layers, jacobian, depth)}
-    return Job(choices, outcome, epochs, layers, jacobian, spectra)
+    outcome = {**_outcome(result, epochs, choices), **attempts, **_theory_fit(layers, jacobian, depth)}
+    return Job(choices, outcome, epochs, layers, jacobian, spectra, steps, distributions)
+
+
+def _last_epoch(result: dict, epochs: pd.DataFrame) -> int:
+    """The last epoch trained: where early stopping stopped (result.json ``stopped_epoch``); when
+    the best weights were restored without a stop, the final metrics are an earlier epoch's, so the
+    file's last epoch; else the final epoch."""
+    stopped = result.get("stopped_epoch")
+    if stopped is not None:
+        return int(stopped)
+    if result.get("restored_best") and len(epochs):
+        return int(epochs["epoch"].max())
+    return int(result["final"]["epoch"])
 
 
 SITE_COLUMNS = ("site", "kind", "index")  # appended to layers.csv when models got measurement sites
@@ -271,15 +322,22 @@ def convergence(epochs: pd.DataFrame) -> dict:
 
 
 def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
-    """Final/best metrics, convergence speed and trainability of one run."""
+    """Final/best metrics, convergence speed and trainability of one run.
+
+    The final metrics are the final model's: where early stopping restored the best weights
+    (result.json ``restored_best``), those of ``best_epoch``; ``epochs_run`` is the last epoch trained.
+    """
     trained = epochs[epochs["epoch"] >= 1]  # epoch 0 is the state at init
     final = epochs.iloc[-1]
+    if result.get("restored_best") and result.get("best_epoch") is not None:
+        final = epochs[epochs["epoch"] == int(result["best_epoch"])].iloc[0]
     n_classes = (result.get("data") or {}).get("n_classes") or N_CLASSES.get(row.get("dataset"),
                                                                              row.get("dataset.n_classes"))
     out = {
         "status": result["status"],
         "diverged_epoch": result.get("diverged_epoch"),
-        "epochs_run": int(final["epoch"]),
+        "epochs_run": int(epochs["epoch"].iloc[-1]),
+        **{k: result.get(k) for k in STOPPING_COLUMNS},
         "chance": 1.0 / n_classes if n_classes else float("nan"),
     }
     for split in ("train", "test"):
@@ -444,7 +502,8 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
     ``margin``; NA where the dataset's class count is unknown.
     """
     root = Path(os.path.commonpath([p.resolve() for p in paths]))
-    choices, outcomes, epochs, layers, jacobians, spectra, skipped = [], [], {}, {}, {}, {}, []
+    choices, outcomes, epochs, layers, skipped = [], [], {}, {}, []
+    jacobians, spectra, steps, distributions = {}, {}, {}, {}
     for path in find_jobs(paths):
         job = path.resolve().relative_to(root).as_posix() or "."
         try:
@@ -458,10 +517,10 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
         choices.append({"job": job, **record.choices})
         outcomes.append(record.outcome)
         epochs[job], layers[job] = record.epochs, record.layers
-        if record.jacobian is not None:
-            jacobians[job] = record.jacobian
-        if record.spectra is not None:
-            spectra[job] = record.spectra
+        for parts, frame in ((jacobians, record.jacobian), (spectra, record.spectra), (steps, record.steps),
+                             (distributions, record.distributions)):
+            if frame is not None:
+                parts[job] = frame
     if not choices:
         return Tables(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None, skipped, [], root)
     choices = pd.DataFrame(choices)
@@ -493,7 +552,8 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
         return None if frame.empty else frame
 
     return Tables(runs, long(epochs), long(layers), optional(jacobians), skipped, keys, root,
-                  [k for k in keys if k not in drawn], margin, optional(spectra))
+                  [k for k in keys if k not in drawn], margin, optional(spectra), optional(steps),
+                  optional(distributions))
 
 
 def _sort(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -11,8 +11,11 @@ from initlab.analysis.figures.base import (THEME, ZERO_LABEL, Family, Figure, No
                                            PoolingError)
 from initlab.analysis.figures.curves import CurveFigures
 from initlab.analysis.figures.depth import DepthFigures
+from initlab.analysis.figures.distributions import DistributionFigures
 from initlab.analysis.figures.he_factor import HeFactorFigures
 from initlab.analysis.figures.layers import LayerFigures
+from initlab.analysis.figures.schedule import ScheduleFigures
+from initlab.analysis.figures.steps import StepFigures
 from initlab.analysis.figures.theory import THEORY, TheoryFigures
 
 FAMILIES = (
@@ -28,6 +31,10 @@ FAMILIES = (
     Family("curves_by_activation", "curves_activation_*.png"),
     Family("curves_by_init", "curves_init_*.png"),
     Family("grad_norm_per_epoch", "grad_norm_per_epoch.png", across_models=True),
+    Family("lr_per_epoch", "lr_per_epoch.png"),
+    Family("step_records", "steps_*_depth*.png"),
+    Family("distribution_fans", "distribution_fan_*.png"),
+    Family("distribution_images", "distribution_hist_*.png"),
     Family("he_factor", "he_factor_*.png"),
     Family("phase_diagram", "phase_diagram_*.png"),
     Family("length_vs_theory", "preact_sq_vs_theory_depth*.png"),
@@ -37,7 +44,8 @@ FAMILIES = (
 )
 
 
-class Plotter(PlotterBase, DepthFigures, LayerFigures, CurveFigures, HeFactorFigures, TheoryFigures):
+class Plotter(PlotterBase, DepthFigures, LayerFigures, CurveFigures, ScheduleFigures, StepFigures, DistributionFigures,
+              HeFactorFigures, TheoryFigures):
     """Every figure family of FAMILIES."""
 
     families = FAMILIES

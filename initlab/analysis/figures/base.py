@@ -132,7 +132,8 @@ def _subset(tables: Tables, jobs: set) -> Tables:
 
     return dataclasses.replace(tables, runs=keep(tables.runs), epochs=keep(tables.epochs),
                                layers=keep(tables.layers), jacobian=keep(tables.jacobian),
-                               spectra=keep(tables.spectra))
+                               spectra=keep(tables.spectra), steps=keep(tables.steps),
+                               distributions=keep(tables.distributions))
 
 
 class PlotterBase:
@@ -168,8 +169,9 @@ class PlotterBase:
         self.runs, self.epochs, self.layers = (f.rename(columns=names) for f in
                                                (tables.runs, tables.epochs, tables.layers))
         self.models = list(dict.fromkeys(self.runs["model"]))
-        self.jacobian, self.spectra = (None if f is None else f.rename(columns=names)
-                                       for f in (tables.jacobian, tables.spectra))
+        self.jacobian, self.spectra, self.steps, self.distributions = (
+            None if f is None else f.rename(columns=names)
+            for f in (tables.jacobian, tables.spectra, tables.steps, tables.distributions))
         depths = sorted(self.runs["depth"].unique())
         self.detail = [d for d in (detail_depths or depths[-1:]) if d in depths]
         self.order = {g: self._levels(g) for g in ("init", "activation")}
