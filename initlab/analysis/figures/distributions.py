@@ -145,7 +145,7 @@ class DistributionFigures:
                 ax.set_title(site, fontsize=10)
                 ax.grid(False)
                 ax.set_xlabel("epoch")
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.set_xticks(epochs[::-(-len(epochs) // 5)])  # recorded epochs only, at most 5 labels
             axes[0, 0].set_ylabel("post-activation phi(h)")
             fig.colorbar(mesh, ax=axes[0].tolist(), label="fraction of entries", fraction=0.05, pad=0.02)
             fig.suptitle(f"{run['activation']}, {run['init']}, depth {run['depth']}", y=1.08)
