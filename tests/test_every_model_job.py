@@ -117,3 +117,33 @@ def resnet18_rows(layers: list[dict], forward_sites: list[tuple]) -> None:
         assert float(r["preact_std"]) > 0 and float(r["act_mean"]) >= 0 and float(r["frac_zero"]) > 0, r["site"]
         assert float(r["preact_mean"]) < float(r["act_mean"]), "the ReLU's input, not its output"
     assert any(float(r["preact_mean"]) < 0 for r in relu), "pre-activations are signed"
+
+
+# --- P7's training extras on every model family ------------------------------------------------
+EXTRAS = ("epochs=3", "dataset.val_size=16", "scheduler=cosine", "scheduler.warmup_epochs=1",
+          "early_stopping.enabled=true", "early_stopping.monitor=val_acc", "early_stopping.patience=1",
+          "checkpoint=both", "log_every_steps=1", "distributions_every=1", "logger=tensorboard",
+          "logger.histograms=false", "loss=mse")
+
+
+@pytest.mark.parametrize("case", ["mlp-batchnorm", "resmlp", "cnn-residual", "resnet18", "transformer"])
+def test_every_model_trains_with_every_training_extra(case, tmp_path):
+    """Schedule with warmup, early stopping with restored best weights, both kept checkpoints,
+    steps.csv, distributions.csv, TensorBoard and the MSE loss, all at once, on each family: the
+    job completes, the files are there with rows for the model's sites, the lr follows the schedule
+    and the final metrics are the best epoch's row."""
+    overrides = [o for o in CASES[case] if not o.startswith("epochs")]
+    result = run_job(compose_config(*overrides, *COMMON[1:], *EXTRAS), tmp_path)
+    assert result["status"] == "completed"
+    for name in ("best.pt", "checkpoint.pt", "steps.csv", "distributions.csv", "tb"):
+        assert (tmp_path / name).exists(), name
+    epochs = read_csv(tmp_path / "epochs.csv")
+    lrs = [float(r["lr"]) for r in epochs]
+    assert lrs[1] == pytest.approx(lrs[0]) and lrs[0] > 0  # warmup epoch 1 of 1 trains at optimizer.lr
+    best = max(epochs, key=lambda r: (float(r["val_acc"]), -int(r["epoch"])))
+    assert result["restored_best"] and result["best_epoch"] == int(best["epoch"])
+    assert result["final"]["val_acc"] == pytest.approx(float(best["val_acc"]))
+    layer_sites = {r["site"] for r in read_csv(tmp_path / "layers.csv")}
+    assert {r["site"] for r in read_csv(tmp_path / "steps.csv")} <= layer_sites
+    assert {r["site"] for r in read_csv(tmp_path / "distributions.csv")} <= layer_sites
+    assert result["rows"]["steps.csv"] == len(read_csv(tmp_path / "steps.csv")) > 0
