@@ -106,7 +106,6 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "model.dropout": ([], ["model.dropout=0.5"]),
     "model.bias_init": ([], ["model.bias_init=normal", "model.bias_std=0.1"]),
     "model.bias_std": (["model.bias_init=normal", "model.bias_std=0.1"], ["model.bias_std=0.3"]),
-    "model.norm": ([], ["model.norm=layernorm"]),
     "logger.histograms": ([], ["logger.histograms=false"]),
     "scheduler.warmup_epochs": ([], ["scheduler.warmup_epochs=2"]),
     "scheduler.step_size": ([], ["scheduler.step_size=2"]),

@@ -144,7 +144,7 @@ def test_val_columns_appear_in_epochs_csv(tmp_path):
     cfg = compose_config("dataset.val_size=200", "depth=2", "model.width=16", "epochs=1", "threads=1")
     run_job(cfg, tmp_path)
     rows = read_csv(tmp_path / "epochs.csv")
-    assert list(rows[0])[-2:] == ["val_loss", "val_acc"]
+    assert list(rows[0])[-4:] == ["val_loss", "val_acc", "grad_norm", "attempt"]
     for row in rows:
         assert math.isfinite(float(row["val_loss"])) and 0 <= float(row["val_acc"]) <= 1
         assert float(row["val_acc"]) * 200 == pytest.approx(round(float(row["val_acc"]) * 200), abs=1e-9)

@@ -121,10 +121,10 @@ def tanh_job(tmp_path_factory):
 def test_jacobian_every_sets_the_epochs_and_the_columns(tanh_job):
     job_dir, exp, _ = tanh_job
     rows = read_csv(job_dir / "jacobian.csv")
-    assert list(rows[0]) == list(JACOBIAN_COLUMNS)
+    assert list(rows[0]) == [*JACOBIAN_COLUMNS, "attempt"]
     assert [(int(r["epoch"]), r["kind"]) for r in rows] == [
         (e, k) for e in (0, 2, 4) for k in ("input_output", "hidden")]
-    assert list(read_csv(job_dir / "jacobian_sv.csv")[0]) == list(JACOBIAN_SV_COLUMNS)
+    assert list(read_csv(job_dir / "jacobian_sv.csv")[0]) == [*JACOBIAN_SV_COLUMNS, "attempt"]
     # 40 probe inputs, width 16: probe_count caps at 32 (2048 // 16 = 128)
     assert {int(r["n_inputs"]) for r in rows} == {32}
     svs = read_csv(job_dir / "jacobian_sv.csv")

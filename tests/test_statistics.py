@@ -238,7 +238,7 @@ def test_epochs_csv_losses_match_numpy(job):
     rows = read_csv(job["dir"] / "epochs.csv")
     assert [r["epoch"] for r in rows] == ["0", "1"]
     with_val = data.y_val is not None
-    assert list(rows[0]) == list(EPOCH_COLUMNS) + (list(VAL_COLUMNS) if with_val else []) + list(GRAD_COLUMNS)
+    assert list(rows[0]) == list(EPOCH_COLUMNS) + (list(VAL_COLUMNS) if with_val else []) + list(GRAD_COLUMNS) + ["attempt"]
     assert rows[0]["grad_norm"] == "" and 0 < float(rows[1]["grad_norm"]) < math.inf
     init_params = params_of(rebuild_initial_model(exp, data))
     trained = params_from_state(torch.load(job["dir"] / "checkpoint.pt", weights_only=False)["model"], exp.depth)
@@ -282,7 +282,7 @@ def test_epochs_zero_run_records_the_same_init_row(tmp_path):
     zero_epochs = read_csv(tmp_path / "zero/epochs.csv")
     assert len(zero_epochs) == 1 and zero_epochs[0] == read_csv(tmp_path / "one/epochs.csv")[0]
     assert not (tmp_path / "zero/checkpoint.pt").exists() and not (tmp_path / "one/checkpoint.pt").exists()
-    assert list(read_csv(tmp_path / "zero/layers.csv")[0]) == list(LAYER_COLUMNS)
+    assert list(read_csv(tmp_path / "zero/layers.csv")[0]) == [*LAYER_COLUMNS, "attempt"]
 
 
 # --- activation functions themselves ------------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_run_writes_epochs_layers_result_and_log(cli):
     done, out = outcome(cli, "epochs=2")
     assert done.returncode == 0, done.describe()
     epochs = read_csv(out / "epochs.csv")
-    assert read_csv_header(out / "epochs.csv") == list(EPOCH_COLUMNS) + list(GRAD_COLUMNS)
+    assert read_csv_header(out / "epochs.csv") == list(EPOCH_COLUMNS) + list(GRAD_COLUMNS) + ["attempt"]
     assert epochs[0]["grad_norm"] == "" and all(float(r["grad_norm"]) > 0 for r in epochs[1:])
     assert [r["epoch"] for r in epochs] == ["0", "1", "2"]
     for row in epochs:
@@ -166,7 +166,7 @@ def test_run_writes_epochs_layers_result_and_log(cli):
     assert float(epochs[2]["train_loss"]) < float(epochs[0]["train_loss"])  # it learns
 
     layers = read_csv(out / "layers.csv")
-    assert read_csv_header(out / "layers.csv") == list(LAYER_COLUMNS)
+    assert read_csv_header(out / "layers.csv") == [*LAYER_COLUMNS, "attempt"]
     assert len(layers) == 3 * (DEFAULT_DEPTH + 1)
     assert [(r["epoch"], r["layer"]) for r in layers] == [
         (str(e), str(l)) for e in range(3) for l in range(1, DEFAULT_DEPTH + 2)]
@@ -181,7 +181,8 @@ def test_run_writes_epochs_layers_result_and_log(cli):
     assert set(result["versions"]) >= {"initlab", "torch", "hydra", "python"}
     assert result["versions"]["torch"] == torch.__version__
     assert result["choices"]["activation"] == {"name": "relu"}
-    assert result["choices"]["init"] == {"name": "he_normal", "factor": 2.0, "mode": "fan_in"}
+    assert result["choices"]["init"] == {"name": "he_normal", "factor": 2.0, "mode": "fan_in", "apply_to": "all",
+                                         "embedding": False}
     assert result["choices"]["epochs"] == 2 and result["choices"]["depth"] == DEFAULT_DEPTH
     assert result["choices"]["jacobian_every"] == 0
     assert not set(result["choices"]) & {"threads", "device", "resume", "checkpoint", "logger"}
