@@ -76,6 +76,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    position = {id(p): i for i, p in enumerate(params)}
+    weight_rows = torch.tensor([position[id(w)] for w in weights], dtype=torch.long, device=x.device)
     device = x.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -102,11 +104,12 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
             loss_sum += value
             correct += (logits.argmax(dim=1) == yb).sum()
             if track_grad_norms:
-                grads = [p.grad for p in params if p.grad is not None]
-                total += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                # one norm per parameter, once: the total and the measured weights' come from it
+                norms = torch.stack(torch._foreach_norm(
+                    [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]))
+                total += torch.linalg.vector_norm(norms)
                 if weights:
-                    grad_norms += torch.stack(torch._foreach_norm(
-                        [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]))
+                    grad_norms += norms[weight_rows]
     logged = None
     if log_every:
         width = 1 + 3 * len(weights)
