@@ -79,6 +79,7 @@ class Family:
     method: str
     files: str
     across_models: bool = False
+    whole_sweep: bool = False  # drawn once over every run, before runs are split by context or model
 
 
 @dataclass
@@ -248,21 +249,27 @@ class PlotterBase:
         With several models (``model`` and its options, e.g. ``model.norm``), the families that
         draw models side by side come first, then every family once per model. A figure that fails
         is logged and listed in ``not_drawn`` with the reason (re-raised when ``strict``); the other
-        figures still count.
+        figures still count. The ``whole_sweep`` families come first, drawn once over every run.
         """
+        whole = [] if self.context else self._all_here([f for f in self.families if f.whole_sweep])
+        return whole + self._split()
+
+    def _split(self) -> list[Figure]:
+        """Every family but the ``whole_sweep`` ones, once per context (see ``all``)."""
+        families = [f for f in self.families if not f.whole_sweep]
         extra = [k for k in self.tables.extra_keys if k in self.runs and k.split(".")[0] != "model"
                  and k not in self.context]
         if extra:
             figures = []
             for values, part in self.tables.runs.groupby(extra, sort=False, dropna=False):
-                figures += self._sub(part, dict(zip(extra, values if isinstance(values, tuple) else (values,)))).all()
+                figures += self._sub(part, dict(zip(extra, values if isinstance(values, tuple) else (values,))))._split()
             return figures
         if len(self.models) <= 1:
-            return self._all_here([f for f in self.families])
-        figures = self._all_here([f for f in self.families if f.across_models])
+            return self._all_here(families)
+        figures = self._all_here([f for f in families if f.across_models])
         for model in self.models:  # the comparison families were drawn above
             sub = self._sub(self.tables.runs[self.tables.runs["model_label"] == model], {"model": model})
-            figures += sub._all_here([f for f in self.families if not f.across_models])
+            figures += sub._all_here([f for f in families if not f.across_models])
         return figures
 
     def _sub(self, runs: pd.DataFrame, context: dict) -> "PlotterBase":
