@@ -30,7 +30,7 @@ def _trial(job_dir: Path) -> Optional[dict]:
     if not hydra_yaml.is_file():
         return None
     hydra = OmegaConf.load(hydra_yaml).hydra
-    if hydra.sweeper.get("_target_") != OPTUNA_SWEEPER:
+    if OmegaConf.select(hydra, "sweeper._target_") != OPTUNA_SWEEPER:
         return None
     metric = OmegaConf.load(job_dir / ".hydra" / "config.yaml").get("objective")
     if metric is None:

@@ -87,7 +87,8 @@ class SearchFigures:
         if rows.empty:
             return
         finite = np.isfinite(rows["value"])
-        ax.scatter(rows.loc[finite, x], rows.loc[finite, "value"], **DIVERGED)
+        if finite.any():
+            ax.scatter(rows.loc[finite, x], rows.loc[finite, "value"], **DIVERGED)
         if (~finite).any():
             ax.scatter(rows.loc[~finite, x], [1.0] * int((~finite).sum()), transform=ax.get_xaxis_transform(),
                        clip_on=False, **DIVERGED)
