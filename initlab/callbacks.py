@@ -178,8 +178,9 @@ class SweepProgress(Callback):
         global _monitor
         sweep_dir = Path(config.hydra.sweep.dir)
         tic = time.perf_counter()
-        jobs, corners = sweep_jobs(config), search_jobs(config)
+        jobs = sweep_jobs(config)
         try:
+            corners = search_jobs(config)
             check_search(config)
             if jobs is not None or corners is not None:
                 validate_jobs(config, jobs if jobs is not None else corners)

@@ -116,7 +116,8 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     Each searched parameter takes its bounds (``interval``, ``range``: low and high) or every
     choice (``choice``, ``a,b``), with the sweep's fixed overrides; all combinations, or each
     parameter's extremes alone beyond ``MAX_CORNERS`` combinations. A trial's values lie between
-    them, so a bound outside a field's valid range fails before the first trial.
+    them, so a bound outside a field's valid range fails before the first trial. Raises
+    ConfigError for a search space Optuna refuses (a log interval from 0 or below).
     """
     if not is_search(config):
         return None
@@ -126,7 +127,10 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     sweeper = config.hydra.sweeper
     arguments = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     arguments += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
-    distributions, fixed = create_params_from_overrides(arguments)
+    try:
+        distributions, fixed = create_params_from_overrides(arguments)
+    except (HydraException, ValueError, NotImplementedError) as err:  # Optuna's checks of the bounds
+        raise ConfigError(f"hydra/sweeper=optuna search space: {_one_line(err)}") from err
     fixed = [f"{k}={v}" for k, v in fixed.items() if k not in distributions]
     extremes = {name: (list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high])
                 for name, d in distributions.items()}

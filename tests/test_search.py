@@ -96,17 +96,21 @@ def test_a_minimized_loss_draws_a_diverged_trial_at_the_top_and_the_best_is_the_
     assert "(loss +inf, drawn at the top edge)" in figure.caption
 
 
-def test_the_search_is_drawn_once_over_the_whole_sweep_and_other_sweeps_draw_none(tmp_path):
-    """optimizer.lr varies and no other figure shows it, so the other families are drawn once per
-    lr; the search figure is drawn once, over every trial. A basic sweep has no search figure."""
-    root = write_search(tmp_path / "search", TRIALS[:2])
+def test_the_search_is_drawn_once_over_the_whole_sweep_the_others_for_its_best_trial(tmp_path):
+    """The search figure is drawn once, over every trial; the other families draw the best trial
+    (and every run that is no trial: here a plain job analyzed with the search). A basic sweep
+    alone has no search figure."""
+    root = write_search(tmp_path / "runs" / "search", TRIALS[:2])
+    write_job(tmp_path / "runs" / "plain" / "depth=3", depth=3)
     families = tuple(f for f in FAMILIES if f.method in ("search", "curves_by_init"))
-    plotter = type("Two", (Plotter,), {"families": families})(analysis.load([root]), tmp_path / "out", strict=True)
+    plotter = type("Two", (Plotter,), {"families": families})(analysis.load([root.parent]), tmp_path / "out",
+                                                               strict=True)
     plotter.dpi = 40
     figures = [f.path for f in plotter.all()]
     assert figures[0] == "figures/search_search.png" and sum("search_" in p for p in figures) == 1
-    assert sorted(p for p in figures if p.startswith("figures/curves_init")) == sorted(
-        f"figures/curves_init_he_normal_factor={t['factor']:g}_optimizer.lr={t['lr']}.png" for t in TRIALS[:2])
+    curves = sorted(p for p in figures if p.startswith("figures/curves_init"))
+    assert len(curves) == 2 and sum("factor=2_optimizer.lr=0.1" in p for p in curves) == 1, curves  # trial 1
+    assert not any("factor=0.5" in p for p in curves), curves  # trial 0 (0.3) is not the best
     plain = write_job(tmp_path / "plain" / "depth=3", depth=3)
     assert Plotter(analysis.load([plain.parent]), tmp_path / "out2", strict=True).search() == []
 
@@ -131,8 +135,10 @@ def test_a_search_that_would_optimize_nothing_or_the_wrong_way_is_refused(args, 
 @pytest.mark.slow
 def test_a_search_space_corner_out_of_range_or_a_missing_split_is_refused_before_any_trial(tmp_path):
     """Checked by the sweep callback on the search space's corners: no folder, exit 2, one line."""
-    for args, line in ((["+experiment=he_factor_search", "optimizer.lr=tag(log,interval(-1,0.1))"],
+    for args, line in ((["+experiment=he_factor_search", "optimizer.lr=interval(-1,0.1)"],
                         "optimizer.lr must be finite and > 0, got -1.0"),
+                       (["+experiment=he_factor_search", "optimizer.lr=tag(log,interval(-1,0.1))"],
+                        "The `low` value must be larger than 0 for a log distribution (low=-1.0, high=0.1)"),
                        (["+experiment=he_factor_search", "dataset.val_size=0"],
                         "objective=val_acc needs a validation split: set dataset.val_size > 0")):
         done = run_train("-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}")
@@ -177,7 +183,7 @@ def test_diverged_trials_are_complete_trials_with_the_worst_value(tmp_path):
     """SGD at lr 1e6 diverges: the study records 0 accuracy instead of failing, and the summary
     counts the jobs as diverged (read from their result.json, not from what they returned)."""
     sweep = tmp_path / "sweep"
-    done = run_train("-m", *TINY, "hydra.sweeper.n_trials=2", "hydra.sweeper.params.optimizer.lr=interval(1e6,1e7)",
+    done = run_train("-m", *TINY, "hydra.sweeper.n_trials=2", "optimizer.lr=interval(1e6,1e7)",
                      f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.describe()
     assert "0 completed, 2 diverged, 0 failed" in done.stdout + done.stderr

@@ -68,6 +68,13 @@ def best(search: pd.DataFrame) -> pd.Series:
     return search.loc[values.idxmax()]
 
 
+def shown_jobs(runs: pd.DataFrame, trials: pd.DataFrame) -> set[str]:
+    """The runs the other figure families draw: every run that is no trial, and each search's best
+    trial (a search's trials differ in continuous values, one figure set each would be one per trial)."""
+    best_jobs = {best(part)["job"] for _, part in trials.groupby("search", sort=False)}
+    return set(runs["job"]) - set(trials["job"]) | best_jobs
+
+
 def searched(search: pd.DataFrame) -> list[str]:
     """The parameters that differ between the trials of one search (``init.factor``, ``optimizer.lr``)."""
     fixed = {"job", "search", "trial", "objective", "direction", "value", "diverged", "best_so_far"}

@@ -20,7 +20,7 @@ class SearchFigures:
     def search(self) -> list[Figure]:
         """One figure per Optuna search: each trial's objective against every searched parameter
         (coloured by trial number), and the best value so far against the trial number."""
-        trials = optuna_search.trials(self.tables.runs, self.tables.root, self.keys)
+        trials = self.trials
         return [self._search_figure(name, part.reset_index(drop=True))
                 for name, part in trials.groupby("search", sort=False)]
 
@@ -78,7 +78,8 @@ class SearchFigures:
                    + f"and the best so far ({direction}d) against the trial number"
                    + (f"; {diverged} diverged trial(s) count as the worst value ({worst}), marked x" if diverged else "")
                    + f". Best trial: {top['trial']}" + (f" ({setting})" if setting else "")
-                   + f", {metric} {optuna_search.fmt(float(top['value']))}, job {top['job']}.")
+                   + f", {metric} {optuna_search.fmt(float(top['value']))}, job {top['job']}; the other figures "
+                   f"show this trial (analyze.py PATH KEY=VALUE for another).")
         return self._save(fig, f"search_{name}", caption, SECTION)
 
     @staticmethod
