@@ -174,7 +174,7 @@ def test_a_tiny_optuna_search_returns_each_jobs_objective_and_the_report_names_t
     nums = {job.name: OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.job.num for job in jobs}
     best_num = min(nums[j] for j in values if values[j] == values[best_job])
     best_job = next(j for j in values if nums[j] == best_num)
-    assert f"Best trial: {best_num} (init.factor=" in line and f"job {best_job}." in line
+    assert f"Best trial: {best_num} (init.factor=" in line and f"job {best_job};" in line
     assert all(f"{k}={found.best_params[k]:.4g}" in line for k in ("init.factor", "optimizer.lr"))
 
 
