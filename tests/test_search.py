@@ -18,7 +18,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import analyze
-from conftest import run_train, train_refused_in_process
+from conftest import compose_config, run_job, run_train, train_refused_in_process
 from jobfactory import write_job, write_search
 from initlab import objective
 from initlab.analysis import tables as analysis
@@ -43,6 +43,16 @@ def test_objective_is_the_final_metric_and_a_diverged_run_the_worst(metric, dire
     assert objective.value({"status": "diverged", "final": final}, metric) == worst
     for bad in (None, float("nan"), float("inf") if direction == "maximize" else -float("inf")):
         assert objective.value({"status": "completed", "final": {**final, metric: bad}}, metric) == worst
+
+
+def test_another_objective_reuses_a_finished_job(tmp_path):
+    """``objective`` only picks what is returned: a finished job asked for with another one is
+    skipped (its result.json reused), not refused as a run of other settings."""
+    tiny = ["depth=2", "model.width=8", "epochs=1", "probe_size=50", "threads=1", "device=cpu", "dataset.val_size=100"]
+    first = run_job(compose_config(*tiny, "objective=val_acc"), tmp_path)
+    stamp = (tmp_path / "result.json").stat().st_mtime_ns
+    again = run_job(compose_config(*tiny, "objective=train_loss"), tmp_path)
+    assert again["final"] == first["final"] and (tmp_path / "result.json").stat().st_mtime_ns == stamp
 
 
 # --- fabricated searches: the figure's content -----------------------------------------------------
