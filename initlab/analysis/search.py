@@ -27,8 +27,8 @@ OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweepe
 def _trial(job_dir: Path) -> Optional[dict]:
     """One job's trial record, or None when it was not run by the Optuna sweeper."""
     hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
-    if not hydra_yaml.is_file():
-        return None
+    if not hydra_yaml.is_file() or OPTUNA_SWEEPER not in hydra_yaml.read_text(errors="replace"):
+        return None  # most jobs: no YAML parsing, which is the slow part for a large grid
     hydra = OmegaConf.load(hydra_yaml).hydra
     if OmegaConf.select(hydra, "sweeper._target_") != OPTUNA_SWEEPER:
         return None
