@@ -90,6 +90,9 @@ def test_search_figure_draws_each_trial_against_each_parameter_and_the_best_so_f
     assert "Best trial: 1 (init.factor=2, optimizer.lr=0.1), val_acc 0.9, job init.factor=2.0,optimizer.lr=0.1" \
         in figure.caption
     assert "1 diverged trial(s) count as the worst value (accuracy 0)" in figure.caption
+    from test_figures import _check_readable
+
+    _check_readable({"search_search": fig})  # no overlapping labels, labelled log ticks, at most 9.5 in wide
 
 
 def test_a_minimized_loss_draws_a_diverged_trial_at_the_top_and_the_best_is_the_lowest(tmp_path):
@@ -102,8 +105,12 @@ def test_a_minimized_loss_draws_a_diverged_trial_at_the_top_and_the_best_is_the_
     diverged = ax.collections[1]
     assert np.asarray(diverged.get_offsets()).tolist() == [[8.0, 1.0]]  # y in axes units: the top edge
     assert diverged.get_offset_transform() is ax.get_xaxis_transform()
+    assert ax.get_xlim()[0] < 0.5 and ax.get_xlim()[1] > 8.0  # the x axis reaches the diverged trial too
     assert "Best trial: 1 (init.factor=2, optimizer.lr=0.1), val_loss 0.1," in figure.caption
     assert "(loss +inf, drawn at the top edge)" in figure.caption
+    from test_figures import _check_readable
+
+    _check_readable({"search_search": fig})
 
 
 def test_the_search_is_drawn_once_over_the_whole_sweep_the_others_for_its_best_trial(tmp_path):

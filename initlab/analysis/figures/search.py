@@ -91,5 +91,7 @@ class SearchFigures:
         if finite.any():
             ax.scatter(rows.loc[finite, x], rows.loc[finite, "value"], **DIVERGED)
         if (~finite).any():
-            ax.scatter(rows.loc[~finite, x], [1.0] * int((~finite).sum()), transform=ax.get_xaxis_transform(),
-                       clip_on=False, **DIVERGED)
+            xs = rows.loc[~finite, x].to_numpy(dtype=float)
+            ax.scatter(xs, np.ones(len(xs)), transform=ax.get_xaxis_transform(), clip_on=False, **DIVERGED)
+            ax.update_datalim(np.column_stack([xs, np.zeros(len(xs))]), updatex=True, updatey=False)
+            ax.autoscale_view()  # the x axis reaches them too (axes-unit y updates no limits)
