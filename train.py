@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from initlab import objective
 from initlab.cli import check_command_line, remove_stub_run_dir
 from initlab.config import ConfigError, register_configs
 from initlab.train.job import run
@@ -25,11 +27,12 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> Optional[float]:
+    """Run the job; return its ``objective`` value (for hydra/sweeper=optuna), None without one."""
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        run(cfg, output_dir, hydra_cfg.launcher)
+        result = run(cfg, output_dir, hydra_cfg.launcher)
     except ConfigError as err:  # found once the data or the device is known
         if hydra_cfg.mode == RunMode.RUN:
             remove_stub_run_dir(output_dir, f"{hydra_cfg.job.name}.log")
@@ -40,6 +43,7 @@ def main(cfg: DictConfig) -> None:
     except Exception:
         log.exception("job failed")  # launchers drop the traceback; keep it in the job's log
         raise
+    return None if cfg.objective is None else objective.value(result, cfg.objective)
 
 
 if __name__ == "__main__":

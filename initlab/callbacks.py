@@ -2,7 +2,10 @@
 
 Before any job runs, every job of the sweep is composed and validated (``initlab.sweeps``); a bad
 one stops the sweep with one line and exit code 2. The job total is the number of jobs the basic
-sweeper launches (unknown, so not shown, for other sweepers).
+sweeper launches, ``n_trials`` for the Optuna sweeper (whose jobs are checked at the corners of
+its search space, ``initlab.sweeps.search_jobs``), and unknown, so not shown, for other sweepers.
+A job's status (completed, diverged) is read from its result.json: under an optimizing sweeper a
+job returns its objective value, not the record.
 
 Under the joblib and submitit launchers ``on_job_end`` runs in worker processes that share no
 memory with the launching one, so every job that ends writes one small file into this sweep's
@@ -30,15 +33,16 @@ from typing import Any, Optional
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from initlab.config import ConfigError
 from initlab.records import RESULT_JSON, write_bytes_atomic, write_json_atomic
-from initlab.sweeps import sweep_jobs, validate_jobs
+from initlab.sweeps import check_search, search_jobs, sweep_jobs, validate_jobs
 
 log = logging.getLogger("initlab.sweep")
 
 SWEEP_JSON = "sweep.json"
+MULTIRUN_YAML = "multirun.yaml"
 FAILED = "FAILED"
 LEDGER = ".progress"
 SUMMARY = "SUMMARY"
@@ -149,6 +153,14 @@ def _remove_template_folder(folder: Optional[str]) -> None:
         pass
 
 
+def _trials(config: DictConfig) -> Optional[int]:
+    """The Optuna sweeper's ``n_trials``; None with its grid sampler, which may run fewer."""
+    sweeper = config.hydra.sweeper
+    if "GridSampler" in str(sweeper.get("sampler", {}).get("_target_", "")):
+        return None
+    return int(sweeper.n_trials)
+
+
 _monitor: Optional[Monitor] = None  # the launching process's monitor; None in worker processes
 
 
@@ -167,20 +179,28 @@ class SweepProgress(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         tic = time.perf_counter()
         jobs = sweep_jobs(config)
-        if jobs is not None:
-            try:
-                validate_jobs(config, jobs)
-            except ConfigError as err:
-                print(f"error: {err}", file=sys.stderr)
-                sys.exit(2)
+        try:
+            corners = search_jobs(config)
+            check_search(config)
+            if jobs is not None or corners is not None:
+                validate_jobs(config, jobs if jobs is not None else corners)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
         checked = time.perf_counter() - tic
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        meta = {"id": uuid.uuid4().hex[:12], "total": None if jobs is None else len(jobs), "start": time.time()}
+        total = len(jobs) if jobs is not None else _trials(config) if corners is not None else None
+        meta = {"id": uuid.uuid4().hex[:12], "total": total, "start": time.time()}
         shutil.rmtree(sweep_dir / LEDGER, ignore_errors=True)  # ledgers of earlier sweeps into this folder
         (sweep_dir / LEDGER / meta["id"]).mkdir(parents=True)
         write_json_atomic(sweep_dir / SWEEP_JSON, meta)
+        if corners is not None:  # the basic sweeper writes it, Optuna's does not: analyze.py finds sweeps by it
+            OmegaConf.save(config, sweep_dir / MULTIRUN_YAML)
         if jobs is not None:
             log.info("[sweep] %d jobs in %s, all configs valid (checked in %.1f s)", len(jobs), sweep_dir, checked)
+        elif corners is not None:
+            log.info("[sweep] search of %s trials in %s, the search space's %d corners valid (checked in %.1f s)",
+                     total or "?", sweep_dir, len(corners), checked)
         _stop_monitor()
         _monitor = Monitor(sweep_dir, meta, config.hydra.launcher.get("submitit_folder"))
         atexit.register(_stop_monitor)  # also after a failed job, when Hydra skips on_multirun_end
@@ -203,8 +223,10 @@ class SweepProgress(Callback):
             first_line = (str(error).strip().splitlines() or [""])[0]
             entry.update(status="failed", error=f"{type(error).__name__}: {first_line}")  # the summary is one line
         else:
-            result = job_return._return_value
-            entry["status"] = result.get("status", "completed") if isinstance(result, dict) else "completed"
+            try:
+                entry["status"] = json.loads((job_dir / RESULT_JSON).read_text()).get("status", "completed")
+            except (OSError, ValueError):
+                entry["status"] = "completed"
         try:
             meta = json.loads((sweep_dir / SWEEP_JSON).read_text())
         except (OSError, ValueError):

@@ -31,6 +31,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from initlab.config import SCHEMAS, ConfigError, register_configs, reject_unknown_top_level_keys, to_experiment
 from initlab.models import check_config_fits
+from initlab.sweeps import check_search
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -72,8 +73,9 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
     Hydra composes the base config with the overrides that are not sweeps and the config groups at
     their defaults (``init=he_normal``, not the swept inits); a parameter only the swept choices
     have (``init=orthogonal,xavier_normal init.gain=2``) fails there, and the line says to set it
-    with ``++`` instead. Unknown top-level keys (``+epoch=3``) and a glob that matches no choice of
-    its group (no jobs) are refused too.
+    with ``++`` instead. Unknown top-level keys (``+epoch=3``), a glob that matches no choice of
+    its group (no jobs), and an Optuna sweep whose jobs return no objective or one it would
+    optimize the wrong way (``initlab.sweeps.check_search``) are refused too.
     """
     register_configs()
     args = list(overrides)
@@ -89,6 +91,7 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
             return _composition_message(err, args, compose_base, swept=_swept_groups(args))
         try:
             reject_unknown_top_level_keys(base)  # +epoch=3: in every job; group parameters are per job
+            check_search(base)  # hydra/sweeper=optuna: the jobs return the objective it optimizes
         except ConfigError as err:
             return str(err)
         return _unknown_swept_key(args, base, compose_base) or _empty_glob(args)

@@ -163,6 +163,17 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Objective(str, Enum):
+    """What train.py returns to a sweeper that optimizes (hydra/sweeper=optuna): a final metric
+    of the run (initlab.objective). Test metrics are not offered: a search tuned on the test split
+    leaves no unbiased estimate of the chosen settings."""
+
+    val_acc = "val_acc"
+    val_loss = "val_loss"
+    train_acc = "train_acc"
+    train_loss = "train_loss"
+
+
 class Loss(str, Enum):
     """The training objective (initlab.losses): cross-entropy on the logits, or the mean squared
     error between the logits and one-hot targets."""
@@ -689,6 +700,7 @@ class ExperimentConfig(Checked):
     loss: Loss = Loss.cross_entropy
     log_every_steps: int = number(0, ge=0, le=INT_MAX, integer=True)  # steps.csv every k optimizer steps; 0: off
     distributions_every: int = number(0, ge=0, le=INT_MAX, integer=True)  # distributions.csv at 0 and every k epochs
+    objective: Optional[Objective] = None  # returned to an optimizing sweeper (initlab.objective); null: nothing
 
     def check(self) -> None:
         self.model.check_depth(self.depth)
@@ -700,6 +712,8 @@ class ExperimentConfig(Checked):
         plateau = getattr(self.scheduler, "monitor", None)
         if plateau is not None and plateau.value.startswith("val_"):
             needs_val.append(f"scheduler.monitor={plateau.value}")
+        if self.objective is not None and self.objective.value.startswith("val_"):
+            needs_val.append(f"objective={self.objective.value}")
         _require(not needs_val or self.dataset.val_size > 0,
                  f"{', '.join(needs_val)} needs a validation split: set dataset.val_size > 0")
         with_embeddings = [name for name, schema in SCHEMAS["model"].items() if schema.EMBEDDINGS]

@@ -3,7 +3,7 @@
 A folder's records are reused (a checkpoint continued, a finished job skipped) only when the
 choices recorded with them agree with the current ones, so records never mix two configurations.
 The choices are every setting except ``RUNTIME_KEYS``, which change how a run is executed or
-observed (the ``logger``), not what it computes. ``epochs`` is compared apart: a checkpoint may be continued to any
+observed (the ``logger``) or what it reports to an optimizing sweeper (the ``objective``), not what it computes. ``epochs`` is compared apart: a checkpoint may be continued to any
 ``epochs`` not below the epoch it holds (nothing in a run depends on the total), while a finished
 job is skipped only for the ``epochs`` it was run with.
 """
@@ -18,7 +18,7 @@ from omegaconf import MISSING as OMEGACONF_MISSING
 
 from initlab.config import ConfigError, ExperimentConfig
 
-RUNTIME_KEYS = ("threads", "device", "resume", "checkpoint", "logger")
+RUNTIME_KEYS = ("threads", "device", "resume", "checkpoint", "logger", "objective")
 _MISSING = object()
 
 

@@ -4,15 +4,20 @@
 config loader so ``glob(...)`` sees the config groups; same ``split_arguments``), so the list is
 what the sweeper launches, whatever the syntax (``a,b``, ``range``, ``choice``, ``glob``, or
 ``hydra.sweeper.params`` from an experiment file). Other sweepers (Optuna, Nevergrad, ...) decide
-their jobs while running: for them the list is unknown (``None``).
+their jobs while running: for them the list is unknown (``None``). For the Optuna sweeper,
+``search_jobs`` stands in: the jobs at the corners of its search space, which validation composes
+before any trial runs, and ``check_search`` checks that the jobs return what the study optimizes.
 
-Importing this module registers the ``initlab_subdir`` resolver used by ``hydra.sweep.subdir``.
+Importing this module registers the ``initlab_subdir`` resolver used by ``hydra.sweep.subdir``
+and ``initlab_direction`` (an objective's direction, for hydra/sweeper=optuna_search).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
+import math
 from typing import Any, Optional
 
 from hydra.core.global_hydra import GlobalHydra
@@ -22,10 +27,13 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from initlab import objective
 from initlab.config import ConfigError, to_experiment
 from initlab.models import check_config_fits
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+MAX_CORNERS = 64  # search_jobs: beyond this many corner combinations, each parameter's extremes alone
 NAME_MAX = 255  # bytes in one path component on Linux/macOS file systems (ext4, xfs, btrfs, APFS)
 HASH_CHARS = 12
 
@@ -54,6 +62,9 @@ def job_subdir(override_dirname: str, limit: int = NAME_MAX) -> str:
 
 if not OmegaConf.has_resolver("initlab_subdir"):
     OmegaConf.register_new_resolver("initlab_subdir", job_subdir)
+if not OmegaConf.has_resolver("initlab_direction"):  # hydra/sweeper=optuna_search: the objective's direction
+    OmegaConf.register_new_resolver("initlab_direction",
+                                    lambda metric: None if metric is None else objective.direction(metric))
 
 
 def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
@@ -72,6 +83,63 @@ def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
     batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
     return [job for batch in batches for job in batch]
+
+
+def is_search(config: DictConfig) -> bool:
+    """Whether the multirun's sweeper is Optuna's (trials drawn while it runs, jobs return a value)."""
+    return config.hydra.sweeper.get("_target_") == OPTUNA_SWEEPER
+
+
+def check_search(config: DictConfig) -> None:
+    """For hydra/sweeper=optuna: the jobs return ``objective`` and the study optimizes it in its
+    direction (accuracies maximized, losses minimized); raises ConfigError (one line). Other
+    sweepers: nothing to check.
+    """
+    if not is_search(config):
+        return
+    metric = config.get("objective")
+    if metric is None:
+        raise ConfigError("hydra/sweeper=optuna optimizes what each job returns: set objective="
+                          "val_acc | val_loss | train_acc | train_loss (e.g. +experiment=he_factor_search)")
+    wanted = objective.direction(metric)
+    given = config.hydra.sweeper.get("direction")
+    given = [given] if isinstance(given, str) or not OmegaConf.is_list(given) else list(given)
+    given = [str(getattr(d, "name", d)) for d in given]
+    if given != [wanted]:
+        raise ConfigError(f"objective={objective.name(metric)} is to be {wanted}d, but hydra.sweeper.direction="
+                          f"{','.join(given)}; set hydra.sweeper.direction={wanted}")
+
+
+def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
+    """Jobs at the corners of an Optuna search space, or None for other sweepers.
+
+    Each searched parameter takes its bounds (``interval``, ``range``: low and high) or every
+    choice (``choice``, ``a,b``), with the sweep's fixed overrides; all combinations, or each
+    parameter's extremes alone beyond ``MAX_CORNERS`` combinations. A trial's values lie between
+    them, so a bound outside a field's valid range fails before the first trial. Raises
+    ConfigError for a search space Optuna refuses (a log interval from 0 or below).
+    """
+    if not is_search(config):
+        return None
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+    from optuna.distributions import CategoricalDistribution
+
+    sweeper = config.hydra.sweeper
+    arguments = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    arguments += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    try:
+        distributions, fixed = create_params_from_overrides(arguments)
+    except (HydraException, ValueError, NotImplementedError) as err:  # Optuna's checks of the bounds
+        raise ConfigError(f"hydra/sweeper=optuna search space: {_one_line(err)}") from err
+    fixed = [f"{k}={v}" for k, v in fixed.items() if k not in distributions]
+    extremes = {name: (list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high])
+                for name, d in distributions.items()}
+    if math.prod(len(v) for v in extremes.values()) <= MAX_CORNERS:
+        corners = [dict(zip(extremes, values)) for values in itertools.product(*extremes.values())]
+    else:
+        low = {name: values[0] for name, values in extremes.items()}
+        corners = [{**low, name: value} for name, values in extremes.items() for value in values]
+    return [fixed + [f"{name}={value}" for name, value in corner.items()] for corner in corners]
 
 
 def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:

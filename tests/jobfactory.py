@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import itertools
 import math
 import zlib
@@ -324,4 +325,38 @@ def write_sweep(root: Path, activations: Iterable[str] = ("relu",), inits: Itera
         write_job(root / f"activation={act},depth={depth},init={init},seed={seed}", activation=act, init=init,
                   depth=depth, seed=seed, **job)
     (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root
+
+
+OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def write_search(root: Path, trials: Iterable[dict], objective: str = "val_acc", depth: int = 3,
+                 epochs: int = 2) -> Path:
+    """An Optuna search as hydra/sweeper=optuna_search leaves it: one job per trial, numbered in
+    order (Hydra's job.num), ``objective`` in each job's config and Optuna's sweeper in its
+    hydra.yaml. Each trial is ``{"factor", "lr", "final"}`` (the final validation accuracy; its
+    loss is 1 - accuracy) and optionally ``"status": "diverged"``."""
+    root = Path(root)
+    for num, trial in enumerate(trials):
+        factor, lr = trial["factor"], trial["lr"]
+        overrides = [f"init.factor={factor}", f"optimizer.lr={lr}"]
+        path = write_job(root / ",".join(overrides), depth=depth, epochs=epochs, val=True,
+                         init_params={"factor": factor}, optimizer_params={"lr": lr}, overrides=overrides,
+                         curve=[0.1] * epochs + [trial["final"]], status=trial.get("status", "completed"))
+        result = json.loads((path / records.RESULT_JSON).read_text())
+        result["final"]["val_loss"] = 1.0 - trial["final"]
+        records.write_json_atomic(path / records.RESULT_JSON, result)
+        hydra_yaml, config_yaml = path / ".hydra" / "hydra.yaml", path / ".hydra" / "config.yaml"
+        hydra = OmegaConf.load(hydra_yaml)
+        hydra.hydra.sweeper = {"_target_": OPTUNA_SWEEPER, "direction": "maximize" if objective.endswith("_acc")
+                               else "minimize"}
+        hydra.hydra.sweep = {"dir": str(root)}
+        hydra.hydra.job.num = num
+        OmegaConf.save(hydra, hydra_yaml)
+        config = OmegaConf.load(config_yaml)
+        config.objective = objective
+        OmegaConf.save(config, config_yaml)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    (root / "optimization_results.yaml").write_text("name: optuna\n")
     return root

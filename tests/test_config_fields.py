@@ -358,3 +358,16 @@ def test_top_level_fields_change_the_run(tmp_path, key):
     assert key in {f.name for f in fields(ExperimentConfig)}
     first = job_effect(tmp_path / "a", [])
     assert first != job_effect(tmp_path / "b", TOP_LEVEL_CHANGES[key]), f"{key} changed nothing"
+
+
+def test_objective_changes_what_a_job_returns_to_a_sweeper(tmp_path):
+    """``objective`` changes no file (like ``threads``): it picks the number train.py returns to an
+    optimizing sweeper (tests/test_search.py runs one), each metric's own final value."""
+    from initlab import objective
+    from initlab.config import Objective
+
+    result = run_job(compose_config("depth=2", "model.width=8", "epochs=1", "probe_size=50", "threads=1",
+                                    "device=cpu", "dataset.val_size=100", "objective=val_loss"), tmp_path)
+    returned = {m.value: objective.value(result, m) for m in Objective}
+    assert returned == {m: result["final"][m] for m in ("val_acc", "val_loss", "train_acc", "train_loss")}
+    assert len(set(returned.values())) == 4

@@ -192,8 +192,9 @@ def test_two_sweeps_into_one_folder_count_their_own_jobs(tmp_path):
     assert len(list(tmp_path.glob("*/result.json"))) == 5
 
 
-# A stand-in for sweepers that choose their jobs while running (Optuna, Nevergrad): any sweeper
-# other than Hydra's basic one, whose job list the callback therefore cannot know upfront.
+# A stand-in for sweepers that choose their jobs while running (Nevergrad, Ax; Optuna's total is its
+# n_trials, tests/test_search.py): any sweeper other than Hydra's basic one, whose job list the
+# callback therefore cannot know upfront.
 OTHER_SWEEPER = '''
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 

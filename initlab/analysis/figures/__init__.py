@@ -2,7 +2,8 @@
 
 ``FAMILIES`` is the registry, in report order: the method that draws a family, the files it
 writes, and whether it draws several models side by side (``across_models``; the others are drawn
-once per model). A new family is a module with a mixin class plus one entry here.
+once per model) or every run of the analysis at once (``whole_sweep``: an Optuna search, whose
+searched keys would otherwise split it into one figure set per trial). A new family is a module with a mixin class plus one entry here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from initlab.analysis.figures.distributions import DistributionFigures
 from initlab.analysis.figures.he_factor import HeFactorFigures
 from initlab.analysis.figures.layers import LayerFigures
 from initlab.analysis.figures.schedule import ScheduleFigures
+from initlab.analysis.figures.search import SearchFigures
 from initlab.analysis.figures.steps import StepFigures
 from initlab.analysis.figures.theory import THEORY, TheoryFigures
 
 FAMILIES = (
+    Family("search", "search_*.png", whole_sweep=True),
     Family("grid", "grid_test_accuracy.png", across_models=True),
     Family("accuracy_vs_depth", "accuracy_vs_depth.png", across_models=True),
     Family("plain_vs_residual", "plain_vs_residual.png", across_models=True),
@@ -45,7 +48,7 @@ FAMILIES = (
 
 
 class Plotter(PlotterBase, DepthFigures, LayerFigures, CurveFigures, ScheduleFigures, StepFigures, DistributionFigures,
-              HeFactorFigures, TheoryFigures):
+              HeFactorFigures, TheoryFigures, SearchFigures):
     """Every figure family of FAMILIES."""
 
     families = FAMILIES

@@ -19,6 +19,7 @@ with the reason (Plotter.not_drawn), never dropped silently.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import textwrap
@@ -41,6 +42,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from initlab import choices  # noqa: E402
+from initlab.analysis import search  # noqa: E402
 from initlab.analysis.log_ticks import log_ticks  # noqa: E402
 from initlab.analysis.tables import ACTIVATIONS, INITS, Tables  # noqa: E402
 
@@ -79,6 +81,7 @@ class Family:
     method: str
     files: str
     across_models: bool = False
+    whole_sweep: bool = False  # drawn once over every run, before runs are split by context or model
 
 
 @dataclass
@@ -248,21 +251,38 @@ class PlotterBase:
         With several models (``model`` and its options, e.g. ``model.norm``), the families that
         draw models side by side come first, then every family once per model. A figure that fails
         is logged and listed in ``not_drawn`` with the reason (re-raised when ``strict``); the other
-        figures still count.
+        figures still count. The ``whole_sweep`` families come first, drawn once over every run; the
+        others draw, of an Optuna search's trials, only the best one (``search.shown_jobs``).
         """
+        if self.context:
+            return self._split()
+        whole = self._all_here([f for f in self.families if f.whole_sweep])
+        if self.trials.empty:
+            return whole + self._split()
+        shown = search.shown_jobs(self.tables.runs, self.trials)  # an Optuna search: its best trial
+        return whole + self._sub(self.tables.runs[self.tables.runs["job"].isin(shown)], {})._split()
+
+    @functools.cached_property
+    def trials(self) -> pd.DataFrame:
+        """The runs that are trials of an Optuna search (initlab.analysis.search.trials); often empty."""
+        return search.trials(self.tables.runs, self.tables.root, self.keys)
+
+    def _split(self) -> list[Figure]:
+        """Every family but the ``whole_sweep`` ones, once per context (see ``all``)."""
+        families = [f for f in self.families if not f.whole_sweep]
         extra = [k for k in self.tables.extra_keys if k in self.runs and k.split(".")[0] != "model"
                  and k not in self.context]
         if extra:
             figures = []
             for values, part in self.tables.runs.groupby(extra, sort=False, dropna=False):
-                figures += self._sub(part, dict(zip(extra, values if isinstance(values, tuple) else (values,)))).all()
+                figures += self._sub(part, dict(zip(extra, values if isinstance(values, tuple) else (values,))))._split()
             return figures
         if len(self.models) <= 1:
-            return self._all_here([f for f in self.families])
-        figures = self._all_here([f for f in self.families if f.across_models])
+            return self._all_here(families)
+        figures = self._all_here([f for f in families if f.across_models])
         for model in self.models:  # the comparison families were drawn above
             sub = self._sub(self.tables.runs[self.tables.runs["model_label"] == model], {"model": model})
-            figures += sub._all_here([f for f in self.families if not f.across_models])
+            figures += sub._all_here([f for f in families if not f.across_models])
         return figures
 
     def _sub(self, runs: pd.DataFrame, context: dict) -> "PlotterBase":

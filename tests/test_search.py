@@ -1,0 +1,206 @@
+"""The init-scale search: hydra/sweeper=optuna_search, +experiment=he_factor_search, what a job
+returns to the study (initlab.objective), the checks before a search starts, and the search
+figure (initlab.analysis.figures.search) with its best-trial line in the report.
+
+The figure's content is checked on fabricated searches (tests/jobfactory.py write_search) whose
+values are known; a tiny real search (3 trials, digits, depth 2, 1 epoch) goes through train.py
+and analyze.py, its best trial checked against the jobs' own result.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+import analyze
+from conftest import compose_config, run_job, run_train, train_refused_in_process
+from jobfactory import write_job, write_search
+from initlab import objective
+from initlab.analysis import tables as analysis
+from initlab.analysis.figures import FAMILIES, Plotter
+
+TINY = ["+experiment=he_factor_search", "depth=2", "epochs=1", "model.width=16", "probe_size=100",
+        "hydra.sweeper.n_trials=3"]
+TRIALS = [{"factor": 0.5, "lr": 0.01, "final": 0.3},
+          {"factor": 2.0, "lr": 0.1, "final": 0.9},
+          {"factor": 8.0, "lr": 0.3, "final": 0.5, "status": "diverged"},
+          {"factor": 1.0, "lr": 0.003, "final": 0.6}]
+
+
+# --- what a job returns ----------------------------------------------------------------------------
+@pytest.mark.parametrize("metric, direction, worst", [("val_acc", "maximize", 0.0), ("train_acc", "maximize", 0.0),
+                                                      ("val_loss", "minimize", math.inf),
+                                                      ("train_loss", "minimize", math.inf)])
+def test_objective_is_the_final_metric_and_a_diverged_run_the_worst(metric, direction, worst):
+    final = {"val_acc": 0.75, "train_acc": 0.8, "val_loss": 0.6, "train_loss": 0.5}
+    assert objective.direction(metric) == direction and objective.worst(metric) == worst
+    assert objective.value({"status": "completed", "final": final}, metric) == final[metric]
+    assert objective.value({"status": "diverged", "final": final}, metric) == worst
+    for bad in (None, float("nan"), float("inf") if direction == "maximize" else -float("inf")):
+        assert objective.value({"status": "completed", "final": {**final, metric: bad}}, metric) == worst
+
+
+def test_another_objective_reuses_a_finished_job(tmp_path):
+    """``objective`` only picks what is returned: a finished job asked for with another one is
+    skipped (its result.json reused), not refused as a run of other settings."""
+    tiny = ["depth=2", "model.width=8", "epochs=1", "probe_size=50", "threads=1", "device=cpu", "dataset.val_size=100"]
+    first = run_job(compose_config(*tiny, "objective=val_acc"), tmp_path)
+    stamp = (tmp_path / "result.json").stat().st_mtime_ns
+    again = run_job(compose_config(*tiny, "objective=train_loss"), tmp_path)
+    assert again["final"] == first["final"] and (tmp_path / "result.json").stat().st_mtime_ns == stamp
+
+
+# --- fabricated searches: the figure's content -----------------------------------------------------
+def _search_figure(tmp_path, trials, metric="val_acc"):
+    root = write_search(tmp_path / "search", trials, objective=metric)
+    plotter = Plotter(analysis.load([root]), tmp_path / "out", strict=True)
+    plotter.kept, plotter.dpi = {}, 40
+    figures = plotter.search()
+    assert len(figures) == 1 and figures[0].path == "figures/search_search.png"
+    return figures[0], plotter.kept["search_search"]
+
+
+def _axes(fig) -> dict:
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+
+
+def test_search_figure_draws_each_trial_against_each_parameter_and_the_best_so_far(tmp_path):
+    figure, fig = _search_figure(tmp_path, TRIALS)
+    axes = _axes(fig)
+    assert set(axes) == {"val_acc against init.factor", "val_acc against optimizer.lr",
+                         "val_acc per trial and best so far (maximize)"}
+    completed = [t for t in TRIALS if "status" not in t]
+    for param, key in (("init.factor", "factor"), ("optimizer.lr", "lr")):
+        ax = axes[f"val_acc against {param}"]
+        assert ax.get_xscale() == "log"  # 0.5..8 and 0.003..0.3 span more than 10x
+        points, diverged = (c.get_offsets() for c in ax.collections)
+        assert sorted(map(tuple, np.asarray(points))) == sorted((t[key], t["final"]) for t in completed)
+        assert np.asarray(diverged).tolist() == [[8.0 if key == "factor" else 0.3, 0.0]]  # the worst accuracy
+    best = axes["val_acc per trial and best so far (maximize)"]
+    step = best.get_lines()[0]
+    assert step.get_xdata().tolist() == [0, 1, 2, 3]
+    assert step.get_ydata().tolist() == [0.3, 0.9, 0.9, 0.9]  # the diverged trial 2 counts as 0
+    star = best.collections[-1].get_offsets()
+    assert np.asarray(star).tolist() == [[1.0, 0.9]]
+    assert "Best trial: 1 (init.factor=2, optimizer.lr=0.1), val_acc 0.9, job init.factor=2.0,optimizer.lr=0.1" \
+        in figure.caption
+    assert "1 diverged trial(s) count as the worst value (accuracy 0)" in figure.caption
+    from test_figures import _check_readable
+
+    _check_readable({"search_search": fig})  # no overlapping labels, labelled log ticks, at most 9.5 in wide
+
+
+def test_a_minimized_loss_draws_a_diverged_trial_at_the_top_and_the_best_is_the_lowest(tmp_path):
+    figure, fig = _search_figure(tmp_path, TRIALS, metric="val_loss")
+    axes = _axes(fig)
+    best = axes["val_loss per trial and best so far (minimize)"]
+    step = best.get_lines()[0]
+    assert step.get_ydata().tolist() == pytest.approx([0.7, 0.1, 0.1, 0.1])  # loss = 1 - accuracy
+    ax = axes["val_loss against init.factor"]
+    diverged = ax.collections[1]
+    assert np.asarray(diverged.get_offsets()).tolist() == [[8.0, 1.0]]  # y in axes units: the top edge
+    assert diverged.get_offset_transform() is ax.get_xaxis_transform()
+    assert ax.get_xlim()[0] < 0.5 and ax.get_xlim()[1] > 8.0  # the x axis reaches the diverged trial too
+    assert "Best trial: 1 (init.factor=2, optimizer.lr=0.1), val_loss 0.1," in figure.caption
+    assert "(loss +inf, drawn at the top edge)" in figure.caption
+    from test_figures import _check_readable
+
+    _check_readable({"search_search": fig})
+
+
+def test_the_search_is_drawn_once_over_the_whole_sweep_the_others_for_its_best_trial(tmp_path):
+    """The search figure is drawn once, over every trial; the other families draw the best trial
+    (and every run that is no trial: here a plain job analyzed with the search). A basic sweep
+    alone has no search figure."""
+    root = write_search(tmp_path / "runs" / "search", TRIALS[:2])
+    write_job(tmp_path / "runs" / "plain" / "depth=3", depth=3)
+    families = tuple(f for f in FAMILIES if f.method in ("search", "curves_by_init"))
+    plotter = type("Two", (Plotter,), {"families": families})(analysis.load([root.parent]), tmp_path / "out",
+                                                               strict=True)
+    plotter.dpi = 40
+    figures = [f.path for f in plotter.all()]
+    assert figures[0] == "figures/search_search.png" and sum("search_" in p for p in figures) == 1
+    curves = sorted(p for p in figures if p.startswith("figures/curves_init"))
+    assert len(curves) == 2 and sum("factor=2_optimizer.lr=0.1" in p for p in curves) == 1, curves  # trial 1
+    assert not any("factor=0.5" in p for p in curves), curves  # trial 0 (0.3) is not the best
+    plain = write_job(tmp_path / "plain" / "depth=3", depth=3)
+    assert Plotter(analysis.load([plain.parent]), tmp_path / "out2", strict=True).search() == []
+
+
+# --- the checks before a search ------------------------------------------------------------------
+@pytest.mark.parametrize("args, line", [
+    (["hydra/sweeper=optuna_search", "init.factor=interval(0.5,2)"],
+     "error: hydra/sweeper=optuna optimizes what each job returns: set objective=val_acc | val_loss | train_acc "
+     "| train_loss (e.g. +experiment=he_factor_search)"),
+    (["+experiment=he_factor_search", "hydra.sweeper.direction=minimize"],
+     "error: objective=val_acc is to be maximized, but hydra.sweeper.direction=minimize; "
+     "set hydra.sweeper.direction=maximize"),
+    (["hydra/sweeper=optuna", "objective=train_loss", "init.factor=interval(0.5,2)", "hydra.sweeper.direction=maximize"],
+     "error: objective=train_loss is to be minimized, but hydra.sweeper.direction=maximize; "
+     "set hydra.sweeper.direction=minimize"),
+])
+def test_a_search_that_would_optimize_nothing_or_the_wrong_way_is_refused(args, line):
+    done = train_refused_in_process("-m", *args)
+    assert done.returncode == 2 and done.stderr.strip() == line, done.describe()
+
+
+@pytest.mark.slow
+def test_a_search_space_corner_out_of_range_or_a_missing_split_is_refused_before_any_trial(tmp_path):
+    """Checked by the sweep callback on the search space's corners: no folder, exit 2, one line."""
+    for args, line in ((["+experiment=he_factor_search", "optimizer.lr=interval(-1,0.1)"],
+                        "optimizer.lr must be finite and > 0, got -1.0"),
+                       (["+experiment=he_factor_search", "optimizer.lr=tag(log,interval(-1,0.1))"],
+                        "The `low` value must be larger than 0 for a log distribution (low=-1.0, high=0.1)"),
+                       (["+experiment=he_factor_search", "dataset.val_size=0"],
+                        "objective=val_acc needs a validation split: set dataset.val_size > 0")):
+        done = run_train("-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+        errors = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+        assert done.returncode == 2 and len(errors) == 1 and errors[0].endswith(line), done.describe()
+        assert not (tmp_path / "sweep").exists()
+
+
+# --- a real search through train.py and analyze.py --------------------------------------------
+@pytest.mark.slow
+def test_a_tiny_optuna_search_returns_each_jobs_objective_and_the_report_names_the_best_trial(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run_train("-m", *TINY, f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.describe()
+    log = done.stdout + done.stderr
+    assert "[sweep] 3/3 jobs done" in log and "[sweep] finished in" in log and "3 completed, 0 diverged" in log
+    jobs = sorted(p.parent for p in sweep.glob("*/result.json"))
+    assert len(jobs) == 3
+    values = {}
+    for job in jobs:  # the study got each job's final validation accuracy, read here from its own records
+        result = json.loads((job / "result.json").read_text())
+        assert result["status"] == "completed" and result["data"]["n_val"] == 300
+        values[job.name] = result["final"]["val_acc"]
+    best_job = max(values, key=values.get)  # ties: the first trial wins in Optuna, checked below
+    found = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert found.best_value == pytest.approx(values[best_job])
+    assert (sweep / "multirun.yaml").is_file()
+    assert analyze.main([str(sweep)]) == 0
+    out = sweep / "analysis"
+    assert (out / "figures" / "search_sweep.png").is_file()
+    report = (out / "report.md").read_text()
+    line = next(l for l in report.splitlines() if "Best trial:" in l)
+    nums = {job.name: OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.job.num for job in jobs}
+    best_num = min(nums[j] for j in values if values[j] == values[best_job])
+    best_job = next(j for j in values if nums[j] == best_num)
+    assert f"Best trial: {best_num} (init.factor=" in line and f"job {best_job};" in line
+    assert all(f"{k}={found.best_params[k]:.4g}" in line for k in ("init.factor", "optimizer.lr"))
+
+
+@pytest.mark.slow
+def test_diverged_trials_are_complete_trials_with_the_worst_value(tmp_path):
+    """SGD at lr 1e6 diverges: the study records 0 accuracy instead of failing, and the summary
+    counts the jobs as diverged (read from their result.json, not from what they returned)."""
+    sweep = tmp_path / "sweep"
+    done = run_train("-m", *TINY, "hydra.sweeper.n_trials=2", "optimizer.lr=interval(1e6,1e7)",
+                     f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.describe()
+    assert "0 completed, 2 diverged, 0 failed" in done.stdout + done.stderr
+    assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == 0.0
