@@ -75,15 +75,18 @@ MODELS: dict[str, ModelChoice] = {
         accepts=("vectors", "images"), theory_reason=_mlp_theory),
     "resmlp": ModelChoice(
         build=lambda cfg, depth, inp, act: ResMLP(math.prod(inp.shape), inp.n_classes, cfg.width, depth, act,
-                                                  norm=cfg.norm.value, preact=cfg.preact),
+                                                  norm=cfg.norm.value, preact=cfg.preact,
+                                                  branch_init=cfg.branch_init.value),
         accepts=("vectors", "images"),
         theory_reason=lambda cfg: "no mean-field map for residual sums yet"),
     "cnn": ModelChoice(
         build=lambda cfg, depth, inp, act: CNN(inp.shape[0], inp.n_classes, cfg.channels, depth, act,
-                                               batchnorm=cfg.norm.value == "batchnorm", residual=cfg.residual),
+                                               batchnorm=cfg.norm.value == "batchnorm", residual=cfg.residual,
+                                               branch_init=cfg.branch_init.value),
         accepts=("images",), theory_reason=lambda cfg: "no mean-field map for conv nets", fit=_cnn_fit),
     "resnet18": ModelChoice(
-        build=lambda cfg, depth, inp, act: resnet18(inp.shape[0], inp.n_classes, act, cifar_stem=cfg.cifar_stem),
+        build=lambda cfg, depth, inp, act: resnet18(inp.shape[0], inp.n_classes, act, cifar_stem=cfg.cifar_stem,
+                                                    branch_init=cfg.branch_init.value),
         accepts=("images",), theory_reason=lambda cfg: "no mean-field map for BatchNorm residual nets"),
     "transformer": ModelChoice(
         build=lambda cfg, depth, inp, act: Transformer(inp.vocab_size, inp.shape[0], inp.n_classes, depth, act,

@@ -17,17 +17,27 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from initlab.models.branches import Branched, branch_gain
 from initlab.models.sites import ActivationSite, Site
 
 
-class SiteBasicBlock(BasicBlock):
-    """BasicBlock whose two nonlinearities are separate sites."""
+class SiteBasicBlock(BasicBlock, Branched):
+    """BasicBlock whose two nonlinearities are separate sites; its branch conv1 -> bn1 -> act1 ->
+    conv2 -> bn2 ends in bn2 (what torchvision's zero_init_residual zeroes). rezero moves act2
+    into the branch: identity + alpha act2(bn2(conv2(...))) (initlab.models.branches)."""
+
+    def branch_layers(self) -> list[nn.Module]:
+        return [self.conv1, self.conv2]
+
+    def branch_end(self) -> nn.Module:
+        return self.bn2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.act2(self.bn2(self.conv2(out)) + identity)
-        return self.residual(out)
+        out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        if self.branch_init == "rezero":
+            return self.residual(identity + self.scaled(self.act2(out)))
+        return self.residual(self.act2(self.scaled(out) + identity))
 
 
 class SiteResNet(ResNet):
@@ -40,12 +50,16 @@ class SiteResNet(ResNet):
 
 
 def resnet18(in_channels: int, n_classes: int, activation: Callable[[], nn.Module],
-             cifar_stem: bool = True) -> ResNet:
+             cifar_stem: bool = True, branch_init: str = "default") -> ResNet:
     """torchvision.models.resnet18(weights=None, num_classes=n_classes) on sites.
 
     ``cifar_stem``: first conv 3x3 stride 1 and no max-pool (for 32x32 inputs); otherwise
     torchvision's 7x7 stride-2 conv and max-pool. The first conv takes ``in_channels``.
+    ``branch_init``: initlab.models.branches; not fixup (ValueError), whose network has no
+    BatchNorm, while every block here has two.
     """
+    if branch_init == "fixup":
+        raise ValueError("branch_init=fixup needs a network without normalization; resnet18 has BatchNorm")
     model = torchvision.models.resnet18(weights=None, num_classes=n_classes)
     if cifar_stem:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -60,6 +74,7 @@ def resnet18(in_channels: int, n_classes: int, activation: Callable[[], nn.Modul
             block.act1 = ActivationSite(activation(), weight=f"{stage}.{i}.conv1.weight")
             block.act2 = ActivationSite(activation(), weight=f"{stage}.{i}.conv2.weight")
             block.residual = Site("residual")
+            block.branch_init, block.gain = branch_init, branch_gain(branch_init)
             block.__class__ = SiteBasicBlock
     model.output = Site("output", weight="fc.weight")
     model.__class__ = SiteResNet
