@@ -620,7 +620,7 @@ def _check_fixup_norm(branch_init: BranchInit, norm: str, model: str) -> None:
     away, and a norm after a zeroed layer divides by sqrt(eps)."""
     _require(branch_init != BranchInit.fixup or norm == "none",
              f"model.branch_init=fixup needs a network without normalization (Zhang et al. 2019), got "
-             f"model={model} with {norm}" + ("" if model == "resnet18" else ": set model.norm=none"))
+             f"model={model} with model.norm={norm}: set model.norm=none")
 
 
 @dataclass
@@ -675,11 +675,12 @@ class ResNet18Config(ModelConfig):
     """torchvision's ResNet-18; its depth is fixed (the top-level ``depth`` is not used)."""
 
     cifar_stem: bool = True
+    norm: ConvNorm = ConvNorm.batchnorm
     branch_init: BranchInit = BranchInit.default
 
     def check(self) -> None:
         super().check()
-        _check_fixup_norm(self.branch_init, "batchnorm", "resnet18")
+        _check_fixup_norm(self.branch_init, self.norm.value, "resnet18")
 
 
 @dataclass

@@ -39,6 +39,7 @@ FAMILIES = {
     "cnn_bn": (["model=cnn", "model.residual=true", "model.channels=[4,8]", "model.norm=batchnorm",
                 "activation=relu"], IMAGES),
     "resnet18": (["model=resnet18", "activation=relu"], IMAGES),
+    "resnet18_no_norm": (["model=resnet18", "model.norm=none", "activation=relu"], IMAGES),
 }
 
 
@@ -88,9 +89,7 @@ def test_blocks_are_the_identity_at_init(family, branch_init):
 @pytest.mark.parametrize("family", ["resmlp", "cnn", pytest.param("resnet18", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("branch_init", ["skipinit", "rezero", "fixup"])
 def test_alpha_is_a_learnable_scalar_that_gets_a_gradient(family, branch_init):
-    if branch_init == "fixup" and family == "resnet18":
-        pytest.skip("fixup refuses BatchNorm networks")
-    model = built(family, branch_init)
+    model = built(family, branch_init, *(["model.norm=none"] if family == "resnet18" and branch_init == "fixup" else []))
     alphas = {n: p for n, p in model.named_parameters() if n.endswith("gain.alpha")}
     blocks = [m for m in model.modules() if isinstance(m, Branched) and m.gain is not None]
     assert len(alphas) == len(blocks) > 0
@@ -178,6 +177,42 @@ def test_fixup_in_cnn_zeroes_each_residual_conv_and_keeps_the_projections():
     assert any(".skip." in n for n in d), "no projection in the test net"
 
 
+@pytest.mark.slow
+def test_fixup_resnet18_is_the_papers_network():
+    """No BatchNorm; conv2 and fc zero, conv1 times 8^(-1/2), the projections and the stem as
+    drawn; alpha = 1 and every scalar bias 0; and with random scalars each block computes the
+    authors' FixupBasicBlock.forward (github.com/hongyi-zhang/Fixup), written out here."""
+    default, fixup = built("resnet18_no_norm", "default"), built("resnet18_no_norm", "fixup")
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fixup.modules())
+    d = dict(default.named_parameters())
+    scalars = 0
+    for name, p in fixup.named_parameters():
+        if name.endswith(".beta") or name.endswith(".alpha"):
+            scalars += 1
+            assert p.item() == (1.0 if name.endswith("alpha") else 0.0), name
+        elif ".conv2." in name or name.startswith("fc."):
+            assert not p.any(), name
+        elif ".conv1." in name:
+            torch.testing.assert_close(p, d[name] * 8 ** -0.5, rtol=1e-6, atol=0)
+        else:
+            assert torch.equal(p, d[name]), name
+    assert scalars == 8 * 5 + 2
+    with torch.no_grad():
+        for p in fixup.parameters():
+            p.copy_(torch.randn_like(p) * 0.1 if p.dim() == 0 else p + 0.01 * torch.randn_like(p))
+        for block in (fixup.layer1[0], fixup.layer2[0]):  # an identity skip and a projection
+            x = torch.randn(2, block.conv1.in_channels, 8, 8)
+            b1a, b1b, b2a, b2b = (getattr(block, n).beta for n in ("bias1a", "bias1b", "bias2a", "bias2b"))
+            out = torch.relu(block.conv1(x + b1a) + b1b)
+            out = block.conv2(out + b2a) * block.gain.alpha + b2b
+            identity = x if block.downsample is None else block.downsample(x + b1a)
+            torch.testing.assert_close(block(x), torch.relu(out + identity))
+        x = torch.randn(2, 3, 8, 8)
+        h = torch.relu(fixup.conv1(x) + fixup.bias1.beta)
+        h = fixup.layer4(fixup.layer3(fixup.layer2(fixup.layer1(h))))
+        torch.testing.assert_close(fixup(x), fixup.fc(h.mean(dim=(2, 3)) + fixup.bias2.beta))
+
+
 def stream_growth(n_blocks: int, branch_init: str, width: int = 128) -> float:
     """Mean square of the residual stream after the last block over the one before the first,
     in a pre-activation ReLU resmlp with He init and every branch's last layer drawn by He too
@@ -212,7 +247,7 @@ def test_fixup_keeps_the_residual_stream_bounded_at_every_depth(n_blocks):
     (["model=cnn", "model.branch_init=rezero"], ["model.branch_init=rezero", "model.residual=true"]),
     (["model=resmlp", "model.norm=batchnorm", "model.branch_init=fixup"], ["fixup", "model.norm=none"]),
     (["model=cnn", "model.residual=true", "model.norm=batchnorm", "model.branch_init=fixup"], ["fixup", "model.norm=none"]),
-    (["model=resnet18", "dataset=shapes", "model.branch_init=fixup"], ["fixup", "resnet18", "batchnorm"]),
+    (["model=resnet18", "dataset=shapes", "model.branch_init=fixup"], ["fixup", "resnet18", "model.norm=none"]),
     (["model=mlp", "model.branch_init=skipinit"], ["branch_init", "model=mlp"]),
     (["model=transformer", "dataset=majority", "model.branch_init=rezero"], ["branch_init", "model=transformer"]),
     (["model=resmlp", "model.branch_init=zero"], ["model.branch_init", "zero_last"]),

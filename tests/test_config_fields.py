@@ -120,9 +120,11 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "scheduler.min_lr": (["scheduler.patience=0"], ["scheduler.min_lr=0.005"]),
 }
 
-# (choice, key) -> the CHANGES entry of a field that acts there only with another field set
+# (choice, key) -> the CHANGES entry of a field that acts there only with another field set, or
+# whose default there is CHANGES' second value
 CHOICE_CHANGES: dict[tuple[str, str], tuple[list[str], list[str]]] = {
     ("cnn", "model.branch_init"): (["model.residual=true"], ["model.branch_init=zero_last"]),
+    ("resnet18", "model.norm"): ([], ["model.norm=none"]),
 }
 
 # early_stopping fields -> (overrides in both, overrides of the second); the effect is what the

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from torch import nn
 
 from initlab.choices import build_activation
-from initlab.config import ApplyTo, BiasInit, ConfigError, ExperimentConfig, ModelConfig, Norm
+from initlab.config import ApplyTo, BiasInit, ConfigError, ConvNorm, ExperimentConfig, ModelConfig, Norm
 from initlab.models.cnn import CNN
 from initlab.models.mlp import MLP
 from initlab.models.resmlp import ResMLP
@@ -86,8 +86,10 @@ MODELS: dict[str, ModelChoice] = {
         accepts=("images",), theory_reason=lambda cfg: "no mean-field map for conv nets", fit=_cnn_fit),
     "resnet18": ModelChoice(
         build=lambda cfg, depth, inp, act: resnet18(inp.shape[0], inp.n_classes, act, cifar_stem=cfg.cifar_stem,
-                                                    branch_init=cfg.branch_init.value),
-        accepts=("images",), theory_reason=lambda cfg: "no mean-field map for BatchNorm residual nets"),
+                                                    norm=cfg.norm.value, branch_init=cfg.branch_init.value),
+        accepts=("images",),
+        theory_reason=lambda cfg: ("no mean-field map for BatchNorm residual nets" if cfg.norm == ConvNorm.batchnorm
+                                   else "no mean-field map for residual conv nets")),
     "transformer": ModelChoice(
         build=lambda cfg, depth, inp, act: Transformer(inp.vocab_size, inp.shape[0], inp.n_classes, depth, act,
                                                        d_model=cfg.d_model, nhead=cfg.nhead,

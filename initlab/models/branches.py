@@ -10,9 +10,11 @@ A residual block computes x -> combine(skip(x), F(x)), F being its branch. The c
   every branch and the classification layer start at zero, the branch's other weight layers are
   multiplied by L^(-1/(2m-2)) (L branches, m weight layers per branch; no factor for m = 1), and
   each branch gets a learnable scalar multiplier ``alpha`` = 1 at its end. The paper's scalar
-  biases before each layer are subsumed here by the bias vector every Linear/Conv of resmlp and cnn
-  already has. The paper removes normalization; with a norm the scaling would be divided away and
-  a norm after a zero layer divides by sqrt(eps), so the config refuses norms (initlab.config).
+  biases ``beta`` = 0 before each conv, linear and activation are added where the layers have no
+  bias (resnet18: ``Bias`` modules); in resmlp and cnn every Linear/Conv already has a bias
+  vector, which subsumes them. The paper removes normalization; with a norm the scaling would be
+  divided away and a norm after a zero layer divides by sqrt(eps), so the config refuses norms
+  (initlab.config; resnet18 with ``model.norm=none``).
 - ``skipinit`` (De & Smith 2020, "Batch normalization biases residual blocks towards the identity
   function"): a learnable scalar ``alpha`` = 0 multiplies the branch's output before the sum; the
   block keeps its order otherwise (post-activation: act(skip(x) + alpha F(x))).
@@ -25,9 +27,9 @@ With skipinit, rezero and zero_last every block whose skip is the identity retur
 init (post-activation zero_last/skipinit: act(x), which is x for inputs that came out of a ReLU).
 
 Order: ``initlab.inits.initialize`` fills every weight by the init choice first, then calls
-``init_branches`` here, which rescales or zeroes what the init drew and resets each ``alpha``.
-``alpha`` is a parameter of a ``Gain`` module: not a Linear/Conv weight, so it has no layers.csv
-row (its gradient still counts in the total gradient norm).
+``init_branches`` here, which rescales or zeroes what the init drew and resets each ``alpha``
+and ``beta``. These are parameters of ``Gain`` and ``Bias`` modules, not Linear/Conv weights, so
+they have no layers.csv rows (their gradients still count in the total gradient norm).
 """
 
 from __future__ import annotations
@@ -58,6 +60,21 @@ class Gain(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.alpha * h
+
+
+class Bias(nn.Module):
+    """Fixup's learnable scalar bias ``beta`` (shape () parameter, starts at 0), added to its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.beta = nn.Parameter(torch.zeros(()))
+
+    def reset(self) -> None:
+        with torch.no_grad():
+            self.beta.zero_()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.beta
 
 
 def branch_gain(branch_init: str) -> Optional[Gain]:
@@ -104,10 +121,11 @@ def init_branches(model: nn.Module, head_name: Callable[[nn.Module], str]) -> No
     called only then). Blocks are the model's ``Branched`` modules; a model without any is left
     as it is.
     """
+    for scalar in model.modules():
+        if isinstance(scalar, (Gain, Bias)):
+            scalar.reset()
     blocks = [m for m in model.modules() if isinstance(m, Branched)]
     for block in blocks:
-        if block.gain is not None:
-            block.gain.reset()
         if block.branch_init == "zero_last":
             end = block.branch_end()
             end.weight.zero_()
