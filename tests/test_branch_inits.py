@@ -24,6 +24,7 @@ from conftest import CONF, compose_config
 from initlab.cli import check_command_line
 from initlab.config import to_experiment
 from initlab.inits import initialize
+from initlab.measure.probes import probe_statistics
 from initlab.models import Inputs, build
 from initlab.models.branches import Branched, fixup_factor
 
@@ -263,3 +264,21 @@ def test_branch_init_leaves_the_default_network_unchanged():
     for family in FAMILIES:
         model = built(family, "default")
         assert not any("gain" in n for n, _ in model.named_modules()), family
+
+
+@pytest.mark.parametrize("family", ["resmlp", "resmlp_ln_preact_tanh", "cnn_bn",
+                                    pytest.param("resnet18_no_norm", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("branch_init", ["zero_last", "fixup", "skipinit", "rezero"])
+def test_probe_rows_keep_the_default_sites(family, branch_init):
+    """The same layers.csv rows (site, kind, layer, weight) as default, every present value finite."""
+    no_norm = ["model.norm=none"] if branch_init == "fixup" else []  # fixup refuses norms
+    overrides, inputs = FAMILIES[family]
+    activation = next(o.split("=")[1] for o in overrides if o.startswith("activation="))
+    x = torch.randn(16, *inputs.shape, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(16) % 3
+    rows = {}
+    for choice in ("default", branch_init):
+        stats = probe_statistics(built(family, choice, *no_norm), activation, x, y)
+        rows[choice] = [(r.site, r.kind, r.layer, r.weight) for r in stats.rows]
+        assert torch.isfinite(stats.values[stats.present]).all(), choice
+    assert rows[branch_init] == rows["default"]
