@@ -20,7 +20,7 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import CONF, compose_config
+from conftest import CONF, compose_config, read_csv, run_job
 from initlab.cli import check_command_line
 from initlab.config import to_experiment
 from initlab.inits import initialize
@@ -282,3 +282,23 @@ def test_probe_rows_keep_the_default_sites(family, branch_init):
         rows[choice] = [(r.site, r.kind, r.layer, r.weight) for r in stats.rows]
         assert torch.isfinite(stats.values[stats.present]).all(), choice
     assert rows[branch_init] == rows["default"]
+
+
+@pytest.mark.parametrize("overrides", [["model=resmlp", "model.branch_init=fixup"],
+                                       ["model=resmlp", "model.preact=true", "model.branch_init=rezero"]])
+def test_a_job_trains_with_a_branch_init_and_records_the_same_sites(tmp_path, overrides):
+    """A whole job: the branch init reaches the run (fixup: zero logits at epoch 0, so the loss is
+    log(classes)), the network learns, and layers.csv has the default run's rows."""
+    base = ["dataset=digits", "depth=5", "model.width=16", "epochs=2", "probe_size=50", "threads=1", "device=cpu",
+            "optimizer.lr=0.1"]
+    run_job(compose_config(*base, *overrides), tmp_path / "branch")
+    run_job(compose_config(*base, *overrides[:-1]), tmp_path / "default")
+    epochs = read_csv(tmp_path / "branch" / "epochs.csv")
+    if "fixup" in overrides[-1]:
+        assert float(epochs[0]["train_loss"]) == pytest.approx(math.log(10), rel=1e-6)
+    assert float(epochs[-1]["train_loss"]) < float(epochs[0]["train_loss"])
+
+    def sites(job: str) -> list[tuple[str, ...]]:
+        return [(r["epoch"], r["site"], r["kind"], r["layer"]) for r in read_csv(tmp_path / job / "layers.csv")]
+
+    assert sites("branch") == sites("default")
