@@ -22,11 +22,11 @@ from torch import nn
 
 from conftest import CONF, compose_config, read_csv, run_job
 from initlab.cli import check_command_line
-from initlab.config import to_experiment
+from initlab.config import BranchInit, to_experiment
 from initlab.inits import initialize
 from initlab.measure.probes import probe_statistics
 from initlab.models import Inputs, build
-from initlab.models.branches import Branched, fixup_factor
+from initlab.models.branches import BRANCH_INITS, Branched, fixup_factor
 
 VECTORS, IMAGES = Inputs("vectors", (6,), 3), Inputs("images", (3, 8, 8), 3)
 
@@ -302,3 +302,7 @@ def test_a_job_trains_with_a_branch_init_and_records_the_same_sites(tmp_path, ov
         return [(r["epoch"], r["site"], r["kind"], r["layer"]) for r in read_csv(tmp_path / job / "layers.csv")]
 
     assert sites("branch") == sites("default")
+
+
+def test_the_config_offers_exactly_the_branch_inits_the_models_build():
+    assert [b.value for b in BranchInit] == list(BRANCH_INITS)
