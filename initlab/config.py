@@ -147,6 +147,14 @@ class Norm(str, Enum):
     layernorm = "layernorm"
 
 
+class BranchInit(str, Enum):  # initlab.models.branches
+    default = "default"
+    zero_last = "zero_last"
+    fixup = "fixup"
+    skipinit = "skipinit"
+    rezero = "rezero"
+
+
 class ConvNorm(str, Enum):
     none = "none"
     batchnorm = "batchnorm"
@@ -618,6 +626,14 @@ class ModelConfig(Checked):
         """Relations between the top-level ``depth`` and this model's fields (ConfigError)."""
 
 
+def _check_fixup_norm(branch_init: BranchInit, norm: str, model: str) -> None:
+    """Fixup's network has no normalization (Zhang et al. 2019): a norm would divide its scaling
+    away, and a norm after a zeroed layer divides by sqrt(eps)."""
+    _require(branch_init != BranchInit.fixup or norm == "none",
+             f"model.branch_init=fixup needs a network without normalization (Zhang et al. 2019), got "
+             f"model={model} with model.norm={norm}: set model.norm=none")
+
+
 @dataclass
 class MLPConfig(ModelConfig):
     """``depth`` hidden Linear(width) [-> norm] -> activation blocks, then the output Linear."""
@@ -632,6 +648,11 @@ class ResMLPConfig(MLPConfig):
     blocks of two Linear layers, the output Linear: ``depth`` hidden Linear layers as in ``mlp``."""
 
     preact: bool = False
+    branch_init: BranchInit = BranchInit.default
+
+    def check(self) -> None:
+        super().check()
+        _check_fixup_norm(self.branch_init, self.norm.value, "resmlp")
 
     def check_depth(self, depth: int) -> None:
         _require(depth >= 3, f"depth must be >= 3 with model=resmlp (a stem of 1 or 2 Linear layers and at "
@@ -645,6 +666,14 @@ class CNNConfig(ModelConfig):
     channels: list[int] = numbers(gt=0, integer=True)
     norm: ConvNorm = ConvNorm.none
     residual: bool = False
+    branch_init: BranchInit = BranchInit.default
+
+    def check(self) -> None:
+        super().check()
+        _require(self.branch_init == BranchInit.default or self.residual,
+                 f"model.branch_init={self.branch_init.value} needs residual branches: set model.residual=true "
+                 f"(model=cnn without it has none)")
+        _check_fixup_norm(self.branch_init, self.norm.value, "cnn")
 
     def check_depth(self, depth: int) -> None:
         stages = len(self.channels)
@@ -657,6 +686,12 @@ class ResNet18Config(ModelConfig):
     """torchvision's ResNet-18; its depth is fixed (the top-level ``depth`` is not used)."""
 
     cifar_stem: bool = True
+    norm: ConvNorm = ConvNorm.batchnorm
+    branch_init: BranchInit = BranchInit.default
+
+    def check(self) -> None:
+        super().check()
+        _check_fixup_norm(self.branch_init, self.norm.value, "resnet18")
 
 
 @dataclass

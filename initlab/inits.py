@@ -17,6 +17,7 @@ from torch import nn
 
 from initlab.choices.inits import INITS, fan
 from initlab.config import ApplyTo, BiasInit, InitConfig, ModelConfig
+from initlab.models.branches import init_branches
 from initlab.models.sites import Site
 
 
@@ -64,6 +65,8 @@ def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig) -> No
 
     ``init.apply_to=head`` fills only the output layer (the module whose weight the model's output
     site names); every other layer keeps the values it was built with.
+    Then, last, the model's residual-branch init (``model.branch_init``,
+    initlab.models.branches.init_branches) rescales or zeroes what was filled.
     """
     layers = weighted_layers(model, init.embedding)
     if init.apply_to == ApplyTo.head:
@@ -73,3 +76,4 @@ def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig) -> No
         INITS[init.name].fill(weight, init, layer)
         if bias is not None:
             fill_bias(bias, weight, model_cfg)
+    init_branches(model, head_name)

@@ -99,6 +99,7 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "model.channels": ([], ["model.channels=[8,16]"]),
     "model.residual": ([], ["model.residual=true"]),
     "model.cifar_stem": ([], ["model.cifar_stem=false"]),
+    "model.branch_init": ([], ["model.branch_init=zero_last"]),
     "model.d_model": ([], ["model.d_model=32"]),
     "model.nhead": ([], ["model.nhead=2"]),
     "model.dim_feedforward": ([], ["model.dim_feedforward=64"]),
@@ -117,6 +118,13 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "scheduler.factor": ([], ["scheduler.factor=0.5"]),
     "scheduler.patience": ([], ["scheduler.patience=1"]),
     "scheduler.min_lr": (["scheduler.patience=0"], ["scheduler.min_lr=0.005"]),
+}
+
+# (choice, key) -> the CHANGES entry of a field that acts there only with another field set, or
+# whose default there is CHANGES' second value
+CHOICE_CHANGES: dict[tuple[str, str], tuple[list[str], list[str]]] = {
+    ("cnn", "model.branch_init"): (["model.residual=true"], ["model.branch_init=zero_last"]),
+    ("resnet18", "model.norm"): ([], ["model.norm=none"]),
 }
 
 # early_stopping fields -> (overrides in both, overrides of the second); the effect is what the
@@ -295,7 +303,7 @@ def test_blobs_has_no_noise_field():
 
 @pytest.mark.parametrize("group,choice,key", FIELDS, ids=[f"{c}:{k}" for _, c, k in FIELDS])
 def test_every_field_changes_the_run(group, choice, key, dataset_files):
-    both, changed = CHANGES[key]
+    both, changed = CHOICE_CHANGES.get((choice, key), CHANGES[key])
     if choice in TORCHVISION or choice == "imdb":
         names = dataset_files(choice)
         both = ["dataset.root=ROOT", *([] if choice == "imdb" else ["dataset.download=false"]), *both]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from torch import nn
 
 from initlab.choices import build_activation
-from initlab.config import ApplyTo, BiasInit, ConfigError, ExperimentConfig, ModelConfig, Norm
+from initlab.config import ApplyTo, BiasInit, ConfigError, ConvNorm, ExperimentConfig, ModelConfig, Norm
 from initlab.models.cnn import CNN
 from initlab.models.mlp import MLP
 from initlab.models.resmlp import ResMLP
@@ -75,16 +75,21 @@ MODELS: dict[str, ModelChoice] = {
         accepts=("vectors", "images"), theory_reason=_mlp_theory),
     "resmlp": ModelChoice(
         build=lambda cfg, depth, inp, act: ResMLP(math.prod(inp.shape), inp.n_classes, cfg.width, depth, act,
-                                                  norm=cfg.norm.value, preact=cfg.preact),
+                                                  norm=cfg.norm.value, preact=cfg.preact,
+                                                  branch_init=cfg.branch_init.value),
         accepts=("vectors", "images"),
         theory_reason=lambda cfg: "no mean-field map for residual sums yet"),
     "cnn": ModelChoice(
         build=lambda cfg, depth, inp, act: CNN(inp.shape[0], inp.n_classes, cfg.channels, depth, act,
-                                               batchnorm=cfg.norm.value == "batchnorm", residual=cfg.residual),
+                                               batchnorm=cfg.norm.value == "batchnorm", residual=cfg.residual,
+                                               branch_init=cfg.branch_init.value),
         accepts=("images",), theory_reason=lambda cfg: "no mean-field map for conv nets", fit=_cnn_fit),
     "resnet18": ModelChoice(
-        build=lambda cfg, depth, inp, act: resnet18(inp.shape[0], inp.n_classes, act, cifar_stem=cfg.cifar_stem),
-        accepts=("images",), theory_reason=lambda cfg: "no mean-field map for BatchNorm residual nets"),
+        build=lambda cfg, depth, inp, act: resnet18(inp.shape[0], inp.n_classes, act, cifar_stem=cfg.cifar_stem,
+                                                    norm=cfg.norm.value, branch_init=cfg.branch_init.value),
+        accepts=("images",),
+        theory_reason=lambda cfg: ("no mean-field map for BatchNorm residual nets" if cfg.norm == ConvNorm.batchnorm
+                                   else "no mean-field map for residual conv nets")),
     "transformer": ModelChoice(
         build=lambda cfg, depth, inp, act: Transformer(inp.vocab_size, inp.shape[0], inp.n_classes, depth, act,
                                                        d_model=cfg.d_model, nhead=cfg.nhead,
