@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import platform
 import sys
 import tempfile
@@ -41,11 +40,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # jobs' progress bars would interleave with the table
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
