@@ -69,21 +69,31 @@ def train_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path]) -> None:
     run_group(list(cfgs), list(job_dirs))
 
 
-def member_configs(depth: int, members: int, args: argparse.Namespace, epochs: int) -> list[DictConfig]:
-    """The K jobs of one group (bench_epoch's setting), composed from conf/ as train.py would."""
+def member_configs(depth: int, members: int, args: argparse.Namespace, epochs: int, *extra: str) -> list[DictConfig]:
+    """The K jobs of one group (bench_epoch's setting, ``extra`` overrides on top), composed from
+    conf/ as train.py would; ``args``: samples, vary, device, threads."""
     cfgs = []
     for k in range(members):
         init, seed = (GRID_INITS[k % len(GRID_INITS)], k // len(GRID_INITS)) if args.vary == "init" else ("he_normal", k)
         cfgs.append(job_config(depth, args.samples, f"init={init}", f"seed={seed}", f"epochs={epochs}",
-                               f"device={args.device}", f"threads={args.threads}"))
+                               f"device={args.device}", f"threads={args.threads}", *extra))
     return cfgs
 
 
 def job_seconds(train: Callable[[Sequence[DictConfig], Sequence[Path]], None], depth: int, members: int,
-                args: argparse.Namespace) -> float:
-    """Seconds per member-epoch of ``train`` (a group trainer) by the difference of 1 + E and 1 epochs."""
+                args: argparse.Namespace, *extra: str) -> float:
+    """Seconds per member-epoch of ``train`` (a group trainer) by the difference of 1 + E and 1 epochs
+    (E = ``args.epochs``)."""
+    return group_seconds(train, depth, members, args, *extra)[1] / members
+
+
+def group_seconds(train: Callable[[Sequence[DictConfig], Sequence[Path]], None], depth: int, members: int,
+                  args: argparse.Namespace, *extra: str) -> tuple[float, float]:
+    """(fixed, per epoch) seconds of one group trained by ``train``: per epoch = (time of 1 + E
+    epochs - time of 1 epoch) / E; fixed = time of 1 epoch - per epoch (data, model, records at
+    init, Jacobian, result.json: what does not grow with the epochs)."""
     def whole(epochs: int) -> float:
-        cfgs = member_configs(depth, members, args, epochs)
+        cfgs = member_configs(depth, members, args, epochs, *extra)
         with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as tmp:
             dirs = [Path(tmp) / f"member{k}" for k in range(members)]
             t0 = time.perf_counter()
@@ -92,7 +102,9 @@ def job_seconds(train: Callable[[Sequence[DictConfig], Sequence[Path]], None], d
                 torch.cuda.synchronize()
             return time.perf_counter() - t0
 
-    return max(whole(1 + args.epochs) - whole(1), 0.0) / (args.epochs * members)
+    one = whole(1)
+    per_epoch = max(whole(1 + args.epochs) - one, 0.0) / args.epochs
+    return max(one - per_epoch, 0.0), per_epoch
 
 
 def one_at_a_time(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path]) -> None:

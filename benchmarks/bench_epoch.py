@@ -76,11 +76,13 @@ def epoch_flops(n_samples: int, sizes: list[int]) -> float:
 def job_config(depth: int, samples: int = 60000, *overrides: str) -> DictConfig:
     """The benchmark's job (relu, he_normal, SGD lr 0.01, width 128, batch 128, blobs with
     ``samples`` training and samples / 6 test samples), composed from conf/ as train.py composes it;
-    ``overrides`` on top."""
+    ``overrides`` replace the setting's value of their key (``activation=tanh``) or add one."""
     register_configs()
     setting = ["dataset=blobs", f"dataset.n_train={samples}", f"dataset.n_test={max(samples // 6, 10)}",
                "optimizer=sgd", "optimizer.lr=0.01", "activation=relu", "init=he_normal", "model=mlp",
                f"model.width={WIDTH}", f"batch_size={BATCH}", f"depth={depth}", f"probe_size={min(PROBE, samples)}"]
+    replaced = {o.split("=", 1)[0] for o in overrides}
+    setting = [s for s in setting if s.split("=", 1)[0] not in replaced]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=[*setting, *overrides])
 
