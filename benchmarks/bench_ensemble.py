@@ -27,6 +27,7 @@ tiny sizes and checks the output's format only.
     python benchmarks/bench_ensemble.py                         # the full setting (minutes to hours on a CPU)
     python benchmarks/bench_ensemble.py --device cuda --groups 1 8 32   # see benchmarks/gpu.sh
     python benchmarks/bench_ensemble.py --samples 600 --depths 2 --groups 1 2 --epochs 1 --peak-size 256
+    python benchmarks/bench_ensemble.py --depths 50 --groups 8 --profile    # torch.profiler's top operators
 """
 
 from __future__ import annotations
@@ -161,6 +162,22 @@ def hooks_epoch(cfg: DictConfig, device: torch.device) -> Callable[[], None]:
     return epoch
 
 
+def profile_group(args: argparse.Namespace) -> None:
+    """Where a group's time goes (the statistics pass, per-member gathers, records): torch.profiler's
+    operators by self time over a whole 1 + E epoch job of the largest group at the first depth."""
+    from torch.profiler import ProfilerActivity, profile
+
+    members = max(args.groups, default=1)
+    trainer = train_group if args.groups else one_at_a_time
+    cfgs = member_configs(args.depths[0], members, args, 1 + args.epochs)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as tmp, profile(activities=activities) as prof:
+        trainer(cfgs, [Path(tmp) / f"member{k}" for k in range(members)])
+    sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+    print(f"{members} member(s), depth {args.depths[0]}, 1 + {args.epochs} epochs")
+    print(prof.key_averages().table(sort_by=sort, row_limit=25))
+
+
 def n_params(depth: int, n_features: int = 784, n_classes: int = 10) -> int:
     sizes = [n_features] + [WIDTH] * depth + [n_classes]
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
@@ -191,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--vary", choices=("init", "seed"), default="init", help="what members differ in")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per job")
     parser.add_argument("--peak-size", type=int, default=4096, help="n of the n x n matmul measuring the peak")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the table: torch.profiler's top operators of the largest group at the "
+                             "first depth (one job at a time without --groups), trained for 1 + E epochs")
     args = parser.parse_args(argv)
     for name in ("depths", "groups"):
         bad = [v for v in getattr(args, name) if v < 1]
@@ -205,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
+    if args.profile:
+        profile_group(args)
+        return
     peak = matmul_peak(device, args.peak_size)
     print(machine(device))
     print(f"fp32 matmul peak ({args.peak_size}^2 torch.mm): {peak / 1e9:.1f} GFLOP/s; width {WIDTH}, batch {BATCH}, "
