@@ -75,7 +75,10 @@ def member_configs(depth: int, members: int, args: argparse.Namespace, epochs: i
     conf/ as train.py would; ``args``: samples, vary, device, threads."""
     cfgs = []
     for k in range(members):
-        init, seed = (GRID_INITS[k % len(GRID_INITS)], k // len(GRID_INITS)) if args.vary == "init" else ("he_normal", k)
+        if args.vary == "init":
+            init, seed = GRID_INITS[k % len(GRID_INITS)], k // len(GRID_INITS)
+        else:
+            init, seed = "he_normal", k
         cfgs.append(job_config(depth, args.samples, f"init={init}", f"seed={seed}", f"epochs={epochs}",
                                f"device={args.device}", f"threads={args.threads}", *extra))
     return cfgs
