@@ -27,14 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from initlab.config import BiasInit, BlobsConfig, FanMode, ModelConfig, SGDConfig, VarianceScalingConfig  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from initlab.config import register_configs, to_experiment  # noqa: E402
 from initlab.data import load_data  # noqa: E402
 from initlab.inits import initialize  # noqa: E402
-from initlab.train.loop import build_optimizer, evaluate, train_epoch  # noqa: E402
-from initlab.models import MLP  # noqa: E402
 from initlab.measure.probes import measured_weights, probe_statistics  # noqa: E402
+from initlab.models import build_model  # noqa: E402
+from initlab.train.loop import build_optimizer, evaluate, train_epoch  # noqa: E402
 
 DEPTH, WIDTH, BATCH, PROBE = 50, 128, 128, 1000
 
@@ -69,37 +73,47 @@ def epoch_flops(n_samples: int, sizes: list[int]) -> float:
     return 3 * 2 * n_samples * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    device = torch.device(args.device)
+def job_config(depth: int, samples: int = 60000, *overrides: str) -> DictConfig:
+    """The benchmark's job (relu, he_normal, SGD lr 0.01, width 128, batch 128, blobs with
+    ``samples`` training and samples / 6 test samples), composed from conf/ as train.py composes it;
+    ``overrides`` replace the setting's value of their key (``activation=tanh``) or add one."""
+    register_configs()
+    setting = ["dataset=blobs", f"dataset.n_train={samples}", f"dataset.n_test={max(samples // 6, 10)}",
+               "optimizer=sgd", "optimizer.lr=0.01", "activation=relu", "init=he_normal", "model=mlp",
+               f"model.width={WIDTH}", f"batch_size={BATCH}", f"depth={depth}", f"probe_size={min(PROBE, samples)}"]
+    replaced = {o.split("=", 1)[0] for o in overrides}
+    setting = [s for s in setting if s.split("=", 1)[0] not in replaced]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=[*setting, *overrides])
 
-    data = load_data(BlobsConfig(name="blobs", n_train=60000, n_test=10000, n_features=784, n_classes=10,
-                                 cluster_std=1.0, seed=0)).to(device)
-    torch.manual_seed(0)
-    model = MLP(data.n_features, data.n_classes, WIDTH, DEPTH, torch.nn.ReLU()).to(device)
-    initialize(model, VarianceScalingConfig(name="he_normal", factor=2.0, mode=FanMode.fan_in),
-               ModelConfig(name="mlp", width=WIDTH, bias_init=BiasInit.zeros, bias_std=0.0))
-    optimizer = build_optimizer(model.parameters(), SGDConfig(name="sgd", lr=0.01))
-    generator = torch.Generator(device=device).manual_seed(0)
-    x_probe, y_probe = data.x_train[:PROBE], data.y_train[:PROBE]
+
+def one_model_epochs(cfg: DictConfig, device: torch.device) -> dict:
+    """The three single-model epochs of the module docstring for the job ``cfg``, as callables:
+    variant name -> epoch(). The model is built and initialized as initlab.train.job builds it."""
+    exp = to_experiment(cfg)
+    data = load_data(exp.dataset).to(device)
+    torch.manual_seed(exp.seed)
+    model = build_model(exp, data).to(device)
+    initialize(model, exp.init, exp.model)
+    optimizer = build_optimizer(model.parameters(), exp.optimizer)
+    generator = torch.Generator(device=device).manual_seed(exp.seed)
+    batch = exp.batch_size
+    x_probe, y_probe = data.x_train[:exp.probe_size], data.y_train[:exp.probe_size]
     params = dict(model.named_parameters())
     weights = [params[name] for name in measured_weights(model, x_probe)]
 
     def initlab_epoch() -> None:
-        sums = train_epoch(model, optimizer, data.x_train, data.y_train, BATCH, generator, weights)
+        sums = train_epoch(model, optimizer, data.x_train, data.y_train, batch, generator, weights)
         sums.loss.item()
         evaluate(model, data.x_test, data.y_test)
-        probe_statistics(model, "relu", x_probe, y_probe)
+        probe_statistics(model, exp.activation.name, x_probe, y_probe)
 
     def initlab_no_stats() -> None:
-        train_epoch(model, optimizer, data.x_train, data.y_train, BATCH, generator,
+        train_epoch(model, optimizer, data.x_train, data.y_train, batch, generator,
                     track_grad_norms=False).loss.item()
         evaluate(model, data.x_test, data.y_test)
 
-    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=BATCH, shuffle=True)
+    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=batch, shuffle=True)
     test_loader = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=1000)
 
     def plain_epoch() -> None:
@@ -115,13 +129,23 @@ def main() -> None:
             correct = sum((model(xb).argmax(1) == yb).sum().item() for xb, yb in test_loader)
         correct / len(data.y_test)
 
+    return {"initlab, all statistics": initlab_epoch, "initlab, statistics off": initlab_no_stats,
+            "plain PyTorch loop": plain_epoch}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    cfg = job_config(DEPTH)
+    epochs = one_model_epochs(cfg, device)
+    n_train = cfg.dataset.n_train
     peak = matmul_peak(device)
-    limit = epoch_flops(len(data.y_train), [data.n_features] + [WIDTH] * DEPTH + [data.n_classes]) / peak
-    results = {
-        "initlab, all statistics": timed(initlab_epoch, device, args.repeats),
-        "initlab, statistics off": timed(initlab_no_stats, device, args.repeats),
-        "plain PyTorch loop": timed(plain_epoch, device, args.repeats),
-    }
+    limit = epoch_flops(n_train, [cfg.dataset.n_features] + [WIDTH] * DEPTH + [cfg.dataset.n_classes]) / peak
+    results = {name: timed(epoch, device, args.repeats) for name, epoch in epochs.items()}
     plain = results["plain PyTorch loop"]
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")

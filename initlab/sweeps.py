@@ -149,7 +149,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
     Composing is Hydra's slow part (0.1-0.2 s a job), and in a grid most jobs share their config
     group choices: the groups are composed once per distinct choice (``load_sweep_config``), then
     each job's value overrides are applied to a copy, as Hydra applies them after composition
-    (for ``+experiment=grid_quick``: 32 compositions for 96 jobs).
+    (for ``+experiment=grid_quick``: 32 compositions for 288 jobs).
     Raises ``ConfigError`` with one line naming the first bad job (its overrides) and the reason.
     """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl

@@ -107,11 +107,11 @@ def test_expansion_and_validation_match_the_experiment_file():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = _compose_multirun("+experiment=grid_quick")
         jobs = sweep_jobs(cfg)
-        expected = len(values["activation"]) * len(values["init"]) * len(values["depth"])
-        assert len(jobs) == expected == 96
+        expected = len(values["activation"]) * len(values["init"]) * len(values["depth"]) * len(values["seed"])
+        assert len(jobs) == expected == 288
         assert {tuple(sorted(j)) for j in jobs} == {
-            tuple(sorted([f"activation={a}", f"init={i}", f"depth={d}", "+experiment=grid_quick"]))
-            for a in values["activation"] for i in values["init"] for d in values["depth"]}
+            tuple(sorted([f"activation={a}", f"init={i}", f"depth={d}", f"seed={s}", "+experiment=grid_quick"]))
+            for a in values["activation"] for i in values["init"] for d in values["depth"] for s in values["seed"]}
         validate_jobs(cfg, jobs)  # every job of the shipped grid is valid
         with pytest.raises(ConfigError, match=r"^job activation=tanh init=normal depth=0 "
                                               r"\+experiment=grid_quick: depth must be > 0, got 0$"):

@@ -13,6 +13,7 @@ import pandas as pd
 
 from initlab.analysis.tables import Tables
 from initlab.analysis.figures import THEORY, Figure, NotDrawn
+from initlab.analysis.figures.base import t95
 
 METRICS = {"final_train_acc": "final train acc", "final_test_acc": "final test acc",
            "best_test_acc": "best test acc", "final_test_loss": "final test loss",
@@ -29,6 +30,23 @@ def _cell(values: pd.Series, digits: int = 3) -> str:
     if len(values) == 1:
         return f"{values.iloc[0]:.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std():.{digits}f} (n={len(values)})"
+
+
+def interval_cell(values: pd.Series, digits: int = 3) -> str:
+    """mean ± half-width of the 95% t-interval of the mean over seeds (n=seeds), as the figures' bands
+    (figures.base.t95, Student's t with n - 1 degrees of freedom); one seed: its value (n=1).
+
+    NaN values are not averaged; where some runs have none, n says how many of them count
+    ("n=2 of 3"). Empty when no run has a value.
+    """
+    finite = values.dropna()
+    if finite.empty:
+        return ""
+    low, high = t95(finite)
+    n = f"n={len(finite)}" + (f" of {len(values)}" if len(finite) < len(values) else "")
+    if len(finite) == 1:
+        return f"{finite.iloc[0]:.{digits}f} ({n})"
+    return f"{finite.mean():.{digits}f} ± {(high - low) / 2:.{digits}f} ({n})"
 
 
 def configurations(t: Tables) -> pd.DataFrame:
@@ -48,11 +66,11 @@ def configurations(t: Tables) -> pd.DataFrame:
 
 def grid_table(t: Tables) -> pd.DataFrame:
     """Final test accuracy, a row per configuration and a column per depth (the reference's table);
-    a row per depth when nothing else varies."""
+    a row per depth when nothing else varies. Each cell: mean ± 95% interval over seeds (interval_cell)."""
     keys = [k for k in t.keys if k not in ("seed", "depth")]
     cells = {}
     for values, part in t.runs.groupby([*keys, "depth"], sort=False, dropna=False):
-        text = _cell(part["final_test_acc"])
+        text = interval_cell(part["final_test_acc"])
         text += " †" if (part["status"] == "diverged").any() else ""
         text += " ✗" if part["trainable"].astype(float).mean() < 0.5 else ""  # NA (unknown chance): no mark
         cells[values] = text
@@ -87,8 +105,9 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
                ("list", [f"{n.figure}: {n.reason}" for n in not_drawn] or ["none"])]
     chance = ", ".join(f"{c:.2g}" for c in runs["chance"].dropna().unique()) or "unknown"
     blocks += [("h2", "Final test accuracy"),
-               ("p", f"Mean ± std (n) over seeds. † diverged (in at least one seed); ✗ not trainable: final test "
-                     f"accuracy at most chance ({chance}) + {t.margin:g}."),
+               ("p", f"Mean ± half-width of the 95% t-interval of the mean over seeds (n = seeds; one seed: its "
+                     f"value). † diverged (in at least one seed); ✗ not trainable: final test accuracy at most "
+                     f"chance ({chance}) + {t.margin:g} (in more than half of the seeds)."),
                ("table", grid_table(t))]
     blocks += _convergence_blocks(t)
     section = None

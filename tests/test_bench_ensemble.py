@@ -1,0 +1,63 @@
+"""benchmarks/bench_ensemble.py at tiny sizes: the table it prints has every row and column, with
+numbers where numbers belong. Its timings are never asserted (a benchmark, not a test)."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_ensemble  # noqa: E402
+
+TINY = ["--samples", "300", "--epochs", "1", "--repeats", "1", "--peak-size", "128", "--threads", "1",
+        "--device", "cpu"]
+SINGLE = ["FLOP floor", "job, one at a time", "initlab, all statistics", "initlab, statistics off",
+          "plain PyTorch loop", "hooks loop (reference)"]
+ROW = re.compile(r"^\| (?P<depth>\d+) \| (?P<variant>[^|]+) \| (?P<members>\d+) \| (?P<seconds>\d+\.\d{4}) \| "
+                 r"(?P<vs>\d+\.\d{2}x|-) \| (?P<peak>\d+%|-) \|$")
+
+
+def table(capsys, *args: str) -> list[dict]:
+    threads = torch.get_num_threads()
+    try:
+        bench_ensemble.main([*TINY, *args])
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("device: cpu") and "torch " + torch.__version__ in lines[0]
+    assert "GFLOP/s" in lines[1]
+    assert lines[2] == "| " + " | ".join(bench_ensemble.COLUMNS) + " |" and lines[3].startswith("|---|")
+    rows = [ROW.match(line) for line in lines[4:]]
+    assert all(rows), [line for line, match in zip(lines[4:], rows) if not match]
+    return [m.groupdict() for m in rows]
+
+
+@pytest.mark.slow
+def test_single_model_rows_per_depth(capsys):
+    rows = table(capsys, "--depths", "1", "2", "--groups")
+    assert [(r["depth"], r["variant"]) for r in rows] == [(d, v) for d in ("1", "2") for v in SINGLE]
+    assert {r["members"] for r in rows} == {"1"}
+    assert all(r["peak"] == "100%" for r in rows if r["variant"] == "FLOP floor")
+
+
+@pytest.mark.slow
+def test_ensemble_rows_per_group_size(capsys):
+    pytest.importorskip("initlab.ensemble", reason="initlab.ensemble (P8, helper ens) is not merged yet")
+    rows = table(capsys, "--depths", "2", "--groups", "1", "2")
+    ensemble = [(r["variant"], r["members"]) for r in rows if r["variant"] == "ensemble"]
+    assert ensemble == [("ensemble", "1"), ("ensemble", "2")]
+    assert len(rows) == len(SINGLE) + 2
+
+
+@pytest.mark.parametrize("args, message", [(["--depths", "0"], "--depths must be >= 1, got 0"),
+                                           (["--samples", "0"], "--samples must be >= 1, got 0")])
+def test_bad_sizes_are_refused_in_one_line(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        bench_ensemble.main([*TINY, *args])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)

@@ -1,0 +1,53 @@
+"""benchmarks/bench_grid.py at tiny sizes: its tables have every row, with numbers where numbers
+belong, and the projection is the sum of its rows. Timings are never asserted."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_grid  # noqa: E402
+
+GROUP_ROW = re.compile(r"^\| (\w+) \| (\d+) \| (\d+\.\d{2}) \| (\d+\.\d{3}) \| (\d+) \|$")
+
+
+@pytest.mark.slow
+def test_projection_has_a_row_per_group_and_sums_them(capsys):
+    threads = torch.get_num_threads()
+    try:
+        bench_grid.main(["project", "--members", "1", "--samples", "300", "--depths", "1", "2", "--activations",
+                         "relu", "tanh", "--epochs", "1", "--grid-epochs", "3", "--threads", "1", "--device", "cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("device: cpu") and "one job at a time" in lines[1]
+    rows = [GROUP_ROW.match(line) for line in lines[4:-1]]
+    assert all(rows), lines[4:-1]
+    assert [(m[1], m[2]) for m in rows] == [("relu", "1"), ("relu", "2"), ("tanh", "1"), ("tanh", "2")]
+    # each row: 8 inits one at a time x (fixed + 3 epochs); the total is their sum (rounded per row)
+    for m in rows:
+        assert abs(int(m[5]) - 8 * (float(m[3]) + 3 * float(m[4]))) <= 0.6 + 8 * 0.005 + 24 * 0.0005
+    total = float(re.match(r"^projected full grid: (\d+) s = \d+\.\d{2} h$", lines[-1])[1])
+    assert abs(total - sum(int(m[5]) for m in rows)) <= len(rows)
+
+
+@pytest.mark.slow
+def test_sweep_timing_runs_each_launcher(capsys):
+    bench_grid.main(["time", "--launchers", "basic", "--", "epochs=1", "depth=2", "activation=relu",
+                     "init=he_normal,zero", "seed=0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "+experiment=grid_quick threads=null epochs=1 depth=2 activation=relu init=he_normal,zero seed=0"
+    assert lines[2] == "| launcher | jobs finished | wall s | speed-up over basic |"
+    assert re.match(r"^\| basic \| 2 \| \d+\.\d \| 1\.00x \|$", lines[4]), lines
+
+
+@pytest.mark.slow
+def test_a_failing_sweep_stops_with_its_launcher_named(capsys):
+    with pytest.raises(SystemExit, match=r"^hydra/launcher=basic: train.py exited 2$"):
+        bench_grid.main(["time", "--launchers", "basic", "--", "depth=0", "seed=0"])
