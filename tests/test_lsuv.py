@@ -7,6 +7,7 @@ plain-torch transcription of Algorithm 1.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -174,6 +175,7 @@ def test_deterministic_under_the_seed():
         runs.append((report, model.state_dict()))
     (r0, s0), (r1, s1), (_, s2) = runs
     assert r0 == r1 and all(torch.equal(s0[k], s1[k]) for k in s0)
+    assert json.loads(json.dumps(r0)) == r0, "the report goes into result.json as it is"
     assert not all(torch.equal(s0[k], s2[k]) for k in s0)
 
 
