@@ -312,6 +312,23 @@ def trunc_normal_acceptance(mean: float, std: float, a: float, b: float) -> floa
     return max(exact, lowest)  # the bound holds where p underflows (std >> b - a)
 
 
+@dataclass
+class LSUVConfig(InitConfig):
+    """LSUV (Mishkin & Matas 2016): orthonormal weights, then each layer in turn rescaled until its
+    output's variance on the probe batch is within ``tol`` of ``target_var`` (the paper's 1), at
+    most ``max_iters`` rescalings per layer (the paper's T_max); initlab.lsuv."""
+
+    target_var: float = number(gt=0)
+    tol: float = number(gt=0)
+    max_iters: int = number(ge=1, le=INT_MAX, integer=True)
+
+    def check(self) -> None:
+        super().check()
+        _require(self.apply_to == ApplyTo.all, "init.apply_to=head does not apply to init=lsuv, which rescales "
+                                               "every layer in turn; valid: all")
+        _require(self.tol < self.target_var, f"init.tol must be < init.target_var ({self.target_var}), got {self.tol}")
+
+
 TRUNC_NORMAL_MIN_ACCEPTANCE = 0.1  # at 0.02 torch takes 100 s for one 1000 x 1000 weight (measured)
 
 
@@ -761,7 +778,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "activation": {"base": ActivationConfig, "leaky_relu": LeakyReLUConfig, "elu": ELUConfig,
                    "gelu": GELUConfig},
     "init": {"base": InitConfig, "variance_scaling": VarianceScalingConfig, "gain": GainConfig,
-             "normal": NormalConfig, "trunc_normal": TruncNormalConfig},
+             "normal": NormalConfig, "trunc_normal": TruncNormalConfig, "lsuv": LSUVConfig},
     "dataset": {"digits": DigitsConfig, "torchvision": TorchvisionConfig, "noisy": NoisyConfig,
                 "blobs": BlobsConfig, "circles": CirclesConfig, "spiral": SpiralConfig, "shapes": ShapesConfig,
                 "majority": MajorityConfig, "imdb": ImdbConfig},

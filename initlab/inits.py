@@ -59,15 +59,24 @@ def fill_bias(bias: torch.Tensor, weight: torch.Tensor, model_cfg: ModelConfig) 
 
 
 @torch.no_grad()
-def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig) -> None:
+def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig,
+               x: Optional[torch.Tensor] = None) -> Optional[dict]:
     """Fill every weighted layer's weight by ``init`` and then its bias by ``model_cfg.bias_init``,
     layer by layer in module order (so torch_default draws exactly what building each layer draws).
 
     ``init.apply_to=head`` fills only the output layer (the module whose weight the model's output
     site names); every other layer keeps the values it was built with.
+
+    A data-dependent init (``init=lsuv``) then rescales the filled model on the batch ``x`` (the
+    model's input, on its device) and returns its report (initlab.lsuv.rescale); every other init
+    returns None and ignores ``x``. Raises ValueError when a data-dependent init gets no ``x``.
     Then, last, the model's residual-branch init (``model.branch_init``,
-    initlab.models.branches.init_branches) rescales or zeroes what was filled.
+    initlab.models.branches.init_branches) rescales or zeroes what was filled (so an LSUV report
+    describes the network before its branches were zeroed or scaled).
     """
+    rescale = INITS[init.name].rescale
+    if rescale is not None and x is None:
+        raise ValueError(f"init={init.name} rescales the model on a data batch: pass x, the probe batch")
     layers = weighted_layers(model, init.embedding)
     if init.apply_to == ApplyTo.head:
         head = head_name(model)
@@ -76,4 +85,6 @@ def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig) -> No
         INITS[init.name].fill(weight, init, layer)
         if bias is not None:
             fill_bias(bias, weight, model_cfg)
+    report = None if rescale is None else rescale(model, init, x)
     init_branches(model, head_name)
+    return report

@@ -66,7 +66,7 @@ def test_every_choice_composes_and_converts(group, choice):
     elif group == "init":
         assert choice in INITS
         model = MLP(5, 3, 8, 2, nn.ReLU())
-        initialize(model, node, exp.model)
+        initialize(model, node, exp.model, x=torch.randn(16, 5))  # a data batch, for data-dependent inits
         assert all(torch.isfinite(layer.weight).all() for layer in model.linears)
     elif group == "dataset":
         assert choice in LOADERS

@@ -64,6 +64,9 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "init.mean": ([], ["init.mean=0.05"]),
     "init.a": ([], ["init.a=-0.05"]),
     "init.b": ([], ["init.b=0.05"]),
+    "init.target_var": ([], ["init.target_var=2.0"]),
+    "init.tol": (["init.tol=0.001"], ["init.tol=0.9"]),
+    "init.max_iters": (["model.bias_init=normal", "model.bias_std=0.5", "init.tol=0.001"], ["init.max_iters=1"]),
     "dataset.val_size": ([], ["dataset.val_size=20"]),
     "dataset.test_size": ([], ["dataset.test_size=100"]),
     "dataset.split_seed": (["dataset.val_size=20"], ["dataset.split_seed=1"]),
@@ -192,7 +195,7 @@ def effect(group: str, exp) -> dict:
     if group == "init":  # a transformer has every kind of weight an init fills (Embedding too)
         model = Transformer(11, 6, 3, 1, nn.ReLU, d_model=8, nhead=2, dim_feedforward=12)
         torch.manual_seed(0)
-        initialize(model, node, exp.model)
+        initialize(model, node, exp.model, x=torch.randint(0, 11, (8, 6), generator=torch.Generator().manual_seed(0)))
         return {name: p.detach().clone() for name, p in model.named_parameters()}
     if group == "dataset":
         try:
@@ -316,6 +319,10 @@ def test_every_field_changes_the_run(group, choice, key, dataset_files):
             return out
 
         both, changed = fill(both), fill(changed)
+    if (choice, key) == ("lsuv", "init.apply_to"):  # LSUV rescales every layer: head is refused
+        with pytest.raises(ConfigError, match="^init.apply_to=head does not apply to init=lsuv"):
+            configure(group, choice, [*both, *changed])
+        return
     first = effect(group, configure(group, choice, both))
     second = effect(group, configure(group, choice, [*both, *changed]))
     assert differs(first, second), f"{group}={choice}: {' '.join(changed)} changed nothing"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 from scipy import stats
 
@@ -29,6 +29,9 @@ class Init:
         mean-field theory's sigma_w^2; cfg a mapping or attribute object, missing fields at their
         YAML defaults.
     color: RGB in [0, 1]; dashes: the line style, shared within a family of related inits.
+    rescale(model, cfg, x): for a data-dependent init, what runs on the filled model with a data
+        batch ``x`` (the fill is then its pre-init); returns its report (a JSON-ready dict).
+    theory_reason: why the mean-field theory has no sigma_w^2 for this init (None: it has one).
     """
 
     name: str
@@ -36,6 +39,8 @@ class Init:
     sigma_w2: Callable[[Any, int, int], float]
     color: tuple[float, float, float]
     dashes: Dashes
+    rescale: Optional[Callable[[Any, Any, Any], dict]] = None
+    theory_reason: Optional[str] = None
 
 
 def _init():
@@ -98,6 +103,24 @@ def _trunc_normal_sigma_w2(cfg, fan_in: int, fan_out: int) -> float:
     return fan_in * float(v + m * m)
 
 
+LSUV_THEORY = ("init=lsuv sets each layer's scale from the data batch (LSUV), so the mean-field "
+               "sigma_w^2 is not known before the run")
+
+
+def _no_sigma_w2(reason: str) -> Callable[[Any, int, int], float]:
+    def sigma_w2(cfg, fan_in: int, fan_out: int) -> float:
+        raise ValueError(reason)
+
+    return sigma_w2
+
+
+def _lsuv(model, cfg, x) -> dict:
+    """LSUV's rescaling (initlab.lsuv) of a model the orthogonal fill has pre-initialized."""
+    from initlab import lsuv  # imports torch and the lsuv package: see the module docstring
+
+    return lsuv.rescale(model, x, field(cfg, "target_var", 1.0), field(cfg, "tol", 0.1), field(cfg, "max_iters", 10))
+
+
 def _registry(*choices: Init) -> dict[str, Init]:
     return {c.name: c for c in choices}
 
@@ -129,4 +152,7 @@ INITS: dict[str, Init] = _registry(  # tab10 in pairs of hues per family, then t
          lambda c, fan_in, fan_out: 1.0, rgb("#e377c2"), LECUN),
     Init("torch_default", _torch_default, lambda c, fan_in, fan_out: 1.0 / 3.0,  # U(+-1/sqrt(fan_in))
          rgb("#000000"), LECUN),
+    Init("lsuv", lambda w, c, layer=None: _init().orthogonal_(w),  # the pre-init: orthonormal, gain 1
+         _no_sigma_w2(LSUV_THEORY), rgb("#ff9896"), (6, 1.5, 1.5, 1.5, 1.5, 1.5), rescale=_lsuv,
+         theory_reason=LSUV_THEORY),
 )

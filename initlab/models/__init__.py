@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
-from initlab.choices import build_activation
+from initlab.choices import INITS, build_activation
 from initlab.config import ApplyTo, BiasInit, ConfigError, ConvNorm, ExperimentConfig, ModelConfig, Norm
 from initlab.models.cnn import CNN
 from initlab.models.mlp import MLP
@@ -157,6 +157,8 @@ def theory_reason(exp: ExperimentConfig) -> Optional[str]:
     """Why the mean-field predictions are empty for this run, or None where they apply."""
     if exp.init.apply_to == ApplyTo.head:
         return "init.apply_to=head leaves the hidden layers at torch's default draw"
+    if INITS[exp.init.name].theory_reason is not None:
+        return INITS[exp.init.name].theory_reason
     return MODELS[exp.model.name].theory_reason(exp.model)
 
 
