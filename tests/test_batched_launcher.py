@@ -129,7 +129,7 @@ def test_batched_sweep_writes_the_basic_launchers_job_folders(sweeps, name):
     output = done.stdout + done.stderr
     # The grouping it chose: seeds share a group, depths do not.
     assert "[batched] 4 jobs in 2 groups" in output, output[-3000:]
-    assert "[batched] group 1: 2 jobs #0 #2" in output and "[batched] group 2: 2 jobs #1 #3" in output
+    assert "[batched] group 1: 2 jobs #0 #1" in output and "[batched] group 2: 2 jobs #2 #3" in output
     # Progress and one summary, as under the other launchers.
     assert "[sweep] 4/4 jobs done" in output
     assert output.count("[sweep] finished in") == 1 and "4 completed, 0 diverged, 0 failed" in output
