@@ -212,13 +212,14 @@ SLOW = ["dataset=blobs", "dataset.n_train=20000", "dataset.n_test=500", "dataset
         "model.width=128", "probe_size=256", "threads=1", "seed=0,1", "epochs=6"]
 
 
-def epochs_written(sweep: Path) -> int:
-    """The most epoch rows any member has written so far."""
+def checkpointed_rows(sweep: Path) -> int:
+    """The most epoch rows of a member that has a checkpoint (rows are written just before it)."""
     counts = [0]
     for path in sweep.glob("*/epochs.csv"):
         try:
-            counts.append(len(read_csv(path)))
-        except (OSError, StopIteration):
+            if (path.parent / "checkpoint.pt").is_file():
+                counts.append(len(read_csv(path)))
+        except OSError:
             pass
     return max(counts)
 
@@ -232,7 +233,7 @@ def test_kill_mid_group_then_rerun_loses_nothing(tmp_path):
                                 start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while epochs_written(sweep) < 2:  # epoch 0 and epoch 1 rows of some member
+        while checkpointed_rows(sweep) < 2:  # epoch 0 and epoch 1 rows of some member
             assert proc.poll() is None, (tmp_path / "killed.out").read_text()[-3000:]
             assert time.monotonic() < deadline, "no epoch rows within 180 s"
             time.sleep(0.05)
