@@ -4,8 +4,8 @@ A group of one runs through Hydra's own ``run_job`` (the task function, exactly 
 launcher). A larger group is Hydra's ``run_job`` split in two around one call of
 ``initlab.ensemble.run_group``: every member gets its folder, ``.hydra/`` files and
 ``on_job_start`` first, then the ensemble trains, then every member gets its ``JobReturn`` and
-``on_job_end`` (so initlab's sweep ledger counts it). The job's log file: log records that carry a
-``job_dir`` attribute go to that member's log only, the others to every member's log.
+``on_job_end`` (so initlab's sweep ledger counts it). The job's log file: records that belong to
+one member (``initlab.joblog``) go to that member's log only, the others to every member's log.
 """
 
 from __future__ import annotations
@@ -177,6 +177,7 @@ def _train(task_function: TaskFunction, configs: list[DictConfig], returns: list
     their checkpoints, and only the failing job fails.
     """
     from initlab.config import ConfigError
+    from initlab.joblog import member_records
 
     dirs = [Path(cfg.hydra.runtime.output_dir) for cfg in configs]
     try:
@@ -187,7 +188,7 @@ def _train(task_function: TaskFunction, configs: list[DictConfig], returns: list
         values = []
         for cfg, ret, job_dir in zip(configs, returns, dirs):
             HydraConfig.instance().set_config(cfg)
-            with member(job_dir):
+            with member_records(job_dir):
                 try:
                     values.append(task_function(ret.cfg))
                 except Exception as job_err:  # noqa: BLE001 (the JobReturn carries it, as in run_job)
@@ -201,31 +202,16 @@ def _train(task_function: TaskFunction, configs: list[DictConfig], returns: list
     return values
 
 
-@contextlib.contextmanager
-def member(job_dir: Path) -> Iterator[None]:
-    """Untagged log records inside this block belong to ``job_dir``'s log only."""
-    factory = logging.getLogRecordFactory()
-
-    def tagged(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = factory(*args, **kwargs)
-        record.job_dir = str(job_dir)
-        return record
-
-    logging.setLogRecordFactory(tagged)
-    try:
-        yield
-    finally:
-        logging.setLogRecordFactory(factory)
-
-
 class _ForMember(logging.Filter):
     def __init__(self, job_dir: str) -> None:
         super().__init__()
         self.job_dir = job_dir
 
     def filter(self, record: logging.LogRecord) -> bool:
-        owner = getattr(record, "job_dir", None)
-        return owner is None or str(owner) == self.job_dir
+        from initlab.joblog import owner
+
+        job = owner(record)
+        return job is None or job == self.job_dir
 
 
 @contextlib.contextmanager
@@ -256,7 +242,7 @@ def _member_logs(configs: list[DictConfig]) -> Iterator[None]:
             twin = logging.FileHandler(names[handler.get_name()], mode=handler.mode, encoding=handler.encoding)
             twin.setFormatter(handler.formatter)
             twin.setLevel(handler.level)
-            twin.addFilter(_ForMember(cfg.hydra.runtime.output_dir))
+            twin.addFilter(_ForMember(str(Path(cfg.hydra.runtime.output_dir).absolute())))
             root.addHandler(twin)
             added.append(twin)
     try:

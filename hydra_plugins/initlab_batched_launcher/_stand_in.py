@@ -42,13 +42,13 @@ def plan(cfgs: Sequence[DictConfig], max_members: Optional[int]) -> list[list[in
 
 def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
               launcher: Optional[Mapping[str, Any]] = None) -> list[Any]:
-    from hydra_plugins.initlab_batched_launcher._core import member
     from initlab.config import ConfigError
+    from initlab.joblog import member_records
     from initlab.train.job import run
 
     results: list[Any] = []
     for cfg, job_dir in zip(cfgs, job_dirs):
-        with member(job_dir):
+        with member_records(job_dir):
             try:
                 results.append(run(cfg, Path(job_dir), launcher))
             except ConfigError as err:
