@@ -8,15 +8,14 @@ scan stays fast.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from hydra_plugins.hydra_joblib_launcher import joblib_launcher  # modules, not classes: Hydra's plugin scan
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher  # lists a module's classes as its plugins
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class BatchedLauncher(Launcher):
         return returns
 
 
-class BatchedJoblibLauncher(JoblibLauncher):
+class BatchedJoblibLauncher(joblib_launcher.JoblibLauncher):
     """Groups as joblib's tasks (``hydra/launcher=batched_parallel``): one group per worker at a time."""
 
     def __init__(self, max_members: Optional[int] = None, **joblib: Any) -> None:
@@ -79,7 +78,7 @@ class BatchedJoblibLauncher(JoblibLauncher):
         return _core.in_job_order(groups, results)
 
 
-class BatchedSubmititLauncher(BaseSubmititLauncher):
+class BatchedSubmititLauncher(submitit_launcher.BaseSubmititLauncher):
     """Groups as submitit tasks: one SLURM array task (or local subprocess) per group."""
 
     def __init__(self, max_members: Optional[int] = None, **params: Any) -> None:
