@@ -94,6 +94,9 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
             check_search(base)  # hydra/sweeper=optuna: the jobs return the objective it optimizes
         except ConfigError as err:
             return str(err)
+        members = OmegaConf.select(base, "hydra.launcher.max_members", default=None)
+        if members is not None and members < 1:  # the batched launchers (hydra_plugins/initlab_batched_launcher)
+            return f"hydra.launcher.max_members={members}; valid: null (automatic from free memory) or an integer >= 1"
         return _unknown_swept_key(args, base, compose_base) or _empty_glob(args)
 
 

@@ -262,3 +262,24 @@ def test_preempted_task_requeues_itself_and_continues_from_its_checkpoint(tmp_pa
                    "sacct -D to show REQUEUED then COMPLETED", poll=0.5)
     finally:
         print("sacct -D:", sacct_states(job_id, duplicates=True))
+
+
+def test_batched_sweep_runs_one_array_task_per_group(tmp_path):
+    """hydra/launcher=batched_slurm: the seeds of each depth form a group, each group one array task."""
+    sweep = tmp_path / "sweep"
+    done = run_train("-m", "hydra/launcher=batched_slurm", "depth=2,3", "seed=0,1", "epochs=2", *SMALL_TASKS,
+                     f"hydra.sweep.dir={sweep}", timeout=240)
+    assert done.returncode == 0, done.describe()
+    output = done.stdout + done.stderr
+    assert "[batched] 4 jobs in 2 groups" in output, output[-3000:]
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 4, [p.name for p in jobs]
+    for job in jobs:
+        assert read_json(job / "result.json")["status"] == "completed", job.name
+        assert [r["epoch"] for r in read_csv(job / "epochs.csv")] == ["0", "1", "2"]
+    assert "[sweep] 4/4 jobs done" in output and output.count("[sweep] finished in") == 1
+    tasks = submitit_job_ids(sweep)
+    assert len(tasks) == 2 and all("_" in t for t in tasks), tasks
+    for task in tasks:
+        log = (sweep / ".submitit" / task / f"{task}_0_log.out").read_text()
+        assert "Job completed successfully" in log, log[-2000:]

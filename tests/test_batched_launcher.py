@@ -1,0 +1,259 @@
+"""The batched launcher (hydra_plugins/initlab_batched_launcher, conf/hydra/launcher/batched*.yaml):
+the same job folders as the basic launcher, the sweep's progress and summary, a failing member that
+fails alone, kill -9 mid-group then a rerun, and groups as the unit of work of joblib and submitit.
+
+Every sweep is a real ``python train.py -m`` run, submitted up front to the two-process pool
+(``train_pool``); each test collects its own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from conftest import CONF, ROOT, Completed, read_csv, read_json, run_train, train_env, train_refused_in_process
+
+TINY = ["depth=2,3", "seed=0,1", "epochs=2", "threads=1", "probe_size=200"]
+SWEEPS = {
+    "basic": TINY,
+    "batched": ["hydra/launcher=batched", *TINY],
+    "batched_parallel": ["hydra/launcher=batched_parallel", *TINY],
+    "batched_local": ["hydra/launcher=batched_local", *TINY],
+    # device=cuda fails at run time on a machine without a GPU (a bad config never starts).
+    "batched_failing": ["hydra/launcher=batched", "device=cpu,cuda", "depth=2", "epochs=1", "threads=1",
+                        "hydra.job.config.override_dirname.exclude_keys=[]"],
+}
+JOBS = sorted(f"depth={d},epochs=2,probe_size=200,seed={s}" for d in (2, 3) for s in (0, 1))
+TIMES = ("epoch_time", "wall_time", "train_time")  # wall clock: differs from run to run
+CUDA_ERROR = "device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda"
+
+
+@pytest.fixture(scope="module")
+def sweeps(request, tmp_path_factory, train_pool) -> dict[str, tuple[Path, Future]]:
+    """Submits the sweeps that the selected tests of this module use (their ``name`` parameter)."""
+    wanted = {name for item in request.session.items if item.module is request.module and hasattr(item, "callspec")
+              for key, name in item.callspec.params.items() if key == "name"}
+    root = tmp_path_factory.mktemp("batched")
+    submitted = {}
+    for name, args in SWEEPS.items():
+        if name in wanted or (name == "basic" and "batched" in wanted):
+            sweep = root / name
+            submitted[name] = (sweep, train_pool("-m", *args, f"hydra.sweep.dir={sweep}", timeout=300))
+    return submitted
+
+
+def finished(sweeps, name: str, returncode: int = 0) -> tuple[Path, Completed]:
+    sweep, future = sweeps[name]
+    done = future.result()
+    assert done.returncode == returncode, done.describe()
+    return sweep, done
+
+
+def job_dirs(sweep: Path) -> dict[str, Path]:
+    return {p.parent.name: p.parent for p in sweep.glob("*/.hydra")}
+
+
+def files(job: Path) -> list[str]:
+    return sorted(str(p.relative_to(job)) for p in job.rglob("*") if p.is_file())
+
+
+def assert_close(a: Any, b: Any, where: str) -> None:
+    """Equal JSON-like values, floats to 1e-5 relative (the ensemble's sums run in another order)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for key in a:
+            if key not in TIMES:
+                assert_close(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), f"{where}: {a} != {b}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7) or (math.isnan(a) and math.isnan(b)), \
+            f"{where}: {a} != {b}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def as_number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def assert_same_csv(a: Path, b: Path) -> None:
+    rows_a, rows_b = read_csv(a), read_csv(b)
+    assert len(rows_a) == len(rows_b), f"{a}: {len(rows_a)} rows, {b}: {len(rows_b)}"
+    for i, (ra, rb) in enumerate(zip(rows_a, rows_b)):
+        assert_close({k: as_number(v) for k, v in ra.items()}, {k: as_number(v) for k, v in rb.items()},
+                     f"{a.parent.name}/{a.name} row {i}")
+
+
+def assert_same_jobs(sweep: Path, reference: Path) -> None:
+    """The same job folders, files and values (CSVs and result.json to float tolerance; the job's
+    config and overrides exactly; Hydra's job fields but the launcher and the sweep folder)."""
+    jobs, expected = job_dirs(sweep), job_dirs(reference)
+    assert sorted(jobs) == sorted(expected)
+    for name, job in jobs.items():
+        ref = expected[name]
+        assert files(job) == files(ref), name
+        for path in job.glob("*.csv"):
+            assert_same_csv(path, ref / path.name)
+        assert_close(read_json(job / "result.json"), read_json(ref / "result.json"), f"{name}/result.json")
+        for kept in ("config.yaml", "overrides.yaml"):
+            assert (job / ".hydra" / kept).read_text() == (ref / ".hydra" / kept).read_text(), f"{name}/{kept}"
+        hydra, ref_hydra = (yaml.safe_load((p / ".hydra" / "hydra.yaml").read_text())["hydra"] for p in (job, ref))
+        assert hydra["job"] == ref_hydra["job"], name
+        assert hydra["overrides"]["task"] == ref_hydra["overrides"]["task"], name
+        assert hydra["runtime"]["output_dir"] == str(job.resolve())
+
+
+@pytest.mark.parametrize("name", ["batched"])
+def test_batched_sweep_writes_the_basic_launchers_job_folders(sweeps, name):
+    sweep, done = finished(sweeps, name)
+    reference, _ = finished(sweeps, "basic")
+    assert sorted(job_dirs(sweep)) == JOBS
+    assert_same_jobs(sweep, reference)
+    output = done.stdout + done.stderr
+    # The grouping it chose: seeds share a group, depths do not.
+    assert "[batched] 4 jobs in 2 groups" in output, output[-3000:]
+    assert "[batched] group 1: 2 jobs #0 #1" in output and "[batched] group 2: 2 jobs #2 #3" in output
+    # Progress and one summary, as under the other launchers.
+    assert "[sweep] 4/4 jobs done" in output
+    assert output.count("[sweep] finished in") == 1 and "4 completed, 0 diverged, 0 failed" in output
+    # Each member's log holds its own lines only (its group trained two models): one model, one last epoch.
+    for job in job_dirs(sweep).values():
+        log = (job / "train.log").read_text()
+        assert log.count("model mlp,") == 1 and log.count("epoch 2/2") == 1, job.name
+
+
+@pytest.mark.parametrize("name", ["batched_parallel"])
+def test_parallel_preset_runs_groups_as_joblib_tasks(sweeps, name):
+    sweep, done = finished(sweeps, name)
+    output = done.stdout + done.stderr
+    assert "Joblib.Parallel(" in output and "is launching 2 groups" in output, output[-3000:]
+    jobs = job_dirs(sweep)
+    assert sorted(jobs) == JOBS
+    for job in jobs.values():
+        assert read_json(job / "result.json")["status"] == "completed"
+        assert [int(r["epoch"]) for r in read_csv(job / "epochs.csv")] == [0, 1, 2]
+    assert output.count("[sweep] finished in") == 1 and "4 completed, 0 diverged, 0 failed" in output
+
+
+@pytest.mark.parametrize("name", ["batched_local"])
+def test_local_preset_runs_one_submitit_task_per_group(sweeps, name):
+    sweep, done = finished(sweeps, name)
+    jobs = job_dirs(sweep)
+    assert sorted(jobs) == JOBS
+    for job in jobs.values():
+        assert read_json(job / "result.json")["status"] == "completed"
+    # Two groups, two submitit tasks: each with its log and result pickle.
+    logs = sorted((sweep / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 2, logs
+    assert all("Job completed successfully" in log.read_text() for log in logs)
+    # The members of a group share their task's id (hydra.job.id).
+    ids = {yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"] for job in jobs.values()}
+    assert ids == {log.parent.name for log in logs}
+    assert [p.name for p in (sweep / ".submitit").iterdir() if "%" in p.name] == []
+    output = done.stdout + done.stderr
+    assert "[sweep] 4/4 jobs done" in output and output.count("[sweep] finished in") == 1
+    assert "4 completed, 0 diverged, 0 failed" in output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the failing job needs a machine without a CUDA GPU")
+@pytest.mark.parametrize("name", ["batched_failing"])
+def test_a_failing_member_fails_alone(sweeps, name):
+    sweep, done = finished(sweeps, name, returncode=1)
+    output = done.stdout + done.stderr
+    jobs = job_dirs(sweep)
+    failed_name = "depth=2,device=cuda,epochs=1,threads=1"
+    assert sorted(jobs) == ["depth=2,device=cpu,epochs=1,threads=1", failed_name]
+    good = jobs["depth=2,device=cpu,epochs=1,threads=1"]
+    assert read_json(good / "result.json")["status"] == "completed" and not (good / "FAILED").exists()
+    failed = jobs[failed_name]
+    assert (failed / "FAILED").read_text().strip() == f"ConfigError: {CUDA_ERROR}"
+    # The error is the failed job's own (a line about the whole group may name it in both logs).
+    error_line = f"[ERROR] - {CUDA_ERROR}"
+    assert error_line in (failed / "train.log").read_text() and error_line not in (good / "train.log").read_text()
+    assert not (failed / "result.json").exists()
+    assert "Error executing job with overrides: ['device=cuda', 'depth=2', 'epochs=1', 'threads=1']" in output
+    summary = f"1 completed, 0 diverged, 1 failed: {failed_name} (ConfigError: {CUDA_ERROR})"
+    assert output.count("[sweep] finished in") == 1 and summary in output, output[-3000:]
+
+
+def test_max_members_below_one_is_refused_in_one_line():
+    done = train_refused_in_process("-m", "hydra/launcher=batched", "hydra.launcher.max_members=0", "seed=0,1")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: hydra.launcher.max_members=0; valid: null (automatic from free memory) "
+                                   "or an integer >= 1")
+
+
+def test_the_batched_presets_are_launcher_choices():
+    from initlab.cli import check_command_line
+
+    presets = sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("batched*.yaml"))
+    assert presets == ["batched", "batched_local", "batched_parallel", "batched_slurm"]
+    for preset in presets:
+        assert check_command_line(["-m", f"hydra/launcher={preset}", "seed=0,1"], CONF) is None, preset
+
+
+# ~0.1-0.5 s per epoch on one thread: long enough to kill the group after its first epoch rows.
+SLOW = ["dataset=blobs", "dataset.n_train=20000", "dataset.n_test=500", "dataset.n_features=32", "depth=4",
+        "model.width=128", "probe_size=256", "threads=1", "seed=0,1", "epochs=6"]
+
+
+def checkpointed_rows(sweep: Path) -> int:
+    """The most epoch rows of a member that has a checkpoint (rows are written just before it)."""
+    counts = [0]
+    for path in sweep.glob("*/epochs.csv"):
+        try:
+            if (path.parent / "checkpoint.pt").is_file():
+                counts.append(len(read_csv(path)))
+        except OSError:
+            pass
+    return max(counts)
+
+
+@pytest.mark.slow
+def test_kill_mid_group_then_rerun_loses_nothing(tmp_path):
+    sweep, whole = tmp_path / "sweep", tmp_path / "whole"
+    command = [sys.executable, "train.py", "-m", "hydra/launcher=batched", *SLOW, f"hydra.sweep.dir={sweep}"]
+    with open(tmp_path / "killed.out", "w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=train_env(), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while checkpointed_rows(sweep) < 2:  # epoch 0 and epoch 1 rows of some member
+            assert proc.poll() is None, (tmp_path / "killed.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no epoch rows within 180 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    jobs = job_dirs(sweep)
+    assert len(jobs) == 2
+    assert not all((job / "result.json").exists() for job in jobs.values()), "the group ended before the kill"
+    assert any((job / "checkpoint.pt").exists() for job in jobs.values())
+
+    rerun = run_train("-m", "hydra/launcher=batched", *SLOW, f"hydra.sweep.dir={sweep}", timeout=300)
+    assert rerun.returncode == 0, rerun.describe()
+    assert "2 completed, 0 diverged, 0 failed" in rerun.stdout + rerun.stderr
+    assert any("resuming from the checkpoint" in (job / "train.log").read_text() for job in jobs.values())
+    reference = run_train("-m", *SLOW, f"hydra.sweep.dir={whole}", timeout=300)
+    assert reference.returncode == 0, reference.describe()
+    for name, job in job_dirs(sweep).items():
+        assert not (job / "checkpoint.pt").exists()
+        assert [int(r["epoch"]) for r in read_csv(job / "epochs.csv")] == list(range(7)), name
+    assert_same_jobs(sweep, whole)
