@@ -35,6 +35,7 @@ from initlab.choices.base import field
 from initlab.choices.gaussian import PiecewiseLinear, Quadrature
 from initlab.config import ConfigError, ExperimentConfig, Transform, check_transform, dks_name
 
+log = logging.getLogger(__name__)
 PLN_MIN_FEATURES = 20  # dks warns that PLN without a homogeneous coordinate loses information below this
 
 _METHODS = {Transform.tat: "TAT", Transform.dks: "DKS"}
@@ -77,7 +78,7 @@ def solve(activation: Any, depth: int) -> dict[str, float]:
     """The transformation's parameters for ``depth`` nonlinear layers in a chain: dks's
     input_scale, input_shift, output_shift, output_scale (those it uses) and, for leaky ReLU, the
     solved negative_slope. Cached per (activation, targets, depth); raises ConfigError where dks
-    finds none (e.g. TAT's eta = 0.9 is out of reach of a leaky ReLU net a few layers deep)."""
+    finds none (e.g. TAT's eta = 0.9 is out of reach of a leaky ReLU net under 14 layers deep)."""
     transform = Transform(field(activation, "transform", "none"))
     if transform == Transform.none:
         raise ValueError("solve() needs activation.transform tat or dks")
@@ -141,6 +142,9 @@ def shape(model: nn.Module, exp: ExperimentConfig) -> Optional[dict[str, float]]
         site.activation = ShapedActivation(_base_module(exp.activation, params), params)
     if model.hidden[0].in_features >= PLN_MIN_FEATURES:
         model.input_norm = PerLocationNormalization()
+    log.info("activation.transform=%s for %d layers: %s %s%s", exp.activation.transform.value, len(acts),
+             exp.activation.name, ", ".join(f"{k}={v:.6g}" for k, v in params.items()),
+             ", PLN inputs" if model.input_norm is not None else "")
     return params
 
 
