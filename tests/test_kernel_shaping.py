@@ -233,3 +233,25 @@ def test_delta_orthogonal_is_zero_off_centre_and_orthogonal_at_centre():
     centre = w[:, :, 1, 1]
     assert w.abs().sum() == pytest.approx(centre.abs().sum().item())
     torch.testing.assert_close(centre.T @ centre, 3.0 * torch.eye(4, dtype=torch.float64))  # sqrt(12/4) scale
+
+
+def test_saturation_of_a_shaped_tanh_is_tanh_s_own():
+    """frac_saturated of phi_hat = b (tanh(a h + s) + o) counts |tanh(a h + s)| > 0.99, not |phi_hat|."""
+    from initlab.measure.probes import probe_statistics
+    from initlab.records import PROBE_COLUMNS
+
+    exp = experiment("activation=tanh", "activation.transform=dks", "init=scaled_orthogonal", "depth=20")
+    torch.manual_seed(0)
+    model = build(exp, Inputs("vectors", (5,), 3))  # no PLN: large inputs reach tanh's flat part
+    initialize(model, exp.init, exp.model)
+    x = torch.randn(64, 5) * 30
+    stats = probe_statistics(model, "tanh", x, torch.arange(64) % 3)
+    shaped = kernel_shaping.shaped_sites(model)[0].activation
+    with probing(model, shifts=False) as probe:
+        model(x)
+    h = next(iter(probe.taps.values())).pre
+    expected = (torch.tanh(shaped.input_scale * h + shaped.input_shift).abs() > 0.99).double().mean().item()
+    assert expected > 0.01  # the check has something to count, and phi_hat's own values would count otherwise
+    assert abs((shaped(h).abs() > 0.99).double().mean().item() - expected) > 0.1
+    measured = stats.values[0, PROBE_COLUMNS.index("frac_saturated")].item()
+    assert measured == pytest.approx(expected, abs=1e-12)
