@@ -61,6 +61,7 @@ def _solve(name: str, method: str, targets: tuple, depth: int) -> dict[str, floa
     dks_logger = logging.getLogger("absl")
     level = dks_logger.level
     dks_logger.setLevel(logging.ERROR)  # its per-solve INFO lines and its DKS+relu warning
+    rng = np.random.get_state()  # dks seeds NumPy's global generator for its starting points
     try:
         with np.errstate(all="ignore"):
             params = activation_transform._get_activations_params(
@@ -71,6 +72,7 @@ def _solve(name: str, method: str, targets: tuple, depth: int) -> dict[str, floa
                           f"targets ({str(err).split('.')[0]})") from None
     finally:
         dks_logger.setLevel(level)
+        np.random.set_state(rng)
     return {k: float(v) for k, v in params.items()}
 
 
