@@ -169,10 +169,13 @@ def network_inputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def expectations(activation: Any, params: dict[str, float]) -> Any:
     """The mean-field theory's view (initlab.choices.gaussian) of phi_hat with ``params``: closed
-    forms for the leaky ReLU (a rescaled PiecewiseLinear), quadrature otherwise."""
-    if "negative_slope" in params:
+    forms for TAT's leaky ReLU (a rescaled PiecewiseLinear), quadrature otherwise."""
+    if set(params) == {"negative_slope", "output_scale"}:  # TAT's leaky ReLU: still positively homogeneous
         return ScaledPiecewiseLinear(params["negative_slope"], params["output_scale"])
-    base = ACTIVATIONS[field(activation, "name")].expectations(activation)
+    if "negative_slope" in params:  # DKS's leaky ReLU: slope solved, shifted
+        base = PiecewiseLinear(params["negative_slope"])
+    else:
+        base = ACTIVATIONS[field(activation, "name")].expectations(activation)
     a, s = params.get("input_scale", 1.0), params.get("input_shift", 0.0)
     o, b = params.get("output_shift", 0.0), params.get("output_scale", 1.0)
     return Quadrature(lambda x: b * (base.phi(a * x + s) + o), lambda x: b * a * base.dphi(a * x + s))
