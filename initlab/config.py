@@ -227,13 +227,76 @@ def _require_choice(group: str, name: str, registry: dict) -> None:
                                f"(choose one with {group}=NAME)")
 
 
+class Transform(str, Enum):
+    """Kernel shaping of the activation (initlab.kernel_shaping, DeepMind's ``dks`` package):
+    ``tat`` (Zhang et al. 2022) or ``dks`` (Martens et al. 2021), solved for the built network."""
+
+    none = "none"
+    tat = "tat"
+    dks = "dks"
+
+
 @dataclass
 class ActivationConfig(Checked):
+    """``transform`` reshapes phi for the network it is built into; its targets (null: dks's
+    defaults 0.9, 0.3, 1.5) are TAT's eta (C_f(0) of leaky ReLU nets), tau (C''_f(1) of smooth
+    ones) and DKS's zeta (C'_f(1))."""
+
     PREFIX: ClassVar[str] = "activation."
     name: str = MISSING
+    transform: Transform = Transform.none
+    c_val_0_target: Optional[float] = number(None, ge=0, le=1, optional=True)
+    c_curve_target: Optional[float] = number(None, gt=0, optional=True)
+    c_slope_1_target: Optional[float] = number(None, gt=1, optional=True)
+
+    def targets_read(self) -> tuple[str, ...]:
+        """The targets ``transform`` reads: TAT's eta for leaky ReLU, its tau otherwise; DKS's zeta."""
+        if self.transform == Transform.tat:
+            return ("c_val_0_target",) if self.name == "leaky_relu" else ("c_curve_target",)
+        return ("c_slope_1_target",) if self.transform == Transform.dks else ()
 
     def check(self) -> None:
         _require_choice("activation", self.name, choices.ACTIVATIONS)
+        reads = self.targets_read()
+        for key in ("c_val_0_target", "c_curve_target", "c_slope_1_target"):
+            value = getattr(self, key)
+            _require(value is None or key in reads,
+                     f"activation.{key}={value} changes nothing with activation.transform={self.transform.value} "
+                     f"and activation={self.name}; it reads {', '.join(reads) or 'no target'}")
+
+
+# our activation names -> dks's (gelu by its ``approximate``: gelu_exact or gelu); linear has nothing to shape
+DKS_NAMES = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "gelu": "gelu_exact", "leaky_relu": "leaky_relu",
+             "elu": "elu", "selu": "selu", "silu": "swish"}
+
+
+def dks_name(activation: Any) -> str:
+    """dks's name for an activation config; ConfigError where dks has no such activation (linear)
+    or another parameterization of it (elu with alpha != 1)."""
+    name = activation.name
+    _require(name in DKS_NAMES, f"activation.transform={activation.transform.value} needs a nonlinearity dks "
+                                f"transforms, got activation={name}; valid: {', '.join(DKS_NAMES)}")
+    _require(name != "elu" or activation.alpha == 1.0,
+             f"activation.alpha must be 1 with activation.transform (dks's elu), got {getattr(activation, 'alpha', None)}")
+    _require(name != "relu" or activation.transform != Transform.tat,
+             "activation.transform=tat does not take relu (TAT shapes leaky ReLU; dks refuses relu); "
+             "use activation=leaky_relu")
+    if name == "gelu" and activation.approximate == "tanh":
+        return "gelu"
+    return DKS_NAMES[name]
+
+
+def check_transform(activation: ActivationConfig, model: "ModelConfig") -> None:
+    """ConfigError (one line) unless ``activation.transform`` applies: a dks nonlinearity in a
+    plain MLP (initlab.kernel_shaping derives the transform for that structure only)."""
+    if activation.transform == Transform.none:
+        return
+    dks_name(activation)
+    norm = getattr(getattr(model, "norm", None), "value", None)
+    _require(model.name == "mlp" and norm == "none",
+             f"activation.transform={activation.transform.value} needs a plain network, model=mlp with "
+             f"model.norm=none; got model={model.name}" + (f" model.norm={norm}" if norm else "")
+             + " (residual sums, normalization, pooling and attention are not derived)")
 
 
 @dataclass
@@ -756,6 +819,7 @@ class ExperimentConfig(Checked):
 
     def check(self) -> None:
         self.model.check_depth(self.depth)
+        check_transform(self.activation, self.model)
         needs_val = []
         if self.early_stopping.enabled:
             needs_val.append(f"early_stopping.enabled=true (monitor {self.early_stopping.monitor.value})")

@@ -14,6 +14,7 @@ that companion set in both configs.
 from __future__ import annotations
 
 import functools
+import math
 import tempfile
 import urllib.request
 from dataclasses import fields
@@ -29,7 +30,7 @@ from torch import nn
 from conftest import GROUPS, compose_config, group_choices, read_csv, run_job
 from initlab import records
 from initlab.choices import build_activation
-from initlab.config import ConfigError, EarlyStoppingConfig, ExperimentConfig, to_experiment
+from initlab.config import DKS_NAMES, ConfigError, EarlyStoppingConfig, ExperimentConfig, to_experiment
 from initlab.data import load_data
 from initlab.inits import initialize
 from initlab.train.early_stopping import EarlyStopping
@@ -57,6 +58,10 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "activation.negative_slope": ([], ["activation.negative_slope=0.2"]),
     "activation.alpha": ([], ["activation.alpha=0.5"]),
     "activation.approximate": ([], ["activation.approximate=tanh"]),
+    "activation.transform": ([], ["activation.transform=dks"]),
+    "activation.c_slope_1_target": (["activation.transform=dks"], ["activation.c_slope_1_target=2.0"]),
+    "activation.c_val_0_target": (["activation.transform=tat", "depth=20"], ["activation.c_val_0_target=0.5"]),
+    "activation.c_curve_target": (["activation.transform=tat"], ["activation.c_curve_target=0.5"]),
     "init.factor": ([], ["init.factor=1.0"]),
     "init.mode": ([], ["init.mode=fan_out"]),
     "init.gain": ([], ["init.gain=2.0"]),
@@ -151,6 +156,14 @@ VAL_ROWS = [{"val_loss": loss, "val_acc": acc} for loss, acc in zip(
 FIELDS = [(group, choice, f"{group}.{f.name}") for group in GROUPS for choice in group_choices(group)
           for f in fields(schema_of(group, choice)) if f.name != "name"]
 
+# kernel-shaping fields by the activations they act on; elsewhere the value is refused in one line
+# (a changed value there is the ConfigError); solving TAT for a smooth phi takes seconds: slow
+SHAPED = {"activation.transform": set(DKS_NAMES), "activation.c_slope_1_target": set(DKS_NAMES),
+          "activation.c_val_0_target": {"leaky_relu"},
+          "activation.c_curve_target": set(DKS_NAMES) - {"relu", "leaky_relu"}}
+FIELD_PARAMS = [pytest.param(*f, marks=pytest.mark.slow) if f[2] == "activation.c_curve_target" and f[1] in
+                SHAPED[f[2]] else f for f in FIELDS]
+
 
 @functools.lru_cache(maxsize=None)
 def composed(group: str, choice: str) -> DictConfig:
@@ -190,8 +203,11 @@ def effect(group: str, exp) -> dict:
     node = getattr(exp, group)
     if group == "logger":
         return logged(exp)
-    if group == "activation":
-        return {"out": build_activation(node)(torch.linspace(-4, 4, 81))}
+    if group == "activation":  # and its kernel-shaped form in an MLP of the run's depth
+        torch.manual_seed(0)
+        model = build(exp, INPUTS["vectors"])
+        return {"out": build_activation(node)(torch.linspace(-4, 4, 81)),
+                "model": model(torch.linspace(-4, 4, 4 * math.prod(INPUTS["vectors"].shape)).reshape(4, -1)).detach()}
     if group == "init":  # a transformer has every kind of weight an init fills (Embedding too)
         model = Transformer(11, 6, 3, 1, nn.ReLU, d_model=8, nhead=2, dim_feedforward=12)
         torch.manual_seed(0)
@@ -304,9 +320,13 @@ def test_blobs_has_no_noise_field():
     assert "noise" in {f.name for f in fields(schema_of("dataset", "moons"))}
 
 
-@pytest.mark.parametrize("group,choice,key", FIELDS, ids=[f"{c}:{k}" for _, c, k in FIELDS])
+@pytest.mark.parametrize("group,choice,key", FIELD_PARAMS, ids=[f"{c}:{k}" for _, c, k in FIELDS])
 def test_every_field_changes_the_run(group, choice, key, dataset_files):
     both, changed = CHOICE_CHANGES.get((choice, key), CHANGES[key])
+    if key in SHAPED and choice not in SHAPED[key]:
+        with pytest.raises(ConfigError, match=r"^activation\.[^\n]*$"):
+            configure(group, choice, [*both, *changed])
+        return
     if choice in TORCHVISION or choice == "imdb":
         names = dataset_files(choice)
         both = ["dataset.root=ROOT", *([] if choice == "imdb" else ["dataset.download=false"]), *both]

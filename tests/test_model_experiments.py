@@ -73,3 +73,29 @@ def test_transformer_init_grid_is_offline_and_inits_embeddings():
     for exp in exps:
         check_config_fits(exp)
         assert exp.model.name == "transformer" and exp.dataset.name == "majority" and exp.init.embedding
+
+
+def test_deep_plain_grid_is_the_five_arms_at_four_depths():
+    """P9: plain MLPs without normalization (relu + He, tanh + orthogonal at the critical sigma_w^2,
+    TAT leaky ReLU, DKS tanh, both with scaled_orthogonal) against resmlp + BatchNorm, depths 20-200;
+    every shaped arm builds (its transform solves) at every depth."""
+    from initlab import theory
+    from initlab.models import Inputs, build
+
+    exps = jobs("deep_plain")
+    arms = {(e.model.name, e.model.norm.value, e.activation.name, e.activation.transform.value, e.init.name)
+            for e in exps}
+    assert arms == {("mlp", "none", "relu", "none", "he_normal"), ("mlp", "none", "tanh", "none", "orthogonal"),
+                    ("mlp", "none", "leaky_relu", "tat", "scaled_orthogonal"),
+                    ("mlp", "none", "tanh", "dks", "scaled_orthogonal"),
+                    ("resmlp", "batchnorm", "relu", "none", "he_normal")}
+    assert sorted({e.depth for e in exps}) == [20, 50, 100, 200]
+    for exp in exps:
+        check_config_fits(exp)
+        assert exp.model.bias_init.value == "zeros" and exp.model.width == 128
+        assert (exp.optimizer.name, exp.optimizer.lr, exp.epochs, exp.batch_size) == ("adam", 1e-4, 20, 128)
+        assert (exp.dataset.name, exp.dataset.val_size) == ("mnist", 5000)
+        if exp.init.name == "orthogonal":  # critical: chi_1 = 1 for tanh without bias
+            assert exp.init.gain**2 == theory.critical_sigma_w2("tanh", 0.0)
+        if exp.activation.transform.value != "none" and exp.depth in (20, 200):
+            build(exp, Inputs("images", (1, 28, 28), 10))

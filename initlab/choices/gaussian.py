@@ -91,6 +91,12 @@ class PiecewiseLinear:
         self.a = 1.0 - self.s
         self.gain = 0.5 * (1.0 + self.s**2)
 
+    def phi(self, x):
+        return np.where(x > 0, x, self.s * x)
+
+    def dphi(self, x):
+        return np.where(x > 0, 1.0, self.s)
+
     def second_moment(self, q):
         return self.gain * np.asarray(q, dtype=float)
 

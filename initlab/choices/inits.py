@@ -121,6 +121,22 @@ def _lsuv(model, cfg, x) -> dict:
     return lsuv.rescale(model, x, field(cfg, "target_var", 1.0), field(cfg, "tol", 0.1), field(cfg, "max_iters", 10))
 
 
+def _scaled_orthogonal(weight, gain: float, delta: bool):
+    """dks's scaled uniform orthogonal sampler (SUO, Martens et al. 2021): a Haar-orthogonal matrix
+    times max(sqrt(fan_out / fan_in), 1), so the layer keeps q at init. dks's PyTorch port reads
+    the weight as (fan_in, fan_out, ...) (JAX's layout); torch's layers hold (fan_out, fan_in, ...),
+    so it fills the transposed view. ``delta``: a conv kernel's centre tap only, zeros elsewhere
+    (the delta-orthogonal init of Xiao et al. 2018); a Linear is filled the same either way."""
+    import warnings
+
+    from dks.pytorch.parameter_sampling_functions import scaled_uniform_orthogonal_
+
+    with warnings.catch_warnings():  # dks indexes the centre tap with a list (torch >= 2.5 warns)
+        warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
+        scaled_uniform_orthogonal_(weight.transpose(0, 1), gain=gain, delta=delta)
+    return weight
+
+
 def _registry(*choices: Init) -> dict[str, Init]:
     return {c.name: c for c in choices}
 
@@ -146,6 +162,12 @@ INITS: dict[str, Init] = _registry(  # tab10 in pairs of hues per family, then t
     Init("orthogonal", lambda w, c, layer=None: _init().orthogonal_(w, gain=c.gain),  # rows or columns
          lambda c, fan_in, fan_out: field(c, "gain", 1.0) ** 2 * fan_in / max(fan_in, fan_out),  # orthonormal
          rgb("#d62728"), (6, 1.5, 1.5, 1.5)),
+    Init("scaled_orthogonal", lambda w, c, layer=None: _scaled_orthogonal(w, c.gain, delta=False),
+         lambda c, fan_in, fan_out: field(c, "gain", 1.0) ** 2,  # fan_in E[W^2] = gain^2 at any shape
+         rgb("#ff9896"), (6, 1.5, 1.5, 1.5)),
+    Init("delta_orthogonal", lambda w, c, layer=None: _scaled_orthogonal(w, c.gain, delta=True),
+         lambda c, fan_in, fan_out: field(c, "gain", 1.0) ** 2,
+         rgb("#c5b0d5"), (6, 1.5, 1.5, 1.5)),
     Init("lecun_normal", lambda w, c, layer=None: _variance_normal(w, 1.0, "fan_in"),
          lambda c, fan_in, fan_out: 1.0, rgb("#9467bd"), LECUN),
     Init("lecun_uniform", lambda w, c, layer=None: _variance_uniform(w, 1.0, "fan_in"),

@@ -121,6 +121,9 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
     deltas = grads
     activations = {name for name, m in sites(model).items() if isinstance(m, ActivationSite)}
     saturated = ACTIVATIONS[activation].saturated
+    # a kernel-shaped phi_hat = b (phi(.) + o) saturates where phi does: the rule reads phi's output
+    unshaped = {name: m.activation.unshaped for name, m in sites(model).items()
+                if hasattr(getattr(m, "activation", None), "unshaped")}
 
     rows, stacked, present = [], [], []
     nan = torch.full((), math.nan, dtype=torch.float64, device=x.device)
@@ -146,7 +149,8 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
                 a.mean(), a.std(correction=0),
                 (a == 0).double().mean(),
                 zero if is_output else _dead(a),
-                saturated(a).double().mean() if saturated and tap.site in activations and not is_output
+                saturated(unshaped[tap.site](a) if tap.site in unshaped else a).double().mean()
+                if saturated and tap.site in activations and not is_output
                 else zero,
                 norm(params[tap.weight]) if has_w else nan,
                 norm(w_grads[tap.weight]) if has_w else nan,

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 from torch import nn
 
+from initlab import kernel_shaping
 from initlab.choices import INITS, build_activation
 from initlab.config import ApplyTo, BiasInit, ConfigError, ConvNorm, ExperimentConfig, ModelConfig, Norm
 from initlab.models.cnn import CNN
@@ -145,7 +146,9 @@ def check_config_fits(exp: ExperimentConfig) -> None:
 def build(exp: ExperimentConfig, inputs: Inputs) -> nn.Module:
     """The model ``exp.model`` describes for ``inputs`` (CPU, torch's default init; fit checked)."""
     check_fits(exp, inputs.kind, inputs.shape)
-    return MODELS[exp.model.name].build(exp.model, exp.depth, inputs, lambda: build_activation(exp.activation))
+    model = MODELS[exp.model.name].build(exp.model, exp.depth, inputs, lambda: build_activation(exp.activation))
+    kernel_shaping.shape(model, exp)  # activation.transform: solved for this model's depth
+    return model
 
 
 def build_model(exp: ExperimentConfig, data: Any) -> nn.Module:

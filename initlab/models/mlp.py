@@ -18,7 +18,8 @@ class MLP(nn.Module):
     Parameter names are ``hidden.{i}`` and ``out`` (checkpoints and inits rely on them). Sites
     ``acts.{i}`` (kind hidden, pre-activation = the norm's output when ``norm`` is not none) and
     ``output`` (the logits) give layers 1..depth and depth+1 of layers.csv. ``activation`` is
-    copied once per site. Inputs of any shape are flattened to (N, in_features).
+    copied once per site. Inputs of any shape are flattened to (N, in_features), then pass
+    ``input_norm`` when kernel shaping set one.
     """
 
     def __init__(self, in_features: int, n_classes: int, width: int, depth: int, activation: nn.Module,
@@ -34,6 +35,7 @@ class MLP(nn.Module):
         self.acts = nn.ModuleList(ActivationSite(copy.deepcopy(activation), weight=f"hidden.{i}.weight")
                                   for i in range(depth))
         self.output = Site("output", weight="out.weight")
+        self.input_norm: nn.Module | None = None  # kernel shaping's PLN (initlab.kernel_shaping)
 
     @property
     def linears(self) -> list[nn.Linear]:
@@ -42,6 +44,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
+        if self.input_norm is not None:
+            x = self.input_norm(x)
         for i, (layer, act) in enumerate(zip(self.hidden, self.acts)):
             h = layer(x)
             x = act(self.norms[i](h) if self.norms is not None else h)

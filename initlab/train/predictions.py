@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from initlab import theory
+from initlab import kernel_shaping, theory
 from initlab.config import ExperimentConfig
 from initlab.measure.jacobian import probe_count
 from initlab import models
@@ -59,19 +59,20 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
         return no_predictions()
     dims = [(layer.in_features, layer.out_features) for layer in model.linears]
     nan_layers = np.full(len(dims), math.nan)
-    x_probe = x_probe.flatten(1)
-    pred = _quietly("per-layer predictions", theory.predict_mlp, dims, exp.init, exp.activation,
+    x_probe = kernel_shaping.network_inputs(model, x_probe)  # a shaped net's PLN changes the q0 it reads
+    act = kernel_shaping.theory_activation(exp, model)  # phi, or the shaped phi_hat the model carries
+    pred = _quietly("per-layer predictions", theory.predict_mlp, dims, exp.init, act,
                     x_probe.pow(2).mean(dim=1).double().cpu().numpy(), exp.model.bias_init.value,
                     exp.model.bias_std, delta_out_rms=delta_out_rms,
                     fallback={"q_pred": nan_layers, "delta_rms_pred": nan_layers, "jac_msv_pred": nan_layers})
-    width, act, nan = exp.model.width, exp.activation, math.nan
+    width, nan = exp.model.width, math.nan
     sigma_b2 = theory.effective_sigma_b2(exp.model.bias_init.value, exp.model.bias_std)
     sigma_w2 = float(_quietly("sigma_w2", theory.effective_sigma_w2, exp.init, width, width))
     finite = math.isfinite(sigma_w2)  # an overflowing sigma_w^2 has no meaningful phase
     xi_q, xi_c = (_quietly("depth scales", theory.depth_scales, act, sigma_w2, sigma_b2, fallback=(nan, nan))
                   if finite else (nan, nan))
     # the Jacobian is measured on the first probe_count inputs only: predict it for those
-    jac_pred = _quietly("Jacobian prediction", theory.predict_mlp, dims, exp.init, exp.activation,
+    jac_pred = _quietly("Jacobian prediction", theory.predict_mlp, dims, exp.init, act,
                         x_probe[:probe_count(width)].pow(2).mean(dim=1).double().cpu().numpy(),
                         exp.model.bias_init.value, exp.model.bias_std, fallback={"jac_msv_pred": nan_layers})
     phase = {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
