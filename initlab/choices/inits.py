@@ -175,6 +175,6 @@ INITS: dict[str, Init] = _registry(  # tab10 in pairs of hues per family, then t
     Init("torch_default", _torch_default, lambda c, fan_in, fan_out: 1.0 / 3.0,  # U(+-1/sqrt(fan_in))
          rgb("#000000"), LECUN),
     Init("lsuv", lambda w, c, layer=None: _init().orthogonal_(w),  # the pre-init: orthonormal, gain 1
-         _no_sigma_w2(LSUV_THEORY), rgb("#ff9896"), (6, 1.5, 1.5, 1.5, 1.5, 1.5), rescale=_lsuv,
+         _no_sigma_w2(LSUV_THEORY), rgb("#dbdb8d"), (6, 1.5, 1.5, 1.5, 1.5, 1.5), rescale=_lsuv,
          theory_reason=LSUV_THEORY),
 )
