@@ -24,6 +24,7 @@ QUICK = ["dataset=digits", "epochs=2", "threads=1", "probe_size=64", "jacobian_e
 FAMILIES = {
     "mlp": ["depth=3", "model.width=16"],
     "resmlp": ["model=resmlp", "depth=4", "model.width=16"],
+    "mlp-layernorm": ["depth=3", "model.width=16", "model.norm=layernorm"],
     "cnn": ["model=cnn", "depth=3", "model.channels=[4,6]"],
     "cnn-residual": ["model=cnn", "depth=3", "model.channels=[4,6]", "model.residual=true"],
 }
@@ -118,6 +119,9 @@ def test_a_partly_finished_group_trains_only_the_rest(tmp_path):
     assert results[0] == first  # skipped: its result.json read back, nothing retrained
     assert (tmp_path / "member0" / "epochs.csv").stat().st_mtime_ns == written
     assert pd.read_csv(tmp_path / "member1" / "epochs.csv")["epoch"].tolist() == [0, 1, 2, 3]
+    for i in (1, 2):  # a member's checkpoint holds its own weights, not the whole stack's
+        sizes = [(tmp_path / f"{who}{i}" / "checkpoint.pt").stat().st_size for who in ("member", "solo")]
+        assert sizes[0] < 1.2 * sizes[1], sizes
 
 
 def test_plan_groups_jobs_that_differ_only_in_varying_settings():

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+import torch
 from omegaconf import DictConfig
 
 from initlab.config import ConfigError
@@ -95,15 +96,15 @@ def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
         if data.y_val is not None:
             for e, v in zip(evaluated, evaluate(stacked, data.x_val, data.y_val, exp.loss.value)):
                 e["val"] = v
-        train_loss = (sums.loss / sums.steps).tolist()  # the epoch's host syncs
-        train_acc = (sums.correct.double() / sums.samples).tolist()
-        grad_norm = (sums.total_grad_norm / sums.steps).tolist()
-        grad_norm_train = (sums.grad_norms / sums.steps).tolist()
+        per_member = torch.cat([torch.stack([sums.loss / sums.steps, sums.correct.double() / sums.samples,
+                                             sums.total_grad_norm / sums.steps], dim=1).double(),
+                                sums.grad_norms.double() / sums.steps], dim=1).tolist()  # the epoch's host sync
         epoch_time = (time.perf_counter() - t0) / len(active)
         for row, j in enumerate(active):
             job = members[j]
-            end = job.end_epoch(job.start, train_loss[row], train_acc[row], epoch_time, grad_norm[row],
-                                grad_norm_train[row], sums.logged[row], evaluated[row])
+            train_loss, train_acc, grad_norm, *grad_norm_train = per_member[row]
+            end = job.end_epoch(job.start, train_loss, train_acc, epoch_time, grad_norm, grad_norm_train,
+                                sums.logged[row], evaluated[row])
             job.start += 1
             if end.diverged or end.stop:
                 job.diverged = end.diverged
