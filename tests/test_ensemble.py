@@ -128,9 +128,10 @@ def test_plan_groups_jobs_that_differ_only_in_varying_settings():
     base = ["dataset=digits", "depth=3", "model.width=16"]
     cfgs = [compose_config(*base, "seed=0"), compose_config(*base, "seed=1", "init=he_normal"),
             compose_config(*base, "model.width=8"), compose_config(*base, "optimizer.lr=0.3"),
-            compose_config(*base, "model.norm=batchnorm"), compose_config(*base, "optimizer.weight_decay=0.1")]
-    assert plan(cfgs) == [[0, 1, 3, 5], [2], [4]]
-    assert plan(cfgs, max_members=2) == [[0, 1], [2], [3, 5], [4]]
+            compose_config(*base, "model.norm=batchnorm"), compose_config(*base, "optimizer.weight_decay=0.1"),
+            compose_config(*base, "optimizer.lr=0")]  # invalid: alone, where its own run reports it
+    assert plan(cfgs) == [[0, 1, 3, 5], [2], [4], [6]]
+    assert plan(cfgs, max_members=2) == [[0, 1], [2], [3, 5], [4], [6]]
     with pytest.raises(ValueError, match="max_members"):
         plan(cfgs, max_members=0)
     assert {"seed", "init", "optimizer.lr", "optimizer.weight_decay", "model.bias_init"} <= set(VARYING)
@@ -148,5 +149,15 @@ def test_unbatchable_jobs_say_why(setting, words):
 def test_a_group_refuses_members_that_differ_outside_varying(tmp_path):
     cfgs = [compose_config(*QUICK, "depth=3"), compose_config(*QUICK, "depth=2")]
     with pytest.raises(ConfigError, match="VARYING"):
+        run_group(cfgs, [tmp_path / "a", tmp_path / "b"])
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_member_of_another_run_stops_the_group_before_training(tmp_path):
+    """member1's folder holds a checkpoint of other settings: ConfigError naming that folder, and
+    no member has trained (member0's folder is not even created)."""
+    run_job(compose_config(*QUICK, "depth=3", "epochs=1", "checkpoint=last", "optimizer.lr=0.5"), tmp_path / "b")
+    cfgs = [compose_config(*QUICK, "depth=3"), compose_config(*QUICK, "depth=3", "seed=1")]
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'b'}.*optimizer.lr"):
         run_group(cfgs, [tmp_path / "a", tmp_path / "b"])
     assert not (tmp_path / "a").exists()
