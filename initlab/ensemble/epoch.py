@@ -117,7 +117,8 @@ def _step_rows(stacked: Stacked, values: torch.Tensor, weights: Sequence[str],
 
 
 @torch.no_grad()
-def evaluate(stacked: Stacked, x: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy") -> list[tuple[float, float]]:
+def evaluate(stacked: Stacked, x: torch.Tensor, y: torch.Tensor,
+             loss: str = "cross_entropy") -> list[tuple[float, float]]:
     """Per active member: mean loss and accuracy over (x, y), as initlab.train.loop.evaluate;
     all members in one vmapped forward per chunk, one host sync at the end."""
     stacked.train(False)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf

@@ -10,7 +10,7 @@ member's ``.grad`` is set to its slice of the stacked gradient.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn

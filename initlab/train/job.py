@@ -25,6 +25,7 @@ import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -168,9 +169,7 @@ class Job:
 
         self.data = data = load_data(exp.dataset).to(device) if data is None else data
         self.x_probe, self.y_probe = x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
-        torch.manual_seed(exp.seed)
-        self.model = model = build_model(exp, data).to(device)
-        initialize(model, exp.init, exp.model)
+        self.model = model = self.fresh_model(exp.seed)
         summary, self.n_params = describe(model, x_probe[:2])
         log.info("model %s, %d parameters\n%s", exp.model.name, self.n_params, summary)
         self.with_val = with_val = data.y_val is not None
@@ -253,15 +252,20 @@ class Job:
         self.diverged, self.start = self.end_epoch(0, *train, 0.0, None, None).diverged, 1
         return True
 
+    def fresh_model(self, seed: int) -> nn.Module:
+        """The model built and initialized from ``seed`` on the job's device (the one place a
+        job initializes weights)."""
+        torch.manual_seed(seed)
+        model = build_model(self.exp, self.data).to(self.device)
+        initialize(model, self.exp.init, self.exp.model)
+        return model
+
     def reinit(self, attempt: int) -> None:
         """Restart from a fresh init drawn from the attempt's seed (the same module objects:
         callbacks keep theirs); fresh optimizer, schedule and stopper; epoch 0 not yet recorded."""
         state, exp = self.state, self.exp
         seed = attempt_seed(exp.seed, attempt)
-        torch.manual_seed(seed)
-        fresh = build_model(exp, self.data).to(self.device)
-        initialize(fresh, exp.init, exp.model)
-        self.model.load_state_dict(fresh.state_dict())  # copies into the parameters in place
+        self.model.load_state_dict(self.fresh_model(seed).state_dict())  # copies into the parameters in place
         state.optimizer = build_optimizer(self.model.parameters(), exp.optimizer)
         state.scheduler = Schedule(state.optimizer, exp)
         state.stopper.reset()
