@@ -18,9 +18,10 @@ from conftest import compose_config, run_job
 from initlab.config import ConfigError, to_experiment
 from initlab.ensemble import VARYING, plan, run_group, unbatchable
 
-CSVS = ("epochs.csv", "layers.csv", "jacobian.csv", "jacobian_sv.csv", "steps.csv")
+CSVS = ("epochs.csv", "layers.csv", "jacobian.csv", "jacobian_sv.csv", "steps.csv", "distributions.csv")
 TIMES = {"epoch_time", "wall_time", "train_time"}
-QUICK = ["dataset=digits", "epochs=2", "threads=1", "probe_size=64", "jacobian_every=1", "log_every_steps=7"]
+QUICK = ["dataset=digits", "epochs=2", "threads=1", "probe_size=64", "jacobian_every=1", "log_every_steps=7",
+         "distributions_every=2"]
 FAMILIES = {
     "mlp": ["depth=3", "model.width=16"],
     "resmlp": ["model=resmlp", "depth=4", "model.width=16"],
