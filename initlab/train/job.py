@@ -25,6 +25,7 @@ import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -104,152 +105,212 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     Raises ConfigError (one line) for bad settings, and for a folder whose checkpoint or result is
     of a run with other settings (see initlab.resume).
     """
-    job_dir = Path(job_dir)
-    exp = to_experiment(cfg)
-    choices = _choices(exp)
-    result_path, checkpoint_path = job_dir / records.RESULT_JSON, job_dir / records.CHECKPOINT
-    extending = False
-    if exp.resume and result_path.is_file():
-        finished = json.loads(result_path.read_text())
-        extending = (finished.get("status") == "completed" and checkpoint_path.is_file()
-                     and extends(finished.get("choices"), choices))
-        if not extending:
-            check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), choices)
-            log.info("%s exists: job already finished, skipping (resume=false reruns it)", result_path)
-            return finished
-    device = resolve_device(exp.device)
-    saved = None
-    if exp.resume and checkpoint_path.is_file():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        check_same_run(records.CHECKPOINT, job_dir, saved.get("choices"), choices, checkpoint_epoch=saved["epoch"])
-        if "files" not in saved["records"]:
-            raise ConfigError(f"{records.CHECKPOINT} in {job_dir} holds its rows (written before records were "
-                              f"appended); resume=false starts the job afresh, or use another folder")
-        if extending:  # until the longer run finishes, the folder holds an unfinished job
+    job = Job(cfg, job_dir, launcher)
+    if job.finished is not None:
+        return job.finished
+    job.prepare()
+    while True:
+        job.diverged = job.diverged or _train(job, job.start, job.last_epoch())
+        if not job.next_attempt():
+            break
+    return job.finish()
+
+
+class Job:
+    """One job's phases, shared by ``run`` and the vectorized ensemble (initlab.ensemble).
+
+    ``Job(cfg, job_dir)`` decides resume or skip (``finished``: the result.json of a finished
+    job, else None); ``prepare()`` builds data, model, init, optimizer, state and callbacks and
+    records epoch 0 (or restores the checkpoint); ``end_epoch(...)`` evaluates, probes and runs
+    the callbacks after a trained epoch; ``next_attempt()`` starts a restart when one is due;
+    ``finish()`` writes result.json. ``start`` is the next epoch to train, ``diverged`` why the
+    current attempt diverged (None while finite).
+    """
+
+    def __init__(self, cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = None):
+        self.job_dir = job_dir = Path(job_dir)
+        self.launcher = launcher
+        self.exp = exp = to_experiment(cfg)
+        self.choices = choices = _choices(exp)
+        self.result_path, self.checkpoint_path = job_dir / records.RESULT_JSON, job_dir / records.CHECKPOINT
+        self.finished: Optional[dict] = None
+        self.extending = False
+        if exp.resume and self.result_path.is_file():
+            finished = json.loads(self.result_path.read_text())
+            self.extending = (finished.get("status") == "completed" and self.checkpoint_path.is_file()
+                              and extends(finished.get("choices"), choices))
+            if not self.extending:
+                check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), choices)
+                log.info("%s exists: job already finished, skipping (resume=false reruns it)", self.result_path)
+                self.finished = finished
+                return
+        self.device = device = resolve_device(exp.device)
+        self.saved = None
+        if exp.resume and self.checkpoint_path.is_file():
+            saved = torch.load(self.checkpoint_path, map_location=device, weights_only=False)
+            check_same_run(records.CHECKPOINT, job_dir, saved.get("choices"), choices,
+                           checkpoint_epoch=saved["epoch"])
+            if "files" not in saved["records"]:
+                raise ConfigError(f"{records.CHECKPOINT} in {job_dir} holds its rows (written before records "
+                                  f"were appended); resume=false starts the job afresh, or use another folder")
+            self.saved = saved
+
+    def prepare(self, data: Optional[Data] = None) -> None:
+        """Everything up to the first trained epoch: epoch 0 recorded, or the checkpoint restored.
+        ``data``: the loaded dataset on the device (members of an ensemble share one load)."""
+        exp, job_dir, saved = self.exp, self.job_dir, self.saved
+        device = self.device
+        if saved is not None and self.extending:  # until the longer run finishes, the folder holds an unfinished job
             log.info("extending the finished run from epoch %d to %d (its checkpoint was kept)",
                      saved["epoch"], exp.epochs)
-            result_path.unlink()
-    job_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(exp.threads or default_threads(launcher))
+            self.result_path.unlink()
+        job_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(exp.threads or default_threads(self.launcher))
 
-    data = load_data(exp.dataset).to(device)
-    x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
-    torch.manual_seed(exp.seed)
-    model = build_model(exp, data).to(device)
-    initialize(model, exp.init, exp.model)
-    summary, n_params = describe(model, x_probe[:2])
-    log.info("model %s, %d parameters\n%s", exp.model.name, n_params, summary)
-    with_val = data.y_val is not None
-    optimizer = build_optimizer(model.parameters(), exp.optimizer)
-    track_best = exp.early_stopping.enabled or exp.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both)
-    state = TrainState(model=model, optimizer=optimizer, scheduler=Schedule(optimizer, exp),
-                       stopper=EarlyStopping(exp.early_stopping) if track_best else None,
-                       generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed,
-                       records=records.JobRecords(job_dir, records.EPOCH_COLUMNS
-                                                  + (records.VAL_COLUMNS if with_val else ()) + records.GRAD_COLUMNS))
-    logger = build_logger(exp, job_dir, x_probe, y_probe, fresh=saved is None,
-                          loss=functools.partial(loss_fn, exp.loss.value))  # before Checkpoint: see its module
-    callbacks: list[EpochCallback] = [
-        Divergence(), MeanField(exp, x_probe),
-        Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
-        StepRecords(), Distributions(exp.distributions_every, x_probe),
-        LearningRate(), Stopping(), logger, Checkpoint(checkpoint_path, choices)]
-    augment = getattr(data, "augment", None)
+        self.data = data = load_data(exp.dataset).to(device) if data is None else data
+        self.x_probe, self.y_probe = x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
+        self.model = model = self.fresh_model(exp.seed)
+        summary, self.n_params = describe(model, x_probe[:2])
+        log.info("model %s, %d parameters\n%s", exp.model.name, self.n_params, summary)
+        self.with_val = with_val = data.y_val is not None
+        optimizer = build_optimizer(model.parameters(), exp.optimizer)
+        track_best = exp.early_stopping.enabled or exp.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both)
+        self.state = state = TrainState(
+            model=model, optimizer=optimizer, scheduler=Schedule(optimizer, exp),
+            stopper=EarlyStopping(exp.early_stopping) if track_best else None,
+            generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed,
+            records=records.JobRecords(job_dir, records.EPOCH_COLUMNS + (records.VAL_COLUMNS if with_val else ())
+                                       + records.GRAD_COLUMNS))
+        self.logger = build_logger(exp, job_dir, x_probe, y_probe, fresh=saved is None,
+                                   loss=functools.partial(loss_fn, exp.loss.value))  # before Checkpoint: see its module
+        self.callbacks: list[EpochCallback] = [
+            Divergence(), MeanField(exp, x_probe),
+            Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
+            StepRecords(), Distributions(exp.distributions_every, x_probe),
+            LearningRate(), Stopping(), self.logger, Checkpoint(self.checkpoint_path, self.choices)]
+        self.augment = getattr(data, "augment", None)
+        self.loss = exp.loss.value
+        if saved is not None:
+            state.load_state_dict(saved)
+            self.start, self.diverged = state.epoch + 1, None
+            log.info("resuming from the checkpoint after epoch %d (attempt %d)", state.epoch, state.records.attempt)
+            self.saved = None
+        else:
+            records.clear(job_dir)  # a fresh start never leaves another run's files beside its own
+            self.start = 1
+            self.diverged = self.end_epoch(0, *evaluate(model, data.x_train, data.y_train, self.loss),
+                                           0.0, None, None).diverged
+        params = dict(model.named_parameters())
+        measured_names = measured_weights(model, x_probe)  # grad_norm_train's order
+        self.measured = [params[name] for name in measured_names]
+        self.biases = [params.get(name[: -len("weight")] + "bias") for name in measured_names]
 
-    loss = exp.loss.value
-
-    def end_epoch(epoch: int, train_loss: float, train_acc: float, epoch_time: float,
-                  grad_norm: Optional[float], grad_norm_train: Optional[list[float]], logged=None) -> EpochEnd:
-        """Evaluate and probe, then run the callbacks; returns the epoch's measurements."""
+    def end_epoch(self, epoch: int, train_loss: float, train_acc: float, epoch_time: float,
+                  grad_norm: Optional[float], grad_norm_train: Optional[list[float]], logged=None,
+                  evaluated: Optional[Mapping[str, tuple[float, float]]] = None) -> EpochEnd:
+        """Evaluate and probe, then run the callbacks; returns the epoch's measurements.
+        ``evaluated``: the (loss, accuracy) of ``test`` (and ``val``) when measured already (the
+        ensemble evaluates all members at once); else measured here."""
+        model, data, state = self.model, self.data, self.state
+        evaluated = evaluated or {}
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
-        row["test_loss"], row["test_acc"] = evaluate(model, data.x_test, data.y_test, loss)
+        row["test_loss"], row["test_acc"] = evaluated.get("test") or evaluate(model, data.x_test, data.y_test,
+                                                                              self.loss)
         row["epoch_time"], row["lr"] = epoch_time, state.optimizer.param_groups[0]["lr"]
-        if with_val:
-            row["val_loss"], row["val_acc"] = evaluate(model, data.x_val, data.y_val, loss)
+        if self.with_val:
+            row["val_loss"], row["val_acc"] = evaluated.get("val") or evaluate(model, data.x_val, data.y_val,
+                                                                               self.loss)
         row["grad_norm"] = grad_norm
-        stats = probe_statistics(model, exp.activation.name, x_probe, y_probe, loss)  # never raises on NaN/Inf
+        stats = probe_statistics(model, self.exp.activation.name, self.x_probe, self.y_probe,
+                                 self.loss)  # never raises on NaN/Inf
         end = EpochEnd(epoch, row, stats, grad_norm_train, logged=logged)
         state.epoch = epoch
-        for callback in callbacks:
+        for callback in self.callbacks:
             callback.on_epoch_end(state, end)
         return end
 
-    def begin_attempt(attempt: int) -> Optional[str]:
-        """Restart from a fresh init drawn from the attempt's seed; records its epoch 0."""
-        seed = attempt_seed(exp.seed, attempt)
+    def last_epoch(self) -> int:
+        """The last epoch this attempt trains: none more once diverged (at init too) or stopped."""
+        stopped = self.state.stopper is not None and self.state.stopper.stopped_epoch is not None
+        return self.start - 1 if self.diverged or stopped else self.exp.epochs
+
+    def next_attempt(self, epoch0: Optional[tuple[float, float]] = None) -> bool:
+        """After an attempt: start the next one (a fresh init, its epoch 0 recorded) when it
+        diverged or failed and restarts are left; returns whether one started. ``epoch0``: the
+        fresh model's train (loss, accuracy), when measured by the caller."""
+        state, exp = self.state, self.exp
+        stopper = state.stopper
+        if self.diverged:
+            log.warning("diverged at epoch %d (%s): recording the run as diverged", state.epoch, self.diverged)
+        if state.records.attempt >= exp.early_stopping.restarts or not (self.diverged or stopper.failed()):
+            return False
+        log.info("attempt %d %s (best %s %s; early_stopping.restart_below=%s): restarting from a fresh init",
+                 state.records.attempt, "diverged" if self.diverged else "failed", exp.early_stopping.monitor.value,
+                 stopper.best, exp.early_stopping.restart_below)
+        self.reinit(state.records.attempt + 1)
+        train = epoch0 or evaluate(self.model, self.data.x_train, self.data.y_train, self.loss)
+        self.diverged, self.start = self.end_epoch(0, *train, 0.0, None, None).diverged, 1
+        return True
+
+    def fresh_model(self, seed: int) -> nn.Module:
+        """The model built and initialized from ``seed`` on the job's device (the one place a
+        job initializes weights)."""
         torch.manual_seed(seed)
-        fresh = build_model(exp, data).to(device)
-        initialize(fresh, exp.init, exp.model)
-        model.load_state_dict(fresh.state_dict())  # the same module objects: callbacks keep theirs
-        state.optimizer = build_optimizer(model.parameters(), exp.optimizer)
+        model = build_model(self.exp, self.data).to(self.device)
+        initialize(model, self.exp.init, self.exp.model)
+        return model
+
+    def reinit(self, attempt: int) -> None:
+        """Restart from a fresh init drawn from the attempt's seed (the same module objects:
+        callbacks keep theirs); fresh optimizer, schedule and stopper; epoch 0 not yet recorded."""
+        state, exp = self.state, self.exp
+        seed = attempt_seed(exp.seed, attempt)
+        self.model.load_state_dict(self.fresh_model(seed).state_dict())  # copies into the parameters in place
+        state.optimizer = build_optimizer(self.model.parameters(), exp.optimizer)
         state.scheduler = Schedule(state.optimizer, exp)
         state.stopper.reset()
         state.generator.manual_seed(seed)
         state.records.attempt = attempt
-        return end_epoch(0, *evaluate(model, data.x_train, data.y_train, loss), 0.0, None, None).diverged
 
-    if saved is not None:
-        state.load_state_dict(saved)
-        start, diverged = state.epoch + 1, None
-        log.info("resuming from the checkpoint after epoch %d (attempt %d)", state.epoch, state.records.attempt)
-    else:
-        records.clear(job_dir)  # a fresh start never leaves another run's files beside its own
-        start = 1
-        diverged = end_epoch(0, *evaluate(model, data.x_train, data.y_train, loss), 0.0, None, None).diverged
-    params = dict(model.named_parameters())
-    measured_names = measured_weights(model, x_probe)  # grad_norm_train's order
-    measured = [params[name] for name in measured_names]
-    biases = [params.get(name[: -len("weight")] + "bias") for name in measured_names]
-
-    while True:
-        stopped = state.stopper is not None and state.stopper.stopped_epoch is not None
-        last = start - 1 if diverged or stopped else exp.epochs  # diverged at init or stopped: no step
-        diverged = diverged or _train(state, exp, data, measured, biases, augment, end_epoch, start, last, job_dir)
-        stopper = state.stopper
-        if diverged:
-            log.warning("diverged at epoch %d (%s): recording the run as diverged", state.epoch, diverged)
-        if state.records.attempt >= exp.early_stopping.restarts or not (diverged or stopper.failed()):
-            break
-        log.info("attempt %d %s (best %s %s; early_stopping.restart_below=%s): restarting from a fresh init",
-                 state.records.attempt, "diverged" if diverged else "failed", exp.early_stopping.monitor.value,
-                 stopper.best, exp.early_stopping.restart_below)
-        diverged, start = begin_attempt(state.records.attempt + 1), 1
-
-    restored = bool(exp.early_stopping.enabled and not diverged and state.stopper.best_weights is not None)
-    if restored:
-        model.load_state_dict(state.stopper.best_weights)
-        log.info("restored the weights of epoch %d (best %s %.6g)", state.stopper.best_epoch,
-                 exp.early_stopping.monitor.value, state.stopper.best)
-    rec = state.records
-    result = {
-        "status": "diverged" if diverged else "completed",
-        "diverged_epoch": rec.last_epoch["epoch"] if diverged else None,
-        "final": state.stopper.best_row | {records.ATTEMPT: rec.attempt} if restored else rec.last_epoch,
-        "final_attempt": rec.attempt,
-        "best_epoch": None if state.stopper is None else state.stopper.best_epoch,
-        "stopped_epoch": None if state.stopper is None else state.stopper.stopped_epoch,
-        "restored_best": restored,
-        "wall_time": state.wall_time(),
-        "train_time": rec.train_time,
-        "choices": choices,
-        "data": {"n_features": data.n_features, "n_classes": data.n_classes, "n_train": len(data.y_train),
-                 "n_val": 0 if data.y_val is None else len(data.y_val), "n_test": len(data.y_test)},
-        "n_params": n_params,
-        "theory": state.mean_field["phase"],
-        "theory_reason": theory_reason(exp),
-        "rows": rec.row_counts(),
-        "versions": _versions(),
-        "device": _device_name(device),
-    }
-    if exp.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both) and state.stopper.best_weights is not None:
-        buf = io.BytesIO()
-        torch.save(state.stopper.best_weights, buf)
-        records.write_bytes_atomic(job_dir / records.BEST_WEIGHTS, buf.getvalue())
-    logger.close(state, result)
-    records.write_json_atomic(result_path, result)
-    if exp.checkpoint not in (KeptCheckpoint.last, KeptCheckpoint.both):
-        checkpoint_path.unlink(missing_ok=True)
-    return result
+    def finish(self) -> dict[str, Any]:
+        """Restore the best weights where early stopping asks, write result.json (and best.pt),
+        drop the checkpoint unless kept; returns result.json's content."""
+        exp, state, model, data, diverged = self.exp, self.state, self.model, self.data, self.diverged
+        restored = bool(exp.early_stopping.enabled and not diverged and state.stopper.best_weights is not None)
+        if restored:
+            model.load_state_dict(state.stopper.best_weights)
+            log.info("restored the weights of epoch %d (best %s %.6g)", state.stopper.best_epoch,
+                     exp.early_stopping.monitor.value, state.stopper.best)
+        rec = state.records
+        result = {
+            "status": "diverged" if diverged else "completed",
+            "diverged_epoch": rec.last_epoch["epoch"] if diverged else None,
+            "final": state.stopper.best_row | {records.ATTEMPT: rec.attempt} if restored else rec.last_epoch,
+            "final_attempt": rec.attempt,
+            "best_epoch": None if state.stopper is None else state.stopper.best_epoch,
+            "stopped_epoch": None if state.stopper is None else state.stopper.stopped_epoch,
+            "restored_best": restored,
+            "wall_time": state.wall_time(),
+            "train_time": rec.train_time,
+            "choices": self.choices,
+            "data": {"n_features": data.n_features, "n_classes": data.n_classes, "n_train": len(data.y_train),
+                     "n_val": 0 if data.y_val is None else len(data.y_val), "n_test": len(data.y_test)},
+            "n_params": self.n_params,
+            "theory": state.mean_field["phase"],
+            "theory_reason": theory_reason(exp),
+            "rows": rec.row_counts(),
+            "versions": _versions(),
+            "device": _device_name(self.device),
+        }
+        if exp.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both) and state.stopper.best_weights is not None:
+            buf = io.BytesIO()
+            torch.save(state.stopper.best_weights, buf)
+            records.write_bytes_atomic(self.job_dir / records.BEST_WEIGHTS, buf.getvalue())
+        self.logger.close(state, result)
+        records.write_json_atomic(self.result_path, result)
+        if exp.checkpoint not in (KeptCheckpoint.last, KeptCheckpoint.both):
+            self.checkpoint_path.unlink(missing_ok=True)
+        return result
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -260,25 +321,25 @@ def attempt_seed(seed: int, attempt: int) -> int:
     return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
 
 
-def _train(state: TrainState, exp: ExperimentConfig, data: Data, measured: list, biases: list, augment, end_epoch,
-           start: int, last: int, job_dir: Path) -> Optional[str]:
+def _train(job: Job, start: int, last: int) -> Optional[str]:
     """Epochs ``start``..``last`` of the current attempt; returns why one diverged, or None.
     Stops after an epoch that early stopping marks as the last."""
+    state, exp, data = job.state, job.exp, job.data
     steps_per_epoch = -(-len(data.y_train) // exp.batch_size)  # steps.csv counts steps over the whole run
     with logging_redirect_tqdm():  # log lines go through tqdm.write, above the bar; file logs unchanged
-        bar = tqdm(range(start, last + 1), desc=job_dir.name[-40:], unit="epoch", disable=None,
+        bar = tqdm(range(start, last + 1), desc=job.job_dir.name[-40:], unit="epoch", disable=None,
                    initial=start - 1, total=exp.epochs)
         for epoch in bar:
             t0 = time.perf_counter()
             sums = train_epoch(state.model, state.optimizer, data.x_train, data.y_train, exp.batch_size,
-                               state.generator, measured, augment, loss=exp.loss.value,
+                               state.generator, job.measured, job.augment, loss=exp.loss.value,
                                log_every=exp.log_every_steps, first_step=(epoch - 1) * steps_per_epoch + 1,
-                               biases=biases)
+                               biases=job.biases)
             train_loss = sums.loss.item() / sums.steps  # the epoch's one host sync
             epoch_time = time.perf_counter() - t0
-            end = end_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
-                            sums.total_grad_norm.item() / sums.steps, (sums.grad_norms / sums.steps).tolist(),
-                            sums.logged)
+            end = job.end_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
+                                sums.total_grad_norm.item() / sums.steps, (sums.grad_norms / sums.steps).tolist(),
+                                sums.logged)
             bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{end.row['test_acc']:.4f}")
             if end.diverged or end.stop:
                 bar.close()

@@ -1,0 +1,94 @@
+"""K modules of one architecture whose parameters live in one stacked tensor per name.
+
+Each member's own nn.Module keeps its parameters, but their storage is a view into the stacked
+leaf (K, ...) (``Parameter.data`` re-pointed, as FSDP does with its flat parameters): the
+probes, Jacobians, records, checkpoints and a per-member torch.optim optimizer all work on the
+member's module unchanged, while the forward runs all members at once through
+``torch.func.functional_call`` under ``torch.func.vmap``. After the stacked backward, each
+member's ``.grad`` is set to its slice of the stacked gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+
+def _own_copies(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
+    """state_dict hook: a member's tensors are views into the whole stack; copy them, so a
+    checkpoint or early stopping's best weights hold this member's values only."""
+    for key, value in state_dict.items():
+        if (isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter)
+                and value.untyped_storage().nbytes() > value.numel() * value.element_size()):
+            state_dict[key] = value.clone()
+
+
+class Stacked:
+    """The members' modules (same architecture, no buffers updated in training) and, for the
+    ``active`` ones, the stacked parameters ``params[name]`` of shape (K_active, *shape).
+
+    ``restack(active)`` rebuilds the stack from the active members' current values (a member
+    leaving the ensemble gets its own storage back).
+    """
+
+    def __init__(self, models: Sequence[nn.Module]):
+        self.models = list(models)
+        self.names = [name for name, p in self.models[0].named_parameters() if p.requires_grad]
+        self.members = [dict(m.named_parameters()) for m in self.models]
+        for model in self.models:
+            model._register_state_dict_hook(_own_copies)
+        self.active: list[int] = []
+        self.params: dict[str, torch.Tensor] = {}
+        self.restack(range(len(self.models)))
+
+    @property
+    def base(self) -> nn.Module:
+        return self.models[self.active[0] if self.active else 0]
+
+    def restack(self, active: Sequence[int]) -> None:
+        """Stack the parameters of the members ``active`` (indexes into ``models``)."""
+        active = list(active)
+        with torch.no_grad():
+            for i in set(self.active) - set(active):
+                for p in self.members[i].values():
+                    p.data = p.data.clone()
+            params = {}
+            for name in self.names:
+                stacked = torch.stack([self.members[i][name].detach() for i in active]) if active else None
+                if stacked is not None:
+                    stacked.requires_grad_(True)
+                    for j, i in enumerate(active):
+                        self.members[i][name].data = stacked.detach()[j]
+                params[name] = stacked
+        self.active, self.params = active, params
+
+    def forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """Logits (K_active, B, C) of every active member: ``x`` (B, ...) the same inputs for all
+        (``shared``), else (K_active, B, ...) one batch per member."""
+        base = self.base
+
+        def one(params, xb):
+            return functional_call(base, params, (xb,))
+        return vmap(one, in_dims=(0, None if shared else 0))(self.params, x)
+
+    def grads_to_members(self) -> None:
+        """Each active member's ``.grad``: its slice of the stacked gradient (a view)."""
+        for name in self.names:
+            grad = self.params[name].grad
+            for j, i in enumerate(self.active):
+                self.members[i][name].grad = None if grad is None else grad[j]
+
+    def zero_grad(self) -> None:
+        for name in self.names:
+            self.params[name].grad = None
+        for i in self.active:
+            for p in self.members[i].values():
+                p.grad = None
+
+    def train(self, mode: bool = True) -> None:
+        for model in self.models:
+            model.train(mode)
+
