@@ -204,3 +204,17 @@ def test_diverged_trials_are_complete_trials_with_the_worst_value(tmp_path):
     assert done.returncode == 0, done.describe()
     assert "0 completed, 2 diverged, 0 failed" in done.stdout + done.stderr
     assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == 0.0
+
+
+@pytest.mark.slow
+def test_an_optuna_search_on_the_batched_launcher_trains_a_batch_of_trials_as_one_ensemble(tmp_path):
+    """Optuna asks n_jobs trials at a time; they differ only in init.factor and lr, so the batched
+    launcher trains them as one group and still hands each trial its own objective."""
+    sweep = tmp_path / "sweep"
+    done = run_train("-m", *TINY, "hydra/launcher=batched", "hydra.sweeper.n_jobs=3", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.describe()
+    assert "[batched] group 1: 3 jobs" in done.stdout + done.stderr
+    values = [json.loads(p.read_text())["final"]["val_acc"] for p in sweep.glob("*/result.json")]
+    assert len(values) == 3
+    found = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert found.best_value == pytest.approx(max(values))

@@ -31,12 +31,8 @@ SWEEP_DIR, SWEEP_SUBDIR = "hydra.sweep.dir", "hydra.sweep.subdir"
 
 def ensemble() -> Any:
     """``initlab.ensemble`` (plan, run_group, unbatchable), imported when a sweep launches."""
-    try:
-        import initlab.ensemble as module
-    except ModuleNotFoundError as err:
-        if err.name != "initlab.ensemble":
-            raise
-        from . import _stand_in as module
+    import initlab.ensemble as module
+
     return module
 
 
@@ -194,12 +190,23 @@ def _train(task_function: TaskFunction, configs: list[DictConfig], returns: list
                 except Exception as job_err:  # noqa: BLE001 (the JobReturn carries it, as in run_job)
                     values.append(job_err)
         return values
+    values = [_returned(value, ret.cfg) for value, ret in zip(values, returns)]
     for value, job_dir in zip(values, dirs):
         if isinstance(value, ConfigError):
             log.error("%s", value, extra={"job_dir": str(job_dir)})
         elif isinstance(value, BaseException):
             log.error("job failed", exc_info=value, extra={"job_dir": str(job_dir)})
     return values
+
+
+def _returned(value: Any, cfg: DictConfig) -> Any:
+    """What train.py's task function returns for a job: its ``objective`` value (for
+    hydra/sweeper=optuna), None without one; an exception passes through."""
+    from initlab import objective
+
+    if isinstance(value, BaseException):
+        return value
+    return None if cfg.get("objective") is None else objective.value(value, cfg.objective)
 
 
 class _ForMember(logging.Filter):

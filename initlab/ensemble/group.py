@@ -23,6 +23,7 @@ from initlab.config import ConfigError
 from initlab.ensemble.epoch import evaluate, train_epoch
 from initlab.ensemble.grouping import group_key, unbatchable
 from initlab.ensemble.stack import Stacked
+from initlab.joblog import member_records
 from initlab.train.job import Job
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
     jobs = []
     for cfg, job_dir in zip(cfgs, job_dirs):
         try:
-            job = Job(cfg, job_dir, launcher)
+            with member_records(job_dir):
+                job = Job(cfg, job_dir, launcher)
         except ConfigError as err:
             raise ConfigError(f"{job_dir}: {err}") from err
         why = unbatchable(job.exp)
@@ -60,7 +62,8 @@ def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
     log.info("ensemble of %d members (%d already finished)", len(todo), len(jobs) - len(todo))
     data = None
     for i in todo:
-        jobs[i].prepare(data)
+        with member_records(job_dirs[i]):
+            jobs[i].prepare(data)
         data = jobs[i].data
     members = [jobs[i] for i in todo]
     stacked = Stacked([job.model for job in members])
@@ -71,7 +74,9 @@ def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
     while True:
         for j, job in enumerate(members):
             while not done[j] and job.start > last[j]:
-                if job.next_attempt():
+                with member_records(job.job_dir):
+                    again = job.next_attempt()
+                if again:
                     last[j] = job.last_epoch()
                 else:
                     done[j] = True
@@ -79,7 +84,8 @@ def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
         stacked.restack(active)
         for j, job in enumerate(members):
             if done[j] and results[todo[j]] is None:
-                results[todo[j]] = job.finish()
+                with member_records(job.job_dir):
+                    results[todo[j]] = job.finish()
         if not active:
             break
         t0 = time.perf_counter()
@@ -103,8 +109,9 @@ def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
         for row, j in enumerate(active):
             job = members[j]
             train_loss, train_acc, grad_norm, *grad_norm_train = per_member[row]
-            end = job.end_epoch(job.start, train_loss, train_acc, epoch_time, grad_norm, grad_norm_train,
-                                sums.logged[row], evaluated[row])
+            with member_records(job.job_dir):
+                end = job.end_epoch(job.start, train_loss, train_acc, epoch_time, grad_norm, grad_norm_train,
+                                    sums.logged[row], evaluated[row])
             job.start += 1
             if end.diverged or end.stop:
                 job.diverged = end.diverged

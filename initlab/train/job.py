@@ -254,10 +254,11 @@ class Job:
 
     def fresh_model(self, seed: int) -> nn.Module:
         """The model built and initialized from ``seed`` on the job's device (the one place a
-        job initializes weights)."""
+        job initializes weights). A data-dependent init (LSUV) rescales on the probe batch; its
+        report (per-layer variance and iterations) is kept for result.json's ``init_report``."""
         torch.manual_seed(seed)
         model = build_model(self.exp, self.data).to(self.device)
-        initialize(model, self.exp.init, self.exp.model)
+        self.init_report = initialize(model, self.exp.init, self.exp.model, self.x_probe)
         return model
 
     def reinit(self, attempt: int) -> None:
@@ -298,6 +299,7 @@ class Job:
             "n_params": self.n_params,
             "theory": state.mean_field["phase"],
             "theory_reason": theory_reason(exp),
+            "init_report": self.init_report,
             "rows": rec.row_counts(),
             "versions": _versions(),
             "device": _device_name(self.device),
