@@ -75,7 +75,6 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
                 logs[j][0].append(first_steps[j] + i)
                 logs[j][1].append(optimizers[j].param_groups[0]["lr"])
                 logs[j][2].append(row[j])
-        stacked.grads_to_members()
         for optimizer in optimizers:
             optimizer.step()
         with torch.no_grad():

@@ -4,8 +4,9 @@ Each member's own nn.Module keeps its parameters, but their storage is a view in
 leaf (K, ...) (``Parameter.data`` re-pointed, as FSDP does with its flat parameters): the
 probes, Jacobians, records, checkpoints and a per-member torch.optim optimizer all work on the
 member's module unchanged, while the forward runs all members at once through
-``torch.func.functional_call`` under ``torch.func.vmap``. After the stacked backward, each
-member's ``.grad`` is set to its slice of the stacked gradient.
+``torch.func.functional_call`` under ``torch.func.vmap``. Each stacked leaf's ``.grad`` is allocated once per restack and
+zeroed in place each step (autograd accumulates into it in place), and each member's ``.grad``
+is a view of its slice, so no per-step gradient re-pointing or re-allocation is needed.
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ class Stacked:
             for i in set(self.active) - set(active):
                 for p in self.members[i].values():
                     p.data = p.data.clone()
+                    p.grad = None
             params = {}
             for name in self.names:
                 stacked = torch.stack([self.members[i][name].detach() for i in active]) if active else None
                 if stacked is not None:
                     stacked.requires_grad_(True)
+                    stacked.grad = torch.zeros_like(stacked)
                     for j, i in enumerate(active):
                         self.members[i][name].data = stacked.detach()[j]
+                        self.members[i][name].grad = stacked.grad[j]
                 params[name] = stacked
         self.active, self.params = active, params
 
@@ -74,19 +78,10 @@ class Stacked:
             return functional_call(base, params, (xb,))
         return vmap(one, in_dims=(0, None if shared else 0))(self.params, x)
 
-    def grads_to_members(self) -> None:
-        """Each active member's ``.grad``: its slice of the stacked gradient (a view)."""
-        for name in self.names:
-            grad = self.params[name].grad
-            for j, i in enumerate(self.active):
-                self.members[i][name].grad = None if grad is None else grad[j]
-
     def zero_grad(self) -> None:
-        for name in self.names:
-            self.params[name].grad = None
-        for i in self.active:
-            for p in self.members[i].values():
-                p.grad = None
+        """Zero the stacked gradients in place (the members' ``.grad`` views follow)."""
+        if self.params:
+            torch._foreach_zero_([self.params[name].grad for name in self.names])
 
     def train(self, mode: bool = True) -> None:
         for model in self.models:
