@@ -180,8 +180,8 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     (["init=nope", "depth=1,2"], "unknown init 'nope'; valid: " + ", ".join(group_choices("init"))),
     (["activation=glob(zz*)"], "activation=glob(zz*) matches no activation; valid: "
                                + ", ".join(group_choices("activation"))),
-    (["init=glob(*,exclude=[*_*,normal,orthogonal,zero])"],
-     "init=glob(*,exclude=[*_*,normal,orthogonal,zero]) matches no init; valid: "
+    (["init=glob(*,exclude=[*_*,normal,orthogonal,zero,lsuv])"],
+     "init=glob(*,exclude=[*_*,normal,orthogonal,zero,lsuv]) matches no init; valid: "
      + ", ".join(group_choices("init"))),
 ])
 def test_sweep_base_config_errors_are_one_line(args, line):

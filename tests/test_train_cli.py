@@ -36,7 +36,7 @@ DEFAULT_DEPTH = 5  # conf/config.yaml
 # (unknown choice, unknown key, bad type, out of range, non-finite) gets one line and exit status 2.
 BAD_INPUTS = {
     "unknown activation": (["activation=swish"], r"^error: unknown activation 'swish'; valid: elu, gelu, "),
-    "unknown init": (["init=glorot"], r"^error: unknown init 'glorot'; valid: he_normal, he_uniform, "),
+    "unknown init": (["init=glorot"], r"^error: unknown init 'glorot'; valid: delta_orthogonal, he_normal, he_uniform, "),
     "unknown dataset": (["dataset=imagenet"], r"^error: unknown dataset 'imagenet'; valid: blobs, cifar10, "),
     "unknown optimizer": (["optimizer=lbfgs"], r"^error: unknown optimizer 'lbfgs'; valid: adam, adamw, "),
     "depth=0": (["depth=0"], r"^error: depth must be > 0, got 0$"),
@@ -180,7 +180,8 @@ def test_run_writes_epochs_layers_result_and_log(cli):
     assert result["final"]["test_loss"] == float(epochs[-1]["test_loss"])
     assert set(result["versions"]) >= {"initlab", "torch", "hydra", "python"}
     assert result["versions"]["torch"] == torch.__version__
-    assert result["choices"]["activation"] == {"name": "relu"}
+    assert result["choices"]["activation"] == {"name": "relu", "transform": "none", "c_val_0_target": None,
+                                               "c_curve_target": None, "c_slope_1_target": None}
     assert result["choices"]["init"] == {"name": "he_normal", "factor": 2.0, "mode": "fan_in", "apply_to": "all",
                                          "embedding": False}
     assert result["choices"]["epochs"] == 2 and result["choices"]["depth"] == DEFAULT_DEPTH
