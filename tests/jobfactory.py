@@ -89,13 +89,16 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
               grad_norm: bool = True, n_params: Optional[int] = 1000, val: bool = False,
               curve: Optional[list[float]] = None, attempts: int = 1, attempt_column: bool = True,
               best_epoch: Optional[int] = None, stopped_epoch: Optional[int] = None, restored_best: bool = False,
-              lr: Optional[list[float]] = None, steps_per_epoch: int = 0, distributions: bool = False) -> Path:
+              lr: Optional[list[float]] = None, steps_per_epoch: int = 0, distributions: bool = False,
+              presets: Optional[dict] = None) -> Path:
     """One finished job in ``path``; returns ``path``.
 
     ``gain`` overrides layer_gain (0.001 with depth 500 underflows to exact zeros);
     ``status="diverged"`` makes the last epoch's losses NaN; ``frac_dead``/``jacobian``/``theory``/
     ``rows`` False write a job as older initlab versions did, and so do ``site_columns``/``grad_norm``
     False (layers.csv without site/kind/index, epochs.csv without grad_norm) and ``n_params=None``.
+    ``presets`` (group -> option, e.g. {"deep_plain": "relu_he"}) are Hydra runtime choices of
+    preset groups, which set other groups and have no node of their own in the config.
     ``model`` (with ``model_params`` over conf/model/<model>.yaml, or a plain dict where no YAML
     exists) chooses the site layout (``sites``); a model other than mlp records no theory and
     says why (result.json theory_reason). ``val``: epochs.csv has val_loss/val_acc. ``curve``:
@@ -241,7 +244,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
 
     overrides = list(overrides) or [f"activation={activation}", f"init={init}", f"depth={depth}", f"seed={seed}"]
     choices = {"model": model, "optimizer": optimizer, "dataset": "digits", "init": init, "activation": activation,
-               "hydra/launcher": "basic"}
+               "hydra/launcher": "basic", "experiment": "deep_plain" if presets else None, **(presets or {})}
     hydra = {"hydra": {"runtime": {"choices": choices},
                        "job": {"override_dirname": ",".join(sorted(overrides)),
                                "config": {"override_dirname": {"kv_sep": "=", "item_sep": ",",

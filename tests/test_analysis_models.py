@@ -222,3 +222,28 @@ def test_the_analysis_side_imports_no_torch(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+ARMS = {"relu_he": ("relu", "he_normal", "mlp"), "tanh_critical": ("tanh", "orthogonal", "mlp"),
+        "tat_leaky_relu": ("leaky_relu", "orthogonal", "mlp"), "dks_tanh": ("tanh", "xavier_normal", "mlp"),
+        "resmlp_batchnorm": ("relu", "he_normal", "resmlp")}
+
+
+def test_preset_arms_are_lines_of_one_plain_vs_residual_figure(tmp_path):
+    """A preset group (conf/deep_plain/) names arms: one figure, one line per arm, not a figure per arm."""
+    root = tmp_path / "sweep"
+    for arm, (act, init, model) in ARMS.items():
+        for depth in (2, 6):
+            write_job(root / f"deep_plain={arm},depth={depth}", activation=act, init=init, model=model, depth=depth,
+                      model_params={"norm": "batchnorm"} if model == "resmlp" else None,
+                      presets={"deep_plain": arm}, overrides=[f"deep_plain={arm}", f"depth={depth}"])
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    plotter = kept_plotter(root, tmp_path / "out")
+    assert plotter.tables.presets == ["deep_plain"] and "deep_plain" not in plotter.tables.extra_keys
+    [figure] = [f for f in plotter.all() if "plain_vs_residual" in f.path]
+    assert figure.path == "figures/plain_vs_residual.png"
+    [ax] = plotter.kept["plain_vs_residual"].axes
+    assert len([line for line in ax.lines if list(line.get_xdata()) == [2, 6]]) == 5  # not the chance line
+    legend = [t.get_text() for t in plotter.kept["plain_vs_residual"].legends[0].get_texts()]
+    assert sorted(legend) == sorted(ARMS)
+    assert not any("deep_plain=" in name for name in plotter.kept)

@@ -48,6 +48,9 @@ FAILED = "FAILED"  # initlab.callbacks writes it into the folder of a job that r
 log = logging.getLogger(__name__)
 
 GROUPS = ("activation", "init", "dataset", "optimizer", "model")
+# Column of a job's preset groups (config groups with ``@package _global_`` that set several other
+# groups at once, e.g. deep_plain): such a choice names an arm of the sweep, drawn as a label.
+PRESETS = "_presets"
 # Runs sort in the registries' plot order (related inits side by side); other options follow.
 ACTIVATIONS, INITS = tuple(choices.ACTIVATIONS), tuple(choices.INITS)
 # What the figures read; other columns (theory predictions, newer statistics) pass through when
@@ -90,6 +93,7 @@ class Tables:
     spectra: Optional[pd.DataFrame] = None  # jacobian_sv.csv rows (every singular value), likewise
     steps: Optional[pd.DataFrame] = None  # steps.csv rows of every job that has one
     distributions: Optional[pd.DataFrame] = None  # distributions.csv rows, likewise
+    presets: list[str] = field(default_factory=list)  # varied preset groups: each run's is its ``arm`` label
 
 
 # --- finding jobs -----------------------------------------------------------------------------
@@ -161,6 +165,9 @@ def _hydra_choices(path: Path, result: dict) -> dict:
         choices = OmegaConf.to_container(hydra.runtime.choices)  # also +experiment=...
         row.update({k: v for k, v in choices.items() if not k.startswith("hydra/") and v is not None
                     and not (complete and k in GROUPS)})
+        # A preset group (conf/deep_plain/) has no node of its own: it only sets other groups' values.
+        row[PRESETS] = " ".join(k for k, v in choices.items() if v is not None and k not in config
+                                and k not in GROUPS and k != "experiment" and not k.startswith("hydra/"))
         if not complete:
             config = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
     row.update({k: v for k, v in _flatten(config).items() if not k.endswith(".name") and k not in runtime_keys})
@@ -524,6 +531,8 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
     if not choices:
         return Tables(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), None, skipped, [], root)
     choices = pd.DataFrame(choices)
+    names = choices.pop(PRESETS).dropna() if PRESETS in choices else []
+    presets = list(dict.fromkeys(g for listed in names for g in listed.split()))
     if "model" not in choices:  # every job so far trained an MLP
         choices["model"] = "mlp"
     choices = _order_columns(choices)
@@ -533,7 +542,11 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
     runs = apply_filters(pd.concat([choices, outcomes], axis=1), filters or {})
     keys = varied_keys(runs, list(choices.columns))
     runs = _labels(_sort(runs, keys), keys)
-    drawn = {"activation", "init", "depth", "seed"} | {k for k in keys if k.split(".")[0] in ("activation", "init")}
+    presets = [g for g in presets if g in keys]
+    if presets:  # the arm's name: its preset choices
+        runs["arm"] = runs[presets].astype(str).agg(", ".join, axis=1)
+    drawn = ({"activation", "init", "depth", "seed", *presets}
+             | {k for k in keys if k.split(".")[0] in ("activation", "init")})
     id_cols = ["job", *GROUPS, "activation_label", "init_label", "model_label", "depth", "seed",
                *[k for k in keys if k not in GROUPS and k not in ("depth", "seed")]]
     id_cols = list(dict.fromkeys(c for c in id_cols if c in runs))
@@ -553,7 +566,7 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
 
     return Tables(runs, long(epochs), long(layers), optional(jacobians), skipped, keys, root,
                   [k for k in keys if k not in drawn], margin, optional(spectra), optional(steps),
-                  optional(distributions))
+                  optional(distributions), presets)
 
 
 def _sort(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -231,9 +231,10 @@ class PlotterBase:
 
     def _check_pooling(self, data: pd.DataFrame, by: list[str]) -> None:
         """Raise PoolingError if rows that one line, cell or panel (``by``) averages come from runs
-        that differ in a varied key other than the seed. ``data`` has a ``job`` column."""
+        that differ in a varied key other than the seed. ``data`` has a ``job`` column. A preset
+        group's choice is no key of its own: the values it sets are."""
         columns = {"init": "init_name", "activation": "activation_name", "model": "model_name"}
-        varied = [columns.get(k, k) for k in self.keys if k != "seed"]
+        varied = [columns.get(k, k) for k in self.keys if k != "seed" and k not in self.tables.presets]
         varied = [k for k in varied if k not in by and k in self.runs]
         if not varied or data.empty:
             return

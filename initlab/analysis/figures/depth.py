@@ -21,15 +21,20 @@ class DepthFigures:
     def _vs_depth(self, data: pd.DataFrame, rows: dict[str, str], name: str, caption: str,
                   refline: Optional[float] = None, ylim: Optional[tuple] = None) -> Figure:
         """Per-run values vs depth, one line per init, a column per activation (and model, with
-        several), a row per measure."""
-        self._check_pooling(data, ["activation", "model", "init", "depth"])
-        data, col, acts = self._panels(data)
+        several), a row per measure; with preset arms (Tables.presets), one line per arm in one column."""
+        if self.tables.presets:
+            self._check_pooling(data, ["arm", "depth"])
+            data, col, acts = data.assign(panel=""), "panel", [""]
+            lines = self._arm_lines(data)
+        else:
+            self._check_pooling(data, ["activation", "model", "init", "depth"])
+            data, col, acts = self._panels(data)
+            inits = self._present("init", data)
+            lines = {"hue": "init", "hue_order": inits, "palette": self.palette["init"], "style": "init",
+                     "style_order": inits, "dashes": self.dashes}
         width = min(3.5, WIDTH / len(acts))
         height = min(1.9, width)
-        inits = self._present("init", data)
-        g = sns.relplot(data, kind="line", x="depth", y="value", hue="init", hue_order=inits,
-                        palette=self.palette["init"], style="init", style_order=inits, dashes=self.dashes,
-                        markers=True,
+        g = sns.relplot(data, kind="line", x="depth", y="value", **lines, markers=True,
                         row="measure", row_order=list(rows), col=col, col_order=acts,
                         errorbar=t95, height=height, aspect=width / height,
                         facet_kws={"sharey": "row"})
@@ -57,14 +62,26 @@ class DepthFigures:
             ax.set_xlabel("depth")
         return self._save(g.figure, name, caption, "Accuracy and depth")
 
+    @property
+    def _arm(self) -> list[str]:
+        """The arm column where preset arms vary (Tables.presets), for the frames the lines are drawn from."""
+        return ["arm"] if self.tables.presets else []
+
+    def _arm_lines(self, data: pd.DataFrame) -> dict:
+        """relplot's line arguments for one line per preset arm, in the runs' order, dashed apart."""
+        arms = [a for a in dict.fromkeys(self.runs["arm"]) if a in set(data["arm"])]
+        palette = dict(zip(arms, sns.color_palette("colorblind", len(arms))))
+        return {"hue": "arm", "hue_order": arms, "palette": palette, "style": "arm", "style_order": arms}
+
     def accuracy_vs_depth(self) -> list[Figure]:
         """Figure 5: final train and test accuracy vs depth (the reference study's headline plot)."""
         rows = {"final_train_acc": "final train acc", "final_test_acc": "final test acc"}
-        data = self.runs.melt(id_vars=["job", "activation", "model", "init", "depth"], value_vars=list(rows), var_name="measure")
+        data = self.runs.melt(id_vars=["job", "activation", "model", "init", "depth", *self._arm], value_vars=list(rows), var_name="measure")
         chance = self.runs["chance"].dropna().unique()
         return [self._vs_depth(data, rows, "accuracy_vs_depth", (
-            "Final train (top) and test (bottom) accuracy vs depth, one line per init, one column per "
-            "activation" + (" and model" if len(self.models) > 1 else "")
+            "Final train (top) and test (bottom) accuracy vs depth, "
+            + ("one line per arm" if self._arm else "one line per init, one column per activation"
+               + (" and model" if len(self.models) > 1 else ""))
             + ("; the dotted line is chance." if len(chance) == 1 else ".")),
             refline=chance[0] if len(chance) == 1 else None, ylim=(0, 1.02))]
 
@@ -73,7 +90,7 @@ class DepthFigures:
         rows = {"epochs_to_95_peak_train": "epochs to 95%\nof peak train acc",
                 "epochs_to_95_final_test": "epochs to 95%\nof final test acc"}
         data = self.runs[self.runs["trainable"].fillna(False).astype(bool)]
-        data = data.melt(id_vars=["job", "activation", "model", "init", "depth"], value_vars=list(rows), var_name="measure")
+        data = data.melt(id_vars=["job", "activation", "model", "init", "depth", *self._arm], value_vars=list(rows), var_name="measure")
         if data["value"].notna().sum() == 0:
             return []
         return [self._vs_depth(data, rows, "epochs_to_95_vs_depth", (
@@ -136,13 +153,20 @@ class DepthFigures:
         """
         if len(self.models) < 2:
             return []
-        self._check_pooling(self.runs, ["model", "activation", "init", "depth"])
-        acts, inits = self._present("activation", self.runs), self._present("init", self.runs)
+        if self.tables.presets:  # the arms side by side: one line each, one panel
+            self._check_pooling(self.runs, ["arm", "depth"])
+            runs, acts, inits = self.runs.assign(activation="", init=""), [""], [""]
+            lines = self._arm_lines(runs)
+        else:
+            self._check_pooling(self.runs, ["model", "activation", "init", "depth"])
+            runs = self.runs
+            acts, inits = self._present("activation", runs), self._present("init", runs)
+            palette = dict(zip(self.models, sns.color_palette("colorblind", len(self.models))))
+            lines = {"hue": "model", "hue_order": self.models, "palette": palette, "style": "model",
+                     "style_order": self.models, "dashes": False}
         width = min(3.5, WIDTH / len(acts))
         height = min(2.6, width)
-        palette = dict(zip(self.models, sns.color_palette("colorblind", len(self.models))))
-        g = sns.relplot(self.runs, kind="line", x="depth", y="final_test_acc", hue="model", hue_order=self.models,
-                        palette=palette, style="model", style_order=self.models, markers=True, dashes=False,
+        g = sns.relplot(runs, kind="line", x="depth", y="final_test_acc", **lines, markers=True,
                         col="activation", col_order=acts, row="init", row_order=inits, errorbar=t95,
                         height=height, aspect=width / height, facet_kws={"margin_titles": True})
         self._legend_below(g)
@@ -161,7 +185,8 @@ class DepthFigures:
         if len(chance) == 1:
             g.refline(y=chance[0], color="grey", linestyle=":")
         return [self._save(g.figure, "plain_vs_residual", (
-            "Final test accuracy vs depth, one line per model (mean over seeds, band: 95% t-interval), as the "
+            "Final test accuracy vs depth, one line per "
+            + ("arm (" + ", ".join(self.tables.presets) + ")" if self.tables.presets else "model") + " (mean over seeds, band: 95% t-interval), as the "
             "depth study compares plain and residual networks" + ("; a panel per activation" if len(acts) > 1 else "")
             + ("; a row per init" if len(inits) > 1 else "") + ("; the dotted line is chance." if len(chance) == 1
                                                                  else ".")), "Accuracy and depth")]
