@@ -199,3 +199,18 @@ def test_bad_input_is_one_line():
         to_experiment(compose_config("init=lsuv", "init.tol=1.0"))
     with pytest.raises(ConfigError, match="^init.max_iters must be"):
         to_experiment(compose_config("init=lsuv", "init.max_iters=0"))
+
+
+def test_a_job_records_the_lsuv_report_and_starts_from_unit_variance_layers(tmp_path):
+    """train.py-equivalent job (initlab.train.job.run): result.json's init_report is LSUV's report
+    on the job's own probe batch, and layers.csv's epoch-0 pre-activations agree with it."""
+    from initlab.train.job import run
+
+    cfg = compose_config("init=lsuv", "depth=3", "model.width=32", "epochs=1", "probe_size=200", "threads=1")
+    result = run(cfg, tmp_path)
+    report = result["init_report"]
+    assert result["status"] == "completed" and result["theory_reason"] == LSUV_THEORY
+    assert report["batch_size"] == 200 and report["tol"] == 0.1 and report["max_iters"] == 10
+    assert len(report["layers"]) == 4  # three hidden Linear layers and the output layer
+    assert all(abs(layer["variance"] - 1.0) <= 0.1 and 0 <= layer["iterations"] <= 10 for layer in report["layers"])
+    assert json.loads((tmp_path / "result.json").read_text())["init_report"] == report
