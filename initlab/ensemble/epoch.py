@@ -62,6 +62,7 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
     grad_norms = torch.zeros(k, len(weights), device=device)
     total = torch.zeros(k, device=device)
     logs = [([], [], []) for _ in range(k)]
+    weight_rows = torch.tensor([stacked.names.index(w) for w in weights], dtype=torch.long, device=device)
     for i, idx in enumerate(batches):
         xb, yb = x[idx], y[idx]
         stacked.zero_grad()
@@ -81,10 +82,10 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
             loss_sum += values.detach()
             correct += (logits.argmax(dim=-1) == yb).sum(dim=-1)
             if track_grad_norms:
-                norms = torch.stack([_member_norms(stacked.params[name].grad, k) for name in stacked.names], dim=1)
+                norms = torch.stack([_member_norms(stacked.params[name].grad, k, device) for name in stacked.names], dim=1)
                 total += torch.linalg.vector_norm(norms, dim=1)
                 if weights:
-                    grad_norms += norms[:, [stacked.names.index(w) for w in weights]]
+                    grad_norms += norms[:, weight_rows]
     logged: list[Optional[StepLog]] = [None] * k
     if log_every:
         width = 1 + 3 * len(weights)
@@ -93,10 +94,10 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
     return EnsembleSums(loss_sum, correct, grad_norms, total, len(batches), len(y), logged)
 
 
-def _member_norms(tensor: Optional[torch.Tensor], k: int) -> torch.Tensor:
+def _member_norms(tensor: Optional[torch.Tensor], k: int, device: torch.device) -> torch.Tensor:
     """(K,) the Frobenius norm of each member's slice (0 for a missing gradient)."""
     if tensor is None:
-        return torch.zeros(k)
+        return torch.zeros(k, device=device)
     return torch.linalg.vector_norm(tensor.reshape(k, -1), dim=1)
 
 
@@ -108,9 +109,9 @@ def _step_rows(stacked: Stacked, values: torch.Tensor, weights: Sequence[str],
     k = len(stacked.active)
     zero = torch.zeros(k, device=values.device)
     columns = [values.detach().float()]
-    columns += [_member_norms(stacked.params[w].detach(), k) for w in weights]
-    columns += [_member_norms(stacked.params[w].grad, k) for w in weights]
-    columns += [_member_norms(stacked.params[b].grad, k) if b is not None else zero
+    columns += [_member_norms(stacked.params[w].detach(), k, values.device) for w in weights]
+    columns += [_member_norms(stacked.params[w].grad, k, values.device) for w in weights]
+    columns += [_member_norms(stacked.params[b].grad, k, values.device) if b is not None else zero
                 for b in (biases or [None] * len(weights))]
     return torch.stack(columns, dim=1).float()
 
