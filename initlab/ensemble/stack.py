@@ -4,9 +4,12 @@ Each member's own nn.Module keeps its parameters, but their storage is a view in
 leaf (K, ...) (``Parameter.data`` re-pointed, as FSDP does with its flat parameters): the
 probes, Jacobians, records, checkpoints and a per-member torch.optim optimizer all work on the
 member's module unchanged, while the forward runs all members at once through
-``torch.func.functional_call`` under ``torch.func.vmap``. Each stacked leaf's ``.grad`` is allocated once per restack and
+``torch.func.functional_call`` under ``torch.func.vmap`` (for the plain MLP, as batched
+matmuls written out: initlab.ensemble.direct). Each stacked leaf's ``.grad`` is allocated once per restack and
 zeroed in place each step (autograd accumulates into it in place), and each member's ``.grad``
-is a view of its slice, so no per-step gradient re-pointing or re-allocation is needed.
+is a view of its slice, so no per-step gradient re-pointing or re-allocation is needed; where one
+update reads the stacked gradients directly (plain SGD), they are released before each backward
+instead, and the members' views re-pointed once per epoch.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+
+from initlab.ensemble.direct import direct_forward, supports
 
 
 def _own_copies(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
@@ -41,6 +46,7 @@ class Stacked:
         self.members = [dict(m.named_parameters()) for m in self.models]
         for model in self.models:
             model._register_state_dict_hook(_own_copies)
+        self.direct = supports(self.models[0])
         self.active: list[int] = []
         self.params: dict[str, torch.Tensor] = {}
         self.restack(range(len(self.models)))
@@ -73,6 +79,8 @@ class Stacked:
         """Logits (K_active, B, C) of every active member: ``x`` (B, ...) the same inputs for all
         (``shared``), else (K_active, B, ...) one batch per member."""
         base = self.base
+        if self.direct:
+            return direct_forward(base, self.params, x, shared)
 
         def one(params, xb):
             return functional_call(base, params, (xb,))
@@ -82,6 +90,24 @@ class Stacked:
         """Zero the stacked gradients in place (the members' ``.grad`` views follow)."""
         if self.params:
             torch._foreach_zero_([self.params[name].grad for name in self.names])
+
+    def release_grads(self) -> None:
+        """Drop the stacked gradients, so the next backward hands its fresh gradient tensors over
+        as they are (no zeroing, no accumulation); the members' ``.grad`` views go stale until
+        ``adopt_grads``. Only for an update that reads the stacked gradients (epoch.stacked_sgd)."""
+        for name in self.names:
+            self.params[name].grad = None
+
+    def adopt_grads(self) -> None:
+        """Point every active member's ``.grad`` at its slice of the stacked gradients again
+        (zeros for a parameter the last backward did not reach)."""
+        with torch.no_grad():
+            for name in self.names:
+                stacked = self.params[name]
+                if stacked.grad is None:
+                    stacked.grad = torch.zeros_like(stacked)
+                for j, i in enumerate(self.active):
+                    self.members[i][name].grad = stacked.grad[j]
 
     def train(self, mode: bool = True) -> None:
         for model in self.models:
