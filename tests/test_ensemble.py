@@ -26,6 +26,9 @@ FAMILIES = {
     "mlp": ["depth=3", "model.width=16"],
     "resmlp": ["model=resmlp", "depth=4", "model.width=16"],
     "mlp-layernorm": ["depth=3", "model.width=16", "model.norm=layernorm"],
+    "mlp-momentum": ["depth=3", "model.width=16", "optimizer=momentum"],  # per-member torch.optim steps
+    "mlp-adam": ["depth=3", "model.width=16", "optimizer=adam", "optimizer.lr=0.001"],
+    "mlp-dks": ["depth=3", "model.width=16", "activation=tanh", "activation.transform=dks"],  # PLN inputs
     "cnn": ["model=cnn", "depth=3", "model.channels=[4,6]"],
     "cnn-residual": ["model=cnn", "depth=3", "model.channels=[4,6]", "model.residual=true"],
 }

@@ -2,14 +2,14 @@
 
 The same steps as initlab.train.loop.train_epoch, per member: its own batch order from its own
 generator (one shared gather when all orders agree), its mean loss, its gradient, its optimizer
-step; the sums (loss, correct, gradient norms per measured weight and in total, the steps due
+step (for plain SGD one update per stacked tensor, ``stacked_sgd``); the sums (loss, correct, gradient norms per measured weight and in total, the steps due
 for steps.csv) are (K,) device tensors read once per epoch by the caller.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch.func import vmap
@@ -63,9 +63,13 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
     total = torch.zeros(k, device=device)
     logs = [([], [], []) for _ in range(k)]
     weight_rows = torch.tensor([stacked.names.index(w) for w in weights], dtype=torch.long, device=device)
+    update = stacked_sgd(stacked, optimizers)
     for i, idx in enumerate(batches):
         xb, yb = x[idx], y[idx]
-        stacked.zero_grad()
+        if update is not None:
+            stacked.release_grads()
+        else:
+            stacked.zero_grad()
         logits = stacked.forward(xb, shared)
         values = _losses(loss, logits, yb, shared, "mean")
         values.sum().backward()
@@ -76,8 +80,11 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
                 logs[j][0].append(first_steps[j] + i)
                 logs[j][1].append(optimizers[j].param_groups[0]["lr"])
                 logs[j][2].append(row[j])
-        for optimizer in optimizers:
-            optimizer.step()
+        if update is not None:
+            update()
+        else:
+            for optimizer in optimizers:
+                optimizer.step()
         with torch.no_grad():
             loss_sum += values.detach()
             correct += (logits.argmax(dim=-1) == yb).sum(dim=-1)
@@ -86,12 +93,45 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
                 total += torch.linalg.vector_norm(norms, dim=1)
                 if weights:
                     grad_norms += norms[:, weight_rows]
+    if update is not None:
+        stacked.adopt_grads()
     logged: list[Optional[StepLog]] = [None] * k
     if log_every:
         width = 1 + 3 * len(weights)
         logged = [StepLog(s, lr, torch.stack(rows) if rows else torch.zeros((0, width), device=device))
                   for s, lr, rows in logs]
     return EnsembleSums(loss_sum, correct, grad_norms, total, len(batches), len(y), logged)
+
+
+def stacked_sgd(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer]) -> Optional[Callable[[], None]]:
+    """torch.optim.SGD's step without momentum for all members at once, or None unless every
+    member's optimizer is such an SGD (then each steps its own members' views).
+
+    Per stacked tensor p (K, ...): p -= lr_k (grad + weight_decay_k p), torch.optim.SGD's update
+    with momentum 0 (which keeps no state, so the members' optimizers stay valid for checkpoints),
+    with each member's lr and weight decay as read now: the schedule changes them between
+    epochs only (initlab.train.schedule).
+    """
+    groups = [o.param_groups for o in optimizers]
+    if not optimizers or any(type(o) is not torch.optim.SGD or len(g) != 1 for o, g in zip(optimizers, groups)):
+        return None
+    settings = [g[0] for g in groups]
+    if any(s["momentum"] != 0 or s["maximize"] or len(s["params"]) != len(stacked.names) for s in settings):
+        return None
+    params = [stacked.params[name] for name in stacked.names]
+    device, k = params[0].device, len(optimizers)
+    neg_lr = torch.tensor([-float(s["lr"]) for s in settings], device=device)
+    decay = torch.tensor([float(s["weight_decay"]) for s in settings], device=device)
+    neg_lrs = [neg_lr.view(k, *[1] * (p.dim() - 1)) for p in params]
+    decays = [decay.view(k, *[1] * (p.dim() - 1)) for p in params] if bool((decay != 0).any()) else None
+
+    @torch.no_grad()
+    def update() -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        if decays is not None:
+            grads = torch._foreach_addcmul(grads, params, decays)
+        torch._foreach_addcmul_(params, grads, neg_lrs)
+    return update
 
 
 def _member_norms(tensor: Optional[torch.Tensor], k: int, device: torch.device) -> torch.Tensor:
