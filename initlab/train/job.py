@@ -41,6 +41,7 @@ from initlab.models.summary import describe
 from initlab.resume import RUNTIME_KEYS, check_same_run, extends
 from initlab.train.callbacks import (Checkpoint, Distributions, Divergence, EpochCallback, EpochEnd, LearningRate,
                                      MeanField, Records, StepRecords, Stopping)
+from initlab.train.allocator import keep_freed_memory
 from initlab.train.early_stopping import EarlyStopping
 from initlab.train.loop import build_optimizer, evaluate, train_epoch
 from initlab.train.predictions import theory_reason
@@ -166,6 +167,7 @@ class Job:
             self.result_path.unlink()
         job_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(exp.threads or default_threads(self.launcher))
+        keep_freed_memory()
 
         self.data = data = load_data(exp.dataset).to(device) if data is None else data
         self.x_probe, self.y_probe = x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
