@@ -10,6 +10,9 @@ the Jacobian at init). For each depth it prints, in one process:
   in ``--groups``; members differ in init (the grid's 8 inits in turn) and, beyond 8, in seed;
   ``--vary seed`` makes every member a different seed of he_normal instead (each draws its own
   batch order: the per-member gather);
+- with ``--side-by-side N``, **ensemble K, N side by side**: N such groups at once, each in its own
+  process with ``--threads`` / N threads, as ``hydra/launcher=batched_parallel`` runs a sweep's
+  groups on a multi-core CPU; per member-epoch divides the wall time by N x K;
 - the single-model epochs of bench_epoch.py (initlab's epoch with and without statistics, a plain
   DataLoader loop) and a **hooks loop** in the reference notebook's style (forward and backward
   hooks on every Linear keep every batch's pre-activations and their gradients; statistics pooled
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import platform
 import sys
 import tempfile
@@ -109,6 +113,31 @@ def group_seconds(train: Callable[[Sequence[DictConfig], Sequence[Path]], None],
     one = whole(1)
     per_epoch = max(whole(1 + args.epochs) - one, 0.0) / args.epochs
     return max(one - per_epoch, 0.0), per_epoch
+
+
+def _group_worker(depth: int, members: int, args: argparse.Namespace, epochs: int) -> None:
+    """One group of a side-by-side run, in a worker process: trained into a fresh folder."""
+    with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as tmp:
+        train_group(member_configs(depth, members, args, epochs), [Path(tmp) / f"member{k}" for k in range(members)])
+
+
+def side_by_side_seconds(depth: int, members: int, args: argparse.Namespace) -> float:
+    """Seconds per member-epoch of ``args.side_by_side`` groups of ``members`` trained at once in
+    as many spawned processes, each with ``args.threads`` // N threads (at least 1): wall time of
+    1 + E epochs minus that of 1 epoch, over E x N x K; the workers are started and have imported
+    torch before either is timed."""
+    n = args.side_by_side
+    share = argparse.Namespace(**{**vars(args), "threads": max(1, args.threads // n)})
+    with multiprocessing.get_context("spawn").Pool(n) as pool:
+        pool.map(abs, range(n), chunksize=1)
+
+        def whole(epochs: int) -> float:
+            t0 = time.perf_counter()
+            pool.starmap(_group_worker, [(depth, members, share, epochs)] * n, chunksize=1)
+            return time.perf_counter() - t0
+
+        one = whole(1)
+        return max(whole(1 + args.epochs) - one, 0.0) / args.epochs / (n * members)
 
 
 def one_at_a_time(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path]) -> None:
@@ -210,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="single-model epochs: best of this many")
     parser.add_argument("--vary", choices=("init", "seed"), default="init", help="what members differ in")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per job")
+    parser.add_argument("--side-by-side", type=int, default=1,
+                        help="N > 1: also time N groups at once, one process each (batched_parallel)")
     parser.add_argument("--peak-size", type=int, default=4096, help="n of the n x n matmul measuring the peak")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the table: torch.profiler's top operators of the largest group at the "
@@ -219,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         bad = [v for v in getattr(args, name) if v < 1]
         if bad:
             parser.error(f"--{name} must be >= 1, got {bad[0]}")
-    for name in ("samples", "epochs", "repeats", "threads", "peak_size"):
+    for name in ("samples", "epochs", "repeats", "threads", "peak_size", "side_by_side"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -245,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         for members in args.groups:
             seconds = job_seconds(train_group, depth, members, args)
             print(row(depth, "ensemble", members, seconds, one_job, floor), flush=True)
+            if args.side_by_side > 1:
+                seconds = side_by_side_seconds(depth, members, args)
+                print(row(depth, f"ensemble, {args.side_by_side} side by side", members, seconds, one_job, floor),
+                      flush=True)
         cfg = job_config(depth, args.samples, f"threads={args.threads}")
         epochs = {**one_model_epochs(cfg, device), "hooks loop (reference)": hooks_epoch(cfg, device)}
         for name, epoch in epochs.items():

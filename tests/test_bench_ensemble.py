@@ -54,8 +54,17 @@ def test_ensemble_rows_per_group_size(capsys):
     assert len(rows) == len(SINGLE) + 2
 
 
+@pytest.mark.slow
+def test_side_by_side_rows_follow_each_group(capsys):
+    pytest.importorskip("initlab.ensemble", reason="initlab.ensemble (P8, helper ens) is not merged yet")
+    rows = table(capsys, "--depths", "2", "--groups", "2", "--side-by-side", "2")
+    ensemble = [(r["variant"], r["members"]) for r in rows if r["variant"].startswith("ensemble")]
+    assert ensemble == [("ensemble", "2"), ("ensemble, 2 side by side", "2")]
+
+
 @pytest.mark.parametrize("args, message", [(["--depths", "0"], "--depths must be >= 1, got 0"),
-                                           (["--samples", "0"], "--samples must be >= 1, got 0")])
+                                           (["--samples", "0"], "--samples must be >= 1, got 0"),
+                                           (["--side-by-side", "0"], "--side-by-side must be >= 1, got 0")])
 def test_bad_sizes_are_refused_in_one_line(capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
         bench_ensemble.main([*TINY, *args])
