@@ -113,6 +113,18 @@ def test_quadrature_accuracy_against_adaptive(name, q):
     assert act.grad_moment(q) == pytest.approx(gauss_ref(lambda x: act.dphi(x) ** 2, q), rel=1e-9)
 
 
+def test_quadrature_over_an_array_of_lengths_is_elementwise():
+    """Per-layer x per-example lengths (evaluated in cache-sized blocks): each entry equals the
+    scalar evaluation and the closed form E[erf(sqrt(q) z)^2] = 2/pi asin(2q / (1 + 2q))."""
+    erf = T._resolve(special.erf)
+    q = np.geomspace(1e-3, 80.0, 7 * 53).reshape(7, 53)
+    values = erf.second_moment(q)
+    assert values.shape == q.shape
+    np.testing.assert_allclose(values, 2 / np.pi * np.arcsin(2 * q / (1 + 2 * q)), rtol=1e-11)
+    assert [erf.second_moment(v) for v in q[3, :5]] == pytest.approx(values[3, :5], rel=1e-14)
+    assert erf.second_moment(np.empty((0, 4))).shape == (0, 4)
+
+
 @pytest.mark.parametrize("q", [0.2, 3.0, 30.0])
 def test_callable_activation_against_erf_closed_forms(q):
     """A plain callable (phi' by finite differences) and the two-input tensor quadrature."""

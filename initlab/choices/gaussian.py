@@ -34,9 +34,21 @@ _Z1, _W1 = _trapezoid_rule(1601)  # one-input integrals
 _Z2, _W2 = _trapezoid_rule(601)  # two-input integrals (tensor grid)
 
 
+_ROWS = 16  # q values per block: a block's (16, 1601) temporaries stay in the CPU's cache
+
+
 def _gauss(f: Callable[[np.ndarray], np.ndarray], q) -> np.ndarray:
-    """E_z f(sqrt(q) z), z ~ N(0, 1), elementwise over the array q."""
-    return f(np.sqrt(np.asarray(q, dtype=float))[..., None] * _Z1) @ _W1
+    """E_z f(sqrt(q) z), z ~ N(0, 1), elementwise over the array q.
+
+    Evaluated in blocks of ``_ROWS`` values of q: the mean-field predictions pass one q per layer
+    and probe example (e.g. 50 x 1000), and one (q.size, 1601) pass through NumPy's temporaries
+    ran 4-13x slower than blocks that fit in cache (same values to 1e-15)."""
+    root = np.sqrt(np.asarray(q, dtype=float))
+    flat = root.reshape(-1)
+    out = np.empty_like(flat)
+    for start in range(0, flat.size, _ROWS):
+        out[start:start + _ROWS] = f(flat[start:start + _ROWS, None] * _Z1) @ _W1
+    return out.reshape(root.shape)
 
 
 def _gauss2(f: Callable[[np.ndarray], np.ndarray], q: float, c: float) -> float:
