@@ -116,28 +116,44 @@ def group_seconds(train: Callable[[Sequence[DictConfig], Sequence[Path]], None],
 
 
 def _group_worker(depth: int, members: int, args: argparse.Namespace, epochs: int) -> None:
-    """One group of a side-by-side run, in a worker process: trained into a fresh folder."""
+    """Train one group of ``members`` for ``epochs`` into a fresh folder."""
     with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as tmp:
         train_group(member_configs(depth, members, args, epochs), [Path(tmp) / f"member{k}" for k in range(members)])
 
 
+def _side_by_side_worker(depth: int, members: int, args: argparse.Namespace, start: multiprocessing.Barrier,
+                         results: multiprocessing.Queue) -> None:
+    """One process of a side-by-side run: warm up on a tiny group, then train the group for 1 and
+    for 1 + E epochs, each phase started together with the other processes; puts its two times."""
+    torch.set_num_threads(args.threads)
+    _group_worker(1, members, argparse.Namespace(**{**vars(args), "samples": 300}), 1)
+    times = []
+    for epochs in (1, 1 + args.epochs):
+        start.wait()
+        t0 = time.perf_counter()
+        _group_worker(depth, members, args, epochs)
+        times.append(time.perf_counter() - t0)
+    results.put(times)
+
+
 def side_by_side_seconds(depth: int, members: int, args: argparse.Namespace) -> float:
-    """Seconds per member-epoch of ``args.side_by_side`` groups of ``members`` trained at once in
-    as many spawned processes, each with ``args.threads`` // N threads (at least 1): wall time of
-    1 + E epochs minus that of 1 epoch, over E x N x K; the workers are started and have imported
-    torch before either is timed."""
+    """Seconds per member-epoch of N = ``args.side_by_side`` groups of ``members`` trained at once,
+    one spawned process each with ``args.threads`` // N threads (at least 1): per phase the wall
+    time is the slowest process's, and per member-epoch = (wall of 1 + E epochs - wall of 1
+    epoch) / (E x N x K); each process warms up (imports, thread pools) before either phase."""
     n = args.side_by_side
     share = argparse.Namespace(**{**vars(args), "threads": max(1, args.threads // n)})
-    with multiprocessing.get_context("spawn").Pool(n) as pool:
-        pool.map(abs, range(n), chunksize=1)
-
-        def whole(epochs: int) -> float:
-            t0 = time.perf_counter()
-            pool.starmap(_group_worker, [(depth, members, share, epochs)] * n, chunksize=1)
-            return time.perf_counter() - t0
-
-        one = whole(1)
-        return max(whole(1 + args.epochs) - one, 0.0) / args.epochs / (n * members)
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(n), context.Queue()
+    workers = [context.Process(target=_side_by_side_worker, args=(depth, members, share, start, results))
+               for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    times = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    one, more = max(t[0] for t in times), max(t[1] for t in times)
+    return max(more - one, 0.0) / args.epochs / (n * members)
 
 
 def one_at_a_time(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path]) -> None:
@@ -192,6 +208,15 @@ def hooks_epoch(cfg: DictConfig, device: torch.device) -> Callable[[], None]:
             grads[i].clear()
 
     return epoch
+
+
+def warm_up(args: argparse.Namespace) -> None:
+    """A tiny job and a tiny group first, so the first timed job pays no imports or thread-pool
+    start-up."""
+    tiny = argparse.Namespace(**{**vars(args), "samples": 300})
+    for train, members in ((one_at_a_time, 1), (train_group, 2)):
+        with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as tmp:
+            train(member_configs(1, members, tiny, 1), [Path(tmp) / f"member{k}" for k in range(members)])
 
 
 def profile_group(args: argparse.Namespace) -> None:
@@ -262,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.profile:
         profile_group(args)
         return
+    warm_up(args)
     peak = matmul_peak(device, args.peak_size)
     print(machine(device))
     print(f"fp32 matmul peak ({args.peak_size}^2 torch.mm): {peak / 1e9:.1f} GFLOP/s; width {WIDTH}, batch {BATCH}, "
