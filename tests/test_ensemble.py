@@ -29,6 +29,7 @@ FAMILIES = {
     "mlp-momentum": ["depth=3", "model.width=16", "optimizer=momentum"],  # per-member torch.optim steps
     "mlp-adam": ["depth=3", "model.width=16", "optimizer=adam", "optimizer.lr=0.001"],
     "mlp-dks": ["depth=3", "model.width=16", "activation=tanh", "activation.transform=dks"],  # PLN inputs
+    "mlp-cosine": ["depth=3", "model.width=16", "epochs=3", "scheduler=cosine", "scheduler.warmup_epochs=1"],  # lr per epoch
     "cnn": ["model=cnn", "depth=3", "model.channels=[4,6]"],
     "cnn-residual": ["model=cnn", "depth=3", "model.channels=[4,6]", "model.residual=true"],
 }
