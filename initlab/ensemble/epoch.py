@@ -2,8 +2,9 @@
 
 The same steps as initlab.train.loop.train_epoch, per member: its own batch order from its own
 generator (one shared gather when all orders agree), its mean loss, its gradient, its optimizer
-step (for plain SGD one update per stacked tensor, ``stacked_sgd``); the sums (loss, correct, gradient norms per measured weight and in total, the steps due
-for steps.csv) are (K,) device tensors read once per epoch by the caller.
+step (for plain SGD one update per stacked tensor, ``stacked_sgd``); the sums (loss, correct,
+gradient norms per measured weight and in total, the steps due for steps.csv) are (K,) device
+tensors read once per epoch by the caller.
 """
 
 from __future__ import annotations

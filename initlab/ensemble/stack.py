@@ -5,11 +5,11 @@ leaf (K, ...) (``Parameter.data`` re-pointed, as FSDP does with its flat paramet
 probes, Jacobians, records, checkpoints and a per-member torch.optim optimizer all work on the
 member's module unchanged, while the forward runs all members at once through
 ``torch.func.functional_call`` under ``torch.func.vmap`` (for the plain MLP, as batched
-matmuls written out: initlab.ensemble.direct). Each stacked leaf's ``.grad`` is allocated once per restack and
-zeroed in place each step (autograd accumulates into it in place), and each member's ``.grad``
-is a view of its slice, so no per-step gradient re-pointing or re-allocation is needed; where one
-update reads the stacked gradients directly (plain SGD), they are released before each backward
-instead, and the members' views re-pointed once per epoch.
+matmuls written out: initlab.ensemble.direct). Each stacked leaf's ``.grad`` is allocated once
+per restack and zeroed in place each step (autograd accumulates into it in place), and each
+member's ``.grad`` is a view of its slice, so no per-step gradient re-pointing or re-allocation
+is needed; where one update reads the stacked gradients directly (plain SGD), they are released
+before each backward instead, and the members' views re-pointed once per epoch.
 """
 
 from __future__ import annotations

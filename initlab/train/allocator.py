@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +22,21 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 MMAP_THRESHOLD = 32 * 2**20   # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 2**30        # keep up to 1 GiB of freed heap before trimming
 
-_done = False
+_result: Optional[bool] = None
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's mmap and trim thresholds once per process; False where the C library is not
-    glibc (macOS, musl) or refuses, which changes speed only, never results."""
-    global _done
-    if _done:
-        return True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        ok = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    except (OSError, AttributeError):
-        ok = False
-    if not ok:
-        log.debug("mallopt not available: freed memory goes back to the OS as usual")
-    _done = ok
-    return ok
+    """Set glibc's mmap and trim thresholds, once per process (later calls return the first
+    answer); False where the C library is not glibc (macOS, musl) or refuses, which changes speed
+    only, never results."""
+    global _result
+    if _result is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+            _result = (bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+                       and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
+        except (OSError, AttributeError):
+            _result = False
+        if not _result:
+            log.debug("mallopt not available: freed memory goes back to the OS as usual")
+    return _result
