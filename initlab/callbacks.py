@@ -36,7 +36,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from initlab.config import ConfigError
-from initlab.records import RESULT_JSON, write_bytes_atomic, write_json_atomic
+from initlab.records import RESULT_JSON, remove_temporaries, write_bytes_atomic, write_json_atomic
 from initlab.sweeps import check_search, search_jobs, sweep_jobs, validate_jobs
 
 log = logging.getLogger("initlab.sweep")
@@ -189,6 +189,7 @@ class SweepProgress(Callback):
             sys.exit(2)
         checked = time.perf_counter() - tic
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(sweep_dir)  # a sweep killed while writing sweep.json
         total = len(jobs) if jobs is not None else _trials(config) if corners is not None else None
         meta = {"id": uuid.uuid4().hex[:12], "total": total, "start": time.time()}
         shutil.rmtree(sweep_dir / LEDGER, ignore_errors=True)  # ledgers of earlier sweeps into this folder

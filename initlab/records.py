@@ -5,7 +5,8 @@ a rewrite of every earlier one. What counts is what was committed: the byte leng
 of each CSV go into the checkpoint after each epoch and into ``result.json`` at the end; a
 resumed job first truncates each CSV to its checkpoint's length, so rows a killed job half wrote
 are never read. JSON files and the checkpoint are written to a temporary sibling and renamed
-into place. ``result.json`` is written last; its presence marks a finished job (its ``rows``
+into place (a writer killed before the rename leaves its ``.<name>.<8 characters>.tmp`` sibling,
+which the folder's next owner removes: ``remove_temporaries``). ``result.json`` is written last; its presence marks a finished job (its ``rows``
 tell readers how many rows each CSV holds). This module imports no torch, so the analysis side
 can read the format without the training stack.
 """
@@ -17,6 +18,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,24 @@ def _atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# the names _atomic_write's mkstemp gives: "." + the target's name + "." + 8 of [a-z0-9_] + ".tmp"
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_temporaries(directory: Path) -> list[str]:
+    """Delete the temporary siblings that atomic writes killed before their rename left in
+    ``directory`` (not below it); returns their names. Call it only from the process that owns
+    the folder (a job in its job folder, a sweep in its sweep folder): another writer's temporary
+    is live until renamed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = sorted(p.name for p in directory.iterdir() if _TEMPORARY.fullmatch(p.name) and p.is_file())
+    for name in stale:
+        (directory / name).unlink(missing_ok=True)
+    return stale
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

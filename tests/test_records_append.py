@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +19,7 @@ import torch
 from conftest import compose_config, read_csv, run_job
 from initlab.config import ConfigError
 from initlab.records import DISTRIBUTIONS_CSV, EPOCHS_CSV, JACOBIAN_CSV, LAYERS_CSV, STEPS_CSV, JobRecords, \
-    write_csv_atomic
+    remove_temporaries, write_csv_atomic
 
 
 def _epoch(epoch: int) -> dict:
@@ -103,3 +106,33 @@ def test_a_checkpoint_that_carries_rows_is_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="resume=false starts the job afresh"):
         run_job(compose_config("depth=2", "model.width=8", "epochs=2", "threads=1", "device=cpu", "probe_size=100"),
                 tmp_path)
+
+
+def test_a_write_killed_before_its_rename_leaves_a_temporary_that_the_owner_removes(tmp_path):
+    """kill -9 between an atomic write's temporary and its rename leaves ``.<name>.<8 chars>.tmp``
+    (CI once found ``.checkpoint.pt._b9xm4ae.tmp`` beside a resumed job's files); the real file
+    is untouched, and remove_temporaries deletes exactly such siblings, not a user's files."""
+    (tmp_path / "checkpoint.pt").write_bytes(b"committed")
+    writer = ("import sys, time\nfrom initlab.records import _atomic_write\n"
+              "def half(f):\n    f.write(b'half'); f.flush(); print('writing', flush=True); time.sleep(600)\n"
+              "_atomic_write(sys.argv[1], half)\n")
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "checkpoint.pt")],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"writing\n"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "checkpoint.pt")
+    assert len(left) == 1 and left[0].startswith(".checkpoint.pt.") and left[0].endswith(".tmp"), left
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"committed"
+    kept = [".notes.tmp", "notes.abcdefgh.tmp", ".cache"]  # not an atomic write's temporary
+    for name in kept:
+        (tmp_path / name).write_text("mine")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".epochs.csv.abcdefgh.tmp").write_text("another folder's")
+    assert remove_temporaries(tmp_path) == left
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["checkpoint.pt", "sub", *kept])
+    assert (tmp_path / "sub" / ".epochs.csv.abcdefgh.tmp").exists()
+    assert remove_temporaries(tmp_path / "absent") == []

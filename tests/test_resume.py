@@ -139,6 +139,7 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     finished = {p.parent: p.stat().st_mtime_ns for p in sweep.rglob("result.json")}
     assert 1 <= len(finished) < 4
     csv_mtimes = {d: (d / "layers.csv").stat().st_mtime_ns for d in finished}
+    (sweep / ".sweep.json.k3x_9q0a.tmp").write_text("{")  # as if killed while writing sweep.json
 
     rerun = train(*command)
     results = sorted(sweep.rglob("result.json"))
@@ -148,6 +149,7 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
         assert (job_dir / "result.json").stat().st_mtime_ns == mtime, f"{job_dir.name} was rerun"
         assert (job_dir / "layers.csv").stat().st_mtime_ns == csv_mtimes[job_dir]
     assert "4/4 jobs done" in rerun.stderr + rerun.stdout
+    assert not list(sweep.glob(".*.tmp"))
     assert "4 completed, 0 diverged, 0 failed" in rerun.stderr + rerun.stdout
 
 
@@ -279,6 +281,19 @@ def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp
     # resume=false starts afresh with the new settings and leaves nothing of the old run
     fresh = run_job(compose_config(*QUICK, "epochs=1", change, "resume=false"), tmp_path)
     assert fresh["choices"] == json.loads((tmp_path / "result.json").read_text())["choices"]
+
+
+def test_a_resumed_job_removes_what_an_interrupted_write_left(tmp_path, caplog):
+    """The temporary of a checkpoint write killed before its rename (the name CI found) is gone
+    once the job resumes: the finished folder holds what an uninterrupted run's holds."""
+    job = interrupted_job(tmp_path, "epochs=2")
+    (job / ".checkpoint.pt._b9xm4ae.tmp").write_bytes(b"half a checkpoint")
+    with caplog.at_level(logging.INFO, logger="initlab"):
+        run_job(compose_config(*QUICK, "epochs=2", "checkpoint=last"), job)
+    whole = tmp_path / "whole"
+    run_job(compose_config(*QUICK, "epochs=2", "checkpoint=last"), whole)
+    assert sorted(p.name for p in job.iterdir()) == sorted(p.name for p in whole.iterdir())
+    assert "removed .checkpoint.pt._b9xm4ae.tmp, left by an interrupted write" in caplog.text
 
 
 def test_a_fresh_start_removes_the_previous_runs_files(tmp_path):

@@ -166,6 +166,8 @@ class Job:
                      saved["epoch"], exp.epochs)
             self.result_path.unlink()
         job_dir.mkdir(parents=True, exist_ok=True)
+        for name in records.remove_temporaries(job_dir):  # a kill -9 mid-write left it; this job owns the folder
+            log.info("removed %s, left by an interrupted write", name)
         torch.set_num_threads(exp.threads or default_threads(self.launcher))
         keep_freed_memory()
 
