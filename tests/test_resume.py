@@ -296,6 +296,24 @@ def test_a_resumed_job_removes_what_an_interrupted_write_left(tmp_path, caplog):
     assert "removed .checkpoint.pt._b9xm4ae.tmp, left by an interrupted write" in caplog.text
 
 
+def test_a_checkpoint_left_by_a_kill_after_result_json_is_removed_a_kept_one_stays(tmp_path):
+    """finish() writes result.json, then removes checkpoint.pt unless kept: a kill between the two
+    leaves both. The same job asked for again is skipped and the leftover goes (its result says
+    the run kept none); a run that kept its checkpoint (checkpoint=last) keeps it when asked for
+    again with the default checkpoint=none."""
+    unkept, kept = tmp_path / "unkept", tmp_path / "kept"
+    assert run_job(compose_config(*QUICK, "epochs=2"), unkept)["checkpoint"] == "none"
+    assert run_job(compose_config(*QUICK, "epochs=2", "checkpoint=last"), kept)["checkpoint"] == "last"
+    clean = sorted(p.name for p in unkept.iterdir())
+    (unkept / "checkpoint.pt").write_bytes((kept / "checkpoint.pt").read_bytes())  # the same run's last state
+    result = (unkept / "result.json").read_bytes()
+    for job in (unkept, kept):
+        run_job(compose_config(*QUICK, "epochs=2"), job)
+    assert sorted(p.name for p in unkept.iterdir()) == clean and "checkpoint.pt" not in clean
+    assert (unkept / "result.json").read_bytes() == result, "a finished job is skipped, not rerun"
+    assert (kept / "checkpoint.pt").is_file()
+
+
 def test_a_fresh_start_removes_the_previous_runs_files(tmp_path):
     """resume=false in a used folder: a diverged-at-init rerun has no Jacobian rows, and the old
     jacobian.csv must not stay beside its records."""

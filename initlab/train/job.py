@@ -50,6 +50,7 @@ from initlab.train.state import TrainState
 from initlab.train.tensorboard import build_logger
 
 log = logging.getLogger(__name__)
+UNKEPT = (KeptCheckpoint.none.value, KeptCheckpoint.best.value)  # checkpoint.pt is removed once the job ends
 
 
 def resolve_device(choice: Device) -> torch.device:
@@ -143,6 +144,9 @@ class Job:
             if not self.extending:
                 check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), choices)
                 log.info("%s exists: job already finished, skipping (resume=false reruns it)", self.result_path)
+                if finished.get("checkpoint") in UNKEPT and self.checkpoint_path.is_file():
+                    self.checkpoint_path.unlink()  # killed between result.json and the checkpoint's removal
+                    log.info("removed %s, which the finished run did not keep", records.CHECKPOINT)
                 self.finished = finished
                 return
         self.device = device = resolve_device(exp.device)
@@ -307,6 +311,7 @@ class Job:
             "rows": rec.row_counts(),
             "versions": _versions(),
             "device": _device_name(self.device),
+            "checkpoint": exp.checkpoint.value,
         }
         if exp.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both) and state.stopper.best_weights is not None:
             buf = io.BytesIO()
@@ -314,7 +319,7 @@ class Job:
             records.write_bytes_atomic(self.job_dir / records.BEST_WEIGHTS, buf.getvalue())
         self.logger.close(state, result)
         records.write_json_atomic(self.result_path, result)
-        if exp.checkpoint not in (KeptCheckpoint.last, KeptCheckpoint.both):
+        if exp.checkpoint.value in UNKEPT:
             self.checkpoint_path.unlink(missing_ok=True)
         return result
 
