@@ -89,12 +89,14 @@ def effective_sigma_b2(bias_init: Any = "zeros", bias_std: float = 0.0) -> float
 
 
 # --------------------------------------------------------------------------- forward maps
-def _propagate(act, sigma_w2: np.ndarray, sigma_b2: np.ndarray, q0: np.ndarray) -> np.ndarray:
-    """Per-example lengths q^1..q^L, shape (L,) + q0.shape; the first layer is linear."""
-    q = [sigma_w2[0] * q0 + sigma_b2[0]]
+def _propagate(act, sigma_w2: np.ndarray, sigma_b2: np.ndarray, q0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example lengths q^1..q^L, shape (L,) + q0.shape (the first layer is linear), and the
+    second moments V(q^1)..V(q^{L-1}) of the activations they were propagated through."""
+    q, second = [sigma_w2[0] * q0 + sigma_b2[0]], []
     for sw2, sb2 in zip(sigma_w2[1:], sigma_b2[1:]):
-        q.append(sw2 * act.second_moment(q[-1]) + sb2)
-    return np.stack(q)
+        second.append(act.second_moment(q[-1]))
+        q.append(sw2 * second[-1] + sb2)
+    return np.stack(q), np.stack(second) if second else np.empty((0,) + q0.shape)
 
 
 def _per_layer(value: Any, depth: int) -> np.ndarray:
@@ -108,8 +110,8 @@ def length_map(activation: Any, sigma_w2: Any, sigma_b2: Any, q0: Any, depth: in
     squared input entry, a scalar or one value per example; with several examples the prediction
     is made per example and averaged, since the map is nonlinear (no Jensen bias).
     """
-    q = _propagate(_resolve(activation), _per_layer(sigma_w2, depth), _per_layer(sigma_b2, depth),
-                   np.atleast_1d(np.asarray(q0, dtype=float)))
+    q, _ = _propagate(_resolve(activation), _per_layer(sigma_w2, depth), _per_layer(sigma_b2, depth),
+                      np.atleast_1d(np.asarray(q0, dtype=float)))
     return q.reshape(depth, -1).mean(axis=1)
 
 
@@ -252,7 +254,11 @@ def delta_sq_ratio(activation: Any, sigma_w2_next: Any, q: Any) -> np.ndarray:
     Products of backward gains from layer l up to the output (the last entry is 1); per example
     when q has an example axis. Per-unit second moments follow by a factor N_L/N_l.
     """
-    gains = backward_gains(activation, sigma_w2_next, q)
+    return _products_to_output(backward_gains(activation, sigma_w2_next, q))
+
+
+def _products_to_output(gains: np.ndarray) -> np.ndarray:
+    """prod_{k >= l} gains[k] for each l, then 1 for the output layer (delta_sq_ratio's values)."""
     return np.concatenate([np.cumprod(gains[::-1], axis=0)[::-1], np.ones((1,) + gains.shape[1:])])
 
 
@@ -301,15 +307,16 @@ def predict_mlp(layer_dims: Any, init_cfg: Any, activation: Any, q0: Any,
     act = _resolve(activation)
     sigma_w2 = np.array([effective_sigma_w2(init_cfg, int(i), int(o)) for i, o in dims])
     sigma_b2 = _per_layer(effective_sigma_b2(bias_init, bias_std), n_layers)
-    q = _propagate(act, sigma_w2, sigma_b2, np.atleast_1d(np.asarray(q0, dtype=float)))
+    # each Gaussian expectation once per (layer, example): by quadrature they are the cost here
+    q, second = _propagate(act, sigma_w2, sigma_b2, np.atleast_1d(np.asarray(q0, dtype=float)))
     hidden, nan = q[:-1], np.full(1, np.nan)
 
     gains = backward_gains(act, sigma_w2[1:], hidden)
     out_sq = fan_out[-1] * np.broadcast_to(np.asarray(delta_out_rms, dtype=float) ** 2, q.shape[1:])
-    delta_sq = delta_sq_ratio(act, sigma_w2[1:], hidden) * out_sq
+    delta_sq = _products_to_output(gains) * out_sq
     jac = np.concatenate([np.ones((1,) + q.shape[1:]), np.cumprod(gains, axis=0)])
     post_mean = act.mean(hidden).mean(axis=1)
-    post_var = act.second_moment(hidden).mean(axis=1) - post_mean**2
+    post_var = second.mean(axis=1) - post_mean**2
     return {
         "layer": np.arange(1, n_layers + 1),
         "fan_in": fan_in,

@@ -83,9 +83,20 @@ def measured_weights(model: nn.Module, x: torch.Tensor) -> list[str]:
     return named + unmeasured_weights(model, set(named))
 
 
+def _share(count: torch.Tensor, total: int) -> torch.Tensor:
+    """count / total as a float64 scalar: the mean of a 0/1 mask, bit for bit (the count is exact),
+    without building and averaging a float64 copy of the mask (a third of the pass's time)."""
+    return count.double() / total
+
+
+def _frac_zero(a: torch.Tensor) -> torch.Tensor:
+    return _share(a.numel() - torch.count_nonzero(a), a.numel())  # NaN is not zero
+
+
 def _dead(a: torch.Tensor) -> torch.Tensor:
-    zero = (a == 0).movedim(channel_dim(a), 0).flatten(1)
-    return zero.all(dim=1).double().mean()
+    ch = channel_dim(a) % a.dim()
+    peak = a.abs().amax(dim=[i for i in range(a.dim()) if i != ch])  # per channel; NaN stays NaN: not dead
+    return _share(torch.count_nonzero(peak == 0), peak.numel())
 
 
 def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torch.Tensor,
@@ -141,15 +152,16 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
             rows.append(Row(tap.site, tap.kind, i, layer if tap.kind in LAYER_KINDS else None, tap.weight))
             # float64 reductions: in float32, squares of values below ~1e-19 (vanishing signals in
             # deep nets, the regime under study) underflow and norms and rms values read exactly 0
-            h, a = tap.pre.double(), tap.post.double()
+            h = tap.pre.double()
+            a = h if tap.post is tap.pre else tap.post.double()  # a plain site hands over h twice
             d = zero if d is None else d.double()
             has_w = tap.weight is not None
             stacked.append(torch.stack([
                 h.mean(), h.std(correction=0), h.pow(2).mean(),
                 a.mean(), a.std(correction=0),
-                (a == 0).double().mean(),
+                _frac_zero(a),
                 zero if is_output else _dead(a),
-                saturated(unshaped[tap.site](a) if tap.site in unshaped else a).double().mean()
+                _share(torch.count_nonzero(saturated(unshaped[tap.site](a) if tap.site in unshaped else a)), a.numel())
                 if saturated and tap.site in activations and not is_output
                 else zero,
                 norm(params[tap.weight]) if has_w else nan,
