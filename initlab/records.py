@@ -6,8 +6,8 @@ of each CSV go into the checkpoint after each epoch and into ``result.json`` at 
 resumed job first truncates each CSV to its checkpoint's length, so rows a killed job half wrote
 are never read. JSON files and the checkpoint are written to a temporary sibling and renamed
 into place (a writer killed before the rename leaves its ``.<name>.<8 characters>.tmp`` sibling,
-which the folder's next owner removes: ``remove_temporaries``). ``result.json`` is written last; its presence marks a finished job (its ``rows``
-tell readers how many rows each CSV holds). This module imports no torch, so the analysis side
+which the folder's next owner removes: ``remove_temporaries``). ``result.json`` is written last;
+its presence marks a finished job (its ``rows`` tell readers how many rows each CSV holds). This module imports no torch, so the analysis side
 can read the format without the training stack.
 """
 

@@ -85,7 +85,7 @@ def measured_weights(model: nn.Module, x: torch.Tensor) -> list[str]:
 
 def _share(count: torch.Tensor, total: int) -> torch.Tensor:
     """count / total as a float64 scalar: the mean of a 0/1 mask, bit for bit (the count is exact),
-    without building and averaging a float64 copy of the mask (a third of the pass's time)."""
+    without building and averaging a float64 copy of the mask."""
     return count.double() / total
 
 
