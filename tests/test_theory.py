@@ -528,6 +528,28 @@ def test_predict_mlp_post_activation_moments():
     np.testing.assert_allclose(sigmoid["post_mean_pred"][:-1], 0.5, rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "gelu"])
+def test_predict_mlp_agrees_with_the_per_layer_maps_example_by_example(name):
+    """predict_mlp reuses the forward pass's second moments for post_var_pred and one set of
+    backward gains for delta_rms_pred and the Jacobian: each must equal the public maps applied
+    example by example (length_map of one example, V and E[phi'^2] at its lengths)."""
+    q0, n_linear, sigma_w2, bias_std = np.array([0.4, 1.0, 2.2]), 6, 1.7, 0.3
+    init = {"name": "he_normal", "factor": sigma_w2, "mode": "fan_in"}
+    table = T.predict_mlp(_mlp_dims(n_linear), init, name, q0, "normal", bias_std, delta_out_rms=0.25)
+    act = T._resolve(name)
+    q = np.stack([T.length_map(name, sigma_w2, bias_std**2, [v], n_linear) for v in q0], axis=1)
+    hidden = q[:-1]
+    mean = act.mean(hidden).mean(axis=1)
+    np.testing.assert_allclose(table["post_var_pred"][:-1], act.second_moment(hidden).mean(axis=1) - mean**2,
+                               rtol=1e-12)
+    ratio = T.delta_sq_ratio(name, [sigma_w2] * (n_linear - 1), hidden)  # fan_in 128 after the first layer
+    fan_out = np.array([d[1] for d in _mlp_dims(n_linear)])
+    np.testing.assert_allclose(table["delta_rms_pred"], np.sqrt((ratio * 10 * 0.25**2).mean(axis=1) / fan_out),
+                               rtol=1e-12)
+    assert table["jac_msv_pred"][-2] == pytest.approx(
+        T.jacobian_mean_sq_sv_pred(name, [sigma_w2] * (n_linear - 2), hidden[:-1]), rel=1e-12)
+
+
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid", "gelu"])
 def test_zero_init_predicts_exact_zeros(name):
     table = T.predict_mlp(_mlp_dims(5), {"name": "zero"}, name, [0.5, 1.0], delta_out_rms=0.3)
