@@ -176,6 +176,9 @@ MUTATIONS = [
     Mutation("quadrature_zero_length_by_the_rule", "initlab/choices/gaussian.py",
              "zero = root == 0", "zero = root < 0",
              ("tests/test_theory.py", "-k", "critical_at_one"), "E f(0 z) from the rule's weights, 1e-16 short of f(0)"),
+    Mutation("init_report_not_in_checkpoint", "initlab/train/state.py",
+             "self.init_report = state.get(\"init_report\", self.init_report)", "pass",
+             ("tests/test_resume.py", "-k", "restarts_init"), "a resumed restart reports attempt 0's init"),
     # analysis columns
     Mutation("misfit_mean", "initlab/analysis/tables.py",
              "float(ratio.abs().median())", "float(ratio.abs().mean())",

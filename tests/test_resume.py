@@ -131,6 +131,38 @@ def test_killed_job_with_a_schedule_early_stopping_and_restarts_resumes_identica
     assert whole["final_attempt"] == 1 and epochs["lr"].nunique() > 1  # both attempts ran, the lr moved
 
 
+def attempt_checkpointed(job_dir: Path, attempt: int, epoch: int) -> bool:
+    """A checkpoint exists and epochs.csv holds ``epoch`` of ``attempt``."""
+    if not (job_dir / "checkpoint.pt").exists():
+        return False
+    try:
+        rows = pd.read_csv(job_dir / "epochs.csv")
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return False
+    return bool(((rows["attempt"] == attempt) & (rows["epoch"] >= epoch)).any())
+
+
+def test_a_job_killed_after_a_restart_reports_the_restarts_init(tmp_path):
+    """LSUV's init_report in result.json is the final attempt's, as in an uninterrupted run, when
+    the job is killed in attempt 1 and rerun (it was attempt 0's, recomputed from the run's seed)."""
+    config = [*SLOW_JOB, "epochs=5", "init=lsuv", "dataset.val_size=500", "early_stopping.enabled=true",
+              "early_stopping.monitor=val_acc", "early_stopping.patience=10", "early_stopping.restarts=1",
+              "early_stopping.restart_below=1.5"]
+    whole = run_job(compose_config(*config), tmp_path / "whole")
+    assert whole["final_attempt"] == 1
+
+    job = tmp_path / "interrupted"
+    proc = start_train(*config, f"hydra.run.dir={job}")
+    kill_when(proc, lambda: attempt_checkpointed(job, 1, 1))
+    assert not (job / "result.json").exists()
+    train(*config, f"hydra.run.dir={job}")
+    assert "(attempt 1)" in (job / "train.log").read_text()
+    resumed = json.loads((job / "result.json").read_text())
+    assert resumed["init_report"] == whole["init_report"]
+    assert resumed["init_report"] != run_job(compose_config(*config, "early_stopping.restarts=0", "early_stopping.restart_below=null"),
+                                             tmp_path / "attempt0")["init_report"]
+
+
 def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     command = ["-m", *SLOW_JOB, "epochs=6", "depth=2,3,4,5", f"hydra.sweep.dir={sweep}"]

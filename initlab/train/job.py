@@ -186,7 +186,7 @@ class Job:
         self.state = state = TrainState(
             model=model, optimizer=optimizer, scheduler=Schedule(optimizer, exp),
             stopper=EarlyStopping(exp.early_stopping) if track_best else None,
-            generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed,
+            generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed, init_report=self.init_report,
             records=records.JobRecords(job_dir, records.EPOCH_COLUMNS + (records.VAL_COLUMNS if with_val else ())
                                        + records.GRAD_COLUMNS))
         self.logger = build_logger(exp, job_dir, x_probe, y_probe, fresh=saved is None,
@@ -275,6 +275,7 @@ class Job:
         state, exp = self.state, self.exp
         seed = attempt_seed(exp.seed, attempt)
         self.model.load_state_dict(self.fresh_model(seed).state_dict())  # copies into the parameters in place
+        state.init_report = self.init_report
         state.optimizer = build_optimizer(self.model.parameters(), exp.optimizer)
         state.scheduler = Schedule(state.optimizer, exp)
         state.stopper.reset()
@@ -307,7 +308,7 @@ class Job:
             "n_params": self.n_params,
             "theory": state.mean_field["phase"],
             "theory_reason": theory_reason(exp),
-            "init_report": self.init_report,
+            "init_report": state.init_report,
             "rows": rec.row_counts(),
             "versions": _versions(),
             "device": _device_name(self.device),

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 class TrainState:
     """Model, optimizer, learning-rate schedule (initlab.train.schedule), early stopping's
     tracker of the best epoch (None without a validation metric to track), batch-order
-    generator, the last finished epoch, the records written so far (with the current attempt)
-    and the mean-field predictions at init.
+    generator, the last finished epoch, the records written so far (with the current attempt),
+    the mean-field predictions at init and the init's report (LSUV's; None for other inits), the
+    last two of the current attempt.
 
     ``state_dict()`` is the checkpoint's content (rows stay in the files: only their committed
     lengths travel); ``load_state_dict()`` puts a job back where ``state_dict()`` left it.
@@ -36,6 +37,7 @@ class TrainState:
     stopper: Optional[Any] = None
     epoch: int = 0
     mean_field: dict = field(default_factory=dict)
+    init_report: Optional[dict] = None
     wall_start: float = field(default_factory=time.perf_counter)
 
     def wall_time(self) -> float:
@@ -47,7 +49,8 @@ class TrainState:
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                 "stopper": None if self.stopper is None else self.stopper.state_dict(),
                 "generator": self.generator.get_state(), "device_type": self.generator.device.type,
-                "records": self.records.state(), "mean_field": self.mean_field, "wall_time": self.wall_time()}
+                "records": self.records.state(), "mean_field": self.mean_field, "init_report": self.init_report,
+                "wall_time": self.wall_time()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a checkpoint; the CSVs are cut back to the lengths it committed."""
@@ -65,5 +68,6 @@ class TrainState:
                         state["device_type"], self.generator.device.type)
         self.records.restore(state["records"])
         self.mean_field = dict(state["mean_field"])
+        self.init_report = state.get("init_report", self.init_report)  # older checkpoints: the run's seed's
         self.epoch = state["epoch"]
         self.wall_start = time.perf_counter() - state["wall_time"]
