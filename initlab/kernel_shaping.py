@@ -125,6 +125,16 @@ def shaped_sites(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, ActivationSite) and isinstance(m.activation, ShapedActivation)]
 
 
+def solved(model: nn.Module) -> Optional[dict[str, Any]]:
+    """What ``shape`` put into ``model``, for result.json: the solved parameters its activations
+    share (``solve``'s keys) and ``pln_inputs`` (whether its inputs are per-location normalized);
+    None for a model with no shaped activation."""
+    sites = shaped_sites(model)
+    if not sites:
+        return None
+    return {**sites[0].activation.params, "pln_inputs": getattr(model, "input_norm", None) is not None}
+
+
 def shape(model: nn.Module, exp: ExperimentConfig) -> Optional[dict[str, float]]:
     """Replace every activation of the built ``model`` by its shaped version, solved for the
     model's own depth (its number of activation sites), and switch on PLN of its inputs where it

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config
+from conftest import compose_config, run_job
 from initlab import kernel_shaping, theory
 from initlab.choices import INITS
 from initlab.choices.gaussian import _gauss
@@ -112,6 +112,21 @@ def test_the_transform_follows_the_built_depth():
     deep = kernel_shaping.solve(experiment("activation=leaky_relu", "activation.transform=tat",
                                            "depth=100").activation, 100)
     assert shallow["negative_slope"] < deep["negative_slope"] < 1
+
+
+@pytest.mark.parametrize("overrides", [("activation=leaky_relu", "activation.transform=tat", "depth=14"),
+                                       ("activation=tanh", "activation.transform=dks", "depth=3")])
+def test_result_json_holds_the_solved_parameters(tmp_path, overrides):
+    """result.json's activation_transform: the parameters solved for the job's own depth (those the
+    built modules carry) and whether PLN normalizes its inputs (digits: 64 features, so yes)."""
+    cfg = compose_config("dataset=digits", "epochs=1", "model.width=16", "probe_size=64", "threads=1",
+                         "init=scaled_orthogonal", *overrides)
+    result = run_job(cfg, tmp_path)
+    exp = to_experiment(cfg)
+    solved = kernel_shaping.solve(exp.activation, exp.depth)
+    assert result["activation_transform"] == {**solved, "pln_inputs": True}
+    assert run_job(compose_config("dataset=digits", "epochs=1", "model.width=16", "probe_size=64", "threads=1"),
+                   tmp_path / "plain")["activation_transform"] is None
 
 
 def _passes(model, x):

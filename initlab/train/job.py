@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from initlab import __version__, records
+from initlab import __version__, kernel_shaping, records
 from initlab.config import ConfigError, Device, ExperimentConfig, KeptCheckpoint, to_experiment
 from initlab.data import Data, load_data
 from initlab.inits import initialize
@@ -309,6 +309,7 @@ class Job:
             "theory": state.mean_field["phase"],
             "theory_reason": theory_reason(exp),
             "init_report": state.init_report,
+            "activation_transform": kernel_shaping.solved(model),
             "rows": rec.row_counts(),
             "versions": _versions(),
             "device": _device_name(self.device),
