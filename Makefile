@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/python train.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=30
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"

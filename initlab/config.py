@@ -811,6 +811,7 @@ class ExperimentConfig(Checked):
     threads: Optional[int] = number(None, gt=0, le=INT_MAX, integer=True, optional=True)
     resume: bool = True
     checkpoint: KeptCheckpoint = KeptCheckpoint.none
+    checkpoint_every_s: float = number(0.0, ge=0.0, le=1e9)  # seconds of a run between checkpoints; 0: every epoch
     jacobian_every: int = number(0, ge=0, integer=True)
     loss: Loss = Loss.cross_entropy
     log_every_steps: int = number(0, ge=0, le=INT_MAX, integer=True)  # steps.csv every k optimizer steps; 0: off

@@ -18,7 +18,7 @@ from omegaconf import MISSING as OMEGACONF_MISSING
 
 from initlab.config import ConfigError, ExperimentConfig
 
-RUNTIME_KEYS = ("threads", "device", "resume", "checkpoint", "logger", "objective")
+RUNTIME_KEYS = ("threads", "device", "resume", "checkpoint", "checkpoint_every_s", "logger", "objective")
 _MISSING = object()
 
 

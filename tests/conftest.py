@@ -32,7 +32,7 @@ from initlab.config import register_configs  # noqa: E402
 CONF = ROOT / "conf"
 GROUPS = ("activation", "init", "dataset", "optimizer", "model", "logger", "scheduler")
 # every top-level key of the config, sorted, as the one-line errors list them
-TOP_KEYS = ("activation, batch_size, checkpoint, dataset, depth, device, distributions_every, early_stopping, epochs, init, "
+TOP_KEYS = ("activation, batch_size, checkpoint, checkpoint_every_s, dataset, depth, device, distributions_every, early_stopping, epochs, init, "
            "jacobian_every, log_every_steps, logger, loss, model, objective, optimizer, probe_size, resume, scheduler, seed, "
            "threads")
 

@@ -179,6 +179,12 @@ MUTATIONS = [
     Mutation("init_report_not_in_checkpoint", "initlab/train/state.py",
              "self.init_report = state.get(\"init_report\", self.init_report)", "pass",
              ("tests/test_resume.py", "-k", "restarts_init"), "a resumed restart reports attempt 0's init"),
+    Mutation("spaced_checkpoint_misses_the_stop", "initlab/train/callbacks.py",
+             "< self.every_s and not end.stop and", "< self.every_s and",
+             ("tests/test_resume.py", "-k", "spaced"), "kept checkpoint.pt older than early stopping's last epoch"),
+    Mutation("spaced_checkpoint_ignores_the_interval", "initlab/train/callbacks.py",
+             "if now - self.saved_at < self.every_s and", "if now - self.saved_at < 0 and",
+             ("tests/test_resume.py", "-k", "spaced"), "checkpoint_every_s changes nothing"),
     # analysis columns
     Mutation("misfit_mean", "initlab/analysis/tables.py",
              "float(ratio.abs().median())", "float(ratio.abs().mean())",

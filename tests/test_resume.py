@@ -131,6 +131,40 @@ def test_killed_job_with_a_schedule_early_stopping_and_restarts_resumes_identica
     assert whole["final_attempt"] == 1 and epochs["lr"].nunique() > 1  # both attempts ran, the lr moved
 
 
+def test_checkpoints_spaced_in_time_a_kill_before_the_first_starts_the_job_again(tmp_path):
+    """checkpoint_every_s=3600: no checkpoint.pt after 3 epochs; killed there, the rerun starts
+    from epoch 0 (nothing to resume) and its files equal an uninterrupted run's."""
+    config = [*SLOW_JOB, "epochs=8", "checkpoint_every_s=3600"]
+    run_job(compose_config(*config), tmp_path / "whole")
+    job = tmp_path / "interrupted"
+    proc = start_train(*config, f"hydra.run.dir={job}")
+
+    def three_epochs() -> bool:
+        try:
+            return int(pd.read_csv(job / "epochs.csv")["epoch"].max()) >= 3
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            return False
+
+    kill_when(proc, three_epochs)
+    assert not (job / "checkpoint.pt").exists()
+    train(*config, f"hydra.run.dir={job}")
+    assert "resuming" not in (job / "train.log").read_text()
+    for resumed, whole in zip(read_csvs(job), read_csvs(tmp_path / "whole")):
+        pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
+
+
+@pytest.mark.parametrize("stop", [[], ["dataset.val_size=500", "early_stopping.enabled=true", "early_stopping.patience=1",
+                                       "early_stopping.monitor=val_acc", "early_stopping.min_delta=1"]])
+def test_spaced_checkpoints_still_keep_the_last_state(tmp_path, stop):
+    """checkpoint=last with checkpoint_every_s=3600: checkpoint.pt is saved after the attempt's
+    last epoch (the epochs-th, or early stopping's), so it holds the state the job ended with."""
+    result = run_job(compose_config(*SLOW_JOB, "epochs=3", "checkpoint=last", "checkpoint_every_s=3600", *stop),
+                     tmp_path)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert saved["epoch"] == (result["stopped_epoch"] if stop else 3)
+    assert not stop or result["stopped_epoch"] < 3
+
+
 def attempt_checkpointed(job_dir: Path, attempt: int, epoch: int) -> bool:
     """A checkpoint exists and epochs.csv holds ``epoch`` of ``attempt``."""
     if not (job_dir / "checkpoint.pt").exists():
