@@ -153,8 +153,11 @@ def test_checkpoints_spaced_in_time_a_kill_before_the_first_starts_the_job_again
         pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
 
 
-@pytest.mark.parametrize("stop", [[], ["dataset.val_size=500", "early_stopping.enabled=true", "early_stopping.patience=1",
-                                       "early_stopping.monitor=val_acc", "early_stopping.min_delta=1"]])
+EARLY_STOP = ["dataset.val_size=500", "early_stopping.enabled=true", "early_stopping.patience=1",
+              "early_stopping.monitor=val_acc", "early_stopping.min_delta=1"]
+
+
+@pytest.mark.parametrize("stop", [[], EARLY_STOP])
 def test_spaced_checkpoints_still_keep_the_last_state(tmp_path, stop):
     """checkpoint=last with checkpoint_every_s=3600: checkpoint.pt is saved after the attempt's
     last epoch (the epochs-th, or early stopping's), so it holds the state the job ended with."""
@@ -193,8 +196,8 @@ def test_a_job_killed_after_a_restart_reports_the_restarts_init(tmp_path):
     assert "(attempt 1)" in (job / "train.log").read_text()
     resumed = json.loads((job / "result.json").read_text())
     assert resumed["init_report"] == whole["init_report"]
-    assert resumed["init_report"] != run_job(compose_config(*config, "early_stopping.restarts=0", "early_stopping.restart_below=null"),
-                                             tmp_path / "attempt0")["init_report"]
+    attempt0 = compose_config(*config, "early_stopping.restarts=0", "early_stopping.restart_below=null")
+    assert resumed["init_report"] != run_job(attempt0, tmp_path / "attempt0")["init_report"]
 
 
 def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
