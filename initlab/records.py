@@ -14,6 +14,7 @@ can read the format without the training stack.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -22,7 +23,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 
 EPOCHS_CSV = "epochs.csv"
@@ -77,6 +78,36 @@ def _atomic_write(path: Path, write) -> None:
 
 # the names _atomic_write's mkstemp gives: "." + the target's name + "." + 8 of [a-z0-9_] + ".tmp"
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+class FolderInUse(RuntimeError):
+    """Another live job holds this job folder (``lock_folder``)."""
+
+
+def lock_folder(directory: Path) -> Optional[int]:
+    """Make the existing ``directory`` this job's alone: an exclusive non-blocking
+    ``flock`` on the directory itself (no file added), held until ``unlock_folder``; a killed
+    process's lock goes with it. Two jobs of one sweep that map to one folder (their settings
+    differ only in runtime keys, e.g. ``threads=1,2``) would otherwise append to the same files.
+    Returns the descriptor, or None where the filesystem has no such locks (some network mounts).
+    Raises FolderInUse where another open descriptor holds the lock, in this process or another."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderInUse(f"{directory} is in use by another running job (two jobs of a sweep whose settings "
+                          f"differ only in runtime keys such as threads share one folder: sweep one value)") from None
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock_folder(fd: Optional[int]) -> None:
+    """Release ``lock_folder``'s lock (None: nothing to release)."""
+    if fd is not None:
+        os.close(fd)
 
 
 def remove_temporaries(directory: Path) -> list[str]:

@@ -185,6 +185,12 @@ MUTATIONS = [
     Mutation("spaced_checkpoint_ignores_the_interval", "initlab/train/callbacks.py",
              "if now - self.saved_at < self.every_s and", "if now - self.saved_at < 0 and",
              ("tests/test_resume.py", "-k", "spaced"), "checkpoint_every_s changes nothing"),
+    Mutation("twins_share_a_group", "hydra_plugins/initlab_batched_launcher/_core.py",
+             "if configs[i].hydra.job.chdir or first[folders[i]] != i:", "if configs[i].hydra.job.chdir:",
+             ("tests/test_batched_launcher.py", "-k", "twins"), "two jobs of one folder trained as members of one group"),
+    Mutation("folder_not_locked", "initlab/records.py",
+             "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",
+             ("tests/test_resume.py", "-k", "one_running"), "a second job writes into a folder another job holds"),
     # analysis columns
     Mutation("misfit_mean", "initlab/analysis/tables.py",
              "float(ratio.abs().median())", "float(ratio.abs().mean())",

@@ -18,6 +18,7 @@ import torch
 
 from conftest import compose_config, run_job
 from initlab.config import ConfigError
+from initlab.train.job import Job
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small blobs set: a few tenths of a second per epoch, long enough to kill a job mid-training.
@@ -168,8 +169,33 @@ def test_spaced_checkpoints_still_keep_the_last_state(tmp_path, stop):
     assert not stop or result["stopped_epoch"] < 3
 
 
+def test_a_job_folder_is_one_running_jobs(tmp_path):
+    """While a job holds its folder (another process's flock, or an unreleased Job in this one),
+    a second job there is refused in one line before it reads or writes anything; once the holder
+    is killed or releases it, the job runs."""
+    cfg = compose_config("dataset=digits", "depth=2", "model.width=8", "epochs=1", "probe_size=50", "threads=1")
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(job_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(ConfigError, match=r"^.*/job is in use by another running job \(two jobs of a sweep"):
+        run_job(cfg, job_dir)
+    assert list(job_dir.iterdir()) == []
+    holder.kill()
+    holder.wait()
+    first = Job(cfg, job_dir)
+    with pytest.raises(ConfigError, match="in use by another running job"):
+        Job(cfg, job_dir)
+    first.release()
+    assert run_job(cfg, job_dir)["status"] == "completed"
+    assert Job(cfg, job_dir).finished is not None and Job(cfg, job_dir).finished is not None  # a skip releases it
+
+
 def attempt_checkpointed(job_dir: Path, attempt: int, epoch: int) -> bool:
-    """A checkpoint exists and epochs.csv holds ``epoch`` of ``attempt``."""
+    """A checkpoint exists and epochs.csv holds ``epoch`` of ``attempt`` (rows are appended before
+    the epoch's checkpoint: the checkpoint may still be the previous epoch's)."""
     if not (job_dir / "checkpoint.pt").exists():
         return False
     try:
@@ -190,7 +216,7 @@ def test_a_job_killed_after_a_restart_reports_the_restarts_init(tmp_path):
 
     job = tmp_path / "interrupted"
     proc = start_train(*config, f"hydra.run.dir={job}")
-    kill_when(proc, lambda: attempt_checkpointed(job, 1, 1))
+    kill_when(proc, lambda: attempt_checkpointed(job, 1, 2))  # epoch 2's row follows epoch 1's checkpoint
     assert not (job / "result.json").exists()
     train(*config, f"hydra.run.dir={job}")
     assert "(attempt 1)" in (job / "train.log").read_text()

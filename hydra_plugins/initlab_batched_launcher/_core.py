@@ -60,17 +60,27 @@ def _task_config(config: DictConfig) -> DictConfig:
     return task
 
 
+def _folder(config: DictConfig) -> str:
+    """The job's folder: the sweep's dir joined with its subdir, absolute."""
+    return os.path.abspath(os.path.join(str(OmegaConf.select(config, SWEEP_DIR)),
+                                        str(OmegaConf.select(config, SWEEP_SUBDIR))))
+
+
 def plan_groups(configs: Sequence[DictConfig], max_members: Optional[int]) -> list[list[int]]:
     """``initlab.ensemble.plan`` over the jobs' configs, with every job that must have its own
-    process (``hydra.job.chdir``) alone and groups split where ``hydra.job.env_set`` differs."""
+    process (``hydra.job.chdir``) alone, groups split where ``hydra.job.env_set`` differs, and a
+    job whose folder an earlier job already has (settings that differ only in runtime keys, e.g.
+    ``threads=1,2``) alone after it: it then finds that job's result and is skipped."""
     ens = ensemble()
     tasks = [_task_config(c) for c in configs]
     planned = ens.plan(tasks, max_members)
+    folders = [_folder(c) for c in configs]
+    first = {folder: i for i, folder in reversed(list(enumerate(folders)))}
     groups: list[list[int]] = []
     for group in planned:
         split: dict[str, list[int]] = {}
         for i in group:
-            if configs[i].hydra.job.chdir:
+            if configs[i].hydra.job.chdir or first[folders[i]] != i:
                 groups.append([i])
             else:
                 split.setdefault(OmegaConf.to_yaml(configs[i].hydra.job.env_set), []).append(i)
@@ -93,7 +103,10 @@ def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], grou
             log.info("[batched] group %d: %d jobs %s", number, len(group), jobs)
             continue
         i = group[0]
-        if configs[i].hydra.job.chdir:
+        twin = next(j for j in range(len(configs)) if _folder(configs[j]) == _folder(configs[i]))
+        if twin != i:
+            why = f"its folder is job #{configs[twin].hydra.job.num}'s (they differ only in runtime keys)"
+        elif configs[i].hydra.job.chdir:
             why = "hydra.job.chdir=true (a job that changes into its folder needs a process of its own)"
         else:
             try:

@@ -41,20 +41,28 @@ def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
     """
     if len(cfgs) != len(job_dirs):
         raise ValueError(f"{len(cfgs)} configs for {len(job_dirs)} job folders")
-    jobs = []
-    for cfg, job_dir in zip(cfgs, job_dirs):
-        try:
-            with member_records(job_dir):
-                job = Job(cfg, job_dir, launcher)
-        except ConfigError as err:
-            raise ConfigError(f"{job_dir}: {err}") from err
-        why = unbatchable(job.exp)
-        if why is not None:
-            raise ConfigError(f"{job_dir}: cannot be an ensemble member: {why}")
-        jobs.append(job)
-    keys = {group_key(cfg) for cfg in cfgs}
-    if len(keys) > 1:
-        raise ConfigError("members differ outside initlab.ensemble.VARYING; group them with initlab.ensemble.plan")
+    jobs: list[Job] = []
+    try:
+        for cfg, job_dir in zip(cfgs, job_dirs):
+            try:
+                with member_records(job_dir):
+                    jobs.append(Job(cfg, job_dir, launcher))
+            except ConfigError as err:
+                raise ConfigError(f"{job_dir}: {err}") from err
+            why = unbatchable(jobs[-1].exp)
+            if why is not None:
+                raise ConfigError(f"{job_dir}: cannot be an ensemble member: {why}")
+        keys = {group_key(cfg) for cfg in cfgs}
+        if len(keys) > 1:
+            raise ConfigError("members differ outside initlab.ensemble.VARYING; group them with initlab.ensemble.plan")
+        return _train(jobs, job_dirs)
+    finally:
+        for job in jobs:
+            job.release()
+
+
+def _train(jobs: list[Job], job_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """run_group's ensemble once its members hold their folders: the unfinished ones trained together."""
     results: list[Optional[dict]] = [job.finished for job in jobs]
     todo = [i for i, job in enumerate(jobs) if job.finished is None]
     if not todo:

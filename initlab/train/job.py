@@ -110,12 +110,15 @@ def run(cfg: DictConfig, job_dir: Path, launcher: Optional[Mapping[str, Any]] = 
     job = Job(cfg, job_dir, launcher)
     if job.finished is not None:
         return job.finished
-    job.prepare()
-    while True:
-        job.diverged = job.diverged or _train(job, job.start, job.last_epoch())
-        if not job.next_attempt():
-            break
-    return job.finish()
+    try:
+        job.prepare()
+        while True:
+            job.diverged = job.diverged or _train(job, job.start, job.last_epoch())
+            if not job.next_attempt():
+                break
+        return job.finish()
+    finally:
+        job.release()
 
 
 class Job:
@@ -137,6 +140,18 @@ class Job:
         self.result_path, self.checkpoint_path = job_dir / records.RESULT_JSON, job_dir / records.CHECKPOINT
         self.finished: Optional[dict] = None
         self.extending = False
+        self.lock: Optional[int] = None
+        if job_dir.is_dir():
+            self._hold_folder()
+        try:
+            self._read_folder()
+        except BaseException:
+            self.release()
+            raise
+
+    def _read_folder(self) -> None:
+        """Skip (``finished``), extend, or resume from the checkpoint, as the folder says."""
+        exp, job_dir, choices = self.exp, self.job_dir, self.choices
         if exp.resume and self.result_path.is_file():
             finished = json.loads(self.result_path.read_text())
             self.extending = (finished.get("status") == "completed" and self.checkpoint_path.is_file()
@@ -148,6 +163,7 @@ class Job:
                     self.checkpoint_path.unlink()  # killed between result.json and the checkpoint's removal
                     log.info("removed %s, which the finished run did not keep", records.CHECKPOINT)
                 self.finished = finished
+                self.release()
                 return
         self.device = device = resolve_device(exp.device)
         self.saved = None
@@ -170,6 +186,8 @@ class Job:
                      saved["epoch"], exp.epochs)
             self.result_path.unlink()
         job_dir.mkdir(parents=True, exist_ok=True)
+        if self.lock is None:
+            self._hold_folder()
         for name in records.remove_temporaries(job_dir):  # a kill -9 mid-write left it; this job owns the folder
             log.info("removed %s, left by an interrupted write", name)
         torch.set_num_threads(exp.threads or default_threads(self.launcher))
@@ -260,6 +278,20 @@ class Job:
         train = epoch0 or evaluate(self.model, self.data.x_train, self.data.y_train, self.loss)
         self.diverged, self.start = self.end_epoch(0, *train, 0.0, None, None).diverged, 1
         return True
+
+    def _hold_folder(self) -> None:
+        """Lock the job folder until ``release()`` (records.lock_folder): before reading an existing
+        folder's result or checkpoint, else once ``prepare`` has created it, before any write."""
+        try:
+            self.lock = records.lock_folder(self.job_dir)
+        except records.FolderInUse as err:
+            raise ConfigError(str(err)) from None
+
+    def release(self) -> None:
+        """Let other jobs into the folder (``records.lock_folder``); done by ``run`` and
+        ``run_group`` however the job ends, and on the skip of a finished job."""
+        records.unlock_folder(self.lock)
+        self.lock = None
 
     def fresh_model(self, seed: int) -> nn.Module:
         """The model built and initialized from ``seed`` on the job's device (the one place a
