@@ -186,7 +186,7 @@ MUTATIONS = [
              "if now - self.saved_at < self.every_s and", "if now - self.saved_at < 0 and",
              ("tests/test_resume.py", "-k", "spaced"), "checkpoint_every_s changes nothing"),
     Mutation("twins_share_a_group", "hydra_plugins/initlab_batched_launcher/_core.py",
-             "if configs[i].hydra.job.chdir or first[folders[i]] != i:", "if configs[i].hydra.job.chdir:",
+             "if configs[i].hydra.job.chdir or i in twins:", "if configs[i].hydra.job.chdir:",
              ("tests/test_batched_launcher.py", "-k", "twins"), "two jobs of one folder trained as members of one group"),
     Mutation("folder_not_locked", "initlab/records.py",
              "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", "pass",

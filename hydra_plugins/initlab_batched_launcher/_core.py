@@ -76,22 +76,23 @@ def plan_groups(configs: Sequence[DictConfig], max_members: Optional[int]) -> li
     planned = ens.plan(tasks, max_members)
     folders = [_folder(c) for c in configs]
     first = {folder: i for i, folder in reversed(list(enumerate(folders)))}
+    twins = {i: first[folder] for i, folder in enumerate(folders) if first[folder] != i}
     groups: list[list[int]] = []
     for group in planned:
         split: dict[str, list[int]] = {}
         for i in group:
-            if configs[i].hydra.job.chdir or first[folders[i]] != i:
+            if configs[i].hydra.job.chdir or i in twins:
                 groups.append([i])
             else:
                 split.setdefault(OmegaConf.to_yaml(configs[i].hydra.job.env_set), []).append(i)
         groups.extend(split.values())
     groups.sort(key=lambda g: g[0])
-    _log_groups(configs, tasks, groups, max_members, ens)
+    _log_groups(configs, tasks, groups, max_members, ens, twins)
     return groups
 
 
 def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], groups: list[list[int]],
-                max_members: Optional[int], ens: Any) -> None:
+                max_members: Optional[int], ens: Any, twins: dict[int, int]) -> None:
     from initlab.config import ConfigError, to_experiment
 
     sizes = sorted((len(g) for g in groups), reverse=True)
@@ -103,9 +104,8 @@ def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], grou
             log.info("[batched] group %d: %d jobs %s", number, len(group), jobs)
             continue
         i = group[0]
-        twin = next(j for j in range(len(configs)) if _folder(configs[j]) == _folder(configs[i]))
-        if twin != i:
-            why = f"its folder is job #{configs[twin].hydra.job.num}'s (they differ only in runtime keys)"
+        if i in twins:
+            why = f"its folder is job #{configs[twins[i]].hydra.job.num}'s (they differ only in runtime keys)"
         elif configs[i].hydra.job.chdir:
             why = "hydra.job.chdir=true (a job that changes into its folder needs a process of its own)"
         else:
