@@ -71,7 +71,10 @@ def files(job: Path) -> list[str]:
 
 
 def assert_close(a: Any, b: Any, where: str) -> None:
-    """Equal JSON-like values, floats to 1e-5 relative (the ensemble's sums run in another order)."""
+    """Equal JSON-like values, floats to 1e-5 relative or 1e-6 absolute (the ensemble's sums run in
+    another order; a mean near 0 of O(1) entries, e.g. preact_mean -0.0095, keeps only their float32
+    rounding: on an AMD EPYC CPU the resumed group's differed from the basic run's by 1.2e-7 after 3 epochs);
+    shares of entries (frac_*) to 1e-4: a pre-activation at 0 may fall on either side (1 of 32768 did)."""
     if isinstance(a, dict):
         assert isinstance(b, dict) and sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
         for key in a:
@@ -82,7 +85,8 @@ def assert_close(a: Any, b: Any, where: str) -> None:
         for i, (x, y) in enumerate(zip(a, b)):
             assert_close(x, y, f"{where}[{i}]")
     elif isinstance(a, float) or isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7) or (math.isnan(a) and math.isnan(b)), \
+        abs_tol = 1e-4 if where.rsplit(".", 1)[-1].startswith("frac_") else 1e-6
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=abs_tol) or (math.isnan(a) and math.isnan(b)), \
             f"{where}: {a} != {b}"
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
