@@ -299,9 +299,18 @@ def check_transform(activation: ActivationConfig, model: "ModelConfig") -> None:
              + " (residual sums, normalization, pooling and attention are not derived)")
 
 
+LEAKY_RELU_SLOPE = 0.01  # torch.nn.LeakyReLU's default negative_slope, as conf/activation/leaky_relu.yaml
+
+
 @dataclass
 class LeakyReLUConfig(ActivationConfig):
     negative_slope: float = number(ge=0)
+
+    def check(self) -> None:
+        super().check()
+        _require(self.transform == Transform.none or self.negative_slope == LEAKY_RELU_SLOPE,
+                 f"activation.negative_slope={self.negative_slope} changes nothing with activation.transform="
+                 f"{self.transform.value}: dks solves the slope (leave it at {LEAKY_RELU_SLOPE})")
 
 
 @dataclass

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -189,6 +190,16 @@ def expectations(activation: Any, params: dict[str, float]) -> Any:
     a, s = params.get("input_scale", 1.0), params.get("input_shift", 0.0)
     o, b = params.get("output_shift", 0.0), params.get("output_scale", 1.0)
     return Quadrature(lambda x: b * (base.phi(a * x + s) + o), lambda x: b * a * base.dphi(a * x + s))
+
+
+def kept_length(model: nn.Module, sigma_w2: float, sigma_b2: float) -> Optional[float]:
+    """The length q = 1 a shaped ``model`` keeps from layer to layer, where its weight layers keep q
+    (sigma_w^2 = 1, sigma_b^2 = 0): TAT and DKS solve phi_hat for Q(1) = 1, a fixed point the
+    theory's search from small lengths does not find (DKS's is tangent: Q'(1) = 1). There chi_1 is
+    C_f'(1) per layer: zeta^(1/D) for DKS, 1 for TAT. None for an unshaped model or other weights."""
+    if not shaped_sites(model) or sigma_b2 != 0 or not math.isclose(sigma_w2, 1.0, rel_tol=1e-9):
+        return None
+    return 1.0
 
 
 class ScaledPiecewiseLinear(PiecewiseLinear):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from scipy import optimize
@@ -151,11 +151,13 @@ def _at_fixed_point(q_star: float) -> float:
     return _Q_LARGE if q_star == math.inf else (1.0 if math.isnan(q_star) else q_star)
 
 
-def chi1(activation: Any, sigma_w2: float, sigma_b2: float = 0.0) -> float:
+def chi1(activation: Any, sigma_w2: float, sigma_b2: float = 0.0, q_star: Optional[float] = None) -> float:
     """chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2]: slope of the correlation map at c = 1 and the
-    per-layer gradient/Jacobian gain at the fixed point (order < 1 < chaos)."""
+    per-layer gradient/Jacobian gain at the fixed point (order < 1 < chaos). ``q_star``: the
+    fixed point the network's lengths sit at where the caller knows it (a kernel-shaped net keeps
+    q = 1); None takes ``fixed_point``'s, reached from small lengths."""
     act = _resolve(activation)
-    q = _at_fixed_point(fixed_point(act, sigma_w2, sigma_b2))
+    q = _at_fixed_point(fixed_point(act, sigma_w2, sigma_b2) if q_star is None else q_star)
     return float(sigma_w2 * act.grad_moment(q))
 
 
@@ -185,7 +187,8 @@ def _correlation_fixed_point(act, sigma_w2: float, sigma_b2: float, q: float) ->
     return optimize.brentq(excess, lo, hi, xtol=1e-14)
 
 
-def depth_scales(activation: Any, sigma_w2: float, sigma_b2: float = 0.0) -> tuple[float, float]:
+def depth_scales(activation: Any, sigma_w2: float, sigma_b2: float = 0.0,
+                 q_star: Optional[float] = None) -> tuple[float, float]:
     """(xi_q, xi_c): depth scales of the approach of lengths to q* and correlations to c*.
 
     xi_q = -1/ln|dq^{l+1}/dq^l| at q*. xi_c = -1/ln chi_c with chi_c = sigma_w2 E[phi'(u_a)
@@ -193,10 +196,10 @@ def depth_scales(activation: Any, sigma_w2: float, sigma_b2: float = 0.0) -> tup
     stable c* < 1 in the chaotic phase; both diverge at chi_1 = 1. Without a finite non-zero q*
     (q* = 0, inf or marginal) the correlation map becomes scale-free (linear near 0, relu-like at
     large q, arc-cosine for relu) with slope 1 at c = 1, so xi_c = inf; the gradient depth scale
-    -1/ln chi_1 is then the informative one.
+    -1/ln chi_1 is then the informative one. ``q_star`` as for ``chi1``.
     """
     act = _resolve(activation)
-    q_star = fixed_point(act, sigma_w2, sigma_b2)
+    q_star = fixed_point(act, sigma_w2, sigma_b2) if q_star is None else q_star
     if not math.isfinite(q_star):
         return math.inf, math.inf
     xi_q = _depth(float(sigma_w2 * act.length_slope(q_star)))

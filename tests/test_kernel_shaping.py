@@ -7,18 +7,20 @@ integrals; the built networks against Monte-Carlo passes through wide random net
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import compose_config, run_job
+from conftest import ROOT, compose_config, run_job
 from initlab import kernel_shaping, theory
 from initlab.choices import INITS
 from initlab.choices.gaussian import _gauss
-from initlab.config import ConfigError, to_experiment
+from initlab.config import LEAKY_RELU_SLOPE, ConfigError, to_experiment
 from initlab.inits import initialize
 from initlab.models import Inputs, build
 from initlab.models.cnn import CNN
@@ -114,17 +116,25 @@ def test_the_transform_follows_the_built_depth():
     assert shallow["negative_slope"] < deep["negative_slope"] < 1
 
 
-@pytest.mark.parametrize("overrides", [("activation=leaky_relu", "activation.transform=tat", "depth=14"),
-                                       ("activation=tanh", "activation.transform=dks", "depth=3")])
-def test_result_json_holds_the_solved_parameters(tmp_path, overrides):
+@pytest.mark.parametrize("overrides,chi1", [(("activation=leaky_relu", "activation.transform=tat", "depth=14"), 1.0),
+                                             (("activation=tanh", "activation.transform=tat", "depth=3"), 1.0),
+                                             (("activation=tanh", "activation.transform=dks", "depth=3"), 1.5 ** (1 / 3))])
+def test_result_json_holds_the_solved_parameters_and_their_phase(tmp_path, overrides, chi1):
     """result.json's activation_transform: the parameters solved for the job's own depth (those the
-    built modules carry) and whether PLN normalizes its inputs (digits: 64 features, so yes)."""
+    built modules carry) and whether PLN normalizes its inputs (digits: 64 features, so yes). Its
+    theory is at the q = 1 the transform keeps: chi_1 = C_f'(1) per layer, 1 for TAT and zeta^(1/D)
+    for DKS (the search from small lengths finds another fixed point: q* = 0.557, chi_1 = 1.079 for
+    DKS tanh at depth 3), and Q'(1) = 1 makes the length depth scale infinite (to rounding)."""
     cfg = compose_config("dataset=digits", "epochs=1", "model.width=16", "probe_size=64", "threads=1",
                          "init=scaled_orthogonal", *overrides)
     result = run_job(cfg, tmp_path)
     exp = to_experiment(cfg)
     solved = kernel_shaping.solve(exp.activation, exp.depth)
     assert result["activation_transform"] == {**solved, "pln_inputs": True}
+    phase = result["theory"]
+    assert (phase["sigma_w2"], phase["sigma_b2"], phase["q_star"]) == (1.0, 0.0, 1.0)
+    assert phase["chi1"] == pytest.approx(chi1, rel=1e-7)
+    assert phase["xi_q"] > 1e6  # -1/ln Q'(1), Q'(1) = 1 to rounding
     assert run_job(compose_config("dataset=digits", "epochs=1", "model.width=16", "probe_size=64", "threads=1"),
                    tmp_path / "plain")["activation_transform"] is None
 
@@ -185,6 +195,19 @@ def test_pln_puts_every_input_at_length_1():
 def test_a_transform_that_does_not_apply_is_refused_in_one_line(override, match):
     with pytest.raises(ConfigError, match=match) as err:
         experiment("activation=tanh", "activation.transform=dks", override)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("transform", ["tat", "dks"])
+def test_a_leaky_relu_slope_the_transform_replaces_is_refused(transform):
+    """dks solves leaky ReLU's slope: a slope set beside a transform would be silently ignored. Its
+    untouched value is torch.nn.LeakyReLU's default (what leaky_relu.yaml sets), which passes."""
+    assert LEAKY_RELU_SLOPE == inspect.signature(nn.LeakyReLU).parameters["negative_slope"].default
+    assert OmegaConf.load(ROOT / "conf/activation/leaky_relu.yaml").negative_slope == LEAKY_RELU_SLOPE
+    experiment("activation=leaky_relu", f"activation.transform={transform}", "depth=20")
+    with pytest.raises(ConfigError, match=rf"^activation\.negative_slope=0\.2 changes nothing with "
+                                          rf"activation\.transform={transform}: dks solves the slope") as err:
+        experiment("activation=leaky_relu", f"activation.transform={transform}", "activation.negative_slope=0.2")
     assert "\n" not in str(err.value)
 
 

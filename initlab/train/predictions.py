@@ -52,8 +52,9 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
     Per layer (1..depth+1): ``q_pred`` and ``delta_rms_pred`` (anchored at the measured
     output-layer delta_rms); the hidden-to-hidden Jacobian's mean squared singular value; and the
     phase of the hidden layers' (sigma_w^2, sigma_b^2): chi1, q*, depth scales, the critical
-    sigma_w^2. What the theory cannot compute for this configuration is NaN, never an error; a
-    model outside the theory (``theory_reason``) gets ``no_predictions``.
+    sigma_w^2 (a kernel-shaped net's at the q = 1 it keeps: kernel_shaping.kept_length). What the
+    theory cannot compute for this configuration is NaN, never an error; a model outside the
+    theory (``theory_reason``) gets ``no_predictions``.
     """
     if theory_reason(exp) is not None:
         return no_predictions()
@@ -69,15 +70,16 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
     sigma_b2 = theory.effective_sigma_b2(exp.model.bias_init.value, exp.model.bias_std)
     sigma_w2 = float(_quietly("sigma_w2", theory.effective_sigma_w2, exp.init, width, width))
     finite = math.isfinite(sigma_w2)  # an overflowing sigma_w^2 has no meaningful phase
-    xi_q, xi_c = (_quietly("depth scales", theory.depth_scales, act, sigma_w2, sigma_b2, fallback=(nan, nan))
-                  if finite else (nan, nan))
+    kept = kernel_shaping.kept_length(model, sigma_w2, sigma_b2)  # a shaped net's q = 1, else the theory's q*
+    xi_q, xi_c = (_quietly("depth scales", theory.depth_scales, act, sigma_w2, sigma_b2, q_star=kept,
+                           fallback=(nan, nan)) if finite else (nan, nan))
     # the Jacobian is measured on the first probe_count inputs only: predict it for those
     jac_pred = _quietly("Jacobian prediction", theory.predict_mlp, dims, exp.init, act,
                         x_probe[:probe_count(width)].pow(2).mean(dim=1).double().cpu().numpy(),
                         exp.model.bias_init.value, exp.model.bias_std, fallback={"jac_msv_pred": nan_layers})
     phase = {"sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
-             "chi1": _quietly("chi1", theory.chi1, act, sigma_w2, sigma_b2) if finite else nan,
-             "q_star": _quietly("q*", theory.fixed_point, act, sigma_w2, sigma_b2) if finite else nan,
+             "chi1": _quietly("chi1", theory.chi1, act, sigma_w2, sigma_b2, q_star=kept) if finite else nan,
+             "q_star": kept or (_quietly("q*", theory.fixed_point, act, sigma_w2, sigma_b2) if finite else nan),
              "xi_q": xi_q, "xi_c": xi_c,
              "critical_sigma_w2": _quietly("critical sigma_w2", theory.critical_sigma_w2, act, sigma_b2)}
     return {"q_pred": pred["q_pred"].tolist(), "delta_rms_pred": pred["delta_rms_pred"].tolist(),
