@@ -29,7 +29,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from initlab.config import SCHEMAS, ConfigError, register_configs, reject_unknown_top_level_keys, to_experiment
+from initlab.config import (SCHEMAS, ConfigError, field_takes, register_configs,
+                            reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
 from initlab.sweeps import check_search
 
@@ -187,7 +188,9 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
         return _unknown_key_message(cause, args, compose_rest, swept)
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         override = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == cause.full_key), cause.full_key)
-        return f"{override}: {_first_line(getattr(cause, 'msg', str(cause)))}"
+        line = f"{override}: {_first_line(getattr(cause, 'msg', str(cause)))}"
+        valid = field_takes(cause.object_type, cause.key)
+        return line + (f"; valid: {valid}" if valid else "")
     return " ".join(_first_line(str(e)) for e in (err, cause) if e is not None)
 
 

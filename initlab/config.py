@@ -15,7 +15,7 @@ enforce deep inside a run (seeds < 2**32 for scikit-learn's ``random_state``, Ad
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, ClassVar, Optional
 
@@ -96,6 +96,29 @@ def numbers(default: Any = MISSING, *, length: Optional[int] = None, **bounds: A
     return field(default=default, metadata={**spec.metadata, "list": True, "length": length})
 
 
+def takes(spec: Any, noun: bool = False) -> Optional[str]:
+    """What a ``number`` or ``numbers`` dataclass field takes, worded as every range message is
+    (``>= 1``, ``finite and > 0 or null``, ``2 numbers, each in [0, 1)``); ``noun`` names a scalar's
+    type first (``an integer >= 1``, ``a float, finite and > 0``). None for a field without a range."""
+    rng: Optional[Range] = spec.metadata.get("range")
+    if rng is None:
+        return None
+    if spec.metadata.get("list"):
+        length = spec.metadata["length"]
+        return f"{length if length is not None else ''} numbers, each {rng.describe()}".lstrip()
+    valid = rng.describe()
+    if noun and not valid.startswith("an integer"):
+        valid = f"an integer {valid}" if rng.integer else f"a float{'' if valid.startswith('in ') else ','} {valid}"
+    return valid + (" or null" if spec.metadata["optional"] else "")
+
+
+def field_takes(schema: Any, key: Any) -> Optional[str]:
+    """What field ``key`` of the dataclass ``schema`` takes (``takes`` with its type named), for a
+    value OmegaConf refused by type (``epochs=abc``, ``optimizer.lr=null``); None for other fields."""
+    spec = next((f for f in fields(schema) if f.name == key), None) if is_dataclass(schema) else None
+    return takes(spec, noun=True) if spec is not None else None
+
+
 def check_fields(node: Any, prefix: str) -> None:
     """Check every declared range of ``node``; ``prefix`` makes the full name (``optimizer.``)."""
     for f in fields(node):
@@ -106,12 +129,10 @@ def check_fields(node: Any, prefix: str) -> None:
         if f.metadata.get("list"):
             values = list(value)
             length = f.metadata["length"]
-            count = f"{length} numbers" if length is not None else "numbers"
             ok = (length is None or len(values) == length) and len(values) > 0
-            _require(ok and all(rng.contains(v) for v in values),
-                     f"{name} must be {count}, each {rng.describe()}, got {values}")
+            _require(ok and all(rng.contains(v) for v in values), f"{name} must be {takes(f)}, got {values}")
         elif not (value is None and f.metadata["optional"]):
-            valid = rng.describe() + (" or null" if f.metadata["optional"] else "")
+            valid = takes(f)
             if rng.integer and isinstance(value, int) and value > INT64_MAX and rng.contains(INT64_MAX):
                 valid += " and <= 2**63 - 1 (torch's int64)"
             _require(rng.contains(value), f"{name} must be {valid}, got {value}")

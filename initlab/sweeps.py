@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from initlab import objective
-from initlab.config import ConfigError, to_experiment
+from initlab.config import ConfigError, field_takes, to_experiment
 from initlab.models import check_config_fits
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -172,10 +172,13 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
 
 
 def _one_line(err: BaseException) -> str:
-    """Hydra's and OmegaConf's messages span lines (key, type, hints): the first of each, joined."""
+    """Hydra's and OmegaConf's messages span lines (key, type, hints): the first of each, joined,
+    and what the field takes where OmegaConf refused a value by type (initlab.config.field_takes)."""
     lines = [str(e).strip().splitlines()[0].rstrip(".") for e in (err, err.__cause__)
              if e is not None and str(e).strip()]
-    return ": ".join(lines) or type(err).__name__
+    typed = next((e for e in (err, err.__cause__) if isinstance(e, OmegaConfBaseException)), None)
+    valid = field_takes(typed.object_type, typed.key) if typed is not None else None
+    return (": ".join(lines) or type(err).__name__) + (f"; valid: {valid}" if valid else "")
 
 
 def _selects_configs(loader: Any, override: Override) -> bool:

@@ -199,6 +199,10 @@ MUTATIONS = [
              "self.transform == Transform.none or self.negative_slope == LEAKY_RELU_SLOPE", "True",
              ("tests/test_kernel_shaping.py", "-k", "slope_the_transform"),
              "a leaky ReLU slope set beside tat/dks is accepted and silently replaced by dks's"),
+    Mutation("typed_refusal_without_range", "initlab/cli.py",
+             'return line + (f"; valid: {valid}" if valid else "")', "return line",
+             ("tests/test_bad_input.py", "-k", "null_for and (epochs or lr)"),
+             "epochs=null names the value but not what epochs takes"),
     # analysis columns
     Mutation("misfit_mean", "initlab/analysis/tables.py",
              "float(ratio.abs().median())", "float(ratio.abs().mean())",

@@ -142,14 +142,46 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["deptth=3"], f"unknown key deptth; valid top-level keys: {TOP_KEYS}"),
     (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
     (["+epoch=3", "epochs=0"], f"unknown key epoch; valid top-level keys: {TOP_KEYS}"),
-    (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer"),
+    (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer; "
+                      "valid: an integer > 0"),
     (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x', expected one of [fan_in, fan_out]"),
     (["loss=hinge"], "loss=hinge: Invalid value 'hinge', expected one of [cross_entropy, mse]"),
     (["log_every_steps=-1"], "log_every_steps must be in [0, 2147483647], got -1"),
-    (["distributions_every=1.5"], "distributions_every=1.5: Value '1.5' of type 'float' could not be converted to Integer"),
+    (["distributions_every=1.5"], "distributions_every=1.5: Value '1.5' of type 'float' could not be converted to "
+                                  "Integer; valid: an integer in [0, 2147483647]"),
+    (["checkpoint_every_s=null"], "checkpoint_every_s=null: field 'checkpoint_every_s' is not Optional; "
+                                  "valid: a float in [0, 1000000000]"),
+    (["optimizer.lr=fast"], "optimizer.lr=fast: Value 'fast' of type 'str' could not be converted to Float; "
+                            "valid: a float, finite and > 0"),
+    (["optimizer=adam", "optimizer.betas=null"], "optimizer.betas=null: field 'optimizer.betas' is not Optional; "
+                                                 "valid: 2 numbers, each in [0, 1)"),
 ])
 def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line
+
+
+def schema_for(base: tuple[str, ...], key: str) -> type:
+    """The dataclass that declares ``key`` in FIELDS' entry (base choice, key)."""
+    if base:
+        return schema_of(*base[0].split("="))
+    return EarlyStoppingConfig if key.startswith("early_stopping.") else ExperimentConfig
+
+
+ONE_PER_KEY = list({key: (base, key, rng, kind) for base, key, rng, kind in reversed(FIELDS)}.values())
+
+
+@pytest.mark.parametrize("base,key,rng,kind", ONE_PER_KEY, ids=[" ".join((*f[0], f[1])) for f in ONE_PER_KEY])
+def test_null_for_every_numeric_field_says_what_is_valid(base, key, rng, kind):
+    """``key=null`` where null is not allowed: OmegaConf's reason and the field's range, one line
+    (each dotted key once, under the first choice that declares it: the message path is the same)."""
+    message = check_single_run([*base, f"{key}=null"], CONF)
+    spec = next(f for f in fields(schema_for(base, key)) if f.name == key.rsplit(".", 1)[-1])
+    if spec.metadata["optional"]:
+        assert message is None
+        return
+    noun = "" if kind.endswith("list") else "an integer " if kind == "int" else "a float"
+    assert message.startswith(f"{key}=null: field '{key}' is not Optional; valid: {noun}"), message
+    assert message.endswith(rng.describe()) and "\n" not in message, message
 
 
 SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_to, embedding, factor, mode "
@@ -167,7 +199,8 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
                                                  "lr, momentum, nesterov, weight_decay"),
     (["+foo=1", "epochs=1"], f"unknown key foo; valid top-level keys: {TOP_KEYS}"),
     (["--multirun", "depth=1,2", "+epoch=3"], f"unknown key epoch; valid top-level keys: {TOP_KEYS}"),
-    (["epochs=abc", "depth=1,2"], "epochs=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+    (["epochs=abc", "depth=1,2"], "epochs=abc: Value 'abc' of type 'str' could not be converted to Integer; "
+                                  "valid: an integer >= 0"),
     (["init.factr=1", "depth=1,2"], "unknown init parameter(s) factr for init=he_normal; "
                                     "valid: apply_to, embedding, factor, mode"),
     (["init=he_normal,orthogonal", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; "

@@ -39,10 +39,12 @@ def test_direct_forward_equals_each_members_forward(norm, pln):
     assert stacked.direct
     x = torch.randn(7, 4, 5)  # flattened to 20 features by the forward
     expected = torch.stack([m(x) for m in models])
-    torch.testing.assert_close(stacked.forward(x, shared=True), expected, rtol=1e-5, atol=1e-6)
+    # float32 outputs up to ~10 summed in another order by bmm than by addmm: an output near 0 is off
+    # by a few float32 steps of its terms (1.5e-6 on an AMD EPYC), so the floor is absolute
+    torch.testing.assert_close(stacked.forward(x, shared=True), expected, rtol=1e-5, atol=1e-5)
     xs = torch.randn(3, 7, 4, 5)  # one batch per member
     expected = torch.stack([m(xk) for m, xk in zip(models, xs)])
-    torch.testing.assert_close(stacked.forward(xs, shared=False), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(stacked.forward(xs, shared=False), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_other_models_keep_the_vmapped_forward():

@@ -118,6 +118,9 @@ def test_expansion_and_validation_match_the_experiment_file():
             validate_jobs(cfg, [*jobs[:3], ["activation=tanh", "init=normal", "depth=0", "+experiment=grid_quick"]])
         with pytest.raises(ConfigError, match=r"^job init=he_normal init.std=0.1: Could not override 'init.std'"):
             validate_jobs(cfg, [["init=normal", "init.std=0.1"], ["init=he_normal", "init.std=0.1"]])
+        with pytest.raises(ConfigError, match=r"^job epochs=null: .*field 'epochs' is not Optional; "
+                                              r"valid: an integer >= 0$"):
+            validate_jobs(cfg, [["epochs=1"], ["epochs=null"]])
 
 
 # --- job folder names ---------------------------------------------------------------------------
