@@ -213,6 +213,7 @@ def test_report_says_why_predictions_are_empty_and_lists_convergence(tmp_path):
     assert sorted(runs["model"]) == ["mlp", "resmlp"]
 
 
+@pytest.mark.slow
 def test_the_analysis_side_imports_no_torch(tmp_path):
     root = model_sweep(tmp_path / "sweep", depths=(2,), seeds=(0,))
     code = ("import sys, analyze; rc = analyze.main([sys.argv[1], '--out', sys.argv[2]]); "
@@ -229,6 +230,7 @@ ARMS = {"relu_he": ("relu", "he_normal", "mlp"), "tanh_critical": ("tanh", "orth
         "resmlp_batchnorm": ("relu", "he_normal", "resmlp")}
 
 
+@pytest.mark.slow
 def test_preset_arms_are_lines_of_one_plain_vs_residual_figure(tmp_path):
     """A preset group (conf/deep_plain/) names arms: one figure, one line per arm, not a figure per arm."""
     root = tmp_path / "sweep"

@@ -182,6 +182,7 @@ def test_figures_and_self_contained_report(analyzed):
         assert f"](figures/{name}{LR}.png)" in theory
 
 
+@pytest.mark.slow
 def test_bad_jobs_are_skipped_and_reported(sweep, tmp_path, caplog):
     copy = tmp_path / "sweep"
     shutil.copytree(sweep / "sweep", copy, ignore=shutil.ignore_patterns("analysis"))

@@ -145,7 +145,7 @@ def test_batched_sweep_writes_the_basic_launchers_job_folders(sweeps, name):
         assert log.count("model mlp,") == 1 and log.count("epoch 2/2") == 1, job.name
 
 
-@pytest.mark.parametrize("name", ["batched_parallel"])
+@pytest.mark.parametrize("name", [pytest.param("batched_parallel", marks=pytest.mark.slow)])
 def test_parallel_preset_runs_groups_as_joblib_tasks(sweeps, name):
     sweep, done = finished(sweeps, name)
     output = done.stdout + done.stderr
@@ -179,7 +179,7 @@ def test_local_preset_runs_one_submitit_task_per_group(sweeps, name):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the failing job needs a machine without a CUDA GPU")
-@pytest.mark.parametrize("name", ["batched_failing"])
+@pytest.mark.parametrize("name", [pytest.param("batched_failing", marks=pytest.mark.slow)])
 def test_a_failing_member_fails_alone(sweeps, name):
     sweep, done = finished(sweeps, name, returncode=1)
     output = done.stdout + done.stderr

@@ -358,6 +358,7 @@ def test_pooling_runs_that_differ_in_more_than_the_seed_is_refused(tmp_path):
         plotter._he_factor_panel(runs, "relu", "he_normal", 3, {})
 
 
+@pytest.mark.slow
 def test_keys_no_figure_shows_split_every_figure(tmp_path):
     root = tmp_path / "sweep"
     for lr, init, seed in itertools.product((0.01, 0.1), ("he_normal", "orthogonal"), (0,)):
@@ -412,6 +413,7 @@ def test_margin_changes_trainable_by_value(tmp_path):
     assert len(verdicts) == 3
 
 
+@pytest.mark.slow
 def test_report_of_a_normal_sweep_with_a_failed_job(tmp_path):
     """analyze.py end to end: nothing missing, every figure embedded once; an unfinished job with
     its log's hint, a failed one with the reason from its FAILED file (initlab.callbacks)."""

@@ -80,7 +80,7 @@ def assert_completed(job: Path, epochs: int = 1) -> None:
 CORES = len(os.sched_getaffinity(0))
 
 
-@pytest.mark.parametrize("name, n_jobs", [("parallel", -1), ("parallel_one_worker", 1)])
+@pytest.mark.parametrize("name, n_jobs", [pytest.param("parallel", -1, marks=pytest.mark.slow), ("parallel_one_worker", 1)])
 def test_parallel_preset_gives_each_job_its_share_of_the_cores(sweeps, name, n_jobs):
     sweep, done = finished(sweeps, name)
     assert f"Joblib.Parallel(n_jobs={n_jobs}," in done.stdout + done.stderr
@@ -93,7 +93,7 @@ def test_parallel_preset_gives_each_job_its_share_of_the_cores(sweeps, name, n_j
     assert "2 completed, 0 diverged, 0 failed" in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("name", ["local"])
+@pytest.mark.parametrize("name", [pytest.param("local", marks=pytest.mark.slow)])
 def test_submitit_local_preset_runs_a_sweep(sweeps, name):
     sweep, done = finished(sweeps, name)
     jobs = job_dirs(sweep)
@@ -116,7 +116,7 @@ def test_submitit_local_preset_runs_a_sweep(sweeps, name):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the failing job needs a machine without a CUDA GPU")
-@pytest.mark.parametrize("name", ["basic_failing", "parallel_failing"])
+@pytest.mark.parametrize("name", ["basic_failing", pytest.param("parallel_failing", marks=pytest.mark.slow)])
 def test_a_failing_job_does_not_hide_the_others(sweeps, name):
     sweep, done = finished(sweeps, name, returncode=1)
     output = done.stdout + done.stderr

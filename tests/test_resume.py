@@ -106,6 +106,7 @@ def test_steps_distributions_and_the_loss_survive_a_kill(tmp_path):
     assert rows["distributions.csv"] == len(pd.read_csv(job / "distributions.csv"))
 
 
+@pytest.mark.slow
 def test_killed_job_with_a_schedule_early_stopping_and_restarts_resumes_identically(tmp_path):
     """ReduceLROnPlateau's and early stopping's state (best value and weights, epochs without a
     gain), and the attempt, come back from the checkpoint: killed in attempt 0 and rerun, the rows
@@ -132,6 +133,7 @@ def test_killed_job_with_a_schedule_early_stopping_and_restarts_resumes_identica
     assert whole["final_attempt"] == 1 and epochs["lr"].nunique() > 1  # both attempts ran, the lr moved
 
 
+@pytest.mark.slow
 def test_checkpoints_spaced_in_time_a_kill_before_the_first_starts_the_job_again(tmp_path):
     """checkpoint_every_s=3600: no checkpoint.pt after 3 epochs; killed there, the rerun starts
     from epoch 0 (nothing to resume) and its files equal an uninterrupted run's."""
@@ -205,6 +207,7 @@ def attempt_checkpointed(job_dir: Path, attempt: int, epoch: int) -> bool:
     return bool(((rows["attempt"] == attempt) & (rows["epoch"] >= epoch)).any())
 
 
+@pytest.mark.slow
 def test_a_job_killed_after_a_restart_reports_the_restarts_init(tmp_path):
     """LSUV's init_report in result.json is the final attempt's, as in an uninterrupted run, when
     the job is killed in attempt 1 and rerun (it was attempt 0's, recomputed from the run's seed)."""
@@ -226,6 +229,7 @@ def test_a_job_killed_after_a_restart_reports_the_restarts_init(tmp_path):
     assert resumed["init_report"] != run_job(attempt0, tmp_path / "attempt0")["init_report"]
 
 
+@pytest.mark.slow
 def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     command = ["-m", *SLOW_JOB, "epochs=6", "depth=2,3,4,5", f"hydra.sweep.dir={sweep}"]
@@ -248,7 +252,7 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     assert "4 completed, 0 diverged, 0 failed" in rerun.stderr + rerun.stdout
 
 
-@pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.parametrize("keep", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_finished_job_is_skipped_unless_resume_false(tmp_path, keep, caplog):
     """keep=false through train.py, as a user runs it (the skip is written to the job's log);
     keep=true, where a kept checkpoint must not make the finished job resume, in this process."""
@@ -432,6 +436,7 @@ def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_batch_order(tm
     assert [r for r in pd.read_csv(job / "epochs.csv")["epoch"]] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_analysis_reads_the_finished_runs_settings_after_a_refused_rerun(tmp_path):
     """Hydra rewrites .hydra/ before initlab refuses the rerun; the analysis must still describe
     the run that the records are of (from result.json), not the refused request."""

@@ -101,6 +101,7 @@ def _compose_multirun(*overrides: str):
     return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
+@pytest.mark.slow
 def test_expansion_and_validation_match_the_experiment_file():
     grid = yaml.safe_load((CONF / "experiment" / "grid_quick.yaml").read_text())["hydra"]["sweeper"]["params"]
     values = {key: str(v).split(",") for key, v in grid.items()}
@@ -144,7 +145,7 @@ def test_long_folder_names_are_shortened_to_a_prefix_and_a_hash(name):
     assert job_subdir(name + "0") != short
 
 
-@pytest.mark.parametrize("name", ["long"])
+@pytest.mark.parametrize("name", [pytest.param("long", marks=pytest.mark.slow)])
 def test_a_sweep_with_twenty_overrides_runs_every_job(sweeps, name):
     sweep, done = finished(sweeps, name)
     jobs = sorted(p.parent for p in sweep.glob("*/.hydra"))

@@ -53,6 +53,7 @@ def test_tanh_length_at_init_follows_the_length_map_in_every_layer(run_job, init
     assert {"chi1", "q_star", "xi_c", "xi_q", "sigma_w2", "critical_sigma_w2"} <= set(result["theory"])
 
 
+@pytest.mark.slow
 def test_relu_he_length_at_init_follows_the_length_map_over_seeds(run_job):
     """relu-He is marginal: ln q random-walks with depth (docs/theory.md §8.1: ~28% per network at
     l = 20, width 1024), so one network cannot sit within 10% of the prediction in every layer.
