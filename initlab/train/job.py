@@ -195,7 +195,8 @@ class Job:
 
         self.data = data = load_data(exp.dataset).to(device) if data is None else data
         self.x_probe, self.y_probe = x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
-        self.model = model = self.fresh_model(exp.seed)
+        model, init_report = self.fresh_model(exp.seed)
+        self.model = model
         summary, self.n_params = describe(model, x_probe[:2])
         log.info("model %s, %d parameters\n%s", exp.model.name, self.n_params, summary)
         self.with_val = with_val = data.y_val is not None
@@ -204,7 +205,7 @@ class Job:
         self.state = state = TrainState(
             model=model, optimizer=optimizer, scheduler=Schedule(optimizer, exp),
             stopper=EarlyStopping(exp.early_stopping) if track_best else None,
-            generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed, init_report=self.init_report,
+            generator=torch.Generator(device=device).manual_seed(exp.seed), seed=exp.seed, init_report=init_report,
             records=records.JobRecords(job_dir, records.EPOCH_COLUMNS + (records.VAL_COLUMNS if with_val else ())
                                        + records.GRAD_COLUMNS))
         self.logger = build_logger(exp, job_dir, x_probe, y_probe, fresh=saved is None,
@@ -293,22 +294,22 @@ class Job:
         records.unlock_folder(self.lock)
         self.lock = None
 
-    def fresh_model(self, seed: int) -> nn.Module:
+    def fresh_model(self, seed: int) -> tuple[nn.Module, Optional[dict]]:
         """The model built and initialized from ``seed`` on the job's device (the one place a
-        job initializes weights). A data-dependent init (LSUV) rescales on the probe batch; its
-        report (per-layer variance and iterations) is kept for result.json's ``init_report``."""
+        job initializes weights), and the init's report for result.json's ``init_report``: a
+        data-dependent init (LSUV) rescales on the probe batch and reports per-layer variances and
+        iterations; None for the others."""
         torch.manual_seed(seed)
         model = build_model(self.exp, self.data).to(self.device)
-        self.init_report = initialize(model, self.exp.init, self.exp.model, self.x_probe)
-        return model
+        return model, initialize(model, self.exp.init, self.exp.model, self.x_probe)
 
     def reinit(self, attempt: int) -> None:
         """Restart from a fresh init drawn from the attempt's seed (the same module objects:
         callbacks keep theirs); fresh optimizer, schedule and stopper; epoch 0 not yet recorded."""
         state, exp = self.state, self.exp
         seed = attempt_seed(exp.seed, attempt)
-        self.model.load_state_dict(self.fresh_model(seed).state_dict())  # copies into the parameters in place
-        state.init_report = self.init_report
+        fresh, state.init_report = self.fresh_model(seed)
+        self.model.load_state_dict(fresh.state_dict())  # copies into the parameters in place
         state.optimizer = build_optimizer(self.model.parameters(), exp.optimizer)
         state.scheduler = Schedule(state.optimizer, exp)
         state.stopper.reset()
