@@ -36,8 +36,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from initlab.config import ConfigError
-from initlab.records import RESULT_JSON, remove_temporaries, write_bytes_atomic, write_json_atomic
-from initlab.sweeps import check_search, search_jobs, sweep_jobs, validate_jobs
+from initlab.records import RESULT_JSON, FolderInUse, remove_temporaries, write_bytes_atomic, write_json_atomic
+from initlab.sweeps import check_job_folders, check_search, search_jobs, sweep_jobs, validate_jobs
 
 log = logging.getLogger("initlab.sweep")
 
@@ -184,6 +184,8 @@ class SweepProgress(Callback):
             check_search(config)
             if jobs is not None or corners is not None:
                 validate_jobs(config, jobs if jobs is not None else corners)
+            if jobs is not None:
+                check_job_folders(config, jobs)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
@@ -220,7 +222,8 @@ class SweepProgress(Callback):
         entry: dict[str, Any] = {"job": os.path.relpath(job_dir, sweep_dir)}
         if job_return.status == JobStatus.FAILED:
             error = job_return._return_value
-            write_bytes_atomic(job_dir / FAILED, f"{type(error).__name__}: {error}\n".encode())
+            if not isinstance(error, FolderInUse):  # that folder is the running job's, not this one's
+                write_bytes_atomic(job_dir / FAILED, f"{type(error).__name__}: {error}\n".encode())
             first_line = (str(error).strip().splitlines() or [""])[0]
             entry.update(status="failed", error=f"{type(error).__name__}: {first_line}")  # the summary is one line
         else:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+from initlab.config import ConfigError
+
 
 EPOCHS_CSV = "epochs.csv"
 LAYERS_CSV = "layers.csv"
@@ -80,15 +82,16 @@ def _atomic_write(path: Path, write) -> None:
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
-class FolderInUse(RuntimeError):
-    """Another live job holds this job folder (``lock_folder``)."""
+class FolderInUse(ConfigError):
+    """Another live job holds this job folder (``lock_folder``): the refused job must write nothing there."""
 
 
 def lock_folder(directory: Path) -> Optional[int]:
     """Make the existing ``directory`` this job's alone: an exclusive non-blocking
     ``flock`` on the directory itself (no file added), held until ``unlock_folder``; a killed
-    process's lock goes with it. Two jobs of one sweep that map to one folder (their settings
-    differ only in runtime keys, e.g. ``threads=1,2``) would otherwise append to the same files.
+    process's lock goes with it. Two jobs that map to one folder (two sweeps into one folder at
+    once, or an optimizing sweeper's repeated trial; a sweep whose own jobs would share a folder is
+    refused before it runs: initlab.sweeps.check_job_folders) would otherwise append to the same files.
     Returns the descriptor, or None where the filesystem has no such locks (some network mounts).
     Raises FolderInUse where another open descriptor holds the lock, in this process or another."""
     fd = os.open(directory, os.O_RDONLY)
@@ -96,8 +99,8 @@ def lock_folder(directory: Path) -> Optional[int]:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise FolderInUse(f"{directory} is in use by another running job (two jobs of a sweep whose settings "
-                          f"differ only in runtime keys such as threads share one folder: sweep one value)") from None
+        raise FolderInUse(f"{directory} is in use by another running job (another sweep or run writing into this "
+                          f"folder): wait for it to end or choose another hydra.sweep.dir / hydra.run.dir") from None
     except OSError:
         os.close(fd)
         return None

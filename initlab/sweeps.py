@@ -85,6 +85,45 @@ def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     return [job for batch in batches for job in batch]
 
 
+def job_folders(config: DictConfig, jobs: list[list[str]]) -> list[str]:
+    """Each job's folder inside the sweep dir: ``hydra.sweep.subdir`` resolved as Hydra resolves it
+    for that job (``hydra.job.num`` and ``override_dirname``: the job's overrides but the keys
+    ``hydra.job.config.override_dirname.exclude_keys`` leaves out, sorted and joined)."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    root = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra, resolve=False)})
+    naming = config.hydra.job.config.override_dirname
+    folders = []
+    for num, overrides in enumerate(jobs):
+        parsed = [o for o in parser.parse_overrides(list(overrides)) if not o.is_hydra_override()]
+        root.hydra.job.num = num
+        root.hydra.job.override_dirname = get_overrides_dirname(parsed, list(naming.exclude_keys), naming.item_sep,
+                                                                naming.kv_sep)
+        folders.append(str(OmegaConf.select(root, "hydra.sweep.subdir")))
+    return folders
+
+
+def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> None:
+    """ConfigError (one line) where two jobs of the sweep would write one folder: settings that
+    differ only in keys the folder name leaves out (the runtime keys threads, device, checkpoint,
+    ...: ``hydra.job.config.override_dirname.exclude_keys``). Run side by side, they would append
+    to the same files; run one after the other, the second would find the first's result."""
+    first: dict[str, int] = {}
+    for num, folder in enumerate(job_folders(config, jobs)):
+        if folder not in first:
+            first[folder] = num
+            continue
+        other = first[folder]
+        values = [dict(o.split("=", 1) if "=" in o else (o, "") for o in jobs[k]) for k in (other, num)]
+        keys = sorted(k for k in values[0].keys() | values[1].keys() if values[0].get(k) != values[1].get(k))
+        why = (f"they differ only in {', '.join(keys)}, which the folder name leaves out "
+               f"(hydra.job.config.override_dirname.exclude_keys): sweep one value" if keys else
+               "they are the same job")
+        raise ConfigError(f"jobs #{other} ({' '.join(jobs[other])}) and #{num} ({' '.join(jobs[num])}) would write "
+                          f"one folder, {folder}: {why}")
+
+
 def is_search(config: DictConfig) -> bool:
     """Whether the multirun's sweeper is Optuna's (trials drawn while it runs, jobs return a value)."""
     return config.hydra.sweeper.get("_target_") == OPTUNA_SWEEPER

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose_config, run_job
+from conftest import compose_config, run_job, run_train
 from initlab.config import ConfigError
 from initlab.train.job import Job
 
@@ -182,7 +182,9 @@ def test_a_job_folder_is_one_running_jobs(tmp_path):
             "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(job_dir)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(ConfigError, match=r"^.*/job is in use by another running job \(two jobs of a sweep"):
+    refusal = (r"^.*/job is in use by another running job \(another sweep or run writing into this folder\): "
+               r"wait for it to end or choose another hydra\.sweep\.dir / hydra\.run\.dir$")
+    with pytest.raises(ConfigError, match=refusal):
         run_job(cfg, job_dir)
     assert list(job_dir.iterdir()) == []
     holder.kill()
@@ -193,6 +195,28 @@ def test_a_job_folder_is_one_running_jobs(tmp_path):
     first.release()
     assert run_job(cfg, job_dir)["status"] == "completed"
     assert Job(cfg, job_dir).finished is not None and Job(cfg, job_dir).finished is not None  # a skip releases it
+
+
+def test_a_job_refused_for_a_held_folder_marks_nothing_there(tmp_path):
+    """A sweep's job whose folder another process holds fails in the sweep's summary, and its
+    FAILED marker (what the analysis reports for a folder without result.json) is not written into
+    the folder the other job is filling."""
+    sweep = tmp_path / "sweep"
+    job_dir = sweep / "depth=2,epochs=1"
+    job_dir.mkdir(parents=True)
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(job_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = run_train("-m", "depth=2", "epochs=1", "threads=1", f"hydra.sweep.dir={sweep}")
+    finally:
+        holder.kill()
+        holder.wait()
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, done.describe()
+    assert f"0 completed, 0 diverged, 1 failed: depth=2,epochs=1 (FolderInUse: {job_dir} is in use" in output, output
+    assert not (job_dir / "FAILED").exists() and not (job_dir / "result.json").exists()
 
 
 def attempt_checkpointed(job_dir: Path, attempt: int, epoch: int) -> bool:

@@ -40,6 +40,8 @@ SWEEPS = {
     "unknown_key": ["foo=1", "epochs=1"],
     "added_key": ["+foo=1", "epochs=1"],
     "swept_unknown_param": ["init=he_normal,orthogonal", "init.factr=1", "epochs=0"],
+    # threads is a runtime key, left out of folder names: two jobs, one folder
+    "twins_parallel": ["hydra/launcher=parallel", "threads=1,2", "depth=2", "epochs=0"],
     "glob": ["init=glob(he_*)", *TINY],
     "range_parallel": ["hydra/launcher=parallel", "seed=range(0,3)", *TINY],
     "long": LONG,
@@ -52,6 +54,9 @@ BAD = {
     "unknown_key": f"error: unknown key foo; valid top-level keys: {TOP_KEYS}",
     "added_key": f"error: unknown key foo; valid top-level keys: {TOP_KEYS}",
     "swept_unknown_param": "error: unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode",
+    "twins_parallel": "error: jobs #0 (threads=1 depth=2 epochs=0) and #1 (threads=2 depth=2 epochs=0) would write one "
+                      "folder, depth=2,epochs=0: they differ only in threads, which the folder name leaves out "
+                      "(hydra.job.config.override_dirname.exclude_keys): sweep one value",
 }
 
 # refused by train.py's pre-check of the sweep's base config, before Hydra starts: run as __main__ in

@@ -69,8 +69,10 @@ def _folder(config: DictConfig) -> str:
 def plan_groups(configs: Sequence[DictConfig], max_members: Optional[int]) -> list[list[int]]:
     """``initlab.ensemble.plan`` over the jobs' configs, with every job that must have its own
     process (``hydra.job.chdir``) alone, groups split where ``hydra.job.env_set`` differs, and a
-    job whose folder an earlier job already has (settings that differ only in runtime keys, e.g.
-    ``threads=1,2``) alone after it: it then finds that job's result and is skipped."""
+    job whose folder an earlier job already has alone after it: it then finds that job's result and
+    is skipped. (The basic sweeper's sweeps with such twins are refused before they launch,
+    initlab.sweeps.check_job_folders; a sweeper deciding its jobs while it runs, such as Optuna's
+    from categorical choices, can draw one setting twice.)"""
     ens = ensemble()
     tasks = [_task_config(c) for c in configs]
     planned = ens.plan(tasks, max_members)
@@ -105,7 +107,7 @@ def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], grou
             continue
         i = group[0]
         if i in twins:
-            why = f"its folder is job #{configs[twins[i]].hydra.job.num}'s (they differ only in runtime keys)"
+            why = f"its folder is job #{configs[twins[i]].hydra.job.num}'s (keys its folder name leaves out aside, the same job)"
         elif configs[i].hydra.job.chdir:
             why = "hydra.job.chdir=true (a job that changes into its folder needs a process of its own)"
         else:

@@ -283,10 +283,7 @@ class Job:
     def _hold_folder(self) -> None:
         """Lock the job folder until ``release()`` (records.lock_folder): before reading an existing
         folder's result or checkpoint, else once ``prepare`` has created it, before any write."""
-        try:
-            self.lock = records.lock_folder(self.job_dir)
-        except records.FolderInUse as err:
-            raise ConfigError(str(err)) from None
+        self.lock = records.lock_folder(self.job_dir)  # FolderInUse, a ConfigError: one line
 
     def release(self) -> None:
         """Let other jobs into the folder (``records.lock_folder``); done by ``run`` and
