@@ -117,9 +117,15 @@ def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> None:
         other = first[folder]
         values = [dict(o.split("=", 1) if "=" in o else (o, "") for o in jobs[k]) for k in (other, num)]
         keys = sorted(k for k in values[0].keys() | values[1].keys() if values[0].get(k) != values[1].get(k))
-        why = (f"they differ only in {', '.join(keys)}, which the folder name leaves out "
-               f"(hydra.job.config.override_dirname.exclude_keys): sweep one value" if keys else
-               "they are the same job")
+        if not keys:
+            why = "they are the same job"
+        elif set(config.hydra.job.config.override_dirname.exclude_keys).issuperset(keys):
+            why = (f"they differ only in {', '.join(keys)}, which the folder name leaves out "
+                   f"(hydra.job.config.override_dirname.exclude_keys): sweep one value")
+        else:
+            subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"]
+            why = (f"they differ only in {', '.join(keys)}, which hydra.sweep.subdir={subdir} leaves out: "
+                   f"name the folders by them (the default, ${{initlab_subdir:${{hydra.job.override_dirname}}}}, does)")
         raise ConfigError(f"jobs #{other} ({' '.join(jobs[other])}) and #{num} ({' '.join(jobs[num])}) would write "
                           f"one folder, {folder}: {why}")
 

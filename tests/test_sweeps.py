@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from conftest import CONF, Completed, group_choices, read_json, run_train, TOP_KEYS, train_env, train_refused_in_process
 from initlab.analysis.tables import read_job
 from initlab.config import ConfigError, register_configs
-from initlab.sweeps import NAME_MAX, job_subdir, sweep_jobs, validate_jobs
+from initlab.sweeps import NAME_MAX, check_job_folders, job_folders, job_subdir, sweep_jobs, validate_jobs
 
 TINY = ["dataset=moons", "depth=1", "epochs=0", "threads=1"]
 # The example: about twenty overrides (an activation slope, four trunc_normal fields, four
@@ -127,6 +127,27 @@ def test_expansion_and_validation_match_the_experiment_file():
         with pytest.raises(ConfigError, match=r"^job epochs=null: .*field 'epochs' is not Optional; "
                                               r"valid: an integer >= 0$"):
             validate_jobs(cfg, [["epochs=1"], ["epochs=null"]])
+
+
+def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("depth=2")
+        jobs = [["threads=1", "depth=2"], ["threads=2", "depth=2"]]
+        assert job_folders(cfg, jobs) == ["depth=2", "depth=2"]
+        with pytest.raises(ConfigError, match=r"^jobs #0 \(threads=1 depth=2\) and #1 \(threads=2 depth=2\) would "
+                                              r"write one folder, depth=2: they differ only in threads, which the "
+                                              r"folder name leaves out \(hydra.job.config.override_dirname"):
+            check_job_folders(cfg, jobs)
+        with pytest.raises(ConfigError, match=r"#0 \(depth=2\) and #1 \(depth=2\) .*: they are the same job$"):
+            check_job_folders(cfg, [["depth=2"], ["depth=2"]])
+        named = _compose_multirun("depth=2", "hydra.sweep.subdir=run_${oc.env:NO_SUCH_VARIABLE,x}")
+        with pytest.raises(ConfigError, match=r"they differ only in depth, which hydra.sweep.subdir="
+                                              r"run_\$\{oc.env:NO_SUCH_VARIABLE,x\} leaves out: name the folders"):
+            check_job_folders(named, [["depth=2"], ["depth=3"]])
+        numbered = _compose_multirun("depth=2", "hydra.sweep.subdir=${hydra.job.num}")
+        assert job_folders(numbered, jobs) == ["0", "1"]
+        check_job_folders(numbered, jobs)
+        check_job_folders(cfg, [["depth=2", "seed=0"], ["depth=2", "seed=1"]])
 
 
 # --- job folder names ---------------------------------------------------------------------------
