@@ -32,7 +32,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from initlab.config import (SCHEMAS, ConfigError, field_takes, register_configs,
                             reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
-from initlab.sweeps import check_search
+from initlab.sweeps import check_group_choices, check_search
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -47,7 +47,7 @@ def check_command_line(args: Sequence[str], config_dir: Path, config_name: str =
 
     Command lines with any other ``-`` flag (``--cfg``, ``--help``, ``-cn``, ...) are left to Hydra.
     """
-    renamed = _name_override(args)
+    renamed = _name_override(args, config_dir)
     if renamed:
         return renamed
     flags = {arg for arg in args if arg.startswith("-")}
@@ -56,15 +56,17 @@ def check_command_line(args: Sequence[str], config_dir: Path, config_name: str =
     return check_single_run(args, config_dir, config_name)
 
 
-def _name_override(args: Sequence[str]) -> Optional[str]:
+def _name_override(args: Sequence[str], config_dir: Path) -> Optional[str]:
     """A choice's ``name`` is fixed by its YAML file: overriding it (``init=lecun_normal
     init.name=he_normal``) would pair one choice's fields with another's code."""
     for arg in args:
         match = re.match(r"^[+~]*(\w+)\.name=(.*)$", arg)
         if match and match.group(1) in SCHEMAS:
-            group = match.group(1)
-            return (f"{group}.name is set by the {group} choice, not overridden: use {group}={match.group(2)} "
-                    f"(the {group} group's files are the choices)")
+            group, value = match.groups()
+            choices = sorted(p.stem for p in (Path(config_dir) / group).glob("*.yaml"))
+            known = all(part in choices for part in value.split(","))  # a sweep's choices too
+            use = f"use {group}={value}" if known else f"use {group}=CHOICE; valid: {', '.join(choices)}"
+            return f"{group}.name is set by the {group} choice, not overridden: {use}"
     return None
 
 
@@ -86,6 +88,10 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
         def compose_base(args: list[str]) -> DictConfig:
             return app.compose_config(config_name, args, run_mode=RunMode.MULTIRUN, with_log_configuration=False)
 
+        try:
+            check_group_choices(args)
+        except ConfigError as err:
+            return str(err)
         try:
             base = compose_base(args)
         except (ConfigCompositionException, OverrideParseException) as err:
@@ -153,6 +159,10 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
         return None
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        try:
+            check_group_choices(args)
+        except ConfigError as err:
+            return str(err)
         try:
             cfg = compose(config_name, overrides=list(args), return_hydra_config=True)
         except (ConfigCompositionException, OverrideParseException) as err:

@@ -187,6 +187,25 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     return [fixed + [f"{name}={value}" for name, value in corner.items()] for corner in corners]
 
 
+def check_group_choices(overrides: list[str]) -> None:
+    """ConfigError (one line) for an override that gives a config group anything but one choice:
+    null, a list (Hydra would compose the choices into one config, the last winning) or a dict, or
+    its removal (``~activation``). Sweeps (``init=a,b``) are left to each job; overrides Hydra
+    cannot parse are left to Hydra's own message. Needs Hydra initialized (GlobalHydra)."""
+    loader = GlobalHydra.instance().config_loader()
+    try:
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(list(overrides))
+    except HydraException:
+        return
+    for o in parsed:
+        group = o.key_or_group
+        if o.is_sweep_override() or not loader.repository.group_exists(group):
+            continue
+        if o.is_delete() or not isinstance(o.value(), str):
+            raise ConfigError(f"{o.input_line}: the {group} group takes one choice; valid: "
+                              f"{', '.join(loader.get_group_options(group))}")
+
+
 def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
     """Compose every job's config as the launcher will and validate it with ``to_experiment`` (and
     ``initlab.models.check_config_fits``: the model against the dataset's kind of data).
@@ -204,6 +223,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
     composed: dict[tuple[str, ...], DictConfig] = {}
     for overrides in jobs:
         try:
+            check_group_choices(overrides)
             parsed = parser.parse_overrides(list(overrides))
             values = [o for o in parsed if not _selects_configs(loader, o)]
             groups = tuple(o.input_line for o in parsed if _selects_configs(loader, o))

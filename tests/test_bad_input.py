@@ -231,9 +231,23 @@ def test_a_choices_name_is_not_overridden(args):
     """Of the kind "one choice's fields with another choice's code": the name comes from the file."""
     key = next(a for a in args if ".name=" in a).lstrip("+~")
     group, value = key.split(".name=")
-    assert check_command_line(args, CONF) == (
-        f"{group}.name is set by the {group} choice, not overridden: use {group}={value} "
-        f"(the {group} group's files are the choices)")
+    assert check_command_line(args, CONF) == f"{group}.name is set by the {group} choice, not overridden: use {group}={value}"
+
+
+@pytest.mark.parametrize("args,bad", [
+    (["activation=null"], "activation=null"), (["~activation"], "~activation"),
+    (["activation=[tanh,relu]"], "activation=[tanh,relu]"), (["init=[he_normal,orthogonal]", "epochs=1"], "init=[he_normal,orthogonal]"),
+    (["-m", "init=null", "seed=0,1"], "init=null"), (["activation.name=null"], None)])
+def test_a_config_group_takes_one_choice(args, bad):
+    """null, a list (Hydra would merge the choices, the last winning), a removal: one line naming the
+    group's choices (were a traceback, a silent run of the last choice, a line cut at a colon)."""
+    group = (bad or args[0]).strip("~").split("=")[0].split(".")[0]
+    line = check_command_line(args, CONF)
+    assert line is not None and line.endswith("valid: " + ", ".join(group_choices(group))), line
+    if bad:
+        assert line.startswith(f"{bad}: the {group} group takes one choice; valid: "), line
+    launcher = check_command_line(["hydra/launcher=null"], CONF)
+    assert launcher.startswith("hydra/launcher=null: the hydra/launcher group takes one choice; valid: basic, batched,")
 
 
 @pytest.mark.parametrize("args", [

@@ -129,6 +129,15 @@ def test_expansion_and_validation_match_the_experiment_file():
             validate_jobs(cfg, [["epochs=1"], ["epochs=null"]])
 
 
+def test_a_job_giving_a_group_no_choice_is_refused_in_one_line():
+    """-m activation=null,tanh: the job's null (was a traceback from composing it)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("epochs=0")
+        with pytest.raises(ConfigError, match=r"^job activation=null epochs=0: activation=null: the activation group "
+                                              r"takes one choice; valid: elu, gelu, "):
+            validate_jobs(cfg, [["activation=tanh", "epochs=0"], ["activation=null", "epochs=0"]])
+
+
 def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = _compose_multirun("depth=2")
