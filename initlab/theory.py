@@ -37,6 +37,7 @@ from initlab.choices.base import field as _field
 from initlab.choices.gaussian import Expectations, Quadrature
 
 _FD_STEP = 1e-5  # central-difference step for derivatives of user callables
+_MARGINAL = 1e-9  # a map's slope this close to 1 is marginal (_depth): depth scales beyond 1e9 layers are infinite
 # Lengths are searched on [0, 1e4]; a diverging length (q* = inf) is evaluated at the top.
 _Q_GRID = np.concatenate([[0.0], np.logspace(-10.0, 4.0, 281)])
 _Q_LARGE = float(_Q_GRID[-1])
@@ -162,9 +163,12 @@ def chi1(activation: Any, sigma_w2: float, sigma_b2: float = 0.0, q_star: Option
 
 
 def _depth(rate: float) -> float:
-    """Depth scale -1/ln|rate| of a geometric approach; inf for marginal or growing maps."""
+    """Depth scale -1/ln|rate| of a geometric approach; inf for marginal or growing maps. A rate
+    within ``_MARGINAL`` of 1 counts as marginal: the expectations behind it are accurate to about
+    1e-10 (quadrature, finite differences), so it cannot be told from 1 (TAT's exact Q'(1) = 1 came
+    out as 1 - 1.1e-16, a depth scale of 2**53 layers)."""
     rate = abs(rate)
-    if rate >= 1.0:
+    if rate >= 1.0 - _MARGINAL:
         return math.inf
     return 0.0 if rate == 0.0 else -1.0 / math.log(rate)
 
