@@ -69,19 +69,45 @@ def _solve(name: str, method: str, targets: tuple, depth: int) -> dict[str, floa
                 [name], method=method, dks_params=dks_params, tat_params=tat_params,
                 subnet_max_func=plain_chain(depth))[name]
     except ValueError as err:  # an unreachable target for this depth: dks's message is long
-        raise ConfigError(f"activation.transform={method.lower()} found no {name} for depth {depth} with these "
-                          f"targets ({str(err).split('.')[0]})") from None
+        raise ConfigError(_unreachable(name, method, dict(targets), depth, str(err).split(".")[0])) from None
     finally:
         dks_logger.setLevel(level)
         np.random.set_state(rng)
     return {k: float(v) for k, v in params.items()}
 
 
+def relu_chain_c0(max_depth: int) -> list[float]:
+    """C_f(0) of chains of 1..``max_depth`` ReLU layers at q = 1 (the normalized arc-cosine map
+    iterated from 0): the most a leaky ReLU chain of each depth reaches, its slope at 0 (TAT's eta
+    must be below it)."""
+    relu, c, out = PiecewiseLinear(0.0), 0.0, []
+    for _ in range(max_depth):
+        c = float(relu.kernel(1.0, c) / relu.second_moment(1.0))
+        out.append(c)
+    return out
+
+
+def _unreachable(name: str, method: str, targets: dict[str, float], depth: int, reason: str) -> str:
+    """One line for targets dks found no transform for: for TAT's leaky ReLU, the eta this depth
+    reaches and the depth this eta needs; otherwise dks's reason and its defaults."""
+    head = f"activation.transform={method.lower()} found no {name} for depth {depth}"
+    if name != "leaky_relu" or method != "TAT":
+        return (f"{head} with these targets ({reason}); valid: targets nearer the identity map "
+                f"(dks's defaults: c_val_0_target 0.9, c_curve_target 0.3, c_slope_1_target 1.5)")
+    eta = targets.get("c_val_0_target", 0.9)
+    chain = relu_chain_c0(max(depth, 10_000))  # C(0) -> 1 slowly: an eta near 1 may need thousands of layers
+    most = chain[depth - 1]
+    needed = next((d for d, c in enumerate(chain, start=1) if c >= eta), None)
+    deeper = f", or depth >= {needed}" if needed else ""
+    return (f"{head} with c_val_0_target={eta:g}: {depth} leaky ReLU layers reach C_f(0) <= {most:.4f} (ReLU's); "
+            f"valid: c_val_0_target < {most:.4f}{deeper}")
+
+
 def solve(activation: Any, depth: int) -> dict[str, float]:
     """The transformation's parameters for ``depth`` nonlinear layers in a chain: dks's
     input_scale, input_shift, output_shift, output_scale (those it uses) and, for leaky ReLU, the
     solved negative_slope. Cached per (activation, targets, depth); raises ConfigError where dks
-    finds none (e.g. TAT's eta = 0.9 is out of reach of a leaky ReLU net under 14 layers deep)."""
+    finds none (e.g. TAT's eta = 0.9 is out of reach of a leaky ReLU net under 13 layers deep)."""
     transform = Transform(field(activation, "transform", "none"))
     if transform == Transform.none:
         raise ValueError("solve() needs activation.transform tat or dks")

@@ -19,7 +19,7 @@ from torch import nn
 from conftest import ROOT, compose_config, run_job
 from initlab import kernel_shaping, theory
 from initlab.choices import INITS
-from initlab.choices.gaussian import _gauss
+from initlab.choices.gaussian import PiecewiseLinear, _gauss
 from initlab.config import LEAKY_RELU_SLOPE, ConfigError, to_experiment
 from initlab.inits import initialize
 from initlab.models import Inputs, build
@@ -214,10 +214,27 @@ def test_a_leaky_relu_slope_the_transform_replaces_is_refused(transform):
 def test_tat_refuses_relu_and_an_unreachable_target_in_one_line():
     with pytest.raises(ConfigError, match="does not take relu"):
         experiment("activation=relu", "activation.transform=tat")
-    exp = experiment("activation=leaky_relu", "activation.transform=tat", "depth=12")  # eta = 0.9 needs 14
-    with pytest.raises(ConfigError, match="found no leaky_relu for depth 12") as err:
+    exp = experiment("activation=leaky_relu", "activation.transform=tat", "depth=12")
+    with pytest.raises(ConfigError, match=r"found no leaky_relu for depth 12 with c_val_0_target=0\.9: 12 leaky ReLU "
+                                          r"layers reach C_f\(0\) <= 0\.8971 \(ReLU's\); valid: c_val_0_target < "
+                                          r"0\.8971, or depth >= 13$") as err:
         build(exp, Inputs("vectors", (30,), 3))
     assert "\n" not in str(err.value)
+    params = kernel_shaping.solve(experiment("activation=leaky_relu", "activation.transform=tat", "depth=13").activation, 13)
+    assert network_c(kernel_shaping.expectations(exp.activation, params), 0.0, 13) == pytest.approx(0.9, abs=1e-6)
+
+
+def test_the_most_a_leaky_relu_chain_reaches_is_relu_s_arc_cosine_map():
+    """C_f(0) of 1..D ReLU layers: the arc-cosine kernel (Cho & Saul 2009) iterated from 0, in closed
+    form, and above every leaky ReLU chain's (slopes 0.01 .. 0.9)."""
+    chain = kernel_shaping.relu_chain_c0(20)
+    c = 0.0
+    for depth in range(1, 21):
+        c = (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
+        assert chain[depth - 1] == pytest.approx(c, abs=1e-12)
+        for slope in (0.01, 0.3, 0.9):
+            assert network_c(PiecewiseLinear(slope), 0.0, depth) < chain[depth - 1]
+    assert chain[11] < 0.9 < chain[12]
 
 
 @pytest.mark.parametrize("fan_in,fan_out", [(10, 40), (40, 10), (16, 16)])
