@@ -29,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from initlab.config import (SCHEMAS, ConfigError, field_takes, register_configs,
+from initlab.config import (SCHEMAS, ConfigError, refused_field, register_configs,
                             reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
 from initlab.sweeps import check_group_choices, check_search
@@ -197,10 +197,9 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:
         return _unknown_key_message(cause, args, compose_rest, swept)
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
-        override = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == cause.full_key), cause.full_key)
-        line = f"{override}: {_first_line(getattr(cause, 'msg', str(cause)))}"
-        valid = field_takes(cause.object_type, cause.key)
-        return line + (f"; valid: {valid}" if valid else "")
+        key, reason = refused_field(cause, _first_line(getattr(cause, "msg", str(cause))))
+        override = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == key), key)
+        return f"{override}: {reason}"
     return " ".join(_first_line(str(e)) for e in (err, cause) if e is not None)
 
 

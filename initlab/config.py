@@ -15,6 +15,8 @@ enforce deep inside a run (seeds < 2**32 for scikit-learn's ``random_state``, Ad
 from __future__ import annotations
 
 import math
+import re
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, ClassVar, Optional
@@ -105,18 +107,53 @@ def takes(spec: Any, noun: bool = False) -> Optional[str]:
         return None
     if spec.metadata.get("list"):
         length = spec.metadata["length"]
-        return f"{length if length is not None else ''} numbers, each {rng.describe()}".lstrip()
+        kind = "integers" if rng.integer else "numbers"
+        return f"{length if length is not None else ''} {kind}, each {rng.describe()}".lstrip()
     valid = rng.describe()
     if noun and not valid.startswith("an integer"):
         valid = f"an integer {valid}" if rng.integer else f"a float{'' if valid.startswith('in ') else ','} {valid}"
     return valid + (" or null" if spec.metadata["optional"] else "")
 
 
+def _type_takes(hint: Any) -> Optional[str]:
+    """What an annotation admits, in a message's words: ``one of fan_in, fan_out``, ``true or
+    false``, ``a string``, with ``or null`` for Optional; None for a type without such words."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union and len(args) == 1:
+        inner = _type_takes(args[0])
+        return inner and f"{inner} or null"
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return "one of " + ", ".join(str(m.value) for m in hint)
+    return {bool: "true or false", str: "a string", int: "an integer", float: "a float"}.get(hint)
+
+
 def field_takes(schema: Any, key: Any) -> Optional[str]:
-    """What field ``key`` of the dataclass ``schema`` takes (``takes`` with its type named), for a
-    value OmegaConf refused by type (``epochs=abc``, ``optimizer.lr=null``); None for other fields."""
+    """What field ``key`` of the dataclass ``schema`` takes (``takes`` with its type named, or its
+    annotation's words for fields without a range: enums, bools, strings), for a value OmegaConf
+    refused by type (``epochs=abc``, ``optimizer.lr=null``, ``resume=maybe``); None otherwise."""
     spec = next((f for f in fields(schema) if f.name == key), None) if is_dataclass(schema) else None
-    return takes(spec, noun=True) if spec is not None else None
+    if spec is None:
+        return None
+    if "range" in spec.metadata:
+        return takes(spec, noun=True)
+    try:
+        hint = typing.get_type_hints(schema)[key]
+    except (NameError, TypeError, KeyError):
+        return None
+    return _type_takes(hint)
+
+
+def refused_field(err: Any, message: str) -> tuple[str, str]:
+    """(dotted key, ``message`` ending with what the field takes) for OmegaConf's refusal ``err``
+    (an OmegaConfBaseException) of a value: for an item of a list field (``model.channels[0]``),
+    the list field. ``message`` is kept as it is where OmegaConf listed the values itself (a bad
+    enum value: ``expected one of [...]``) or the field says nothing more."""
+    full, schema, key, node = err.full_key, err.object_type, err.key, err.parent_node
+    parent = node._get_parent() if isinstance(key, int) and node is not None else None
+    if parent is not None and getattr(parent, "_metadata", None) is not None:
+        schema, key, full = parent._metadata.object_type, node._key(), re.sub(r"\[\d+\]$", "", full)
+    valid = None if "expected one of" in message else field_takes(schema, key)
+    return full, message + (f"; valid: {valid}" if valid else "")
 
 
 def check_fields(node: Any, prefix: str) -> None:

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from initlab import objective
-from initlab.config import ConfigError, field_takes, to_experiment
+from initlab.config import ConfigError, refused_field, to_experiment
 from initlab.models import check_config_fits
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -242,8 +242,8 @@ def _one_line(err: BaseException) -> str:
     lines = [str(e).strip().splitlines()[0].rstrip(".") for e in (err, err.__cause__)
              if e is not None and str(e).strip()]
     typed = next((e for e in (err, err.__cause__) if isinstance(e, OmegaConfBaseException)), None)
-    valid = field_takes(typed.object_type, typed.key) if typed is not None else None
-    return (": ".join(lines) or type(err).__name__) + (f"; valid: {valid}" if valid else "")
+    line = ": ".join(lines) or type(err).__name__
+    return refused_field(typed, line)[1] if typed is not None else line
 
 
 def _selects_configs(loader: Any, override: Override) -> bool:

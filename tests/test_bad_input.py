@@ -155,6 +155,15 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
                             "valid: a float, finite and > 0"),
     (["optimizer=adam", "optimizer.betas=null"], "optimizer.betas=null: field 'optimizer.betas' is not Optional; "
                                                  "valid: 2 numbers, each in [0, 1)"),
+    # enums, bools, strings and list items (the list's override named)
+    (["checkpoint=null"], "checkpoint=null: field 'checkpoint' is not Optional; valid: one of none, last, best, both"),
+    (["model.norm=null"], "model.norm=null: field 'model.norm' is not Optional; valid: one of none, batchnorm, layernorm"),
+    (["resume=maybe"], "resume=maybe: Value 'maybe' is not a valid bool (type str); valid: true or false"),
+    (["dataset=mnist", "dataset.root=null"], "dataset.root=null: field 'dataset.root' is not Optional; valid: a string"),
+    (["model=cnn", "model.channels=[a,b]"], "model.channels=[a,b]: Value 'a' of type 'str' could not be converted to "
+                                            "Integer; valid: integers, each > 0"),
+    (["optimizer=adam", "optimizer.betas=[0.9,x]"], "optimizer.betas=[0.9,x]: Value 'x' of type 'str' could not be "
+                                                    "converted to Float; valid: 2 numbers, each in [0, 1)"),
 ])
 def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line

@@ -123,8 +123,8 @@ RANGE_ERRORS = [
     (["model=resmlp", "model.width=0"], r"model.width must be > 0, got 0"),
     (["model=cnn", "depth=2"], r"^depth must be >= 3 with model=cnn \(one conv layer per stage of "
                                r"model.channels=\[16, 32, 64\] at least\), got 2$"),
-    (["model=cnn", "model.channels=[8,0]"], r"model.channels must be numbers, each > 0, got \[8, 0\]"),
-    (["model=cnn", "model.channels=[]"], r"model.channels must be numbers, each > 0, got \[\]"),
+    (["model=cnn", "model.channels=[8,0]"], r"model.channels must be integers, each > 0, got \[8, 0\]"),
+    (["model=cnn", "model.channels=[]"], r"model.channels must be integers, each > 0, got \[\]"),
     (["model=transformer", "model.nhead=3"], r"^model.d_model must be a multiple of model.nhead \(3\), got 64$"),
     (["model=transformer", "model.dropout=1"], r"model.dropout must be in \[0, 1\), got 1"),
     (["model=transformer", "model.d_model=0"], r"model.d_model must be > 0, got 0"),
