@@ -163,6 +163,7 @@ def check_fields(node: Any, prefix: str) -> None:
         if rng is None:
             continue
         name, value = prefix + f.name, getattr(node, f.name)
+        _require(value != MISSING, f"{name} has no value (~{name} removed it); valid: {takes(f, noun=True)}")
         if f.metadata.get("list"):
             values = list(value)
             length = f.metadata["length"]

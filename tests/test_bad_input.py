@@ -155,6 +155,7 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
                             "valid: a float, finite and > 0"),
     (["optimizer=adam", "optimizer.betas=null"], "optimizer.betas=null: field 'optimizer.betas' is not Optional; "
                                                  "valid: 2 numbers, each in [0, 1)"),
+    (["~epochs"], "epochs has no value (~epochs removed it); valid: an integer >= 0"),
     # enums, bools, strings and list items (the list's override named)
     (["checkpoint=null"], "checkpoint=null: field 'checkpoint' is not Optional; valid: one of none, last, best, both"),
     (["model.norm=null"], "model.norm=null: field 'model.norm' is not Optional; valid: one of none, batchnorm, layernorm"),
