@@ -32,7 +32,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from initlab.config import (SCHEMAS, ConfigError, refused_field, register_configs,
                             reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
-from initlab.sweeps import check_group_choices, check_search
+from initlab.sweeps import check_group_choices, check_search, group_syntax
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -200,7 +200,8 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
         key, reason = refused_field(cause, _first_line(getattr(cause, "msg", str(cause))))
         override = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == key), key)
         return f"{override}: {reason}"
-    return " ".join(_first_line(str(e)) for e in (err, cause) if e is not None)
+    return (group_syntax(f"{err} {cause or ''}", args)
+            or " ".join(_first_line(str(e)) for e in (err, cause) if e is not None))
 
 
 def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose_rest: Compose,

@@ -153,7 +153,7 @@ def refused_field(err: Any, message: str) -> tuple[str, str]:
     if parent is not None and getattr(parent, "_metadata", None) is not None:
         schema, key, full = parent._metadata.object_type, node._key(), re.sub(r"\[\d+\]$", "", full)
     valid = None if "expected one of" in message else field_takes(schema, key)
-    return full, message + (f"; valid: {valid}" if valid else "")
+    return full, (message.rstrip(".") + f"; valid: {valid}") if valid else message
 
 
 def check_fields(node: Any, prefix: str) -> None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import logging
 import math
+import re
 from typing import Any, Optional
 
 from hydra.core.global_hydra import GlobalHydra
@@ -30,6 +32,8 @@ from omegaconf.errors import OmegaConfBaseException
 from initlab import objective
 from initlab.config import ConfigError, refused_field, to_experiment
 from initlab.models import check_config_fits
+
+log = logging.getLogger("initlab.sweep")
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
@@ -85,32 +89,66 @@ def sweep_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     return [job for batch in batches for job in batch]
 
 
+_HYDRA_JOB_KEYS = ("${hydra.job.override_dirname}", "${hydra.job.num}", "${hydra.job.name}", "${initlab_subdir:")
+
+
 def job_folders(config: DictConfig, jobs: list[list[str]]) -> list[str]:
     """Each job's folder inside the sweep dir: ``hydra.sweep.subdir`` resolved as Hydra resolves it
     for that job (``hydra.job.num`` and ``override_dirname``: the job's overrides but the keys
-    ``hydra.job.config.override_dirname.exclude_keys`` leaves out, sorted and joined)."""
-    from hydra._internal.config_loader_impl import get_overrides_dirname
+    ``hydra.job.config.override_dirname.exclude_keys`` leaves out, sorted and joined). A subdir
+    that reads other keys (``${seed}``, ``${hydra.runtime.choices.init}``) is resolved on the
+    sweep's config with the job's values and choices set. Raises ValueError where a folder cannot
+    be known before the job runs (``${hydra.job.id}``: the launcher assigns it; a key only a swept
+    choice has)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-    root = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra, resolve=False)})
+    loader = GlobalHydra.instance().config_loader()
+    parser = OverridesParser.create(config_loader=loader)
+    template = str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"])
+    reads_only_the_job = "${" not in _strip(template, _HYDRA_JOB_KEYS)
+    root = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra, resolve=False)} if reads_only_the_job
+                            else OmegaConf.to_container(config, resolve=False))
     naming = config.hydra.job.config.override_dirname
     folders = []
     for num, overrides in enumerate(jobs):
         parsed = [o for o in parser.parse_overrides(list(overrides)) if not o.is_hydra_override()]
-        root.hydra.job.num = num
-        root.hydra.job.override_dirname = get_overrides_dirname(parsed, list(naming.exclude_keys), naming.item_sep,
-                                                                naming.kv_sep)
-        folders.append(str(OmegaConf.select(root, "hydra.sweep.subdir")))
+        job = root if reads_only_the_job else copy.deepcopy(root)
+        try:
+            if not reads_only_the_job:
+                groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
+                for o in groups:
+                    job.hydra.runtime.choices[o.key_or_group] = o.value()
+                ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if o not in groups], job)
+            job.hydra.job.num = num
+            job.hydra.job.override_dirname = get_overrides_dirname(parsed, list(naming.exclude_keys),
+                                                                   naming.item_sep, naming.kv_sep)
+            folders.append(str(OmegaConf.select(job, "hydra.sweep.subdir", throw_on_missing=True)))
+        except (OmegaConfBaseException, HydraException) as err:
+            raise ValueError(f"hydra.sweep.subdir={template} for job #{num}: {_one_line(err)}") from None
     return folders
+
+
+def _strip(text: str, parts: tuple[str, ...]) -> str:
+    for part in parts:
+        text = text.replace(part, "")
+    return text
 
 
 def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> None:
     """ConfigError (one line) where two jobs of the sweep would write one folder: settings that
     differ only in keys the folder name leaves out (the runtime keys threads, device, checkpoint,
     ...: ``hydra.job.config.override_dirname.exclude_keys``). Run side by side, they would append
-    to the same files; run one after the other, the second would find the first's result."""
+    to the same files; run one after the other, the second would find the first's result. Where a
+    folder cannot be known before its job runs (``job_folders``' ValueError) the check is left to
+    the job folder's lock (initlab.records.lock_folder) and says so in the log."""
+    try:
+        folders = job_folders(config, jobs)
+    except ValueError as err:
+        log.info("[sweep] job folders not checked before launch (%s); a running job's folder lock still refuses "
+                 "a second job there", err)
+        return
     first: dict[str, int] = {}
-    for num, folder in enumerate(job_folders(config, jobs)):
+    for num, folder in enumerate(folders):
         if folder not in first:
             first[folder] = num
             continue
@@ -119,7 +157,8 @@ def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> None:
         keys = sorted(k for k in values[0].keys() | values[1].keys() if values[0].get(k) != values[1].get(k))
         if not keys:
             why = "they are the same job"
-        elif set(config.hydra.job.config.override_dirname.exclude_keys).issuperset(keys):
+        elif ("hydra.job.override_dirname" in str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"])
+              and set(config.hydra.job.config.override_dirname.exclude_keys).issuperset(keys)):
             why = (f"they differ only in {', '.join(keys)}, which the folder name leaves out "
                    f"(hydra.job.config.override_dirname.exclude_keys): sweep one value")
         else:
@@ -188,9 +227,9 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
 
 
 def check_group_choices(overrides: list[str]) -> None:
-    """ConfigError (one line) for an override that gives a config group anything but one choice:
-    null, a list (Hydra would compose the choices into one config, the last winning) or a dict, or
-    its removal (``~activation``). Sweeps (``init=a,b``) are left to each job; overrides Hydra
+    """ConfigError (one line) for an override that gives a config group anything but one of its
+    choices: an unknown one, null, a list (Hydra would compose the choices into one config, the
+    last winning) or a dict, or its removal (``~activation``). Sweeps (``init=a,b``) are left to each job; overrides Hydra
     cannot parse are left to Hydra's own message. Needs Hydra initialized (GlobalHydra)."""
     loader = GlobalHydra.instance().config_loader()
     try:
@@ -201,9 +240,36 @@ def check_group_choices(overrides: list[str]) -> None:
         group = o.key_or_group
         if o.is_sweep_override() or not loader.repository.group_exists(group):
             continue
+        options = loader.get_group_options(group)
         if o.is_delete() or not isinstance(o.value(), str):
-            raise ConfigError(f"{o.input_line}: the {group} group takes one choice; valid: "
-                              f"{', '.join(loader.get_group_options(group))}")
+            raise ConfigError(f"{o.input_line}: the {group} group takes one choice; valid: {', '.join(options)}")
+        if o.value() not in options:  # as Hydra's missing-file error reads after composing, for each job too
+            raise ConfigError(f"unknown {group} {o.value()!r}; valid: {', '.join(options)}")
+
+
+_GROUP_SYNTAX = (  # Hydra's words for a group override in the wrong form -> what the override should be
+    (r"Multiple values for ([\w/]+)\.", "{group} is in the config's defaults already: choose with {group}={value}"),
+    (r"force-add of config groups is not supported: '\+\+([\w/]+)=", "choose a group with {group}={value}"),
+    (r"Could not override '([\w/]+)'\. No match in the defaults list",
+     "{group} is not in the config's defaults: add it with +{group}={value}"),
+)
+
+
+def group_syntax(message: str, overrides: list[str]) -> Optional[str]:
+    """One line for Hydra's refusal ``message`` of a config group given with the wrong prefix
+    (``+activation=tanh``, ``++activation=tanh``, ``deep_plain=relu_he`` without ``+``): the form
+    that works and the group's choices; None for other messages."""
+    loader = GlobalHydra.instance().config_loader()
+    for pattern, advice in _GROUP_SYNTAX:
+        match = re.search(pattern, message)
+        if match is None or not loader.repository.group_exists(match.group(1)):
+            continue
+        group = match.group(1)
+        line = next((o for o in overrides if o.lstrip("+~").split("=", 1)[0] == group), group)
+        value = line.split("=", 1)[1] if "=" in line else "CHOICE"
+        return (f"{line}: {advice.format(group=group, value=value)}; valid: "
+                f"{', '.join(loader.get_group_options(group))}")
+    return None
 
 
 def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
@@ -233,7 +299,8 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
             ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
             check_config_fits(to_experiment(job_cfg))
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
-            raise ConfigError(f"job {' '.join(overrides)}: {_one_line(err)}") from err
+            reason = group_syntax(f"{err} {err.__cause__ or ''}", list(overrides)) or _one_line(err)
+            raise ConfigError(f"job {' '.join(overrides)}: {reason}") from err
 
 
 def _one_line(err: BaseException) -> str:

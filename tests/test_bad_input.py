@@ -156,6 +156,13 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["optimizer=adam", "optimizer.betas=null"], "optimizer.betas=null: field 'optimizer.betas' is not Optional; "
                                                  "valid: 2 numbers, each in [0, 1)"),
     (["~epochs"], "epochs has no value (~epochs removed it); valid: an integer >= 0"),
+    # a config group with the wrong prefix: Hydra's refusal, with the form that works and the choices
+    (["+activation=tanh"], "+activation=tanh: activation is in the config's defaults already: choose with "
+                           "activation=tanh; valid: " + ", ".join(group_choices("activation"))),
+    (["++activation=tanh"], "++activation=tanh: choose a group with activation=tanh; valid: "
+                            + ", ".join(group_choices("activation"))),
+    (["deep_plain=relu_he"], "deep_plain=relu_he: deep_plain is not in the config's defaults: add it with "
+                             "+deep_plain=relu_he; valid: " + ", ".join(group_choices("deep_plain"))),
     # enums, bools, strings and list items (the list's override named)
     (["checkpoint=null"], "checkpoint=null: field 'checkpoint' is not Optional; valid: one of none, last, best, both"),
     (["model.norm=null"], "model.norm=null: field 'model.norm' is not Optional; valid: one of none, batchnorm, layernorm"),

@@ -9,6 +9,7 @@ two-process pool (``train_pool``), but for command lines train.py's pre-check re
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from concurrent.futures import Future
 from pathlib import Path
@@ -50,7 +51,8 @@ BAD = {
     "bad_basic": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_parallel": "error: job depth=0 epochs=0: depth must be > 0, got 0",
     "bad_local": "error: job depth=0 epochs=0: depth must be > 0, got 0",
-    "bad_group": "error: job activation=nonesuch epochs=0: In 'config': Could not find 'activation/nonesuch'",
+    "bad_group": "error: job activation=nonesuch epochs=0: unknown activation 'nonesuch'; valid: "
+                 + ", ".join(group_choices("activation")),
     "unknown_key": f"error: unknown key foo; valid top-level keys: {TOP_KEYS}",
     "added_key": f"error: unknown key foo; valid top-level keys: {TOP_KEYS}",
     "swept_unknown_param": "error: unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode",
@@ -136,6 +138,11 @@ def test_a_job_giving_a_group_no_choice_is_refused_in_one_line():
         with pytest.raises(ConfigError, match=r"^job activation=null epochs=0: activation=null: the activation group "
                                               r"takes one choice; valid: elu, gelu, "):
             validate_jobs(cfg, [["activation=tanh", "epochs=0"], ["activation=null", "epochs=0"]])
+        with pytest.raises(ConfigError, match=r"^job activation=foo: unknown activation 'foo'; valid: elu, "):
+            validate_jobs(cfg, [["activation=foo"]])
+        with pytest.raises(ConfigError, match=r"^job deep_plain=relu_he: deep_plain=relu_he: deep_plain is not in the "
+                                              r"config's defaults: add it with \+deep_plain=relu_he; valid: dks_tanh, "):
+            validate_jobs(cfg, [["deep_plain=relu_he"]])
 
 
 def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
@@ -157,6 +164,25 @@ def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
         assert job_folders(numbered, jobs) == ["0", "1"]
         check_job_folders(numbered, jobs)
         check_job_folders(cfg, [["depth=2", "seed=0"], ["depth=2", "seed=1"]])
+
+
+def test_a_subdir_reading_the_jobs_config_is_resolved_per_job(caplog):
+    """hydra.sweep.subdir=${seed} or ${hydra.runtime.choices.activation}: each job's own value (a
+    sweep over seeds or activations writes separate folders; one over depths alone collides); a
+    subdir no one knows before launch (${hydra.job.id}) is left to the folder lock, and logged."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        by_seed = _compose_multirun("hydra.sweep.subdir=s${seed}")
+        assert job_folders(by_seed, [["seed=3"], ["seed=4", "depth=5"]]) == ["s3", "s4"]
+        with pytest.raises(ConfigError, match=r"they differ only in depth, which hydra.sweep.subdir=s\$\{seed\}"):
+            check_job_folders(by_seed, [["depth=2"], ["depth=3"]])
+        by_choice = _compose_multirun("hydra.sweep.subdir=${hydra.runtime.choices.activation}")
+        assert job_folders(by_choice, [["activation=relu"], ["activation=tanh"]]) == ["relu", "tanh"]
+        by_id = _compose_multirun("hydra.sweep.subdir=${hydra.job.id}")
+        with pytest.raises(ValueError, match="hydra.job.id"):
+            job_folders(by_id, [["depth=2"], ["depth=3"]])
+        with caplog.at_level(logging.INFO, logger="initlab.sweep"):
+            check_job_folders(by_id, [["depth=2"], ["depth=3"]])
+        assert "job folders not checked before launch" in caplog.text
 
 
 # --- job folder names ---------------------------------------------------------------------------
