@@ -390,7 +390,7 @@ def test_backward_and_jacobian_match_monte_carlo():
 def test_tanh_without_bias_is_critical_at_one():
     assert T.critical_sigma_w2("tanh", 0.0) == pytest.approx(1.0, abs=1e-12)
     assert T.fixed_point("tanh", 1.0, 0.0) == 0.0
-    assert T.chi1("tanh", 1.0, 0.0) == pytest.approx(1.0, abs=1e-12)
+    assert T.chi1("tanh", 1.0, 0.0) == 1.0  # at q* = 0, E[phi'(0 z)^2] is phi'(0)^2 = 1 exactly, not by a rule
     assert T.depth_scales("tanh", 1.0, 0.0) == (math.inf, math.inf)
     assert T.depth_scales("tanh", 1.01, 0.0)[1] > 1e4
     assert T.chi1("tanh", 0.9, 0.0) == pytest.approx(0.9)  # q* = 0: chi_1 = sigma_w^2 phi'(0)^2
