@@ -124,6 +124,8 @@ def _type_takes(hint: Any) -> Optional[str]:
         return inner and f"{inner} or null"
     if isinstance(hint, type) and issubclass(hint, Enum):
         return "one of " + ", ".join(str(m.value) for m in hint)
+    if is_dataclass(hint):  # a nested config (early_stopping): set its keys one by one
+        return "its keys, each set on its own (" + ", ".join(f.name for f in fields(hint)) + ")"
     return {bool: "true or false", str: "a string", int: "an integer", float: "a float"}.get(hint)
 
 

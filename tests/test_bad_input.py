@@ -156,6 +156,8 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["optimizer=adam", "optimizer.betas=null"], "optimizer.betas=null: field 'optimizer.betas' is not Optional; "
                                                  "valid: 2 numbers, each in [0, 1)"),
     (["~epochs"], "epochs has no value (~epochs removed it); valid: an integer >= 0"),
+    (["early_stopping=null"], "early_stopping=null: field 'early_stopping' is not Optional; valid: its keys, each set "
+                              "on its own (enabled, monitor, patience, min_delta, restarts, restart_below)"),
     # a config group with the wrong prefix: Hydra's refusal, with the form that works and the choices
     (["+activation=tanh"], "+activation=tanh: activation is in the config's defaults already: choose with "
                            "activation=tanh; valid: " + ", ".join(group_choices("activation"))),
