@@ -104,7 +104,7 @@ def job_folders(config: DictConfig, jobs: list[list[str]]) -> list[str]:
 
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create(config_loader=loader)
-    template = str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"])
+    template = subdir_template(config)
     reads_only_the_job = "${" not in _strip(template, _HYDRA_JOB_KEYS)
     root = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra, resolve=False)} if reads_only_the_job
                             else OmegaConf.to_container(config, resolve=False))
@@ -126,6 +126,12 @@ def job_folders(config: DictConfig, jobs: list[list[str]]) -> list[str]:
         except (OmegaConfBaseException, HydraException) as err:
             raise ValueError(f"hydra.sweep.subdir={template} for job #{num}: {_one_line(err)}") from None
     return folders
+
+
+def subdir_template(config: DictConfig) -> str:
+    """``hydra.sweep.subdir`` as written (unresolved), e.g. the default
+    ``${initlab_subdir:${hydra.job.override_dirname}}``."""
+    return str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"])
 
 
 def _strip(text: str, parts: tuple[str, ...]) -> str:
@@ -155,15 +161,15 @@ def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> None:
         other = first[folder]
         values = [dict(o.split("=", 1) if "=" in o else (o, "") for o in jobs[k]) for k in (other, num)]
         keys = sorted(k for k in values[0].keys() | values[1].keys() if values[0].get(k) != values[1].get(k))
+        template = subdir_template(config)
         if not keys:
             why = "they are the same job"
-        elif ("hydra.job.override_dirname" in str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"])
+        elif ("hydra.job.override_dirname" in template
               and set(config.hydra.job.config.override_dirname.exclude_keys).issuperset(keys)):
             why = (f"they differ only in {', '.join(keys)}, which the folder name leaves out "
                    f"(hydra.job.config.override_dirname.exclude_keys): sweep one value")
         else:
-            subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"]
-            why = (f"they differ only in {', '.join(keys)}, which hydra.sweep.subdir={subdir} leaves out: "
+            why = (f"they differ only in {', '.join(keys)}, which hydra.sweep.subdir={template} leaves out: "
                    f"name the folders by them (the default, ${{initlab_subdir:${{hydra.job.override_dirname}}}}, does)")
         raise ConfigError(f"jobs #{other} ({' '.join(jobs[other])}) and #{num} ({' '.join(jobs[num])}) would write "
                           f"one folder, {folder}: {why}")
@@ -229,8 +235,8 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
 def check_group_choices(overrides: list[str]) -> None:
     """ConfigError (one line) for an override that gives a config group anything but one of its
     choices: an unknown one, null, a list (Hydra would compose the choices into one config, the
-    last winning) or a dict, or its removal (``~activation``). Sweeps (``init=a,b``) are left to each job; overrides Hydra
-    cannot parse are left to Hydra's own message. Needs Hydra initialized (GlobalHydra)."""
+    last winning) or a dict, or its removal (``~activation``). Sweeps (``init=a,b``) are left to
+    each job; overrides Hydra cannot parse, to Hydra's own message. Needs Hydra initialized."""
     loader = GlobalHydra.instance().config_loader()
     try:
         parsed = OverridesParser.create(config_loader=loader).parse_overrides(list(overrides))

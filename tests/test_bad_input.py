@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import fields
+import typing
+from dataclasses import fields, is_dataclass
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -201,6 +202,31 @@ def test_null_for_every_numeric_field_says_what_is_valid(base, key, rng, kind):
     noun = "" if kind.endswith("list") else "an integer " if kind == "int" else "a float"
     assert message.startswith(f"{key}=null: field '{key}' is not Optional; valid: {noun}"), message
     assert message.endswith(rng.describe()) and "\n" not in message, message
+
+
+def other_fields(schema: type) -> list[str]:
+    """Fields of ``schema`` without a declared range and without null among their values: enums,
+    bools, strings (not ``name``, which the choice's file sets, nor nested configs)."""
+    hints = typing.get_type_hints(schema)
+    return [f.name for f in fields(schema) if "range" not in f.metadata and f.name != "name"
+            and type(None) not in typing.get_args(hints[f.name]) and not is_dataclass(hints[f.name])
+            and f.name not in GROUPS]
+
+
+OTHER_FIELDS = list({key: (base, key) for base, key in reversed(
+    [((f"{group}={choice}",), f"{group}.{name}") for group in GROUPS for choice in group_choices(group)
+     for name in other_fields(schema_of(group, choice))]
+    + [((), name) for name in other_fields(ExperimentConfig)]
+    + [((), f"early_stopping.{name}") for name in other_fields(EarlyStoppingConfig)])}.values())
+
+
+@pytest.mark.parametrize("base,key", OTHER_FIELDS, ids=[" ".join((*b, k)) for b, k in OTHER_FIELDS])
+def test_null_for_every_other_field_says_what_is_valid(base, key):
+    """The same for enums, bools and strings: what the annotation admits (an enum's values, true or
+    false, a string), one line."""
+    message = check_single_run([*base, f"{key}=null"], CONF)
+    assert message is not None and message.startswith(f"{key}=null: field '{key}' is not Optional; valid: "), message
+    assert "\n" not in message
 
 
 SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_to, embedding, factor, mode "

@@ -107,7 +107,8 @@ def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], grou
             continue
         i = group[0]
         if i in twins:
-            why = f"its folder is job #{configs[twins[i]].hydra.job.num}'s (keys its folder name leaves out aside, the same job)"
+            why = (f"its folder is job #{configs[twins[i]].hydra.job.num}'s "
+                   f"(the same job but for keys its folder name leaves out)")
         elif configs[i].hydra.job.chdir:
             why = "hydra.job.chdir=true (a job that changes into its folder needs a process of its own)"
         else:
