@@ -37,7 +37,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from initlab.config import ConfigError
 from initlab.records import RESULT_JSON, FolderInUse, remove_temporaries, write_bytes_atomic, write_json_atomic
-from initlab.sweeps import check_job_folders, check_search, search_jobs, sweep_jobs, validate_jobs
+from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_search, search_jobs, sweep_jobs,
+                             validate_jobs)
 
 log = logging.getLogger("initlab.sweep")
 
@@ -183,9 +184,10 @@ class SweepProgress(Callback):
             corners = search_jobs(config)
             check_search(config)
             if jobs is not None or corners is not None:
-                validate_jobs(config, jobs if jobs is not None else corners)
+                experiments = validate_jobs(config, jobs if jobs is not None else corners)
             if jobs is not None:
                 check_job_folders(config, jobs)
+                check_distinct_jobs(jobs, experiments)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)

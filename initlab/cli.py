@@ -32,7 +32,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from initlab.config import (SCHEMAS, ConfigError, refused_field, register_configs,
                             reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
-from initlab.sweeps import check_group_choices, check_search, group_syntax
+from initlab.sweeps import check_bool_values, check_group_choices, check_search, group_syntax
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -169,7 +169,9 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
             return _composition_message(err, list(args), lambda rest: compose(config_name, overrides=rest))
         with open_dict(cfg):
             del cfg["hydra"]
+        loader = GlobalHydra.instance().config_loader()
         try:
+            check_bool_values(OverridesParser.create(config_loader=loader).parse_overrides(list(args)), cfg)
             check_config_fits(to_experiment(cfg))
         except ConfigError as err:
             return str(err)

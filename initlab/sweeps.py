@@ -28,9 +28,10 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+from omegaconf.nodes import BooleanNode
 
 from initlab import objective
-from initlab.config import ConfigError, refused_field, to_experiment
+from initlab.config import SCHEMAS, ConfigError, ExperimentConfig, refused_field, to_experiment
 from initlab.models import check_config_fits
 
 log = logging.getLogger("initlab.sweep")
@@ -235,8 +236,9 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
 def check_group_choices(overrides: list[str]) -> None:
     """ConfigError (one line) for an override that gives a config group anything but one of its
     choices: an unknown one, null, a list (Hydra would compose the choices into one config, the
-    last winning) or a dict, or its removal (``~activation``). Sweeps (``init=a,b``) are left to
-    each job; overrides Hydra cannot parse, to Hydra's own message. Needs Hydra initialized."""
+    last winning) or a dict, or its removal (``~activation``); removing an optional group
+    (``~experiment``), which only ``+`` adds, has nothing to remove. Sweeps (``init=a,b``) are left
+    to each job; overrides Hydra cannot parse, to Hydra's own message. Needs Hydra initialized."""
     loader = GlobalHydra.instance().config_loader()
     try:
         parsed = OverridesParser.create(config_loader=loader).parse_overrides(list(overrides))
@@ -247,6 +249,9 @@ def check_group_choices(overrides: list[str]) -> None:
         if o.is_sweep_override() or not loader.repository.group_exists(group):
             continue
         options = loader.get_group_options(group)
+        if o.is_delete() and group not in SCHEMAS:  # experiment, deep_plain: none unless added with +
+            raise ConfigError(f"{o.input_line}: the {group} group is optional and left out unless added: drop "
+                              f"{o.input_line}, or add one with +{group}=NAME; valid: {', '.join(options)}")
         if o.is_delete() or not isinstance(o.value(), str):
             raise ConfigError(f"{o.input_line}: the {group} group takes one choice; valid: {', '.join(options)}")
         if o.value() not in options:  # as Hydra's missing-file error reads after composing, for each job too
@@ -278,7 +283,7 @@ def group_syntax(message: str, overrides: list[str]) -> Optional[str]:
     return None
 
 
-def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
+def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentConfig]:
     """Compose every job's config as the launcher will and validate it with ``to_experiment`` (and
     ``initlab.models.check_config_fits``: the model against the dataset's kind of data).
 
@@ -286,13 +291,15 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
     group choices: the groups are composed once per distinct choice (``load_sweep_config``), then
     each job's value overrides are applied to a copy, as Hydra applies them after composition
     (for ``+experiment=grid_quick``: 32 compositions for 288 jobs).
-    Raises ``ConfigError`` with one line naming the first bad job (its overrides) and the reason.
+    Returns each job's experiment, in order. Raises ``ConfigError`` with one line naming the first
+    bad job (its overrides) and the reason.
     """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create(config_loader=loader)
     composed: dict[tuple[str, ...], DictConfig] = {}
+    experiments = []
     for overrides in jobs:
         try:
             check_group_choices(overrides)
@@ -303,10 +310,43 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
                 composed[groups] = _compose(loader, config, list(groups))
             job_cfg = copy.deepcopy(composed[groups])
             ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
-            check_config_fits(to_experiment(job_cfg))
+            check_bool_values(values, job_cfg)
+            experiments.append(to_experiment(job_cfg))
+            check_config_fits(experiments[-1])
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             reason = group_syntax(f"{err} {err.__cause__ or ''}", list(overrides)) or _one_line(err)
             raise ConfigError(f"job {' '.join(overrides)}: {reason}") from err
+    return experiments
+
+
+def check_distinct_jobs(jobs: list[list[str]], experiments: list[ExperimentConfig]) -> None:
+    """ConfigError (one line) where two jobs of a sweep are one run spelt two ways (``depth=2,02``,
+    ``optimizer.lr=0.1,1e-1``): their folders differ, so both would train, and analyze.py would
+    count the run twice (as two seeds, narrowing its interval). ``experiments``: validate_jobs'."""
+    first: dict[str, int] = {}
+    for num, exp in enumerate(experiments):
+        other = first.setdefault(repr(exp), num)
+        if other != num:
+            raise ConfigError(f"jobs #{other} ({' '.join(jobs[other])}) and #{num} ({' '.join(jobs[num])}) are the "
+                              f"same run (equal configs): sweep each value once")
+
+
+def check_bool_values(overrides: list[Override], cfg: DictConfig) -> None:
+    """ConfigError (one line) for a value override of a true/false field (``resume``,
+    ``optimizer.nesterov``) that is neither: OmegaConf reads every integer as a bool
+    (``optimizer.nesterov=2`` is true, ``=0`` false) and ``yes``, ``on``, ``y`` too, so a number
+    meant for another key would pass silently. ``cfg``: the config the overrides were applied to."""
+    for o in overrides:
+        if o.is_sweep_override() or o.is_delete() or o.is_hydra_override():
+            continue
+        value = o.value()
+        spelt = isinstance(value, str) and (value.lower() in ("true", "false") or "${" in value)  # 'true', ${x}
+        if isinstance(value, bool) or spelt:
+            continue
+        parent_key, _, leaf = o.key_or_group.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+        if OmegaConf.is_dict(parent) and isinstance(parent._get_node(leaf, throw_on_missing_key=False), BooleanNode):
+            raise ConfigError(f"{o.input_line}: not a bool; valid: true or false")
 
 
 def _one_line(err: BaseException) -> str:

@@ -145,8 +145,8 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["+epoch=3", "epochs=0"], f"unknown key epoch; valid top-level keys: {TOP_KEYS}"),
     (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer; "
                       "valid: an integer > 0"),
-    (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x', expected one of [fan_in, fan_out]"),
-    (["loss=hinge"], "loss=hinge: Invalid value 'hinge', expected one of [cross_entropy, mse]"),
+    (["init.mode=fan_x"], "init.mode=fan_x: Invalid value 'fan_x'; valid: one of fan_in, fan_out"),
+    (["loss=hinge"], "loss=hinge: Invalid value 'hinge'; valid: one of cross_entropy, mse"),
     (["log_every_steps=-1"], "log_every_steps must be in [0, 2147483647], got -1"),
     (["distributions_every=1.5"], "distributions_every=1.5: Value '1.5' of type 'float' could not be converted to "
                                   "Integer; valid: an integer in [0, 2147483647]"),
@@ -175,6 +175,10 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
                                             "Integer; valid: integers, each > 0"),
     (["optimizer=adam", "optimizer.betas=[0.9,x]"], "optimizer.betas=[0.9,x]: Value 'x' of type 'str' could not be "
                                                     "converted to Float; valid: 2 numbers, each in [0, 1)"),
+    # OmegaConf reads any integer, and yes/on/y, as a bool: nesterov=2 was a silent true
+    (["optimizer.nesterov=2"], "optimizer.nesterov=2: not a bool; valid: true or false"),
+    (["resume=yes"], "resume=yes: not a bool; valid: true or false"),
+    (["early_stopping.enabled=0"], "early_stopping.enabled=0: not a bool; valid: true or false"),
 ])
 def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line
@@ -291,6 +295,9 @@ def test_a_config_group_takes_one_choice(args, bad):
     assert line is not None and line.endswith("valid: " + ", ".join(group_choices(group))), line
     if bad:
         assert line.startswith(f"{bad}: the {group} group takes one choice; valid: "), line
+    optional = check_command_line(["~experiment"], CONF)  # none by default: ~ has nothing to remove
+    assert optional.startswith("~experiment: the experiment group is optional and left out unless added: drop "
+                               "~experiment, or add one with +experiment=NAME; valid: deep_plain, "), optional
     launcher = check_command_line(["hydra/launcher=null"], CONF)
     assert launcher.startswith("hydra/launcher=null: the hydra/launcher group takes one choice; valid: basic, batched,")
 
@@ -314,6 +321,7 @@ def test_unknown_choice_lists_the_valid_ones(group):
 
 def test_valid_command_lines_pass_and_flags_are_left_to_hydra():
     assert check_single_run(["init=orthogonal", "init.gain=1.5", "hydra.run.dir=/tmp/x"], CONF) is None
+    assert check_single_run(["resume=False", "optimizer.nesterov='true'", "optimizer.momentum=0.9"], CONF) is None
     assert check_single_run(["-m", "depth=0,1"], CONF) is None  # sweeps: validated by the sweep callback
     assert check_single_run(["--cfg", "job", "init.factr=1"], CONF) is None
     assert check_command_line(["-m", "--cfg", "job", "foo=1"], CONF) is None

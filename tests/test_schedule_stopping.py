@@ -173,7 +173,7 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
      "early_stopping.restarts=2 needs early_stopping.restart_below (the value of val_loss an attempt must reach), "
      "got null"),
     (["early_stopping.patience=0"], "early_stopping.patience must be >= 1, got 0"),
-    (["checkpoint=all"], "checkpoint=all: Invalid value 'all', expected one of [none, last, best, both]"),
+    (["checkpoint=all"], "checkpoint=all: Invalid value 'all'; valid: one of none, last, best, both"),
 ])
 def test_settings_that_need_a_validation_split_or_each_other_are_refused_in_one_line(args, line):
     assert check_single_run(args, CONF) == line

@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 from conftest import CONF, Completed, group_choices, read_json, run_train, TOP_KEYS, train_env, train_refused_in_process
 from initlab.analysis.tables import read_job
 from initlab.config import ConfigError, register_configs
-from initlab.sweeps import NAME_MAX, check_job_folders, job_folders, job_subdir, sweep_jobs, validate_jobs
+from initlab.sweeps import (NAME_MAX, check_distinct_jobs, check_job_folders, job_folders, job_subdir, sweep_jobs,
+                            validate_jobs)
 
 TINY = ["dataset=moons", "depth=1", "epochs=0", "threads=1"]
 # The issue's example: about twenty overrides (an activation slope, four trunc_normal fields, four
@@ -43,6 +44,7 @@ SWEEPS = {
     "swept_unknown_param": ["init=he_normal,orthogonal", "init.factr=1", "epochs=0"],
     # threads is a runtime key, left out of folder names: two jobs, one folder
     "twins_parallel": ["hydra/launcher=parallel", "threads=1,2", "depth=2", "epochs=0"],
+    "spelt_twice": ["depth=2,02", "epochs=0"],
     "glob": ["init=glob(he_*)", *TINY],
     "range_parallel": ["hydra/launcher=parallel", "seed=range(0,3)", *TINY],
     "long": LONG,
@@ -59,6 +61,8 @@ BAD = {
     "twins_parallel": "error: jobs #0 (threads=1 depth=2 epochs=0) and #1 (threads=2 depth=2 epochs=0) would write one "
                       "folder, depth=2,epochs=0: they differ only in threads, which the folder name leaves out "
                       "(hydra.job.config.override_dirname.exclude_keys): sweep one value",
+    "spelt_twice": "error: jobs #0 (depth=2 epochs=0) and #1 (depth=02 epochs=0) are the same run (equal configs): "
+                   "sweep each value once",
 }
 
 # refused by train.py's pre-check of the sweep's base config, before Hydra starts: run as __main__ in
@@ -164,6 +168,19 @@ def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
         assert job_folders(numbered, jobs) == ["0", "1"]
         check_job_folders(numbered, jobs)
         check_job_folders(cfg, [["depth=2", "seed=0"], ["depth=2", "seed=1"]])
+
+
+def test_one_run_spelt_two_ways_is_refused_naming_both_jobs():
+    """-m depth=2,02: two folders, one run, trained twice and counted as two seeds by analyze.py."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("epochs=0")
+        jobs = [["depth=2", "epochs=0"], ["depth=3", "epochs=0"], ["depth=02", "epochs=0"]]
+        with pytest.raises(ConfigError, match=r"^jobs #0 \(depth=2 epochs=0\) and #2 \(depth=02 epochs=0\) are the "
+                                              r"same run \(equal configs\): sweep each value once$"):
+            check_distinct_jobs(jobs, validate_jobs(cfg, jobs))
+        check_distinct_jobs(jobs[:2], validate_jobs(cfg, jobs[:2]))
+        with pytest.raises(ConfigError, match=r"^job seed=1 resume=2: resume=2: not a bool; valid: true or false$"):
+            validate_jobs(cfg, [["seed=0", "resume=true"], ["seed=1", "resume=2"]])
 
 
 def test_a_subdir_reading_the_jobs_config_is_resolved_per_job(caplog):

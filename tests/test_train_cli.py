@@ -54,8 +54,8 @@ BAD_INPUTS = {
                                        r"valid: apply_to, embedding, factor, mode$"),
     "init.factr": (["init.factr=2"], r"^error: unknown init parameter\(s\) factr for init=he_normal; "
                                      r"valid: apply_to, embedding, factor, mode$"),
-    "init.mode=fan_x": (["init.mode=fan_x"], r"^error: init\.mode=fan_x: Invalid value 'fan_x', expected one of "
-                                             r"\[fan_in, fan_out\]$"),
+    "init.mode=fan_x": (["init.mode=fan_x"], r"^error: init\.mode=fan_x: Invalid value 'fan_x'; valid: one of "
+                                             r"fan_in, fan_out$"),
     "device=cuda": (["device=cuda"], r"^error: device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda$"),
 }
 
