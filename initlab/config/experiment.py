@@ -1,0 +1,125 @@
+"""One run's whole config: ``ExperimentConfig`` (every group plus the top-level keys), the
+``SCHEMAS`` registry Hydra's ConfigStore gets, and ``to_experiment``, which checks a composed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from initlab.config.activation import ActivationConfig, ELUConfig, GELUConfig, LeakyReLUConfig, check_transform
+from initlab.config.dataset import (BlobsConfig, CirclesConfig, DatasetConfig, DigitsConfig, ImdbConfig,
+                                    MajorityConfig, NoisyConfig, ShapesConfig, SpiralConfig, TorchvisionConfig)
+from initlab.config.enums import Device, KeptCheckpoint, Loss, Objective
+from initlab.config.init import (GainConfig, InitConfig, LSUVConfig, NormalConfig, TruncNormalConfig,
+                                 VarianceScalingConfig)
+from initlab.config.model import CNNConfig, MLPConfig, ModelConfig, ResMLPConfig, ResNet18Config, TransformerConfig
+from initlab.config.ranges import INT_MAX, SEED_MAX, Checked, _require, number
+from initlab.config.training import (AdamConfig, CosineSchedulerConfig, EarlyStoppingConfig, LoggerConfig,
+                                     OptimizerConfig, PlateauSchedulerConfig, RMSpropConfig, SchedulerConfig,
+                                     SGDConfig, StepSchedulerConfig, TensorBoardConfig)
+
+
+@dataclass
+class ExperimentConfig(Checked):
+    activation: ActivationConfig = MISSING
+    init: InitConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    model: ModelConfig = MISSING
+    logger: LoggerConfig = MISSING
+    scheduler: SchedulerConfig = MISSING
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    depth: int = number(gt=0, integer=True)
+    epochs: int = number(ge=0, integer=True)
+    batch_size: int = number(gt=0, integer=True)
+    seed: int = number(ge=0, le=SEED_MAX, integer=True)
+    device: Device = MISSING
+    probe_size: int = number(gt=0, integer=True)  # capped at the training-set size
+    threads: Optional[int] = number(None, gt=0, le=INT_MAX, integer=True, optional=True)
+    resume: bool = True
+    checkpoint: KeptCheckpoint = KeptCheckpoint.none
+    checkpoint_every_s: float = number(0.0, ge=0.0, le=1e9)  # seconds of a run between checkpoints; 0: every epoch
+    jacobian_every: int = number(0, ge=0, integer=True)
+    loss: Loss = Loss.cross_entropy
+    log_every_steps: int = number(0, ge=0, le=INT_MAX, integer=True)  # steps.csv every k optimizer steps; 0: off
+    distributions_every: int = number(0, ge=0, le=INT_MAX, integer=True)  # distributions.csv at 0 and every k epochs
+    objective: Optional[Objective] = None  # returned to an optimizing sweeper (initlab.objective); null: nothing
+
+    def check(self) -> None:
+        self.model.check_depth(self.depth)
+        check_transform(self.activation, self.model)
+        needs_val = []
+        if self.early_stopping.enabled:
+            needs_val.append(f"early_stopping.enabled=true (monitor {self.early_stopping.monitor.value})")
+        if self.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both):
+            needs_val.append(f"checkpoint={self.checkpoint.value} (best by {self.early_stopping.monitor.value})")
+        plateau = getattr(self.scheduler, "monitor", None)
+        if plateau is not None and plateau.value.startswith("val_"):
+            needs_val.append(f"scheduler.monitor={plateau.value}")
+        if self.objective is not None and self.objective.value.startswith("val_"):
+            needs_val.append(f"objective={self.objective.value}")
+        _require(not needs_val or self.dataset.val_size > 0,
+                 f"{', '.join(needs_val)} needs a validation split: set dataset.val_size > 0")
+        with_embeddings = [name for name, schema in SCHEMAS["model"].items() if schema.EMBEDDINGS]
+        _require(not self.init.embedding or self.model.EMBEDDINGS,
+                 f"init.embedding=true changes nothing with model={self.model.name} (no embedding layers); "
+                 f"models with embeddings: {', '.join(with_embeddings)}")
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "activation": {"base": ActivationConfig, "leaky_relu": LeakyReLUConfig, "elu": ELUConfig,
+                   "gelu": GELUConfig},
+    "init": {"base": InitConfig, "variance_scaling": VarianceScalingConfig, "gain": GainConfig,
+             "normal": NormalConfig, "trunc_normal": TruncNormalConfig, "lsuv": LSUVConfig},
+    "dataset": {"digits": DigitsConfig, "torchvision": TorchvisionConfig, "noisy": NoisyConfig,
+                "blobs": BlobsConfig, "circles": CirclesConfig, "spiral": SpiralConfig, "shapes": ShapesConfig,
+                "majority": MajorityConfig, "imdb": ImdbConfig},
+    "optimizer": {"sgd": SGDConfig, "rmsprop": RMSpropConfig, "adam": AdamConfig},
+    "scheduler": {"base": SchedulerConfig, "step": StepSchedulerConfig, "cosine": CosineSchedulerConfig,
+                  "reduce_on_plateau": PlateauSchedulerConfig},
+    "model": {"mlp": MLPConfig, "resmlp": ResMLPConfig, "cnn": CNNConfig, "resnet18": ResNet18Config,
+              "transformer": TransformerConfig},
+    "logger": {"none": LoggerConfig, "tensorboard": TensorBoardConfig},
+}
+
+
+def register_configs() -> None:
+    """Store every schema under ``schema/<group>/<name>``; the YAML files extend them."""
+    cs = ConfigStore.instance()
+    cs.store(name="experiment_schema", node=ExperimentConfig)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+TOP_LEVEL_KEYS = tuple(f.name for f in fields(ExperimentConfig))
+HYDRA_KEY = "hydra"  # Hydra's own node (``hydra.sweeper.params`` from experiment files, ...)
+
+
+def reject_unknown_top_level_keys(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` naming keys of ``cfg`` that ``ExperimentConfig`` lacks (``hydra`` passes)."""
+    unknown = sorted(set(cfg.keys()) - set(TOP_LEVEL_KEYS) - {HYDRA_KEY})
+    _require(not unknown, f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                          f"valid top-level keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+
+
+def _reject_unknown_keys(cfg: DictConfig) -> None:
+    """Hydra refuses ``epoch=3`` and ``init.factr=2`` itself, but ``+epoch=3`` and ``+init.factr=2``
+    add keys that ``OmegaConf.to_object`` would drop silently: a typo would train the defaults."""
+    reject_unknown_top_level_keys(cfg)
+    for group in (*SCHEMAS, "early_stopping"):
+        node = cfg[group]
+        allowed = {f.name for f in fields(OmegaConf.get_type(node))}
+        unknown = sorted(set(node.keys()) - allowed)
+        where = f"for {group}={node.name}" if group in SCHEMAS else f"in {group}"
+        _require(not unknown, f"unknown {group} parameter(s) {', '.join(unknown)} {where}; "
+                              f"valid: {', '.join(sorted(allowed - {'name'}))}")
+
+
+def to_experiment(cfg: DictConfig) -> ExperimentConfig:
+    """Instantiate the typed config; any value out of its range raises a one-line ``ConfigError``."""
+    _reject_unknown_keys(cfg)
+    return OmegaConf.to_object(cfg)

@@ -1,0 +1,124 @@
+"""How a run trains: the optimizer, logger and scheduler groups' schemas, and early stopping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+from omegaconf import MISSING
+
+from initlab.config.enums import Mode, Monitor, PlateauMonitor
+from initlab.config.ranges import Checked, _require, number, numbers
+
+
+# --- optimizer --------------------------------------------------------------------------------
+@dataclass
+class OptimizerConfig(Checked):
+    PREFIX: ClassVar[str] = "optimizer."
+    name: str = MISSING
+    lr: float = number(gt=0)
+    weight_decay: float = number(0.0, ge=0)
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = number(0.0, ge=0, lt=1)
+    nesterov: bool = False
+
+    def check(self) -> None:
+        _require(not self.nesterov or self.momentum > 0, "optimizer.nesterov=true needs optimizer.momentum > 0")
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    alpha: float = number(ge=0, lt=1)
+    eps: float = number(gt=0)
+    momentum: float = number(0.0, ge=0, lt=1)
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    betas: list[float] = numbers(length=2, ge=0, lt=1)
+    eps: float = number(gt=0)
+
+
+# --- logger -----------------------------------------------------------------------------------
+@dataclass
+class LoggerConfig(Checked):
+    """``none``: no logger; the records are the CSVs and result.json (initlab.train.tensorboard)."""
+
+    PREFIX: ClassVar[str] = "logger."
+    name: str = MISSING
+
+
+@dataclass
+class TensorBoardConfig(LoggerConfig):
+    """TensorBoard event files in ``<job>/tb/``; ``histograms``: weights, gradients and every site's
+    pre-activations and activations on the probe batch each epoch (one more probe pass)."""
+
+    histograms: bool = True
+
+
+# --- scheduler --------------------------------------------------------------------------------
+@dataclass
+class SchedulerConfig(Checked):
+    """An epoch-wise learning-rate schedule (initlab.train.schedule). ``warmup_epochs`` > 0 first
+    raises the lr linearly, ``optimizer.lr * e / warmup_epochs`` in epoch e, then hands over."""
+
+    PREFIX: ClassVar[str] = "scheduler."
+    name: str = MISSING
+    warmup_epochs: int = number(0, ge=0, integer=True)
+
+
+@dataclass
+class StepSchedulerConfig(SchedulerConfig):
+    """torch.optim.lr_scheduler.StepLR: lr times ``gamma`` every ``step_size`` epochs."""
+
+    step_size: int = number(gt=0, integer=True)
+    gamma: float = number(gt=0, le=1)
+
+
+@dataclass
+class CosineSchedulerConfig(SchedulerConfig):
+    """torch.optim.lr_scheduler.CosineAnnealingLR; ``T_max`` null = the epochs after warmup."""
+
+    T_max: Optional[int] = number(None, gt=0, integer=True, optional=True)
+    eta_min: float = number(0.0, ge=0)
+
+
+@dataclass
+class PlateauSchedulerConfig(SchedulerConfig):
+    """torch.optim.lr_scheduler.ReduceLROnPlateau on ``monitor`` (its other arguments torch's defaults)."""
+
+    monitor: PlateauMonitor = MISSING
+    mode: Mode = MISSING
+    factor: float = number(gt=0, lt=1)
+    patience: int = number(ge=0, integer=True)
+    min_lr: float = number(0.0, ge=0)
+
+
+# --- early stopping ---------------------------------------------------------------------------
+@dataclass
+class EarlyStoppingConfig(Checked):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs,
+    then restore the best epoch's weights; ``restarts`` > 0 trains again from a fresh init (a seed
+    derived from ``seed``) while the best value is worse than ``restart_below`` (for val_acc:
+    below it; for val_loss: above it)."""
+
+    PREFIX: ClassVar[str] = "early_stopping."
+    enabled: bool = False
+    monitor: Monitor = Monitor.val_loss
+    patience: int = number(5, ge=1, integer=True)
+    min_delta: float = number(0.0, ge=0)
+    restarts: int = number(0, ge=0, integer=True)
+    restart_below: Optional[float] = number(None, optional=True)
+
+    def check(self) -> None:
+        _require(self.restarts == 0 or self.restart_below is not None,
+                 f"early_stopping.restarts={self.restarts} needs early_stopping.restart_below (the value of "
+                 f"{self.monitor.value} an attempt must reach), got null")
+        _require(self.restarts == 0 or self.enabled,
+                 "early_stopping.restarts > 0 needs early_stopping.enabled=true")
+        _require(self.restart_below is None or self.restarts > 0,
+                 f"early_stopping.restart_below={self.restart_below} changes nothing with "
+                 f"early_stopping.restarts=0; set restarts > 0 or restart_below=null")
