@@ -37,8 +37,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from initlab.config import ConfigError
 from initlab.records import RESULT_JSON, FolderInUse, remove_temporaries, write_bytes_atomic, write_json_atomic
-from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_search, search_jobs, sweep_jobs,
-                             validate_jobs)
+from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_job_records, check_search, search_jobs,
+                             sweep_jobs, validate_jobs)
 
 log = logging.getLogger("initlab.sweep")
 
@@ -186,8 +186,10 @@ class SweepProgress(Callback):
             if jobs is not None or corners is not None:
                 experiments = validate_jobs(config, jobs if jobs is not None else corners)
             if jobs is not None:
-                check_job_folders(config, jobs)
+                folders = check_job_folders(config, jobs)
                 check_distinct_jobs(jobs, experiments)
+                if folders is not None:
+                    check_job_records(sweep_dir, jobs, folders, experiments)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)

@@ -32,6 +32,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from initlab.config import (SCHEMAS, ConfigError, refused_field, register_configs,
                             reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
+from initlab.resume import check_folder
 from initlab.sweeps import check_bool_values, check_group_choices, check_search, group_syntax
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
@@ -154,6 +155,9 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
     """The one-line error for ``python train.py ARGS``, or None when the config is valid.
 
     Only plain overrides are checked (any ``-`` flag, e.g. ``-m`` or ``--cfg``, is left to Hydra).
+    ``hydra.run.dir``, where it resolves here, is checked too (initlab.resume.check_folder): a
+    folder held by a running job, or finished with other settings, refuses the run before Hydra
+    rewrites its ``.hydra/``.
     """
     if any(arg.startswith("-") for arg in args):
         return None
@@ -167,12 +171,16 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
             cfg = compose(config_name, overrides=list(args), return_hydra_config=True)
         except (ConfigCompositionException, OverrideParseException) as err:
             return _composition_message(err, list(args), lambda rest: compose(config_name, overrides=rest))
+        run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
         with open_dict(cfg):
             del cfg["hydra"]
         loader = GlobalHydra.instance().config_loader()
         try:
             check_bool_values(OverridesParser.create(config_loader=loader).parse_overrides(list(args)), cfg)
-            check_config_fits(to_experiment(cfg))
+            exp = to_experiment(cfg)
+            check_config_fits(exp)
+            if run_dir is not None:  # a folder named by the job itself (${hydra.job.id}) is left to the job
+                check_folder(exp, Path(run_dir))
         except ConfigError as err:
             return str(err)
     return None

@@ -10,16 +10,26 @@ job is skipped only for the ``epochs`` it was run with.
 
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from omegaconf import MISSING as OMEGACONF_MISSING
+from omegaconf import OmegaConf
 
+from initlab import records
 from initlab.config import ConfigError, ExperimentConfig
 
 RUNTIME_KEYS = ("threads", "device", "resume", "checkpoint", "checkpoint_every_s", "logger", "objective")
 _MISSING = object()
+
+
+def choices_of(exp: ExperimentConfig) -> dict[str, Any]:
+    """Every resolved setting that defines the run (all but RUNTIME_KEYS), as plain JSON: what
+    result.json and the checkpoint record as ``choices``."""
+    plain = OmegaConf.to_container(OmegaConf.structured(exp), resolve=True, enum_to_str=True)
+    return {key: value for key, value in plain.items() if key not in RUNTIME_KEYS}
 
 
 def flatten(choices: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -78,3 +88,34 @@ def extends(recorded: Optional[Mapping[str, Any]], current: Mapping[str, Any]) -
         return False
     return all(d.startswith("epochs ") for d in differences(_with_defaults(recorded), current))
 
+
+
+def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[dict], bool]:
+    """(result.json's content, whether the run ``current`` extends it) for a folder whose job
+    finished, or (None, False) where it has no result.json. A finished run is extended when it
+    completed, kept its checkpoint and ``current`` asks only for more epochs (``extends``);
+    otherwise its choices must be ``current``'s (``check_same_run``: ConfigError)."""
+    path = job_dir / records.RESULT_JSON
+    if not path.is_file():
+        return None, False
+    finished = json.loads(path.read_text())
+    extending = (finished.get("status") == "completed" and (job_dir / records.CHECKPOINT).is_file()
+                 and extends(finished.get("choices"), current))
+    if not extending:
+        check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), current)
+    return finished, extending
+
+
+def check_folder(exp: ExperimentConfig, job_dir: Path, held: bool = True) -> None:
+    """ConfigError (one line) where the job ``exp`` would be refused by its folder ``job_dir``,
+    checked before Hydra starts the job: Hydra rewrites the folder's ``.hydra/`` (config,
+    overrides) for every run asked into it, also for one initlab then refuses, and a finished
+    job's model is rebuilt from those files (initlab.train.saved). Refused: a result.json of a run
+    with other settings (``resume=true``: ``read_finished``) and, with ``held``, a folder another
+    running job holds (records.FolderInUse). A checkpoint is left to the job, which loads it."""
+    if not job_dir.is_dir():
+        return
+    if held:
+        records.unlock_folder(records.lock_folder(job_dir))
+    if exp.resume:
+        read_finished(job_dir, choices_of(exp))

@@ -20,6 +20,7 @@ import itertools
 import logging
 import math
 import re
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.global_hydra import GlobalHydra
@@ -33,6 +34,7 @@ from omegaconf.nodes import BooleanNode
 from initlab import objective
 from initlab.config import SCHEMAS, ConfigError, ExperimentConfig, refused_field, to_experiment
 from initlab.models import check_config_fits
+from initlab.resume import check_folder
 
 log = logging.getLogger("initlab.sweep")
 
@@ -141,19 +143,20 @@ def _strip(text: str, parts: tuple[str, ...]) -> str:
     return text
 
 
-def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> None:
+def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> Optional[list[str]]:
     """ConfigError (one line) where two jobs of the sweep would write one folder: settings that
     differ only in keys the folder name leaves out (the runtime keys threads, device, checkpoint,
     ...: ``hydra.job.config.override_dirname.exclude_keys``). Run side by side, they would append
     to the same files; run one after the other, the second would find the first's result. Where a
     folder cannot be known before its job runs (``job_folders``' ValueError) the check is left to
-    the job folder's lock (initlab.records.lock_folder) and says so in the log."""
+    the job folder's lock (initlab.records.lock_folder) and says so in the log. Returns the
+    folders (``job_folders``), or None where they are not known."""
     try:
         folders = job_folders(config, jobs)
     except ValueError as err:
         log.info("[sweep] job folders not checked before launch (%s); a running job's folder lock still refuses "
                  "a second job there", err)
-        return
+        return None
     first: dict[str, int] = {}
     for num, folder in enumerate(folders):
         if folder not in first:
@@ -174,6 +177,20 @@ def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> None:
                    f"name the folders by them (the default, ${{initlab_subdir:${{hydra.job.override_dirname}}}}, does)")
         raise ConfigError(f"jobs #{other} ({' '.join(jobs[other])}) and #{num} ({' '.join(jobs[num])}) would write "
                           f"one folder, {folder}: {why}")
+    return folders
+
+
+def check_job_records(sweep_dir: Path, jobs: list[list[str]], folders: list[str],
+                      experiments: list[ExperimentConfig]) -> None:
+    """ConfigError (one line) naming the first job whose folder under ``sweep_dir`` holds the
+    result of a run with other settings (initlab.resume.check_folder), before Hydra rewrites that
+    folder's ``.hydra/`` for a job that would be refused there. A folder another sweep's running
+    job holds is left to the job (a rerun of a sweep while some of its jobs still run goes on)."""
+    for overrides, folder, exp in zip(jobs, folders, experiments):
+        try:
+            check_folder(exp, sweep_dir / folder, held=False)
+        except ConfigError as err:
+            raise ConfigError(f"job {' '.join(overrides)}: {err}") from err
 
 
 def is_search(config: DictConfig) -> bool:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose_config, run_job, run_train
-from initlab.config import ConfigError
+from conftest import CONF, compose_config, run_job, run_train
+from initlab.config import ConfigError, to_experiment
 from initlab.train.job import Job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +26,9 @@ SLOW_JOB = ["dataset=blobs", "dataset.n_train=6000", "dataset.n_test=500", "data
             "depth=6", "model.width=64", "probe_size=256", "threads=1"]
 
 
-def train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True)
+def train(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -195,6 +196,39 @@ def test_a_job_folder_is_one_running_jobs(tmp_path):
     first.release()
     assert run_job(cfg, job_dir)["status"] == "completed"
     assert Job(cfg, job_dir).finished is not None and Job(cfg, job_dir).finished is not None  # a skip releases it
+
+
+def test_a_run_its_folder_would_refuse_is_refused_before_hydra_writes_there(tmp_path):
+    """train.py's pre-check (no Hydra run yet, so no .hydra/ rewritten): a run folder another
+    process holds, and a finished folder of other settings; the same settings, or more epochs of a
+    run that kept its checkpoint, pass. A sweep's jobs are checked the same way before launch."""
+    from initlab.cli import check_single_run
+    from initlab.sweeps import check_job_records
+
+    job_dir = tmp_path / "run"
+    args = ["dataset=digits", "depth=2", "model.width=8", "epochs=1", "probe_size=50", "threads=1",
+            "checkpoint=last", f"hydra.run.dir={job_dir}"]
+    run_job(compose_config(*args[:-1]), job_dir)
+    assert check_single_run(args, CONF) is None
+    assert check_single_run([*args, "epochs=2"], CONF) is None  # extends the finished run
+    assert check_single_run([*args, "depth=3"], CONF) == (
+        f"result.json in {job_dir} is of a run with other settings (depth 2 -> 3); resume=false starts the job "
+        "afresh (replacing those records), or use another folder")
+    assert check_single_run([*args, "depth=3", "resume=false"], CONF) is None
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(job_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert check_single_run(args, CONF).startswith(f"{job_dir} is in use by another running job")
+    finally:
+        holder.kill()
+        holder.wait()
+    experiments = [to_experiment(compose_config(*args[:-1], depth)) for depth in ("depth=2", "depth=3")]
+    check_job_records(tmp_path, [["depth=2"], ["depth=3"]], ["run", "other"], experiments)
+    with pytest.raises(ConfigError, match=r"^job depth=3: result\.json in .*/run is of a run with other settings "
+                                          r"\(depth 2 -> 3\)"):
+        check_job_records(tmp_path, [["depth=3"]], ["run"], experiments[1:])
 
 
 def test_a_job_refused_for_a_held_folder_marks_nothing_there(tmp_path):
@@ -462,14 +496,20 @@ def test_a_checkpoint_from_another_device_resumes_with_a_reseeded_batch_order(tm
 
 @pytest.mark.slow
 def test_analysis_reads_the_finished_runs_settings_after_a_refused_rerun(tmp_path):
-    """Hydra rewrites .hydra/ before initlab refuses the rerun; the analysis must still describe
-    the run that the records are of (from result.json), not the refused request."""
+    """A rerun of other settings into a finished folder is refused before Hydra starts, so the
+    folder's .hydra/ (from whose overrides initlab.train.saved rebuilds the model) stays the
+    finished run's. Where Hydra does rewrite it first (HYDRA_FULL_ERROR=1 skips the pre-check:
+    the job refuses), the analysis still describes the run the records are of (from result.json)."""
     from initlab.analysis import tables as analysis
 
     args = ["epochs=1", "depth=2", "threads=1", f"hydra.run.dir={tmp_path}"]
     train(*args)
+    kept = {p.name: p.read_bytes() for p in (tmp_path / ".hydra").iterdir()}
     refused = train(*args, "init=xavier_normal", "optimizer.lr=0.5", check=False)
     assert refused.returncode == 2 and "other settings" in refused.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / ".hydra").iterdir()} == kept
+    refused = train(*args, "init=xavier_normal", "optimizer.lr=0.5", check=False, env={"HYDRA_FULL_ERROR": "1"})
+    assert refused.returncode != 0 and "other settings" in refused.stderr
     assert "xavier_normal" in (tmp_path / ".hydra" / "config.yaml").read_text()
     runs = analysis.load([tmp_path]).runs
     assert runs.loc[0, "init"] == "he_normal"

@@ -151,8 +151,9 @@ def _hydra_choices(path: Path, result: dict) -> dict:
 
     result.json's ``choices`` hold every setting of the run since they were made complete (they
     have ``jacobian_every``); those are read first, because Hydra rewrites ``.hydra/`` whenever
-    the folder is asked for again, also by a rerun that initlab then refuses for its other
-    settings. Older jobs' settings come from ``.hydra/config.yaml``.
+    the folder is asked for again: train.py refuses a rerun of other settings before Hydra starts
+    (initlab.resume.check_folder), but not under HYDRA_FULL_ERROR=1, nor for a folder known only
+    once its job runs. Older jobs' settings come from ``.hydra/config.yaml``.
     """
     hydra_dir = path / ".hydra"
     config, runtime_keys = result["choices"], []

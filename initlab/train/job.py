@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import logging
 import os
 import platform
@@ -24,13 +23,13 @@ from typing import Any, Mapping, Optional
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from initlab import __version__, kernel_shaping, records
-from initlab.config import ConfigError, Device, ExperimentConfig, KeptCheckpoint, to_experiment
+from initlab.config import ConfigError, Device, KeptCheckpoint, to_experiment
 from initlab.data import Data, load_data
 from initlab.inits import initialize
 from initlab.measure.jacobian import probe_count
@@ -38,7 +37,7 @@ from initlab.measure.probes import measured_weights, probe_statistics
 from initlab.losses import loss_fn
 from initlab.models import build_model
 from initlab.models.summary import describe
-from initlab.resume import RUNTIME_KEYS, check_same_run, extends
+from initlab.resume import check_same_run, choices_of, read_finished
 from initlab.train.callbacks import (Checkpoint, Distributions, Divergence, EpochCallback, EpochEnd, LearningRate,
                                      MeanField, Records, StepRecords, Stopping)
 from initlab.train.allocator import keep_freed_memory
@@ -82,12 +81,6 @@ def _probe_batch(data: Data, size: int, seed: int) -> tuple[torch.Tensor, torch.
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data.y_train), generator=g)[:size].to(data.x_train.device)
     return data.x_train[idx], data.y_train[idx]
-
-
-def _choices(exp: ExperimentConfig) -> dict[str, Any]:
-    """Every resolved setting that defines the run (all but resume.RUNTIME_KEYS), as plain JSON."""
-    plain = OmegaConf.to_container(OmegaConf.structured(exp), resolve=True, enum_to_str=True)
-    return {key: value for key, value in plain.items() if key not in RUNTIME_KEYS}
 
 
 def _versions() -> dict[str, str]:
@@ -136,7 +129,7 @@ class Job:
         self.job_dir = job_dir = Path(job_dir)
         self.launcher = launcher
         self.exp = exp = to_experiment(cfg)
-        self.choices = choices = _choices(exp)
+        self.choices = choices_of(exp)
         self.result_path, self.checkpoint_path = job_dir / records.RESULT_JSON, job_dir / records.CHECKPOINT
         self.finished: Optional[dict] = None
         self.extending = False
@@ -153,11 +146,8 @@ class Job:
         """Skip (``finished``), extend, or resume from the checkpoint, as the folder says."""
         exp, job_dir, choices = self.exp, self.job_dir, self.choices
         if exp.resume and self.result_path.is_file():
-            finished = json.loads(self.result_path.read_text())
-            self.extending = (finished.get("status") == "completed" and self.checkpoint_path.is_file()
-                              and extends(finished.get("choices"), choices))
+            finished, self.extending = read_finished(job_dir, choices)
             if not self.extending:
-                check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), choices)
                 log.info("%s exists: job already finished, skipping (resume=false reruns it)", self.result_path)
                 if finished.get("checkpoint") in UNKEPT and self.checkpoint_path.is_file():
                     self.checkpoint_path.unlink()  # killed between result.json and the checkpoint's removal
