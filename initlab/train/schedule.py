@@ -9,6 +9,7 @@ the lr those steps used (epoch 0, the init, shows ``optimizer.lr``).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Optional
 
 import torch
@@ -57,7 +58,10 @@ class Schedule:
         elif isinstance(self.scheduler, lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(row[self.monitor.value])
         elif self.scheduler is not None:
-            self.scheduler.step()
+            with warnings.catch_warnings():  # an ensemble's plain-SGD update (initlab.ensemble.epoch.stacked_sgd)
+                # moves the weights without optimizer.step(), which torch reads as the scheduler stepped first
+                warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+                self.scheduler.step()
 
     def state_dict(self) -> dict[str, Any]:
         return {"scheduler": None if self.scheduler is None else self.scheduler.state_dict()}
