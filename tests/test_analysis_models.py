@@ -107,6 +107,35 @@ def test_convergence_epoch_is_the_first_epoch_at_95_percent_of_the_final(tmp_pat
         assert row["final_val_acc"] == pytest.approx(curve[-1])
 
 
+def test_convergence_is_measured_against_the_restored_best_epoch(tmp_path):
+    """Early stopping restored epoch 3 (0.9): 95% of it is 0.855, first reached at epoch 3, not
+    at epoch 2 (0.8 >= 0.95 * the last epoch's 0.6)."""
+    curve = [0.1, 0.5, 0.8, 0.9, 0.6]
+    write_job(tmp_path / "job", epochs=4, curve=curve, val=True, best_epoch=3, stopped_epoch=4, restored_best=True)
+    row = analysis.load([tmp_path]).runs.iloc[0]
+    assert row["final_val_acc"] == pytest.approx(0.9)
+    assert row["convergence_epoch"] == first_epoch_at_95(curve[:4]) == 3
+
+
+def test_a_diverged_run_has_no_convergence_speed(tmp_path):
+    write_job(tmp_path / "job", epochs=3, status="diverged", curve=[0.1, 0.1, 0.1, 0.1])
+    row = analysis.load([tmp_path]).runs.iloc[0]
+    assert row["status"] == "diverged"
+    assert all(np.isnan(row[c]) for c in analysis.SPEED_COLUMNS), row[list(analysis.SPEED_COLUMNS)]
+
+
+def test_one_run_in_two_folders_is_counted_once(tmp_path):
+    """A solo rerun of a sweep's job into another folder (other overrides' spelling, same settings)
+    would be one more seed in every mean and interval; a run of another seed is not a twin."""
+    write_job(tmp_path / "sweep" / "seed=1", seed=1, overrides=["seed=1"])
+    write_job(tmp_path / "rerun", seed=1, overrides=["seed=01", "threads=1"])
+    write_job(tmp_path / "sweep" / "seed=2", seed=2, overrides=["seed=2"])
+    tables = analysis.load([tmp_path / "sweep", tmp_path / "rerun"])
+    assert sorted(tables.runs["job"]) == ["rerun", "sweep/seed=2"]  # the first folder in path order kept
+    assert [(s.job, s.reason) for s in tables.skipped] == [
+        ("sweep/seed=1", "the same run as rerun (equal settings, seed included): counted once")]
+
+
 def test_convergence_table_is_the_mean_over_seeds(tmp_path):
     curves = {0: [0.1, 0.5, 0.8, 0.9, 0.86], 1: [0.1, 0.95, 0.2, 0.3, 0.9]}
     for seed, curve in curves.items():

@@ -59,6 +59,8 @@ ACTIVATIONS, INITS = tuple(choices.ACTIVATIONS), tuple(choices.INITS)
 REQUIRED_EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time", "lr")
 REQUIRED_LAYER_COLUMNS = ("epoch", "layer", "act_mean", "act_std", "frac_zero", "frac_saturated", "grad_norm",
                  "delta_rms")
+# How fast a run converged (``_outcome``): NaN for a diverged run.
+SPEED_COLUMNS = ("convergence_epoch", "epochs_to_95_peak_train", "epochs_to_95_final_test")
 # The mean-field phase of the hidden layers (result.json ``theory``), copied into runs.csv.
 THEORY_COLUMNS = ("sigma_w2", "sigma_b2", "chi1", "q_star", "xi_q", "xi_c", "critical_sigma_w2")
 # Chance level comes from result.json ``data.n_classes``; jobs recorded before it was written fall
@@ -313,19 +315,20 @@ def _first_epoch_reaching(epochs: pd.DataFrame, column: str, target: float) -> f
     return float(hit.iloc[0]) if len(hit) else float("nan")
 
 
-def convergence(epochs: pd.DataFrame) -> dict:
+def convergence(epochs: pd.DataFrame, final: Optional[pd.Series] = None) -> dict:
     """The CNN study's convergence epoch: the first trained epoch (>= 1) whose validation accuracy
     reaches 95% of the final one; test accuracy where the job held out no validation split.
 
-    ``epochs``: one job's epochs.csv. Returns ``convergence_epoch`` (NaN if never reached, e.g. a
-    final accuracy of NaN) and ``convergence_metric`` ("val_acc" or "test_acc").
+    ``epochs``: one job's epochs.csv; ``final``: the row of the final model (the best epoch's where
+    early stopping restored it; default the last row). Returns ``convergence_epoch`` (NaN if never
+    reached, e.g. a final accuracy of NaN) and ``convergence_metric`` ("val_acc" or "test_acc").
     Source: /work/shared/REFERENCE.md, study 002 ("first epoch with validation accuracy >= 95% of
     the final one").
     """
     metric = "val_acc" if "val_acc" in epochs and epochs["val_acc"].notna().any() else "test_acc"
     trained = epochs[epochs["epoch"] >= 1]
-    final = epochs[metric].iloc[-1]
-    return {"convergence_epoch": _first_epoch_reaching(trained, metric, 0.95 * final),
+    target = (epochs.iloc[-1] if final is None else final)[metric]
+    return {"convergence_epoch": _first_epoch_reaching(trained, metric, 0.95 * target),
             "convergence_metric": metric}
 
 
@@ -334,6 +337,7 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
 
     The final metrics are the final model's: where early stopping restored the best weights
     (result.json ``restored_best``), those of ``best_epoch``; ``epochs_run`` is the last epoch trained.
+    A diverged run has no convergence speed (SPEED_COLUMNS are NaN).
     """
     trained = epochs[epochs["epoch"] >= 1]  # epoch 0 is the state at init
     final = epochs.iloc[-1]
@@ -359,7 +363,9 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
     out["epochs_to_95_final_test"] = _first_epoch_reaching(trained, "test_acc", 0.95 * out["final_test_acc"])
     if "val_acc" in epochs and epochs["val_acc"].notna().any():
         out["final_val_acc"], out["best_val_acc"] = final["val_acc"], trained["val_acc"].max()
-    out.update(convergence(epochs))
+    out.update(convergence(epochs, final))
+    if result["status"] == "diverged":  # its accuracies are chance or worse: reaching them is no convergence
+        out.update(dict.fromkeys(SPEED_COLUMNS, math.nan))
     out["n_params"] = result.get("n_params")
     if "theory_reason" in result:
         out["theory_reason"] = result["theory_reason"]
@@ -503,8 +509,16 @@ def apply_filters(runs: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataF
     return runs
 
 
+def run_identity(choices: dict) -> tuple:
+    """What makes two job folders one run: every setting (runtime keys are not among a job's
+    choices), not how it was asked for (its overrides' spelling, the experiment or preset names)."""
+    named = {"overrides", "experiment", PRESETS, *str(choices.get(PRESETS) or "").split()}
+    return tuple(sorted((k, repr(v)) for k, v in choices.items() if k not in named))
+
+
 def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, margin: float = 0.1) -> Tables:
-    """Read every job under ``paths``; skip (and log) the ones that cannot be read.
+    """Read every job under ``paths``; skip (and log) the ones that cannot be read, and the second
+    folder of a run found twice (a rerun into another folder would count as one more seed).
 
     A run is trainable when it did not diverge and its final test accuracy exceeds chance by
     ``margin``; NA where the dataset's class count is unknown.
@@ -512,10 +526,14 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
     root = Path(os.path.commonpath([p.resolve() for p in paths]))
     choices, outcomes, epochs, layers, skipped = [], [], {}, {}, []
     jacobians, spectra, steps, distributions = {}, {}, {}, {}
+    seen: dict[tuple, str] = {}
     for path in find_jobs(paths):
         job = path.resolve().relative_to(root).as_posix() or "."
         try:
             record = read_job(path)
+            twin = seen.setdefault(run_identity(record.choices), job)
+            if twin != job:
+                raise BadJob(f"the same run as {twin} (equal settings, seed included): counted once")
         except Exception as err:  # one bad job must never stop the analysis
             reason = (str(err) if isinstance(err, BadJob) else f"{type(err).__name__}: {err}").strip()
             reason = reason.splitlines()[0] if reason else type(err).__name__
