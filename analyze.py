@@ -8,7 +8,7 @@
 
 Writes runs.csv, configs.csv, epochs.csv, layers.csv (and jacobian.csv, steps.csv,
 distributions.csv when jobs wrote them), figures/ and report.md + report.html into PATH/analysis/ (the common parent of several
-PATHs) unless --out is given. Mean-field predictions that jobs recorded appear beside the
+PATHs; PATH/analysis_<filters>/ for a filtered analysis) unless --out is given. Mean-field predictions that jobs recorded appear beside the
 measurements in runs.csv, the Theory figures and the report's Theory section.
 """
 
@@ -49,8 +49,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--detail-depth", type=int, nargs="+",
                    help="depths for the per-layer figures and heatmaps (default: the deepest)")
     p.add_argument("--margin", type=float, default=0.1,
-                   help="a run is trainable if final test accuracy > chance + margin (default 0.1)")
+                   help="a run is trainable if final test accuracy > chance + margin, in [0, 1) (default 0.1)")
     args = p.parse_intermixed_args(argv)
+    if not 0 <= args.margin < 1:
+        p.error(f"--margin {args.margin}: valid: a number in [0, 1) (an accuracy above chance)")
+    if args.detail_depth and min(args.detail_depth) < 1:
+        p.error(f"--detail-depth {' '.join(map(str, args.detail_depth))}: valid: depths >= 1")
     args.paths, args.filters = [], {}
     for item in args.items:
         key, sep, values = item.partition("=")
@@ -68,7 +72,7 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     from initlab.analysis import report  # after parsing: --help stays instant
     from initlab.analysis import tables as analysis
-    from initlab.analysis.figures import Plotter
+    from initlab.analysis.figures import Plotter, remove_stale
 
     try:
         paths = args.paths or [analysis.newest_sweep()]
@@ -85,7 +89,17 @@ def main(argv: list[str]) -> int:
                f"{len(tables.skipped)} unreadable job folder(s)" if tables.skipped else "no job folders")
         print(f"error: nothing to analyze in {', '.join(map(str, paths))}: {why}", file=sys.stderr)
         return 1
-    out = args.out or tables.root / "analysis"
+    depths = sorted(tables.runs["depth"].unique())
+    absent = [d for d in args.detail_depth or [] if d not in depths]
+    if absent:
+        print(f"error: --detail-depth {' '.join(map(str, absent))}: no run has that depth; valid: "
+              f"{', '.join(map(str, depths))}", file=sys.stderr)
+        return 1
+    out = args.out or tables.root / analysis.output_name(args.filters)
+    if analysis.is_job(out):
+        print(f"error: --out {out} is a job folder: the tables would replace its own epochs.csv and layers.csv; "
+              f"valid: a folder that holds no job's records", file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     tables.runs.to_csv(out / "runs.csv", index=False)
     report.configurations(tables).to_csv(out / "configs.csv", index=False)
@@ -96,6 +110,7 @@ def main(argv: list[str]) -> int:
             getattr(tables, name).to_csv(out / f"{name}.csv", index=False)
     plotter = Plotter(tables, out, tuple(args.format), args.detail_depth)
     figures = plotter.all()
+    remove_stale(plotter.dir, plotter.written)
     command = shlex.join(["python", "analyze.py", *argv])
     html = report.write(tables, figures, out, [str(p) for p in paths], command, plotter.not_drawn)
     log.info("%d runs, %d figures (%d not drawn), %d skipped job(s) -> %s", len(tables.runs), len(figures),

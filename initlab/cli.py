@@ -183,6 +183,10 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
                 check_folder(exp, Path(run_dir))
         except ConfigError as err:
             return str(err)
+        except OmegaConfBaseException as err:  # resolving a value: optimizer.lr=${foo}, ${oc.env:UNSET}
+            key = err.full_key or "?"
+            override = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == key), key)
+            return f"{override}: {_first_line(getattr(err, 'msg', str(err)))}"
     return None
 
 

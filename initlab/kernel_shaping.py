@@ -162,6 +162,16 @@ def solved(model: nn.Module) -> Optional[dict[str, Any]]:
     return {**sites[0].activation.params, "pln_inputs": getattr(model, "input_norm", None) is not None}
 
 
+def check_solvable(exp: ExperimentConfig) -> None:
+    """ConfigError (one line) before anything is built where ``shape`` would refuse ``exp``: a
+    transform that does not apply, or targets dks cannot reach at ``exp.depth`` activation layers
+    (a plain MLP has one per hidden layer). The solve is cached, so the build reuses it."""
+    if exp.activation.transform == Transform.none:
+        return
+    check_transform(exp.activation, exp.model)
+    solve(exp.activation, exp.depth)
+
+
 def shape(model: nn.Module, exp: ExperimentConfig) -> Optional[dict[str, float]]:
     """Replace every activation of the built ``model`` by its shaped version, solved for the
     model's own depth (its number of activation sites), and switch on PLN of its inputs where it

@@ -101,3 +101,63 @@ def test_text_and_bool_filters_still_match_exactly(tmp_path):
     assert list(analysis.load([root], {"activation": ["TANH"]}).runs["job"]) == ["b"]
     assert len(analysis.load([root], {"optimizer.nesterov": ["false"]}).runs) == 2
     assert analysis.load([root], {"activation": ["relu6"]}).runs.empty
+
+
+# --- where the output goes ------------------------------------------------------------------------
+def sweep_of_two(root):
+    for seed, activation in enumerate(("relu", "tanh")):
+        write_job(root / f"job{seed}", activation=activation, seed=seed, overrides=[f"activation={activation}"])
+    return root
+
+
+def test_a_filtered_analysis_keeps_the_whole_sweeps(tmp_path):
+    """analyze.py SWEEP activation=tanh writes SWEEP/analysis_activation=tanh/, not over SWEEP/analysis/."""
+    root = sweep_of_two(tmp_path / "sweep")
+    assert analyze.main([str(root)]) == 0
+    assert analyze.main([str(root), "activation=tanh"]) == 0
+    assert pd.read_csv(root / "analysis" / "runs.csv")["job"].tolist() == ["job0", "job1"]
+    assert pd.read_csv(root / "analysis_activation=tanh" / "runs.csv")["job"].tolist() == ["job1"]
+    assert analysis.output_name({"init.std": ["0.1", "0.2"], "depth": ["5"]}) == "analysis_init.std=0.1,0.2;depth=5"
+    long = analysis.output_name({"seed": [str(s) for s in range(100)]})
+    assert long.startswith("analysis_seed=0,1,2,") and len(long) == len("analysis_") + 100 + 13
+
+
+def test_figures_an_earlier_analysis_drew_and_this_one_does_not_are_removed(tmp_path):
+    """Another --format (or a family now not drawn) leaves no stale file the report does not show;
+    files the analysis never drew stay."""
+    root = sweep_of_two(tmp_path / "sweep")
+    figures = root / "analysis" / "figures"
+    assert analyze.main([str(root), "--format", "pdf"]) == 0
+    pdfs = sorted(p.name for p in figures.glob("*.pdf"))
+    assert pdfs and len(pdfs) == len(list(figures.glob("*.png")))
+    (figures / "mine.pdf").write_text("a figure of the user's")
+    assert analyze.main([str(root)]) == 0
+    assert sorted(p.name for p in figures.glob("*.pdf")) == ["mine.pdf"]
+    assert sorted(json.loads((figures / ".drawn.json").read_text())) == sorted(p.name for p in figures.glob("*.png"))
+
+
+def test_an_output_folder_that_is_a_job_is_refused(tmp_path, capsys):
+    root = sweep_of_two(tmp_path / "sweep")
+    before = (root / "job0" / "epochs.csv").read_bytes()
+    assert analyze.main([str(root), "--out", str(root / "job0")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: --out {root / 'job0'} is a job folder: the tables would replace its own epochs.csv and layers.csv; "
+        "valid: a folder that holds no job's records")
+    assert (root / "job0" / "epochs.csv").read_bytes() == before
+    assert analyze.main([str(root / "job0")]) == 0  # a single job's default output is its analysis/ subfolder
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--detail-depth", "7"], "error: --detail-depth 7: no run has that depth; valid: 3"),
+    (["--margin", "-5"], "--margin -5.0: valid: a number in [0, 1) (an accuracy above chance)"),
+    (["--detail-depth", "0"], "--detail-depth 0: valid: depths >= 1"),
+])
+def test_analysis_options_out_of_range_are_refused_in_one_line(tmp_path, capsys, args, line):
+    root = sweep_of_two(tmp_path / "sweep")
+    try:
+        code = analyze.main([str(root), *args])
+    except SystemExit as exit_:  # argparse's refusal: usage, then the line
+        code = exit_.code
+    assert code in (1, 2)
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(line)
+    assert not (root / "analysis").exists()

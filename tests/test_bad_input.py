@@ -181,6 +181,13 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["optimizer.nesterov=2"], "optimizer.nesterov=2: not a bool; valid: true or false"),
     (["resume=yes"], "resume=yes: not a bool; valid: true or false"),
     (["early_stopping.enabled=0"], "early_stopping.enabled=0: not a bool; valid: true or false"),
+    # more classes than training samples: make_blobs drew fewer classes and the run said nothing
+    (["dataset=blobs", "dataset.n_train=100", "dataset.n_test=50", "dataset.n_classes=200"],
+     "dataset.n_classes must be <= dataset.n_train (100: every class needs training samples), got 200"),
+    (["dataset=spiral", "dataset.n_train=3", "dataset.n_classes=4"],
+     "dataset.n_classes must be <= dataset.n_train (3: every class needs training samples), got 4"),
+    # an interpolation resolved when the config is read (was a traceback from the pre-check)
+    (["optimizer.lr=${foo}"], "optimizer.lr=${foo}: Interpolation key 'foo' not found"),
 ])
 def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line

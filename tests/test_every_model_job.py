@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config, read_csv, read_json, run_job
+from conftest import compose_config, read_csv, run_job
 from initlab.config import to_experiment
 from initlab.data import load_data
 from initlab.models import build_model

@@ -183,6 +183,19 @@ def test_one_run_spelt_two_ways_is_refused_naming_both_jobs():
             validate_jobs(cfg, [["seed=0", "resume=true"], ["seed=1", "resume=2"]])
 
 
+def test_a_job_whose_kernel_shaping_targets_are_out_of_reach_stops_the_sweep():
+    """TAT's eta = 0.9 needs 13 leaky ReLU layers: the depth-4 job is refused before launch (it
+    failed at build time, after 'all configs valid'); the depth-20 one passes."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("epochs=0")
+        shaped = ["activation=leaky_relu", "activation.transform=tat", "init=scaled_orthogonal"]
+        validate_jobs(cfg, [[*shaped, "depth=20"]])
+        with pytest.raises(ConfigError, match=r"^job .* depth=4: activation\.transform=tat found no leaky_relu for depth "
+                                              r"4 with c_val_0_target=0\.9: .*valid: c_val_0_target < 0\.6810, or "
+                                              r"depth >= 13$"):
+            validate_jobs(cfg, [[*shaped, "depth=20"], [*shaped, "depth=4"]])
+
+
 def test_a_subdir_reading_the_jobs_config_is_resolved_per_job(caplog):
     """hydra.sweep.subdir=${seed} or ${hydra.runtime.choices.activation}: each job's own value (a
     sweep over seeds or activations writes separate folders; one over depths alone collides); a

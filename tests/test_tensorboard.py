@@ -9,7 +9,6 @@ as an uninterrupted run's.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -19,10 +19,12 @@ without the column count as attempt 0. runs.csv says how many attempts there wer
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
@@ -107,8 +109,22 @@ def newest_sweep(root: Path = Path("outputs/multirun")) -> Path:
     return max(marks, key=lambda p: p.stat().st_mtime).parent
 
 
-def _is_job(path: Path) -> bool:
+def is_job(path: Path) -> bool:
+    """Whether ``path`` is a job folder (it has ``.hydra/`` or ``result.json``)."""
     return (path / ".hydra").is_dir() or (path / RESULT_JSON).is_file()
+
+
+def output_name(filters: dict[str, list[str]], limit: int = 100) -> str:
+    """The default output folder's name: ``analysis``, or for a filtered analysis
+    ``analysis_<key=values;...>`` (so it never replaces the whole sweep's), cut to ``limit``
+    characters plus a hash of the whole where longer."""
+    if not filters:
+        return "analysis"
+    text = ";".join(f"{key}={','.join(values)}" for key, values in filters.items())
+    name = re.sub(r"[^\w.=,;+-]+", "_", text)
+    if len(name) > limit:
+        name = name[:limit] + "_" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"analysis_{name}"
 
 
 def find_jobs(paths: Iterable[Path]) -> list[Path]:
@@ -116,7 +132,7 @@ def find_jobs(paths: Iterable[Path]) -> list[Path]:
     jobs = []
     for path in paths:
         for here, dirs, _ in os.walk(path):
-            if _is_job(Path(here)):
+            if is_job(Path(here)):
                 jobs.append(Path(here))
                 dirs.clear()
             else:

@@ -75,6 +75,12 @@ class SyntheticConfig(DatasetConfig):
     n_test: int = number(gt=0, integer=True)
     seed: int = number(ge=0, le=SEED_MAX, integer=True)
 
+    def check(self) -> None:
+        n_classes = getattr(self, "n_classes", None)  # blobs, spiral, majority set it
+        _require(n_classes is None or n_classes <= self.n_train,
+                 f"dataset.n_classes must be <= dataset.n_train ({self.n_train}: every class needs training "
+                 f"samples), got {n_classes}")
+
     def input_shape(self) -> tuple[int, ...]:
         return (2,)
 
@@ -131,6 +137,7 @@ class MajorityConfig(SyntheticConfig):
     n_classes: int = number(ge=2, integer=True)
 
     def check(self) -> None:
+        super().check()
         _require(self.n_classes <= self.vocab_size, f"dataset.n_classes must be <= dataset.vocab_size "
                                                     f"({self.vocab_size}; the voting tokens are part of the "
                                                     f"vocabulary), got {self.n_classes}")

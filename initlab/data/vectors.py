@@ -15,9 +15,9 @@ from sklearn import datasets as skdata
 from initlab.data.tensors import Data, standardized, tensors
 
 
-def from_arrays(x_train, y_train, x_test, y_test) -> Data:
+def from_arrays(x_train, y_train, x_test, y_test, n_classes=None) -> Data:
     x_train, x_test = standardized(x_train, x_test)
-    return Data(*tensors(x_train, y_train), *tensors(x_test, y_test), kind="vectors")
+    return Data(*tensors(x_train, y_train), *tensors(x_test, y_test), kind="vectors", n_classes=n_classes)
 
 
 def synthetic(generate: Callable[[object, int, np.random.Generator], tuple]) -> Callable:
@@ -28,7 +28,8 @@ def synthetic(generate: Callable[[object, int, np.random.Generator], tuple]) -> 
         x, y = generate(cfg, cfg.n_train + cfg.n_test, rng)
         order = rng.permutation(len(y))
         x, y = x[order], y[order]
-        return from_arrays(x[:cfg.n_train], y[:cfg.n_train], x[cfg.n_train:], y[cfg.n_train:])
+        return from_arrays(x[:cfg.n_train], y[:cfg.n_train], x[cfg.n_train:], y[cfg.n_train:],
+                           getattr(cfg, "n_classes", None))  # the classes asked for, drawn or not
 
     return load
 

@@ -136,11 +136,13 @@ def check_fits(exp: ExperimentConfig, data_kind: str, input_shape: Optional[Shap
 
 def check_config_fits(exp: ExperimentConfig) -> None:
     """``check_fits`` on the data kind and per-sample shape the dataset config declares (its class's
-    ``KIND`` and ``input_shape()``), before any data is loaded."""
+    ``KIND`` and ``input_shape()``), and kernel shaping's targets against the depth
+    (kernel_shaping.check_solvable), before any data is loaded."""
     kind = getattr(type(exp.dataset), "KIND", None)
     if kind is not None:
         shape = exp.dataset.input_shape() if hasattr(exp.dataset, "input_shape") else None
         check_fits(exp, kind, shape)
+    kernel_shaping.check_solvable(exp)
 
 
 def build(exp: ExperimentConfig, inputs: Inputs) -> nn.Module:

@@ -9,7 +9,7 @@ searched keys would otherwise split it into one figure set per trial). A new fam
 from __future__ import annotations
 
 from initlab.analysis.figures.base import (THEME, ZERO_LABEL, Family, Figure, NotDrawn, NothingToDraw, PlotterBase,
-                                           PoolingError)
+                                           PoolingError, remove_stale)
 from initlab.analysis.figures.curves import CurveFigures
 from initlab.analysis.figures.depth import DepthFigures
 from initlab.analysis.figures.distributions import DistributionFigures
@@ -55,4 +55,4 @@ class Plotter(PlotterBase, DepthFigures, LayerFigures, CurveFigures, ScheduleFig
 
 
 __all__ = ["FAMILIES", "THEME", "THEORY", "ZERO_LABEL", "Family", "Figure", "NotDrawn", "NothingToDraw", "Plotter",
-           "PoolingError"]
+           "PoolingError", "remove_stale"]

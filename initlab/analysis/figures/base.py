@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import re
-import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,16 +35,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from initlab import choices  # noqa: E402
 from initlab.analysis import search  # noqa: E402
 from initlab.analysis.log_ticks import log_ticks  # noqa: E402
 from initlab.analysis.tables import ACTIVATIONS, INITS, Tables  # noqa: E402
+from initlab.records import write_bytes_atomic  # noqa: E402
 
 THEME = {"context": "paper", "style": "whitegrid", "font_scale": 1.25}  # seaborn.set_theme arguments
 
@@ -162,6 +159,7 @@ class PlotterBase:
         self.tables, self.out, self.detail_depths, self.strict = tables, out, detail_depths, strict
         self.context = context or {}
         self.not_drawn: list[NotDrawn] = []
+        self.written: list[str] = []  # every file saved into ``dir``, all formats (remove_stale)
         self.kept: Optional[dict[str, plt.Figure]] = None  # a dict: _save keeps figures open in it (tests)
         self.dpi = 200  # of the PNGs (tests draw coarser ones; sizes are in inches either way)
         self.keys, self.dir = tables.keys, out / "figures"
@@ -223,6 +221,7 @@ class PlotterBase:
         name = re.sub(r"[^\w.=-]+", "_", name)
         for fmt in self.formats:
             fig.savefig(self.dir / f"{name}.{fmt}", dpi=self.dpi, bbox_inches="tight")
+            self.written.append(f"{name}.{fmt}")
         if self.kept is not None:
             self.kept[name] = fig
         else:
@@ -290,7 +289,7 @@ class PlotterBase:
         """A plotter of the same kind for ``runs`` only, their shared values ``context`` named in titles."""
         sub = type(self)(_subset(self.tables, set(runs["job"])), self.out, self.formats, self.detail_depths,
                          self.strict, {**self.context, **context})
-        sub.kept, sub.dpi, sub.not_drawn = self.kept, self.dpi, self.not_drawn
+        sub.kept, sub.dpi, sub.not_drawn, sub.written = self.kept, self.dpi, self.not_drawn, self.written
         return sub
 
     def _all_here(self, families: list[Family]) -> list[Figure]:
@@ -360,3 +359,20 @@ class PlotterBase:
         g.tight_layout()
         if g.axes.shape[0] > 1:  # the top tick label of a row and the bottom one of the row above stay apart
             g.figure.subplots_adjust(hspace=max(g.figure.subplotpars.hspace, 0.3))
+
+
+DRAWN = ".drawn.json"  # in figures/: the files the last analysis into the folder drew
+
+
+def remove_stale(directory: Path, written: list[str]) -> list[str]:
+    """Delete the figures an earlier analysis into ``directory`` drew that this one did not (a
+    family now not drawn, another --format, another filter), so the folder holds this report's
+    figures only; files the analysis never drew are left alone. Records ``written`` in DRAWN.
+    Returns the names removed."""
+    manifest = directory / DRAWN
+    earlier = set(json.loads(manifest.read_text())) if manifest.is_file() else set()
+    stale = sorted(earlier - set(written))
+    for name in stale:
+        (directory / name).unlink(missing_ok=True)
+    write_bytes_atomic(manifest, json.dumps(sorted(set(written))).encode())
+    return stale

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
-from typing import Optional
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw, _context_text, t95

@@ -172,7 +172,7 @@ class LayerFigures:
             part = data[data["depth"] == d]
             figures.append(self._by_layer(
                 part, "grad_norm", "weight-grad norm", f"grad_norm_vs_layer_depth{d}",
-                f"Norm of the weight gradient on the probe batch per "
+                "Norm of the weight gradient on the probe batch per "
                 + ("activation site (its weight: the layer feeding it) and the output" if self.by_site else f"layer (layer {d + 1} is the output layer)")
                 + f" at init, mid-training and the last epoch, depth {d}, log scale.", True, row="activation",
                 row_labels={a: a for a in self._present("activation", part)}, col="when",

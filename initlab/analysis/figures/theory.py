@@ -8,7 +8,6 @@ with the 6 xi_c trainability curve. Same palettes and sizes as the other familie
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
