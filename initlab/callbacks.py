@@ -239,8 +239,8 @@ class SweepProgress(Callback):
             meta = json.loads((sweep_dir / SWEEP_JSON).read_text())
         except (OSError, ValueError):
             return  # a job run outside a sweep started by this callback
-        try:
-            entry["skipped"] = (job_dir / RESULT_JSON).stat().st_mtime < meta["start"]
+        try:  # a failed job skipped nothing, whatever result.json its folder holds
+            entry["skipped"] = entry["status"] != "failed" and (job_dir / RESULT_JSON).stat().st_mtime < meta["start"]
         except OSError:
             entry["skipped"] = False
         ledger = sweep_dir / LEDGER / meta["id"]

@@ -218,6 +218,29 @@ def test_jobs_sharing_a_folder_never_share_a_group():
     assert plan_groups(configs, None) == [[0, 2], [1]]
 
 
+def test_a_job_left_alone_by_max_members_is_logged_as_such(caplog):
+    """Four groupable jobs under max_members=3: the fourth is alone because of the split, not
+    because no job shares its model, data and schedule; a job of another depth is."""
+    from hydra import compose, initialize_config_dir
+
+    import initlab.sweeps  # noqa: F401  (registers the initlab_subdir resolver of hydra.sweep.subdir)
+    from hydra_plugins.initlab_batched_launcher._core import plan_groups
+    from initlab.config import register_configs
+
+    register_configs()
+    runs = [["depth=2", f"seed={seed}"] for seed in range(4)] + [["depth=3"]]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        configs = [compose("config", overrides=run, return_hydra_config=True) for run in runs]
+    for num, cfg in enumerate(configs):
+        cfg.hydra.job.num = num
+    with caplog.at_level("INFO"):
+        assert plan_groups(configs, 3) == [[0, 1, 2], [3], [4]]
+    lines = [r.getMessage() for r in caplog.records]
+    assert ("[batched] group 2: job #3 alone: left over where the 4 jobs that share its model, data and schedule "
+            "split into groups of max_members=3") in lines, lines
+    assert "[batched] group 3: job #4 alone: no other job shares its model, data and schedule" in lines, lines
+
+
 def test_max_members_below_one_is_refused_in_one_line():
     done = train_refused_in_process("-m", "hydra/launcher=batched", "hydra.launcher.max_members=0", "seed=0,1")
     assert done.returncode == 2

@@ -231,13 +231,17 @@ def test_a_run_its_folder_would_refuse_is_refused_before_hydra_writes_there(tmp_
         check_job_records(tmp_path, [["depth=3"]], ["run"], experiments[1:])
 
 
-def test_a_job_refused_for_a_held_folder_marks_nothing_there(tmp_path):
+@pytest.mark.parametrize("finished", [False, True], ids=["empty", "finished"])
+def test_a_job_refused_for_a_held_folder_marks_nothing_there(tmp_path, finished):
     """A sweep's job whose folder another process holds fails in the sweep's summary, and its
     FAILED marker (what the analysis reports for a folder without result.json) is not written into
-    the folder the other job is filling."""
+    the folder the other job is filling. A failed job is never counted as skipped, also where the
+    folder holds an earlier result.json."""
     sweep = tmp_path / "sweep"
     job_dir = sweep / "depth=2,epochs=1"
     job_dir.mkdir(parents=True)
+    if finished:
+        run_job(compose_config("depth=2", "epochs=1", "threads=1"), job_dir)
     hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
             "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(job_dir)], stdout=subprocess.PIPE, text=True)
@@ -250,7 +254,8 @@ def test_a_job_refused_for_a_held_folder_marks_nothing_there(tmp_path):
     output = done.stdout + done.stderr
     assert done.returncode == 1, done.describe()
     assert f"0 completed, 0 diverged, 1 failed: depth=2,epochs=1 (FolderInUse: {job_dir} is in use" in output, output
-    assert not (job_dir / "FAILED").exists() and not (job_dir / "result.json").exists()
+    assert "skipped" not in output, output
+    assert not (job_dir / "FAILED").exists() and (job_dir / "result.json").exists() == finished
 
 
 def attempt_checkpointed(job_dir: Path, attempt: int, epoch: int) -> bool:

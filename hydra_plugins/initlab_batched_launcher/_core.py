@@ -116,7 +116,13 @@ def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], grou
                 why = ens.unbatchable(to_experiment(tasks[i]))
             except ConfigError as err:
                 why = f"bad config ({err})"
-            why = why or ("max_members=1" if max_members == 1 else "no other job shares its model, data and schedule")
+            if why is None:
+                key = ens.group_key(tasks[i])
+                peers = sum(j != i and j not in twins and ens.group_key(tasks[j]) == key for j in range(len(tasks)))
+                limit = (f"max_members={max_members}" if max_members is not None
+                         else "max_members=auto (the members free memory holds)")
+                why = (f"left over where the {peers + 1} jobs that share its model, data and schedule split into "
+                       f"groups of {limit}" if peers else "no other job shares its model, data and schedule")
         log.info("[batched] group %d: job %s alone: %s", number, jobs, why)
     for cfg in configs:
         log.info("\t#%s : %s", cfg.hydra.job.num, " ".join(filter_overrides(cfg.hydra.overrides.task)))
