@@ -105,7 +105,25 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
         members = OmegaConf.select(base, "hydra.launcher.max_members", default=None)
         if members is not None and members < 1:  # the batched launchers (hydra_plugins/initlab_batched_launcher)
             return f"hydra.launcher.max_members={members}; valid: null (automatic from free memory) or an integer >= 1"
+        workers = _joblib_workers(base)
+        if workers:
+            return workers
         return _unknown_swept_key(args, base, compose_base) or _empty_glob(args)
+
+
+def _joblib_workers(base: DictConfig) -> Optional[str]:
+    """The joblib launchers' ``n_jobs`` (parallel, batched_parallel; ``INITLAB_N_JOBS`` by default):
+    0, or a value that is no integer, would fail inside joblib once the sweep has started."""
+    launcher = base.hydra.launcher
+    if "n_jobs" not in launcher:
+        return None
+    valid = "valid: an integer other than 0 (joblib's n_jobs: k workers, -1 one per core; INITLAB_N_JOBS sets it)"
+    try:
+        n_jobs = launcher.n_jobs
+    except OmegaConfBaseException as err:
+        written = OmegaConf.to_container(launcher, resolve=False)["n_jobs"]
+        return f"hydra.launcher.n_jobs={written}: {_first_line(getattr(err, 'msg', str(err)))}; {valid}"
+    return f"hydra.launcher.n_jobs={n_jobs}; {valid}" if n_jobs == 0 else None
 
 
 def _unknown_swept_key(args: list[str], base: DictConfig, compose_base: Compose) -> Optional[str]:
@@ -205,6 +223,14 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
     if isinstance(err, OverrideParseException):
         lines = str(err).splitlines()
         return ": ".join(lines[:2])
+    ambiguous = re.match(r"Ambiguous value for argument '(.+)'", str(err))
+    if ambiguous:  # Hydra's three hints, in one line
+        arg = ambiguous.group(1)
+        key, _, values = arg.partition("=")
+        sweep = f"a sweep with -m (python train.py -m {arg})"
+        if GlobalHydra.instance().config_loader().repository.group_exists(key.lstrip("+~")):
+            return f"{arg}: several choices; valid: {sweep}, or one choice"
+        return f"{arg}: several values; valid: {sweep}, a list {key}=[{values}], or a string {key}='{values}'"
     deleted = re.match(r"Could not delete from config\. '([^']+)' does not exist", str(err))
     if deleted:
         return _missing_delete_message(deleted.group(1), args, compose_rest)

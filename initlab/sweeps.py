@@ -263,6 +263,8 @@ def check_group_choices(overrides: list[str]) -> None:
         return
     for o in parsed:
         group = o.key_or_group
+        if not group:  # ``=3``: Hydra reads the empty key as the config root's group
+            raise ConfigError(f"{o.input_line}: no key before '='; valid: KEY=VALUE (a config key or group)")
         if o.is_sweep_override() or not loader.repository.group_exists(group):
             continue
         options = loader.get_group_options(group)

@@ -186,6 +186,12 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
      "dataset.n_classes must be <= dataset.n_train (100: every class needs training samples), got 200"),
     (["dataset=spiral", "dataset.n_train=3", "dataset.n_classes=4"],
      "dataset.n_classes must be <= dataset.n_train (3: every class needs training samples), got 4"),
+    # several values without -m: Hydra's three hints in one line (was its first line alone)
+    (["depth=2,3"], "depth=2,3: several values; valid: a sweep with -m (python train.py -m depth=2,3), a list "
+                    "depth=[2,3], or a string depth='2,3'"),
+    (["activation=relu,tanh"], "activation=relu,tanh: several choices; valid: a sweep with -m (python train.py -m "
+                               "activation=relu,tanh), or one choice"),
+    (["=3"], "=3: no key before '='; valid: KEY=VALUE (a config key or group)"),
     # an interpolation resolved when the config is read (was a traceback from the pre-check)
     (["optimizer.lr=${foo}"], "optimizer.lr=${foo}: Interpolation key 'foo' not found"),
 ])
@@ -242,6 +248,7 @@ def test_null_for_every_other_field_says_what_is_valid(base, key):
     assert "\n" not in message
 
 
+N_JOBS = "valid: an integer other than 0 (joblib's n_jobs: k workers, -1 one per core; INITLAB_N_JOBS sets it)"
 SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_to, embedding, factor, mode "
               "(Hydra composes a sweep's base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
               "++init.gain=...)")
@@ -274,10 +281,22 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     (["init=glob(*,exclude=[*_*,normal,orthogonal,zero,lsuv])"],
      "init=glob(*,exclude=[*_*,normal,orthogonal,zero,lsuv]) matches no init; valid: "
      + ", ".join(group_choices("init"))),
+    # joblib's n_jobs fails inside the launcher, after the sweep has started
+    (["hydra/launcher=parallel", "hydra.launcher.n_jobs=0", "seed=0,1"], f"hydra.launcher.n_jobs=0; {N_JOBS}"),
+    (["hydra/launcher=batched_parallel", "hydra.launcher.n_jobs=0", "seed=0,1"], f"hydra.launcher.n_jobs=0; {N_JOBS}"),
 ])
 def test_sweep_base_config_errors_are_one_line(args, line):
     argv = args if args[0].startswith("-") else ["-m", *args]
     assert check_command_line(argv, CONF) == line
+
+
+def test_a_workers_count_from_the_environment_is_checked_too(monkeypatch):
+    monkeypatch.setenv("INITLAB_N_JOBS", "abc")
+    assert check_command_line(["-m", "hydra/launcher=parallel", "seed=0,1"], CONF) == (
+        "hydra.launcher.n_jobs=${oc.env:INITLAB_N_JOBS,-1}: While dereferencing interpolation "
+        "'${oc.env:INITLAB_N_JOBS,-1}': Value 'abc' of type 'str' could not be converted to Integer; " + N_JOBS)
+    monkeypatch.setenv("INITLAB_N_JOBS", "2")
+    assert check_command_line(["-m", "hydra/launcher=parallel", "seed=0,1"], CONF) is None
 
 
 @pytest.mark.parametrize("args", [
