@@ -136,6 +136,12 @@ def test_one_run_in_two_folders_is_counted_once(tmp_path):
         ("sweep/seed=1", "the same run as rerun (equal settings, seed included): counted once")]
 
 
+def test_a_setting_some_runs_lack_is_not_shared_by_every_run():
+    """mlp (width 128) beside cnn (no width): the report's header said model.width=nan."""
+    runs = pd.DataFrame({"model.width": [128, np.nan], "depth": [3, 3], "seed": [0, 1]})
+    assert report._shared(runs) == "depth=3"
+
+
 def test_convergence_table_is_the_mean_over_seeds(tmp_path):
     curves = {0: [0.1, 0.5, 0.8, 0.9, 0.86], 1: [0.1, 0.95, 0.2, 0.3, 0.9]}
     for seed, curve in curves.items():

@@ -174,6 +174,9 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
      "got null"),
     (["early_stopping.patience=0"], "early_stopping.patience must be >= 1, got 0"),
     (["checkpoint=all"], "checkpoint=all: Invalid value 'all'; valid: one of none, last, best, both"),
+    (["scheduler=cosine", "scheduler.warmup_epochs=100", "epochs=2"],
+     "scheduler=cosine never starts: scheduler.warmup_epochs=100 fills all epochs=2, so its fields change nothing; "
+     "valid: warmup_epochs < epochs, or scheduler=none"),
 ])
 def test_settings_that_need_a_validation_split_or_each_other_are_refused_in_one_line(args, line):
     assert check_single_run(args, CONF) == line

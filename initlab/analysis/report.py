@@ -165,7 +165,8 @@ def _convergence_blocks(t: Tables) -> list[tuple]:
 def _shared(runs: pd.DataFrame) -> str:
     cols = ["activation", "init", "depth", "dataset", "optimizer", "optimizer.lr", "batch_size", "epochs", "seed",
             "model.width", "probe_size"]
-    parts = [f"{c}={runs[c].iloc[0]}" for c in cols if c in runs and runs[c].nunique() == 1]
+    parts = [f"{c}={runs[c].iloc[0]}" for c in cols  # a model without the key (cnn's width) shares nothing
+             if c in runs and runs[c].nunique() == 1 and runs[c].notna().all()]
     return ", ".join(parts) or "none"
 
 
