@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -105,10 +106,28 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
         members = OmegaConf.select(base, "hydra.launcher.max_members", default=None)
         if members is not None and members < 1:  # the batched launchers (hydra_plugins/initlab_batched_launcher)
             return f"hydra.launcher.max_members={members}; valid: null (automatic from free memory) or an integer >= 1"
-        workers = _joblib_workers(base)
+        workers = _joblib_workers(base) or unwritable(
+            "hydra.sweep.dir", OmegaConf.select(base, "hydra.sweep.dir", throw_on_resolution_failure=False))
         if workers:
             return workers
         return _unknown_swept_key(args, base, compose_base) or _empty_glob(args)
+
+
+def unwritable(key: str, folder: Optional[str]) -> Optional[str]:
+    """One line where the run or sweep folder ``folder`` (``hydra.run.dir``, ``hydra.sweep.dir``)
+    cannot be created: a trial folder in its nearest existing ancestor is made and removed again
+    (permissions, read-only or pseudo file systems such as /proc), so nothing is left behind."""
+    if folder is None:
+        return None
+    path = Path(folder).absolute()
+    ancestor = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(f"{ancestor} is a file")
+        Path(tempfile.mkdtemp(dir=ancestor, prefix=".initlab-")).rmdir()
+    except OSError as err:
+        return f"{key}={folder}: cannot create it here ({err.strerror or err}); valid: a folder this user can write"
+    return None
 
 
 def _joblib_workers(base: DictConfig) -> Optional[str]:
@@ -199,6 +218,9 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
             check_config_fits(exp)
             if run_dir is not None:  # a folder named by the job itself (${hydra.job.id}) is left to the job
                 check_folder(exp, Path(run_dir))
+            folder = unwritable("hydra.run.dir", run_dir)
+            if folder:
+                return folder
         except ConfigError as err:
             return str(err)
         except OmegaConfBaseException as err:  # resolving a value: optimizer.lr=${foo}, ${oc.env:UNSET}

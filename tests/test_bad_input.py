@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import typing
+from pathlib import Path
 from dataclasses import fields, is_dataclass
 
 import pytest
@@ -437,3 +438,20 @@ def test_a_stub_run_folder_is_removed_and_a_real_one_kept(tmp_path, monkeypatch)
     (real / ".hydra").mkdir(parents=True)
     (real / "checkpoint.pt").write_bytes(b"x")
     assert not remove_stub_run_dir(real, "train.log") and (real / "checkpoint.pt").is_file()
+
+
+def test_a_run_or_sweep_folder_that_cannot_be_created_is_refused_in_one_line(tmp_path):
+    """Hydra's own FileNotFoundError traceback came after the checks; nothing is left behind."""
+    (tmp_path / "a_file").write_text("")
+    bad = tmp_path / "a_file" / "run"
+    assert check_command_line([f"hydra.run.dir={bad}"], CONF) == (
+        f"hydra.run.dir={bad}: cannot create it here ({tmp_path / 'a_file'} is a file); valid: a folder this user "
+        "can write")
+    assert check_command_line(["-m", "seed=0,1", f"hydra.sweep.dir={bad}"], CONF).startswith(
+        f"hydra.sweep.dir={bad}: cannot create it here")
+    if Path("/proc/self").is_dir():  # a pseudo file system: mkdir fails even for root
+        assert check_command_line(["hydra.run.dir=/proc/nope"], CONF) == (
+            "hydra.run.dir=/proc/nope: cannot create it here (No such file or directory); valid: a folder this user "
+            "can write")
+    assert check_command_line([f"hydra.run.dir={tmp_path / 'new' / 'run'}"], CONF) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
