@@ -300,7 +300,7 @@ MUTATIONS = [
              'metric = "val_acc" if "val_acc" in epochs', 'metric = "test_acc" if "val_acc" in epochs',
              ("tests/test_analysis_models.py", "-k", "convergence_epoch_is"), "convergence epoch from the test curve"),
     Mutation("convergence_counts_epoch0", "initlab/analysis/tables.py",
-             'trained = epochs[epochs["epoch"] >= 1]\n    final = epochs[metric]', 'trained = epochs\n    final = epochs[metric]',
+             'trained = epochs[epochs["epoch"] >= 1]\n    target =', 'trained = epochs\n    target =',
              ("tests/test_analysis_models.py", "-k", "convergence_epoch_is"), "the untrained epoch 0 counts as converged"),
     Mutation("figures_pool_models", "initlab/analysis/figures/base.py",
              "if len(self.models) <= 1:\n            return data, by, order", "if True:\n            return data, by, order",
