@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -58,12 +59,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.paths, args.filters = [], {}
     for item in args.items:
         key, sep, values = item.partition("=")
-        if Path(item).exists() or not sep or "/" in key:
+        if _exists(item) or not sep or "/" in key:
             args.paths.append(Path(item))
         else:
             args.filters[key.removeprefix("filter.")] = split_values(values)
     args.filters.update({k: split_values(getattr(args, k)) for k in ("activation", "init", "depth") if getattr(args, k)})
+    args.filters = dict(sorted(args.filters.items()))  # one folder per filter, whatever the order written
+    if args.detail_depth:
+        args.detail_depth = list(dict.fromkeys(args.detail_depth))
     return args
+
+
+def _exists(item: str) -> bool:
+    """Whether ``item`` names a file or folder (a filter longer than a file name can be is none)."""
+    try:
+        return Path(item).exists()
+    except OSError:
+        return False
 
 
 def main(argv: list[str]) -> int:
@@ -95,9 +107,9 @@ def main(argv: list[str]) -> int:
         print(f"error: --detail-depth {' '.join(map(str, absent))}: no run has that depth; valid: "
               f"{', '.join(map(str, depths))}", file=sys.stderr)
         return 1
-    out = args.out or tables.root / analysis.output_name(args.filters)
-    if analysis.is_job(out):
-        print(f"error: --out {out} is a job folder: the tables would replace its own epochs.csv and layers.csv; "
+    out = Path(os.path.realpath(args.out or tables.root / analysis.output_name(args.filters)))  # JOB/sub/.. is JOB
+    if analysis.is_job(out) or ".hydra" in out.parts:
+        print(f"error: --out {out} is a job folder or its .hydra/: the tables would replace the job's own records; "
               f"valid: a folder that holds no job's records", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -33,8 +32,9 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from initlab.config import (SCHEMAS, ConfigError, refused_field, register_configs,
                             reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
+from initlab.records import unwritable
 from initlab.resume import check_folder
-from initlab.sweeps import check_bool_values, check_group_choices, check_search, group_syntax
+from initlab.sweeps import check_bool_values, check_group_choices, check_search, group_syntax, unknown_interpolation
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -106,28 +106,24 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
         members = OmegaConf.select(base, "hydra.launcher.max_members", default=None)
         if members is not None and members < 1:  # the batched launchers (hydra_plugins/initlab_batched_launcher)
             return f"hydra.launcher.max_members={members}; valid: null (automatic from free memory) or an integer >= 1"
-        workers = _joblib_workers(base) or unwritable(
-            "hydra.sweep.dir", OmegaConf.select(base, "hydra.sweep.dir", throw_on_resolution_failure=False))
-        if workers:
-            return workers
+        sweep_dir, refusal = _folder(base, "hydra.sweep.dir")
+        refusal = refusal or _joblib_workers(base) or unwritable("hydra.sweep.dir", sweep_dir)
+        if refusal:
+            return refusal
         return _unknown_swept_key(args, base, compose_base) or _empty_glob(args)
 
 
-def unwritable(key: str, folder: Optional[str]) -> Optional[str]:
-    """One line where the run or sweep folder ``folder`` (``hydra.run.dir``, ``hydra.sweep.dir``)
-    cannot be created: a trial folder in its nearest existing ancestor is made and removed again
-    (permissions, read-only or pseudo file systems such as /proc), so nothing is left behind."""
-    if folder is None:
-        return None
-    path = Path(folder).absolute()
-    ancestor = next(p for p in (path, *path.parents) if p.exists())
+def _folder(cfg: DictConfig, key: str) -> tuple[Optional[str], Optional[str]]:
+    """(the folder ``key`` resolves to, or None where only the running job can resolve it; a
+    one-line refusal where it reads a key no config has: ``hydra.run.dir=${nope}/x``)."""
     try:
-        if not ancestor.is_dir():
-            raise NotADirectoryError(f"{ancestor} is a file")
-        Path(tempfile.mkdtemp(dir=ancestor, prefix=".initlab-")).rmdir()
-    except OSError as err:
-        return f"{key}={folder}: cannot create it here ({err.strerror or err}); valid: a folder this user can write"
-    return None
+        return OmegaConf.select(cfg, key), None
+    except OmegaConfBaseException as err:
+        if not unknown_interpolation(err):
+            return None, None
+        *parent, leaf = key.split(".")
+        written = OmegaConf.to_container(OmegaConf.select(cfg, ".".join(parent)), resolve=False)[leaf]
+        return None, f"{key}={written}: {_first_line(getattr(err, 'msg', str(err)))}"
 
 
 def _joblib_workers(base: DictConfig) -> Optional[str]:
@@ -208,7 +204,9 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
             cfg = compose(config_name, overrides=list(args), return_hydra_config=True)
         except (ConfigCompositionException, OverrideParseException) as err:
             return _composition_message(err, list(args), lambda rest: compose(config_name, overrides=rest))
-        run_dir = OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=False)
+        run_dir, refusal = _folder(cfg, "hydra.run.dir")
+        if refusal:
+            return refusal
         with open_dict(cfg):
             del cfg["hydra"]
         loader = GlobalHydra.instance().config_loader()
@@ -225,7 +223,7 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
             return str(err)
         except OmegaConfBaseException as err:  # resolving a value: optimizer.lr=${foo}, ${oc.env:UNSET}
             key = err.full_key or "?"
-            override = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == key), key)
+            override = next((a for a in reversed(args) if a.lstrip("+~").split("=", 1)[0] == key), key)  # the last wins
             return f"{override}: {_first_line(getattr(err, 'msg', str(err)))}"
     return None
 
@@ -245,6 +243,12 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
     if isinstance(err, OverrideParseException):
         lines = str(err).splitlines()
         return ": ".join(lines[:2])
+    appended = re.search(r"Could not append to config\. An item is already at '([^']+)'", f"{err} {cause or ''}")
+    if appended:  # +depth=3: the key exists; + only adds new ones
+        key = appended.group(1)
+        arg = next((a for a in reversed(args) if a.startswith("+") and a.lstrip("+").split("=", 1)[0] == key), key)
+        value = arg.split("=", 1)[1] if "=" in arg else "VALUE"
+        return f"{arg}: {key} is in the config already; valid: {key}={value} (or ++{key}={value})"
     ambiguous = re.match(r"Ambiguous value for argument '(.+)'", str(err))
     if ambiguous:  # Hydra's three hints, in one line
         arg = ambiguous.group(1)
@@ -260,7 +264,7 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
         return _unknown_key_message(cause, args, compose_rest, swept)
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         key, reason = refused_field(cause, _first_line(getattr(cause, "msg", str(cause))))
-        override = next((a for a in args if a.lstrip("+~").split("=", 1)[0] == key), key)
+        override = next((a for a in reversed(args) if a.lstrip("+~").split("=", 1)[0] == key), key)  # the last wins
         return f"{override}: {reason}"
     return (group_syntax(f"{err} {cause or ''}", args)
             or " ".join(_first_line(str(e)) for e in (err, cause) if e is not None))

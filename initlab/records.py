@@ -107,6 +107,23 @@ def lock_folder(directory: Path) -> Optional[int]:
     return fd
 
 
+def unwritable(key: str, folder: Optional[str]) -> Optional[str]:
+    """One line where the folder ``folder`` of a run, sweep or job (``key`` names it)
+    cannot be created: a trial folder in its nearest existing ancestor is made and removed again
+    (permissions, read-only or pseudo file systems such as /proc), so nothing is left behind."""
+    if folder is None:
+        return None
+    path = Path(folder).absolute()
+    ancestor = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(f"{ancestor} is a file")
+        Path(tempfile.mkdtemp(dir=ancestor, prefix=".initlab-")).rmdir()
+    except OSError as err:
+        return f"{key}={folder}: cannot create it here ({err.strerror or err}); valid: a folder this user can write"
+    return None
+
+
 def unlock_folder(fd: Optional[int]) -> None:
     """Release ``lock_folder``'s lock (None: nothing to release)."""
     if fd is not None:

@@ -106,16 +106,27 @@ def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[d
     return finished, extending
 
 
-def check_folder(exp: ExperimentConfig, job_dir: Path, held: bool = True) -> None:
+def check_folder(exp: ExperimentConfig, job_dir: Path) -> None:
     """ConfigError (one line) where the job ``exp`` would be refused by its folder ``job_dir``,
     checked before Hydra starts the job: Hydra rewrites the folder's ``.hydra/`` (config,
-    overrides) for every run asked into it, also for one initlab then refuses, and a finished
-    job's model is rebuilt from those files (initlab.train.saved). Refused: a result.json of a run
-    with other settings (``resume=true``: ``read_finished``) and, with ``held``, a folder another
-    running job holds (records.FolderInUse). A checkpoint is left to the job, which loads it."""
+    overrides) for every run asked into it, also for one initlab then refuses, and a job's model
+    is rebuilt from those files (initlab.train.saved). Refused: a folder another running job holds
+    (records.FolderInUse), and with ``resume=true`` a result.json (``read_finished``) or a
+    checkpoint of a run with other settings. A checkpoint that cannot be read is left to the job."""
     if not job_dir.is_dir():
         return
-    if held:
-        records.unlock_folder(records.lock_folder(job_dir))
-    if exp.resume:
-        read_finished(job_dir, choices_of(exp))
+    records.unlock_folder(records.lock_folder(job_dir))
+    if not exp.resume:
+        return
+    current = choices_of(exp)
+    finished, _ = read_finished(job_dir, current)
+    checkpoint = job_dir / records.CHECKPOINT
+    if finished is None and checkpoint.is_file():
+        import torch
+
+        try:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        except Exception:  # noqa: BLE001 - the job loads it again and says why it cannot
+            return
+        check_same_run(records.CHECKPOINT, job_dir, saved.get("choices"), current,
+                       checkpoint_epoch=saved.get("epoch", 0))

@@ -32,8 +32,9 @@ from omegaconf.errors import OmegaConfBaseException
 from omegaconf.nodes import BooleanNode
 
 from initlab import objective
-from initlab.config import SCHEMAS, ConfigError, ExperimentConfig, refused_field, to_experiment
+from initlab.config import SCHEMAS, TOP_LEVEL_KEYS, ConfigError, ExperimentConfig, refused_field, to_experiment
 from initlab.models import check_config_fits
+from initlab.records import unwritable
 from initlab.resume import check_folder
 
 log = logging.getLogger("initlab.sweep")
@@ -127,8 +128,17 @@ def job_folders(config: DictConfig, jobs: list[list[str]]) -> list[str]:
                                                                    naming.item_sep, naming.kv_sep)
             folders.append(str(OmegaConf.select(job, "hydra.sweep.subdir", throw_on_missing=True)))
         except (OmegaConfBaseException, HydraException) as err:
+            if unknown_interpolation(err):
+                raise ConfigError(f"hydra.sweep.subdir={template}: {_one_line(err)}") from None
             raise ValueError(f"hydra.sweep.subdir={template} for job #{num}: {_one_line(err)}") from None
     return folders
+
+
+def unknown_interpolation(err: BaseException) -> bool:
+    """Whether ``err`` is an interpolation of a key no job's config can have (``${nope}``), not
+    one only the launcher (``${hydra.job.id}``) or a swept choice (``${init.gain}``) resolves."""
+    missing = re.search(r"Interpolation key '([^']+)' not found", str(err))
+    return bool(missing) and missing.group(1).split(".")[0] not in (*TOP_LEVEL_KEYS, "hydra")
 
 
 def subdir_template(config: DictConfig) -> str:
@@ -153,6 +163,8 @@ def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> Optional[lis
     folders (``job_folders``), or None where they are not known."""
     try:
         folders = job_folders(config, jobs)
+    except ConfigError:
+        raise
     except ValueError as err:
         log.info("[sweep] job folders not checked before launch (%s); a running job's folder lock still refuses "
                  "a second job there", err)
@@ -182,13 +194,17 @@ def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> Optional[lis
 
 def check_job_records(sweep_dir: Path, jobs: list[list[str]], folders: list[str],
                       experiments: list[ExperimentConfig]) -> None:
-    """ConfigError (one line) naming the first job whose folder under ``sweep_dir`` holds the
-    result of a run with other settings (initlab.resume.check_folder), before Hydra rewrites that
-    folder's ``.hydra/`` for a job that would be refused there. A folder another sweep's running
-    job holds is left to the job (a rerun of a sweep while some of its jobs still run goes on)."""
+    """ConfigError (one line) naming the first job whose folder under ``sweep_dir`` cannot be
+    created, is held by a running job, or holds the records of a run with other settings
+    (initlab.resume.check_folder): before Hydra rewrites that folder's ``.hydra/`` for a job that
+    would be refused there. A rerun of a sweep while some of its jobs still run is refused whole:
+    wait for them, or sweep into another folder."""
     for overrides, folder, exp in zip(jobs, folders, experiments):
         try:
-            check_folder(exp, sweep_dir / folder, held=False)
+            refusal = unwritable("hydra.sweep.subdir", str(sweep_dir / folder))
+            if refusal:
+                raise ConfigError(refusal)
+            check_folder(exp, sweep_dir / folder)
         except ConfigError as err:
             raise ConfigError(f"job {' '.join(overrides)}: {err}") from err
 

@@ -217,7 +217,7 @@ MUTATIONS = [
     Mutation("refused_run_rewrites_hydra", "initlab/cli.py", "check_folder(exp, Path(run_dir))", "None",
              ("tests/test_resume.py", "-k", "before_hydra_writes"),
              "a rerun of other settings into a finished folder: Hydra rewrites its .hydra before the job refuses"),
-    Mutation("refused_sweep_job_rewrites_hydra", "initlab/sweeps.py", "check_folder(exp, sweep_dir / folder, held=False)",
+    Mutation("refused_sweep_job_rewrites_hydra", "initlab/sweeps.py", "check_folder(exp, sweep_dir / folder)",
              "None", ("tests/test_resume.py", "-k", "before_hydra_writes"),
              "a sweep's job of other settings in a finished folder: Hydra rewrites its .hydra before the job refuses"),
     Mutation("one_run_counted_twice", "initlab/analysis/tables.py", "if twin != job:", "if False:",

@@ -118,6 +118,10 @@ def test_a_filtered_analysis_keeps_the_whole_sweeps(tmp_path):
     assert pd.read_csv(root / "analysis" / "runs.csv")["job"].tolist() == ["job0", "job1"]
     assert pd.read_csv(root / "analysis_activation=tanh" / "runs.csv")["job"].tolist() == ["job1"]
     assert analysis.output_name({"init.std": ["0.1", "0.2"], "depth": ["5"]}) == "analysis_init.std=0.1,0.2;depth=5"
+    assert analyze.parse([str(root), "seed=0", "--init", "he_normal"]).filters == \
+        analyze.parse([str(root), "init=he_normal", "seed=0"]).filters  # one folder, whatever the order
+    assert analyze.parse([str(root), "seed=" + ",".join(map(str, range(200)))]).filters["seed"][-1] == "199"
+    assert analyze.parse([str(root), "--detail-depth", "3", "3"]).detail_depth == [3]
     long = analysis.output_name({"seed": [str(s) for s in range(100)]})
     assert long.startswith("analysis_seed=0,1,2,") and len(long) == len("analysis_") + 100 + 13
 
@@ -141,8 +145,11 @@ def test_an_output_folder_that_is_a_job_is_refused(tmp_path, capsys):
     before = (root / "job0" / "epochs.csv").read_bytes()
     assert analyze.main([str(root), "--out", str(root / "job0")]) == 1
     assert capsys.readouterr().err.strip() == (
-        f"error: --out {root / 'job0'} is a job folder: the tables would replace its own epochs.csv and layers.csv; "
-        "valid: a folder that holds no job's records")
+        f"error: --out {root / 'job0'} is a job folder or its .hydra/: the tables would replace the job's own "
+        "records; valid: a folder that holds no job's records")
+    assert (root / "job0" / "epochs.csv").read_bytes() == before
+    for out in (root / "job0" / "nothing" / "..", root / "job0" / ".hydra"):  # the same folder, spelt otherwise
+        assert analyze.main([str(root), "--out", str(out)]) == 1
     assert (root / "job0" / "epochs.csv").read_bytes() == before
     assert analyze.main([str(root / "job0")]) == 0  # a single job's default output is its analysis/ subfolder
 

@@ -193,6 +193,9 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["activation=relu,tanh"], "activation=relu,tanh: several choices; valid: a sweep with -m (python train.py -m "
                                "activation=relu,tanh), or one choice"),
     (["=3"], "=3: no key before '='; valid: KEY=VALUE (a config key or group)"),
+    (["+depth=3"], "+depth=3: depth is in the config already; valid: depth=3 (or ++depth=3)"),
+    (["epochs=1", "epochs=abc"], "epochs=abc: Value 'abc' of type 'str' could not be converted to Integer; "
+                                 "valid: an integer >= 0"),  # the last of a key's overrides wins: it is named
     # an interpolation resolved when the config is read (was a traceback from the pre-check)
     (["optimizer.lr=${foo}"], "optimizer.lr=${foo}: Interpolation key 'foo' not found"),
 ])
@@ -455,3 +458,9 @@ def test_a_run_or_sweep_folder_that_cannot_be_created_is_refused_in_one_line(tmp
             "can write")
     assert check_command_line([f"hydra.run.dir={tmp_path / 'new' / 'run'}"], CONF) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    # a folder reading a key no config has (was Hydra's traceback); one only the job resolves passes
+    assert check_command_line(["hydra.run.dir=${nope}/x"], CONF) == (
+        "hydra.run.dir=${nope}/x: Interpolation key 'nope' not found")
+    assert check_command_line(["-m", "seed=0,1", "hydra.sweep.dir=${nope}/x"], CONF) == (
+        "hydra.sweep.dir=${nope}/x: Interpolation key 'nope' not found")
+    assert check_command_line([f"hydra.run.dir={tmp_path}/${{hydra.job.id}}"], CONF) is None

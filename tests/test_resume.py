@@ -218,30 +218,40 @@ def test_a_run_its_folder_would_refuse_is_refused_before_hydra_writes_there(tmp_
     hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
             "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(job_dir)], stdout=subprocess.PIPE, text=True)
+    experiments = [to_experiment(compose_config(*args[:-1], depth)) for depth in ("depth=2", "depth=3")]
     try:
         assert holder.stdout.readline().strip() == "held"
         assert check_single_run(args, CONF).startswith(f"{job_dir} is in use by another running job")
+        with pytest.raises(ConfigError, match=r"^job depth=2: .*/run is in use by another running job"):
+            check_job_records(tmp_path, [["depth=2"]], ["run"], experiments[:1])  # a rerun while it runs
     finally:
         holder.kill()
         holder.wait()
-    experiments = [to_experiment(compose_config(*args[:-1], depth)) for depth in ("depth=2", "depth=3")]
     check_job_records(tmp_path, [["depth=2"], ["depth=3"]], ["run", "other"], experiments)
     with pytest.raises(ConfigError, match=r"^job depth=3: result\.json in .*/run is of a run with other settings "
                                           r"\(depth 2 -> 3\)"):
         check_job_records(tmp_path, [["depth=3"]], ["run"], experiments[1:])
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match=r"^job depth=2: hydra\.sweep\.subdir=.*/a_file/d2: cannot create it here"):
+        check_job_records(tmp_path, [["depth=2"]], ["a_file/d2"], experiments[:1])
+    (job_dir / "result.json").unlink()  # as if killed: the kept checkpoint is the unfinished run's
+    assert check_single_run([*args, "depth=3"], CONF) == (
+        f"checkpoint.pt in {job_dir} is of a run with other settings (depth 2 -> 3); resume=false starts the job "
+        "afresh (replacing those records), or use another folder")
+    assert check_single_run(args, CONF) is None
 
 
 @pytest.mark.parametrize("finished", [False, True], ids=["empty", "finished"])
-def test_a_job_refused_for_a_held_folder_marks_nothing_there(tmp_path, finished):
-    """A sweep's job whose folder another process holds fails in the sweep's summary, and its
-    FAILED marker (what the analysis reports for a folder without result.json) is not written into
-    the folder the other job is filling. A failed job is never counted as skipped, also where the
-    folder holds an earlier result.json."""
+def test_a_sweep_into_a_folder_a_running_job_holds_is_refused_before_launch(tmp_path, finished):
+    """A sweep one of whose folders another process holds (a rerun while that job still runs) is
+    refused before Hydra writes anything there: not its .hydra/ (from which the running job's
+    model is rebuilt), not a FAILED marker, not a log line."""
     sweep = tmp_path / "sweep"
     job_dir = sweep / "depth=2,epochs=1"
     job_dir.mkdir(parents=True)
     if finished:
         run_job(compose_config("depth=2", "epochs=1", "threads=1"), job_dir)
+    before = sorted(p.name for p in job_dir.iterdir())
     hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
             "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(job_dir)], stdout=subprocess.PIPE, text=True)
@@ -251,11 +261,10 @@ def test_a_job_refused_for_a_held_folder_marks_nothing_there(tmp_path, finished)
     finally:
         holder.kill()
         holder.wait()
-    output = done.stdout + done.stderr
-    assert done.returncode == 1, done.describe()
-    assert f"0 completed, 0 diverged, 1 failed: depth=2,epochs=1 (FolderInUse: {job_dir} is in use" in output, output
-    assert "skipped" not in output, output
-    assert not (job_dir / "FAILED").exists() and (job_dir / "result.json").exists() == finished
+    assert done.returncode == 2, done.describe()
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"error: job depth=2 epochs=1 threads=1: {job_dir} is in use by another running job"), done.describe()
+    assert sorted(p.name for p in job_dir.iterdir()) == before
 
 
 def attempt_checkpointed(job_dir: Path, attempt: int, epoch: int) -> bool:

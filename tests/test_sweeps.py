@@ -164,6 +164,9 @@ def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
         with pytest.raises(ConfigError, match=r"they differ only in depth, which hydra.sweep.subdir="
                                               r"run_\$\{oc.env:NO_SUCH_VARIABLE,x\} leaves out: name the folders"):
             check_job_folders(named, [["depth=2"], ["depth=3"]])
+        unknown = _compose_multirun("depth=2", "hydra.sweep.subdir=${nope}")  # was a traceback after launch
+        with pytest.raises(ConfigError, match=r"^hydra\.sweep\.subdir=\$\{nope\}: Interpolation key 'nope' not found$"):
+            check_job_folders(unknown, [["depth=2"], ["depth=3"]])
         numbered = _compose_multirun("depth=2", "hydra.sweep.subdir=${hydra.job.num}")
         assert job_folders(numbered, jobs) == ["0", "1"]
         check_job_folders(numbered, jobs)
