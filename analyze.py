@@ -7,9 +7,10 @@
     python analyze.py SWEEP --init he_normal --format pdf --out paper/figs
 
 Writes runs.csv, configs.csv, epochs.csv, layers.csv (and jacobian.csv, steps.csv,
-distributions.csv when jobs wrote them), figures/ and report.md + report.html into PATH/analysis/ (the common parent of several
-PATHs; PATH/analysis_<filters>/ for a filtered analysis) unless --out is given. Mean-field predictions that jobs recorded appear beside the
-measurements in runs.csv, the Theory figures and the report's Theory section.
+distributions.csv when jobs wrote them), figures/ and report.md + report.html into PATH/analysis/
+(the common parent of several PATHs; PATH/analysis_<filters>/ for a filtered analysis) unless
+--out is given. Mean-field predictions that jobs recorded appear beside the measurements in
+runs.csv, the Theory figures and the report's Theory section.
 """
 
 from __future__ import annotations

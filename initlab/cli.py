@@ -188,9 +188,9 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
     """The one-line error for ``python train.py ARGS``, or None when the config is valid.
 
     Only plain overrides are checked (any ``-`` flag, e.g. ``-m`` or ``--cfg``, is left to Hydra).
-    ``hydra.run.dir``, where it resolves here, is checked too (initlab.resume.check_folder): a
-    folder held by a running job, or finished with other settings, refuses the run before Hydra
-    rewrites its ``.hydra/``.
+    ``hydra.run.dir``, where it resolves here, is checked too: a folder held by a running job, or
+    finished or checkpointed with other settings (initlab.resume.check_folder), or one that
+    cannot be created, refuses the run before Hydra rewrites its ``.hydra/``.
     """
     if any(arg.startswith("-") for arg in args):
         return None

@@ -247,7 +247,8 @@ def test_max_members_below_one_is_refused_in_one_line():
     assert done.stderr.strip() == ("error: hydra.launcher.max_members=0; valid: null (automatic from free memory) "
                                    "or an integer >= 1")
     for launcher in ("batched", "batched_parallel", "batched_slurm"):  # a typed refusal says the same range
-        done = train_refused_in_process("-m", f"hydra/launcher={launcher}", "hydra.launcher.max_members=abc", "seed=0,1")
+        done = train_refused_in_process("-m", f"hydra/launcher={launcher}", "hydra.launcher.max_members=abc",
+                                        "seed=0,1")
         assert done.stderr.strip().endswith("valid: an integer >= 1 or null"), done.describe()
 
 

@@ -193,9 +193,9 @@ def test_a_job_whose_kernel_shaping_targets_are_out_of_reach_stops_the_sweep():
         cfg = _compose_multirun("epochs=0")
         shaped = ["activation=leaky_relu", "activation.transform=tat", "init=scaled_orthogonal"]
         validate_jobs(cfg, [[*shaped, "depth=20"]])
-        with pytest.raises(ConfigError, match=r"^job .* depth=4: activation\.transform=tat found no leaky_relu for depth "
-                                              r"4 with c_val_0_target=0\.9: .*valid: c_val_0_target < 0\.6810, or "
-                                              r"depth >= 13$"):
+        with pytest.raises(ConfigError, match=r"^job .* depth=4: activation\.transform=tat found no leaky_relu for "
+                                              r"depth 4 with c_val_0_target=0\.9: .*valid: c_val_0_target < "
+                                              r"0\.6810, or depth >= 13$"):
             validate_jobs(cfg, [[*shaped, "depth=20"], [*shaped, "depth=4"]])
 
 

@@ -54,7 +54,8 @@ class ExperimentConfig(Checked):
         warmup = self.scheduler.warmup_epochs
         _require(self.scheduler.name == "none" or self.epochs == 0 or warmup < self.epochs,
                  f"scheduler={self.scheduler.name} never starts: scheduler.warmup_epochs={warmup} fills all "
-                 f"epochs={self.epochs}, so its fields change nothing; valid: warmup_epochs < epochs, or scheduler=none")
+                 f"epochs={self.epochs}, so its fields change nothing; valid: warmup_epochs < epochs, or "
+                 f"scheduler=none")
         needs_val = []
         if self.early_stopping.enabled:
             needs_val.append(f"early_stopping.enabled=true (monitor {self.early_stopping.monitor.value})")

@@ -139,9 +139,9 @@ def field_takes(schema: Any, key: Any) -> Optional[str]:
 def refused_field(err: Any, message: str) -> tuple[str, str]:
     """(dotted key, ``message`` ending with what the field takes) for OmegaConf's refusal ``err``
     (an OmegaConfBaseException) of a value: for an item of a list field (``model.channels[0]``) or
-    a dict merged into one (``model.channels={a:1}``), the list field. OmegaConf's own list of an enum's values (``expected one of [a, b]``) gives way
-    to the same words (``valid: one of a, b``); ``message`` is kept as it is where the field says
-    nothing more."""
+    a dict merged into one (``model.channels={a:1}``), the list field. OmegaConf's own list of an
+    enum's values (``expected one of [a, b]``) gives way to the same words (``valid: one of a, b``);
+    ``message`` is kept as it is where the field says nothing more."""
     full, schema, key, node = err.full_key, err.object_type, err.key, err.parent_node
     parent = node._get_parent() if (key is None or isinstance(key, int)) and node is not None else None
     if parent is not None and getattr(parent, "_metadata", None) is not None:
