@@ -13,8 +13,9 @@ from __future__ import annotations
 import functools
 import math
 import typing
-from pathlib import Path
 from dataclasses import fields, is_dataclass
+from enum import Enum
+from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -241,6 +242,39 @@ OTHER_FIELDS = list({key: (base, key) for base, key in reversed(
      for name in other_fields(schema_of(group, choice))]
     + [((), name) for name in other_fields(ExperimentConfig)]
     + [((), f"early_stopping.{name}") for name in other_fields(EarlyStoppingConfig)])}.values())
+
+
+def annotation(base: tuple[str, ...], key: str) -> type:
+    """The type an OTHER_FIELDS entry's field is annotated with."""
+    schema = schema_of(*base[0].split("=")) if base else (
+        EarlyStoppingConfig if key.startswith("early_stopping.") else ExperimentConfig)
+    return typing.get_type_hints(schema)[key.rsplit(".", 1)[-1]]
+
+
+BOOL_FIELDS = [(b, k) for b, k in OTHER_FIELDS if annotation(b, k) is bool]
+ENUM_FIELDS = [(b, k) for b, k in OTHER_FIELDS
+               if isinstance(annotation(b, k), type) and issubclass(annotation(b, k), Enum)]
+
+
+@pytest.mark.parametrize("base,key", BOOL_FIELDS, ids=[" ".join((*b, k)) for b, k in BOOL_FIELDS])
+@pytest.mark.parametrize("value", ["2", "yes"])
+def test_every_bool_field_takes_true_or_false_only(base, key, value):
+    """OmegaConf reads any integer and yes/on/y as a bool: ``optimizer.nesterov=2`` ran as true."""
+    assert check_single_run([*base, f"{key}={value}"], CONF) == f"{key}={value}: not a bool; valid: true or false"
+
+
+@pytest.mark.parametrize("base,key", ENUM_FIELDS, ids=[" ".join((*b, k)) for b, k in ENUM_FIELDS])
+def test_every_enum_field_names_its_values(base, key):
+    values = ", ".join(m.value for m in annotation(base, key))
+    assert check_single_run([*base, f"{key}=nosuch"], CONF) == (
+        f"{key}=nosuch: Invalid value 'nosuch'; valid: one of {values}")
+
+
+def test_the_walks_cover_the_bools_and_enums():
+    assert {"resume", "optimizer.nesterov", "early_stopping.enabled", "dataset.augment", "model.residual"} <= \
+        {k for _, k in BOOL_FIELDS}
+    assert {"checkpoint", "loss", "device", "init.mode", "model.norm", "early_stopping.monitor"} <= \
+        {k for _, k in ENUM_FIELDS}
 
 
 @pytest.mark.parametrize("base,key", OTHER_FIELDS, ids=[" ".join((*b, k)) for b, k in OTHER_FIELDS])
