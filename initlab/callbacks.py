@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from initlab.config import ConfigError
 from initlab.records import RESULT_JSON, FolderInUse, remove_temporaries, write_bytes_atomic, write_json_atomic
+from initlab.resume import was_skipped
 from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_job_records, check_search, search_jobs,
                              sweep_jobs, validate_jobs)
 
@@ -239,10 +240,7 @@ class SweepProgress(Callback):
             meta = json.loads((sweep_dir / SWEEP_JSON).read_text())
         except (OSError, ValueError):
             return  # a job run outside a sweep started by this callback
-        try:  # a failed job skipped nothing, whatever result.json its folder holds
-            entry["skipped"] = entry["status"] != "failed" and (job_dir / RESULT_JSON).stat().st_mtime < meta["start"]
-        except OSError:
-            entry["skipped"] = False
+        entry["skipped"] = was_skipped(job_dir)  # found its result: a rerun's, or an optimizing sweeper's repeat
         ledger = sweep_dir / LEDGER / meta["id"]
         if ledger.is_dir():
             write_json_atomic(ledger / f"{config.hydra.job.num}.json", entry)

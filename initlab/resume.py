@@ -23,6 +23,22 @@ from initlab.config import ConfigError, ExperimentConfig
 
 RUNTIME_KEYS = ("threads", "device", "resume", "checkpoint", "checkpoint_every_s", "logger", "objective")
 _MISSING = object()
+_SKIPPED: set[str] = set()  # job folders whose job found its result in this process (mark_skipped)
+
+
+def mark_skipped(job_dir: Path) -> None:
+    """Record that the job of ``job_dir`` found its finished result and trained nothing."""
+    _SKIPPED.add(str(Path(job_dir).absolute()))
+
+
+def was_skipped(job_dir: Path) -> bool:
+    """Whether this process's job of ``job_dir`` was skipped (``mark_skipped``); forgets it, so a
+    later job in the folder (an optimizing sweeper's repeat) is judged afresh. Every launcher
+    ends a job (Hydra's ``on_job_end``) in the process that ran it."""
+    key = str(Path(job_dir).absolute())
+    skipped = key in _SKIPPED
+    _SKIPPED.discard(key)
+    return skipped
 
 
 def choices_of(exp: ExperimentConfig) -> dict[str, Any]:

@@ -237,6 +237,8 @@ MUTATIONS = [
              "    kernel_shaping.check_solvable(exp)\n", "",
              ("tests/test_sweeps.py", "-k", "out_of_reach"),
              "a sweep job with TAT targets out of reach at its depth fails after 'all configs valid'"),
+    Mutation("repeat_not_counted_skipped", "initlab/train/job.py", "                mark_skipped(job_dir)\n", "",
+             ("tests/test_search.py", "-k", "repeated_trials"), "an optimizing sweeper's skipped repeats count as run"),
     Mutation("shaped_phase_from_small_lengths", "initlab/train/predictions.py",
              "kept = kernel_shaping.kept_length(model, sigma_w2, sigma_b2)", "kept = None",
              ("tests/test_kernel_shaping.py", "-k", "solved_parameters"),

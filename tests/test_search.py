@@ -54,6 +54,20 @@ def test_another_objective_reuses_a_finished_job(tmp_path):
     assert again["final"] == first["final"] and (tmp_path / "result.json").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
+def test_a_searchs_repeated_trials_are_counted_as_skipped(tmp_path):
+    """Four trials over two categorical choices repeat at least twice; each repeat finds its twin's
+    result (written in this very sweep) and is skipped, which the summary says (it counted them
+    completed: the skip test was result.json older than the sweep)."""
+    done = run_train("-m", "hydra/sweeper=optuna_search", "hydra/launcher=batched", "objective=train_acc", "epochs=1",
+                     "depth=2", "model.width=8", "probe_size=50", "threads=1", "activation=choice(relu,tanh)",
+                     "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.describe()
+    distinct = len(list(tmp_path.glob("*/result.json")))
+    assert distinct in (1, 2)
+    assert f"4 completed, 0 diverged, 0 failed ({4 - distinct} already finished, skipped)" in done.stdout + done.stderr
+
+
 # --- fabricated searches: the figure's content -----------------------------------------------------
 def _search_figure(tmp_path, trials, metric="val_acc"):
     root = write_search(tmp_path / "search", trials, objective=metric)

@@ -37,7 +37,7 @@ from initlab.measure.probes import measured_weights, probe_statistics
 from initlab.losses import loss_fn
 from initlab.models import build_model
 from initlab.models.summary import describe
-from initlab.resume import check_same_run, choices_of, read_finished
+from initlab.resume import check_same_run, choices_of, mark_skipped, read_finished
 from initlab.train.callbacks import (Checkpoint, Distributions, Divergence, EpochCallback, EpochEnd, LearningRate,
                                      MeanField, Records, StepRecords, Stopping)
 from initlab.train.allocator import keep_freed_memory
@@ -153,6 +153,7 @@ class Job:
                     self.checkpoint_path.unlink()  # killed between result.json and the checkpoint's removal
                     log.info("removed %s, which the finished run did not keep", records.CHECKPOINT)
                 self.finished = finished
+                mark_skipped(job_dir)
                 self.release()
                 return
         self.device = device = resolve_device(exp.device)
