@@ -330,6 +330,10 @@ MUTATIONS = [
     Mutation("distributions_every_offset", "initlab/train/callbacks.py",
              "if not self.every or end.epoch % self.every:", "if not self.every or (end.epoch + 1) % self.every:",
              ("tests/test_distributions.py", "-k", "a_job_writes"), "distributions at the wrong epochs"),
+    Mutation("filter_values_read_as_yaml", "initlab/analysis/tables.py",
+             "for parse in (int, float, ast.literal_eval, yaml.safe_load):",
+             "for parse in (ast.literal_eval, yaml.safe_load):",
+             ("tests/test_analyze_files.py", "-k", "name_one_folder"), "depth=010 filters depth 8 (YAML octal)"),
 ]
 
 

@@ -117,14 +117,23 @@ def is_job(path: Path) -> bool:
 def output_name(filters: dict[str, list[str]], limit: int = 100) -> str:
     """The default output folder's name: ``analysis``, or for a filtered analysis
     ``analysis_<key=values;...>`` (so it never replaces the whole sweep's), cut to ``limit``
-    characters plus a hash of the whole where longer."""
+    characters plus a hash of the whole where longer. Filters that match the same runs name the same
+    folder: keys sorted, values written canonically (_canonical), sorted and once each."""
     if not filters:
         return "analysis"
-    text = ";".join(f"{key}={','.join(values)}" for key, values in filters.items())
+    written = {key: sorted({_canonical(v) for v in values}, key=_order) for key, values in filters.items()}
+    text = ";".join(f"{key}={','.join(values)}" for key, values in sorted(written.items()))
     name = re.sub(r"[^\w.=,;+-]+", "_", text)
     if len(name) > limit:
         name = name[:limit] + "_" + hashlib.sha256(text.encode()).hexdigest()[:12]
     return f"analysis_{name}"
+
+
+def _order(text: str):
+    """Numbers by value, before text."""
+    parsed = _parse(text)
+    number = isinstance(parsed, (int, float)) and not isinstance(parsed, bool)
+    return (0, parsed, "") if number else (1, 0, text)
 
 
 def find_jobs(paths: Iterable[Path]) -> list[Path]:
@@ -479,15 +488,27 @@ REL_TOL = 1e-9  # float filters: Hydra's range(0.1, 0.5, 0.1) writes 0.300000000
 
 
 def _parse(value):
-    """A filter value or a runs.csv cell as Python: numbers, booleans, lists ("[0.5, 0.9]"), or str."""
+    """A filter value or a runs.csv cell as Python: numbers (decimal, as train.py reads ``depth=010``:
+    10, not YAML's octal 8), booleans, lists ("[0.5, 0.9]"), or str."""
     if not isinstance(value, str):
         return value
-    for parse in (ast.literal_eval, yaml.safe_load):
+    for parse in (int, float, ast.literal_eval, yaml.safe_load):
         try:
             return parse(value.strip())
         except (ValueError, SyntaxError, yaml.YAMLError):
             continue
     return value
+
+
+def _canonical(value: str) -> str:
+    """How a filter value is written in a folder name: as the value it matches (``02`` and ``2``,
+    ``0.50`` and ``.5``, ``TANH`` and ``tanh`` name one folder)."""
+    parsed = _parse(value)
+    if isinstance(parsed, (list, tuple)):
+        return "[" + ",".join(_canonical(str(v)) for v in parsed) + "]"
+    if isinstance(parsed, float) and parsed.is_integer():
+        return str(int(parsed))
+    return str(parsed).lower() if isinstance(parsed, (str, bool)) else repr(parsed)
 
 
 def _same(cell, wanted) -> bool:
