@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     from initlab.analysis import report  # after parsing: --help stays instant
     from initlab.analysis import tables as analysis
+    from initlab.analysis.filters import output_name
     from initlab.analysis.figures import Plotter, remove_stale
 
     try:
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> int:
         print(f"error: --detail-depth {' '.join(map(str, absent))}: no run has that depth; valid: "
               f"{', '.join(map(str, depths))}", file=sys.stderr)
         return 1
-    out = Path(os.path.realpath(args.out or tables.root / analysis.output_name(args.filters)))  # JOB/sub/.. is JOB
+    out = Path(os.path.realpath(args.out or tables.root / output_name(args.filters)))  # JOB/sub/.. is JOB
     if analysis.is_job(out) or ".hydra" in out.parts:
         print(f"error: --out {out} is a job folder or its .hydra/: the tables would replace the job's own records; "
               f"valid: a folder that holds no job's records", file=sys.stderr)

@@ -13,6 +13,7 @@ from jobfactory import write_job
 
 import analyze
 from initlab.analysis import tables as analysis
+from initlab.analysis.filters import output_name
 
 
 def _cut_last_rows(path, keep):
@@ -117,26 +118,26 @@ def test_a_filtered_analysis_keeps_the_whole_sweeps(tmp_path):
     assert analyze.main([str(root), "activation=tanh"]) == 0
     assert pd.read_csv(root / "analysis" / "runs.csv")["job"].tolist() == ["job0", "job1"]
     assert pd.read_csv(root / "analysis_activation=tanh" / "runs.csv")["job"].tolist() == ["job1"]
-    assert analysis.output_name({"init.std": ["0.1", "0.2"], "depth": ["5"]}) == "analysis_depth=5;init.std=0.1,0.2"
+    assert output_name({"init.std": ["0.1", "0.2"], "depth": ["5"]}) == "analysis_depth=5;init.std=0.1,0.2"
     assert analyze.parse([str(root), "seed=0", "--init", "he_normal"]).filters == \
         analyze.parse([str(root), "init=he_normal", "seed=0"]).filters  # one folder, whatever the order
     assert analyze.parse([str(root), "seed=" + ",".join(map(str, range(200)))]).filters["seed"][-1] == "199"
     assert analyze.parse([str(root), "--detail-depth", "3", "3"]).detail_depth == [3]
-    long = analysis.output_name({"seed": [str(s) for s in range(100)]})
+    long = output_name({"seed": [str(s) for s in range(100)]})
     assert long.startswith("analysis_seed=0,1,2,") and len(long) == len("analysis_") + 100 + 13
 
 
 def test_filters_that_match_the_same_runs_name_one_folder(tmp_path):
     """seed=00 and seed=0 (train.py reads both as 0), depth=010 (10, not YAML's octal 8), 0.50 and .5,
     TANH and tanh, values in any order or repeated: one output folder each, matching the same runs."""
-    name = analysis.output_name
-    assert name({"seed": ["00"]}) == name({"seed": ["0"]}) == "analysis_seed=0"
-    assert name({"seed": ["10", "2", "2"]}) == "analysis_seed=2,10"
-    assert name({"depth": ["010"]}) == "analysis_depth=10"
-    assert name({"init.std": ["0.50", "1e-1"]}) == name({"init.std": [".1", "0.5"]}) == "analysis_init.std=0.1,0.5"
-    assert name({"init.std": ["2.0"]}) == "analysis_init.std=2"
-    assert name({"activation": ["TANH"]}) == name({"activation": ["tanh"]}) == "analysis_activation=tanh"
-    assert name({"optimizer.nesterov": ["True"]}) == "analysis_optimizer.nesterov=true"
+    assert output_name({"seed": ["00"]}) == output_name({"seed": ["0"]}) == "analysis_seed=0"
+    assert output_name({"seed": ["10", "2", "2"]}) == "analysis_seed=2,10"
+    assert output_name({"depth": ["010"]}) == "analysis_depth=10"
+    assert output_name({"init.std": ["0.50", "1e-1"]}) == output_name({"init.std": [".1", "0.5"]}) \
+        == "analysis_init.std=0.1,0.5"
+    assert output_name({"init.std": ["2.0"]}) == "analysis_init.std=2"
+    assert output_name({"activation": ["TANH"]}) == output_name({"activation": ["tanh"]}) == "analysis_activation=tanh"
+    assert output_name({"optimizer.nesterov": ["True"]}) == "analysis_optimizer.nesterov=true"
     root = tmp_path / "sweep"
     for seed, depth in ((0, 8), (1, 10)):
         write_job(root / f"job{seed}", depth=depth, seed=seed)
