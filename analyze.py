@@ -26,14 +26,28 @@ log = logging.getLogger("analyze")
 
 
 def split_values(text: str) -> list[str]:
-    """``a,[0.5,0.9],b`` -> ["a", "[0.5,0.9]", "b"]: commas inside brackets belong to a list value."""
-    values, depth, start = [], 0, 0
-    for i, char in enumerate(text):
+    """``a,[0.5,0.9],'x=1,y=2',b`` -> ["a", "[0.5,0.9]", "x=1,y=2", "b"]: commas inside brackets
+    belong to a list value, commas inside quotes to the quoted value (a job folder's name), as in
+    Hydra's overrides. Raises ValueError for a quote left open."""
+    values, depth, quote, current = [], 0, "", ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+            current += char if quote else ""
+            continue
+        if char in "'\"":
+            quote = char
+            continue
         depth += (char in "[(") - (char in "])")
         if char == "," and depth == 0:
-            values.append(text[start:i])
-            start = i + 1
-    return values + [text[start:]]
+            values.append(current)
+            current = ""
+        else:
+            current += char
+    if quote:
+        raise ValueError(f"{text}: the quote {quote} is not closed; valid: a value in matching quotes, "
+                         "such as job=\"'a=1,b=2'\"")
+    return values + [current]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -42,7 +56,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("items", nargs="*", metavar="PATH|KEY=VALUES",
                    help="sweep, job or parent folders (searched recursively); KEY=V1,V2 or filter.KEY=... "
                         "keeps runs whose runs.csv column KEY is one of the values (numbers to a relative 1e-9, "
-                        "lists such as [0.5,0.9] element by element)")
+                        "lists such as [0.5,0.9] element by element; quote a value with commas: job=\"'a=1,b=2'\")")
     for key in ("activation", "init", "depth"):
         p.add_argument(f"--{key}", help=f"same as {key}=VALUES")
     p.add_argument("-o", "--out", type=Path, help="output folder (default PATH/analysis)")
@@ -58,13 +72,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.detail_depth and min(args.detail_depth) < 1:
         p.error(f"--detail-depth {' '.join(map(str, args.detail_depth))}: valid: depths >= 1")
     args.paths, args.filters = [], {}
-    for item in args.items:
-        key, sep, values = item.partition("=")
-        if _exists(item) or not sep or "/" in key:
-            args.paths.append(Path(item))
-        else:
-            args.filters[key.removeprefix("filter.")] = split_values(values)
-    args.filters.update({k: split_values(getattr(args, k)) for k in ("activation", "init", "depth") if getattr(args, k)})
+    try:
+        for item in args.items:
+            key, sep, values = item.partition("=")
+            if _exists(item) or not sep or "/" in key:
+                args.paths.append(Path(item))
+            else:
+                args.filters[key.removeprefix("filter.")] = split_values(values)
+        args.filters.update({k: split_values(v) for k in ("activation", "init", "depth") if (v := getattr(args, k))})
+    except ValueError as err:
+        p.error(str(err))
     args.filters = dict(sorted(args.filters.items()))  # one folder per filter, whatever the order written
     if args.detail_depth:
         args.detail_depth = list(dict.fromkeys(args.detail_depth))

@@ -145,6 +145,19 @@ def test_filters_that_match_the_same_runs_name_one_folder(tmp_path):
     assert list(analysis.load([root], {"seed": ["00"]}).runs["job"]) == ["job0"]
 
 
+def test_a_job_folder_whose_name_holds_commas_can_be_filtered_on_quoted(tmp_path):
+    """Hydra names a job's folder by its overrides, commas and all: job="'a=1,b=2'" is one value,
+    as a quoted value is in Hydra's overrides; a quote left open is refused in one line."""
+    root = tmp_path / "sweep"
+    for seed, activation in enumerate(("relu", "tanh")):
+        write_job(root / f"activation={activation},seed={seed}", activation=activation, seed=seed)
+    assert analyze.split_values("a,[0.5,0.9],'x=1,y=2',\"u,v\"") == ["a", "[0.5,0.9]", "x=1,y=2", "u,v"]
+    assert analyze.main([str(root), "job='activation=tanh,seed=1',nope"]) == 0
+    assert pd.read_csv(next(root.glob("analysis_job=*")) / "runs.csv")["job"].tolist() == ["activation=tanh,seed=1"]
+    with pytest.raises(SystemExit):
+        analyze.parse([str(root), "job='activation=tanh,seed=1"])
+
+
 def test_figures_an_earlier_analysis_drew_and_this_one_does_not_are_removed(tmp_path):
     """Another --format (or a family now not drawn) leaves no stale file the report does not show;
     files the analysis never drew stay."""
