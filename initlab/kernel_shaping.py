@@ -209,9 +209,8 @@ class PerLocationNormalization(nn.Module):
 
 def network_inputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What ``model``'s first Linear reads from the batch ``x``: flattened, after PLN if it has one."""
-    x = x.flatten(1)
-    norm = getattr(model, "input_norm", None)
-    return norm(x) if norm is not None else x
+    read = getattr(model, "network_input", None)
+    return read(x) if read is not None else x.flatten(1)
 
 
 def expectations(activation: Any, params: dict[str, float]) -> Any:

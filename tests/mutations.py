@@ -334,6 +334,9 @@ MUTATIONS = [
              "for parse in (int, float, ast.literal_eval, yaml.safe_load):",
              "for parse in (ast.literal_eval, yaml.safe_load):",
              ("tests/test_analyze_files.py", "-k", "name_one_folder"), "depth=010 filters depth 8 (YAML octal)"),
+    Mutation("hidden_jacobian_skips_pln", "initlab/measure/jacobian.py",
+             "model.hidden[0](model.network_input(x))", "model.hidden[0](x.flatten(1))",
+             ("tests/test_jacobian.py", "-k", "normalized"), "a shaped net's Jacobian from un-normalized inputs"),
 ]
 
 

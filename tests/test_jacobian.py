@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from initlab.kernel_shaping import PerLocationNormalization
 from initlab.measure.jacobian import singular_values, summarize
 from initlab.models import MLP
 
@@ -40,6 +41,24 @@ def test_hidden_jacobian_matches_the_explicit_product_of_layer_jacobians():
             jac = w @ torch.diag(d) @ jac
             h = w @ torch.tanh(h) + layer.bias.detach().double()
         np.testing.assert_allclose(sv[i].numpy(), torch.linalg.svdvals(jac).numpy(), rtol=1e-5, atol=1e-9)
+
+
+def test_the_hidden_jacobian_starts_from_the_normalized_inputs_a_shaped_net_reads():
+    """A DKS net's first layer reads its inputs after PLN (each sample at length 1): h^1 and so
+    the h^1 -> h^depth Jacobian are taken there, as in the forward pass and the prediction."""
+    model = make_mlp(nn.Tanh(), depth=4, width=16, init=lambda w: nn.init.normal_(w, 0, 0.6))
+    model.input_norm = PerLocationNormalization()
+    x = torch.randn(3, 48) * torch.tensor([[0.2], [1.0], [5.0]])
+    sv = singular_values(model, x)["hidden"]
+    for i in range(3):
+        v = x[i].double()
+        h = model.hidden[0].weight.detach().double() @ (v / v.pow(2).mean().sqrt()) + model.hidden[0].bias.detach().double()
+        jac = torch.eye(16, dtype=torch.float64)
+        for layer in model.hidden[1:]:
+            w = layer.weight.detach().double()
+            jac = w @ torch.diag(1 - torch.tanh(h) ** 2) @ jac
+            h = w @ torch.tanh(h) + layer.bias.detach().double()
+        np.testing.assert_allclose(sv[i].numpy(), torch.linalg.svdvals(jac).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_gaussian_linear_network_mean_squared_singular_value_is_sigma_w2_to_the_depth():

@@ -81,7 +81,7 @@ def singular_values(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor
         else:
             log.info("no input-output Jacobian: the inputs are token ids (%s), not floats", x.dtype)
         if has_hidden_jacobian(model):
-            spectra["hidden"] = vmap(jacrev(_hidden_tail(model)))(model.hidden[0](x.flatten(1)).detach())
+            spectra["hidden"] = vmap(jacrev(_hidden_tail(model)))(model.hidden[0](model.network_input(x)).detach())
     return {kind: _svdvals(jac) for kind, jac in spectra.items()}
 
 

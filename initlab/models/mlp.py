@@ -42,10 +42,14 @@ class MLP(nn.Module):
         """The Linear layers in order (hidden, then output)."""
         return [*self.hidden, self.out]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, in_features): what the first Linear reads from the batch ``x``, flattened and,
+        where kernel shaping set one, per-location normalized."""
         x = x.flatten(1)
-        if self.input_norm is not None:
-            x = self.input_norm(x)
+        return self.input_norm(x) if self.input_norm is not None else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.network_input(x)
         for i, (layer, act) in enumerate(zip(self.hidden, self.acts)):
             h = layer(x)
             x = act(self.norms[i](h) if self.norms is not None else h)
