@@ -51,8 +51,8 @@ def test_the_hidden_jacobian_starts_from_the_normalized_inputs_a_shaped_net_read
     x = torch.randn(3, 48) * torch.tensor([[0.2], [1.0], [5.0]])
     sv = singular_values(model, x)["hidden"]
     for i in range(3):
-        v = x[i].double()
-        h = model.hidden[0].weight.detach().double() @ (v / v.pow(2).mean().sqrt()) + model.hidden[0].bias.detach().double()
+        v, first = x[i].double(), model.hidden[0]
+        h = first.weight.detach().double() @ (v / v.pow(2).mean().sqrt()) + first.bias.detach().double()
         jac = torch.eye(16, dtype=torch.float64)
         for layer in model.hidden[1:]:
             w = layer.weight.detach().double()
