@@ -227,6 +227,8 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
         result["n_params"] = n_params
     if model != "mlp":
         result["theory_reason"] = NO_THEORY
+        result["theory"] = dict.fromkeys(("sigma_w2", "sigma_b2", "chi1", "q_star", "xi_q", "xi_c",
+                                          "critical_sigma_w2"))  # what a job outside the theory writes
     elif site_columns:
         result["theory_reason"] = None
     if predicted:

@@ -76,6 +76,8 @@ def test_site_rows_of_any_model_are_read_in_forward_order(tmp_path):
     row = tables.runs.iloc[0]
     assert row["model"] == "resmlp" and row["n_params"] == 12345 and row["model.norm"] == "batchnorm"
     assert row["theory_reason"] == NO_THEORY and np.isnan(row.get("q_log_misfit", np.nan))
+    for key in ("sigma_w2", "chi1", "q_star", "xi_q", "xi_c"):  # no theory: empty, not "grows without bound"
+        assert np.isnan(row[key]), (key, row[key])
 
 
 def test_a_job_whose_epochs_have_different_site_counts_is_skipped(tmp_path):
@@ -242,6 +244,8 @@ def test_report_says_why_predictions_are_empty_and_lists_convergence(tmp_path):
     md = (tmp_path / "out" / "report.md").read_text()
     theory = md.split("## Theory", 1)[1]
     assert f"- resmlp: {NO_THEORY}" in theory and "- mlp:" not in theory
+    table = [line for line in theory.split("\n## ", 1)[0].splitlines() if line.startswith("| ")]
+    assert any("| mlp" in line for line in table) and not any("resmlp" in line for line in table)  # was: ∞ ∞
     assert "## Convergence" in md and "validation accuracy reaches 95%" in md
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert {"model", "model.norm", "n_params", "convergence_epoch", "convergence_metric"} <= set(runs.columns)

@@ -184,13 +184,15 @@ def _number(value: float) -> str:
 
 def theory_table(t: Tables) -> pd.DataFrame:
     """Per configuration: the hidden layers' mean-field phase and how far the measurements at init
-    sit from the predictions (mean over seeds); empty when no run recorded theory."""
+    sit from the predictions (mean over seeds); empty when no run recorded theory. Configurations
+    the theory does not cover (result.json ``theory_reason``) are left out: theory_reasons lists them."""
     have = [c for c in THEORY_COLUMNS if c in t.runs and t.runs[c].notna().any()]
     if "chi1" not in have:
         return pd.DataFrame()
     keys = [k for k in t.keys if k != "seed"] or ["activation", "init", "depth"]
+    covered = t.runs[t.runs["theory_reason"].isna()] if "theory_reason" in t.runs else t.runs
     rows = []
-    for values, part in t.runs.groupby(keys, sort=False, dropna=False):
+    for values, part in covered.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
         finite = part[have].replace([float("inf"), float("-inf")], float("nan"))
         for col in have:  # inf (a depth scale at criticality) stays inf; otherwise the mean over seeds

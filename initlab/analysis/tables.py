@@ -377,16 +377,21 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
 
 
 def _theory(result: dict) -> dict:
-    """The job's mean-field phase; {} for jobs recorded before it was.
+    """The job's mean-field phase; {} for jobs recorded before it was; every value NaN for a run
+    the theory does not cover (``theory_reason``: a residual net, norm layers, ...) or without a
+    finite sigma_w^2.
 
-    result.json writes non-finite numbers as null. A depth scale is never NaN, so a null one is
-    infinite (at criticality, or without a finite q*); a null q* is inf or NaN (relu exactly at
-    criticality without bias: every length is a fixed point), told apart by recomputing it.
+    result.json writes non-finite numbers as null. Where the phase was computed a depth scale is
+    never NaN, so a null one is infinite (at criticality, or without a finite q*); a null q* is inf
+    or NaN (relu exactly at criticality without bias: every length is a fixed point), told apart by
+    recomputing it.
     """
     theory = result.get("theory")
     if not isinstance(theory, dict):
         return {}
     out = {k: (float("nan") if theory.get(k) is None else float(theory[k])) for k in THEORY_COLUMNS}
+    if result.get("theory_reason") or not math.isfinite(out["sigma_w2"]):
+        return dict.fromkeys(THEORY_COLUMNS, float("nan"))
     for k in ("xi_q", "xi_c"):
         if k in theory and theory[k] is None:
             out[k] = float("inf")
