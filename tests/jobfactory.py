@@ -94,8 +94,8 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     """One finished job in ``path``; returns ``path``.
 
     ``gain`` overrides layer_gain (0.001 with depth 500 underflows to exact zeros);
-    ``status="diverged"`` makes the last epoch's losses NaN; ``frac_dead``/``jacobian``/``theory``/
-    ``rows`` False write a job as older initlab versions did, and so do ``site_columns``/``grad_norm``
+    ``status="diverged"`` makes the last epoch's losses and accuracies NaN; ``frac_dead``/``jacobian``/
+    ``theory``/``rows`` False write a job as older initlab versions did, and so do ``site_columns``/``grad_norm``
     False (layers.csv without site/kind/index, epochs.csv without grad_norm) and ``n_params=None``.
     ``presets`` (group -> option, e.g. {"deep_plain": "relu_he"}) are Hydra runtime choices of
     preset groups, which set other groups and have no node of their own in the config.
@@ -140,7 +140,8 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     diverged_epoch = None
     if status == "diverged":
         diverged_epoch = epochs
-        epoch_rows[-1].update(train_loss=float("nan"), test_loss=float("nan"), train_acc=0.1, test_acc=0.1)
+        epoch_rows[-1].update(train_loss=float("nan"), test_loss=float("nan"), train_acc=float("nan"),
+                              test_acc=float("nan"))  # as a job writes them: NaN logits have no accuracy
 
     # layers.csv: one row per site in forward order (an MLP: hidden layers 1..depth, then the output
     # layer depth+1), then weight rows

@@ -340,6 +340,9 @@ MUTATIONS = [
     Mutation("no_theory_read_as_infinite", "initlab/analysis/tables.py",
              'if result.get("theory_reason") or not math.isfinite(out["sigma_w2"]):', "if False:",
              ("tests/test_analysis_models.py", "-k", "forward_order"), "a resmlp's depth scales read as infinite"),
+    Mutation("accuracy_of_nan_logits", "initlab/train/job.py",
+             '                row[f"{split}_acc"] = math.nan', "                pass",
+             ("tests/test_divergence.py",), "a diverged epoch's accuracy is argmax(NaN) = class 0"),
 ]
 
 

@@ -75,6 +75,8 @@ def test_diverged_at_init_takes_no_training_step(issue_runs):
     epochs = read_csv(out / "epochs.csv")
     assert [r["epoch"] for r in epochs] == ["0"], "no epoch is trained after a diverged init"
     assert not math.isfinite(float(epochs[0]["train_loss"]))
+    assert epochs[0]["train_acc"] == epochs[0]["test_acc"] == "nan", "NaN logits have no accuracy (argmax: class 0)"
+    assert result["final"]["test_acc"] is None
     assert result["train_time"] == 0 and result["final"]["epoch"] == 0
     layers = read_csv(out / "layers.csv")
     assert len(layers) == 3 + 1
@@ -94,6 +96,10 @@ def test_diverged_run_with_jacobians_keeps_its_rows(issue_runs):
     epochs = read_csv(out / "epochs.csv")
     assert [int(r["epoch"]) for r in epochs] == list(range(k + 1))
     assert all(math.isfinite(float(r["train_loss"])) for r in epochs[:-1])
+    assert all(math.isfinite(float(r["test_acc"])) for r in epochs[:-1])
+    last = epochs[-1]
+    assert [last[c] == "nan" for c in ("train_acc", "test_acc")] == [not math.isfinite(float(last[c]))
+                                                                  for c in ("train_loss", "test_loss")]
     assert len(read_csv(out / "layers.csv")) == (k + 1) * 4
     jacobian = read_csv(out / "jacobian.csv")
     assert sorted({int(r["epoch"]) for r in jacobian}) == list(range(k)), "Jacobians only on finite epochs"

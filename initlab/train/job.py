@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import os
 import platform
 import time
@@ -229,7 +230,8 @@ class Job:
                   evaluated: Optional[Mapping[str, tuple[float, float]]] = None) -> EpochEnd:
         """Evaluate and probe, then run the callbacks; returns the epoch's measurements.
         ``evaluated``: the (loss, accuracy) of ``test`` (and ``val``) when measured already (the
-        ensemble evaluates all members at once); else measured here."""
+        ensemble evaluates all members at once); else measured here. An accuracy beside a
+        non-finite loss is NaN: the network's outputs were not numbers."""
         model, data, state = self.model, self.data, self.state
         evaluated = evaluated or {}
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
@@ -239,6 +241,9 @@ class Job:
         if self.with_val:
             row["val_loss"], row["val_acc"] = evaluated.get("val") or evaluate(model, data.x_val, data.y_val,
                                                                                self.loss)
+        for split in ("train", "test", "val"):  # NaN logits' argmax is class 0: a made-up accuracy
+            if f"{split}_loss" in row and not math.isfinite(row[f"{split}_loss"]):
+                row[f"{split}_acc"] = math.nan
         row["grad_norm"] = grad_norm
         stats = probe_statistics(model, self.exp.activation.name, self.x_probe, self.y_probe,
                                  self.loss)  # never raises on NaN/Inf

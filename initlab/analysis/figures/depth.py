@@ -12,7 +12,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import Rectangle
 
-from initlab.analysis.figures.base import WIDTH, Figure, t95
+from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, t95
 
 
 class DepthFigures:
@@ -20,7 +20,11 @@ class DepthFigures:
     def _vs_depth(self, data: pd.DataFrame, rows: dict[str, str], name: str, caption: str,
                   refline: Optional[float] = None, ylim: Optional[tuple] = None) -> Figure:
         """Per-run values vs depth, one line per init, a column per activation (and model, with
-        several), a row per measure; with preset arms (Tables.presets), one line per arm in one column."""
+        several), a row per measure; with preset arms (Tables.presets), one line per arm in one column.
+        Raises NothingToDraw where no value is finite (every run diverged: no final accuracy)."""
+        if not data["value"].notna().any():
+            diverged = (self.runs["status"] == "diverged").all()
+            raise NothingToDraw(f"no finite {' or '.join(rows.values())}" + (": every run diverged" if diverged else ""))
         if self.tables.presets:
             self._check_pooling(data, ["arm", "depth"])
             data, col, acts = data.assign(panel=""), "panel", [""]
