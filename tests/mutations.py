@@ -343,6 +343,9 @@ MUTATIONS = [
     Mutation("accuracy_of_nan_logits", "initlab/train/job.py",
              '                row[f"{split}_acc"] = math.nan', "                pass",
              ("tests/test_divergence.py",), "a diverged epoch's accuracy is argmax(NaN) = class 0"),
+    Mutation("no_checkpoint_of_zero_epochs", "initlab/train/callbacks.py",
+             "if end.diverged or (end.epoch == 0 and self.epochs > 0):", "if end.diverged or end.epoch == 0:",
+             ("tests/test_resume.py", "-k", "kept_checkpoint_extends"), "epochs=0 checkpoint=last keeps nothing"),
 ]
 
 

@@ -391,11 +391,14 @@ def test_extending_epochs_resumes_and_equals_an_uninterrupted_run(tmp_path):
     assert not (job / "checkpoint.pt").exists()
 
 
-def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path):
+@pytest.mark.parametrize("first", [2, 0])
+def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path, first):
     """checkpoint=last is what lets a finished run go on: epochs=2 -> 4 trains epochs 3-4 and
-    equals an uninterrupted 4-epoch run; without a kept checkpoint the same request is refused."""
+    equals an uninterrupted 4-epoch run (so does epochs=0, the init measured, -> 4); without a
+    kept checkpoint the same request is refused."""
     job = tmp_path / "job"
-    run_job(compose_config(*QUICK, "epochs=2", "checkpoint=last"), job)
+    run_job(compose_config(*QUICK, f"epochs={first}", "checkpoint=last"), job)
+    assert (job / "checkpoint.pt").is_file()
     result = run_job(compose_config(*QUICK, "epochs=4", "checkpoint=last"), job)
     assert result["status"] == "completed" and result["final"]["epoch"] == 4
     whole = tmp_path / "whole"

@@ -181,7 +181,7 @@ class Stopping:
 
 
 class Checkpoint:
-    """After a finite trained epoch: the train state and the run's choices, written atomically,
+    """After a finite trained epoch (epoch 0 too when it is the only one): the train state and the run's choices, written atomically,
     when ``every_s`` seconds (wall clock) have passed since the job's previous checkpoint (0: after
     every epoch), and always after the epoch an attempt ends with (its ``epochs``-th, or early
     stopping's): a kill -9 loses at most ``every_s`` seconds, a kept checkpoint.pt is the last state.
@@ -192,7 +192,7 @@ class Checkpoint:
         self.saved_at = time.perf_counter()
 
     def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
-        if end.diverged or end.epoch == 0:
+        if end.diverged or (end.epoch == 0 and self.epochs > 0):  # epochs=0: the init is the last state
             return
         now = time.perf_counter()
         if now - self.saved_at < self.every_s and not end.stop and end.epoch < self.epochs:
