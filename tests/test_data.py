@@ -357,6 +357,56 @@ def test_missing_files_with_download_offline_fails_fast(tmp_path, monkeypatch):
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["kept", "kept/notes.txt"]
 
 
+def load_error(*overrides: str) -> str:
+    """The one-line message load_data refuses with."""
+    with pytest.raises(DatasetUnavailable) as info:
+        load_data(dataset_cfg(*overrides))
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("download", ["false", "true"])
+def test_files_that_are_there_but_damaged_are_named_not_called_missing(tmp_path, download):
+    """A truncated idx file is not 'files not found' and no download is tried (torchvision does not
+    replace files that are there): the message names the folder and why it could not be read."""
+    make_mnist_like(tmp_path, "MNIST", n_train=300)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:100_000])
+    message = load_error("dataset=mnist", f"dataset.root={tmp_path}", f"dataset.download={download}")
+    assert message.startswith(f"dataset mnist: {images.parent} could not be read (shape '[300, 28, 28]' is invalid")
+    assert "not found" not in message and "download failed" not in message
+    assert "replace them with torchvision's MNIST files" in message
+
+
+def test_an_altered_cifar_batch_is_named_by_the_md5_check(tmp_path, monkeypatch):
+    make_cifar_like(tmp_path, monkeypatch)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes() + b"\0")
+    message = load_error("dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false")
+    assert message.startswith(f"dataset cifar10: {batch} fails torchvision's MD5 check: not the original file;")
+
+
+def test_some_files_missing_names_them(tmp_path):
+    make_mnist_like(tmp_path, "MNIST")
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    message = load_error("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
+    assert f"files not found under {tmp_path} (t10k-labels-idx1-ubyte) and download=false" in message
+
+
+@pytest.mark.parametrize("labels,match", [
+    (np.arange(30) % 10, r"^dataset mnist: the train files hold 40 samples but 30 labels; valid: one label per "
+                         r"sample$"),
+    (np.arange(40) % 13, r"^dataset mnist: the train labels span 0\.\.12; valid: classes 0\.\.9$"),
+])
+def test_labels_that_do_not_fit_the_images_are_refused_before_training(tmp_path, labels, match):
+    """A labels file from another copy of the set, or labels beyond the classes: one line at load
+    time (was a shape error or 'Target 12 is out of bounds' in the first training step)."""
+    make_mnist_like(tmp_path, "MNIST", n_train=40)
+    write_idx_labels(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
+    assert re.match(match, load_error("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false"))
+
+
 # --- shapes (synthetic images) and what each config declares ---------------------------------------
 def classify_shape(mask: np.ndarray) -> int:
     """An independent reading of one noiseless mask (square 0, disk 1, triangle 2, cross 3) from its

@@ -3,6 +3,9 @@ and ``shapes``, a synthetic set generated from a seed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 import torch
 from sklearn import datasets as skdata
@@ -34,14 +37,44 @@ def torchvision_set(cfg) -> Data:
     cls = getattr(torchvision.datasets, TORCHVISION_CLASSES[cfg.name])
     root = files.resolved_root(cfg.root)
     existing = files.existing_dirs(root)
+    expected = _expected_files(cls, root)
     try:
         train, test = (cls(str(root), train=flag, download=cfg.download) for flag in (True, False))
-    except Exception as err:  # offline download or missing files: say where the files belong
+    except Exception as err:  # offline download, missing or damaged files: say which and where they belong
         files.remove_new_empty_dirs(root, existing)
+        what = f"torchvision's {cls.__name__} files in {_layout(cls)}"
+        damaged = _damaged(expected, err)
+        if damaged:
+            raise files.unreadable(cfg.name, *damaged, f"torchvision's {cls.__name__} files") from None
         how = f"the download failed ({files.short_reason(err)})" if cfg.download else "download=false"
-        raise files.missing(cfg.name, root, f"torchvision's {cls.__name__} files in {_layout(cls)}",
-                            f" and {how}") from None
-    return Data(*_normalized(train, cfg), *_normalized(test, cfg), kind="images", n_classes=len(train.classes))
+        absent = [p.name for p in expected if not p.is_file()]
+        found = f" ({', '.join(absent)})" if len(absent) < len(expected) else ""
+        raise files.missing(cfg.name, root, what, f"{found} and {how}") from None
+    return files.checked(cfg.name, Data(*_normalized(train, cfg), *_normalized(test, cfg), kind="images",
+                                        n_classes=len(train.classes)))
+
+
+def _expected_files(cls: type, root: Path) -> dict[Path, Optional[str]]:
+    """The files torchvision reads for ``cls`` under ``root``, each with the MD5 it checks (None:
+    MNIST's unpacked files, which it checks only for being there)."""
+    if hasattr(cls, "resources"):  # MNIST and Fashion-MNIST: <root>/<Class>/raw/<name without .gz>
+        return {root / cls.__name__ / "raw" / Path(name).stem: None for name, _ in cls.resources}
+    base = root / cls.base_folder  # CIFAR-10: its batches and meta file, MD5-checked
+    return {base / name: md5 for name, md5 in [*cls.train_list, *cls.test_list, [cls.meta["filename"],
+                                                                                 cls.meta["md5"]]]}
+
+
+def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tuple[Path, str]]:
+    """(file, why) when every file is there and one of them is not what torchvision reads: a
+    changed MD5, or a file it failed to parse (a truncated download); None when any is absent."""
+    from torchvision.datasets.utils import check_integrity
+
+    if not expected or not all(p.is_file() for p in expected):
+        return None
+    for path, md5 in expected.items():
+        if md5 is not None and not check_integrity(str(path), md5):
+            return path, "fails torchvision's MD5 check: not the original file"
+    return next(iter(expected)).parent, f"could not be read ({files.short_reason(err)})"
 
 
 def _layout(cls: type) -> str:
