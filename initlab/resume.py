@@ -3,9 +3,11 @@
 A folder's records are reused (a checkpoint continued, a finished job skipped) only when the
 choices recorded with them agree with the current ones, so records never mix two configurations.
 The choices are every setting except ``RUNTIME_KEYS``, which change how a run is executed or
-observed (the ``logger``) or what it reports to an optimizing sweeper (the ``objective``), not what it computes. ``epochs`` is compared apart: a checkpoint may be continued to any
-``epochs`` not below the epoch it holds (nothing in a run depends on the total), while a finished
-job is skipped only for the ``epochs`` it was run with.
+observed (the ``logger``) or what it reports to an optimizing sweeper (the ``objective``), not
+what it computes. ``epochs`` is compared apart: a checkpoint may be continued to any ``epochs``
+not below the epoch it holds (nothing in a run depends on the total but a cosine schedule without
+T_max, whose runs are never continued to other epochs), while a finished job is skipped only for
+the ``epochs`` it was run with.
 """
 
 from __future__ import annotations
@@ -88,19 +90,35 @@ def check_same_run(what: str, job_dir: Path, recorded: Optional[Mapping[str, Any
         raise ConfigError(f"{what} in {job_dir} records no settings to compare (written by an older "
                           f"initlab); {fix}")
     diffs = differences(_with_defaults(recorded), current)
+    others = [d for d in diffs if not d.startswith("epochs ")]
+    if diffs and not others and schedule_follows_epochs(current):
+        raise ConfigError(f"{what} in {job_dir} is of a run of {recorded.get('epochs')} epochs whose cosine lr spans "
+                          f"them (scheduler.T_max: null), so it cannot go on to epochs={current['epochs']} as that "
+                          f"run; {fix}")
     if checkpoint_epoch is not None:
         if current["epochs"] < checkpoint_epoch:
             raise ConfigError(f"epochs={current['epochs']} but {what} in {job_dir} is after epoch "
                               f"{checkpoint_epoch}; ask for epochs >= {checkpoint_epoch}, or {fix}")
-        diffs = [d for d in diffs if not d.startswith("epochs ")]
+        diffs = others
     if diffs:
         raise ConfigError(f"{what} in {job_dir} is of a run with other settings ({'; '.join(diffs)}); {fix}")
 
 
+def schedule_follows_epochs(choices: Mapping[str, Any]) -> bool:
+    """Whether the run's lr at every epoch depends on ``epochs``: cosine annealing without T_max
+    spans the epochs after warmup (initlab.train.schedule), so a run continued to more epochs
+    would not be the longer run."""
+    scheduler = choices.get("scheduler") or {}
+    return scheduler.get("name") == "cosine" and scheduler.get("T_max") is None
+
+
 def extends(recorded: Optional[Mapping[str, Any]], current: Mapping[str, Any]) -> bool:
     """Whether ``current`` is the ``recorded`` finished run asked for with more epochs (and
-    nothing else changed): such a run continues from a kept checkpoint instead of being refused."""
+    nothing else changed, the lr schedule included): such a run continues from a kept checkpoint
+    instead of being refused."""
     if recorded is None or current["epochs"] <= recorded.get("epochs", current["epochs"]):
+        return False
+    if schedule_follows_epochs(current):
         return False
     return all(d.startswith("epochs ") for d in differences(_with_defaults(recorded), current))
 

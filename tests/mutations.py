@@ -349,6 +349,9 @@ MUTATIONS = [
     Mutation("label_range_unchecked", "initlab/data/files.py",
              "if len(y) and not 0 <= int(y.min()) <= int(y.max()) < data.n_classes:", "if False:",
              ("tests/test_data.py", "-k", "do_not_fit"), "labels beyond the classes fail in training"),
+    Mutation("cosine_run_continued_to_more_epochs", "initlab/resume.py",
+             "if diffs and not others and schedule_follows_epochs(current):", "if False:",
+             ("tests/test_resume.py", "-k", "cosine"), "a cosine run's lr climbs back up when extended"),
 ]
 
 

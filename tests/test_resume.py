@@ -411,6 +411,32 @@ def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path, 
         run_job(compose_config(*QUICK, "epochs=3", "checkpoint=last"), job)
 
 
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_cosine_schedule_spanning_the_epochs_is_not_continued_to_more(tmp_path, finished):
+    """Cosine annealing with T_max null spans the run's epochs: a 2-epoch run's lr fell to eta_min
+    at epoch 2, where a 4-epoch run's is at half. Continued to 4 it would climb back up and be
+    recorded as a 4-epoch run it is not (analyze.py then dropped the real one as 'the same run'):
+    refused, finished or interrupted, before anything is touched. With T_max set the schedule does
+    not follow epochs, and the run extends as any other."""
+    cosine = ["scheduler=cosine", "epochs=2"]
+    job = tmp_path / "job"
+    if finished:
+        run_job(compose_config(*QUICK, *cosine, "checkpoint=last"), job)
+    else:
+        job = interrupted_job(tmp_path, *cosine)
+    before = {p.name: p.read_bytes() for p in job.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match=r"is of a run of 2 epochs whose cosine lr spans them \(scheduler\.T_max: "
+                                          r"null\), so it cannot go on to epochs=4 as that run; resume=false"):
+        run_job(compose_config(*QUICK, "scheduler=cosine", "epochs=4", "checkpoint=last"), job)
+    assert {p.name: p.read_bytes() for p in job.iterdir() if p.is_file()} == before
+    fixed = ["scheduler=cosine", "scheduler.T_max=4", "checkpoint=last"]
+    run_job(compose_config(*QUICK, *fixed, "epochs=2"), tmp_path / "fixed")
+    run_job(compose_config(*QUICK, *fixed, "epochs=4"), tmp_path / "fixed")
+    run_job(compose_config(*QUICK, *fixed, "epochs=4"), tmp_path / "whole")
+    for extended, uninterrupted in zip(read_csvs(tmp_path / "fixed"), read_csvs(tmp_path / "whole")):
+        pd.testing.assert_frame_equal(extended, uninterrupted, check_exact=True)
+
+
 def test_fewer_epochs_than_the_checkpoint_holds_is_refused(tmp_path):
     job = interrupted_job(tmp_path, "epochs=3")
     with pytest.raises(ConfigError, match=r"^epochs=2 but checkpoint\.pt in .* is after epoch 3; .*resume=false"):
