@@ -123,7 +123,6 @@ def extends(recorded: Optional[Mapping[str, Any]], current: Mapping[str, Any]) -
     return all(d.startswith("epochs ") for d in differences(_with_defaults(recorded), current))
 
 
-
 def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[dict], bool]:
     """(result.json's content, whether the run ``current`` extends it) for a folder whose job
     finished, or (None, False) where it has no result.json. A finished run is extended when it
