@@ -309,3 +309,20 @@ def test_kill_mid_group_then_rerun_loses_nothing(tmp_path):
         assert not (job / "checkpoint.pt").exists()
         assert [int(r["epoch"]) for r in read_csv(job / "epochs.csv")] == list(range(7)), name
     assert_same_jobs(sweep, whole)
+
+
+def test_a_member_that_ends_early_is_counted_while_the_others_train(tmp_path):
+    """A member that diverges at epoch 1 writes its sweep ledger entry (and the progress line) then,
+    not when its group ends: before the other member's last epoch. Was: every member's on_job_end
+    after the whole group, so the count and the ETA lagged."""
+    sweep = tmp_path / "sweep"
+    done = run_train("-m", "hydra/launcher=batched", "optimizer.lr=0.01,1e5", "depth=2", "model.width=16",
+                     "epochs=60", "threads=1", "probe_size=200", "jacobian_every=0", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.describe()
+    ledger = {read_json(p)["job"]: p for p in sweep.glob(".progress/*/*.json") if p.name[0].isdigit()}
+    diverged, completed = (next(sweep.glob(f"*,optimizer.lr={lr},*")) for lr in ("100000.0", "0.01"))
+    assert read_json(diverged / "result.json")["status"] == "diverged"
+    assert ledger[diverged.name].stat().st_mtime_ns < (completed / "result.json").stat().st_mtime_ns
+    assert ledger[diverged.name].stat().st_mtime_ns < (completed / "epochs.csv").stat().st_mtime_ns
+    output = done.stdout + done.stderr
+    assert output.index("[sweep] 1/2") < output.index("[sweep] 2/2")

@@ -15,7 +15,7 @@ import copy
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -151,21 +151,37 @@ def run_unit(hydra_context: HydraContext, task_function: TaskFunction, configs: 
 
 def _run_group(hydra_context: HydraContext, task_function: TaskFunction, configs: list[DictConfig]) -> list[JobReturn]:
     original = HydraConfig.instance().cfg
+    ended: dict[int, Any] = {}
+
+    def end(i: int, value: Any) -> None:  # a member's on_job_end as soon as it has its result
+        ended[i] = value
+        _end_job(hydra_context, configs[i], returns[i], value)
+
     try:
         with _member_logs(configs), env_override(configs[0].hydra.job.env_set):
             returns = [_start_job(hydra_context, task_function, cfg) for cfg in configs]
-            values = _train(task_function, configs, returns)
-        for cfg, ret, value in zip(configs, returns, values):
-            ret.status = JobStatus.FAILED if isinstance(value, BaseException) else JobStatus.COMPLETED
-            ret.return_value = value
-            ret.task_name = JobRuntime.instance().get("name")
-        _flush_loggers()
-        for cfg, ret in zip(configs, returns):
-            HydraConfig.instance().set_config(cfg)
-            hydra_context.callbacks.on_job_end(config=cfg, job_return=ret)
+            values = _train(task_function, configs, returns, end, ended)
+        for i, value in enumerate(values):
+            if i not in ended:
+                _end_job(hydra_context, configs[i], returns[i], value)
         return returns
     finally:
         HydraConfig.instance().cfg = original
+
+
+def _end_job(hydra_context: HydraContext, config: DictConfig, ret: JobReturn, value: Any) -> None:
+    """What ``hydra.core.utils.run_job`` does once the task function returned ``value`` (or raised
+    it): the JobReturn's status and value, then the callbacks' on_job_end under the job's config."""
+    ret.status = JobStatus.FAILED if isinstance(value, BaseException) else JobStatus.COMPLETED
+    ret.return_value = value
+    ret.task_name = JobRuntime.instance().get("name")
+    _flush_loggers()
+    current = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(config)
+    try:
+        hydra_context.callbacks.on_job_end(config=config, job_return=ret)
+    finally:
+        HydraConfig.instance().cfg = current
 
 
 def _start_job(hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> JobReturn:
@@ -187,24 +203,31 @@ def _start_job(hydra_context: HydraContext, task_function: TaskFunction, config:
     return ret
 
 
-def _train(task_function: TaskFunction, configs: list[DictConfig], returns: list[JobReturn]) -> list[Any]:
-    """Each member's result.json dict, or the exception that ended it.
+def _train(task_function: TaskFunction, configs: list[DictConfig], returns: list[JobReturn],
+           end: Callable[[int, Any], None], ended: Mapping[int, Any]) -> list[Any]:
+    """Each member's value (what train.py's task function returns: ``_returned``), or the
+    exception that ended it. ``end(i, value)`` is called for a member the moment it ends; ``ended``
+    holds those already ended.
 
     A group that fails as a whole (not one member) is run again one job at a time through the task
     function, as the basic launcher would: finished members are skipped, the others resume from
-    their checkpoints, and only the failing job fails.
+    their checkpoints, and only the failing job fails; members that ended before keep their value.
     """
     from initlab.config import ConfigError
     from initlab.joblog import member_records
 
     dirs = [Path(cfg.hydra.runtime.output_dir) for cfg in configs]
     try:
-        values = list(ensemble().run_group([r.cfg for r in returns], dirs, configs[0].hydra.launcher))
+        values = list(ensemble().run_group([r.cfg for r in returns], dirs, configs[0].hydra.launcher,
+                                           on_end=lambda i, result: end(i, _returned(result, returns[i].cfg))))
     except Exception as err:  # noqa: BLE001 (reported per job below)
         log.warning("[batched] the group of %d failed (%s: %s); running its jobs one at a time", len(configs),
                     type(err).__name__, (str(err).splitlines() or [""])[0])
         values = []
-        for cfg, ret, job_dir in zip(configs, returns, dirs):
+        for i, (cfg, ret, job_dir) in enumerate(zip(configs, returns, dirs)):
+            if i in ended:
+                values.append(ended[i])
+                continue
             HydraConfig.instance().set_config(cfg)
             with member_records(job_dir):
                 try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -29,10 +29,15 @@ from initlab.train.job import Job
 log = logging.getLogger(__name__)
 
 
+MemberEnd = Callable[[int, dict[str, Any]], None]
+
+
 def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
-              launcher: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
+              launcher: Optional[Mapping[str, Any]] = None, on_end: Optional[MemberEnd] = None) -> list[dict[str, Any]]:
     """Run (or resume, or skip) the jobs ``cfgs`` in ``job_dirs`` as one ensemble; returns each
-    member's result.json content, in order.
+    member's result.json content, in order. ``on_end(i, result)``, where given, is called as soon
+    as member ``i`` has its result (found finished, or its folder's records written), so a sweep
+    counts a member that diverged or stopped early while the others go on.
 
     Members already finished are skipped, members with a checkpoint resume from it. Raises
     ConfigError before any training when a member's config is bad (its message names the
@@ -55,16 +60,19 @@ def run_group(cfgs: Sequence[DictConfig], job_dirs: Sequence[Path],
         keys = {group_key(cfg) for cfg in cfgs}
         if len(keys) > 1:
             raise ConfigError("members differ outside initlab.ensemble.VARYING; group them with initlab.ensemble.plan")
-        return _train(jobs, job_dirs)
+        return _train(jobs, job_dirs, on_end or (lambda i, result: None))
     finally:
         for job in jobs:
             job.release()
 
 
-def _train(jobs: list[Job], job_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+def _train(jobs: list[Job], job_dirs: Sequence[Path], on_end: MemberEnd) -> list[dict[str, Any]]:
     """run_group's ensemble once its members hold their folders: the unfinished ones trained together."""
     results: list[Optional[dict]] = [job.finished for job in jobs]
     todo = [i for i, job in enumerate(jobs) if job.finished is None]
+    for i, result in enumerate(results):
+        if result is not None:
+            on_end(i, result)
     if not todo:
         return results
     log.info("ensemble of %d members (%d already finished)", len(todo), len(jobs) - len(todo))
@@ -94,6 +102,7 @@ def _train(jobs: list[Job], job_dirs: Sequence[Path]) -> list[dict[str, Any]]:
             if done[j] and results[todo[j]] is None:
                 with member_records(job.job_dir):
                     results[todo[j]] = job.finish()
+                on_end(todo[j], results[todo[j]])
         if not active:
             break
         t0 = time.perf_counter()
