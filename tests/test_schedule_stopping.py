@@ -89,6 +89,12 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
     assert result["stopped_epoch"] == first_fall == epochs["epoch"].iloc[-1] < 8
     assert result["best_epoch"] == int(np.argmax(acc))
     assert not (tmp_path / "best.pt").exists() and not (tmp_path / "checkpoint.pt").exists()  # checkpoint=none
+    # patience running out on the last epoch is no stop: the run went to `epochs` (stopped_epoch null)
+    whole = run_job(compose_config(*FAMILIES["mlp"], *TINY, "early_stopping.enabled=true", "early_stopping.patience=1",
+                                   "early_stopping.monitor=val_acc", f"epochs={first_fall}"), tmp_path / "whole")
+    assert whole["stopped_epoch"] is None and whole["best_epoch"] == result["best_epoch"] and whole["restored_best"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole" / "epochs.csv").drop(columns="epoch_time"),
+                                  epochs.drop(columns="epoch_time"))
 
 
 def test_restarts_keep_every_attempts_rows_from_fresh_inits(tmp_path):

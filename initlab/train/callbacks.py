@@ -168,13 +168,17 @@ class LearningRate:
 
 class Stopping:
     """After a finite epoch: the best-epoch tracker (initlab.train.early_stopping) sees the row
-    and, when early stopping is on and patience has run out, marks the epoch as the last."""
+    and, when early stopping is on and patience has run out before the run's last epoch
+    (``epochs``), marks the epoch as the last: patience running out at ``epochs`` is no stop."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
 
     def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
         if end.diverged or state.stopper is None:
             return
         state.stopper.update(end.epoch, end.row, state.model)
-        if state.stopper.should_stop():
+        if end.epoch < self.epochs and state.stopper.should_stop():
             state.stopper.stopped_epoch, end.stop = end.epoch, True
             log.info("early stopping after epoch %d: best %s %.6g at epoch %d", end.epoch,
                      state.stopper.cfg.monitor.value, state.stopper.best, state.stopper.best_epoch)

@@ -206,7 +206,7 @@ class Job:
             Divergence(), MeanField(exp, x_probe),
             Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
             StepRecords(), Distributions(exp.distributions_every, x_probe),
-            LearningRate(), Stopping(), self.logger,
+            LearningRate(), Stopping(exp.epochs), self.logger,
             Checkpoint(self.checkpoint_path, self.choices, exp.epochs, exp.checkpoint_every_s)]
         self.augment = getattr(data, "augment", None)
         self.loss = exp.loss.value
