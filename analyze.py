@@ -132,7 +132,7 @@ def main(argv: list[str]) -> int:
               f"valid: a folder that holds no job's records", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
-    tables.runs.to_csv(out / "runs.csv", index=False)
+    analysis.as_written(tables.runs).to_csv(out / "runs.csv", index=False)
     report.configurations(tables).to_csv(out / "configs.csv", index=False)
     tables.epochs.to_csv(out / "epochs.csv", index=False)
     tables.layers.to_csv(out / "layers.csv", index=False)

@@ -352,6 +352,12 @@ MUTATIONS = [
     Mutation("cosine_run_continued_to_more_epochs", "initlab/resume.py",
              "if diffs and not others and schedule_follows_epochs(current):", "if False:",
              ("tests/test_resume.py", "-k", "cosine"), "a cosine run's lr climbs back up when extended"),
+    Mutation("members_counted_when_the_group_ends", "initlab/ensemble/group.py",
+             "                on_end(todo[j], results[todo[j]])\n", "",
+             ("tests/test_batched_launcher.py", "-k", "ends_early"), "a diverged member counted only with its group"),
+    Mutation("stop_at_the_last_epoch", "initlab/train/callbacks.py",
+             "if end.epoch < self.epochs and state.stopper.should_stop():", "if state.stopper.should_stop():",
+             ("tests/test_schedule_stopping.py", "-k", "patience"), "stopped_epoch set for a run that went to epochs"),
 ]
 
 

@@ -6,6 +6,7 @@ lr-per-epoch figure, and that none of them is drawn (nor reported missing) witho
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import analyze
 from initlab.analysis import tables as analysis
 from initlab.analysis.figures import Plotter
 from initlab.analysis.figures.distributions import readable_sites
@@ -88,6 +90,18 @@ def test_restored_best_without_a_stop_reads_every_epoch(tmp_path):
     raw = pd.read_csv(job / "epochs.csv").set_index("epoch")
     assert run["epochs_run"] == 4 and len(tables.epochs) == 5
     assert run["final_test_acc"] == pytest.approx(raw.loc[1, "test_acc"])
+
+
+def test_runs_csv_writes_epoch_numbers_as_integers_with_empty_cells_where_none(tmp_path):
+    """One run stopped at epoch 3, one went to its epochs: stopped_epoch 3 and an empty cell, not
+    3.0 and nan (pandas stores a column with a gap as floats)."""
+    write_job(tmp_path / "sweep" / "a", epochs=3, best_epoch=2, stopped_epoch=3, restored_best=True, seed=0)
+    write_job(tmp_path / "sweep" / "b", epochs=4, best_epoch=1, stopped_epoch=None, restored_best=True, seed=1)
+    assert analyze.main([str(tmp_path / "sweep")]) == 0
+    with open(tmp_path / "sweep" / "analysis" / "runs.csv", newline="") as f:
+        rows = {row["job"]: row for row in csv.DictReader(f)}
+    assert (rows["a"]["stopped_epoch"], rows["b"]["stopped_epoch"]) == ("3", "")
+    assert (rows["a"]["best_epoch"], rows["a"]["epochs_run"], rows["a"]["n_attempts"]) == ("2", "3", "1")
 
 
 def test_readable_sites_are_first_middle_last_hidden():

@@ -60,6 +60,7 @@ REQUIRED_LAYER_COLUMNS = ("epoch", "layer", "act_mean", "act_std", "frac_zero", 
                  "delta_rms")
 # How fast a run converged (``_outcome``): NaN for a diverged run.
 SPEED_COLUMNS = ("convergence_epoch", "epochs_to_95_peak_train", "epochs_to_95_final_test")
+EPOCH_COUNT_COLUMNS = ("best_epoch", "stopped_epoch", "epochs_run", "final_attempt", "n_attempts", *SPEED_COLUMNS)
 # The mean-field phase of the hidden layers (result.json ``theory``), copied into runs.csv.
 THEORY_COLUMNS = ("sigma_w2", "sigma_b2", "chi1", "q_star", "xi_q", "xi_c", "critical_sigma_w2")
 # Chance level comes from result.json ``data.n_classes``; jobs recorded before it was written fall
@@ -431,6 +432,14 @@ def _theory_fit(layers: pd.DataFrame, jacobian: Optional[pd.DataFrame], depth: i
         if len(row) and row["mean_sq_sv_pred"].iloc[0] > 0:
             out["jac_msv_ratio"] = float(row["mean_sq_sv"].iloc[0] / row["mean_sq_sv_pred"].iloc[0])
     return out
+
+
+def as_written(runs: pd.DataFrame) -> pd.DataFrame:
+    """runs.csv's content: epoch numbers and counts (EPOCH_COUNT_COLUMNS) as integers with empty
+    cells where a run has none (pandas stores a column with NaN as floats: ``6.0``)."""
+    whole = {c: "Int64" for c in EPOCH_COUNT_COLUMNS
+             if c in runs and pd.api.types.is_float_dtype(runs[c]) and (runs[c].dropna() % 1 == 0).all()}
+    return runs.astype(whole)
 
 
 # --- the whole set ----------------------------------------------------------------------------
