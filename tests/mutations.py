@@ -358,6 +358,9 @@ MUTATIONS = [
     Mutation("stop_at_the_last_epoch", "initlab/train/callbacks.py",
              "if end.epoch < self.epochs and state.stopper.should_stop():", "if state.stopper.should_stop():",
              ("tests/test_schedule_stopping.py", "-k", "patience"), "stopped_epoch set for a run that went to epochs"),
+    Mutation("enum_text_is_its_python_name", "initlab/config/enums.py",
+             "        return self.value\n", "        return Enum.__str__(self)\n",
+             ("tests/test_sweeps.py", "-k", "enum_setting"), "${device} names a folder Device.cpu"),
 ]
 
 

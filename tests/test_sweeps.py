@@ -170,7 +170,19 @@ def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
         numbered = _compose_multirun("depth=2", "hydra.sweep.subdir=${hydra.job.num}")
         assert job_folders(numbered, jobs) == ["0", "1"]
         check_job_folders(numbered, jobs)
+        by_enum = _compose_multirun("depth=2", "hydra.sweep.subdir=${device}_${model.norm}")
+        assert job_folders(by_enum, [["device=cpu", "model.norm=layernorm"]]) == ["cpu_layernorm"]
         check_job_folders(cfg, [["depth=2", "seed=0"], ["depth=2", "seed=1"]])
+
+
+def test_a_folder_named_by_an_enum_setting_has_its_yaml_spelling(tmp_path):
+    """Hydra resolves hydra.sweep.subdir against the job's typed config, where an enum field's text
+    was its Python name (folder Device.cpu_layernorm, not the cpu_layernorm the pre-launch check
+    expected)."""
+    done = run_train("-m", "hydra.sweep.subdir=${device}_${model.norm}", "device=cpu", "model.norm=layernorm", *TINY,
+                     f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.describe()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [".progress", "cpu_layernorm"]
 
 
 def test_one_run_spelt_two_ways_is_refused_naming_both_jobs():
