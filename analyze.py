@@ -88,6 +88,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _skipped(skipped: list) -> str:
+    """Why every job folder found was skipped, in a few words: the first reasons, then a count."""
+    shown = "; ".join(f"{s.job if s.job not in ('', '.') else 'the folder'}: {s.reason}" for s in skipped[:2])
+    more = f"; and {len(skipped) - 2} more (see the warnings above)" if len(skipped) > 2 else ""
+    return f"every job folder found was skipped ({shown}{more})"
+
+
 def _exists(item: str) -> bool:
     """Whether ``item`` names a file or folder (a filter longer than a file name can be is none)."""
     try:
@@ -117,7 +124,7 @@ def main(argv: list[str]) -> int:
     if tables.runs.empty:
         wanted = " ".join(f"{key}={','.join(values)}" for key, values in args.filters.items())
         why = (f"no run matches {wanted}" if args.filters and tables.runs.columns.size else
-               f"{len(tables.skipped)} unreadable job folder(s)" if tables.skipped else "no job folders")
+               _skipped(tables.skipped) if tables.skipped else "no job folders")
         print(f"error: nothing to analyze in {', '.join(map(str, paths))}: {why}", file=sys.stderr)
         return 1
     depths = sorted(tables.runs["depth"].unique())

@@ -158,6 +158,16 @@ def test_a_job_folder_whose_name_holds_commas_can_be_filtered_on_quoted(tmp_path
         analyze.parse([str(root), "job='activation=tanh,seed=1"])
 
 
+def test_only_unfinished_jobs_say_so_not_unreadable(tmp_path, capsys):
+    """A killed single run (no result.json): the error gives the skip reason the warning gave."""
+    job = write_job(tmp_path / "run", epochs=2)
+    (job / "result.json").unlink()
+    assert analyze.main([str(job)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: nothing to analyze in {job}: every job folder found was skipped (")
+    assert "(the folder: unfinished" in err and "unreadable" not in err
+
+
 def test_figures_an_earlier_analysis_drew_and_this_one_does_not_are_removed(tmp_path):
     """Another --format (or a family now not drawn) leaves no stale file the report does not show;
     files the analysis never drew stay."""
