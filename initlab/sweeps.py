@@ -33,6 +33,7 @@ from omegaconf.nodes import BooleanNode
 
 from initlab import objective
 from initlab.config import SCHEMAS, TOP_LEVEL_KEYS, ConfigError, ExperimentConfig, refused_field, to_experiment
+from initlab.data import check_sizes
 from initlab.models import check_config_fits
 from initlab.records import unwritable
 from initlab.resume import check_folder
@@ -320,7 +321,8 @@ def group_syntax(message: str, overrides: list[str]) -> Optional[str]:
 
 def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentConfig]:
     """Compose every job's config as the launcher will and validate it with ``to_experiment`` (and
-    ``initlab.models.check_config_fits``: the model against the dataset's kind of data).
+    ``initlab.models.check_config_fits``: the model against the dataset's kind of data;
+    ``initlab.data.check_sizes``: split sizes against a built-in or generated dataset).
 
     Composing is Hydra's slow part (0.1-0.2 s a job), and in a grid most jobs share their config
     group choices: the groups are composed once per distinct choice (``load_sweep_config``), then
@@ -348,6 +350,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentC
             check_bool_values(values, job_cfg)
             experiments.append(to_experiment(job_cfg))
             check_config_fits(experiments[-1])
+            check_sizes(experiments[-1].dataset)
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             reason = group_syntax(f"{err} {err.__cause__ or ''}", list(overrides)) or _one_line(err)
             raise ConfigError(f"job {' '.join(overrides)}: {reason}") from err

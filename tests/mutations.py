@@ -361,6 +361,9 @@ MUTATIONS = [
     Mutation("enum_text_is_its_python_name", "initlab/config/enums.py",
              "        return self.value\n", "        return Enum.__str__(self)\n",
              ("tests/test_sweeps.py", "-k", "enum_setting"), "${device} names a folder Device.cpu"),
+    Mutation("split_sizes_checked_per_job", "initlab/sweeps.py",
+             "            check_sizes(experiments[-1].dataset)\n", "",
+             ("tests/test_sweeps.py", "-k", "bad_job_stops and val_split"), "a val_size the data cannot take runs jobs"),
 ]
 
 

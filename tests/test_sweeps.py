@@ -45,6 +45,7 @@ SWEEPS = {
     # threads is a runtime key, left out of folder names: two jobs, one folder
     "twins_parallel": ["hydra/launcher=parallel", "threads=1,2", "depth=2", "epochs=0"],
     "spelt_twice": ["depth=2,02", "epochs=0"],
+    "val_split_too_big": ["dataset.val_size=100,1430", "epochs=0"],  # digits: 1437 training samples
     "glob": ["init=glob(he_*)", *TINY],
     "range_parallel": ["hydra/launcher=parallel", "seed=range(0,3)", *TINY],
     "long": LONG,
@@ -63,6 +64,9 @@ BAD = {
                       "(hydra.job.config.override_dirname.exclude_keys): sweep one value",
     "spelt_twice": "error: jobs #0 (depth=2 epochs=0) and #1 (depth=02 epochs=0) are the same run (equal configs): "
                    "sweep each value once",
+    # found only by loading the data: was found by the second job, after the first had run
+    "val_split_too_big": "error: job dataset.val_size=1430 epochs=0: dataset.val_size must be in [10, 1427] (a "
+                         "stratified split of 1437 training samples in 10 classes), got 1430",
 }
 
 # refused by train.py's pre-check of the sweep's base config, before Hydra starts: run as __main__ in

@@ -19,7 +19,7 @@ from initlab.data import images, sequences, vectors
 from initlab.data.augment import random_crop_flip
 from initlab.data.tensors import KINDS, Data, DatasetUnavailable, check_stratified_size
 
-__all__ = ["Data", "DatasetUnavailable", "KINDS", "LOADERS", "load_data"]
+__all__ = ["Data", "DatasetUnavailable", "KINDS", "LOADERS", "check_sizes", "load_data"]
 
 LOADERS: dict[str, Callable[[DatasetConfig], Data]] = {**images.LOADERS, **vectors.LOADERS, **sequences.LOADERS}
 
@@ -47,3 +47,19 @@ def load_data(cfg: DatasetConfig) -> Data:
     if getattr(cfg, "augment", False):
         data = replace(data, augment=random_crop_flip)
     return data
+
+
+_FITTING: set[str] = set()  # dataset configs check_sizes loaded without error, in this process
+
+
+def check_sizes(cfg: DatasetConfig) -> None:
+    """Raise ConfigError (one line) where a split size does not fit the data (``dataset.test_size``,
+    ``dataset.val_size``: a stratified split needs every class on both sides), for a dataset that
+    ships with a package or is generated: loaded here once per distinct config, so a sweep is
+    refused before its first job. Sets read from disk (``dataset.root``) are left to the job, which
+    checks them right after loading: the machine launching a sweep may not hold their files."""
+    key = repr(cfg)
+    if hasattr(cfg, "root") or key in _FITTING:
+        return
+    load_data(cfg)
+    _FITTING.add(key)
