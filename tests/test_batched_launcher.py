@@ -197,7 +197,7 @@ def test_a_failing_member_fails_alone(sweeps, name):
     assert output.count("[sweep] finished in") == 1 and summary in output, output[-3000:]
 
 
-def test_jobs_sharing_a_folder_never_share_a_group():
+def test_jobs_sharing_a_folder_never_share_a_group(caplog):
     """A basic sweep whose jobs share a folder is refused before it runs (tests/test_sweeps.py); a
     sweeper that draws its jobs while running (Optuna's, from categorical choices) can still draw
     one setting twice, with a runtime key (left out of folder names) differing. The second job then
@@ -210,12 +210,18 @@ def test_jobs_sharing_a_folder_never_share_a_group():
     from initlab.config import register_configs
 
     register_configs()
-    runs = [["depth=2", "threads=1"], ["depth=2", "threads=2"], ["depth=2", "seed=1", "threads=1"]]
+    runs = [["depth=2", "threads=1"], ["depth=2", "threads=2"], ["depth=2", "seed=1", "threads=1"],
+            ["depth=3", "threads=1"], ["depth=3", "threads=2"]]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         configs = [compose("config", overrides=run, return_hydra_config=True) for run in runs]
     for num, cfg in enumerate(configs):
         cfg.hydra.job.num = num
-    assert plan_groups(configs, None) == [[0, 2], [1]]
+    with caplog.at_level("INFO"):
+        assert plan_groups(configs, None) == [[0, 2], [1], [3], [4]]
+    lines = [r.getMessage() for r in caplog.records]
+    assert ("[batched] group 3: job #3 alone: the only other jobs with its model, data and schedule are itself "
+            "again (#4, its folder)") in lines, lines  # was: no other job shares its model, data and schedule
+    assert any(line.startswith("[batched] group 4: job #4 alone: its folder is job #3's") for line in lines), lines
 
 
 def test_a_job_left_alone_by_max_members_is_logged_as_such(caplog):

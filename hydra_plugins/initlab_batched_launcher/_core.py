@@ -121,8 +121,11 @@ def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], grou
                 peers = sum(j != i and j not in twins and ens.group_key(tasks[j]) == key for j in range(len(tasks)))
                 limit = (f"max_members={max_members}" if max_members is not None
                          else "max_members=auto (the members free memory holds)")
+                again = " ".join(f"#{configs[j].hydra.job.num}" for j, first in twins.items() if first == i)
                 why = (f"left over where the {peers + 1} jobs that share its model, data and schedule split into "
-                       f"groups of {limit}" if peers else "no other job shares its model, data and schedule")
+                       f"groups of {limit}" if peers else
+                       f"the only other jobs with its model, data and schedule are itself again ({again}, its folder)"
+                       if again else "no other job shares its model, data and schedule")
         log.info("[batched] group %d: job %s alone: %s", number, jobs, why)
     for cfg in configs:
         log.info("\t#%s : %s", cfg.hydra.job.num, " ".join(filter_overrides(cfg.hydra.overrides.task)))
