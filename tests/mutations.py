@@ -364,6 +364,9 @@ MUTATIONS = [
     Mutation("split_sizes_checked_per_job", "initlab/sweeps.py",
              "            check_sizes(experiments[-1].dataset)\n", "",
              ("tests/test_sweeps.py", "-k", "bad_job_stops and val_split"), "a val_size the data cannot take runs jobs"),
+    Mutation("loss_band_linear_on_log_axis", "initlab/analysis/figures/curves.py",
+             '                row[1].set_yscale("log")  # before drawing', '                pass  # before drawing',
+             ("tests/test_figures.py", "-k", "geometric_means"), "the loss curves' band dips below 0 on a log axis"),
 ]
 
 

@@ -266,6 +266,28 @@ def test_band_is_the_t_interval_over_seeds(tmp_path):
             assert (ys.max() + ys.min()) / 2 == pytest.approx(acc.mean(), rel=1e-9)
 
 
+def test_loss_curves_on_a_log_axis_are_geometric_means_with_the_interval_of_the_logs(tmp_path):
+    """The review's curves figure: a linear t-band on the log loss axis dipped below 0 (drawn as a
+    block off the panel's bottom). The loss line is the geometric mean over seeds, its band
+    exp(mean(log) +- t s/sqrt(n)) of the logs: positive, as on every other log axis."""
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal",), (3,), (0, 1, 2))
+    _, _, kept = draw(root, tmp_path / "out", only=("curves_by_activation",))
+    loss = kept["curves_activation_relu"].axes[1]
+    assert loss.get_title() == "loss" and loss.get_yscale() == "log"
+    epochs = analysis.load([root]).epochs
+    for split, line in zip(("test", "train"), [ln for ln in loss.lines if len(ln.get_xdata())][:2]):
+        values = epochs.pivot(index="epoch", columns="job", values=f"{split}_loss").to_numpy()
+        logs = np.log(values)
+        half = stats.t.ppf(0.975, logs.shape[1] - 1) * logs.std(axis=1, ddof=1) / math.sqrt(logs.shape[1])
+        np.testing.assert_allclose(line.get_ydata(), np.exp(logs.mean(axis=1)), rtol=1e-9)
+        band = [c for c in loss.collections if isinstance(c, PolyCollection)][0 if split == "test" else 1]
+        verts = band.get_paths()[0].vertices
+        for epoch in range(len(values)):
+            ys = verts[np.isclose(verts[:, 0], epoch), 1]
+            np.testing.assert_allclose([ys.min(), ys.max()], np.exp(logs[epoch].mean() + np.array([-1, 1]) * half[epoch]),
+                                       rtol=1e-9)
+
+
 # --- log axes with zero, empty or non-finite data ------------------------------------------------
 def test_zero_init_is_drawn_with_zero_markers(tmp_path):
     """-m init=zero activation=relu,tanh: every figure drawn, zeros marked, none missing."""
@@ -345,6 +367,9 @@ def test_he_factor_splits_by_mode_and_states_the_rule(tmp_path):
     assert he["he_factor_relu_he_normal_depth3_fan_in"]._suptitle.get_text().endswith("Var(W) = factor / fan_in")
     legend = he["he_factor_relu_he_normal_depth3_fan_in"].axes[1].get_legend()
     assert [t.get_text() for t in legend.get_texts()][1:4] == ["0.5", "1", "2"]
+    loss = he["he_factor_relu_he_normal_depth3_fan_in"].axes[1]  # log axis: bands of the logs, never <= 0
+    lows = [c.get_paths()[0].vertices[:, 1].min() for c in loss.collections if isinstance(c, PolyCollection)]
+    assert lows and min(lows) > 0, lows
     one = _mode_sweep(tmp_path / "fan_out_only", modes=("fan_out",))
     _, _, kept = draw(one, tmp_path / "out_one", only=("he_factor",))
     assert kept["he_factor_relu_he_normal_depth3"]._suptitle.get_text().endswith("Var(W) = factor / fan_out")

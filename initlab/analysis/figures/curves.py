@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
@@ -18,26 +18,42 @@ class CurveFigures:
         return self.curves("init")
 
     def curves(self, by: str) -> list[Figure]:
-        """Figures 1 and 2: accuracy and loss vs epoch, one figure per ``by``, facets by depth."""
+        """Figures 1 and 2: accuracy and loss vs epoch, one figure per ``by``, a row per depth.
+        Accuracy: mean over seeds with the t-interval; loss (log axis): the geometric mean with the
+        interval of the logs, as on every log axis (seaborn aggregates in the scale of an axis that is
+        already logarithmic): a linear band there dips below 0."""
         hue = "init" if by == "activation" else "activation"
         self._check_pooling(self.epochs, [by, hue, "depth", "epoch"])
         ep = self._curve_frame(self.epochs)
+        ep = ep[(ep["metric"] == "accuracy") | (ep["value"] > 0)]
         figures = []
         for name in self.order[by]:
             part = ep[ep[by] == name]
-            g = sns.relplot(part, kind="line", x="epoch", y="value", **self._hue(hue),
-                            style="split", style_order=["test", "train"], row="depth", col="metric",
-                            col_order=["accuracy", "loss"], errorbar=t95, height=1.7, aspect=1.65,
-                            facet_kws={"sharey": "col", "margin_titles": True})
-            g.set_titles(row_template="depth {row_name}", col_template="{col_name}")
-            g.set_axis_labels("epoch", "")
-            for acc, loss in g.axes:
-                self._accuracy_and_loss_axes(acc, loss)
-            g.figure.subplots_adjust(hspace=0.3)  # 1.0 of a row and 0.0 of the one above stay apart
-            g.figure.suptitle(f"{by} {name}", y=1.01)
-            figures.append(self._save(g.figure, f"curves_{by}_{name}", (
-                f"{by} {name}: test (solid) and train (dashed) accuracy and loss (log scale) per epoch, "
-                f"one line per {hue}, one row per depth; epoch 0 is the untrained network."),
+            depths = sorted(part["depth"].unique())
+            fig, axes = plt.subplots(len(depths), 2, squeeze=False, sharex=True, sharey="col", layout="constrained",
+                                     figsize=(6.4, 0.4 + 1.7 * len(depths)))
+            for row, depth in zip(axes, depths):
+                row[1].set_yscale("log")  # before drawing: seaborn then averages the logs (LOG_BAND's rule)
+                for ax, metric in zip(row, ("accuracy", "loss")):
+                    data = part[(part["depth"] == depth) & (part["metric"] == metric)]
+                    sns.lineplot(data, x="epoch", y="value", **self._hue(hue), style="split",
+                                 style_order=["test", "train"], ax=ax, legend=ax is axes[0, 1], errorbar=t95)
+                    ax.set(xlabel="", ylabel="")
+                self._accuracy_and_loss_axes(*row)
+                row[1].yaxis.set_label_position("right")
+                row[1].set_ylabel(f"depth {depth}", rotation=270, labelpad=12)
+            axes[0, 0].set_title("accuracy")
+            axes[0, 1].set_title("loss")
+            for ax in axes[-1]:
+                ax.set_xlabel("epoch")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            sns.move_legend(axes[0, 1], "upper left", bbox_to_anchor=(1.25, 1), frameon=False)
+            fig.suptitle(f"{by} {name}")
+            figures.append(self._save(fig, f"curves_{by}_{name}", (
+                f"{by} {name}: test (solid) and train (dashed) accuracy and loss per epoch, one line per {hue}, "
+                f"one row per depth; epoch 0 is the untrained network. Accuracy: mean over seeds with the 95% "
+                f"t-interval; loss (log scale): geometric mean with the interval of the logs. Train values are "
+                f"over each epoch's steps as the weights changed, test values after the epoch."),
                 f"Training curves by {by}"))
         return figures
 

@@ -43,8 +43,11 @@ class HeFactorFigures:
                                end=layers["epoch"] == layers.groupby("job")["epoch"].transform("max"))
         fig, axes = plt.subplots(3, 2, figsize=(WIDTH, 7.5), layout="constrained")
         for ax, metric in zip(axes[0], ("accuracy", "loss")):
-            sns.lineplot(ep[ep["metric"] == metric], x="epoch", y="value", style="split",
-                         style_order=["test", "train"], ax=ax, legend=metric == "loss", **style)
+            data = ep[ep["metric"] == metric]
+            band = LOG_BAND if metric == "loss" else {}  # the log axis: geometric mean, interval of the logs
+            sns.lineplot(data if metric == "accuracy" else data[data["value"] > 0], x="epoch", y="value",
+                         style="split", style_order=["test", "train"], ax=ax, legend=metric == "loss",
+                         **{**style, **band})
             ax.set(ylabel=metric, title=f"{metric}: test solid, train dashed")
         self._accuracy_and_loss_axes(*axes[0])
         sns.move_legend(axes[0, 1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
