@@ -284,8 +284,8 @@ def test_loss_curves_on_a_log_axis_are_geometric_means_with_the_interval_of_the_
         verts = band.get_paths()[0].vertices
         for epoch in range(len(values)):
             ys = verts[np.isclose(verts[:, 0], epoch), 1]
-            np.testing.assert_allclose([ys.min(), ys.max()], np.exp(logs[epoch].mean() + np.array([-1, 1]) * half[epoch]),
-                                       rtol=1e-9)
+            expected = np.exp(logs[epoch].mean() + np.array([-1, 1]) * half[epoch])
+            np.testing.assert_allclose([ys.min(), ys.max()], expected, rtol=1e-9)
 
 
 # --- log axes with zero, empty or non-finite data ------------------------------------------------

@@ -2,8 +2,8 @@
 
 Only what a job wrote to disk is read (result.json, epochs.csv, layers.csv, the optional
 jacobian.csv, jacobian_sv.csv, steps.csv and distributions.csv, and Hydra's ``.hydra`` files),
-never the training code, so any sweep folder from any launcher can be analyzed. A job that cannot be read is skipped with a
-reason instead of failing the whole analysis; files and columns that older jobs lack (theory
+never the training code, so any sweep folder from any launcher can be analyzed. A job that
+cannot be read is skipped with a reason instead of failing the whole analysis; files and columns that older jobs lack (theory
 predictions, Jacobians, ``frac_dead``, result.json ``rows``, ``n_params``, epochs.csv
 ``grad_norm``) are optional. layers.csv rows name their measurement site (``site``, ``kind``,
 ``index`` in forward order); MLP jobs recorded before sites existed get ``kind`` hidden for layers

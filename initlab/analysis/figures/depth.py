@@ -24,7 +24,8 @@ class DepthFigures:
         Raises NothingToDraw where no value is finite (every run diverged: no final accuracy)."""
         if not data["value"].notna().any():
             diverged = (self.runs["status"] == "diverged").all()
-            raise NothingToDraw(f"no finite {' or '.join(rows.values())}" + (": every run diverged" if diverged else ""))
+            raise NothingToDraw(f"no finite {' or '.join(rows.values())}"
+                                + (": every run diverged" if diverged else ""))
         if self.tables.presets:
             self._check_pooling(data, ["arm", "depth"])
             data, col, acts = data.assign(panel=""), "panel", [""]
