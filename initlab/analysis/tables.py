@@ -3,13 +3,13 @@
 Only what a job wrote to disk is read (result.json, epochs.csv, layers.csv, the optional
 jacobian.csv, jacobian_sv.csv, steps.csv and distributions.csv, and Hydra's ``.hydra`` files),
 never the training code, so any sweep folder from any launcher can be analyzed. A job that
-cannot be read is skipped with a reason instead of failing the whole analysis; files and columns that older jobs lack (theory
-predictions, Jacobians, ``frac_dead``, result.json ``rows``, ``n_params``, epochs.csv
-``grad_norm``) are optional. layers.csv rows name their measurement site (``site``, ``kind``,
-``index`` in forward order); MLP jobs recorded before sites existed get ``kind`` hidden for layers
-1..depth and output for depth+1, ``index`` = layer - 1 and no site name. Where result.json
-records how many rows each file has, every file is checked against it, so a cut file never changes
-results silently.
+cannot be read is skipped with a reason instead of failing the whole analysis; files and
+columns that older jobs lack (theory predictions, Jacobians, ``frac_dead``, result.json
+``rows``, ``n_params``, epochs.csv ``grad_norm``) are optional. layers.csv rows name their
+measurement site (``site``, ``kind``, ``index`` in forward order); MLP jobs recorded before sites
+existed get ``kind`` hidden for layers 1..depth and output for depth+1, ``index`` = layer - 1 and
+no site name. Where result.json records how many rows each file has, every file is checked
+against it, so a cut file never changes results silently.
 
 A run that restarted on a plateau keeps every attempt's rows (an ``attempt`` column, 0-based);
 the tables hold only the final attempt's (result.json ``final_attempt``; absent: 0), and files

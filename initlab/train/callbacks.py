@@ -186,10 +186,11 @@ class Stopping:
 
 class Checkpoint:
     """After a finite trained epoch (epoch 0 too when it is the only one): the train state and the
-    run's choices, written atomically, when ``every_s`` seconds (wall clock) have passed since the job's previous checkpoint (0: after
-    every epoch), and always after the epoch an attempt ends with (its ``epochs``-th, or early
-    stopping's): a kill -9 loses at most ``every_s`` seconds, a kept checkpoint.pt is the last state.
-    Checkpoints cost as much as a short epoch (pickling, fsync): sub-second epochs gain from spacing them."""
+    run's choices, written atomically, when ``every_s`` seconds (wall clock) have passed since the
+    job's previous checkpoint (0: after every epoch), and always after the epoch an attempt ends
+    with (its ``epochs``-th, or early stopping's): a kill -9 loses at most ``every_s`` seconds, a
+    kept checkpoint.pt is the last state. Checkpoints cost as much as a short epoch (pickling,
+    fsync): sub-second epochs gain from spacing them."""
 
     def __init__(self, path: Path, choices: dict, epochs: int, every_s: float = 0.0):
         self.path, self.choices, self.epochs, self.every_s = Path(path), choices, epochs, every_s
