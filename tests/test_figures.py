@@ -26,6 +26,7 @@ import analyze
 from initlab import callbacks
 from initlab.analysis import tables as analysis
 from initlab.analysis.figures import FAMILIES, THEME, ZERO_LABEL, NothingToDraw, Plotter, PoolingError
+from initlab.analysis.figures.layers import round_ticks
 
 CARD = {"activations": ("relu", "tanh"), "inits": ("he_normal", "orthogonal"), "depths": (5, 30, 50)}
 FULL = {"activations": ("relu", "tanh", "sigmoid", "gelu"),
@@ -144,7 +145,7 @@ def test_card_example_is_readable(tmp_path):
     _check_grid(kept["grid_test_accuracy"], CARD["activations"], CARD["inits"], CARD["depths"])
     heat = kept["heatmap_act_std_relu_depth50"]
     assert _titles(heat) == list(CARD["inits"])
-    assert [t.get_text() for t in heat.axes[0].get_yticklabels()] == ["1", "13", "25", "38", "50"]
+    assert [t.get_text() for t in heat.axes[0].get_yticklabels()] == ["1", "20", "40"]  # round steps (was 13, 25, 38)
 
 
 def test_smallest_grid_is_readable(tmp_path):
@@ -286,6 +287,18 @@ def test_loss_curves_on_a_log_axis_are_geometric_means_with_the_interval_of_the_
             ys = verts[np.isclose(verts[:, 0], epoch), 1]
             expected = np.exp(logs[epoch].mean() + np.array([-1, 1]) * half[epoch])
             np.testing.assert_allclose([ys.min(), ys.max()], expected, rtol=1e-9)
+
+
+def test_heatmap_ticks_are_round_steps():
+    """The review's heatmaps labelled epochs 0, 1, 3, 4 and layers 1, 11, 21, 30, 40 (linspace
+    rounded): now the first value and multiples of a 1-2-5 step."""
+    def shown(values, most):
+        return [values[i] for i in round_ticks(values, most)]
+    assert shown(list(range(5)), 4) == [0, 2, 4]
+    assert shown(list(range(1, 41)), 5) == [1, 10, 20, 30, 40]
+    assert shown(list(range(1, 11)), 5) == [1, 5, 10]
+    assert shown(list(range(1, 6)), 5) == [1, 2, 3, 4, 5]
+    assert shown([7], 5) == [7]
 
 
 # --- log axes with zero, empty or non-finite data ------------------------------------------------

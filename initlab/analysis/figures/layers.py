@@ -21,6 +21,17 @@ from initlab.analysis.figures.base import (FLOOR, LOG_BAND, TINY, WIDTH, ZERO_LA
 SITE_NAMES_UP_TO = 16  # a per-site axis names its sites when it has at most this many
 
 
+def round_ticks(values: list, most: int) -> np.ndarray:
+    """Indexes of ``values`` (sorted numbers: epochs, layers) to label on a heatmap axis: the first
+    value and the multiples of a round step (1, 2 or 5 times a power of 10) that keeps at most
+    ``most`` labels; a multiple closer to the first value than half a step is left out."""
+    values = np.asarray(values, dtype=float)
+    span = values[-1] - values[0]
+    step = next(s for s in (m * 10 ** k for k in range(12) for m in (1, 2, 5)) if span / s <= most - 1)
+    picked = [0] + [i for i, v in enumerate(values) if v % step == 0 and v - values[0] >= step / 2]
+    return np.array(sorted(set(picked)))
+
+
 class LayerFigures:
     """MLPs draw against ``layer`` (1..depth hidden, depth + 1 the output) as they always have; any
     other model against ``index``, its sites in forward order, named on the axis when few."""
@@ -260,8 +271,7 @@ class LayerFigures:
             style = {"vmin": -lim, "vmax": lim, "center": 0.0, "cmap": "vlag"}
         epochs = sorted(part["epoch"].unique())
         rows = sorted(part["layer"].unique())  # 1..depth for an MLP; other models' hidden sites in order
-        ticks = {"x": np.unique(np.linspace(0, len(epochs) - 1, min(len(epochs), 4)).round().astype(int)),
-                 "y": np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 5)).round().astype(int))}
+        ticks = {"x": round_ticks(epochs, 4), "y": round_ticks(rows, 5)}
         for i, (ax, init) in enumerate(zip(axes.flat, inits)):
             grid = part[part["init"] == init].pivot_table(index="layer", columns="epoch", values=stat, dropna=False)
             grid = grid.reindex(index=rows, columns=epochs).replace([np.inf, -np.inf], np.nan)
