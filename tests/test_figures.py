@@ -229,6 +229,8 @@ def test_every_family_is_drawn_with_its_content(tmp_path):
     assert {ax.get_title() for ax in grad.axes} >= {"at init", "middle of training", "end of training"}
     assert all(ax.get_yscale() == "log" for ax in grad.axes)
     assert {"he_normal", "xavier_normal"} <= {t.get_text() for t in grad.legends[0].get_texts()}
+    caption = next(f.caption for f in figures if Path(f.path).name.startswith("grad_norm_vs_layer_depth4"))
+    assert "mid-training (epoch 1: half of each run's last epoch, rounded down)" in caption  # 2 epochs
 
     heat = kept["heatmap_act_std_relu_depth4"]
     mesh = heat.axes[0].collections[0]
@@ -287,6 +289,17 @@ def test_loss_curves_on_a_log_axis_are_geometric_means_with_the_interval_of_the_
             ys = verts[np.isclose(verts[:, 0], epoch), 1]
             expected = np.exp(logs[epoch].mean() + np.array([-1, 1]) * half[epoch])
             np.testing.assert_allclose([ys.min(), ys.max()], expected, rtol=1e-9)
+
+
+def test_a_count_axis_whose_values_are_all_equal_keeps_integer_ticks(tmp_path):
+    """The review's epochs_to_95_vs_depth: every run reached 95% at the same epoch, and the y axis
+    read 3.90, 4.05, 4.20 (MaxNLocator gives up integers when fewer than two fit)."""
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "normal"), (3, 6), (0, 1),
+                       curve=[0.1, 0.5, 0.8, 0.9, 0.9])
+    _, _, kept = draw(root, tmp_path / "out", only=("epochs_to_95",))
+    for ax in kept["epochs_to_95_vs_depth"].axes:
+        labels = [t.get_text().replace("\u2212", "-") for t in _drawn_ticklabels(ax.yaxis) if t.get_text()]
+        assert labels and all(float(v).is_integer() for v in labels), labels
 
 
 def test_heatmap_ticks_are_round_steps():

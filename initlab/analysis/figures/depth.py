@@ -54,10 +54,10 @@ class DepthFigures:
             if len(depths) <= 8 and spread * width > 0.25:  # inches between neighbouring labels
                 ax.set_xticks(depths)
             else:
-                ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
         if name.startswith("epochs"):
             for ax in g.axes.flat:
-                ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, nbins=4))
         if refline is not None:
             g.refline(y=refline, color="grey", linestyle=":")
         if ylim:

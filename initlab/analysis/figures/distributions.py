@@ -109,7 +109,7 @@ class DistributionFigures:
                     ax.set_title(site, fontsize=10)
                 if c == 0:
                     ax.set_ylabel(TENSOR_LABELS[tensor], fontsize=9)
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             for ax in axes[-1]:
                 ax.set_xlabel("epoch")
             handles = [Patch(color=color, alpha=a, label=label) for _, _, label, a in BANDS]

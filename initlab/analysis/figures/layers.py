@@ -125,7 +125,7 @@ class LayerFigures:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
             if not named:
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, nbins=5))
             self._stagger_markers(ax, data[x].nunique())
             if ylim:
                 ax.set(ylim=ylim, yticks=[0, 0.5, 1])
@@ -181,11 +181,14 @@ class LayerFigures:
         figures = []
         for d in self.detail:
             part = data[data["depth"] == d]
+            middle = sorted(set(part.loc[part["when"] == "middle of training", "epoch"].astype(int)))
             figures.append(self._by_layer(
                 part, "grad_norm", "weight-grad norm", f"grad_norm_vs_layer_depth{d}",
                 "Norm of the weight gradient on the probe batch per "
-                + ("activation site (its weight: the layer feeding it) and the output" if self.by_site else f"layer (layer {d + 1} is the output layer)")
-                + f" at init, mid-training and the last epoch, depth {d}, log scale.", True, row="activation",
+                + ("activation site (its weight: the layer feeding it) and the output" if self.by_site
+                   else f"layer (layer {d + 1} is the output layer)")
+                + f" at init, mid-training (epoch {', '.join(map(str, middle))}: half of each run's last epoch, "
+                  f"rounded down) and the last epoch, depth {d}, log scale.", True, row="activation",
                 row_labels={a: a for a in self._present("activation", part)}, col="when",
                 col_order=["at init", "middle of training", "end of training"]))
         return figures

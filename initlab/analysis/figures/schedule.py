@@ -38,7 +38,7 @@ class ScheduleFigures:
             if positive:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         return [self._save(g.figure, "lr_per_epoch", (
             f"Learning rate in force during each epoch (epoch 0: the initial lr), one line per run, a colour per "
             f"init, a panel per activation, a row per depth ({', '.join(map(str, self.detail))})"

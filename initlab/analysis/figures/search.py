@@ -46,7 +46,7 @@ class SearchFigures:
             ax.set(xlabel=param, ylabel=metric, title=f"{metric} against {param}")
         if params:
             bar = fig.colorbar(points, ax=[axes[p] for p in params], label="trial", shrink=0.9)
-            bar.locator = MaxNLocator(integer=True)
+            bar.locator = MaxNLocator(integer=True, min_n_ticks=1)
             bar.update_ticks()
         ax = axes["best"]
         ax.scatter(trials.loc[ok, "trial"], trials.loc[ok, "value"], c=trials.loc[ok, "trial"], cmap="viridis",
@@ -59,7 +59,7 @@ class SearchFigures:
         if np.isfinite(top["value"]):
             ax.scatter([top["trial"]], [top["value"]], marker="*", s=160, color="gold", edgecolors="black",
                        zorder=4, label=f"best: trial {top['trial']}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set(xlabel="trial", ylabel=metric, title=f"{metric} per trial and best so far ({direction})")
         handles, labels = ax.get_legend_handles_labels()
         if (~ok).any():

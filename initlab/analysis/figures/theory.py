@@ -99,7 +99,7 @@ class TheoryFigures:
                 for ax in g.axes.flat:
                     ax.set_yscale("log")
                     self._plain_log_ticks(ax.yaxis)
-                    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+                    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, nbins=4))
                 handles = [Line2D([], [], color="0.45", markersize=4, label="measured", **line),
                            Line2D([], [], label="mean-field prediction", path_effects=HALO, **PREDICTION)]
                 g.figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
