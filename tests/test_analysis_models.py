@@ -152,6 +152,20 @@ def test_convergence_table_is_the_mean_over_seeds(tmp_path):
     expected = np.mean([first_epoch_at_95(c) for c in curves.values()])
     assert table["measured on"].tolist() == ["validation"]
     assert table["convergence epoch"].iloc[0].startswith(f"{expected:.1f} ± ")
+    assert table["trainable"].tolist() == ["2/2"]
+
+
+def test_convergence_is_of_trainable_runs_and_a_shared_count_prints_as_an_integer(tmp_path):
+    """The review's report: a run at chance 'converged' at epoch 3.0 ± 1.4 beside a trainable one,
+    and parameters read 8970.000 ± 0.000. Now the untrainable seed is counted, not averaged."""
+    write_job(tmp_path / "s0", seed=0, epochs=4, curve=[0.1, 0.5, 0.8, 0.9, 0.86])
+    write_job(tmp_path / "s1", seed=1, epochs=4, curve=[0.1, 0.12, 0.11, 0.1, 0.12])
+    tables = analysis.load([tmp_path])
+    assert tables.runs.sort_values("seed")["trainable"].tolist() == [True, False]
+    row = report.convergence_table(tables).iloc[0]
+    assert (row["trainable"], row["never reached"]) == ("1/2", "0/1")
+    assert row["convergence epoch"] == f"{first_epoch_at_95([0.1, 0.5, 0.8, 0.9, 0.86]):.1f}"
+    assert report.configurations(tables).iloc[0]["parameters"] == "1000"
 
 
 # --- figures --------------------------------------------------------------------------------------

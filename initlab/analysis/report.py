@@ -57,8 +57,10 @@ def configurations(t: Tables) -> pd.DataFrame:
         row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
         row["runs"] = len(part)
         row["status"] = ", ".join(f"{n} {s}" for s, n in part["status"].value_counts().items())
-        row.update({label: _cell(part[col], 1 if col.startswith(("epochs", "conv")) else 3)
+        row.update({label: _cell(part[col], 1 if col.startswith(("epochs", "conv")) else 0 if col == "n_params" else 3)
                     for col, label in METRICS.items() if col in part})
+        if "n_params" in part and part["n_params"].nunique() == 1:  # the seeds' models are alike: the count
+            row[METRICS["n_params"]] = f"{part['n_params'].iloc[0]:.0f}"
         row["trainable"] = f"{part['trainable'].sum()}/{len(part)}"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -132,7 +134,9 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
 def convergence_table(t: Tables) -> pd.DataFrame:
     """Per configuration (every varied choice but the seed): the CNN study's convergence epoch (first
     epoch reaching 95% of the final validation accuracy, runs.csv ``convergence_epoch``) and the
-    final accuracy it is measured against, mean ± std (n) over seeds; empty for old tables."""
+    final accuracy it is measured against, mean ± std (n) over seeds; the convergence epoch of
+    trainable runs only (as figure 6: a run at chance has no convergence to speak of), with how many
+    runs are trainable. Empty for old tables."""
     if "convergence_epoch" not in t.runs:
         return pd.DataFrame()
     keys = [k for k in t.keys if k != "seed"] or ["activation", "init", "depth"]
@@ -141,9 +145,11 @@ def convergence_table(t: Tables) -> pd.DataFrame:
         row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
         metric = part["convergence_metric"].iloc[0]
         row["measured on"] = "validation" if metric == "val_acc" else "test"
-        row["convergence epoch"] = _cell(part["convergence_epoch"], 1)
+        trainable = part[part["trainable"].fillna(False).astype(bool)]
+        row["trainable"] = f"{len(trainable)}/{len(part)}"
+        row["convergence epoch"] = _cell(trainable["convergence_epoch"], 1)
         row["final accuracy"] = _cell(part["final_val_acc"] if metric == "val_acc" else part["final_test_acc"])
-        row["never reached"] = f"{int(part['convergence_epoch'].isna().sum())}/{len(part)}"
+        row["never reached"] = f"{int(trainable['convergence_epoch'].isna().sum())}/{len(trainable)}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -158,7 +164,8 @@ def _convergence_blocks(t: Tables) -> list[tuple]:
              "else test accuracy (column 'measured on')")
     return [("h2", "Convergence"),
             ("p", f"Convergence as the CNN study defines it: the first trained epoch whose {which} reaches 95% of "
-                  f"its final value; mean ± std (n) over seeds (runs.csv convergence_epoch)."),
+                  f"its final value; mean ± std (n) over the trainable seeds (runs.csv convergence_epoch; "
+                  f"'never reached': trainable runs without one)."),
             ("table", table)]
 
 
