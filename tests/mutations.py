@@ -347,7 +347,7 @@ MUTATIONS = [
     Mutation("no_checkpoint_of_zero_epochs", "initlab/train/callbacks.py",
              "if end.diverged or (end.epoch == 0 and self.epochs > 0):", "if end.diverged or end.epoch == 0:",
              ("tests/test_resume.py", "-k", "kept_checkpoint_extends"), "epochs=0 checkpoint=last keeps nothing"),
-    Mutation("label_range_unchecked", "initlab/data/files.py",
+    Mutation("label_range_unchecked", "initlab/data/tensors.py",
              "if len(y) and not 0 <= int(y.min()) <= int(y.max()) < data.n_classes:", "if False:",
              ("tests/test_data.py", "-k", "do_not_fit"), "labels beyond the classes fail in training"),
     Mutation("cosine_run_continued_to_more_epochs", "initlab/resume.py",

@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from initlab.config import DatasetConfig
 from initlab.data import images, sequences, vectors
 from initlab.data.augment import random_crop_flip
-from initlab.data.tensors import KINDS, Data, DatasetUnavailable, check_stratified_size
+from initlab.data.tensors import KINDS, Data, DatasetUnavailable, check_labels, check_stratified_size
 
 __all__ = ["Data", "DatasetUnavailable", "KINDS", "LOADERS", "check_sizes", "load_data"]
 
@@ -36,9 +36,10 @@ def _split_validation(data: Data, val_size: int, seed: int) -> Data:
 
 
 def load_data(cfg: DatasetConfig) -> Data:
-    """Load ``cfg.name`` on the CPU, with a validation split when ``cfg.val_size`` > 0 and the batched
-    crop-and-flip augmentation when ``cfg.augment`` (a key of image sets' configs only)."""
-    data = LOADERS[cfg.name](cfg)
+    """Load ``cfg.name`` on the CPU (one label per sample, each a class: ``check_labels``), with a
+    validation split when ``cfg.val_size`` > 0 and the batched crop-and-flip augmentation when
+    ``cfg.augment`` (a key of image sets' configs only)."""
+    data = check_labels(cfg.name, LOADERS[cfg.name](cfg))  # files on disk may disagree with each other
     if data.kind != cfg.KIND:
         raise AssertionError(f"{cfg.name}: loader gave {data.kind}, its config declares {cfg.KIND}")
     if cfg.val_size:

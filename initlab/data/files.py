@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from initlab.data.tensors import Data, DatasetUnavailable
+from initlab.data.tensors import DatasetUnavailable
 
 
 def resolved_root(root: str) -> Path:
@@ -23,23 +23,6 @@ def unreadable(name: str, path: Path, why: str, what: str) -> DatasetUnavailable
     """The one-line error for files that are there but not usable (truncated, altered, wrong format)."""
     return DatasetUnavailable(f"dataset {name}: {path} {why}; replace them with {what} (or remove them and "
                               f"set dataset.download=true)")
-
-
-def checked(name: str, data: Data) -> Data:
-    """``data`` when every split has one label per sample and every label is a class in
-    [0, n_classes); else the one-line DatasetUnavailable naming the split (files that disagree,
-    e.g. a labels file from another copy of the set)."""
-    splits = [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]
-    if data.y_val is not None:
-        splits.append(("validation", data.x_val, data.y_val))
-    for split, x, y in splits:
-        if len(x) != len(y):
-            raise DatasetUnavailable(f"dataset {name}: the {split} files hold {len(x)} samples but {len(y)} "
-                                     "labels; valid: one label per sample")
-        if len(y) and not 0 <= int(y.min()) <= int(y.max()) < data.n_classes:
-            raise DatasetUnavailable(f"dataset {name}: the {split} labels span {int(y.min())}..{int(y.max())}; "
-                                     f"valid: classes 0..{data.n_classes - 1}")
-    return data
 
 
 def short_reason(err: Exception) -> str:

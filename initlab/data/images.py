@@ -50,8 +50,7 @@ def torchvision_set(cfg) -> Data:
         absent = [p.name for p in expected if not p.is_file()]
         found = f" ({', '.join(absent)})" if len(absent) < len(expected) else ""
         raise files.missing(cfg.name, root, what, f"{found} and {how}") from None
-    return files.checked(cfg.name, Data(*_normalized(train, cfg), *_normalized(test, cfg), kind="images",
-                                        n_classes=len(train.classes)))
+    return Data(*_normalized(train, cfg), *_normalized(test, cfg), kind="images", n_classes=len(train.classes))
 
 
 def _expected_files(cls: type, root: Path) -> dict[Path, Optional[str]]:

@@ -90,3 +90,20 @@ def check_stratified_size(name: str, size: int, y: np.ndarray, what: str) -> Non
     if not k <= size <= n - k:
         raise ConfigError(f"{name} must be in [{k}, {n - k}] (a stratified split of {n} {what} in {k} "
                           f"classes), got {size}")
+
+
+def check_labels(name: str, data: Data) -> Data:
+    """``data`` when every split has one label per sample and every label is a class in
+    [0, n_classes); else the one-line DatasetUnavailable naming dataset ``name`` and the split
+    (files that disagree, e.g. a labels file from another copy of the set)."""
+    splits = [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]
+    if data.y_val is not None:
+        splits.append(("validation", data.x_val, data.y_val))
+    for split, x, y in splits:
+        if len(x) != len(y):
+            raise DatasetUnavailable(f"dataset {name}: the {split} files hold {len(x)} samples but {len(y)} "
+                                     "labels; valid: one label per sample")
+        if len(y) and not 0 <= int(y.min()) <= int(y.max()) < data.n_classes:
+            raise DatasetUnavailable(f"dataset {name}: the {split} labels span {int(y.min())}..{int(y.max())}; "
+                                     f"valid: classes 0..{data.n_classes - 1}")
+    return data
