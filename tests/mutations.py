@@ -369,6 +369,9 @@ MUTATIONS = [
     Mutation("loss_band_linear_on_log_axis", "initlab/analysis/figures/curves.py",
              '                row[1].set_yscale("log")  # before drawing', '                pass  # before drawing',
              ("tests/test_figures.py", "-k", "geometric_means"), "the loss curves' band dips below 0 on a log axis"),
+    Mutation("act_std_colours_stretched", "initlab/analysis/figures/layers.py",
+             "LogNorm(low, high if high > low else 10 * low)", "LogNorm(low, max(high, 10 * low))",
+             ("tests/test_figures.py", "-k", "colours_span"), "a heatmap's log colours stretched past the data"),
 ]
 
 

@@ -302,6 +302,18 @@ def test_a_count_axis_whose_values_are_all_equal_keeps_integer_ticks(tmp_path):
         assert labels and all(float(v).is_integer() for v in labels), labels
 
 
+def test_act_std_heatmap_colours_span_the_data(tmp_path):
+    """The review's tanh heatmap: the log colour scale ran to 10x the smallest std (to 2 or 4 where
+    tanh's std stays below 1), leaving half the map unused. Now it spans the data."""
+    root = write_sweep(tmp_path / "sweep", ("tanh",), ("he_normal", "xavier_normal"), (4,))
+    _, _, kept = draw(root, tmp_path / "out", only=("heatmaps",))
+    layers = analysis.load([root]).layers
+    hidden = layers[(layers["kind"] == "hidden")]["act_std"]
+    norm = kept["heatmap_act_std_tanh_depth4"].axes[0].collections[0].norm
+    assert hidden.max() < 10 * hidden[hidden > 0].min()  # the case the stretch distorted
+    assert (norm.vmin, norm.vmax) == pytest.approx((hidden[hidden > 0].min(), hidden.max()))
+
+
 def test_heatmap_ticks_are_round_steps():
     """The review's heatmaps labelled epochs 0, 1, 3, 4 and layers 1, 11, 21, 30, 40 (linspace
     rounded): now the first value and multiples of a 1-2-5 step."""

@@ -86,7 +86,9 @@ class DepthFigures:
             "Final train (top) and test (bottom) accuracy vs depth, "
             + ("one line per arm" if self._arm else "one line per init, one column per activation"
                + (" and model" if len(self.models) > 1 else ""))
-            + ("; the dotted line is chance." if len(chance) == 1 else ".")),
+            + ("; the dotted line is chance" if len(chance) == 1 else "")
+            + ". Train accuracy is counted over the last epoch's steps as the weights changed, test accuracy "
+              "after it, so train can sit below test early in training."),
             refline=chance[0] if len(chance) == 1 else None, ylim=(0, 1.02))]
 
     def epochs_to_95(self) -> list[Figure]:

@@ -268,7 +268,8 @@ class LayerFigures:
         if stat == "act_std":
             low = max(float(values[values > 0].min()) if (values > 0).any() else FLOOR, TINY)
             cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")  # LogNorm masks 0: grey cells
-            style = {"norm": LogNorm(low, max(values.max(), 10 * low)), "cmap": cmap}
+            high = float(values.max())  # the data's own range (was stretched to 10x the minimum)
+            style = {"norm": LogNorm(low, high if high > low else 10 * low), "cmap": cmap}
         else:
             lim = max(values.abs().quantile(0.99), 1e-3)
             style = {"vmin": -lim, "vmax": lim, "center": 0.0, "cmap": "vlag"}
