@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from initlab import choices  # noqa: E402
@@ -114,6 +115,13 @@ def t95(values: pd.Series) -> tuple[float, float]:
         return mean, mean
     half = stats.sem(values) * stats.t.ppf(0.975, len(values) - 1)
     return mean - half, mean + half
+
+
+def integer_ticks(nbins: int | str = "auto") -> MaxNLocator:
+    """The one tick policy of a count axis (epochs, layers, depths, trials): whole numbers only,
+    also where every value is equal (matplotlib's default falls back to 3.90, 4.05, 4.20 when
+    fewer than two integers fit)."""
+    return MaxNLocator(nbins=nbins, integer=True, min_n_ticks=1)
 
 
 # On log axes, seeds are averaged as logs: geometric mean, band from the t-interval of the logs,

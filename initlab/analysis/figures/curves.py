@@ -5,9 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
 
-from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, t95
+from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, integer_ticks, t95
 
 
 class CurveFigures:
@@ -46,7 +45,7 @@ class CurveFigures:
             axes[0, 1].set_title("loss")
             for ax in axes[-1]:
                 ax.set_xlabel("epoch")
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+                ax.xaxis.set_major_locator(integer_ticks())
             sns.move_legend(axes[0, 1], "upper left", bbox_to_anchor=(1.25, 1), frameon=False)
             fig.suptitle(f"{by} {name}")
             figures.append(self._save(fig, f"curves_{by}_{name}", (
@@ -90,7 +89,7 @@ class CurveFigures:
         for ax in g.axes.flat:
             ax.set_yscale("log")
             self._plain_log_ticks(ax.yaxis)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            ax.xaxis.set_major_locator(integer_ticks())
         lines = "one colour per model, one dash per init" if several else "one line per init"
         return [self._save(g.figure, "grad_norm_per_epoch", (
             f"Total gradient norm (L2 over all parameters) per training step, averaged over each epoch, {lines}; "

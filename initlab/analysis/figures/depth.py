@@ -9,10 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import Rectangle
 
-from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, t95
+from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, integer_ticks, t95
 
 
 class DepthFigures:
@@ -54,10 +53,10 @@ class DepthFigures:
             if len(depths) <= 8 and spread * width > 0.25:  # inches between neighbouring labels
                 ax.set_xticks(depths)
             else:
-                ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
+                ax.xaxis.set_major_locator(integer_ticks(5))
         if name.startswith("epochs"):
             for ax in g.axes.flat:
-                ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, nbins=4))
+                ax.yaxis.set_major_locator(integer_ticks(4))
         if refline is not None:
             g.refline(y=refline, color="grey", linestyle=":")
         if ylim:

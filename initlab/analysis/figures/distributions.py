@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
 
-from initlab.analysis.figures.base import WIDTH, Figure
+from initlab.analysis.figures.base import WIDTH, Figure, integer_ticks
 
 QUANTILE_STATS = ("q01", "q05", "q25", "q50", "q75", "q95", "q99")
 BANDS = (("q01", "q99", "1-99%", 0.18), ("q05", "q95", "5-95%", 0.3), ("q25", "q75", "25-75%", 0.5))  # lo, hi, label, alpha
@@ -109,7 +108,7 @@ class DistributionFigures:
                     ax.set_title(site, fontsize=10)
                 if c == 0:
                     ax.set_ylabel(TENSOR_LABELS[tensor], fontsize=9)
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+                ax.xaxis.set_major_locator(integer_ticks())
             for ax in axes[-1]:
                 ax.set_xlabel("epoch")
             handles = [Patch(color=color, alpha=a, label=label) for _, _, label, a in BANDS]

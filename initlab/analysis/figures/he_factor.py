@@ -7,9 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
 
-from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw, _context_text, t95
+from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw, _context_text, integer_ticks, t95
 
 
 class HeFactorFigures:
@@ -63,7 +62,7 @@ class HeFactorFigures:
                 sns.lineplot(data, x="layer", y=stat, ax=ax, legend=False, marker="o", **{**style, **LOG_BAND})
                 ax.set(yscale="log", ylabel=names[stat], title=f"{names[stat]}, {when}")
                 self._plain_log_ticks(ax.yaxis)
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+                ax.xaxis.set_major_locator(integer_ticks())
         mode = fixed.get("init.mode", part["init.mode"].iloc[0] if "init.mode" in part else "fan_in")
         rest = _context_text({k: v for k, v in fixed.items() if k != "init.mode"})
         rule = f"Var(W) = factor / {mode}" + (f", {rest}" if rest else "")

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 from matplotlib.colors import LogNorm
 
-from initlab.analysis.figures.base import (FLOOR, LOG_BAND, TINY, WIDTH, ZERO_LABEL, ZERO_MARKER, Figure,
-                                           NotDrawn, NothingToDraw, log, log_floor, t95)
+from initlab.analysis.figures.base import (FLOOR, LOG_BAND, TINY, WIDTH, ZERO_LABEL, ZERO_MARKER, Figure, NotDrawn,
+                                           NothingToDraw, integer_ticks, log, log_floor, t95)
 
 
 SITE_NAMES_UP_TO = 16  # a per-site axis names its sites when it has at most this many
@@ -125,7 +124,7 @@ class LayerFigures:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
             if not named:
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, nbins=5))
+                ax.xaxis.set_major_locator(integer_ticks(5))
             self._stagger_markers(ax, data[x].nunique())
             if ylim:
                 ax.set(ylim=ylim, yticks=[0, 0.5, 1])

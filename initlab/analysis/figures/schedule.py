@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
 
-from initlab.analysis.figures.base import WIDTH, Figure
+from initlab.analysis.figures.base import WIDTH, Figure, integer_ticks
 
 
 def lr_varies(epochs) -> bool:
@@ -38,7 +37,7 @@ class ScheduleFigures:
             if positive:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            ax.xaxis.set_major_locator(integer_ticks())
         return [self._save(g.figure, "lr_per_epoch", (
             f"Learning rate in force during each epoch (epoch 0: the initial lr), one line per run, a colour per "
             f"init, a panel per activation, a row per depth ({', '.join(map(str, self.detail))})"

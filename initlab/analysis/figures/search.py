@@ -6,10 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 
 from initlab.analysis import search as optuna_search
-from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw
+from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, integer_ticks
 
 SECTION = "Init-scale search"
 DIVERGED = {"marker": "x", "color": "tab:red", "s": 40, "linewidths": 1.5, "zorder": 3}
@@ -46,7 +45,7 @@ class SearchFigures:
             ax.set(xlabel=param, ylabel=metric, title=f"{metric} against {param}")
         if params:
             bar = fig.colorbar(points, ax=[axes[p] for p in params], label="trial", shrink=0.9)
-            bar.locator = MaxNLocator(integer=True, min_n_ticks=1)
+            bar.locator = integer_ticks()
             bar.update_ticks()
         ax = axes["best"]
         ax.scatter(trials.loc[ok, "trial"], trials.loc[ok, "value"], c=trials.loc[ok, "trial"], cmap="viridis",
@@ -59,7 +58,7 @@ class SearchFigures:
         if np.isfinite(top["value"]):
             ax.scatter([top["trial"]], [top["value"]], marker="*", s=160, color="gold", edgecolors="black",
                        zorder=4, label=f"best: trial {top['trial']}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.xaxis.set_major_locator(integer_ticks())
         ax.set(xlabel="trial", ylabel=metric, title=f"{metric} per trial and best so far ({direction})")
         handles, labels = ax.get_legend_handles_labels()
         if (~ok).any():

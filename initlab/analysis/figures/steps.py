@@ -7,9 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
 
-from initlab.analysis.figures.base import WIDTH, Figure
+from initlab.analysis.figures.base import WIDTH, Figure, integer_ticks
 
 
 def geometric_mean(values: pd.Series) -> float:
@@ -58,7 +57,7 @@ class StepFigures:
             axes[0, c].set_yscale("log")
             self._plain_log_ticks(axes[0, c].yaxis)
             axes[1, c].set_xlabel("step")
-            axes[1, c].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            axes[1, c].xaxis.set_major_locator(integer_ticks())
         axes[0, 0].set_ylabel("train loss (batch)")
         axes[1, 0].set_ylabel("lr")
         handles, labels = axes[0, 0].get_legend_handles_labels()

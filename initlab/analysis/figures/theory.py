@@ -15,10 +15,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import patheffects
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
+from matplotlib.ticker import NullFormatter, NullLocator
 
 from initlab import theory
-from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw
+from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw, integer_ticks
 
 THEORY = "Theory"  # the report section of these figures
 PREDICTION = {"color": "black", "linestyle": (0, (3, 1.5)), "linewidth": 1.2}  # every predicted curve
@@ -99,7 +99,7 @@ class TheoryFigures:
                 for ax in g.axes.flat:
                     ax.set_yscale("log")
                     self._plain_log_ticks(ax.yaxis)
-                    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, nbins=4))
+                    ax.xaxis.set_major_locator(integer_ticks(4))
                 handles = [Line2D([], [], color="0.45", markersize=4, label="measured", **line),
                            Line2D([], [], label="mean-field prediction", path_effects=HALO, **PREDICTION)]
                 g.figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
