@@ -372,6 +372,12 @@ MUTATIONS = [
     Mutation("act_std_colours_stretched", "initlab/analysis/figures/layers.py",
              "LogNorm(low, high if high > low else 10 * low)", "LogNorm(low, max(high, 10 * low))",
              ("tests/test_figures.py", "-k", "colours_span"), "a heatmap's log colours stretched past the data"),
+    Mutation("svd_noise_recorded_as_singular_values", "initlab/measure/jacobian.py",
+             "    sv = torch.where(sv < floor, torch.zeros_like(sv), sv)\n", "",
+             ("tests/test_jacobian.py", "-k", "exactly_zero"), "a dead relu unit's null direction recorded as 1e-80"),
+    Mutation("spectrum_below_axis_drawn_on_the_spine", "initlab/analysis/figures/theory.py",
+             "if len(values) and lo <= values[-1]:", "if len(values) and values[-1] > 0:",
+             ("tests/test_figures.py", "-k", "wholly_below"), "a vanishing init's spectrum hidden on the left spine"),
 ]
 
 

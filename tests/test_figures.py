@@ -314,6 +314,17 @@ def test_act_std_heatmap_colours_span_the_data(tmp_path):
     assert (norm.vmin, norm.vmax) == pytest.approx((hidden[hidden > 0].min(), hidden.max()))
 
 
+def test_a_spectrum_wholly_below_the_jacobian_axis_is_named_on_its_panel(tmp_path):
+    """A vanishing init's spectrum (here 0.75^100 ~ 3e-13 of he_normal's) lies left of the axis:
+    drawn, it was a line along the left spine under a legend entry. Now the panel names it."""
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "xavier_normal"), (100,))
+    _, _, kept = draw(root, tmp_path / "out", only=("jacobian_spectra",))
+    ax = kept["jacobian_spectra"].axes[0]
+    assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == ["he_normal"]
+    assert [t.get_text() for t in ax.texts] == [f"every s < {ax.get_xlim()[0]:.0e}: xavier_normal"]
+    assert overlapping_texts(kept["jacobian_spectra"]) == []
+
+
 def test_heatmap_ticks_are_round_steps():
     """The review's heatmaps labelled epochs 0, 1, 3, 4 and layers 1, 11, 21, 30, 40 (linspace
     rounded): now the first value and multiples of a 1-2-5 step."""

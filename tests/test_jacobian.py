@@ -11,6 +11,13 @@ from initlab.measure.jacobian import singular_values, summarize
 from initlab.models import MLP
 
 
+def resolved(reference: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """Reference singular values as a Jacobian computed in ``dtype`` resolves them: those below
+    s_max · n · eps (NumPy's matrix_rank tolerance) are 0."""
+    floor = reference.max() * len(reference) * torch.finfo(dtype).eps
+    return torch.where(reference < floor, 0.0, reference).numpy()
+
+
 def make_mlp(activation: nn.Module, depth: int, width: int, init, in_features: int = 48) -> MLP:
     torch.manual_seed(0)
     model = MLP(in_features, 10, width, depth, activation)
@@ -40,7 +47,7 @@ def test_hidden_jacobian_matches_the_explicit_product_of_layer_jacobians():
             w = layer.weight.detach().double()
             jac = w @ torch.diag(d) @ jac
             h = w @ torch.tanh(h) + layer.bias.detach().double()
-        np.testing.assert_allclose(sv[i].numpy(), torch.linalg.svdvals(jac).numpy(), rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(sv[i].numpy(), resolved(torch.linalg.svdvals(jac)), rtol=1e-5, atol=1e-9)
 
 
 def test_the_hidden_jacobian_starts_from_the_normalized_inputs_a_shaped_net_reads():
@@ -58,7 +65,7 @@ def test_the_hidden_jacobian_starts_from_the_normalized_inputs_a_shaped_net_read
             w = layer.weight.detach().double()
             jac = w @ torch.diag(1 - torch.tanh(h) ** 2) @ jac
             h = w @ torch.tanh(h) + layer.bias.detach().double()
-        np.testing.assert_allclose(sv[i].numpy(), torch.linalg.svdvals(jac).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sv[i].numpy(), resolved(torch.linalg.svdvals(jac)), rtol=1e-5, atol=1e-6)
 
 
 def test_gaussian_linear_network_mean_squared_singular_value_is_sigma_w2_to_the_depth():
@@ -97,3 +104,37 @@ def test_non_finite_weights_give_nan_singular_values_not_an_error():
         assert torch.isnan(sv).all()
         summary = summarize(sv)
         assert np.isnan(summary["mean_sq_sv"]) and np.isnan(summary["sv_q50"])
+
+
+
+def test_dead_relu_units_give_singular_values_of_exactly_zero():
+    """dh^3/dh^1 = W^3 D^2 W^2 D^1 of a relu net has rank min(live units of h^1, of h^2): the rest
+    are exact zeros, which a float32 Jacobian's SVD reported as noise from 1e-80 to 1e-7 · s_max
+    (jacobian_spectra's axis then spread over 12 decades). They are recorded as 0, and every
+    other value as the float64 product of the live blocks."""
+    width = 128
+    model = make_mlp(nn.ReLU(), depth=3, width=width, init=lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
+    x = torch.randn(4, 48)
+    sv = singular_values(model, x)["hidden"]
+    h1 = model.hidden[0](x).detach()
+    h2 = model.hidden[1](torch.relu(h1)).detach()
+    w2, w3 = (model.hidden[k].weight.detach().double() for k in (1, 2))
+    for i in range(4):
+        live1, live2 = h1[i] > 0, h2[i] > 0
+        rank = min(int(live1.sum()), int(live2.sum()))
+        expected = torch.linalg.svdvals(w3[:, live2] @ w2[live2][:, live1])[:rank]
+        assert int((sv[i] == 0).sum()) == width - rank > 40
+        np.testing.assert_allclose(sv[i, :rank].numpy(), expected.numpy(), rtol=1e-4)
+    assert summarize(sv)["sv_min"] == 0.0
+
+
+def test_a_float64_jacobian_resolves_singular_values_below_float32s_floor():
+    """The floor follows the Jacobian's dtype: in float64, s = 1e-9 · s_max is measured, not 0."""
+    model = make_mlp(nn.Identity(), depth=3, width=16, init=nn.init.orthogonal_).double()
+    with torch.no_grad():
+        u, s, vh = torch.linalg.svd(model.hidden[1].weight)
+        s[-1] = 1e-9
+        model.hidden[1].weight.copy_(u @ torch.diag(s) @ vh)
+    sv = singular_values(model, torch.randn(3, 48, dtype=torch.float64))["hidden"]
+    np.testing.assert_allclose(sv[:, -1].numpy(), 1e-9, rtol=1e-5)
+    assert (sv[:, :-1] > 0.5).all()

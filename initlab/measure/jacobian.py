@@ -8,7 +8,8 @@ Per probe input (``probe_count`` of them), by ``torch.func.jacrev`` under ``vmap
   product W^depth D^(depth-1) ... W^2 D^1 whose mean squared singular value mean-field theory
   predicts as the product of the layers' backward gains; plain MLPs (no normalization) only.
 
-Singular values are taken in float64 and summarized per (epoch, kind) for jacobian.csv.
+Singular values are taken in float64, those below the Jacobian's resolution set to 0, and
+summarized per (epoch, kind) for jacobian.csv.
 """
 
 from __future__ import annotations
@@ -49,11 +50,20 @@ def _hidden_tail(model: MLP):
 
 
 def _svdvals(jac: torch.Tensor) -> torch.Tensor:
-    """Singular values per sample; NaN for a Jacobian with non-finite entries (overflowed
-    weights or signals), where the SVD itself would raise."""
+    """(samples, k) float64 singular values of a (samples, m, n) Jacobian; NaN rows for a Jacobian
+    with non-finite entries (overflowed weights or signals), where the SVD itself would raise.
+
+    Values below the resolution of the dtype the Jacobian was computed in,
+    s < s_max · max(m, n) · eps (NumPy's ``matrix_rank`` tolerance), are numerically zero and
+    set to exactly 0: a deep relu net's Jacobian is exactly rank-deficient (its dead units), and
+    a float32 computation reports those directions as noise from 1e-80 to 1e-7 · s_max.
+    """
+    eps = torch.finfo(jac.dtype).eps
     jac = jac.detach().double()
     finite = torch.isfinite(jac).flatten(1).all(dim=1)
     sv = torch.linalg.svdvals(torch.where(finite[:, None, None], jac, torch.zeros_like(jac)))
+    floor = sv.amax(dim=1, keepdim=True) * max(jac.shape[1:]) * eps
+    sv = torch.where(sv < floor, torch.zeros_like(sv), sv)
     return torch.where(finite[:, None], sv, torch.full_like(sv, float("nan")))
 
 
@@ -71,8 +81,9 @@ def _input_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def singular_values(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per kind, a (samples, k) float64 tensor of each input's Jacobian singular values; no
-    kind for token-id inputs (logged). A non-finite Jacobian gives NaN singular values."""
+    """Per kind, a (samples, k) float64 tensor of each input's Jacobian singular values (0 below
+    the Jacobian's resolution, see ``_svdvals``); no kind for token-id inputs (logged). A non-finite Jacobian gives
+    NaN singular values."""
     model.eval()
     spectra = {}
     with torch.enable_grad():

@@ -158,11 +158,17 @@ class TheoryFigures:
                 continue
             hi = positive.max() * 1.5
             lo = max(positive.quantile(0.01) / 1.5, hi * 1e-12)  # s below the axis pile up at its left edge
+            below = []
             for init in inits:
                 values = np.sort(panel.loc[panel["init"] == init, "sv"].to_numpy())
-                if len(values) and values[-1] > 0:
+                if len(values) and lo <= values[-1]:
                     ax.step(np.clip(values, lo, None), np.arange(1, len(values) + 1) / len(values),
                             where="post", lw=1.3, label=labels[init], **self._line_kw(init))
+                elif len(values) and values[-1] > 0:
+                    below.append(labels[init])
+            if below:  # a line along the left spine would not be seen
+                ax.text(0.98, 0.04, f"every s < {lo:.0e}: " + ", ".join(below), transform=ax.transAxes,
+                        ha="right", va="bottom", fontsize="x-small", color="0.3")
             ax.axvline(1.0, color="0.5", linestyle=":", lw=1)
             ax.set(xscale="log", xlim=(lo, hi), ylim=(0, 1.02), yticks=[0, 0.5, 1])
             self._plain_log_ticks(ax.xaxis)
@@ -178,7 +184,8 @@ class TheoryFigures:
         return [self._save(fig, "jacobian_spectra", (
             "Singular values s of the hidden Jacobian dh^L/dh^1 at init, pooled over probe inputs and seeds: "
             "the fraction at most s (log s; dotted: s = 1, isometry), a line per init; values below a "
-            "panel's axis count at its left edge, zero inits are not drawn."), THEORY)]
+            "panel's axis count at its left edge, among them the numerically zero ones (s < s_max · n · eps of "
+            "float32, recorded as 0: e.g. relu's dead units); zero inits are not drawn."), THEORY)]
 
     def jacobian_mean_sq(self) -> list[Figure]:
         """Theory c': the hidden Jacobian's mean squared singular value, measured vs predicted."""
