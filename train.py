@@ -19,7 +19,7 @@ from initlab import objective
 from initlab.cli import check_command_line, remove_stub_run_dir
 from initlab.config import ConfigError, register_configs
 from initlab.train.job import run
-from initlab.sweeps import job_subdir  # noqa: F401  (registers the ${initlab_subdir:...} resolver)
+from initlab.sweeps import check_file_bools  # the module registers the ${initlab_subdir:...} resolver
 
 CONF = Path(__file__).resolve().parent / "conf"
 log = logging.getLogger("train")
@@ -32,6 +32,8 @@ def main(cfg: DictConfig) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     try:
+        if hydra_cfg.mode == RunMode.RUN:  # a sweep's jobs were checked before launch (validate_jobs)
+            check_file_bools(hydra_cfg.job.config_name, [*hydra_cfg.overrides.hydra, *hydra_cfg.overrides.task], cfg)
         result = run(cfg, output_dir, hydra_cfg.launcher)
     except ConfigError as err:  # found once the data or the device is known
         if hydra_cfg.mode == RunMode.RUN:

@@ -34,7 +34,8 @@ from initlab.config import (SCHEMAS, ConfigError, refused_field, register_config
 from initlab.models import check_config_fits
 from initlab.records import unwritable
 from initlab.resume import check_folder
-from initlab.sweeps import check_bool_values, check_group_choices, check_search, group_syntax, unknown_interpolation
+from initlab.sweeps import (apply_searchpath, check_bool_values, check_file_bools, check_group_choices, check_search,
+                            group_options, group_syntax, unknown_interpolation)
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -86,6 +87,7 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
     args = list(overrides)
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         app = GlobalHydra.instance().hydra
+        apply_searchpath(config_name, args)
 
         def compose_base(args: list[str]) -> DictConfig:
             return app.compose_config(config_name, args, run_mode=RunMode.MULTIRUN, with_log_configuration=False)
@@ -180,7 +182,7 @@ def _empty_glob(args: list[str]) -> Optional[str]:
             if not list(override.sweep_string_iterator()):
                 group = override.key_or_group
                 return (f"{override.input_line} matches no {group}; valid: "
-                        f"{', '.join(loader.get_group_options(group))}")
+                        f"{', '.join(group_options(group))}")
     return None
 
 
@@ -196,6 +198,7 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
         return None
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        apply_searchpath(config_name, list(args))
         try:
             check_group_choices(args)
         except ConfigError as err:
@@ -212,6 +215,7 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
         loader = GlobalHydra.instance().config_loader()
         try:
             check_bool_values(OverridesParser.create(config_loader=loader).parse_overrides(list(args)), cfg)
+            check_file_bools(config_name, list(args), cfg)
             exp = to_experiment(cfg)
             check_config_fits(exp)
             if run_dir is not None:  # a folder named by the job itself (${hydra.job.id}) is left to the job
@@ -238,7 +242,7 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
     cause = err.__cause__
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, choice = err.missing_cfg_file.rsplit("/", 1)
-        options = err.options or GlobalHydra.instance().config_loader().get_group_options(group)
+        options = err.options or group_options(group)
         return f"unknown {group} {choice!r}; valid: {', '.join(options)}"
     if isinstance(err, OverrideParseException):
         lines = str(err).splitlines()

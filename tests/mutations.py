@@ -378,6 +378,15 @@ MUTATIONS = [
     Mutation("spectrum_below_axis_drawn_on_the_spine", "initlab/analysis/figures/theory.py",
              "if len(values) and lo <= values[-1]:", "if len(values) and values[-1] > 0:",
              ("tests/test_figures.py", "-k", "wholly_below"), "a vanishing init's spectrum hidden on the left spine"),
+    Mutation("group_choice_read_as_a_bool_value", "initlab/sweeps.py",
+             " or repository.group_exists(o.key_or_group):", ":",
+             ("tests/test_bad_input.py", "-k", "optional_groups"), "train.py +experiment=grid_quick refused"),
+    Mutation("users_files_bools_unchecked", "initlab/sweeps.py",
+             "                check_file_bools(config.hydra.job.config_name, list(groups), composed[groups])\n", "",
+             ("tests/test_sweeps.py", "-k", "users_config"), "a sweep's file with nesterov: 2 ran as true"),
+    Mutation("searchpath_left_to_hydra", "initlab/sweeps.py",
+             "    loader._process_config_searchpath(config_name, parsed, loader.repository)\n", "",
+             ("tests/test_bad_input.py", "-k", "users_config"), "a choice in a hydra.searchpath folder refused"),
 ]
 
 

@@ -263,6 +263,52 @@ def test_every_bool_field_takes_true_or_false_only(base, key, value):
     assert check_single_run([*base, f"{key}={value}"], CONF) == f"{key}={value}: not a bool; valid: true or false"
 
 
+def users_config(root: Path, base: tuple[str, ...], key: str, value: str) -> tuple[list[str], Path, str]:
+    """A user's config folder (on ``hydra.searchpath``) whose one file sets ``key`` to ``value``: a
+    choice extending ours (``optimizer/mine.yaml``: ``defaults: [momentum]``) for a group's field,
+    an experiment file for a top-level one. Returns (overrides, the file, the key as the file spells it)."""
+    if base:
+        group, choice = base[0].split("=")
+        field = key.split(".", 1)[1]
+        file, text, choose = root / group / "mine.yaml", f"defaults:\n  - {choice}\n  - _self_\n", f"{group}=mine"
+    else:
+        field = key
+        file, text, choose = root / "experiment" / "mine.yaml", "# @package _global_\n", "+experiment=mine"
+    *parents, leaf = field.split(".")
+    text += "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parents)) + f"{'  ' * len(parents)}{leaf}: {value}\n"
+    file.parent.mkdir(parents=True)
+    file.write_text(text)
+    return [f"hydra.searchpath=[file://{root}]", choose], file, field
+
+
+@pytest.mark.parametrize("base,key", BOOL_FIELDS, ids=[" ".join((*b, k)) for b, k in BOOL_FIELDS])
+@pytest.mark.parametrize("value", ["2", '"on"'])
+def test_every_bool_field_set_in_a_users_config_file_takes_true_or_false_only(base, key, value, tmp_path):
+    """A file's ``nesterov: 2`` ran as true: OmegaConf makes it a bool on composing, so the check
+    reads the file itself. Its choice in a folder on hydra.searchpath was refused as unknown.
+    (A bare ``yes`` is YAML 1.1's true already when the file is read: not a case to refuse.)"""
+    overrides, file, field = users_config(tmp_path, base, key, value)
+    assert check_single_run(overrides, CONF) == (
+        f"{file}: {field}: {value.strip(chr(34))}: not a bool; valid: true or false")
+
+
+@pytest.mark.parametrize("choice", [f"+{g}={c}" for g in ("experiment", "deep_plain") for c in group_choices(g)])
+def test_a_single_run_of_an_optional_groups_choice_passes_the_pre_check(choice):
+    """The bool check read ``+experiment=grid_quick`` as a value for a key 'experiment' and refused
+    the run ("Key 'experiment' not in 'ExperimentConfig'"), which Hydra composes and runs (depth
+    20: TAT's targets need 13 layers)."""
+    assert check_single_run([choice, "depth=20"], CONF) is None
+
+
+@pytest.mark.parametrize("value", ["true", "false", "${resume}"])
+def test_a_users_config_file_with_true_false_or_an_interpolation_passes(value, tmp_path):
+    overrides, _, _ = users_config(tmp_path, ("optimizer=momentum",), "optimizer.nesterov", value)
+    assert check_single_run(overrides, CONF) is None
+    cfg = compose_config(*overrides)
+    assert cfg.optimizer.name == "momentum"
+    assert cfg.optimizer.nesterov is {"true": True, "false": False}.get(value, cfg.resume)
+
+
 @pytest.mark.parametrize("base,key", ENUM_FIELDS, ids=[" ".join((*b, k)) for b, k in ENUM_FIELDS])
 def test_every_enum_field_names_its_values(base, key):
     values = ", ".join(m.value for m in annotation(base, key))

@@ -202,6 +202,22 @@ def test_one_run_spelt_two_ways_is_refused_naming_both_jobs():
             validate_jobs(cfg, [["seed=0", "resume=true"], ["seed=1", "resume=2"]])
 
 
+def test_a_sweep_over_a_users_config_folder_checks_its_files_bools(tmp_path):
+    """``hydra.searchpath`` adds a user's folder: its choices are valid jobs (they were refused as
+    unknown), and a file's ``nesterov: 2``, which composing turns into true, stops the sweep."""
+    (tmp_path / "optimizer").mkdir()
+    for name, value in (("fine", "true"), ("two", "2")):
+        text = f"defaults:\n  - momentum\n  - _self_\nnesterov: {value}\n"
+        (tmp_path / "optimizer" / f"{name}.yaml").write_text(text)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("epochs=0", f"hydra.searchpath=[file://{tmp_path}]")
+        (fine,) = validate_jobs(cfg, [["optimizer=fine"]])
+        assert fine.optimizer.nesterov is True and fine.optimizer.momentum == 0.9
+        with pytest.raises(ConfigError, match=rf"^job optimizer=two: {tmp_path}/optimizer/two\.yaml: nesterov: 2: "
+                                              r"not a bool; valid: true or false$"):
+            validate_jobs(cfg, [["optimizer=fine"], ["optimizer=two"]])
+
+
 def test_a_job_whose_kernel_shaping_targets_are_out_of_reach_stops_the_sweep():
     """TAT's eta = 0.9 needs 13 leaky ReLU layers: the depth-4 job is refused before launch (it
     failed at build time, after 'all configs valid'); the depth-20 one passes."""

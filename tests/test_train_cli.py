@@ -57,12 +57,16 @@ BAD_INPUTS = {
     "init.mode=fan_x": (["init.mode=fan_x"], r"^error: init\.mode=fan_x: Invalid value 'fan_x'; valid: one of "
                                              r"fan_in, fan_out$"),
     "device=cuda": (["device=cuda"], r"^error: device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda$"),
+    # a flag (--config-dir) skips the pre-check: the job's own check reads the user's file
+    "bool in a user's file": (["--config-dir", "USERS_CONF", "optimizer=two"],
+                              r"^error: /.*/optimizer/two\.yaml: nesterov: 2: not a bool; valid: true or false$"),
 }
+USERS_CONF = {"optimizer/two.yaml": "defaults:\n  - momentum\n  - _self_\nnesterov: 2\n"}  # written for the call
 
 # Every bad input above but these is refused by train.py's pre-check before Hydra starts: those run
 # train.py as __main__ in this process (conftest.train_refused_in_process); one of them and the one
 # found at run time, once Hydra runs the job, go through a real ``python train.py`` process.
-IN_A_PROCESS = {"unknown activation", "device=cuda"}
+IN_A_PROCESS = {"unknown activation", "device=cuda", "bool in a user's file"}
 
 DIVERGE = ["optimizer.lr=1e6", "epochs=3"]  # digits, relu, he_normal: NaN loss in the first epoch
 SWEEP = ["-m", "activation=relu,tanh", "init=he_normal,orthogonal", "depth=2,3", "epochs=1"]
@@ -100,10 +104,14 @@ def cli(request, train_pool, tmp_path_factory):
     submit("sweep", SWEEP, "hydra.sweep.dir")  # the longest first, so the rest overlaps it
     submit("epochs=2", ["epochs=2"])
     submit("diverge", DIVERGE)
+    users_conf = tmp_path_factory.mktemp("users_conf")
+    for file, text in USERS_CONF.items():
+        (users_conf / file).parent.mkdir(parents=True, exist_ok=True)
+        (users_conf / file).write_text(text)
     for name, (overrides, _) in BAD_INPUTS.items():
         if name == "device=cuda" and torch.cuda.is_available():
             continue
-        submit(name, overrides)
+        submit(name, [str(users_conf) if arg == "USERS_CONF" else arg for arg in overrides])
     missing = tmp_path_factory.mktemp("no_data") / "mnist_root"
     submit("missing dataset", ["dataset=mnist", f"dataset.root={missing}", "dataset.download=false"])
     if "missing dataset" in calls:
