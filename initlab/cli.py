@@ -270,8 +270,24 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
         key, reason = refused_field(cause, _first_line(getattr(cause, "msg", str(cause))))
         override = next((a for a in reversed(args) if a.lstrip("+~").split("=", 1)[0] == key), key)  # the last wins
         return f"{override}: {reason}"
+    in_file = re.match(r"In '([^']+)': \w+ raised while composing config:\n(.+?)\n\s*full_key: (\S+)", str(err), re.S)
+    if in_file and cause is None:  # a config file's key: Hydra puts OmegaConf's error in its own text
+        return _file_key_message(str(err), *in_file.groups())
     return (group_syntax(f"{err} {cause or ''}", args)
             or " ".join(_first_line(str(e)) for e in (err, cause) if e is not None))
+
+
+def _file_key_message(text: str, config: str, reason: str, key: str) -> str:
+    """``experiment/he_factor.yaml sets dataset.mean: Key 'mean' not in 'DigitsConfig'; valid keys of
+    dataset: ...`` for a key a config file sets that the composed schema refuses (a preset written
+    for another dataset); Hydra's own text ended with 'raised while composing config:'."""
+    line = f"{config}.yaml sets {key}: {_first_line(reason)}"
+    named = re.search(r"object_type=(\w+)", text)
+    schema = next((c for choices in SCHEMAS.values() for c in choices.values()
+                   if named is not None and c.__name__ == named.group(1)), None)
+    if schema is not None and "." in key and " not in " in reason:
+        line += f"; valid keys of {key.rsplit('.', 1)[0]}: {', '.join(sorted(f.name for f in fields(schema)))}"
+    return line
 
 
 def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose_rest: Compose,

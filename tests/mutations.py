@@ -387,6 +387,9 @@ MUTATIONS = [
     Mutation("searchpath_left_to_hydra", "initlab/sweeps.py",
              "    loader._process_config_searchpath(config_name, parsed, loader.repository)\n", "",
              ("tests/test_bad_input.py", "-k", "users_config"), "a choice in a hydra.searchpath folder refused"),
+    Mutation("file_key_error_cut_at_its_colon", "initlab/cli.py",
+             "return _file_key_message(str(err), *in_file.groups())", "return _first_line(str(err))",
+             ("tests/test_bad_input.py", "-k", "preset_file"), "a preset's bad key named by no line"),
 ]
 
 

@@ -204,6 +204,15 @@ def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line
 
 
+@pytest.mark.parametrize("mode", [[], ["-m"]])
+def test_a_key_a_preset_file_sets_that_the_chosen_schema_lacks_is_named_with_the_valid_keys(mode):
+    """he_factor sets MNIST's dataset.mean; with dataset=digits the line ended at Hydra's
+    "In 'experiment/he_factor': ConfigKeyError raised while composing config:"."""
+    assert check_command_line([*mode, "+experiment=he_factor", "dataset=digits"], CONF) == (
+        "experiment/he_factor.yaml sets dataset.mean: Key 'mean' not in 'DigitsConfig'; valid keys of dataset: "
+        "augment, name, split_seed, test_size, val_size")
+
+
 def schema_for(base: tuple[str, ...], key: str) -> type:
     """The dataclass that declares ``key`` in FIELDS' entry (base choice, key)."""
     if base:

@@ -17,9 +17,12 @@ import pytest
 from omegaconf import OmegaConf
 
 import analyze
-from conftest import compose_config, run_job, run_train, train_refused_in_process
+from hydra import compose, initialize_config_dir
+from conftest import CONF, compose_config, run_job, run_train, train_refused_in_process
 from jobfactory import write_job, write_search
 from initlab import objective
+from initlab.cli import check_command_line
+from initlab.config import register_configs
 from initlab.analysis import tables as analysis
 from initlab.analysis.figures import FAMILIES, Plotter
 
@@ -160,6 +163,22 @@ def test_the_search_is_drawn_once_over_the_whole_sweep_the_others_for_its_best_t
 def test_a_search_that_would_optimize_nothing_or_the_wrong_way_is_refused(args, line):
     done = train_refused_in_process("-m", *args)
     assert done.returncode == 2 and done.stderr.strip() == line, done.describe()
+
+
+@pytest.mark.parametrize("choice, target, seed", [
+    (None, "optuna.samplers.TPESampler", 0), ("seeded_random", "optuna.samplers.RandomSampler", 0),
+    ("seeded_cmaes", "optuna.samplers.CmaEsSampler", 0), ("grid", "optuna.samplers.GridSampler", None),
+    ("random", "optuna.samplers.RandomSampler", None)])
+def test_every_sampler_composes_and_the_presets_are_seeded(choice, target, seed):
+    """The preset set sampler.seed itself, so hydra/sweeper/sampler=grid (no seed field) failed to
+    compose ("Key 'seed' not in 'SamplerConfig'"); the seeds now live in the seeded choices."""
+    fixed = ["hydra/sweeper=optuna_search", "objective=val_acc", "dataset.val_size=300"]
+    fixed += [f"hydra/sweeper/sampler={choice}"] if choice else []
+    assert check_command_line(["-m", *fixed, "init.factor=choice(1,2)"], CONF) is None
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # compose takes no sweep override
+        sampler = compose("config", overrides=fixed, return_hydra_config=True).hydra.sweeper.sampler
+    assert sampler._target_ == target and sampler.get("seed") == seed
 
 
 @pytest.mark.slow
