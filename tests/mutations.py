@@ -390,6 +390,9 @@ MUTATIONS = [
     Mutation("file_key_error_cut_at_its_colon", "initlab/cli.py",
              "return _file_key_message(str(err), *in_file.groups())", "return _first_line(str(err))",
              ("tests/test_bad_input.py", "-k", "preset_file"), "a preset's bad key named by no line"),
+    Mutation("plateau_mode_against_its_monitor", "initlab/config/training.py",
+             "        _require(self.mode == improves,", "        _require(True,",
+             ("tests/test_schedule_stopping.py", "-k", "each_other"), "the lr cut while accuracy improves"),
 ]
 
 

@@ -173,8 +173,15 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
     (["early_stopping.enabled=true"],
      "early_stopping.enabled=true (monitor val_loss) needs a validation split: set dataset.val_size > 0"),
     (["checkpoint=best"], "checkpoint=best (best by val_loss) needs a validation split: set dataset.val_size > 0"),
-    (["scheduler=reduce_on_plateau", "scheduler.monitor=val_acc"],
+    (["scheduler=reduce_on_plateau", "scheduler.monitor=val_acc", "scheduler.mode=max"],
      "scheduler.monitor=val_acc needs a validation split: set dataset.val_size > 0"),
+    # mode: min (the file's) on an accuracy cut the lr while train_acc rose 0.42 -> 0.97
+    (["scheduler=reduce_on_plateau", "scheduler.monitor=train_acc"],
+     "scheduler.mode=min with scheduler.monitor=train_acc would cut the lr while train_acc improves; "
+     "valid: scheduler.mode=max"),
+    (["scheduler=reduce_on_plateau", "scheduler.mode=max"],
+     "scheduler.mode=max with scheduler.monitor=train_loss would cut the lr while train_loss improves; "
+     "valid: scheduler.mode=min"),
     (["early_stopping.enabled=true", "early_stopping.restarts=2"],
      "early_stopping.restarts=2 needs early_stopping.restart_below (the value of val_loss an attempt must reach), "
      "got null"),

@@ -96,6 +96,12 @@ class PlateauSchedulerConfig(SchedulerConfig):
     patience: int = number(ge=0, integer=True)
     min_lr: float = number(0.0, ge=0)
 
+    def check(self) -> None:
+        improves = Mode.max if self.monitor.value.endswith("_acc") else Mode.min
+        _require(self.mode == improves,
+                 f"scheduler.mode={self.mode.value} with scheduler.monitor={self.monitor.value} would cut the lr while "
+                 f"{self.monitor.value} improves; valid: scheduler.mode={improves.value}")
+
 
 # --- early stopping ---------------------------------------------------------------------------
 @dataclass
