@@ -150,6 +150,9 @@ def test_relu_he_is_critical(tmp_path):
     assert row["sigma_w2"] == pytest.approx(2.0, rel=1e-12)  # 2/fan_in * fan_in on square hidden layers
     assert row["chi1"] == pytest.approx(1.0, rel=1e-12) and row["xi_c"] == math.inf
     assert row["critical_sigma_w2"] == pytest.approx(2.0, rel=1e-12)
+    assert math.isnan(row["q_star"])  # every q is a fixed point: the report says "any"
+    table = report.theory_table(analysis.load([tmp_path]))
+    assert table["q*"].tolist() == ["any"]  # the column was dropped when no run had a number in it
 
 
 def test_relu_ordered_phase_closed_form(tmp_path):

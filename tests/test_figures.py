@@ -325,6 +325,20 @@ def test_a_spectrum_wholly_below_the_jacobian_axis_is_named_on_its_panel(tmp_pat
     assert overlapping_texts(kept["jacobian_spectra"]) == []
 
 
+def test_a_phase_diagram_without_bias_says_its_ordered_side_has_no_curve_yet_shrinks(tmp_path):
+    """tanh with sigma_b^2 = 0: q* = 0 and xi_c infinite for sigma_w^2 < 1, so no 6 xi_c curve is
+    drawn there, which read as "any depth trains" although chi1 < 1 shrinks every signal."""
+    root = tmp_path / "sweep"
+    for factor in (0.5, 2.0):
+        for depth in (2, 6):
+            write_job(root / f"depth={depth},init.factor={factor}", activation="tanh", init="he_normal",
+                      depth=depth, init_params={"factor": factor})
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    _, figures, _ = draw(root, tmp_path / "out", only=("phase_diagram",))
+    (figure,) = figures
+    assert "with σ_b² = 0, q* = 0 on the ordered side, where ξ_c is infinite (no curve)" in figure.caption
+
+
 def test_heatmap_ticks_are_round_steps():
     """The review's heatmaps labelled epochs 0, 1, 3, 4 and layers 1, 11, 21, 30, 40 (linspace
     rounded): now the first value and multiples of a 1-2-5 step."""

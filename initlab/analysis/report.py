@@ -193,7 +193,7 @@ def theory_table(t: Tables) -> pd.DataFrame:
     """Per configuration: the hidden layers' mean-field phase and how far the measurements at init
     sit from the predictions (mean over seeds); empty when no run recorded theory. Configurations
     the theory does not cover (result.json ``theory_reason``) are left out: theory_reasons lists them."""
-    have = [c for c in THEORY_COLUMNS if c in t.runs and t.runs[c].notna().any()]
+    have = [c for c in THEORY_COLUMNS if c in t.runs and (t.runs[c].notna().any() or c == "q_star")]
     if "chi1" not in have:
         return pd.DataFrame()
     keys = [k for k in t.keys if k != "seed"] or ["activation", "init", "depth"]

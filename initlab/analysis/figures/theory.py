@@ -333,6 +333,10 @@ class TheoryFigures:
         curves = ("; orange: 6ξ_c (solid, the trainable-depth rule of Schoenholz et al.) and ξ_c (dashed) from "
                   "mean-field theory; yellow dotted: the critical σ_w² (order left, chaos right)"
                   if finite.any() else "; ξ_c is infinite for every σ_w² here, so there is no trainability curve")
+        if sigma_b2 == 0 and not finite.all():
+            curves += ("; with σ_b² = 0, q* = 0 on the ordered side, where ξ_c is infinite (no curve) although "
+                       "signals and gradients still shrink by χ₁ < 1 per layer: no curve there does not mean any "
+                       "depth trains")
         name = f"phase_diagram_{act}_{init}_sb2_{sigma_b2:g}" + "".join(f"_{v}" for v in others.values())
         return self._save(fig, name, (
             f"{act}, {init}, σ_b²={sigma_b2:g}{extra}: final train (left; mean over the last epoch's steps) and "
