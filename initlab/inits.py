@@ -71,8 +71,9 @@ def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig,
     model's input, on its device) and returns its report (initlab.lsuv.rescale); every other init
     returns None and ignores ``x``. Raises ValueError when a data-dependent init gets no ``x``.
     Then, last, the model's residual-branch init (``model.branch_init``,
-    initlab.models.branches.init_branches) rescales or zeroes what was filled (so an LSUV report
-    describes the network before its branches were zeroed or scaled).
+    initlab.models.branches.init_branches) rescales or zeroes what was filled; the config refuses
+    LSUV with the branch inits that would undo it (fixup, zero_last), so an LSUV report describes
+    the network as it trains.
     """
     rescale = INITS[init.name].rescale
     if rescale is not None and x is None:

@@ -71,10 +71,18 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
 
 def _with_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """Top-level settings added after a record was written count as their default (an older
-    job's ``jacobian_every`` is 0), so records of an older initlab still resume and skip."""
+    job's ``jacobian_every`` is 0), so records of an older initlab still resume and skip. The
+    removed ``scheduler.mode`` of reduce_on_plateau now follows the monitor: a record whose mode
+    did so is the same run; one against it (the lr cut while the monitor improved) is another."""
     defaults = {f.name: f.default for f in fields(ExperimentConfig)
                 if f.default not in (MISSING, OMEGACONF_MISSING) and f.name not in RUNTIME_KEYS}
-    return {**defaults, **recorded}
+    out = {**defaults, **recorded}
+    scheduler = out.get("scheduler")
+    if isinstance(scheduler, Mapping) and "mode" in scheduler:
+        follows = "max" if str(scheduler.get("monitor", "")).endswith("_acc") else "min"
+        if scheduler["mode"] == follows:
+            out["scheduler"] = {k: v for k, v in scheduler.items() if k != "mode"}
+    return out
 
 
 def check_same_run(what: str, job_dir: Path, recorded: Optional[Mapping[str, Any]],

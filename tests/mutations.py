@@ -391,14 +391,17 @@ MUTATIONS = [
              "return _file_key_message(str(err), *in_file.groups())", "return _first_line(str(err))",
              ("tests/test_bad_input.py", "-k", "preset_file"), "a preset's bad key named by no line"),
     Mutation("plateau_mode_against_its_monitor", "initlab/config/training.py",
-             "        _require(self.mode == improves,", "        _require(True,",
-             ("tests/test_schedule_stopping.py", "-k", "each_other"), "the lr cut while accuracy improves"),
+             'return "max" if self.monitor.value.endswith("_acc") else "min"', 'return "min"',
+             ("tests/test_schedule_stopping.py", "-k", "plateau-accuracy"), "the lr cut while accuracy improves"),
     Mutation("q_star_column_dropped_when_any", "initlab/analysis/report.py",
              '(t.runs[c].notna().any() or c == "q_star")', "t.runs[c].notna().any()",
              ("tests/test_analysis_values.py", "-k", "relu_he_is_critical"), "the Theory table without q* = any"),
     Mutation("phase_diagram_silent_on_zero_bias", "initlab/analysis/figures/theory.py",
              "        if sigma_b2 == 0 and not finite.all():", "        if False:",
              ("tests/test_figures.py", "-k", "without_bias"), "no curve read as any depth trains"),
+    Mutation("lsuv_undone_by_its_branch_init", "initlab/config/experiment.py",
+             '_require(self.init.name != "lsuv" or branch not in', "_require(True or branch not in",
+             ("tests/test_lsuv.py", "-k", "branch"), "an LSUV report of layers then zeroed"),
 ]
 
 

@@ -122,7 +122,6 @@ CHANGES: dict[str, tuple[list[str], list[str]]] = {
     "scheduler.T_max": ([], ["scheduler.T_max=3"]),
     "scheduler.eta_min": ([], ["scheduler.eta_min=0.001"]),
     "scheduler.monitor": ([], ["scheduler.monitor=val_loss"]),
-    "scheduler.mode": ([], ["scheduler.mode=max"]),
     "scheduler.factor": ([], ["scheduler.factor=0.5"]),
     "scheduler.patience": ([], ["scheduler.patience=1"]),
     "scheduler.min_lr": (["scheduler.patience=0"], ["scheduler.min_lr=0.005"]),

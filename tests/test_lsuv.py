@@ -201,6 +201,29 @@ def test_bad_input_is_one_line():
         to_experiment(compose_config("init=lsuv", "init.max_iters=0"))
 
 
+@pytest.mark.parametrize("model", [["model=resmlp"], ["model=cnn", "model.residual=true"]])
+@pytest.mark.parametrize("branch", ["fixup", "zero_last"])
+def test_a_branch_init_that_zeroes_or_rescales_lsuvs_layers_is_refused(model, branch):
+    """Fixup and zero_last act after LSUV: init_report said 'variance 1.0, converged' for layers then
+    zeroed (weight_norm 0, output std 0)."""
+    with pytest.raises(ConfigError, match=rf"^init=lsuv with model.branch_init={branch}: the branch init zeroes or "
+                                          r"rescales the layers after LSUV .*; valid: model.branch_init=default, "
+                                          r"rezero or skipinit with lsuv$"):
+        to_experiment(compose_config("init=lsuv", *model, f"model.branch_init={branch}"))
+
+
+@pytest.mark.parametrize("branch", ["rezero", "skipinit"])
+def test_lsuv_under_a_gated_branch_init_keeps_its_report_true(branch):
+    """rezero and skipinit gate the branches with a scalar 0 and leave the weights LSUV set: the
+    report's variances are those of the final network's layers."""
+    exp, model, x = setup("resmlp", f"model.branch_init={branch}")
+    report = initialize(model, exp.init, exp.model, x)
+    outs = layer_outputs(model, x)
+    for r in report["layers"]:
+        var = outs[r["layer"]].astype(np.float64).var(ddof=1)
+        assert abs(var - 1.0) <= exp.init.tol and r["variance"] == pytest.approx(var, rel=1e-6), r
+
+
 def test_a_job_records_the_lsuv_report_and_starts_from_unit_variance_layers(tmp_path):
     """train.py-equivalent job (initlab.train.job.run): result.json's init_report is LSUV's report
     on the job's own probe batch, and layers.csv's epoch-0 pre-activations agree with it."""

@@ -44,7 +44,7 @@ def test_residual_depth_grid_is_plain_vs_residual_at_the_study_depths():
         assert (exp.optimizer.name, exp.optimizer.lr, exp.optimizer.weight_decay) == ("adam", 1e-3, 1e-4)
         assert (exp.batch_size, exp.epochs) == (128, 20)
         plateau = exp.scheduler  # the study's ReduceLROnPlateau(mode="min", factor=0.5, patience=3, min_lr=1e-6) on val_loss
-        assert (plateau.name, plateau.monitor.value, plateau.mode.value) == ("reduce_on_plateau", "val_loss", "min")
+        assert (plateau.name, plateau.monitor.value, plateau.mode) == ("reduce_on_plateau", "val_loss", "min")
         assert (plateau.factor, plateau.patience, plateau.min_lr, plateau.warmup_epochs) == (0.5, 3, 1e-6, 0)
         stop = exp.early_stopping  # its early stopping: val_acc must rise, patience 5
         assert (stop.enabled, stop.monitor.value, stop.patience, stop.min_delta, stop.restarts) == (True, "val_acc", 5, 0, 0)

@@ -113,7 +113,7 @@ def test_killed_job_with_a_schedule_early_stopping_and_restarts_resumes_identica
     gain), and the attempt, come back from the checkpoint: killed in attempt 0 and rerun, the rows
     and result equal an uninterrupted run's."""
     config = [*SLOW_JOB, "epochs=8", "dataset.val_size=500", "scheduler=reduce_on_plateau", "scheduler.patience=0",
-              "scheduler.monitor=val_acc", "scheduler.mode=max", "scheduler.factor=0.5", "early_stopping.enabled=true",
+              "scheduler.monitor=val_acc", "scheduler.factor=0.5", "early_stopping.enabled=true",
               "early_stopping.monitor=val_acc", "early_stopping.patience=4", "early_stopping.restarts=1",
               "early_stopping.restart_below=1.5"]
     whole = run_job(compose_config(*config), tmp_path / "whole")
@@ -464,6 +464,26 @@ def test_a_record_of_an_older_initlab_counts_added_settings_as_their_default(tmp
     assert (tmp_path / "result.json").read_bytes() == before
     with pytest.raises(ConfigError, match=r"jacobian_every 0 -> 1"):
         run_job(compose_config(*QUICK, "epochs=1", "jacobian_every=1"), tmp_path)
+
+
+@pytest.mark.parametrize("monitor, mode, same", [("train_loss", "min", True), ("train_acc", "max", True),
+                                                  ("train_acc", "min", False)])
+def test_a_record_with_the_removed_plateau_mode_resumes_when_the_mode_followed_its_monitor(tmp_path, monitor, mode,
+                                                                                         same):
+    """scheduler.mode is gone (it follows the monitor): an older record with the mode that follows
+    is the same run; mode min on an accuracy trained another schedule, so it is another run."""
+    config = compose_config(*QUICK, "epochs=1", "scheduler=reduce_on_plateau", f"scheduler.monitor={monitor}")
+    run_job(config, tmp_path)
+    result = json.loads((tmp_path / "result.json").read_text())
+    result["choices"]["scheduler"]["mode"] = mode
+    (tmp_path / "result.json").write_text(json.dumps(result))
+    if same:
+        before = (tmp_path / "result.json").read_bytes()
+        assert run_job(config, tmp_path)["status"] == "completed"
+        assert (tmp_path / "result.json").read_bytes() == before
+    else:
+        with pytest.raises(ConfigError, match=r"scheduler\.mode min -> \(absent\)"):
+            run_job(config, tmp_path)
 
 
 @pytest.mark.parametrize("change", ["seed=1", "epochs=2", "jacobian_every=1"])

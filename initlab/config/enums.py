@@ -87,11 +87,6 @@ class PlateauMonitor(Choice):
     val_acc = "val_acc"
 
 
-class Mode(Choice):
-    min = "min"
-    max = "max"
-
-
 class KeptCheckpoint(Choice):
     """Which checkpoints a job keeps once it ends: ``last`` is checkpoint.pt (the whole train state
     after the last epoch, which lets the run be extended), ``best`` is best.pt (the weights of the

@@ -12,7 +12,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from initlab.config.activation import ActivationConfig, ELUConfig, GELUConfig, LeakyReLUConfig, check_transform
 from initlab.config.dataset import (BlobsConfig, CirclesConfig, DatasetConfig, DigitsConfig, ImdbConfig,
                                     MajorityConfig, NoisyConfig, ShapesConfig, SpiralConfig, TorchvisionConfig)
-from initlab.config.enums import Device, KeptCheckpoint, Loss, Objective
+from initlab.config.enums import BranchInit, Device, KeptCheckpoint, Loss, Objective
 from initlab.config.init import (GainConfig, InitConfig, LSUVConfig, NormalConfig, TruncNormalConfig,
                                  VarianceScalingConfig)
 from initlab.config.model import CNNConfig, MLPConfig, ModelConfig, ResMLPConfig, ResNet18Config, TransformerConfig
@@ -68,6 +68,11 @@ class ExperimentConfig(Checked):
             needs_val.append(f"objective={self.objective.value}")
         _require(not needs_val or self.dataset.val_size > 0,
                  f"{', '.join(needs_val)} needs a validation split: set dataset.val_size > 0")
+        branch = getattr(self.model, "branch_init", None)
+        _require(self.init.name != "lsuv" or branch not in (BranchInit.fixup, BranchInit.zero_last),
+                 f"init=lsuv with model.branch_init={getattr(branch, 'value', branch)}: the branch init zeroes or "
+                 f"rescales the layers after LSUV set each one's output variance, so neither the network nor "
+                 f"its init_report would be LSUV's; valid: model.branch_init=default, rezero or skipinit with lsuv")
         with_embeddings = [name for name, schema in SCHEMAS["model"].items() if schema.EMBEDDINGS]
         _require(not self.init.embedding or self.model.EMBEDDINGS,
                  f"init.embedding=true changes nothing with model={self.model.name} (no embedding layers); "

@@ -7,7 +7,7 @@ from typing import ClassVar, Optional
 
 from omegaconf import MISSING
 
-from initlab.config.enums import Mode, Monitor, PlateauMonitor
+from initlab.config.enums import Monitor, PlateauMonitor
 from initlab.config.ranges import Checked, _require, number, numbers
 
 
@@ -88,19 +88,19 @@ class CosineSchedulerConfig(SchedulerConfig):
 
 @dataclass
 class PlateauSchedulerConfig(SchedulerConfig):
-    """torch.optim.lr_scheduler.ReduceLROnPlateau on ``monitor`` (its other arguments torch's defaults)."""
+    """torch.optim.lr_scheduler.ReduceLROnPlateau on ``monitor``, in the direction the monitor
+    improves (``mode``); its other arguments torch's defaults."""
 
     monitor: PlateauMonitor = MISSING
-    mode: Mode = MISSING
     factor: float = number(gt=0, lt=1)
     patience: int = number(ge=0, integer=True)
     min_lr: float = number(0.0, ge=0)
 
-    def check(self) -> None:
-        improves = Mode.max if self.monitor.value.endswith("_acc") else Mode.min
-        _require(self.mode == improves,
-                 f"scheduler.mode={self.mode.value} with scheduler.monitor={self.monitor.value} would cut the lr while "
-                 f"{self.monitor.value} improves; valid: scheduler.mode={improves.value}")
+    @property
+    def mode(self) -> str:
+        """ReduceLROnPlateau's mode: an accuracy improves upward, a loss downward (the other way
+        round would cut the lr while the monitor improves)."""
+        return "max" if self.monitor.value.endswith("_acc") else "min"
 
 
 # --- early stopping ---------------------------------------------------------------------------

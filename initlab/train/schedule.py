@@ -26,7 +26,7 @@ def _build(optimizer: torch.optim.Optimizer, exp: ExperimentConfig) -> Optional[
         t_max = cfg.T_max if cfg.T_max is not None else max(1, exp.epochs - cfg.warmup_epochs)
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=cfg.eta_min)
     if cfg.name == "reduce_on_plateau":
-        return lr_scheduler.ReduceLROnPlateau(optimizer, mode=cfg.mode.value, factor=cfg.factor,
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode=cfg.mode, factor=cfg.factor,
                                               patience=cfg.patience, min_lr=cfg.min_lr)
     return None
 
