@@ -402,6 +402,10 @@ MUTATIONS = [
     Mutation("lsuv_undone_by_its_branch_init", "initlab/config/experiment.py",
              '_require(self.init.name != "lsuv" or branch not in', "_require(True or branch not in",
              ("tests/test_lsuv.py", "-k", "branch"), "an LSUV report of layers then zeroed"),
+    Mutation("restarts_logged_into_one_run", "initlab/train/tensorboard.py",
+             "self._open(self.run_folder(attempt), purge_step=end.epoch)",
+             "self._open(self.folder, purge_step=end.epoch)",
+             ("tests/test_tensorboard.py", "-k", "each_restart"), "attempts drawn over each other, purged"),
 ]
 
 

@@ -212,6 +212,51 @@ def test_resumed_run_reads_back_as_an_uninterrupted_one(tmp_path):
     check_against_records(job, numels(job))
 
 
+RESTARTS = ["early_stopping.enabled=true", "early_stopping.monitor=val_acc", "early_stopping.patience=10",
+            "early_stopping.restarts=2", "early_stopping.restart_below=1.5"]  # every attempt fails: 3 run
+
+
+def attempt_scalars(job: Path) -> dict[int, dict[str, list[tuple[int, float]]]]:
+    """Per attempt, the scalars of its TensorBoard run (tb/, then tb/attempt=k/), final/ left out."""
+    runs = {0: job / TB_DIR, **{int(p.name.split("=")[1]): p for p in (job / TB_DIR).glob("attempt=*")}}
+    return {a: {t: v for t, v in scalars(read_events(folder)).items() if not t.startswith("final/")}
+            for a, folder in sorted(runs.items())}
+
+
+def test_each_restart_is_a_run_of_its_own_with_its_attempts_epochs(tmp_path):
+    """All attempts logged into one run with step = epoch: val/acc's steps read 0..4, 0..4, 0..4,
+    drawn over each other. Each attempt is now its own run, equal to epochs.csv's rows of it."""
+    run_job(compose_config(*MLP, "logger=tensorboard", "epochs=4", *RESTARTS), tmp_path)
+    epochs = pd.read_csv(tmp_path / "epochs.csv")
+    per_attempt = attempt_scalars(tmp_path)
+    assert sorted(per_attempt) == [0, 1, 2] == sorted(epochs["attempt"].unique())
+    for attempt, logged in per_attempt.items():
+        rows = epochs[epochs["attempt"] == attempt]
+        for key, tag in SCALARS.items():
+            if key in rows and rows[key].notna().any():
+                kept = rows[rows[key].notna()]
+                assert logged[tag] == [(int(e), f32(v)) for e, v in zip(kept["epoch"], kept[key])], (attempt, tag)
+    assert len(list((tmp_path / TB_DIR).rglob("*.hparams"))) == 1
+
+
+@pytest.mark.slow
+def test_a_job_killed_in_a_restart_keeps_the_earlier_attempts_points(tmp_path):
+    """Killed in attempt 1 and rerun: its purge_step hid attempt 0's points at and after that
+    epoch (13 of 15 train/loss points left); now the purge stays in the attempt's own run."""
+    from test_resume import SLOW_JOB, attempt_checkpointed, kill_when, start_train, train
+
+    config = [*SLOW_JOB, "epochs=5", "dataset.val_size=500", "logger=tensorboard", *RESTARTS[:-2],
+              "early_stopping.restarts=1", "early_stopping.restart_below=1.5"]
+    run_job(compose_config(*config), tmp_path / "whole")
+    job = tmp_path / "killed"
+    proc = start_train(*config, f"hydra.run.dir={job}")
+    kill_when(proc, lambda: attempt_checkpointed(job, 1, 2))
+    assert not (job / "result.json").exists()
+    train(*config, f"hydra.run.dir={job}")
+    assert "(attempt 1)" in (job / "train.log").read_text()
+    assert attempt_scalars(job) == attempt_scalars(tmp_path / "whole")
+
+
 def test_a_sweep_is_one_run_per_job_with_the_same_tags(tmp_path):
     """``tensorboard --logdir <sweep>``: each job's tb/ is a run, and the tags match across jobs."""
     for width in (4, 8):

@@ -11,11 +11,16 @@ flattened choices) and the final metrics (``final/test_acc``, ...; those of resu
 job writes the plugin's experiment summary: TensorBoard then builds the hparams table from every
 job's session, so a sweep over different models (different ``model.*`` keys) shows them all.
 
+Restarts (``early_stopping.restarts``): each attempt after the first is a run of its own,
+``<job>/tb/attempt=<k>/``, its steps its own epochs as in epochs.csv's rows of that attempt
+(attempts logged into one run drew their epochs 0, 1, ... over each other).
+
 Resuming: TensorBoard reads a run's event files in name order and drops, at a ``purge_step``
 marker, every earlier point at or after that step; a resumed session opens its writer with
-``purge_step`` = its first epoch, so points written after the checkpoint by the killed session
-never show twice. This callback runs before ``Checkpoint`` and flushes each epoch, so no epoch a
-checkpoint holds is missing from the files.
+``purge_step`` = its first epoch in the run of its attempt, so points written after the
+checkpoint by the killed session never show twice, and the purge reaches no other attempt.
+This callback runs before ``Checkpoint`` and flushes each epoch, so no epoch a checkpoint holds
+is missing from the files.
 """
 
 from __future__ import annotations
@@ -132,22 +137,31 @@ class TensorBoard:
         self.folder, self.x_probe, self.y_probe, self.loss = Path(folder), x_probe, y_probe, loss
         self.histograms = histograms
         self.writer: Optional["SummaryWriter"] = None
+        self.attempt = 0  # whose run the open writer writes
         for old in self.folder.glob(f"*{HPARAMS_SUFFIX}"):  # a finished run's: this session ends it anew
             old.unlink()
 
-    def _open(self, purge_step: Optional[int], suffix: str = "") -> "SummaryWriter":
+    def run_folder(self, attempt: int) -> Path:
+        """The TensorBoard run of restart ``attempt``: the job's tb/ for the first, then tb/attempt=k/."""
+        return self.folder if attempt == 0 else self.folder / f"attempt={attempt}"
+
+    def _open(self, folder: Path, purge_step: Optional[int], suffix: str = "") -> "SummaryWriter":
         """A writer whose file sorts after the folder's others; ``purge_step`` (None: none) only
         where earlier files exist (there is nothing to purge in an empty folder)."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        earlier = any(self.folder.glob("events.out.tfevents.*"))
-        _after_existing_files(self.folder)
-        return SummaryWriter(str(self.folder), purge_step=purge_step if earlier else None, filename_suffix=suffix)
+        folder.mkdir(parents=True, exist_ok=True)
+        earlier = any(folder.glob("events.out.tfevents.*"))
+        _after_existing_files(folder)
+        return SummaryWriter(str(folder), purge_step=purge_step if earlier else None, filename_suffix=suffix)
 
     def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
+        attempt = state.records.attempt
+        if self.writer is not None and attempt != self.attempt:  # a restart: its own run
+            self.writer.close()
+            self.writer = None
         if self.writer is None:
-            self.writer = self._open(purge_step=end.epoch)
+            self.writer, self.attempt = self._open(self.run_folder(attempt), purge_step=end.epoch), attempt
         w, step = self.writer, end.epoch
         for key, tag in SCALARS.items():
             if end.row.get(key) is not None:
@@ -178,7 +192,7 @@ class TensorBoard:
 
     def close(self, state: TrainState, result: Mapping[str, Any]) -> None:
         """Close the epochs' file, then write the hparams session and the final metrics (at the
-        last epoch's step) in a file of their own, which a later session replaces."""
+        last epoch's step) in a file of their own in the job's tb/, which a later session replaces."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -186,7 +200,7 @@ class TensorBoard:
 
         metrics = final_metrics(result)
         _, start, end = hparams(hparam_values(result["choices"]), metrics)
-        writer = self._open(purge_step=None, suffix=HPARAMS_SUFFIX)
+        writer = self._open(self.folder, purge_step=None, suffix=HPARAMS_SUFFIX)
         writer.file_writer.add_summary(start, state.epoch)
         writer.file_writer.add_summary(end, state.epoch)
         for tag, value in metrics.items():
