@@ -234,6 +234,25 @@ def check_search(config: DictConfig) -> None:
     if given != [wanted]:
         raise ConfigError(f"objective={objective.name(metric)} is to be {wanted}d, but hydra.sweeper.direction="
                           f"{','.join(given)}; set hydra.sweeper.direction={wanted}")
+    _check_search_settings(config.hydra.sweeper)
+
+
+def _check_search_settings(sweeper: DictConfig) -> None:
+    """The sweeper's own numbers, which the plugin takes unchecked: n_trials 0 ended in Optuna's
+    "No trials are completed yet" traceback, n_jobs 0 in a ZeroDivisionError, a negative sampler
+    seed in an instantiation error, max_failure_rate 2 in a bare AssertionError."""
+    checks = (("n_trials", 1, None, "an integer >= 1 (trials to run)"),
+              ("n_jobs", 1, None, "an integer >= 1 (trials asked at once)"),
+              ("max_failure_rate", 0, 1, "a number in [0, 1] (the fraction of failed trials tolerated)"),
+              ("sampler.seed", 0, 2**32 - 1, "null or an integer in [0, 2**32 - 1] (numpy's seeds)"))
+    for key, low, high, valid in checks:
+        value = OmegaConf.select(sweeper, key, default=None)
+        if value is None and key == "sampler.seed":
+            continue
+        integer = key != "max_failure_rate"
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int))
+                or not math.isfinite(value) or value < low or (high is not None and value > high)):
+            raise ConfigError(f"hydra.sweeper.{key}={value}; valid: {valid}")
 
 
 def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:

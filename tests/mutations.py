@@ -406,6 +406,9 @@ MUTATIONS = [
              "self._open(self.run_folder(attempt), purge_step=end.epoch)",
              "self._open(self.folder, purge_step=end.epoch)",
              ("tests/test_tensorboard.py", "-k", "each_restart"), "attempts drawn over each other, purged"),
+    Mutation("search_settings_unchecked", "initlab/sweeps.py",
+             "    _check_search_settings(config.hydra.sweeper)\n", "",
+             ("tests/test_search.py", "-k", "optimize_nothing"), "n_trials=0 ends in Optuna's traceback"),
 ]
 
 

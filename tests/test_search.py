@@ -159,6 +159,16 @@ def test_the_search_is_drawn_once_over_the_whole_sweep_the_others_for_its_best_t
     (["hydra/sweeper=optuna", "objective=train_loss", "init.factor=interval(0.5,2)", "hydra.sweeper.direction=maximize"],
      "error: objective=train_loss is to be minimized, but hydra.sweeper.direction=maximize; "
      "set hydra.sweeper.direction=minimize"),
+    # the plugin takes its numbers unchecked: tracebacks after the sweep folder was made
+    (["+experiment=he_factor_search", "hydra.sweeper.n_trials=0"],
+     "error: hydra.sweeper.n_trials=0; valid: an integer >= 1 (trials to run)"),
+    (["+experiment=he_factor_search", "hydra.sweeper.n_jobs=0"],
+     "error: hydra.sweeper.n_jobs=0; valid: an integer >= 1 (trials asked at once)"),
+    (["+experiment=he_factor_search", "hydra.sweeper.sampler.seed=-1"],
+     "error: hydra.sweeper.sampler.seed=-1; valid: null or an integer in [0, 2**32 - 1] (numpy's seeds)"),
+    (["+experiment=he_factor_search", "hydra.sweeper.max_failure_rate=2"],
+     "error: hydra.sweeper.max_failure_rate=2.0; valid: a number in [0, 1] (the fraction of failed trials "
+     "tolerated)"),
 ])
 def test_a_search_that_would_optimize_nothing_or_the_wrong_way_is_refused(args, line):
     done = train_refused_in_process("-m", *args)
