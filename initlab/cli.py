@@ -305,11 +305,34 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
         valid.remove("name")
         line = f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
         if parent[0] in swept and any(key in {f.name for f in fields(k)} for k in SCHEMAS[parent[0]].values()):
+            lacking = _choices_without(parent[0], key, rest)
             line += (f" (Hydra composes a sweep's base config with {parent[0]}={choice}, not the swept ones: "
-                     f"set a parameter of the swept choices with ++{cause.full_key}=...)")
+                     + (f"set a parameter of the swept choices with ++{cause.full_key}=...)" if not lacking else
+                        f"++{cause.full_key}=... sets it on every swept choice, but "
+                        f"{', '.join(f'{parent[0]}={c}' for c in lacking)} "
+                        + (f"has no {key} (its jobs" if len(lacking) == 1 else f"have no {key} (their jobs")
+                        + f" would be refused): sweep {'it' if len(lacking) == 1 else 'them'} separately)"))
         return line
     where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
     return f"unknown key {cause.full_key}; valid {where}: {', '.join(valid)}"
+
+
+def _choices_without(group: str, key: str, args: list[str]) -> list[str]:
+    """The choices ``args`` sweep ``group`` over (``init=he_normal,orthogonal``) whose config has no
+    ``key``: a ``++group.key=...`` override would be refused in their jobs."""
+    parsed = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader()).parse_overrides(args)
+    swept = [c for o in parsed if o.key_or_group == group and o.is_sweep_override() for c in o.sweep_string_iterator()]
+    lacking = []
+    for c in dict.fromkeys(swept):
+        loaded = GlobalHydra.instance().config_loader().repository.load_config(f"{group}/{c}")
+        if loaded is None:
+            continue
+        paths = [str(getattr(d, "path", "")) for d in loaded.defaults_list or []]  # /schema/init/variance_scaling
+        schema = next((SCHEMAS[group][p.rsplit("/", 1)[1]] for p in paths
+                       if p.startswith(f"/schema/{group}/") and p.rsplit("/", 1)[1] in SCHEMAS[group]), None)
+        if schema is not None and key not in {f.name for f in fields(schema)}:
+            lacking.append(c)
+    return lacking
 
 
 def _missing_delete_message(key: str, args: list[str], compose_rest: Compose) -> str:

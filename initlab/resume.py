@@ -21,7 +21,7 @@ from omegaconf import MISSING as OMEGACONF_MISSING
 from omegaconf import OmegaConf
 
 from initlab import records
-from initlab.config import ConfigError, ExperimentConfig
+from initlab.config import SCHEMAS, ConfigError, ExperimentConfig
 
 RUNTIME_KEYS = ("threads", "device", "resume", "checkpoint", "checkpoint_every_s", "logger", "objective")
 _MISSING = object()
@@ -73,10 +73,16 @@ def _with_defaults(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """Top-level settings added after a record was written count as their default (an older
     job's ``jacobian_every`` is 0), so records of an older initlab still resume and skip. The
     removed ``scheduler.mode`` of reduce_on_plateau now follows the monitor: a record whose mode
-    did so is the same run; one against it (the lr cut while the monitor improved) is another."""
+    did so is the same run; one against it (the lr cut while the monitor improved) is another. A
+    model of fixed depth (resnet18) recorded the unused top-level depth: its depth is its own."""
     defaults = {f.name: f.default for f in fields(ExperimentConfig)
                 if f.default not in (MISSING, OMEGACONF_MISSING) and f.name not in RUNTIME_KEYS}
     out = {**defaults, **recorded}
+    model = out.get("model")
+    schema = SCHEMAS["model"].get(model.get("name")) if isinstance(model, Mapping) else None
+    fixed = getattr(schema, "FIXED_DEPTH", None)
+    if fixed is not None:  # resnet18's records held the unused top-level depth before it became 18
+        out["depth"] = fixed
     scheduler = out.get("scheduler")
     if isinstance(scheduler, Mapping) and "mode" in scheduler:
         follows = "max" if str(scheduler.get("monitor", "")).endswith("_acc") else "min"

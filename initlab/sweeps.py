@@ -363,7 +363,8 @@ def group_syntax(message: str, overrides: list[str]) -> Optional[str]:
 def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentConfig]:
     """Compose every job's config as the launcher will and validate it with ``to_experiment`` (and
     ``initlab.models.check_config_fits``: the model against the dataset's kind of data;
-    ``initlab.data.check_sizes``: split sizes against a built-in or generated dataset).
+    ``initlab.data.check_sizes``: split sizes against a built-in or generated dataset, and a set
+    read from disk loaded once where the jobs run on this machine (any launcher but SLURM's)).
 
     Composing is Hydra's slow part (0.1-0.2 s a job), and in a grid most jobs share their config
     group choices: the groups are composed once per distinct choice (``load_sweep_config``), then
@@ -375,6 +376,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentC
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     apply_searchpath(config.hydra.job.config_name, list(config.hydra.overrides.hydra))
+    files_here = not str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher")
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create(config_loader=loader)
     composed: dict[tuple[str, ...], DictConfig] = {}
@@ -393,7 +395,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentC
             check_bool_values(values, job_cfg)
             experiments.append(to_experiment(job_cfg))
             check_config_fits(experiments[-1])
-            check_sizes(experiments[-1].dataset)
+            check_sizes(experiments[-1].dataset, files_here=files_here)
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             reason = group_syntax(f"{err} {err.__cause__ or ''}", list(overrides)) or _one_line(err)
             raise ConfigError(f"job {' '.join(overrides)}: {reason}") from err
@@ -408,8 +410,13 @@ def check_distinct_jobs(jobs: list[list[str]], experiments: list[ExperimentConfi
     for num, exp in enumerate(experiments):
         other = first.setdefault(repr(exp), num)
         if other != num:
+            why = "sweep each value once"
+            if exp.model.FIXED_DEPTH is not None and set(jobs[other]) ^ set(jobs[num]) <= {
+                    o for o in jobs[other] + jobs[num] if o.split("=", 1)[0] == "depth"}:
+                why = (f"model={exp.model.name} is {exp.model.FIXED_DEPTH} layers deep whatever depth says: "
+                       f"sweep it without depth")
             raise ConfigError(f"jobs #{other} ({' '.join(jobs[other])}) and #{num} ({' '.join(jobs[num])}) are the "
-                              f"same run (equal configs): sweep each value once")
+                              f"same run (equal configs): {why}")
 
 
 def check_bool_values(overrides: list[Override], cfg: DictConfig) -> None:

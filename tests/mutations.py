@@ -363,7 +363,7 @@ MUTATIONS = [
              "        return self.value\n", "        return Enum.__str__(self)\n",
              ("tests/test_sweeps.py", "-k", "enum_setting"), "${device} names a folder Device.cpu"),
     Mutation("split_sizes_checked_per_job", "initlab/sweeps.py",
-             "            check_sizes(experiments[-1].dataset)\n", "",
+             "            check_sizes(experiments[-1].dataset, files_here=files_here)\n", "",
              ("tests/test_sweeps.py", "-k", "bad_job_stops and val_split"),
              "a val_size the data cannot take runs jobs"),
     Mutation("loss_band_linear_on_log_axis", "initlab/analysis/figures/curves.py",
@@ -409,6 +409,19 @@ MUTATIONS = [
     Mutation("search_settings_unchecked", "initlab/sweeps.py",
              "    _check_search_settings(config.hydra.sweeper)\n", "",
              ("tests/test_search.py", "-k", "optimize_nothing"), "n_trials=0 ends in Optuna's traceback"),
+    Mutation("disk_data_left_to_every_job", "initlab/sweeps.py",
+             'files_here = not str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher")',
+             "files_here = False",
+             ("tests/test_sweeps.py", "-k", "missing_dataset"), "each job of a sweep fails on missing files"),
+    Mutation("plus_plus_hint_for_choices_without_the_key", "initlab/cli.py",
+             "            lacking.append(c)\n", "",
+             ("tests/test_bad_input.py", "-k", "base_config"), "the ++ hint leads to a refusal per job"),
+    Mutation("imdb_review_encoding_unnamed", "initlab/data/sequences.py",
+             "            except UnicodeDecodeError as err:", "            except KeyError as err:",
+             ("tests/test_sequences.py", "-k", "utf8"), "a Latin-1 review: a traceback naming no file"),
+    Mutation("resnet18_records_the_unused_depth", "initlab/config/model.py",
+             "    FIXED_DEPTH: ClassVar[Optional[int]] = 18\n", "",
+             ("tests/test_resume.py", "-k", "resnet18"), "resnet18 labelled depth 5, trained twice"),
 ]
 
 

@@ -366,6 +366,10 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     (["init=glob(he_*)", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; "
                                           "valid: apply_to, embedding, factor, mode"),
     (["init=orthogonal,xavier_normal", "init.gain=2"], SWEPT_GAIN),
+    # ++ on choices of which one lacks the key: the hint led to "unknown init parameter(s) gain" per job
+    (["init=he_normal,orthogonal,zero", "init.gain=2"], SWEPT_GAIN.split(": set a parameter")[0] + ": ++init.gain=... "
+     "sets it on every swept choice, but init=he_normal, init=zero have no gain (their jobs would be refused): sweep "
+     "them separately)"),
     (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
     (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: apply_to, embedding, factor, mode, name"),
     (["init=nope", "depth=1,2"], "unknown init 'nope'; valid: " + ", ".join(group_choices("init"))),

@@ -486,6 +486,21 @@ def test_a_record_with_the_removed_plateau_mode_resumes_when_the_mode_followed_i
             run_job(config, tmp_path)
 
 
+def test_resnet18_is_18_layers_deep_whatever_depth_says_and_its_older_records_still_resume(tmp_path):
+    """resnet18 ignores ``depth``: its records said the unused default (depth 5, so analyze.py drew
+    'depth 5'), and depth=3,5 trained one run twice. Its depth is now 18; a record of an older
+    initlab with depth 5 is the same run."""
+    from initlab.resume import check_same_run, choices_of
+
+    exp = to_experiment(compose_config("model=resnet18", "dataset=shapes", "depth=3"))
+    assert exp.depth == 18
+    current = choices_of(exp)
+    check_same_run("result.json", tmp_path, {**current, "depth": 5}, current)
+    mlp = choices_of(to_experiment(compose_config("depth=3")))
+    with pytest.raises(ConfigError, match=r"depth 5 -> 3"):
+        check_same_run("result.json", tmp_path, {**mlp, "depth": 5}, mlp)
+
+
 @pytest.mark.parametrize("change", ["seed=1", "epochs=2", "jacobian_every=1"])
 def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp_path, change):
     """Skipping it would keep the old result under the new command; refusing says so."""

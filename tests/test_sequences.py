@@ -151,6 +151,17 @@ def test_imdb_validation_split_is_stratified_from_train(tmp_path):
     assert len(data.y_val) == 6 and len(data.y_train) == 14 and sorted(data.y_val.tolist()) == [0, 0, 0, 1, 1, 1]
 
 
+def test_a_review_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    """A Latin-1 review (an altered or foreign file) was a UnicodeDecodeError traceback naming no file."""
+    make_imdb_like(tmp_path)
+    bad = tmp_path / "aclImdb" / "train" / "pos" / "0_8.txt"
+    bad.write_bytes("Un film tr\xe8s r\xe9ussi".encode("latin-1"))
+    with pytest.raises(DatasetUnavailable) as info:
+        load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}"))
+    assert str(info.value) == (f"dataset imdb: {bad.resolve()} is not UTF-8 text (invalid continuation byte at byte "
+                               f"10); replace them with the files of aclImdb_v1.tar.gz")
+
+
 @pytest.mark.parametrize("make", ["nothing", "empty_folder", "train_only"])
 def test_imdb_missing_files_is_one_clear_line(tmp_path, make):
     root = tmp_path / "nowhere"

@@ -200,6 +200,11 @@ def test_one_run_spelt_two_ways_is_refused_naming_both_jobs():
         check_distinct_jobs(jobs[:2], validate_jobs(cfg, jobs[:2]))
         with pytest.raises(ConfigError, match=r"^job seed=1 resume=2: resume=2: not a bool; valid: true or false$"):
             validate_jobs(cfg, [["seed=0", "resume=true"], ["seed=1", "resume=2"]])
+        resnets = [["model=resnet18", "dataset=shapes", f"depth={d}", "epochs=0"] for d in (3, 5)]
+        with pytest.raises(ConfigError, match=r"^jobs #0 \(.* depth=3 epochs=0\) and #1 \(.* depth=5 epochs=0\) "
+                                              r"are the same run \(equal configs\): model=resnet18 is 18 layers deep whatever "
+                                              r"depth says: sweep it without depth$"):
+            check_distinct_jobs(resnets, validate_jobs(cfg, resnets))
 
 
 def test_a_sweep_over_a_users_config_folder_checks_its_files_bools(tmp_path):
@@ -216,6 +221,27 @@ def test_a_sweep_over_a_users_config_folder_checks_its_files_bools(tmp_path):
         with pytest.raises(ConfigError, match=rf"^job optimizer=two: {tmp_path}/optimizer/two\.yaml: nesterov: 2: "
                                               r"not a bool; valid: true or false$"):
             validate_jobs(cfg, [["optimizer=fine"], ["optimizer=two"]])
+
+
+@pytest.mark.parametrize("launcher, checked", [("basic", True), ("parallel", True), ("batched", True),
+                                               ("slurm", False), ("batched_slurm", False)])
+def test_a_local_sweep_over_missing_dataset_files_stops_before_its_first_job(tmp_path, launcher, checked):
+    """Every job of the sweep failed on its own (a FAILED folder each, the error 4 times, then a
+    traceback); the files are now loaded once before launch wherever the jobs run on this machine.
+    A SLURM login node may not see the files its jobs read: those are left to the job."""
+    from test_data import make_mnist_like
+
+    jobs = [["dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false", f"depth={d}"] for d in (2, 3)]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("epochs=0", f"hydra/launcher={launcher}")
+        if checked:
+            with pytest.raises(ConfigError, match=rf"^job .* depth=2: dataset mnist: files not found under "
+                                                  rf"{tmp_path} and download=false; put torchvision's MNIST files"):
+                validate_jobs(cfg, jobs)
+        else:
+            assert len(validate_jobs(cfg, jobs)) == 2
+        make_mnist_like(tmp_path, "MNIST")
+        assert len(validate_jobs(cfg, jobs)) == 2
 
 
 def test_a_job_whose_kernel_shaping_targets_are_out_of_reach_stops_the_sweep():

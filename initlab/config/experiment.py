@@ -48,6 +48,11 @@ class ExperimentConfig(Checked):
     distributions_every: int = number(0, ge=0, le=INT_MAX, integer=True)  # distributions.csv at 0 and every k epochs
     objective: Optional[Objective] = None  # returned to an optimizing sweeper (initlab.objective); null: nothing
 
+    def __post_init__(self) -> None:
+        if self.model.FIXED_DEPTH is not None:  # resnet18: records and labels said the unused depth (5)
+            self.depth = self.model.FIXED_DEPTH
+        super().__post_init__()
+
     def check(self) -> None:
         self.model.check_depth(self.depth)
         check_transform(self.activation, self.model)

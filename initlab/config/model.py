@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 from omegaconf import MISSING
 
@@ -20,6 +20,7 @@ class ModelConfig(Checked):
 
     PREFIX: ClassVar[str] = "model."
     EMBEDDINGS: ClassVar[bool] = False  # whether the model has nn.Embedding layers (init.embedding acts)
+    FIXED_DEPTH: ClassVar[Optional[int]] = None  # the depth of a model that has one whatever ``depth`` says
     name: str = MISSING
     bias_init: BiasInit = MISSING
     bias_std: float = number(ge=0)
@@ -94,7 +95,10 @@ class CNNConfig(ModelConfig):
 
 @dataclass
 class ResNet18Config(ModelConfig):
-    """torchvision's ResNet-18; its depth is fixed (the top-level ``depth`` is not used)."""
+    """torchvision's ResNet-18; its depth is fixed: the run's ``depth`` is 18 whatever the top-level
+    ``depth`` says (ExperimentConfig), so its records and a sweep's duplicates say so."""
+
+    FIXED_DEPTH: ClassVar[Optional[int]] = 18
 
     cifar_stem: bool = True
     norm: ConvNorm = ConvNorm.batchnorm

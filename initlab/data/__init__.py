@@ -53,14 +53,17 @@ def load_data(cfg: DatasetConfig) -> Data:
 _FITTING: set[str] = set()  # dataset configs check_sizes loaded without error, in this process
 
 
-def check_sizes(cfg: DatasetConfig) -> None:
+def check_sizes(cfg: DatasetConfig, files_here: bool = False) -> None:
     """Raise ConfigError (one line) where a split size does not fit the data (``dataset.test_size``,
-    ``dataset.val_size``: a stratified split needs every class on both sides), for a dataset that
-    ships with a package or is generated: loaded here once per distinct config, so a sweep is
-    refused before its first job. Sets read from disk (``dataset.root``) are left to the job, which
-    checks them right after loading: the machine launching a sweep may not hold their files."""
+    ``dataset.val_size``: a stratified split needs every class on both sides) or, for a set read
+    from disk, where its files are missing or damaged and cannot be downloaded
+    (``DatasetUnavailable``): loaded here once per distinct config, so a sweep is refused before
+    its first job, and a download happens once, not in every job at the same time. Sets read from
+    disk (``dataset.root``) are loaded only when ``files_here`` (the sweep's jobs run on this
+    machine); otherwise they are left to the job, which checks them right after loading: a SLURM
+    login node may not hold the files its jobs read."""
     key = repr(cfg)
-    if hasattr(cfg, "root") or key in _FITTING:
+    if (hasattr(cfg, "root") and not files_here) or key in _FITTING:
         return
     load_data(cfg)
     _FITTING.add(key)

@@ -19,10 +19,11 @@ def missing(name: str, root: Path, what: str, why: str = "") -> DatasetUnavailab
                               f"dataset.root")
 
 
-def unreadable(name: str, path: Path, why: str, what: str) -> DatasetUnavailable:
-    """The one-line error for files that are there but not usable (truncated, altered, wrong format)."""
-    return DatasetUnavailable(f"dataset {name}: {path} {why}; replace them with {what} (or remove them and "
-                              f"set dataset.download=true)")
+def unreadable(name: str, path: Path, why: str, what: str, download: bool = True) -> DatasetUnavailable:
+    """The one-line error for files that are there but not usable (truncated, altered, wrong format);
+    ``download``: whether the dataset can fetch them again (torchvision's sets; not IMDB)."""
+    again = " (or remove them and set dataset.download=true)" if download else ""
+    return DatasetUnavailable(f"dataset {name}: {path} {why}; replace them with {what}{again}")
 
 
 def short_reason(err: Exception) -> str:

@@ -85,10 +85,16 @@ def encode(texts: list[list[str]], vocabulary: dict[str, int], seq_len: int) -> 
 
 
 def _read_split(folder: Path) -> tuple[list[list[str]], torch.Tensor]:
+    """Tokens and labels of one split's reviews. Raises DatasetUnavailable naming a review that is
+    not UTF-8 (the release's encoding: an altered or foreign file)."""
     texts, labels = [], []
     for label, name in enumerate(IMDB_LABELS):
         for path in sorted((folder / name).glob("*.txt")):
-            texts.append(tokenize(path.read_text(encoding="utf-8")))
+            try:
+                texts.append(tokenize(path.read_text(encoding="utf-8")))
+            except UnicodeDecodeError as err:
+                raise files.unreadable("imdb", path, f"is not UTF-8 text ({err.reason} at byte {err.start})",
+                                       "the files of aclImdb_v1.tar.gz", download=False) from None
             labels.append(label)
     return texts, torch.tensor(labels, dtype=torch.long)
 
