@@ -49,12 +49,15 @@ HASH_CHARS = 12
 
 
 def job_subdir(override_dirname: str, limit: int = NAME_MAX) -> str:
-    """The job folder name for ``hydra.job.override_dirname``: unchanged when it fits in ``limit``
-    bytes, else the leading overrides that fit plus ``_`` and a hash of the full string.
+    """The job folder name for ``hydra.job.override_dirname``: one path component, ``/`` written
+    ``%2F`` and ``%`` ``%25`` (a path in a value, ``dataset.root=/data/x``, made nested folders),
+    unchanged otherwise when it fits in ``limit`` bytes, else the leading overrides that fit plus
+    ``_`` and a hash of the full string.
 
     Deterministic (a rerun finds the same folder) and distinct for distinct override strings up to
     the 48-bit hash. The full overrides stay in the job's ``.hydra/overrides.yaml``.
     """
+    override_dirname = override_dirname.replace("%", "%25").replace("/", "%2F")
     if len(override_dirname.encode()) <= limit:
         return override_dirname
     digest = hashlib.sha256(override_dirname.encode()).hexdigest()[:HASH_CHARS]

@@ -422,6 +422,9 @@ MUTATIONS = [
     Mutation("resnet18_records_the_unused_depth", "initlab/config/model.py",
              "    FIXED_DEPTH: ClassVar[Optional[int]] = 18\n", "",
              ("tests/test_resume.py", "-k", "resnet18"), "resnet18 labelled depth 5, trained twice"),
+    Mutation("path_in_a_value_nests_folders", "initlab/sweeps.py",
+             '    override_dirname = override_dirname.replace("%", "%25").replace("/", "%2F")\n', "",
+             ("tests/test_sweeps.py", "-k", "path_in_a_value"), "dataset.root=/x made nested job folders"),
 ]
 
 

@@ -282,6 +282,28 @@ def test_short_folder_names_are_unchanged():
         assert job_subdir(name) == name
 
 
+def test_a_path_in_a_value_stays_in_one_folder_name():
+    """dataset.root=/tmp/x made each job four folders deep; / is written %2F, and % as %25 so that
+    two different override strings never share a name."""
+    assert job_subdir("dataset.root=/data/mnist,depth=2") == "dataset.root=%2Fdata%2Fmnist,depth=2"
+    assert job_subdir("dataset.root=a%2Fb") == "dataset.root=a%252Fb" != job_subdir("dataset.root=a/b")
+
+
+def test_a_sweep_over_a_dataset_path_writes_one_folder_per_job(tmp_path):
+    from test_data import make_mnist_like
+
+    make_mnist_like(tmp_path / "data", "MNIST")
+    sweep = tmp_path / "sweep"
+    args = ["-m", "dataset=mnist", f"dataset.root={tmp_path / 'data'}", "dataset.download=false", "depth=2,3",
+            "epochs=0", "probe_size=20", "threads=1", f"hydra.sweep.dir={sweep}"]
+    done = run_train(*args)
+    assert done.returncode == 0, done.describe()
+    jobs = sorted(p.parent for p in sweep.rglob("result.json"))
+    assert [j.parent for j in jobs] == [sweep, sweep] and all("%2F" in j.name for j in jobs)
+    again = run_train(*args)
+    assert again.returncode == 0 and "(2 already finished, skipped)" in again.stdout, again.describe()
+
+
 @pytest.mark.parametrize("name", [
     ",".join(f"key{i}=value{i}" for i in range(40)),   # many overrides
     "dataset.root=" + "d" * 400,                          # one override alone too long
