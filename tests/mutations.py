@@ -425,6 +425,9 @@ MUTATIONS = [
     Mutation("path_in_a_value_nests_folders", "initlab/sweeps.py",
              '    override_dirname = override_dirname.replace("%", "%25").replace("/", "%2F")\n', "",
              ("tests/test_sweeps.py", "-k", "path_in_a_value"), "dataset.root=/x made nested job folders"),
+    Mutation("figure_name_past_the_file_system", "initlab/analysis/figures/base.py",
+             "limit=NAME_MAX - 1 - longest_suffix)", "limit=10**6)",
+             ("tests/test_figures.py", "-k", "fit_the_file_system"), "OSError: File name too long"),
 ]
 
 

@@ -339,6 +339,20 @@ def test_a_phase_diagram_without_bias_says_its_ordered_side_has_no_curve_yet_shr
     assert "with σ_b² = 0, q* = 0 on the ordered side, where ξ_c is infinite (no curve)" in figure.caption
 
 
+def test_figure_names_fit_the_file_system_and_absent_keys_read_as_absent():
+    """analyze.py over several sweeps named figures by every model parameter (OSError: File name
+    too long) and titled the runs without an experiment 'experiment=nan'."""
+    from initlab.analysis.figures.base import _context_text, _file_name
+
+    long = "curves_" + "_".join(f"model.param{i}=value{i}" for i in range(40))
+    name = _file_name(long, 4)
+    assert len(f"{name}.jpeg".encode()) <= 255 and name.startswith("curves_model.param0=value0")
+    assert _file_name(long, 4) == name != _file_name(long + "x", 4)
+    assert _file_name("act std/site (a)", 3) == "act_std_site_a_"
+    assert _context_text({"experiment": float("nan"), "model": "cnn", "optimizer.lr": 0.1}) == (
+        "no experiment, model=cnn, optimizer.lr=0.1")
+
+
 def test_heatmap_ticks_are_round_steps():
     """The review's heatmaps labelled epochs 0, 1, 3, 4 and layers 1, 11, 21, 30, 40 (linspace
     rounded): now the first value and multiples of a 1-2-5 step."""

@@ -22,11 +22,12 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import matplotlib
 
@@ -98,8 +99,24 @@ class NothingToDraw(ValueError):
     """The data a figure needs is empty or not finite; the message says which."""
 
 
+def _is_absent(value: Any) -> bool:
+    """A key some runs lack (their group of runs has no ``experiment``): NaN after pandas' groupby."""
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _context_text(values: dict) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    return ", ".join(f"no {k}" if _is_absent(v) else f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in values.items())
+
+
+def _file_name(name: str, longest_suffix: int) -> str:
+    """``name`` as one file name: runs of characters other than word characters, ``.``, ``=`` and
+    ``-`` made ``_``, and, where it would pass the file system's 255 bytes with its ``.suffix``,
+    cut to a prefix and a hash of the whole (initlab.sweeps.job_subdir): a figure named by the
+    context of several sweeps (every model parameter) failed with 'File name too long'."""
+    from initlab.sweeps import NAME_MAX, job_subdir
+
+    return job_subdir(re.sub(r"[^\w.=-]+", "_", name), limit=NAME_MAX - 1 - longest_suffix)
 
 
 def log_floor(values: pd.Series) -> float:
@@ -219,14 +236,14 @@ class PlotterBase:
         """Every format into figures/; the shared context goes into the title, caption and file name."""
         if self.context:
             context = _context_text(self.context)
-            name += "_" + "_".join(f"{k}={v}" for k, v in self.context.items())
+            name += "_" + "_".join(f"no_{k}" if _is_absent(v) else f"{k}={v}" for k, v in self.context.items())
             title = fig._suptitle
             if title is not None and title.get_text():
                 title.set_text(f"{title.get_text()}; {context}")
             else:
                 fig.suptitle(context, y=1.0, va="bottom")
             caption = f"{context}. {caption}"
-        name = re.sub(r"[^\w.=-]+", "_", name)
+        name = _file_name(name, max(len(fmt) for fmt in self.formats))
         for fmt in self.formats:
             fig.savefig(self.dir / f"{name}.{fmt}", dpi=self.dpi, bbox_inches="tight")
             self.written.append(f"{name}.{fmt}")
