@@ -428,6 +428,9 @@ MUTATIONS = [
     Mutation("figure_name_past_the_file_system", "initlab/analysis/figures/base.py",
              "limit=NAME_MAX - 1 - longest_suffix)", "limit=10**6)",
              ("tests/test_figures.py", "-k", "fit_the_file_system"), "OSError: File name too long"),
+    Mutation("shaping_broken_silently", "initlab/train/predictions.py",
+             "    if kept is None and kernel_shaping.shaped_sites(model):", "    if False:",
+             ("tests/test_kernel_shaping.py", "-k", "break_the_shaping"), "TAT under he_normal ran silently"),
 ]
 
 

@@ -139,6 +139,22 @@ def test_result_json_holds_the_solved_parameters_and_their_phase(tmp_path, overr
                    tmp_path / "plain")["activation_transform"] is None
 
 
+@pytest.mark.parametrize("init, bias, warned", [
+    (["init=scaled_orthogonal"], [], False), (["init=he_normal"], [], True),
+    (["init=scaled_orthogonal"], ["model.bias_init=normal", "model.bias_std=0.1"], True)])
+def test_a_shaped_net_whose_weights_or_biases_break_the_shaping_is_warned_about(tmp_path, caplog, init, bias, warned):
+    """TAT under he_normal (sigma_w^2 = 2) ran silently while q doubled every layer (3.5e5 at layer
+    20): the shaping assumes weights that keep q and zero biases."""
+    cfg = compose_config("dataset=digits", "epochs=0", "model.width=16", "probe_size=64", "threads=1", "depth=14",
+                         "activation=leaky_relu", "activation.transform=tat", *init, *bias)
+    with caplog.at_level("WARNING", logger="initlab.train.predictions"):
+        run_job(cfg, tmp_path)
+    lines = [r.getMessage() for r in caplog.records if "its kernel is not the shaped one" in r.getMessage()]
+    assert len(lines) == int(warned)
+    if init == ["init=he_normal"]:
+        assert "this run has sigma_w^2 = 2, sigma_b^2 = 0" in lines[0]
+
+
 def _passes(model, x):
     with probing(model, shifts=False) as probe:
         model(x)

@@ -71,6 +71,11 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
     sigma_w2 = float(_quietly("sigma_w2", theory.effective_sigma_w2, exp.init, width, width))
     finite = math.isfinite(sigma_w2)  # an overflowing sigma_w^2 has no meaningful phase
     kept = kernel_shaping.kept_length(model, sigma_w2, sigma_b2)  # a shaped net's q = 1, else the theory's q*
+    if kept is None and kernel_shaping.shaped_sites(model):
+        log.warning("activation.transform=%s shapes the kernel for weights that keep q (sigma_w^2 = 1: "
+                    "init=scaled_orthogonal) and zero biases; this run has sigma_w^2 = %.4g, sigma_b^2 = %.4g, so "
+                    "its kernel is not the shaped one (q is not kept at 1)", exp.activation.transform.value,
+                    sigma_w2, sigma_b2)
     xi_q, xi_c = (_quietly("depth scales", theory.depth_scales, act, sigma_w2, sigma_b2, q_star=kept,
                            fallback=(nan, nan)) if finite else (nan, nan))
     # the Jacobian is measured on the first probe_count inputs only: predict it for those
