@@ -431,6 +431,9 @@ MUTATIONS = [
     Mutation("shaping_broken_silently", "initlab/train/predictions.py",
              "    if kept is None and kernel_shaping.shaped_sites(model):", "    if False:",
              ("tests/test_kernel_shaping.py", "-k", "break_the_shaping"), "TAT under he_normal ran silently"),
+    Mutation("trial_numbered_by_its_latest_repeat", "initlab/analysis/search.py",
+             '"trial": latest if trained is None else int(trained),', '"trial": latest,',
+             ("tests/test_search.py", "-k", "keeps_the_number"), "Best trial: 2 for trial 0's job"),
 ]
 
 

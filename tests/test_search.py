@@ -25,6 +25,7 @@ from initlab.cli import check_command_line
 from initlab.config import register_configs
 from initlab.analysis import tables as analysis
 from initlab.analysis.figures import FAMILIES, Plotter
+from initlab.analysis.search import trials as search_trials
 
 TINY = ["+experiment=he_factor_search", "depth=2", "epochs=1", "model.width=16", "probe_size=100",
         "hydra.sweeper.n_trials=3"]
@@ -69,6 +70,29 @@ def test_a_searchs_repeated_trials_are_counted_as_skipped(tmp_path):
     distinct = len(list(tmp_path.glob("*/result.json")))
     assert distinct in (1, 2)
     assert f"4 completed, 0 diverged, 0 failed ({4 - distinct} already finished, skipped)" in done.stdout + done.stderr
+    runs = analysis.load([tmp_path]).runs
+    found = search_trials(runs, tmp_path, [])
+    trained = sorted(json.loads(p.read_text())["job_num"] for p in tmp_path.glob("*/result.json"))
+    assert sorted(found["trial"]) == trained and trained[0] == 0  # a repeat rewrote .hydra/'s job.num
+    assert found["latest_trial"].max() == 3
+
+
+def test_a_repeated_trial_keeps_the_number_of_the_trial_that_trained_it(tmp_path):
+    """Trial 2 repeated trial 0's values: its skipped run rewrote .hydra/ with job.num 2, and the
+    report said "Best trial: 2" and "each of 2 trials" (Optuna ran 3). The number is result.json's."""
+    root = write_search(tmp_path / "search", [{"factor": 1.0, "lr": 0.1, "final": 0.9},
+                                              {"factor": 2.0, "lr": 0.1, "final": 0.5}])
+    first = root / "init.factor=1.0,optimizer.lr=0.1"
+    result = json.loads((first / "result.json").read_text())
+    (first / "result.json").write_text(json.dumps({**result, "job_num": 0}))
+    hydra = OmegaConf.load(first / ".hydra" / "hydra.yaml")
+    hydra.hydra.job.num = 2
+    OmegaConf.save(hydra, first / ".hydra" / "hydra.yaml")
+    plotter = Plotter(analysis.load([root]), tmp_path / "out", strict=True)
+    plotter.kept, plotter.dpi = {}, 40
+    (figure,) = plotter.search()
+    assert "each of 2 trials (1 more trial(s) of the 3 asked repeated earlier values" in figure.caption
+    assert "Best trial: 0 (init.factor=1" in figure.caption
 
 
 # --- fabricated searches: the figure's content -----------------------------------------------------

@@ -183,7 +183,7 @@ def test_run_writes_epochs_layers_result_and_log(cli):
         assert (row["grad_norm_train"] == "") == (row["epoch"] == "0")
 
     result = read_json(out / "result.json")
-    assert result["status"] == "completed" and result["diverged_epoch"] is None
+    assert result["status"] == "completed" and result["diverged_epoch"] is None and result["job_num"] is None
     assert result["final"]["epoch"] == 2
     assert result["final"]["test_loss"] == float(epochs[-1]["test_loss"])
     assert set(result["versions"]) >= {"initlab", "torch", "hydra", "python"}
@@ -248,12 +248,13 @@ def test_multirun_writes_every_job(cli):
     assert done.returncode == 0, done.describe()
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(jobs) == 8, [p.name for p in jobs]
-    seen = set()
+    seen, nums = set(), []
     for job in jobs:
         for name in ("epochs.csv", "layers.csv", "result.json"):
             assert (job / name).is_file(), f"{job.name}: {name} missing"
         result = read_json(job / "result.json")
         assert result["status"] == "completed"
+        nums.append(result["job_num"])  # Hydra's job number of the run that trained it
         choice = (result["choices"]["activation"]["name"], result["choices"]["init"]["name"], result["choices"]["depth"])
         seen.add(choice)
         # the folder is named after the job's overrides
@@ -262,6 +263,7 @@ def test_multirun_writes_every_job(cli):
         assert [r["epoch"] for r in read_csv(job / "epochs.csv")] == ["0", "1"]
         assert len(read_csv(job / "layers.csv")) == 2 * (choice[2] + 1)
     assert seen == {(a, i, d) for a in ("relu", "tanh") for i in ("he_normal", "orthogonal") for d in (2, 3)}
+    assert sorted(nums) == list(range(8))
 
 
 # --- progress bar and log lines on a terminal ----------------------------------------------------

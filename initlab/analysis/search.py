@@ -1,7 +1,8 @@
 """The trials of Optuna searches (hydra/sweeper=optuna_search) among the analyzed runs.
 
 A job belongs to a search when its ``.hydra/hydra.yaml`` names Optuna's sweeper; its trial number
-is Hydra's job number (the sweeper asks the study for trials in that order), its search is the
+is Hydra's job number of the run that trained it (result.json ``job_num``; the sweeper asks the
+study for trials in that order), its search is the
 sweep folder, and its value is what train.py returned to the study: ``initlab.objective.value``
 of its result.json (a diverged run's is the objective's worst value). Nothing here needs Optuna
 or its study storage: the job folders hold everything, like any other sweep's.
@@ -36,20 +37,25 @@ def _trial(job_dir: Path) -> Optional[dict]:
     if metric is None:
         return None
     result = json.loads((job_dir / RESULT_JSON).read_text())
-    return {"search": str(Path(str(hydra.sweep.dir)).name), "trial": int(hydra.job.num),
+    latest = int(hydra.job.num)  # a later trial that repeated these values (skipped) rewrote .hydra/
+    trained = result.get("job_num")  # the trial that trained the folder (result.json since 2026-12-07)
+    return {"search": str(Path(str(hydra.sweep.dir)).name), "trial": latest if trained is None else int(trained),
+            "latest_trial": latest,
             "objective": str(metric), "direction": objective.direction(metric),
             "value": objective.value(result, metric), "diverged": result.get("status") == "diverged"}
 
 
 def trials(runs: pd.DataFrame, root: Path, keys: list[str]) -> pd.DataFrame:
     """One row per run of an Optuna search: ``job``, ``search`` (the sweep folder's name),
-    ``trial``, ``objective``, ``direction``, ``value``, ``diverged``, ``best_so_far`` (the best
-    value of trials 0..trial of its search) and the varied ``keys`` that are numbers. Empty when no
+    ``trial`` (the trial that trained it), ``latest_trial`` (the last trial that asked for its
+    values: later when the sampler repeated them and the finished job was skipped), ``objective``,
+    ``direction``, ``value``, ``diverged``, ``best_so_far`` (the best value of trials 0..trial of
+    its search) and the varied ``keys`` that are numbers. Empty when no
     run was a trial. ``runs`` is the analysis' runs table, ``root`` the folder its ``job`` paths
     are relative to.
     """
     rows = [{"job": job, **trial} for job in runs["job"] if (trial := _trial(root / job)) is not None]
-    columns = ["job", "search", "trial", "objective", "direction", "value", "diverged", "best_so_far"]
+    columns = ["job", "search", "trial", "latest_trial", "objective", "direction", "value", "diverged", "best_so_far"]
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
@@ -77,7 +83,7 @@ def shown_jobs(runs: pd.DataFrame, trials: pd.DataFrame) -> set[str]:
 
 def searched(search: pd.DataFrame) -> list[str]:
     """The parameters that differ between the trials of one search (``init.factor``, ``optimizer.lr``)."""
-    fixed = {"job", "search", "trial", "objective", "direction", "value", "diverged", "best_so_far"}
+    fixed = {"job", "search", "trial", "latest_trial", "objective", "direction", "value", "diverged", "best_so_far"}
     return [k for k in search if k not in fixed and search[k].nunique() > 1]
 
 

@@ -341,6 +341,7 @@ class Job:
             "versions": _versions(),
             "device": _device_name(self.device),
             "checkpoint": exp.checkpoint.value,
+            "job_num": _sweep_job_num(self.job_dir),
         }
         if exp.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both) and state.stopper.best_weights is not None:
             buf = io.BytesIO()
@@ -351,6 +352,20 @@ class Job:
         if exp.checkpoint.value in UNKEPT:
             self.checkpoint_path.unlink(missing_ok=True)
         return result
+
+
+def _sweep_job_num(job_dir: Path) -> Optional[int]:
+    """Hydra's job number of the sweep run training this folder (``.hydra/hydra.yaml``, written
+    as the job starts; None for a single run or a job run without Hydra): an Optuna search's trial
+    number, which a later trial repeating the same values (skipped) overwrites in .hydra/."""
+    hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
+    if not hydra_yaml.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    hydra = OmegaConf.load(hydra_yaml).get("hydra", {})
+    num = OmegaConf.select(hydra, "job.num", default=None) if OmegaConf.select(hydra, "mode") == "MULTIRUN" else None
+    return int(num) if isinstance(num, int) else None
 
 
 def attempt_seed(seed: int, attempt: int) -> int:

@@ -72,7 +72,10 @@ class SearchFigures:
         setting = ", ".join(f"{p}={optuna_search.fmt(float(top[p]))}" for p in params)
         diverged = int(trials["diverged"].sum())
         worst = "accuracy 0" if metric.endswith("_acc") else "loss +inf, drawn at the top edge"
-        caption = (f"Optuna search {name}: the final {metric} of each of {len(trials)} trials "
+        asked = int(trials["latest_trial"].max()) + 1 if "latest_trial" in trials else len(trials)
+        repeats = (f" ({asked - len(trials)} more trial(s) of the {asked} asked repeated earlier values: their jobs "
+                   f"were finished already, so they count once, at the first)" if asked > len(trials) else "")
+        caption = (f"Optuna search {name}: the final {metric} of each of {len(trials)} trials{repeats} "
                    + (f"against {' and '.join(params)} (colour: trial number), " if params else "")
                    + f"and the best so far ({direction}d) against the trial number"
                    + (f"; {diverged} diverged trial(s) count as the worst value ({worst}), marked x" if diverged else "")
