@@ -434,6 +434,9 @@ MUTATIONS = [
     Mutation("trial_numbered_by_its_latest_repeat", "initlab/analysis/search.py",
              '"trial": latest if trained is None else int(trained),', '"trial": latest,',
              ("tests/test_search.py", "-k", "keeps_the_number"), "Best trial: 2 for trial 0's job"),
+    Mutation("final_layernorm_unmeasured", "initlab/models/transformer.py",
+             "        return self.site(super().forward(x))", "        return super().forward(x)",
+             ("tests/test_models.py", "-k", "norm_site"), "the pre-norm transformer's last LayerNorm unmeasured"),
 ]
 
 

@@ -98,6 +98,20 @@ def test_every_site_gets_its_backward_signal(case):
         assert delta.shape == tap.pre.shape and delta.abs().sum() > 0, tap.site
 
 
+def test_a_prenorm_transformers_final_layernorm_is_a_norm_site():
+    """norm_first's final LayerNorm (before pooling) was measured by no site, and no model had a
+    ``norm`` site although layers.csv's kinds list one. Its output is per token of mean 0 and
+    variance 1 (biased, LayerNorm's eps aside) at init: pooled, std 1."""
+    model = build(experiment("model=transformer", "depth=2", "model.norm_first=true"), TOKENS)
+    taps = probe(model, batch(TOKENS, n=8))
+    norm = [t for t in taps.values() if t.kind == "norm"]
+    assert [(t.site, t.weight) for t in norm] == [("encoder.norm.site", "encoder.norm.weight")]
+    h = norm[0].pre.double()
+    torch.testing.assert_close(h.mean(dim=-1), torch.zeros_like(h.mean(dim=-1)), atol=1e-6, rtol=0)
+    assert h.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-3)
+    assert list(taps).index("encoder.norm.site") == len(taps) - 2  # after the last layer, before the logits
+
+
 def test_resmlp_sites_in_forward_order_and_layer_numbering_as_mlp():
     exp = experiment("model=resmlp", "depth=6")
     taps = probe(build(exp, VECTORS), batch(VECTORS))

@@ -5,7 +5,7 @@ torch.nn.TransformerEncoderLayer's (batch first), the mean over positions, a Lin
 layer's feed-forward nonlinearity is an ActivationSite (TransformerEncoderLayer takes any module
 as ``activation``, which also keeps torch's fused fast path, blind to sites, off), its attention
 block's output a ``Site("attention")`` and its output a ``Site("residual")``. ``norm_first`` gives
-pre-norm layers and a final LayerNorm before pooling.
+pre-norm layers and a final LayerNorm before pooling, whose output is a ``Site("norm")``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ class SiteEncoderLayer(nn.TransformerEncoderLayer):
         return self.residual(super().forward(src, *args, **kwargs))
 
 
+class SiteLayerNorm(nn.LayerNorm):
+    """nn.LayerNorm with a ``Site("norm")`` on its output (its parameters keep LayerNorm's names)."""
+
+    def __init__(self, d_model: int, weight: str):
+        super().__init__(d_model)
+        self.site = Site("norm", weight=weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.site(super().forward(x))
+
+
 class Transformer(nn.Module):
     """(N, T) token ids (long) -> (N, n_classes) logits."""
 
@@ -46,8 +57,8 @@ class Transformer(nn.Module):
         self.embed_site = Site("embedding", weight="embed.weight")
         layer = SiteEncoderLayer(d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True,
                                  norm_first=norm_first, activation=ActivationSite(activation()))
-        self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(d_model) if norm_first else None,
-                                             enable_nested_tensor=False)
+        final_norm = SiteLayerNorm(d_model, weight="encoder.norm.weight") if norm_first else None
+        self.encoder = nn.TransformerEncoder(layer, depth, norm=final_norm, enable_nested_tensor=False)
         for i, enc in enumerate(self.encoder.layers):  # the clones' sites name their own layer's weights
             enc.activation.weight = f"encoder.layers.{i}.linear1.weight"
             enc.attention.weight = f"encoder.layers.{i}.self_attn.out_proj.weight"
