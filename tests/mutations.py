@@ -437,6 +437,9 @@ MUTATIONS = [
     Mutation("final_layernorm_unmeasured", "initlab/models/transformer.py",
              "        return self.site(super().forward(x))", "        return super().forward(x)",
              ("tests/test_models.py", "-k", "norm_site"), "the pre-norm transformer's last LayerNorm unmeasured"),
+    Mutation("theory_grid_of_empty_panels", "initlab/analysis/figures/theory.py",
+             "sparse = not wrap and len(pairs) < len(group) * len(inits)", "sparse = False",
+             ("tests/test_figures.py", "-k", "one_per_pair"), "deep_plain's theory figure: 8 of 12 panels empty"),
 ]
 
 

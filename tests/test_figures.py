@@ -353,6 +353,20 @@ def test_figure_names_fit_the_file_system_and_absent_keys_read_as_absent():
         "no experiment, model=cnn, optimizer.lr=0.1")
 
 
+def test_theory_panels_of_runs_covering_a_few_activation_init_pairs_are_one_per_pair(tmp_path):
+    """deep_plain's five arms drew a 3 x 4 grid of which 8 panels were empty, its row labels run
+    into each other; a panel per pair present now, titled by both."""
+    root = tmp_path / "sweep"
+    for act, init in (("relu", "he_normal"), ("tanh", "orthogonal"), ("tanh", "xavier_normal")):
+        write_job(root / f"activation={act},init={init}", activation=act, init=init, depth=3)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    _, _, kept = draw(root, tmp_path / "out", only=("length_vs_theory",))
+    fig = kept["preact_sq_vs_theory_depth3"]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.has_data()]
+    assert titles == ["relu\nhe_normal", "tanh\nxavier_normal", "tanh\northogonal"]  # the registry's order
+    assert overlapping_texts(fig) == []
+
+
 def test_heatmap_ticks_are_round_steps():
     """The review's heatmaps labelled epochs 0, 1, 3, 4 and layers 1, 11, 21, 30, 40 (linspace
     rounded): now the first value and multiples of a 1-2-5 step."""

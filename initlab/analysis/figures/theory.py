@@ -59,7 +59,8 @@ class TheoryFigures:
     def _measured_vs_predicted(self, data: pd.DataFrame, measured: str, predicted: str, ylabel: str,
                                name: str, caption: str) -> list[Figure]:
         """Measured (init colour; markers up to depth 30) and predicted (black dashes) per layer, a
-        panel per activation x init; more than four inits: a figure per activation, four panels a row."""
+        panel per activation x init; more than four inits: a figure per activation, four panels a row;
+        runs covering only some of the pairs (deep_plain's arms): a panel per pair present."""
         if data.empty:  # jobs recorded without predictions
             return []
         self._check_pooling(data, ["activation", "init", "depth", "layer"])
@@ -76,13 +77,22 @@ class TheoryFigures:
                 inits = self._present("init", sub)
                 titles, shared = self._short_titles(inits, init_names)
                 sub = sub.assign(panel=sub["init"].map(titles))
-                ncols = min(4, len(inits)) if wrap else len(inits)
-                width = min(2.4, WIDTH / ncols)
-                height = min(1.75, 0.9 * width)
-                g = sns.FacetGrid(sub, row=None if wrap else "activation", row_order=None if wrap else group,
-                                  col="panel", col_order=[titles[i] for i in inits], col_wrap=4 if wrap else None,
-                                  sharey=True if wrap else "row", height=height, aspect=width / height,
-                                  margin_titles=not wrap, despine=False)
+                order = [titles[i] for i in inits]
+                pairs = [(a, i) for a in group for i in inits
+                         if ((sub["activation"] == a) & (sub["init"] == i)).any()]
+                sparse = not wrap and len(pairs) < len(group) * len(inits)  # deep_plain: 5 pairs of a 3 x 4 grid
+                if sparse:  # a panel per pair present, titled by both, instead of a grid of mostly empty panels
+                    label = {a: str(a).replace(" ", "\n") for a in group}  # "tanh transform=dks": a line each
+                    sub = sub.assign(panel=sub["activation"].map(label) + "\n" + sub["panel"])
+                    order = [f"{label[a]}\n{titles[i]}" for a, i in pairs]
+                columns = len(order) if not (wrap or sparse) else min(4, len(order))
+                width = min(2.4, WIDTH / columns)
+                height = min(1.75, 0.9 * width) + (0.2 * max(o.count("\n") for o in order) if sparse else 0)
+                g = sns.FacetGrid(sub, row=None if wrap or sparse else "activation",
+                                  row_order=None if wrap or sparse else group, col="panel", col_order=order,
+                                  col_wrap=4 if wrap or sparse else None, sharey=True if wrap or sparse else "row",
+                                  height=height, aspect=width / height, margin_titles=not (wrap or sparse),
+                                  despine=False)
 
                 line = {"marker": "o", "linewidth": 1.0} if d <= 30 else {"marker": None, "linewidth": 2.4}
 
