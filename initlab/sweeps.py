@@ -443,9 +443,10 @@ def check_bool_values(overrides: list[Override], cfg: DictConfig) -> None:
 
 def check_file_bools(config_name: str, overrides: list[str], cfg: DictConfig) -> None:
     """ConfigError (one line) for a true/false field that a config file sets to anything else
-    (``nesterov: 2``, ``resume: yes`` in a user's ``--config-dir`` file): OmegaConf reads every
-    integer and ``yes``/``on`` as a bool on composing, so only the file itself still shows the
-    value (``check_bool_values`` does the same for the command line). ``overrides``: those the
+    (``nesterov: 2``, ``resume: "on"`` in a user's ``--config-dir`` file): OmegaConf reads every
+    integer and the strings ``yes``/``on`` as a bool on composing, so only the file itself still
+    shows the value (``check_bool_values`` does the same for the command line; a bare ``yes`` is
+    YAML 1.1's true already when the file is read). ``overrides``: those the
     config was composed with, ``hydra.searchpath`` among them; ``cfg``: the composed config
     (without ``hydra``). Hydra's own files are left to Hydra. Needs Hydra initialized."""
     from hydra.types import RunMode
