@@ -15,7 +15,6 @@ and ``initlab_direction`` (an objective's direction, for hydra/sweeper=optuna_se
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import logging
 import math
@@ -36,6 +35,7 @@ from initlab import objective
 from initlab.config import SCHEMAS, TOP_LEVEL_KEYS, ConfigError, ExperimentConfig, refused_field, to_experiment
 from initlab.data import check_sizes
 from initlab.models import check_config_fits
+from initlab.names import NAME_MAX, fitted
 from initlab.records import unwritable
 from initlab.resume import check_folder
 
@@ -44,33 +44,18 @@ log = logging.getLogger("initlab.sweep")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 MAX_CORNERS = 64  # search_jobs: beyond this many corner combinations, each parameter's extremes alone
-NAME_MAX = 255  # bytes in one path component on Linux/macOS file systems (ext4, xfs, btrfs, APFS)
-HASH_CHARS = 12
 
 
 def job_subdir(override_dirname: str, limit: int = NAME_MAX) -> str:
     """The job folder name for ``hydra.job.override_dirname``: one path component, ``/`` written
     ``%2F`` and ``%`` ``%25`` (a path in a value, ``dataset.root=/data/x``, made nested folders),
-    unchanged otherwise when it fits in ``limit`` bytes, else the leading overrides that fit plus
-    ``_`` and a hash of the full string.
+    cut to ``limit`` bytes by ``initlab.names.fitted`` (the leading overrides that fit, ``_`` and a
+    hash of the full string).
 
     Deterministic (a rerun finds the same folder) and distinct for distinct override strings up to
     the 48-bit hash. The full overrides stay in the job's ``.hydra/overrides.yaml``.
     """
-    override_dirname = override_dirname.replace("%", "%25").replace("/", "%2F")
-    if len(override_dirname.encode()) <= limit:
-        return override_dirname
-    digest = hashlib.sha256(override_dirname.encode()).hexdigest()[:HASH_CHARS]
-    room = limit - len(digest) - 1
-    prefix = ""
-    for item in override_dirname.split(","):
-        longer = f"{prefix},{item}" if prefix else item
-        if len(longer.encode()) > room:
-            break
-        prefix = longer
-    if not prefix:  # the first override alone is too long: cut it on a character boundary
-        prefix = override_dirname.encode()[:room].decode(errors="ignore")
-    return f"{prefix}_{digest}"
+    return fitted(override_dirname.replace("%", "%25").replace("/", "%2F"), limit)
 
 
 if not OmegaConf.has_resolver("initlab_subdir"):

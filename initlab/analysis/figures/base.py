@@ -43,6 +43,7 @@ from initlab import choices  # noqa: E402
 from initlab.analysis import search  # noqa: E402
 from initlab.analysis.log_ticks import log_ticks  # noqa: E402
 from initlab.analysis.tables import ACTIVATIONS, INITS, Tables  # noqa: E402
+from initlab.names import NAME_MAX, fitted  # noqa: E402
 from initlab.records import write_bytes_atomic  # noqa: E402
 
 THEME = {"context": "paper", "style": "whitegrid", "font_scale": 1.25}  # seaborn.set_theme arguments
@@ -112,11 +113,9 @@ def _context_text(values: dict) -> str:
 def _file_name(name: str, longest_suffix: int) -> str:
     """``name`` as one file name: runs of characters other than word characters, ``.``, ``=`` and
     ``-`` made ``_``, and, where it would pass the file system's 255 bytes with its ``.suffix``,
-    cut to a prefix and a hash of the whole (initlab.sweeps.job_subdir): a figure named by the
-    context of several sweeps (every model parameter) failed with 'File name too long'."""
-    from initlab.sweeps import NAME_MAX, job_subdir
-
-    return job_subdir(re.sub(r"[^\w.=-]+", "_", name), limit=NAME_MAX - 1 - longest_suffix)
+    cut to a prefix and a hash of the whole (initlab.names.fitted): a figure named by the context
+    of several sweeps (every model parameter) failed with 'File name too long'."""
+    return fitted(re.sub(r"[^\w.=-]+", "_", name), limit=NAME_MAX - 1 - longest_suffix)
 
 
 def log_floor(values: pd.Series) -> float:
