@@ -22,12 +22,11 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import matplotlib
 
@@ -100,13 +99,8 @@ class NothingToDraw(ValueError):
     """The data a figure needs is empty or not finite; the message says which."""
 
 
-def _is_absent(value: Any) -> bool:
-    """A key some runs lack (their group of runs has no ``experiment``): NaN after pandas' groupby."""
-    return isinstance(value, float) and math.isnan(value)
-
-
 def _context_text(values: dict) -> str:
-    return ", ".join(f"no {k}" if _is_absent(v) else f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+    return ", ".join(f"no {k}" if pd.isna(v) else f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in values.items())
 
 
@@ -235,7 +229,7 @@ class PlotterBase:
         """Every format into figures/; the shared context goes into the title, caption and file name."""
         if self.context:
             context = _context_text(self.context)
-            name += "_" + "_".join(f"no_{k}" if _is_absent(v) else f"{k}={v}" for k, v in self.context.items())
+            name += "_" + "_".join(f"no_{k}" if pd.isna(v) else f"{k}={v}" for k, v in self.context.items())
             title = fig._suptitle
             if title is not None and title.get_text():
                 title.set_text(f"{title.get_text()}; {context}")
