@@ -441,6 +441,12 @@ MUTATIONS = [
     Mutation("theory_grid_of_empty_panels", "initlab/analysis/figures/theory.py",
              "sparse = not wrap and len(pairs) < len(group) * len(inits)", "sparse = False",
              ("tests/test_figures.py", "-k", "one_per_pair"), "deep_plain's theory figure: 8 of 12 panels empty"),
+    Mutation("eval_chunk_unbounded", "initlab/train/loop.py", "    rows = eval_rows(model, x[:1])\n",
+             "    rows = EVAL_CHUNK\n", ("tests/test_eval_chunks.py",),
+             "a CNN evaluated 8192 examples (512 MiB a layer)"),
+    Mutation("eval_chunk_per_member", "initlab/ensemble/epoch.py", "eval_rows(stacked.base, x[:1], members=k)",
+             "eval_rows(stacked.base, x[:1])", ("tests/test_eval_chunks.py",),
+             "8 members' (8, 128, 8192) blocks page-faulted in every layer"),
 ]
 
 

@@ -17,7 +17,12 @@ from torch import nn
 from initlab.config import OptimizerConfig
 from initlab.losses import loss_fn
 
-EVAL_CHUNK = 8192
+EVAL_CHUNK = 8192  # examples per evaluation chunk at most
+# The widest activation of an evaluation chunk, at most: on a CPU 16 MiB keeps every block below
+# glibc's largest mmap threshold (32 MiB; initlab.train.allocator), so a chunk's activations reuse
+# freed memory instead of being page-faulted in afresh layer after layer; a GPU's caching allocator
+# has no such cost, and larger chunks keep it busy (benchmarks/README.md, "Evaluation chunks").
+EVAL_BYTES = {"cpu": 16 * 2**20, "cuda": 1 << 30}
 
 
 def build_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -133,12 +138,43 @@ def _step_row(value: torch.Tensor, weights: Sequence[torch.Tensor],
 
 
 @torch.no_grad()
+def eval_rows(model: nn.Module, example: torch.Tensor, members: int = 1) -> int:
+    """Examples per evaluation chunk (1 to EVAL_CHUNK) for ``members`` models like ``model`` run at
+    once: as many as keep the widest module output of the chunk, all members together, within
+    EVAL_BYTES of ``example``'s device. ``example``: one input (1, ...); measured by one forward
+    in eval mode with a hook on every module (the mode is restored).
+
+    On a CPU, 8192 examples of a CNN's 16 × 32 × 32 feature maps are 512 MiB a layer and evaluate
+    2.5× slower than 256 examples (16 MiB); a width-128 MLP keeps all 8192 (4 MiB)."""
+    widest = [example.element_size()]
+
+    def hook(module: nn.Module, inputs, output) -> None:
+        for out in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(out, torch.Tensor):
+                widest.append(out[0].numel() * out.element_size() if out.dim() else out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    was_training = model.training
+    try:
+        model.eval()
+        model(example[:1])
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    budget = EVAL_BYTES.get(example.device.type, EVAL_BYTES["cpu"])
+    return max(1, min(EVAL_CHUNK, budget // (max(widest) * members)))
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "cross_entropy") -> tuple[float, float]:
-    """Mean loss (an initlab.losses name) and accuracy over (x, y), in chunks; one host sync at the end."""
+    """Mean loss (an initlab.losses name) and accuracy over (x, y), in chunks of ``eval_rows``
+    examples; one host sync at the end."""
+    rows = eval_rows(model, x[:1])
     model.eval()
     loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for xb, yb in zip(x.split(EVAL_CHUNK), y.split(EVAL_CHUNK)):
+    for xb, yb in zip(x.split(rows), y.split(rows)):
         logits = model(xb)
         loss_sum += loss_fn(loss, logits, yb, reduction="sum").double()
         correct += (logits.argmax(dim=1) == yb).sum()
