@@ -447,6 +447,9 @@ MUTATIONS = [
     Mutation("eval_chunk_per_member", "initlab/ensemble/epoch.py", "eval_rows(stacked.base, x[:1], members=k)",
              "eval_rows(stacked.base, x[:1])", ("tests/test_eval_chunks.py",),
              "8 members' (8, 128, 8192) blocks page-faulted in every layer"),
+    Mutation("switch_labelled_as_a_value", "initlab/analysis/tables.py", '            return name if value else ""',
+             '            return f"{name}={value}"', ("tests/test_analysis_models.py", "-k", "switch"),
+             'a CNN\'s legend read "orthogonal embedding=False"'),
 ]
 
 

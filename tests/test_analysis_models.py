@@ -144,6 +144,17 @@ def test_a_setting_some_runs_lack_is_not_shared_by_every_run():
     assert report._shared(runs) == "depth=3"
 
 
+def test_a_switch_is_labelled_by_its_name_where_on_and_not_at_all_where_off(tmp_path):
+    """A CNN beside a transformer with init.embedding=true: the CNN's legend read
+    "orthogonal embedding=False"."""
+    for model, on in (("transformer", True), ("cnn", False)):
+        write_job(tmp_path / f"model={model}", model=model, init="orthogonal", init_params={"embedding": on},
+                  overrides=[f"model={model}"])
+    runs = analysis.load([tmp_path]).runs
+    assert dict(zip(runs["model"], runs["init_label"])) == {"transformer": "orthogonal embedding",
+                                                             "cnn": "orthogonal"}
+
+
 def test_convergence_table_is_the_mean_over_seeds(tmp_path):
     curves = {0: [0.1, 0.5, 0.8, 0.9, 0.86], 1: [0.1, 0.95, 0.2, 0.3, 0.9]}
     for seed, curve in curves.items():

@@ -460,14 +460,20 @@ def varied_keys(runs: pd.DataFrame, choices: list[str]) -> list[str]:
 
 
 def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Display names: the option name, plus its parameters where they vary ("he_normal factor=0.5")."""
+    """Display names: the option name, plus its parameters where they vary ("he_normal factor=0.5");
+    a switch by its name where on and not at all where off ("orthogonal embedding", not
+    "orthogonal embedding=False" for a CNN beside a transformer)."""
+    def part(name: str, value: object) -> str:
+        if isinstance(value, (bool, np.bool_)):
+            return name if value else ""
+        return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+
     for group in ("activation", "init", "model"):
         params = [k for k in keys if k.startswith(group + ".")]
 
         def label(row: pd.Series) -> str:
-            parts = [f"{p.split('.', 1)[1]}={row[p]:g}" if isinstance(row[p], float) else
-                     f"{p.split('.', 1)[1]}={row[p]}" for p in params if pd.notna(row[p])]
-            return " ".join([str(row[group]), *parts])
+            parts = [part(p.split(".", 1)[1], row[p]) for p in params if pd.notna(row[p])]
+            return " ".join([str(row[group]), *filter(None, parts)])
 
         runs[f"{group}_label"] = runs.apply(label, axis=1) if len(runs) else []
     return runs
