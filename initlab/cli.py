@@ -29,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from initlab.config import (SCHEMAS, ConfigError, refused_field, register_configs,
+from initlab.config import (SCHEMAS, ConfigError, derived_note, refused_field, register_configs,
                             reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
 from initlab.records import unwritable
@@ -303,7 +303,8 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
         except (ConfigCompositionException, OverrideParseException):  # another override is bad too
             choice = "?"
         valid.remove("name")
-        line = f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
+        line = (f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
+                + derived_note(kind, [key]))
         if parent[0] in swept and any(key in {f.name for f in fields(k)} for k in SCHEMAS[parent[0]].values()):
             lacking = _choices_without(parent[0], key, rest)
             line += (f" (Hydra composes a sweep's base config with {parent[0]}={choice}, not the swept ones: "

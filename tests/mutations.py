@@ -450,6 +450,9 @@ MUTATIONS = [
     Mutation("switch_labelled_as_a_value", "initlab/analysis/tables.py", '            return name if value else ""',
              '            return f"{name}={value}"', ("tests/test_analysis_models.py", "-k", "switch"),
              'a CNN\'s legend read "orthogonal embedding=False"'),
+    Mutation("derived_key_unexplained", "initlab/config/ranges.py", "        if isinstance(prop, property):",
+             "        if False:", ("tests/test_bad_input.py", "-k", "command_line_errors_are_one_line"),
+             "scheduler.mode=max refused without saying the mode follows the monitor"),
 ]
 
 

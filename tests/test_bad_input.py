@@ -132,6 +132,11 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
 
 
 # --- through train.py's own pre-check, as the user sees it ---------------------------------------
+PLATEAU_MODE = ("unknown scheduler parameter(s) mode for scheduler=reduce_on_plateau; valid: factor, min_lr, monitor, "
+                "patience, warmup_epochs; mode is not a parameter: ReduceLROnPlateau's mode follows the monitor: "
+                "max for an accuracy, min for a loss")
+
+
 @pytest.mark.parametrize("args,line", [
     (["init.factor=inf"], "init.factor must be finite and > 0, got inf"),
     (["init=normal", "init.std=inf"], "init.std must be finite and > 0, got inf"),
@@ -140,6 +145,9 @@ def test_every_float_field_refuses_non_finite_values(base, key, rng, kind, value
     (["seed=4294967296"], "seed must be in [0, 4294967295], got 4294967296"),
     (["init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode"),
     (["init=normal", "init.sd=1"], "unknown init parameter(s) sd for init=normal; valid: apply_to, embedding, std"),
+    # a key the schema derives from its fields (it was a parameter once): what it follows
+    (["scheduler=reduce_on_plateau", "scheduler.mode=max"], PLATEAU_MODE),
+    (["scheduler=reduce_on_plateau", "+scheduler.mode=max"], PLATEAU_MODE),
     (["dataset=blobs", "dataset.noise=0.1"], "unknown dataset parameter(s) noise for dataset=blobs; valid: "
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], f"unknown key deptth; valid top-level keys: {TOP_KEYS}"),

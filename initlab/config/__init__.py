@@ -25,13 +25,13 @@ from initlab.config.experiment import (SCHEMAS, TOP_LEVEL_KEYS, ExperimentConfig
                                        reject_unknown_top_level_keys, to_experiment)
 from initlab.config.init import InitConfig
 from initlab.config.model import MODELS, ModelConfig
-from initlab.config.ranges import (INT_MAX, SEED_MAX, Checked, ConfigError, Range, field_takes, number, numbers,
-                                   refused_field, takes)
+from initlab.config.ranges import (INT_MAX, SEED_MAX, Checked, ConfigError, Range, derived_note, field_takes, number,
+                                   numbers, refused_field, takes)
 from initlab.config.training import EarlyStoppingConfig, OptimizerConfig
 
 __all__ = ["DKS_NAMES", "INT_MAX", "LEAKY_RELU_SLOPE", "MODELS", "SCHEMAS", "SEED_MAX", "TOP_LEVEL_KEYS",
            "ActivationConfig", "ApplyTo", "BiasInit", "BranchInit", "Checked", "ConfigError", "ConvNorm",
-           "DatasetConfig", "Device", "EarlyStoppingConfig", "ExperimentConfig", "InitConfig", "KeptCheckpoint", "Loss",
-           "ModelConfig", "Norm", "Objective", "OptimizerConfig", "Range", "Transform", "check_transform", "dks_name",
-           "field_takes", "number", "numbers", "refused_field", "register_configs", "reject_unknown_top_level_keys",
-           "takes", "to_experiment"]
+           "DatasetConfig", "Device", "EarlyStoppingConfig", "ExperimentConfig", "InitConfig", "KeptCheckpoint",
+           "Loss", "ModelConfig", "Norm", "Objective", "OptimizerConfig", "Range", "Transform", "check_transform",
+           "derived_note", "dks_name", "field_takes", "number", "numbers", "refused_field", "register_configs",
+           "reject_unknown_top_level_keys", "takes", "to_experiment"]

@@ -16,7 +16,7 @@ from initlab.config.enums import BranchInit, Device, KeptCheckpoint, Loss, Objec
 from initlab.config.init import (GainConfig, InitConfig, LSUVConfig, NormalConfig, TruncNormalConfig,
                                  VarianceScalingConfig)
 from initlab.config.model import CNNConfig, MLPConfig, ModelConfig, ResMLPConfig, ResNet18Config, TransformerConfig
-from initlab.config.ranges import INT_MAX, SEED_MAX, Checked, _require, number
+from initlab.config.ranges import INT_MAX, SEED_MAX, Checked, _require, derived_note, number
 from initlab.config.training import (AdamConfig, CosineSchedulerConfig, EarlyStoppingConfig, LoggerConfig,
                                      OptimizerConfig, PlateauSchedulerConfig, RMSpropConfig, SchedulerConfig,
                                      SGDConfig, StepSchedulerConfig, TensorBoardConfig)
@@ -127,11 +127,12 @@ def _reject_unknown_keys(cfg: DictConfig) -> None:
     reject_unknown_top_level_keys(cfg)
     for group in (*SCHEMAS, "early_stopping"):
         node = cfg[group]
-        allowed = {f.name for f in fields(OmegaConf.get_type(node))}
+        schema = OmegaConf.get_type(node)
+        allowed = {f.name for f in fields(schema)}
         unknown = sorted(set(node.keys()) - allowed)
         where = f"for {group}={node.name}" if group in SCHEMAS else f"in {group}"
         _require(not unknown, f"unknown {group} parameter(s) {', '.join(unknown)} {where}; "
-                              f"valid: {', '.join(sorted(allowed - {'name'}))}")
+                              f"valid: {', '.join(sorted(allowed - {'name'}))}{derived_note(schema, unknown)}")
 
 
 def to_experiment(cfg: DictConfig) -> ExperimentConfig:

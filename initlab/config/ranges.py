@@ -13,7 +13,7 @@ import re
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Sequence
 
 from omegaconf import MISSING
 
@@ -150,6 +150,19 @@ def refused_field(err: Any, message: str) -> tuple[str, str]:
     if valid is None:
         return full, message
     return full, re.sub(r",? expected one of \[.*\]$", "", message.rstrip(".")) + f"; valid: {valid}"
+
+
+def derived_note(schema: Any, keys: Sequence[str]) -> str:
+    """For an unknown-key refusal: ``; KEY is not a parameter: WHY`` for each of ``keys`` that
+    ``schema`` computes from its fields as a property (reduce_on_plateau's ``mode`` follows its
+    monitor), WHY the property's first sentence; "" where none is."""
+    notes = []
+    for key in keys:
+        prop = getattr(schema, key, None) if isinstance(schema, type) else None
+        if isinstance(prop, property):
+            why = " ".join((prop.__doc__ or "").split()).split(". ")[0].rstrip(".")
+            notes.append(f"; {key} is not a parameter: {why or 'it follows from the others'}")
+    return "".join(notes)
 
 
 def check_fields(node: Any, prefix: str) -> None:

@@ -98,8 +98,8 @@ class PlateauSchedulerConfig(SchedulerConfig):
 
     @property
     def mode(self) -> str:
-        """ReduceLROnPlateau's mode: an accuracy improves upward, a loss downward (the other way
-        round would cut the lr while the monitor improves)."""
+        """ReduceLROnPlateau's mode follows the monitor: max for an accuracy, min for a loss. The
+        other way round would cut the lr while the monitor improves."""
         return "max" if self.monitor.value.endswith("_acc") else "min"
 
 
