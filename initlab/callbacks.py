@@ -2,8 +2,9 @@
 
 Before any job runs, every job of the sweep is composed and validated (``initlab.sweeps``); a bad
 one stops the sweep with one line and exit code 2. The job total is the number of jobs the basic
-sweeper launches, ``n_trials`` for the Optuna sweeper (whose jobs are checked at the corners of
-its search space, ``initlab.sweeps.search_jobs``), and unknown, so not shown, for other sweepers.
+sweeper launches, ``n_trials`` for the Optuna sweeper, cut to the grid's size under its grid
+sampler (``initlab.sweeps.trial_count``; its jobs are checked at the corners of its search space,
+``initlab.sweeps.search_jobs``), and unknown, so not shown, for other sweepers.
 A job's status (completed, diverged) is read from its result.json: under an optimizing sweeper a
 job returns its objective value, not the record.
 
@@ -39,7 +40,7 @@ from initlab.config import ConfigError
 from initlab.records import RESULT_JSON, FolderInUse, remove_temporaries, write_bytes_atomic, write_json_atomic
 from initlab.resume import was_skipped
 from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_job_records, check_search, search_jobs,
-                             sweep_jobs, validate_jobs)
+                             sweep_jobs, trial_count, validate_jobs)
 
 log = logging.getLogger("initlab.sweep")
 
@@ -155,14 +156,6 @@ def _remove_template_folder(folder: Optional[str]) -> None:
         pass
 
 
-def _trials(config: DictConfig) -> Optional[int]:
-    """The Optuna sweeper's ``n_trials``; None with its grid sampler, which may run fewer."""
-    sweeper = config.hydra.sweeper
-    if "GridSampler" in str(sweeper.get("sampler", {}).get("_target_", "")):
-        return None
-    return int(sweeper.n_trials)
-
-
 _monitor: Optional[Monitor] = None  # the launching process's monitor; None in worker processes
 
 
@@ -184,6 +177,7 @@ class SweepProgress(Callback):
         try:
             corners = search_jobs(config)
             check_search(config)
+            trials = trial_count(config)
             if jobs is not None or corners is not None:
                 experiments = validate_jobs(config, jobs if jobs is not None else corners)
             if jobs is not None:
@@ -197,7 +191,7 @@ class SweepProgress(Callback):
         checked = time.perf_counter() - tic
         sweep_dir.mkdir(parents=True, exist_ok=True)
         remove_temporaries(sweep_dir)  # a sweep killed while writing sweep.json
-        total = len(jobs) if jobs is not None else _trials(config) if corners is not None else None
+        total = len(jobs) if jobs is not None else trials
         meta = {"id": uuid.uuid4().hex[:12], "total": total, "start": time.time()}
         shutil.rmtree(sweep_dir / LEDGER, ignore_errors=True)  # ledgers of earlier sweeps into this folder
         (sweep_dir / LEDGER / meta["id"]).mkdir(parents=True)
@@ -207,8 +201,8 @@ class SweepProgress(Callback):
         if jobs is not None:
             log.info("[sweep] %d jobs in %s, all configs valid (checked in %.1f s)", len(jobs), sweep_dir, checked)
         elif corners is not None:
-            log.info("[sweep] search of %s trials in %s, the search space's %d corners valid (checked in %.1f s)",
-                     total or "?", sweep_dir, len(corners), checked)
+            log.info("[sweep] search of %d trials in %s, the search space's %d corners valid (checked in %.1f s)",
+                     total, sweep_dir, len(corners), checked)
         _stop_monitor()
         _monitor = Monitor(sweep_dir, meta, config.hydra.launcher.get("submitit_folder"))
         atexit.register(_stop_monitor)  # also after a failed job, when Hydra skips on_multirun_end

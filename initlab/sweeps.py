@@ -254,16 +254,9 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     """
     if not is_search(config):
         return None
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
     from optuna.distributions import CategoricalDistribution
 
-    sweeper = config.hydra.sweeper
-    arguments = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-    arguments += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
-    try:
-        distributions, fixed = create_params_from_overrides(arguments)
-    except (HydraException, ValueError, NotImplementedError) as err:  # Optuna's checks of the bounds
-        raise ConfigError(f"hydra/sweeper=optuna search space: {_one_line(err)}") from err
+    distributions, fixed = _search_space(config)
     fixed = [f"{k}={v}" for k, v in fixed.items() if k not in distributions]
     extremes = {name: (list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high])
                 for name, d in distributions.items()}
@@ -273,6 +266,45 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
         low = {name: values[0] for name, values in extremes.items()}
         corners = [{**low, name: value} for name, values in extremes.items() for value in values]
     return [fixed + [f"{name}={value}" for name, value in corner.items()] for corner in corners]
+
+
+def _search_space(config: DictConfig) -> tuple[dict, dict]:
+    """The Optuna sweeper's (distributions, fixed values) for ``config``'s sweeper params and task
+    overrides, parsed by the plugin's own ``create_params_from_overrides``. Raises ConfigError for
+    a search space Optuna refuses."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    sweeper = config.hydra.sweeper
+    arguments = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    arguments += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    try:
+        return create_params_from_overrides(arguments)
+    except (HydraException, ValueError, NotImplementedError) as err:  # Optuna's checks of the bounds
+        raise ConfigError(f"hydra/sweeper=optuna search space: {_one_line(err)}") from err
+
+
+def trial_count(config: DictConfig) -> Optional[int]:
+    """Trials an Optuna search of ``config`` runs: ``n_trials``, or with the grid sampler at most
+    its grid's size (the plugin cuts n_trials to it, listing each distribution's points with its
+    own ``_to_grid_sampler_choices``); None for other sweepers. Raises ConfigError for a searched
+    parameter the grid cannot list (an interval: the plugin's ValueError traceback otherwise).
+    """
+    if not is_search(config):
+        return None
+    sweeper = config.hydra.sweeper
+    if "GridSampler" not in str(sweeper.get("sampler", {}).get("_target_", "")):
+        return int(sweeper.n_trials)
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+    points = 1
+    for name, distribution in _search_space(config)[0].items():
+        try:
+            points *= len(OptunaSweeperImpl._to_grid_sampler_choices(None, distribution))
+        except (ValueError, AssertionError) as err:
+            raise ConfigError(f"hydra/sweeper/sampler=grid lists every value, but {name} is searched over an "
+                              f"interval ({type(distribution).__name__}); valid: {name}=choice(a,b,...) or "
+                              f"{name}=range(start,stop,step)") from err
+    return min(int(sweeper.n_trials), points)
 
 
 def apply_searchpath(config_name: Optional[str], overrides: list[str]) -> None:

@@ -453,6 +453,13 @@ MUTATIONS = [
     Mutation("derived_key_unexplained", "initlab/config/ranges.py", "        if isinstance(prop, property):",
              "        if False:", ("tests/test_bad_input.py", "-k", "command_line_errors_are_one_line"),
              "scheduler.mode=max refused without saying the mode follows the monitor"),
+    Mutation("grid_trials_uncounted", "initlab/sweeps.py", "    return min(int(sweeper.n_trials), points)",
+             "    return None", ("tests/test_search.py", "-k", "counts_the_trials"),
+             'the grid sampler\'s progress read "search of ? trials"'),
+    Mutation("grid_over_an_interval_unchecked", "initlab/cli.py",
+             "            trial_count(base)  # its grid sampler lists every searched value\n", "",
+             ("tests/test_search.py", "-k", "grid_over"),
+             "GridSampler only supports discrete distributions. (traceback)"),
 ]
 
 

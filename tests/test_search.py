@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 
 import analyze
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
 from conftest import CONF, compose_config, run_job, run_train, train_refused_in_process
 from jobfactory import write_job, write_search
 from initlab import objective
@@ -26,6 +28,7 @@ from initlab.config import register_configs
 from initlab.analysis import tables as analysis
 from initlab.analysis.figures import FAMILIES, Plotter
 from initlab.analysis.search import trials as search_trials
+from initlab.sweeps import trial_count
 
 TINY = ["+experiment=he_factor_search", "depth=2", "epochs=1", "model.width=16", "probe_size=100",
         "hydra.sweeper.n_trials=3"]
@@ -215,6 +218,36 @@ def test_every_sampler_composes_and_the_presets_are_seeded(choice, target, seed)
     assert sampler._target_ == target and sampler.get("seed") == seed
 
 
+def _search_config(*overrides: str):
+    """The sweep's base config as the launch composes it (task overrides kept, sweeps unexpanded)."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return GlobalHydra.instance().hydra.compose_config("config", list(overrides), run_mode=RunMode.MULTIRUN,
+                                                           with_log_configuration=False)
+
+
+GRID = ["hydra/sweeper=optuna_search", "hydra/sweeper/sampler=grid", "objective=train_acc"]
+
+
+@pytest.mark.parametrize("overrides, trials", [
+    (GRID + ["activation=choice(relu,tanh)", "init.factor=choice(1,2,4)"], 2 * 3),
+    (GRID + ["activation=choice(relu,tanh)", "depth=range(2,5)", "hydra.sweeper.n_trials=100"], 2 * 3),
+    (GRID + ["activation=choice(relu,tanh)", "init.factor=choice(1,2,4)", "hydra.sweeper.n_trials=4"], 4),
+    (GRID[:1] + GRID[2:] + ["init.factor=interval(1,4)", "hydra.sweeper.n_trials=5"], 5),
+])
+def test_the_sweep_counts_the_trials_the_plugin_will_run(overrides, trials):
+    """The grid sampler's progress read "search of ? trials": the plugin cuts n_trials to the
+    grid's size (every combination of the listed values: 2 activations x depths 2, 3, 4)."""
+    assert trial_count(_search_config(*overrides)) == trials
+
+
+def test_a_grid_over_an_interval_is_refused_in_one_line():
+    """Was the plugin's 'GridSampler only supports discrete distributions.' traceback."""
+    line = check_command_line(["-m", *GRID, "optimizer.lr=interval(0.01,0.1)"], CONF)
+    assert line == ("hydra/sweeper/sampler=grid lists every value, but optimizer.lr is searched over an interval "
+                    "(UniformDistribution); valid: optimizer.lr=choice(a,b,...) or optimizer.lr=range(start,stop,step)")
+
+
 @pytest.mark.slow
 def test_a_search_space_corner_out_of_range_or_a_missing_split_is_refused_before_any_trial(tmp_path):
     """Checked by the sweep callback on the search space's corners: no folder, exit 2, one line."""
@@ -238,6 +271,7 @@ def test_a_tiny_optuna_search_returns_each_jobs_objective_and_the_report_names_t
     assert done.returncode == 0, done.describe()
     log = done.stdout + done.stderr
     assert "[sweep] 3/3 jobs done" in log and "[sweep] finished in" in log and "3 completed, 0 diverged" in log
+    assert "search of 3 trials" in log and "alembic" not in log  # Optuna's database library's setup lines
     jobs = sorted(p.parent for p in sweep.glob("*/result.json"))
     assert len(jobs) == 3
     values = {}
