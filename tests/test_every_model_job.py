@@ -3,8 +3,8 @@
 Per model: the job completes; result.json's ``n_params`` is the registry-built model's parameter
 count; layers.csv holds, for every probed epoch, one row per site (the sites a forward pass of
 the registry-built model visits, in that order, by ``index``) and one ``weight`` row per
-Linear/Conv/Embedding weight no site names; ``layer`` numbers the hidden/output sites 1..n;
-the predicted columns are empty and ``theory_reason`` says why for every model but the plain
+Linear/Conv/Embedding weight or attention q/k/v projection that no site names; ``layer``
+numbers the hidden/output sites 1..n; the predicted columns are empty and ``theory_reason`` says why for every model but the plain
 MLP; epochs.csv's ``grad_norm`` is empty at epoch 0 and positive after; the job's log starts
 with the model summary. ResNet-18's rows include every ReLU's pre-activation.
 """
@@ -38,6 +38,16 @@ CASES = {
                     "model.dim_feedforward=16", "depth=1", "batch_size=32"],
 }
 WEIGHTED = (nn.Linear, nn.Conv2d, nn.Embedding)
+
+
+def weights_of(name: str, module: nn.Module) -> list[str]:
+    """The weight matrices ``module`` holds itself: a Linear/Conv/Embedding weight, or
+    MultiheadAttention's stacked q/k/v projection (its out_proj is a Linear of its own)."""
+    if isinstance(module, WEIGHTED):
+        return [f"{name}.weight"]
+    if isinstance(module, nn.MultiheadAttention):
+        return [f"{name}.in_proj_weight"]
+    return []
 PREDICTED = ("q_pred", "delta_rms_pred")
 
 
@@ -71,9 +81,11 @@ def test_every_model_trains_a_tiny_job_with_a_row_per_site(case, tmp_path, caplo
     # layers.csv: per probed epoch, the sites in forward order, then the unnamed weights
     assert set(dict(sites(model))) == {s for s, _, _ in forward_sites}, "every site runs in the forward pass"
     named = {w for _, _, w in forward_sites if w is not None}
-    all_weights = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, WEIGHTED)]
+    all_weights = [w for n, m in model.named_modules() for w in weights_of(n, m)]
     assert named <= set(all_weights), "a site names a weight the model does not have"
-    unnamed = [w[: -len(".weight")] for w in all_weights if w not in named]
+    unnamed = [w.removesuffix(".weight").removesuffix("_weight") for w in all_weights if w not in named]
+    if case == "transformer":  # the stacked q/k/v projection had no row at all
+        assert "encoder.layers.0.self_attn.in_proj" in unnamed
     hidden_output = [s for s, k, _ in forward_sites if k in ("hidden", "output")]
     layers = read_csv(tmp_path / "layers.csv")
     epochs = sorted({int(r["epoch"]) for r in layers})

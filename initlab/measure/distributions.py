@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from initlab.measure.probes import LAYER_KINDS, unmeasured_weights
+from initlab.measure.probes import LAYER_KINDS, unmeasured_weights, weight_row
 from initlab.models.sites import probing
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -85,7 +85,7 @@ def distribution_rows(model: nn.Module, x: torch.Tensor, epoch: int) -> list[dic
         blocks.append(finite_histogram(tap.post))
     named = {t.weight for t in taps if t.weight is not None}
     for j, w in enumerate(unmeasured_weights(model, named)):
-        meta.append((w[: -len(".weight")], "weight", len(taps) + j, None, "weight", False))
+        meta.append((weight_row(w), "weight", len(taps) + j, None, "weight", False))
         blocks.append(finite_quantiles(params[w]))
     values = torch.cat(blocks).tolist() if blocks else []  # the one host copy
     edges = [round(HIST_LO + b * (HIST_HI - HIST_LO) / BINS, 12) for b in range(BINS + 1)]  # -2.6, not -2.5999...

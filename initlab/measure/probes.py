@@ -6,8 +6,8 @@ with respect to the weights, their biases and the shifts gives weight gradients 
 delta = dL/dh without touching the parameters' ``.grad``. All statistics are stacked on the
 device and copied to the host once.
 
-Rows: one per site in forward order, then one of kind ``weight`` per Linear/Conv/Embedding
-weight that no site names. Tensors with positions pool over them: (N, C, H, W)
+Rows: one per site in forward order, then one of kind ``weight`` per weight matrix or kernel
+that no site names (``unmeasured_weights``). Tensors with positions pool over them: (N, C, H, W)
 feature maps and (N, T, D) sequences count every entry; ``frac_dead`` counts
 channels (maps) or features (sequences, vectors) zero on every probe entry.
 """
@@ -67,10 +67,20 @@ def channel_dim(t: torch.Tensor) -> int:
 
 
 def unmeasured_weights(model: nn.Module, named: set[str]) -> list[str]:
-    """Weights of Linear/Conv/Embedding modules no site names, in module order."""
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
-    return [f"{name}.weight" for name, m in model.named_modules()
-            if isinstance(m, kinds) and f"{name}.weight" not in named]
+    """Weight matrices and kernels no site names, in module order: every parameter of two or more
+    dimensions whose name ends in ``weight`` (Linear, Conv and Embedding weights, and
+    MultiheadAttention's stacked q/k/v ``in_proj_weight``, which no Linear holds); a norm's
+    per-feature scale is a vector and stays out."""
+    return [f"{name}.{p_name}" if name else p_name for name, m in model.named_modules()
+            for p_name, p in m.named_parameters(recurse=False)
+            if p_name.endswith("weight") and p.dim() >= 2 and (f"{name}.{p_name}" if name else p_name) not in named]
+
+
+def weight_row(weight: str) -> str:
+    """layers.csv's ``site`` of a weight no site names: its module (``encoder.layers.0.linear2``),
+    or for a parameter named otherwise its name without the suffix
+    (``encoder.layers.0.self_attn.in_proj``)."""
+    return weight.removesuffix(".weight").removesuffix("_weight")
 
 
 def measured_weights(model: nn.Module, x: torch.Tensor) -> list[str]:
@@ -171,7 +181,7 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
             ]))
             present.append([True] * 8 + [has_w, has_w, has_w and tap.weight in b_grads, True])
         for j, w in enumerate(extra):
-            rows.append(Row(w[: -len(".weight")], "weight", len(taps) + j, None, w))
+            rows.append(Row(weight_row(w), "weight", len(taps) + j, None, w))
             values = torch.full((len(PROBE_COLUMNS),), math.nan, dtype=torch.float64, device=x.device)
             values[_COL["weight_norm"]] = norm(params[w])
             values[_COL["grad_norm"]] = norm(w_grads[w])
