@@ -5,8 +5,9 @@ count; layers.csv holds, for every probed epoch, one row per site (the sites a f
 the registry-built model visits, in that order, by ``index``) and one ``weight`` row per
 Linear/Conv/Embedding weight or attention q/k/v projection that no site names; ``layer``
 numbers the hidden/output sites 1..n; the predicted columns are empty and ``theory_reason``
-says why for every model but the plain MLP; epochs.csv's ``grad_norm`` is empty at epoch 0 and positive after; the job's log starts
-with the model summary. ResNet-18's rows include every ReLU's pre-activation.
+says why for every model but the plain MLP; epochs.csv's ``grad_norm`` is empty at epoch 0 and
+positive after; the job's log starts with the model summary. ResNet-18's rows include every
+ReLU's pre-activation.
 """
 
 from __future__ import annotations
