@@ -267,7 +267,7 @@ MUTATIONS = [
              'trained = epochs[epochs["epoch"] >= 1]  # epoch 0', 'trained = epochs[epochs["epoch"] >= 0]  # epoch 0',
              (ANALYSIS, "-k", "convergence"), "the state at init counts as a trained epoch"),
     Mutation("best_loss_is_final", "initlab/analysis/tables.py",
-             'out[f"best_{split}_loss"] = trained[f"{split}_loss"].min()',
+             'out[f"best_{split}_loss"] = _with_final(trained, final, f"{split}_loss").min()',
              'out[f"best_{split}_loss"] = final[f"{split}_loss"]',
              (ANALYSIS, "-k", "convergence"), "best loss taken as the final one"),
     # P5: divergence, resume, validation, sweeps, analysis files and filters
@@ -464,6 +464,10 @@ MUTATIONS = [
              "p_name.endswith(\"weight\") and p.dim() >= 2", "p_name == \"weight\" and p.dim() >= 2",
              ("tests/test_every_model_job.py", "-k", "row_per_site and transformer"),
              "a transformer's in_proj_weight had no row in layers.csv, steps.csv or distributions.csv"),
+    Mutation("best_below_the_restored_final", "initlab/analysis/tables.py",
+             '        out[f"best_{split}_acc"] = _with_final(trained, final, f"{split}_acc").max()',
+             '        out[f"best_{split}_acc"] = trained[f"{split}_acc"].max()',
+             ("tests/test_analysis_models.py", "-k", "never_below"), "best_test_acc 0.103 beside final_test_acc 0.172"),
 ]
 
 

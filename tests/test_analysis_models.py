@@ -119,6 +119,20 @@ def test_convergence_is_measured_against_the_restored_best_epoch(tmp_path):
     assert row["convergence_epoch"] == first_epoch_at_95(curve[:4]) == 3
 
 
+@pytest.mark.parametrize("val", [True, False])
+def test_the_best_is_never_below_the_final_when_the_init_was_restored(tmp_path, val):
+    """lr 50 with early stopping: epoch 0 was the best and was restored; runs.csv read
+    final_test_acc 0.172 beside best_test_acc 0.103 (the best over trained epochs only)."""
+    curve = [0.172, 0.103, 0.1, 0.09]
+    write_job(tmp_path / "job", epochs=3, curve=curve, val=val, best_epoch=0, stopped_epoch=3, restored_best=True)
+    row = analysis.load([tmp_path]).runs.iloc[0]
+    split = "val" if val else "test"
+    assert row[f"final_{split}_acc"] == pytest.approx(0.172)
+    assert row[f"best_{split}_acc"] == pytest.approx(0.172)
+    for s in ("train", "test"):
+        assert row[f"best_{s}_acc"] >= row[f"final_{s}_acc"] and row[f"best_{s}_loss"] <= row[f"final_{s}_loss"]
+
+
 def test_a_diverged_run_has_no_convergence_speed(tmp_path):
     write_job(tmp_path / "job", epochs=3, status="diverged", curve=[0.1, 0.1, 0.1, 0.1])
     row = analysis.load([tmp_path]).runs.iloc[0]

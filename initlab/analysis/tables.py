@@ -338,7 +338,9 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
 
     The final metrics are the final model's: where early stopping restored the best weights
     (result.json ``restored_best``), those of ``best_epoch``; ``epochs_run`` is the last epoch trained.
-    A diverged run has no convergence speed (SPEED_COLUMNS are NaN).
+    The best metrics are over the trained epochs and the final model (restored at epoch 0, it is
+    the initial state, and a "best" below the final value would contradict it). A diverged run
+    has no convergence speed (SPEED_COLUMNS are NaN).
     """
     trained = epochs[epochs["epoch"] >= 1]  # epoch 0 is the state at init
     final = epochs.iloc[-1]
@@ -356,14 +358,14 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
     for split in ("train", "test"):
         out[f"final_{split}_acc"] = final[f"{split}_acc"]
         out[f"final_{split}_loss"] = final[f"{split}_loss"]
-        out[f"best_{split}_acc"] = trained[f"{split}_acc"].max()
-        out[f"best_{split}_loss"] = trained[f"{split}_loss"].min()
+        out[f"best_{split}_acc"] = _with_final(trained, final, f"{split}_acc").max()
+        out[f"best_{split}_loss"] = _with_final(trained, final, f"{split}_loss").min()
     # the reference study: first epoch within 95% of the peak train accuracy; the CNN study: of
     # the final test accuracy
     out["epochs_to_95_peak_train"] = _first_epoch_reaching(trained, "train_acc", 0.95 * out["best_train_acc"])
     out["epochs_to_95_final_test"] = _first_epoch_reaching(trained, "test_acc", 0.95 * out["final_test_acc"])
     if "val_acc" in epochs and epochs["val_acc"].notna().any():
-        out["final_val_acc"], out["best_val_acc"] = final["val_acc"], trained["val_acc"].max()
+        out["final_val_acc"], out["best_val_acc"] = final["val_acc"], _with_final(trained, final, "val_acc").max()
     out.update(convergence(epochs, final))
     if result["status"] == "diverged":  # its accuracies are chance or worse: reaching them is no convergence
         out.update(dict.fromkeys(SPEED_COLUMNS, math.nan))
@@ -375,6 +377,11 @@ def _outcome(result: dict, epochs: pd.DataFrame, row: dict) -> dict:
     out["device_name"] = result.get("device")
     out.update(_theory(result))
     return out
+
+
+def _with_final(trained: pd.DataFrame, final: pd.Series, column: str) -> pd.Series:
+    """``column`` over the trained epochs and the final model's row (NaN skipped by max/min)."""
+    return pd.concat([trained[column], pd.Series([final[column]], dtype=float)], ignore_index=True)
 
 
 def _theory(result: dict) -> dict:
