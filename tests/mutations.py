@@ -468,6 +468,10 @@ MUTATIONS = [
              '        out[f"best_{split}_acc"] = _with_final(trained, final, f"{split}_acc").max()',
              '        out[f"best_{split}_acc"] = trained[f"{split}_acc"].max()',
              ("tests/test_analysis_models.py", "-k", "never_below"), "best_test_acc 0.103 beside final_test_acc 0.172"),
+    Mutation("after_training_is_the_last_epoch", "initlab/analysis/figures/base.py",
+             '            final = final.where(~restored, rows["job"].map(runs["best_epoch"]))\n', "",
+             ("tests/test_analysis_models.py", "-k", "after_training"),
+             "act_std_vs_layer drew the last epoch, the tables the restored best one"),
 ]
 
 

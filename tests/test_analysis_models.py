@@ -200,6 +200,24 @@ def kept_plotter(root: Path, out: Path, **kw) -> Plotter:
     return plotter
 
 
+def test_after_training_is_the_final_model_the_tables_describe(tmp_path):
+    """A cnn sweep with early stopping: act_std_vs_layer's "after training" panel drew the last
+    trained epoch (4) while runs.csv's final metrics were the restored best epoch's (2)."""
+    root = tmp_path / "sweep"
+    write_job(root / "seed=0", seed=0, depth=3, epochs=4, val=True, best_epoch=2, stopped_epoch=4,
+              restored_best=True, overrides=["seed=0"])
+    write_job(root / "seed=1", seed=1, depth=3, epochs=4, val=True, overrides=["seed=1"])
+    write_job(root / "seed=2", seed=2, depth=3, epochs=3, val=True, best_epoch=0, stopped_epoch=3,
+              restored_best=True, overrides=["seed=2"])
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    plotter = kept_plotter(root, tmp_path / "out")
+    rows = plotter._detail_layers()
+    when = {(job.split("=")[-1], w): sorted(set(part["epoch"])) for (job, w), part in rows.groupby(["job", "when"])}
+    assert when[("0", "end of training")] == [2] and when[("0", "middle of training")] == [2]
+    assert when[("1", "end of training")] == [4] and when[("1", "middle of training")] == [2]
+    assert when[("2", "end of training")] == [0] and when[("2", "at init")] == [0]  # restored to its init
+
+
 def test_plain_vs_residual_points_are_the_mean_over_seeds(tmp_path):
     root = model_sweep(tmp_path / "sweep", depths=(2, 6, 12), seeds=(0, 1, 2))
     plotter = kept_plotter(root, tmp_path / "out")

@@ -348,6 +348,17 @@ class PlotterBase:
         labels = [f"{a}, {m}" for m in models for a in order]
         return data.assign(panel=data[by].astype(str) + ", " + data["model"].astype(str)), "panel", labels
 
+    def _final_epoch(self, rows: pd.DataFrame) -> pd.Series:
+        """Per row of ``rows`` (a ``job`` column), the epoch of its run's final model: the restored
+        best epoch where early stopping restored one (the tables' final metrics are that epoch's),
+        else the run's last epoch in ``rows``."""
+        final = rows.groupby("job")["epoch"].transform("max")
+        if "restored_best" in self.runs:
+            runs = self.runs.set_index("job")
+            restored = rows["job"].map(runs["restored_best"].eq(True)).fillna(False).astype(bool)
+            final = final.where(~restored, rows["job"].map(runs["best_epoch"]))
+        return final
+
     def _present(self, group: str, data: pd.DataFrame) -> list[str]:
         return [x for x in self.order[group] if x in set(data[group])]
 

@@ -39,7 +39,7 @@ class HeFactorFigures:
         ep["factor"] = ep["job"].map(factor)
         layers = self.layers[self.layers["job"].isin(factor.index)]
         layers = layers.assign(factor=layers["job"].map(factor),
-                               end=layers["epoch"] == layers.groupby("job")["epoch"].transform("max"))
+                               end=layers["epoch"] == self._final_epoch(layers))
         fig, axes = plt.subplots(3, 2, figsize=(WIDTH, 7.5), layout="constrained")
         for ax, metric in zip(axes[0], ("accuracy", "loss")):
             data = ep[ep["metric"] == metric]

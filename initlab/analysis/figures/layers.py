@@ -42,7 +42,9 @@ class LayerFigures:
 
     # --- per-layer pictures at the detail depths ----------------------------------------------
     def _detail_layers(self, hidden_only: bool = True) -> pd.DataFrame:
-        """Layer rows at init, mid-training and the last epoch of each run at the detail depths.
+        """Layer rows at init, mid-training (half the last trained epoch) and the end of training
+        (the final model: the restored best epoch where early stopping restored one, as the tables'
+        final metrics; else the last epoch) of each run at the detail depths.
 
         ``hidden_only``: the sites of kind hidden (each nonlinearity's input and output: an MLP's
         hidden layers, a residual net's activations), so that one line follows one kind of signal
@@ -53,10 +55,11 @@ class LayerFigures:
         layers = self.layers[self.layers["depth"].isin(self.detail)]
         layers = layers[layers["kind"].isin(["hidden"] if hidden_only else ["hidden", "output"])]
         layers = layers.dropna(subset=[self._x])
-        last = layers.groupby("job")["epoch"].transform("max")
-        when = np.select([layers["epoch"] == 0, layers["epoch"] == last // 2, layers["epoch"] == last],
-                         ["at init", "middle of training", "end of training"], "")
-        return layers.assign(when=when)[when != ""]
+        last, final = layers.groupby("job")["epoch"].transform("max"), self._final_epoch(layers)
+        middle = layers[(layers["epoch"] == last // 2) & (layers["epoch"] != 0)]
+        end = layers[(layers["epoch"] == final) & ((final > 0) | (final < last))]  # epochs=0: init only
+        return pd.concat([layers[layers["epoch"] == 0].assign(when="at init"),
+                          middle.assign(when="middle of training"), end.assign(when="end of training")])
 
     def _by_layer(self, data: pd.DataFrame, y: str, ylabel: str, name: str, caption: str, log: bool,
                   row: Optional[str] = None, row_labels: Optional[dict] = None, col: str = "activation",
@@ -163,6 +166,17 @@ class LayerFigures:
         for k, line in enumerate(lines):
             line.set_markevery((k % step, step))
 
+    def _end_note(self, part: pd.DataFrame) -> str:
+        """A caption's sentence where early stopping restored a run of ``part`` (rows of
+        ``_detail_layers``) to its best epoch, whose statistics then stand for the end of training."""
+        if "restored_best" not in self.runs:
+            return ""
+        restored = self.runs.loc[self.runs["restored_best"].eq(True), "job"]
+        if not part["job"].isin(restored).any():
+            return ""
+        return (" The end of training is the final model, as in the tables: where early stopping restored "
+                "the best epoch, that epoch's weights.")
+
     def act_std_vs_layer(self) -> list[Figure]:
         """Figure 3b: the signal-propagation picture, at init and after training."""
         data = self._detail_layers()
@@ -170,7 +184,7 @@ class LayerFigures:
         return [self._by_layer(
             data[data["depth"] == d], "act_std", "post-activation std", f"act_std_vs_layer_depth{d}",
             f"Post-activation std per hidden layer at init (top) and after training (bottom), depth {d}, "
-            f"log scale.", True,
+            f"log scale.{self._end_note(data[data['depth'] == d])}", True,
             row="when", row_labels={"at init": "at init", "end of training": "after training"})
             for d in self.detail]
 
@@ -187,7 +201,8 @@ class LayerFigures:
                 + ("activation site (its weight: the layer feeding it) and the output" if self.by_site
                    else f"layer (layer {d + 1} is the output layer)")
                 + f" at init, mid-training (epoch {', '.join(map(str, middle))}: half of each run's last epoch, "
-                  f"rounded down) and the last epoch, depth {d}, log scale.", True, row="activation",
+                  f"rounded down) and the end of training, depth {d}, log scale.{self._end_note(part)}", True,
+                row="activation",
                 row_labels={a: a for a in self._present("activation", part)}, col="when",
                 col_order=["at init", "middle of training", "end of training"]))
         return figures
@@ -230,7 +245,8 @@ class LayerFigures:
             fig = self._by_layer(
                 data[data["depth"] == d].dropna(subset=["value"]), "value", "fraction",
                 f"dead_saturated_vs_layer_depth{d}",
-                f"Per hidden layer, one row each: {what}; at init (solid) and after training (dashed), depth {d}.",
+                f"Per hidden layer, one row each: {what}; at init (solid) and after training (dashed), depth {d}."
+                + self._end_note(data[data["depth"] == d]),
                 False, row="stat", row_labels=rows, style="when", ylim=(-0.03, 1.03))
             figures.append(fig)
         return figures
