@@ -72,14 +72,27 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.detail_depth and min(args.detail_depth) < 1:
         p.error(f"--detail-depth {' '.join(map(str, args.detail_depth))}: valid: depths >= 1")
     args.paths, args.filters = [], {}
+    given: dict[str, tuple[str, str]] = {}  # key -> (as written, its values)
+
+    def add(key: str, values: str, spelled: str) -> None:
+        """One filter; a key given twice would keep only its last values (depth=8 depth=3: depth 3)."""
+        if key in given:
+            first, earlier = given[key]
+            raise ValueError(f"{first} and {spelled}: {key} filtered twice; valid: its values at once, "
+                             f"{key}={earlier},{values}")
+        given[key] = (spelled, values)
+        args.filters[key] = split_values(values)
+
     try:
         for item in args.items:
             key, sep, values = item.partition("=")
             if _exists(item) or not sep or "/" in key:
                 args.paths.append(Path(item))
             else:
-                args.filters[key.removeprefix("filter.")] = split_values(values)
-        args.filters.update({k: split_values(v) for k in ("activation", "init", "depth") if (v := getattr(args, k))})
+                add(key.removeprefix("filter."), values, item)
+        for key in ("activation", "init", "depth"):
+            if getattr(args, key):
+                add(key, getattr(args, key), f"--{key} {getattr(args, key)}")
     except ValueError as err:
         p.error(str(err))
     args.filters = dict(sorted(args.filters.items()))  # one folder per filter, whatever the order written

@@ -472,6 +472,8 @@ MUTATIONS = [
              '            final = final.where(~restored, rows["job"].map(runs["best_epoch"]))\n', "",
              ("tests/test_analysis_models.py", "-k", "after_training"),
              "act_std_vs_layer drew the last epoch, the tables the restored best one"),
+    Mutation("filter_given_twice_kept_the_last", "analyze.py", "        if key in given:", "        if False:",
+             ("tests/test_analyze_files.py", "-k", "out_of_range"), "analyze.py sw depth=8 depth=3 analysed depth 3"),
 ]
 
 

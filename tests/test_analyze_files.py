@@ -200,6 +200,10 @@ def test_an_output_folder_that_is_a_job_is_refused(tmp_path, capsys):
     (["--detail-depth", "7"], "error: --detail-depth 7: no run has that depth; valid: 3"),
     (["--margin", "-5"], "--margin -5.0: valid: a number in [0, 1) (an accuracy above chance)"),
     (["--detail-depth", "0"], "--detail-depth 0: valid: depths >= 1"),
+    # a filter given twice kept its last values: "depth=8 depth=3" analysed depth 3 alone, silently
+    (["depth=8", "depth=3"], "depth=8 and depth=3: depth filtered twice; valid: its values at once, depth=8,3"),
+    (["init=a", "--init", "b,c"], "init=a and --init b,c: init filtered twice; valid: its values at once, init=a,b,c"),
+    (["filter.seed=0", "seed=1"], "filter.seed=0 and seed=1: seed filtered twice; valid: its values at once, seed=0,1"),
 ])
 def test_analysis_options_out_of_range_are_refused_in_one_line(tmp_path, capsys, args, line):
     root = sweep_of_two(tmp_path / "sweep")
