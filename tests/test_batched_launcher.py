@@ -247,6 +247,29 @@ def test_a_job_left_alone_by_max_members_is_logged_as_such(caplog):
     assert "[batched] group 3: job #4 alone: no other job shares its model, data and schedule" in lines, lines
 
 
+def test_the_group_sizes_are_logged_in_the_order_the_groups_are_listed(caplog):
+    """'sizes 2 1 1' was printed above groups listed as 1 job, 1 job, 2 jobs."""
+    from hydra import compose, initialize_config_dir
+
+    import initlab.sweeps  # noqa: F401  (registers the initlab_subdir resolver of hydra.sweep.subdir)
+    from hydra_plugins.initlab_batched_launcher._core import plan_groups
+    from initlab.config import register_configs
+
+    register_configs()
+    runs = [["depth=3"], ["depth=4"]] + [["depth=2", f"seed={seed}"] for seed in range(2)]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        configs = [compose("config", overrides=run, return_hydra_config=True) for run in runs]
+    for num, cfg in enumerate(configs):
+        cfg.hydra.job.num = num
+    with caplog.at_level("INFO"):
+        assert plan_groups(configs, 8) == [[0], [1], [2, 3]]
+    lines = [r.getMessage() for r in caplog.records]
+    assert "[batched] 4 jobs in 3 groups (max_members=8; sizes 1 1 2)" in lines, lines
+    assert [line.split(":")[0] for line in lines if line.startswith("[batched] group")] == \
+        [f"[batched] group {n}" for n in (1, 2, 3)]
+    assert "[batched] group 3: 2 jobs #2 #3" in lines, lines
+
+
 def test_max_members_below_one_is_refused_in_one_line():
     done = train_refused_in_process("-m", "hydra/launcher=batched", "hydra.launcher.max_members=0", "seed=0,1")
     assert done.returncode == 2

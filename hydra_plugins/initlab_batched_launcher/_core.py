@@ -97,7 +97,7 @@ def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], grou
                 max_members: Optional[int], ens: Any, twins: dict[int, int]) -> None:
     from initlab.config import ConfigError, to_experiment
 
-    sizes = sorted((len(g) for g in groups), reverse=True)
+    sizes = [len(g) for g in groups]  # in the order the groups are listed below and run
     log.info("[batched] %d jobs in %d groups (max_members=%s; sizes %s)", len(configs), len(groups),
              "auto" if max_members is None else max_members, " ".join(map(str, sizes)))
     for number, group in enumerate(groups, start=1):
