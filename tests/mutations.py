@@ -476,7 +476,8 @@ MUTATIONS = [
              ("tests/test_analyze_files.py", "-k", "out_of_range"), "analyze.py sw depth=8 depth=3 analysed depth 3"),
     Mutation("group_sizes_out_of_order", "hydra_plugins/initlab_batched_launcher/_core.py",
              "    sizes = [len(g) for g in groups]", "    sizes = sorted((len(g) for g in groups), reverse=True)",
-             ("tests/test_batched_launcher.py", "-k", "sizes_are_logged"), "'sizes 2 1 1' above groups of 1, 1, 2 jobs"),
+             ("tests/test_batched_launcher.py", "-k", "sizes_are_logged"),
+             "'sizes 2 1 1' above groups of 1, 1, 2 jobs"),
 ]
 
 
