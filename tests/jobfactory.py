@@ -90,13 +90,15 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
               curve: Optional[list[float]] = None, attempts: int = 1, attempt_column: bool = True,
               best_epoch: Optional[int] = None, stopped_epoch: Optional[int] = None, restored_best: bool = False,
               lr: Optional[list[float]] = None, steps_per_epoch: int = 0, distributions: bool = False,
-              presets: Optional[dict] = None) -> Path:
+              presets: Optional[dict] = None, planned_epochs: Optional[int] = None) -> Path:
     """One finished job in ``path``; returns ``path``.
 
     ``gain`` overrides layer_gain (0.001 with depth 500 underflows to exact zeros);
     ``status="diverged"`` makes the last epoch's losses and accuracies NaN; ``frac_dead``/``jacobian``/
     ``theory``/``rows`` False write a job as older initlab versions did, and so do ``site_columns``/``grad_norm``
     False (layers.csv without site/kind/index, epochs.csv without grad_norm) and ``n_params=None``.
+    ``planned_epochs``: the config's ``epochs`` where the run ended before it (early stopping at
+    ``stopped_epoch`` = ``epochs``), else ``epochs``.
     ``presets`` (group -> option, e.g. {"deep_plain": "relu_he"}) are Hydra runtime choices of
     preset groups, which set other groups and have no node of their own in the config.
     ``model`` (with ``model_params`` over conf/model/<model>.yaml, or a plain dict where no YAML
@@ -114,9 +116,9 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
         g *= math.sqrt(init_params["factor"] / 2)
     config = {"activation": group("activation", activation), "init": group("init", init, **(init_params or {})),
               "dataset": group("dataset", "digits"), "optimizer": group("optimizer", optimizer, **(optimizer_params or {})),
-              "model": _model_group(model, model_params), "depth": depth, "epochs": epochs, "batch_size": 128,
-              "seed": seed, "device": "cpu", "probe_size": 50, "threads": 1, "resume": True, "checkpoint": "none",
-              "jacobian_every": 0}
+              "model": _model_group(model, model_params), "depth": depth, "epochs": planned_epochs or epochs,
+              "batch_size": 128, "seed": seed, "device": "cpu", "probe_size": 50, "threads": 1, "resume": True,
+              "checkpoint": "none", "jacobian_every": 0}
 
     # epochs.csv: accuracy rises to a plateau that is high where the signal is preserved
     reach = depth / 5 if model == "mlp" else depth / 50  # the skip paths carry the signal of deep residual nets

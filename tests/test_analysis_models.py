@@ -218,6 +218,21 @@ def test_after_training_is_the_final_model_the_tables_describe(tmp_path):
     assert when[("2", "end of training")] == [0] and when[("2", "at init")] == [0]  # restored to its init
 
 
+@pytest.mark.parametrize("stopped", [True, False])
+def test_curves_say_when_later_epochs_average_fewer_seeds(tmp_path, stopped):
+    """Seed 1 stopped at epoch 3 of 4: the epoch-4 point was seed 0 alone, its band gone, under a
+    caption that still read "mean over seeds with the 95% t-interval"."""
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        end = 3 if stopped and seed == 1 else 4
+        write_job(root / f"seed={seed}", seed=seed, epochs=end, planned_epochs=4, val=True, overrides=[f"seed={seed}"],
+                  **({"best_epoch": 2, "stopped_epoch": 3} if end == 3 else {}))
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    [figure] = kept_plotter(root, tmp_path / "out").curves("activation")
+    assert ("Where a seed's run ended earlier (early stopping or divergence), the later points average the seeds "
+            "still training, and one seed draws no band." in figure.caption) == stopped
+
+
 def test_plain_vs_residual_points_are_the_mean_over_seeds(tmp_path):
     root = model_sweep(tmp_path / "sweep", depths=(2, 6, 12), seeds=(0, 1, 2))
     plotter = kept_plotter(root, tmp_path / "out")

@@ -348,6 +348,16 @@ class PlotterBase:
         labels = [f"{a}, {m}" for m in models for a in order]
         return data.assign(panel=data[by].astype(str) + ", " + data["model"].astype(str)), "panel", labels
 
+    @staticmethod
+    def _uneven_seeds_note(rows: pd.DataFrame, line: list[str]) -> str:
+        """A caption's sentence where runs averaged into one line (``line``: the columns that tell
+        lines apart) end at different epochs: past the earliest end, fewer seeds make the mean."""
+        ends = rows.groupby([*line, "job"])["epoch"].max()
+        if not (ends.groupby(level=list(range(len(line)))).nunique() > 1).any():
+            return ""
+        return (" Where a seed's run ended earlier (early stopping or divergence), the later points average "
+                "the seeds still training, and one seed draws no band.")
+
     def _final_epoch(self, rows: pd.DataFrame) -> pd.Series:
         """Per row of ``rows`` (a ``job`` column), the epoch of its run's final model: the restored
         best epoch where early stopping restored one (the tables' final metrics are that epoch's),

@@ -52,7 +52,8 @@ class CurveFigures:
                 f"{by} {name}: test (solid) and train (dashed) accuracy and loss per epoch, one line per {hue}, "
                 f"one row per depth; epoch 0 is the untrained network. Accuracy: mean over seeds with the 95% "
                 f"t-interval; loss (log scale): geometric mean with the interval of the logs. Train values are "
-                f"over each epoch's steps as the weights changed, test values after the epoch."),
+                f"over each epoch's steps as the weights changed, test values after the epoch."
+                + self._uneven_seeds_note(self.epochs[self.epochs[by] == name], [hue, "depth"])),
                 f"Training curves by {by}"))
         return figures
 
