@@ -58,7 +58,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "keeps runs whose runs.csv column KEY is one of the values (numbers to a relative 1e-9, "
                         "lists such as [0.5,0.9] element by element; quote a value with commas: job=\"'a=1,b=2'\")")
     for key in ("activation", "init", "depth"):
-        p.add_argument(f"--{key}", help=f"same as {key}=VALUES")
+        p.add_argument(f"--{key}", action="append", help=f"same as {key}=VALUES")
     p.add_argument("-o", "--out", type=Path, help="output folder (default PATH/analysis)")
     p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"],
                    help="figure formats besides the PNG the report embeds")
@@ -78,8 +78,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         """One filter; a key given twice would keep only its last values (depth=8 depth=3: depth 3)."""
         if key in given:
             first, earlier = given[key]
-            raise ValueError(f"{first} and {spelled}: {key} filtered twice; valid: its values at once, "
-                             f"{key}={earlier},{values}")
+            both = ",".join(dict.fromkeys(split_values(earlier) + split_values(values)))
+            raise ValueError(f"{first} and {spelled}: {key} filtered twice; valid: its values at once, {key}={both}")
         given[key] = (spelled, values)
         args.filters[key] = split_values(values)
 
@@ -91,8 +91,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
             else:
                 add(key.removeprefix("filter."), values, item)
         for key in ("activation", "init", "depth"):
-            if getattr(args, key):
-                add(key, getattr(args, key), f"--{key} {getattr(args, key)}")
+            for values in getattr(args, key) or []:  # --depth 1 --depth 3: twice, as depth=1 depth=3
+                add(key, values, f"--{key} {values}")
     except ValueError as err:
         p.error(str(err))
     args.filters = dict(sorted(args.filters.items()))  # one folder per filter, whatever the order written

@@ -40,7 +40,7 @@ from initlab.config import ConfigError
 from initlab.records import RESULT_JSON, FolderInUse, remove_temporaries, write_bytes_atomic, write_json_atomic
 from initlab.resume import was_skipped
 from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_job_records, check_search, search_jobs,
-                             sweep_jobs, trial_count, validate_jobs)
+                             grid_size, sweep_jobs, trial_count, validate_jobs)
 
 log = logging.getLogger("initlab.sweep")
 
@@ -177,7 +177,7 @@ class SweepProgress(Callback):
         try:
             corners = search_jobs(config)
             check_search(config)
-            trials = trial_count(config)
+            trials, grid = trial_count(config), grid_size(config)
             if jobs is not None or corners is not None:
                 experiments = validate_jobs(config, jobs if jobs is not None else corners)
             if jobs is not None:
@@ -203,6 +203,10 @@ class SweepProgress(Callback):
         elif corners is not None:
             log.info("[sweep] search of %d trials in %s, the search space's %d corners valid (checked in %.1f s)",
                      total, sweep_dir, len(corners), checked)
+            if grid is not None and total < grid:
+                log.warning("[sweep] the grid sampler runs %d of its %d points, chosen at random and unseeded "
+                            "(optuna's GridSampler): a rerun may train others; n_trials >= %d runs the whole grid",
+                            total, grid, grid)
         _stop_monitor()
         _monitor = Monitor(sweep_dir, meta, config.hydra.launcher.get("submitit_folder"))
         atexit.register(_stop_monitor)  # also after a failed job, when Hydra skips on_multirun_end

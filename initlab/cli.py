@@ -304,8 +304,9 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
         except (ConfigCompositionException, OverrideParseException):  # another override is bad too
             choice = "?"
         valid.remove("name")
+        derived = [derived_note(k, [key]) for k in (kind, *SCHEMAS[parent[0]].values())]  # a swept choice's too
         line = (f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
-                + derived_note(kind, [key]))
+                + next((note for note in derived if note), ""))
         if parent[0] in swept and any(key in {f.name for f in fields(k)} for k in SCHEMAS[parent[0]].values()):
             lacking = _choices_without(parent[0], key, rest)
             line += (f" (Hydra composes a sweep's base config with {parent[0]}={choice}, not the swept ones: "

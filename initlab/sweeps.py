@@ -285,15 +285,23 @@ def _search_space(config: DictConfig) -> tuple[dict, dict]:
 
 def trial_count(config: DictConfig) -> Optional[int]:
     """Trials an Optuna search of ``config`` runs: ``n_trials``, or with the grid sampler at most
-    its grid's size (the plugin cuts n_trials to it, listing each distribution's points with its
-    own ``_to_grid_sampler_choices``); None for other sweepers. Raises ConfigError for a searched
-    parameter the grid cannot list (an interval: the plugin's ValueError traceback otherwise).
-    """
+    its grid's size (the plugin cuts n_trials to it); None for other sweepers. Raises ConfigError
+    for a searched parameter the grid cannot list (``grid_size``)."""
     if not is_search(config):
         return None
-    sweeper = config.hydra.sweeper
-    if "GridSampler" not in str(sweeper.get("sampler", {}).get("_target_", "")):
-        return int(sweeper.n_trials)
+    size = grid_size(config)
+    n_trials = int(config.hydra.sweeper.n_trials)
+    return n_trials if size is None else min(n_trials, size)
+
+
+def grid_size(config: DictConfig) -> Optional[int]:
+    """The number of points of an Optuna grid sampler's grid (every combination of the listed
+    values, each distribution's points as the plugin lists them with its own
+    ``_to_grid_sampler_choices``); None for another sampler or sweeper. Raises ConfigError for a
+    searched parameter the grid cannot list (an interval: the plugin's ValueError traceback
+    otherwise)."""
+    if not is_search(config) or "GridSampler" not in str(config.hydra.sweeper.get("sampler", {}).get("_target_", "")):
+        return None
     from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 
     points = 1
@@ -304,7 +312,7 @@ def trial_count(config: DictConfig) -> Optional[int]:
             raise ConfigError(f"hydra/sweeper/sampler=grid lists every value, but {name} is searched over an "
                               f"interval ({type(distribution).__name__}); valid: {name}=choice(a,b,...) or "
                               f"{name}=range(start,stop,step)") from err
-    return min(int(sweeper.n_trials), points)
+    return points
 
 
 def apply_searchpath(config_name: Optional[str], overrides: list[str]) -> None:

@@ -204,6 +204,9 @@ def test_an_output_folder_that_is_a_job_is_refused(tmp_path, capsys):
     (["depth=8", "depth=3"], "depth=8 and depth=3: depth filtered twice; valid: its values at once, depth=8,3"),
     (["init=a", "--init", "b,c"], "init=a and --init b,c: init filtered twice; valid: its values at once, init=a,b,c"),
     (["filter.seed=0", "seed=1"], "filter.seed=0 and seed=1: seed filtered twice; valid: its values at once, seed=0,1"),
+    (["--depth", "1", "--depth", "3"], "--depth 1 and --depth 3: depth filtered twice; valid: its values at once, "
+                                       "depth=1,3"),  # argparse kept the last one
+    (["depth=3,8", "depth=3"], "depth=3,8 and depth=3: depth filtered twice; valid: its values at once, depth=3,8"),
 ])
 def test_analysis_options_out_of_range_are_refused_in_one_line(tmp_path, capsys, args, line):
     root = sweep_of_two(tmp_path / "sweep")

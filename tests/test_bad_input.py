@@ -374,6 +374,9 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     (["init=glob(he_*)", "init.factr=1"], "unknown init parameter(s) factr for init=he_normal; "
                                           "valid: apply_to, embedding, factor, mode"),
     (["init=orthogonal,xavier_normal", "init.gain=2"], SWEPT_GAIN),
+    # a key a swept choice derives: its note though the base config (scheduler=none) has no such property
+    (["scheduler=reduce_on_plateau,step", "scheduler.mode=max"], "unknown scheduler parameter(s) mode for "
+     "scheduler=none; valid: warmup_epochs" + PLATEAU_MODE.split("warmup_epochs")[1]),
     # ++ on choices of which one lacks the key: the hint led to "unknown init parameter(s) gain" per job
     (["init=he_normal,orthogonal,zero", "init.gain=2"], SWEPT_GAIN.split(": set a parameter")[0] + ": ++init.gain=... "
      "sets it on every swept choice, but init=he_normal, init=zero have no gain (their jobs would be refused): sweep "

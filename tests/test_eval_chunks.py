@@ -47,6 +47,16 @@ def test_mlp_keeps_the_largest_chunk_and_shares_it_among_members(compose_cfg):
     assert eval_rows(model, data.x_test[:1], members=10**9) == 1
 
 
+def test_attention_scores_count_though_no_module_outputs_them(compose_cfg):
+    """A transformer on 256-token sequences: heads x T x T float32 scores are 1 MiB an example
+    (4 x 256 x 256 x 4 B), where its widest module output is 64 KiB (256 x 64 floats); chunks of
+    128 held 128 MiB of scores a layer (the peak memory grew by 243 MiB)."""
+    model, data = _model_and_data(compose_cfg, "model=transformer", "model.nhead=4", "model.d_model=64",
+                                  "dataset=majority", "dataset.seq_len=256", "dataset.n_train=64",
+                                  "dataset.n_test=32", "depth=1")
+    assert eval_rows(model, data.x_test[:1]) == 16 * MIB // (4 * 256 * 256 * 4) == 16
+
+
 def test_eval_rows_restores_the_mode_and_removes_its_hooks(compose_cfg):
     model, data = _model_and_data(compose_cfg, "model=cnn", "model.norm=batchnorm", "dataset=shapes",
                                   "dataset.n_test=50")

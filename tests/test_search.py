@@ -28,7 +28,7 @@ from initlab.config import register_configs
 from initlab.analysis import tables as analysis
 from initlab.analysis.figures import FAMILIES, Plotter
 from initlab.analysis.search import trials as search_trials
-from initlab.sweeps import trial_count
+from initlab.sweeps import grid_size, trial_count
 
 TINY = ["+experiment=he_factor_search", "depth=2", "epochs=1", "model.width=16", "probe_size=100",
         "hydra.sweeper.n_trials=3"]
@@ -229,16 +229,27 @@ def _search_config(*overrides: str):
 GRID = ["hydra/sweeper=optuna_search", "hydra/sweeper/sampler=grid", "objective=train_acc"]
 
 
-@pytest.mark.parametrize("overrides, trials", [
-    (GRID + ["activation=choice(relu,tanh)", "init.factor=choice(1,2,4)"], 2 * 3),
-    (GRID + ["activation=choice(relu,tanh)", "depth=range(2,5)", "hydra.sweeper.n_trials=100"], 2 * 3),
-    (GRID + ["activation=choice(relu,tanh)", "init.factor=choice(1,2,4)", "hydra.sweeper.n_trials=4"], 4),
-    (GRID[:1] + GRID[2:] + ["init.factor=interval(1,4)", "hydra.sweeper.n_trials=5"], 5),
+@pytest.mark.parametrize("overrides, trials, grid", [
+    (GRID + ["activation=choice(relu,tanh)", "init.factor=choice(1,2,4)"], 2 * 3, 6),
+    (GRID + ["activation=choice(relu,tanh)", "depth=range(2,5)", "hydra.sweeper.n_trials=100"], 2 * 3, 6),
+    (GRID + ["activation=choice(relu,tanh)", "init.factor=choice(1,2,4)", "hydra.sweeper.n_trials=4"], 4, 6),
+    (GRID[:1] + GRID[2:] + ["init.factor=interval(1,4)", "hydra.sweeper.n_trials=5"], 5, None),
 ])
-def test_the_sweep_counts_the_trials_the_plugin_will_run(overrides, trials):
+def test_the_sweep_counts_the_trials_the_plugin_will_run(overrides, trials, grid):
     """The grid sampler's progress read "search of ? trials": the plugin cuts n_trials to the
     grid's size (every combination of the listed values: 2 activations x depths 2, 3, 4)."""
-    assert trial_count(_search_config(*overrides)) == trials
+    config = _search_config(*overrides)
+    assert trial_count(config) == trials and grid_size(config) == grid
+
+
+@pytest.mark.slow
+def test_a_grid_cut_short_says_its_points_are_drawn_at_random(tmp_path):
+    """n_trials=2 of a 4-point grid: three reruns trained three different pairs, nothing said so."""
+    done = run_train("-m", *GRID, "dataset=moons", "epochs=1", "depth=2,3", "optimizer.lr=0.01,0.1",
+                     "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 0, done.describe()
+    assert ("the grid sampler runs 2 of its 4 points, chosen at random and unseeded (optuna's GridSampler): a rerun "
+            "may train others; n_trials >= 4 runs the whole grid") in done.stdout + done.stderr
 
 
 def test_a_grid_over_an_interval_is_refused_in_one_line():

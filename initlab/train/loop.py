@@ -141,8 +141,9 @@ def _step_row(value: torch.Tensor, weights: Sequence[torch.Tensor],
 def eval_rows(model: nn.Module, example: torch.Tensor, members: int = 1) -> int:
     """Examples per evaluation chunk (1 to EVAL_CHUNK) for ``members`` models like ``model`` run at
     once: as many as keep the widest module output of the chunk, all members together, within
-    EVAL_BYTES of ``example``'s device. ``example``: one input (1, ...); measured by one forward
-    in eval mode with a hook on every module (the mode is restored).
+    EVAL_BYTES of ``example``'s device, an attention layer's heads × T × T scores counted as one
+    (no module outputs them). ``example``: one input (1, ...); measured by one forward in eval
+    mode with a hook on every module (the mode is restored).
 
     On a CPU, 8192 examples of a CNN's 16 × 32 × 32 feature maps are 512 MiB a layer and evaluate
     2.5× slower than 256 examples (16 MiB); a width-128 MLP keeps all 8192 (4 MiB)."""
@@ -152,6 +153,11 @@ def eval_rows(model: nn.Module, example: torch.Tensor, members: int = 1) -> int:
         for out in output if isinstance(output, (tuple, list)) else (output,):
             if isinstance(out, torch.Tensor):
                 widest.append(out[0].numel() * out.element_size() if out.dim() else out.element_size())
+        if isinstance(module, nn.MultiheadAttention) and len(inputs) >= 2:  # its heads x T x S scores
+            query, key = inputs[0], inputs[1]
+            seq = 1 if module.batch_first else 0
+            if query.dim() == 3:
+                widest.append(module.num_heads * query.shape[seq] * key.shape[seq] * query.element_size())
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     was_training = model.training
