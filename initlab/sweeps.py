@@ -228,7 +228,8 @@ def check_search(config: DictConfig) -> None:
 def _check_search_settings(sweeper: DictConfig) -> None:
     """The sweeper's own numbers, which the plugin takes unchecked: n_trials 0 ended in Optuna's
     "No trials are completed yet" traceback, n_jobs 0 in a ZeroDivisionError, a negative sampler
-    seed in an instantiation error, max_failure_rate 2 in a bare AssertionError."""
+    seed in an instantiation error, max_failure_rate 2 in a bare AssertionError; a database
+    ``storage`` ended in an AssertionError deep in optuna 2.x's storage under SQLAlchemy 2."""
     checks = (("n_trials", 1, None, "an integer >= 1 (trials to run)"),
               ("n_jobs", 1, None, "an integer >= 1 (trials asked at once)"),
               ("max_failure_rate", 0, 1, "a number in [0, 1] (the fraction of failed trials tolerated)"),
@@ -241,6 +242,15 @@ def _check_search_settings(sweeper: DictConfig) -> None:
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int))
                 or not math.isfinite(value) or value < low or (high is not None and value > high)):
             raise ConfigError(f"hydra.sweeper.{key}={value}; valid: {valid}")
+    storage = sweeper.get("storage")
+    if storage is not None:
+        from importlib.metadata import version
+
+        installed = {name: version(name) for name in ("optuna", "sqlalchemy")}
+        if installed["optuna"].startswith("2.") and int(installed["sqlalchemy"].split(".")[0]) >= 2:
+            raise ConfigError(f"hydra.sweeper.storage={storage}: optuna {installed['optuna']}'s database storage "
+                              f"needs SQLAlchemy < 2, installed: {installed['sqlalchemy']} (its first write fails); "
+                              "valid: null (the study in memory; analyze.py reads a search from its job folders)")
 
 
 def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:

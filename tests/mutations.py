@@ -495,6 +495,9 @@ MUTATIONS = [
     Mutation("grid_cut_short_silently", "initlab/callbacks.py", "            if grid is not None and total < grid:",
              "            if False:", ("tests/test_search.py", "-k", "cut_short"),
              "a 2-trial search of a 4-point grid trained other pairs on each rerun, unsaid"),
+    Mutation("storage_unchecked", "initlab/sweeps.py", "    if storage is not None:", "    if False:",
+             ("tests/test_search.py", "-k", "database_storage"),
+             "hydra.sweeper.storage=sqlite:// ended in a traceback"),
 ]
 
 
