@@ -498,6 +498,9 @@ MUTATIONS = [
     Mutation("storage_unchecked", "initlab/sweeps.py", "    if storage is not None:", "    if False:",
              ("tests/test_search.py", "-k", "database_storage"),
              "hydra.sweeper.storage=sqlite:// ended in a traceback"),
+    Mutation("one_seed_called_a_mean", "initlab/analysis/figures/curves.py",
+             'one = runs.groupby([hue, "depth"])["job"].nunique().max() == 1', "one = False",
+             ("tests/test_analysis_models.py", "-k", "one_seed"), "a one-seed analysis captioned 'mean over seeds'"),
 ]
 
 

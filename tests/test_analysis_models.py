@@ -231,6 +231,13 @@ def test_curves_say_when_later_epochs_average_fewer_seeds(tmp_path, stopped):
     [figure] = kept_plotter(root, tmp_path / "out").curves("activation")
     assert ("Where a seed's run ended earlier (early stopping or divergence), the later points average the seeds "
             "still training, and one seed draws no band." in figure.caption) == stopped
+    assert "Accuracy: mean over seeds with the 95% t-interval" in figure.caption
+
+
+def test_curves_of_one_seed_claim_no_mean_over_seeds(tmp_path):
+    write_job(tmp_path / "sweep" / "seed=0", seed=0, epochs=3, overrides=["seed=0"])
+    [figure] = kept_plotter(tmp_path / "sweep", tmp_path / "out").curves("activation")
+    assert "One run per line (one seed: no interval)." in figure.caption and "mean over seeds" not in figure.caption
 
 
 def test_plain_vs_residual_points_are_the_mean_over_seeds(tmp_path):

@@ -48,12 +48,16 @@ class CurveFigures:
                 ax.xaxis.set_major_locator(integer_ticks())
             sns.move_legend(axes[0, 1], "upper left", bbox_to_anchor=(1.25, 1), frameon=False)
             fig.suptitle(f"{by} {name}")
+            runs = self.epochs[self.epochs[by] == name]
+            one = runs.groupby([hue, "depth"])["job"].nunique().max() == 1
+            seeds = ("One run per line (one seed: no interval)." if one else
+                     "Accuracy: mean over seeds with the 95% t-interval; loss (log scale): geometric mean with "
+                     "the interval of the logs.")
             figures.append(self._save(fig, f"curves_{by}_{name}", (
                 f"{by} {name}: test (solid) and train (dashed) accuracy and loss per epoch, one line per {hue}, "
-                f"one row per depth; epoch 0 is the untrained network. Accuracy: mean over seeds with the 95% "
-                f"t-interval; loss (log scale): geometric mean with the interval of the logs. Train values are "
+                f"one row per depth; epoch 0 is the untrained network. {seeds} Train values are "
                 f"over each epoch's steps as the weights changed, test values after the epoch."
-                + self._uneven_seeds_note(self.epochs[self.epochs[by] == name], [hue, "depth"])),
+                + self._uneven_seeds_note(runs, [hue, "depth"])),
                 f"Training curves by {by}"))
         return figures
 
