@@ -35,7 +35,7 @@ from initlab.models import check_config_fits
 from initlab.records import unwritable
 from initlab.resume import check_folder
 from initlab.sweeps import (apply_searchpath, check_bool_values, check_file_bools, check_group_choices, check_search,
-                            group_options, group_syntax, trial_count, unknown_interpolation)
+                            grid_size, group_options, group_syntax, unknown_interpolation)
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -103,7 +103,7 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
         try:
             reject_unknown_top_level_keys(base)  # +epoch=3: in every job; group parameters are per job
             check_search(base)  # hydra/sweeper=optuna: the jobs return the objective it optimizes
-            trial_count(base)  # its grid sampler lists every searched value
+            grid_size(base)  # its grid sampler lists every searched value
         except ConfigError as err:
             return str(err)
         members = OmegaConf.select(base, "hydra.launcher.max_members", default=None)

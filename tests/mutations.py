@@ -457,7 +457,7 @@ MUTATIONS = [
              "    return n_trials if size is None else min(n_trials, size)", "    return n_trials", ("tests/test_search.py", "-k", "counts_the_trials"),
              'the grid sampler\'s progress read "search of ? trials"'),
     Mutation("grid_over_an_interval_unchecked", "initlab/cli.py",
-             "            trial_count(base)  # its grid sampler lists every searched value\n", "",
+             "            grid_size(base)  # its grid sampler lists every searched value\n", "",
              ("tests/test_search.py", "-k", "grid_over"),
              "GridSampler only supports discrete distributions. (traceback)"),
     Mutation("attention_projection_unrecorded", "initlab/measure/probes.py",

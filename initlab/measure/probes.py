@@ -71,9 +71,13 @@ def unmeasured_weights(model: nn.Module, named: set[str]) -> list[str]:
     dimensions whose name ends in ``weight`` (Linear, Conv and Embedding weights, and
     MultiheadAttention's stacked q/k/v ``in_proj_weight``, which no Linear holds); a norm's
     per-feature scale is a vector and stays out."""
-    return [f"{name}.{p_name}" if name else p_name for name, m in model.named_modules()
-            for p_name, p in m.named_parameters(recurse=False)
-            if p_name.endswith("weight") and p.dim() >= 2 and (f"{name}.{p_name}" if name else p_name) not in named]
+    found = []
+    for name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            full = f"{name}.{p_name}" if name else p_name
+            if p_name.endswith("weight") and p.dim() >= 2 and full not in named:
+                found.append(full)
+    return found
 
 
 def weight_row(weight: str) -> str:
