@@ -219,19 +219,27 @@ def warm_up(args: argparse.Namespace) -> None:
             train(member_configs(1, members, tiny, 1), [Path(tmp) / f"member{k}" for k in range(members)])
 
 
+PROFILE_SAMPLES = 12_000  # torch.profiler keeps ~7 KB an operator call: ~25 MB a depth-50 group step
+
+
 def profile_group(args: argparse.Namespace) -> None:
     """Where a group's time goes (the statistics pass, per-member gathers, records): torch.profiler's
-    operators by self time over a whole 1 + E epoch job of the largest group at the first depth."""
+    operators by self time over a whole 1 + E epoch job of the largest group at the first depth,
+    on at most PROFILE_SAMPLES training samples (the test set a sixth of them, as in the table):
+    60 000 samples of a group of 8 at depth 50 held more than 24 GiB of profiler events."""
     from torch.profiler import ProfilerActivity, profile
 
     members = max(args.groups, default=1)
     trainer = train_group if args.groups else one_at_a_time
-    cfgs = member_configs(args.depths[0], members, args, 1 + args.epochs)
+    samples = min(args.samples, PROFILE_SAMPLES)
+    cfgs = member_configs(args.depths[0], members, argparse.Namespace(**{**vars(args), "samples": samples}),
+                          1 + args.epochs)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
     with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as tmp, profile(activities=activities) as prof:
         trainer(cfgs, [Path(tmp) / f"member{k}" for k in range(members)])
     sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
-    print(f"{members} member(s), depth {args.depths[0]}, 1 + {args.epochs} epochs")
+    cut = f" (--samples {args.samples} cut to {samples}: profiler events fill memory)" if samples < args.samples else ""
+    print(f"{members} member(s), depth {args.depths[0]}, 1 + {args.epochs} epochs, {samples} training samples{cut}")
     print(prof.key_averages().table(sort_by=sort, row_limit=25))
 
 

@@ -47,7 +47,6 @@ def test_single_model_rows_per_depth(capsys):
 
 @pytest.mark.slow
 def test_ensemble_rows_per_group_size(capsys):
-    pytest.importorskip("initlab.ensemble", reason="initlab.ensemble (P8, helper ens) is not merged yet")
     rows = table(capsys, "--depths", "2", "--groups", "1", "2")
     ensemble = [(r["variant"], r["members"]) for r in rows if r["variant"] == "ensemble"]
     assert ensemble == [("ensemble", "1"), ("ensemble", "2")]
@@ -56,7 +55,6 @@ def test_ensemble_rows_per_group_size(capsys):
 
 @pytest.mark.slow
 def test_side_by_side_rows_follow_each_group(capsys):
-    pytest.importorskip("initlab.ensemble", reason="initlab.ensemble (P8, helper ens) is not merged yet")
     rows = table(capsys, "--depths", "2", "--groups", "2", "--side-by-side", "2")
     ensemble = [(r["variant"], r["members"]) for r in rows if r["variant"].startswith("ensemble")]
     assert ensemble == [("ensemble", "2"), ("ensemble, 2 side by side", "2")]
@@ -70,3 +68,21 @@ def test_bad_sizes_are_refused_in_one_line(capsys, args, message):
         bench_ensemble.main([*TINY, *args])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+
+
+@pytest.mark.slow
+def test_profile_caps_the_samples_it_records(capsys, monkeypatch):
+    """--profile prints torch.profiler's operators of one group's job; the README's command (60 000
+    samples, depth 50, 8 members) held more than 24 GiB of events and was killed for memory, so the
+    profile trains at most PROFILE_SAMPLES samples and says so."""
+    monkeypatch.setattr(bench_ensemble, "PROFILE_SAMPLES", 240)
+    threads = torch.get_num_threads()
+    try:
+        bench_ensemble.main([*TINY, "--depths", "2", "--groups", "2", "--profile"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out.splitlines()
+    header = next(line for line in out if line.startswith("2 member(s)"))
+    assert header == "2 member(s), depth 2, 1 + 1 epochs, 240 training samples (--samples 300 cut to 240: " \
+                     "profiler events fill memory)"
+    assert any("aten::baddbmm" in line for line in out)  # the direct forward of the stacked members
