@@ -299,10 +299,7 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
     valid = sorted(f.name for f in fields(kind)) if is_dataclass(kind) else []
     if len(parent) == 1 and "name" in valid:  # a config group's choice: name the choice
         rest = [a for a in args if a.lstrip("+~").split("=", 1)[0] != cause.full_key]
-        try:
-            choice = compose_rest(rest)[parent[0]].name
-        except (ConfigCompositionException, OverrideParseException):  # another override is bad too
-            choice = "?"
+        choice = _choice_named(parent[0], rest, compose_rest)
         valid.remove("name")
         derived = [derived_note(k, [key]) for k in (kind, *SCHEMAS[parent[0]].values())]  # a swept choice's too
         line = (f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
@@ -318,6 +315,19 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
         return line
     where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
     return f"unknown key {cause.full_key}; valid {where}: {', '.join(valid)}"
+
+
+def _choice_named(group: str, args: list[str], compose_rest: Compose) -> str:
+    """The choice of ``group`` that ``args`` compose; where another override is bad too
+    (``init=orthogonal init.factr=1 foo=1``), the one that ``args``' own choice of the group (or
+    the default) composes; "?" if neither composes."""
+    mine = [a for a in args if a.lstrip("+~").split("=", 1)[0] == group]
+    for attempt in (args, mine):
+        try:
+            return str(compose_rest(attempt)[group].name)
+        except (ConfigCompositionException, OverrideParseException):
+            continue
+    return "?"
 
 
 def _choices_without(group: str, key: str, args: list[str]) -> list[str]:

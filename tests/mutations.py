@@ -501,6 +501,9 @@ MUTATIONS = [
     Mutation("one_seed_called_a_mean", "initlab/analysis/figures/curves.py",
              'one = runs.groupby([hue, "depth"])["job"].nunique().max() == 1', "one = False",
              ("tests/test_analysis_models.py", "-k", "one_seed"), "a one-seed analysis captioned 'mean over seeds'"),
+    Mutation("choice_unnamed_beside_bad_key", "initlab/cli.py", "    for attempt in (args, mine):",
+             "    for attempt in (args,):", ("tests/test_bad_input.py", "-k", "command_line_errors_are_one_line"),
+             "init=orthogonal init.factr=1 foo=1 named the choice init=?"),
 ]
 
 

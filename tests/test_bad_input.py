@@ -145,6 +145,10 @@ PLATEAU_MODE = ("unknown scheduler parameter(s) mode for scheduler=reduce_on_pla
     (["seed=4294967296"], "seed must be in [0, 4294967295], got 4294967296"),
     (["init.factr=1"], "unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode"),
     (["init=normal", "init.sd=1"], "unknown init parameter(s) sd for init=normal; valid: apply_to, embedding, std"),
+    # another override bad too: the choice is still named (it read init=?)
+    (["init=orthogonal", "init.factr=1", "foo=1"],
+     "unknown init parameter(s) factr for init=orthogonal; valid: apply_to, embedding, gain"),
+    (["init.factr=1", "foo=1"], "unknown init parameter(s) factr for init=he_normal; valid: apply_to, embedding, factor, mode"),
     # a key the schema derives from its fields (it was a parameter once): what it follows
     (["scheduler=reduce_on_plateau", "scheduler.mode=max"], PLATEAU_MODE),
     (["scheduler=reduce_on_plateau", "+scheduler.mode=max"], PLATEAU_MODE),
