@@ -155,6 +155,32 @@ def test_smallest_grid_is_readable(tmp_path):
     _check_grid(kept["grid_test_accuracy"], ("relu",), ("he_normal", "xavier_normal"), (4,))
 
 
+ACROSS_MODELS = ("grid", "accuracy_vs_depth", "plain_vs_residual", "epochs_to_95", "grad_norm_per_epoch")
+
+
+@pytest.mark.parametrize("activations, variants, labels", [
+    (("relu", "tanh"), (("mlp", {}), ("resmlp", {}), ("resmlp", {"preact": True})), ("mlp", "resmlp", "resmlp preact")),
+    (("relu", "tanh", "selu", "leaky_relu"), (("mlp", {}), ("resmlp", {"preact": True})), ("mlp", "resmlp")),
+], ids=["6 panels", "8 panels"])
+def test_a_panel_per_activation_and_model_is_readable(tmp_path, activations, variants, labels):
+    """A user's sweep over activations x models: six panels titled "relu, resmlp preact" ran
+    into each other in accuracy_vs_depth.png, and its y label "final train acc" into the row
+    below's. Every figure drawn across models keeps its titles and labels apart."""
+    root = tmp_path / "sweep"
+    for act, (model, params), depth in itertools.product(activations, variants, (3, 5)):
+        overrides = [f"activation={act}", f"model={model}", f"depth={depth}"]
+        overrides += [f"model.{k}={str(v).lower()}" for k, v in params.items()]
+        write_job(root / ",".join(overrides), activation=act, model=model, model_params=params or None,
+                  depth=depth, overrides=overrides, jacobian=False)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    _, _, kept = draw(root, tmp_path / "out", only=ACROSS_MODELS)
+    assert {"accuracy_vs_depth", "epochs_to_95_vs_depth", "grad_norm_per_epoch"} <= set(kept)
+    _check_readable(kept)
+    titles = [" ".join(t.split()) for t in _titles(kept["accuracy_vs_depth"])]  # wrapped, never cut
+    assert sorted(titles) == sorted(f"{a}, {m}" for a in activations for m in labels)
+    assert all(max(map(len, t.split("\n"))) <= 14 for t in _titles(kept["accuracy_vs_depth"]))
+
+
 def test_depth_3_log_panels_are_labelled_and_readable(tmp_path):
     """The review's act_std_vs_layer_depth3 and curves panels: narrow log ranges on short panels
     (labels 0.9/0.8/0.7 and 3/2.8/2.6 drawn on each other) keep two or more labels, none overlapping."""

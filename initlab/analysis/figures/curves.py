@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, integer_ticks, t95
+from initlab.analysis.figures.base import LOG_BAND, Figure, integer_ticks, panel_size, t95
 
 
 class CurveFigures:
@@ -83,8 +83,7 @@ class CurveFigures:
         else:
             style = {**self._hue("init"), "hue_order": inits, "style": "init", "style_order": inits,
                      "dashes": self.dashes}
-        width = min(3.5, WIDTH / len(acts))
-        height = min(2.2, width)
+        width, height = panel_size(len(acts), 2.2)
         g = sns.relplot(data, kind="line", x="epoch", y="grad_norm", **style, **LOG_BAND, col="activation",
                         col_order=acts, row="depth", height=height, aspect=width / height,
                         facet_kws={"margin_titles": True, "sharey": True})
@@ -96,6 +95,7 @@ class CurveFigures:
             self._plain_log_ticks(ax.yaxis)
             ax.xaxis.set_major_locator(integer_ticks())
         lines = "one colour per model, one dash per init" if several else "one line per init"
+        self._fit_panel_text(g)
         return [self._save(g.figure, "grad_norm_per_epoch", (
             f"Total gradient norm (L2 over all parameters) per training step, averaged over each epoch, {lines}; "
             f"a panel per activation, a row per depth ({', '.join(map(str, self.detail))}); log scale, "

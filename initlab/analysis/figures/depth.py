@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from typing import Optional
 
 import matplotlib.pyplot as plt
@@ -11,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Rectangle
 
-from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, integer_ticks, t95
+from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, integer_ticks, panel_size, t95, wrap_lines
 
 
 class DepthFigures:
@@ -35,8 +34,7 @@ class DepthFigures:
             inits = self._present("init", data)
             lines = {"hue": "init", "hue_order": inits, "palette": self.palette["init"], "style": "init",
                      "style_order": inits, "dashes": self.dashes}
-        width = min(3.5, WIDTH / len(acts))
-        height = min(1.9, width)
+        width, height = panel_size(len(acts), 1.9)
         g = sns.relplot(data, kind="line", x="depth", y="value", **lines, markers=True,
                         row="measure", row_order=list(rows), col=col, col_order=acts,
                         errorbar=t95, height=height, aspect=width / height,
@@ -63,6 +61,7 @@ class DepthFigures:
             g.set(ylim=ylim)
         for ax in g.axes[-1]:
             ax.set_xlabel("depth")
+        self._fit_panel_text(g)
         return self._save(g.figure, name, caption, "Accuracy and depth")
 
     @property
@@ -123,7 +122,6 @@ class DepthFigures:
         fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True, layout="constrained",
                                  figsize=(label_w + ncols * (panel_w + 0.3) + 0.9,
                                           nrows * (cell_h * len(inits) + 0.95) + 0.2))
-        chars = max(6, int(panel_w / 0.085))  # a panel title wraps at the panel's width
         mesh = None
         for ax, act in zip(axes.flat, acts):
             cell = cells[cells[col] == act].set_index(["init", "depth"])
@@ -138,7 +136,7 @@ class DepthFigures:
             untrainable = cell["trainable"].astype(float).unstack().reindex_like(acc) < 0.5
             for i, j in zip(*np.nonzero(untrainable.to_numpy())):
                 ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.55", lw=0))
-            ax.set_title(textwrap.fill(act, chars), fontsize="medium")
+            ax.set_title(wrap_lines(act, max(6, int(panel_w / 0.085))), fontsize="medium")  # at the panel's width
             ax.set_xlabel("depth")
             ax.set_ylabel("")
             ax.tick_params(axis="x", labelrotation=0 if len(depths) * 3 * 0.09 < panel_w else 90)
@@ -169,8 +167,7 @@ class DepthFigures:
             palette = dict(zip(self.models, sns.color_palette("colorblind", len(self.models))))
             lines = {"hue": "model", "hue_order": self.models, "palette": palette, "style": "model",
                      "style_order": self.models, "dashes": False}
-        width = min(3.5, WIDTH / len(acts))
-        height = min(2.6, width)
+        width, height = panel_size(len(acts), 2.6)
         g = sns.relplot(runs, kind="line", x="depth", y="final_test_acc", **lines, markers=True,
                         col="activation", col_order=acts, row="init", row_order=inits, errorbar=t95,
                         height=height, aspect=width / height, facet_kws={"margin_titles": True})
@@ -189,6 +186,7 @@ class DepthFigures:
         chance = self.runs["chance"].dropna().unique()
         if len(chance) == 1:
             g.refline(y=chance[0], color="grey", linestyle=":")
+        self._fit_panel_text(g)
         return [self._save(g.figure, "plain_vs_residual", (
             "Final test accuracy vs depth, one line per "
             + ("arm (" + ", ".join(self.tables.presets) + ")" if self.tables.presets else "model") + " (mean over seeds, band: 95% t-interval), as the "

@@ -136,6 +136,7 @@ class LayerFigures:
             caption += f" Open triangles: exactly 0, drawn at the axis floor ({floor:.2g})."
         elif zero.any():
             caption += " Open triangles: exactly 0."
+        self._fit_panel_text(g)
         return self._save(g.figure, name, caption, "Signal propagation")
 
     @property

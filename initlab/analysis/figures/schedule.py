@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import seaborn as sns
 
-from initlab.analysis.figures.base import WIDTH, Figure, integer_ticks
+from initlab.analysis.figures.base import Figure, integer_ticks, panel_size
 
 
 def lr_varies(epochs) -> bool:
@@ -22,12 +22,12 @@ class ScheduleFigures:
             return []
         data = self.epochs[self.epochs["depth"].isin(self.detail)]
         acts = self._present("activation", data)
-        width = min(3.5, WIDTH / len(acts))
+        width, height = panel_size(len(acts), 2.2)
         g = sns.relplot(data, kind="line", x="epoch", y="lr", units="job", estimator=None,
                         **{**self._hue("init"), "hue_order": self._present("init", data)}, style="init",
                         style_order=self._present("init", data), dashes=self.dashes,
                         col="activation", col_order=acts, row="depth",
-                        height=min(2.2, width), aspect=width / min(2.2, width),
+                        height=height, aspect=width / height,
                         facet_kws={"margin_titles": True, "sharey": True})
         self._legend_below(g)
         g.set_titles(row_template="depth {row_name}", col_template="{col_name}")
@@ -38,6 +38,7 @@ class ScheduleFigures:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
             ax.xaxis.set_major_locator(integer_ticks())
+        self._fit_panel_text(g)
         return [self._save(g.figure, "lr_per_epoch", (
             f"Learning rate in force during each epoch (epoch 0: the initial lr), one line per run, a colour per "
             f"init, a panel per activation, a row per depth ({', '.join(map(str, self.detail))})"

@@ -115,9 +115,7 @@ class TheoryFigures:
                 g.figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
                                 frameon=False)
                 what = ", ".join(([*group] if wrap else []) + ([shared] if shared else []) + [f"depth {d}"])
-                g.tight_layout()
-                if g.axes.shape[0] > 1:  # tick labels of stacked rows stay apart
-                    g.figure.subplots_adjust(hspace=max(g.figure.subplotpars.hspace, 0.3))
+                self._fit_panel_text(g)
                 g.figure.suptitle(what, y=1.0, va="bottom")
                 stem = f"{name}_depth{d}" + (f"_{group[0]}" if wrap else "")
                 figures.append(self._save(g.figure, stem, f"{what}: {caption}", THEORY))
