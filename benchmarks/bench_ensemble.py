@@ -219,7 +219,7 @@ def warm_up(args: argparse.Namespace) -> None:
             train(member_configs(1, members, tiny, 1), [Path(tmp) / f"member{k}" for k in range(members)])
 
 
-PROFILE_SAMPLES = 12_000  # torch.profiler keeps ~7 KB an operator call: ~25 MB a depth-50 group step
+PROFILE_SAMPLES = 12_000  # torch.profiler keeps ~7 KB an operator call: ~30 MB a depth-50 group step
 
 
 def profile_group(args: argparse.Namespace) -> None:
