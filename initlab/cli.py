@@ -32,6 +32,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from initlab.config import (SCHEMAS, ConfigError, derived_note, refused_field, register_configs,
                             reject_unknown_top_level_keys, to_experiment)
 from initlab.models import check_config_fits
+from initlab.queue_check import check_queue
 from initlab.records import unwritable
 from initlab.resume import check_folder
 from initlab.sweeps import (apply_searchpath, check_bool_values, check_file_bools, check_group_choices, check_search,
@@ -110,7 +111,8 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
         if members is not None and members < 1:  # the batched launchers (hydra_plugins/initlab_batched_launcher)
             return f"hydra.launcher.max_members={members}; valid: null (automatic from free memory) or an integer >= 1"
         sweep_dir, refusal = _folder(base, "hydra.sweep.dir")
-        refusal = refusal or _joblib_workers(base) or unwritable("hydra.sweep.dir", sweep_dir)
+        refusal = (refusal or _joblib_workers(base) or check_queue(base.hydra.launcher)
+                   or unwritable("hydra.sweep.dir", sweep_dir))
         if refusal:
             return refusal
         return _unknown_swept_key(args, base, compose_base) or _empty_glob(args)

@@ -508,6 +508,12 @@ MUTATIONS = [
     Mutation("choice_unnamed_beside_bad_key", "initlab/cli.py", "    for attempt in (args, mine):",
              "    for attempt in (args,):", ("tests/test_bad_input.py", "-k", "command_line_errors_are_one_line"),
              "init=orthogonal init.factr=1 foo=1 named the choice init=?"),
+    Mutation("queue_ranges_unchecked", "initlab/queue_check.py", "    for key, low in MINIMUM.items():",
+             "    for key, low in {}.items():", ("tests/test_bad_input.py", "-k", "sweep_base_config_errors"),
+             "hydra.launcher.mem_gb=-1 reached sbatch: a traceback beside an empty sweep folder"),
+    Mutation("sbatch_not_asked", "initlab/queue_check.py", '    return sbatch_test(launcher) if executor == "slurm" else None',
+             "    return None", ("tests/test_bad_input.py", "-k", "without_sbatch"),
+             "a SLURM sweep without sbatch failed once its folder existed"),
 ]
 
 

@@ -396,10 +396,37 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     # joblib's n_jobs fails inside the launcher, after the sweep has started
     (["hydra/launcher=parallel", "hydra.launcher.n_jobs=0", "seed=0,1"], f"hydra.launcher.n_jobs=0; {N_JOBS}"),
     (["hydra/launcher=batched_parallel", "hydra.launcher.n_jobs=0", "seed=0,1"], f"hydra.launcher.n_jobs=0; {N_JOBS}"),
+    # submitit's settings reached sbatch (a traceback beside an empty sweep folder) or killed local tasks at once
+    (["hydra/launcher=slurm", "hydra.launcher.mem_gb=-1", "seed=0,1"],
+     "hydra.launcher.mem_gb=-1; valid: an integer >= 1 or null"),
+    (["hydra/launcher=batched_slurm", "hydra.launcher.cpus_per_task=0", "seed=0,1"],
+     "hydra.launcher.cpus_per_task=0; valid: an integer >= 1 or null"),
+    (["hydra/launcher=slurm", "hydra.launcher.timeout_min=-1", "seed=0,1"],
+     "hydra.launcher.timeout_min=-1; valid: an integer >= 0 (0: no time limit)"),
+    (["hydra/launcher=batched_slurm", "hydra.launcher.array_parallelism=0", "seed=0,1"],
+     "hydra.launcher.array_parallelism=0; valid: an integer >= 1"),
+    (["hydra/launcher=local", "hydra.launcher.timeout_min=-1", "seed=0,1"],
+     "hydra.launcher.timeout_min=-1; valid: an integer >= 1"),
+    (["hydra/launcher=local", "hydra.launcher.timeout_min=0", "seed=0,1"],
+     "hydra.launcher.timeout_min=0; valid: an integer >= 1"),
+    (["hydra/launcher=batched_local", "hydra.launcher.mem_gb=-1", "seed=0,1"],
+     "hydra.launcher.mem_gb=-1; valid: an integer >= 1 or null"),
+    (["hydra/launcher=local", "hydra.launcher.gpus_per_node=-1", "seed=0,1"],
+     "hydra.launcher.gpus_per_node=-1; valid: an integer >= 0 or null"),
 ])
 def test_sweep_base_config_errors_are_one_line(args, line):
     argv = args if args[0].startswith("-") else ["-m", *args]
     assert check_command_line(argv, CONF) == line
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "batched_slurm"])
+def test_slurm_without_sbatch_is_refused_before_the_sweep(launcher, monkeypatch, tmp_path):
+    """Where no sbatch is on PATH, submitit failed once the sweep folder existed; now one line."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert check_command_line(["-m", f"hydra/launcher={launcher}", "seed=0,1"], CONF) == (
+        "hydra/launcher=slurm submits with SLURM's sbatch, which is not on PATH here; valid: run the sweep on a "
+        "machine of the cluster, or hydra/launcher=local to try it on this one")
+    assert check_command_line(["-m", "hydra/launcher=local", "seed=0,1"], CONF) is None
 
 
 def test_a_workers_count_from_the_environment_is_checked_too(monkeypatch):

@@ -1,0 +1,91 @@
+"""The submitit launchers' task settings, checked before a sweep starts.
+
+hydra/launcher=slurm, batched_slurm, local and batched_local hand their settings to submitit,
+which hands them to ``sbatch`` (or to its local executor) only once the sweep folder exists and
+the jobs are being submitted. There, ``mem_gb=-1`` or an unknown partition ended in a 40-line
+traceback beside an empty sweep folder, a ``cpus_per_task`` no node has left the array pending
+for ever in silence, and ``timeout_min=-1`` killed every local task at once. So the numbers are
+checked against their ranges here, and on SLURM the task's own batch script, as submitit writes
+it, is put to ``sbatch --test-only``: the cluster answers whether it could ever run it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+SLURM_TARGETS = ("submitit_launcher.SlurmLauncher", ".BatchedSlurmLauncher")
+LOCAL_TARGETS = ("submitit_launcher.LocalLauncher", ".BatchedLocalLauncher")
+# The smallest valid value of each integer setting (hydra_submitit_launcher's BaseQueueConf and
+# SlurmQueueConf; None, where a field allows it, leaves the choice to the cluster).
+MINIMUM = {"timeout_min": 1, "cpus_per_task": 1, "gpus_per_node": 0, "tasks_per_node": 1, "mem_gb": 1, "nodes": 1,
+           "array_parallelism": 1, "signal_delay_s": 0, "max_num_timeout": 0, "cpus_per_gpu": 1, "gpus_per_task": 0}
+NULLABLE = {"cpus_per_task", "gpus_per_node", "mem_gb", "cpus_per_gpu", "gpus_per_task"}
+NAMED = ("partition", "account", "qos", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "nodes")
+SBATCH_SECONDS = 30
+
+
+def executor_of(launcher: DictConfig) -> Optional[str]:
+    """"slurm" or "local" for a submitit launcher (Hydra's or the batched one), else None."""
+    target = str(launcher.get("_target_", ""))
+    if target.endswith(SLURM_TARGETS):
+        return "slurm"
+    return "local" if target.endswith(LOCAL_TARGETS) else None
+
+
+def check_queue(launcher: DictConfig) -> Optional[str]:
+    """The one-line refusal of a submitit launcher's settings (``hydra.launcher``), or None when
+    they are valid or the launcher is not submitit's. On SLURM, None also needs ``sbatch
+    --test-only`` to accept the task's batch script."""
+    executor = executor_of(launcher)
+    if executor is None:
+        return None
+    for key, low in MINIMUM.items():
+        value = launcher.get(key)
+        if executor == "slurm" and key == "timeout_min":
+            low = 0  # sbatch --time=0: no time limit
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            return (f"hydra.launcher.{key}={value}; valid: an integer >= {low}" + (" or null" if key in NULLABLE else "")
+                    + (" (0: no time limit)" if key == "timeout_min" and low == 0 else ""))
+    return sbatch_test(launcher) if executor == "slurm" else None
+
+
+def sbatch_test(launcher: DictConfig) -> Optional[str]:
+    """Ask ``sbatch --test-only`` whether the cluster would ever run one task with these settings
+    (the script submitit would submit, written by submitit). Returns the one-line refusal: no
+    sbatch here, or sbatch's own reason (``Invalid partition name specified``, ``Requested node
+    configuration is not available``)."""
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        return ("hydra/launcher=slurm submits with SLURM's sbatch, which is not on PATH here; valid: run the sweep on "
+                "a machine of the cluster, or hydra/launcher=local to try it on this one")
+    from hydra_plugins.initlab_batched_launcher._core import submitit_executor
+
+    settings = _settings(launcher)
+    with tempfile.TemporaryDirectory(prefix="initlab_sbatch_") as folder:
+        settings["submitit_folder"] = f"{folder}/%j"
+        queue = submitit_executor("slurm", settings)
+        script = f"{folder}/task.sh"
+        with open(script, "w") as f:
+            f.write(queue._executor._make_submission_file_text("true", "test-only"))
+        try:
+            proc = subprocess.run([sbatch, "--test-only", script], capture_output=True, text=True,
+                                  timeout=SBATCH_SECONDS)
+        except subprocess.TimeoutExpired:
+            return f"sbatch --test-only did not answer within {SBATCH_SECONDS} s: is slurmctld reachable?"
+    if proc.returncode == 0:
+        return None
+    reason = ([line for line in proc.stderr.splitlines() if line.strip()] or [f"exit status {proc.returncode}"])[-1]
+    reason = reason.removeprefix("sbatch: error: ").removeprefix("allocation failure: ").strip()
+    named = ", ".join(f"{k}={settings[k]}" for k in NAMED if settings.get(k) is not None)
+    return f"hydra.launcher ({named}): SLURM would never run such a task (sbatch --test-only: {reason})"
+
+
+def _settings(launcher: DictConfig) -> dict[str, Any]:
+    """The launcher's queue parameters as submitit takes them (no Hydra target, no group size)."""
+    settings = OmegaConf.to_container(launcher, resolve=True)
+    return {k: v for k, v in settings.items() if k not in ("_target_", "max_members")}
