@@ -514,6 +514,19 @@ MUTATIONS = [
     Mutation("sbatch_not_asked", "initlab/queue_check.py", '    return sbatch_test(launcher) if executor == "slurm" else None',
              "    return None", ("tests/test_bad_input.py", "-k", "without_sbatch"),
              "a SLURM sweep without sbatch failed once its folder existed"),
+    Mutation("padding_attended", "initlab/models/transformer.py", "        h = self.encoder(h, src_key_padding_mask=~keep)",
+             "        h = self.encoder(h)", ("tests/test_padding.py", "-k", "logits_do_not_depend"),
+             "IMDB's reviews attended to their padding: logits depended on seq_len"),
+    Mutation("padding_pooled", "initlab/models/transformer.py",
+             "        return self.output(self.head((h * weights).sum(dim=1) / weights.sum(dim=1)))",
+             "        return self.output(self.head(h.mean(dim=1)))", ("tests/test_padding.py", "-k", "logits_do_not_depend"),
+             "a 20-token review at seq_len 256 pooled mostly from padding"),
+    Mutation("padding_counted_in_probes", "initlab/measure/probes.py", "    content = content_rows(model, x)\n",
+             "    content = lambda t: t\n", ("tests/test_padding.py", "-k", "probe_statistics"),
+             "padding positions (delta exactly 0) counted in delta_rms and act_std"),
+    Mutation("padding_counted_in_distributions", "initlab/measure/distributions.py",
+             "    content = content_rows(model, x)  # a padded", "    content = lambda t: t  # a padded",
+             ("tests/test_padding.py", "-k", "distributions"), "padding positions counted in distributions.csv"),
 ]
 
 

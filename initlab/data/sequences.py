@@ -110,7 +110,7 @@ def imdb(cfg) -> Data:
     test_texts, y_test = _read_split(base / "test")
     vocabulary = build_vocabulary(train_texts, cfg.vocab_size)
     return Data(encode(train_texts, vocabulary, cfg.seq_len), y_train, encode(test_texts, vocabulary, cfg.seq_len),
-                y_test, kind="sequences", n_classes=len(IMDB_LABELS), vocab_size=cfg.vocab_size)
+                y_test, kind="sequences", n_classes=len(IMDB_LABELS), vocab_size=cfg.vocab_size, pad_id=PAD)
 
 
 LOADERS = {"majority": majority, "imdb": imdb}

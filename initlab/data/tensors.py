@@ -28,7 +28,8 @@ class Data:
     int64 token ids (N, T) for ``"sequences"`` (ids in [0, vocab_size)); ``y`` is int64 (N,).
     ``augment``, when set, maps a training batch and a torch.Generator to an augmented batch of
     the same shape on the batch's device (see ``initlab.data.augment``). ``n_classes`` defaults to
-    the largest label + 1.
+    the largest label + 1. ``pad_id``: the token id that fills sequences shorter than T (a model
+    masks it out of attention, pooling and statistics), None where every position is content.
     """
 
     x_train: torch.Tensor
@@ -40,6 +41,7 @@ class Data:
     kind: str = "vectors"
     n_classes: Optional[int] = None
     vocab_size: Optional[int] = None
+    pad_id: Optional[int] = None
     augment: Optional[Augment] = None
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from initlab.measure.probes import LAYER_KINDS, unmeasured_weights, weight_row
+from initlab.measure.probes import LAYER_KINDS, content_rows, unmeasured_weights, weight_row
 from initlab.models.sites import probing
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -70,6 +70,7 @@ def distribution_rows(model: nn.Module, x: torch.Tensor, epoch: int) -> list[dic
     with torch.no_grad(), probing(model, shifts=False) as probe:
         model(x)
     taps = list(probe.taps.values())
+    content = content_rows(model, x)  # a padded sequence's padding positions are not data
     meta, blocks = [], []  # meta: (site, kind, index, layer, tensor, is_hist) per block
     layer = 0
     for i, tap in enumerate(taps):
@@ -80,9 +81,9 @@ def distribution_rows(model: nn.Module, x: torch.Tensor, epoch: int) -> list[dic
             blocks.append(finite_quantiles(params[tap.weight]))
         for name, t in (("preact", tap.pre), ("act", tap.post)):
             meta.append((*where, name, False))
-            blocks.append(finite_quantiles(t))
+            blocks.append(finite_quantiles(content(t)))
         meta.append((*where, "act", True))
-        blocks.append(finite_histogram(tap.post))
+        blocks.append(finite_histogram(content(tap.post)))
     named = {t.weight for t in taps if t.weight is not None}
     for j, w in enumerate(unmeasured_weights(model, named)):
         meta.append((weight_row(w), "weight", len(taps) + j, None, "weight", False))

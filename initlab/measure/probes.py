@@ -8,7 +8,8 @@ device and copied to the host once.
 
 Rows: one per site in forward order, then one of kind ``weight`` per weight matrix or kernel
 that no site names (``unmeasured_weights``). Tensors with positions pool over them: (N, C, H, W)
-feature maps and (N, T, D) sequences count every entry; ``frac_dead`` counts
+feature maps and (N, T, D) sequences count every entry (a padded sequence's padding positions
+excepted, ``content_rows``); ``frac_dead`` counts
 channels (maps) or features (sequences, vectors) zero on every probe entry.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -97,6 +98,18 @@ def measured_weights(model: nn.Module, x: torch.Tensor) -> list[str]:
     return named + unmeasured_weights(model, set(named))
 
 
+def content_rows(model: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A tensor a site saw on the probe inputs ``x``, without the padding positions: a model with a
+    ``content(x)`` mask (initlab.models.transformer) keeps only the (N, T) positions that hold
+    tokens of its (N, T, D) tensors, (M, D); every other tensor passes unchanged. Padding is not
+    data: with it masked out of attention and pooling its delta is exactly 0, and counting it
+    would scale delta_rms by the share of padding in the probe batch."""
+    keep = model.content(x) if callable(getattr(model, "content", None)) else None
+    if keep is None:
+        return lambda t: t
+    return lambda t: t[keep] if t.dim() == 3 and t.shape[:2] == keep.shape else t
+
+
 def _share(count: torch.Tensor, total: int) -> torch.Tensor:
     """count / total as a float64 scalar: the mean of a 0/1 mask, bit for bit (the count is exact),
     without building and averaging a float64 copy of the mask."""
@@ -131,6 +144,7 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
         logits = model(x)
         value = loss_fn(loss, logits, y)
     taps = list(probe.taps.values())
+    content = content_rows(model, x)
     named = {t.weight for t in taps if t.weight is not None}
     extra = unmeasured_weights(model, named)
     weights = [t.weight for t in taps if t.weight is not None] + extra
@@ -166,9 +180,9 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
             rows.append(Row(tap.site, tap.kind, i, layer if tap.kind in LAYER_KINDS else None, tap.weight))
             # float64 reductions: in float32, squares of values below ~1e-19 (vanishing signals in
             # deep nets, the regime under study) underflow and norms and rms values read exactly 0
-            h = tap.pre.double()
-            a = h if tap.post is tap.pre else tap.post.double()  # a plain site hands over h twice
-            d = zero if d is None else d.double()
+            h = content(tap.pre).double()
+            a = h if tap.post is tap.pre else content(tap.post).double()  # a plain site hands over h twice
+            d = zero if d is None else content(d).double()
             has_w = tap.weight is not None
             stacked.append(torch.stack([
                 h.mean(), h.std(correction=0), h.pow(2).mean(),

@@ -38,6 +38,7 @@ class Inputs:
     shape: Shape
     n_classes: int
     vocab_size: Optional[int] = None
+    pad_id: Optional[int] = None  # the token id of padding (initlab.data.Data.pad_id)
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,16 @@ MODELS: dict[str, ModelChoice] = {
         build=lambda cfg, depth, inp, act: Transformer(inp.vocab_size, inp.shape[0], inp.n_classes, depth, act,
                                                        d_model=cfg.d_model, nhead=cfg.nhead,
                                                        dim_feedforward=cfg.dim_feedforward,
-                                                       norm_first=cfg.norm_first, dropout=cfg.dropout),
+                                                       norm_first=cfg.norm_first, dropout=cfg.dropout,
+                                                       pad_id=inp.pad_id),
         accepts=("sequences",), theory_reason=lambda cfg: "no mean-field map for attention"),
 }
 
 
 def inputs_of(data: Any) -> Inputs:
-    """The ``Inputs`` of an initlab.data.Data (kind, input_shape, n_classes, vocab_size)."""
-    return Inputs(data.kind, tuple(data.input_shape), data.n_classes, getattr(data, "vocab_size", None))
+    """The ``Inputs`` of an initlab.data.Data (kind, input_shape, n_classes, vocab_size, pad_id)."""
+    return Inputs(data.kind, tuple(data.input_shape), data.n_classes, getattr(data, "vocab_size", None),
+                  getattr(data, "pad_id", None))
 
 
 def _describe(kind: str, shape: Optional[Shape]) -> str:

@@ -1,7 +1,10 @@
 """A small transformer encoder classifier for token sequences, on measurement sites.
 
 Token embedding + learned position embedding (site ``embed_site``, kind embedding), ``depth``
-torch.nn.TransformerEncoderLayer's (batch first), the mean over positions, a Linear head. Each
+torch.nn.TransformerEncoderLayer's (batch first), the mean over positions, a Linear head. With a
+``pad_id`` (IMDB's reviews, padded to seq_len), padding positions are masked out of attention
+(``src_key_padding_mask``) and out of the mean, so a review's logits do not depend on how much
+padding follows it, and ``content`` tells the probe statistics which positions to count. Each
 layer's feed-forward nonlinearity is an ActivationSite (TransformerEncoderLayer takes any module
 as ``activation``, which also keeps torch's fused fast path, blind to sites, off), its attention
 block's output a ``Site("attention")`` and its output a ``Site("residual")``. ``norm_first`` gives
@@ -50,8 +53,10 @@ class Transformer(nn.Module):
 
     def __init__(self, vocab_size: int, seq_len: int, n_classes: int, depth: int,
                  activation: Callable[[], nn.Module], d_model: int = 64, nhead: int = 4,
-                 dim_feedforward: int = 128, norm_first: bool = False, dropout: float = 0.0):
+                 dim_feedforward: int = 128, norm_first: bool = False, dropout: float = 0.0,
+                 pad_id: Optional[int] = None):
         super().__init__()
+        self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, d_model)
         self.position = nn.Embedding(seq_len, d_model)
         self.embed_site = Site("embedding", weight="embed.weight")
@@ -65,7 +70,21 @@ class Transformer(nn.Module):
         self.head = nn.Linear(d_model, n_classes)
         self.output = Site("output", weight="head.weight")
 
+    def content(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """(N, T) bool: the positions of x (N, T) that hold tokens, or None without a ``pad_id``. A
+        sequence of padding alone (an empty review) counts all its positions: masking every key
+        would leave attention nothing to attend to (NaN)."""
+        if self.pad_id is None:
+            return None
+        tokens = x != self.pad_id
+        return tokens | ~tokens.any(dim=1, keepdim=True)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(x.shape[1], device=x.device)
         h = self.embed_site(self.embed(x) + self.position(positions))
-        return self.output(self.head(self.encoder(h).mean(dim=1)))
+        keep = self.content(x)
+        if keep is None:
+            return self.output(self.head(self.encoder(h).mean(dim=1)))
+        h = self.encoder(h, src_key_padding_mask=~keep)
+        weights = keep.unsqueeze(-1).to(h.dtype)
+        return self.output(self.head((h * weights).sum(dim=1) / weights.sum(dim=1)))
