@@ -527,6 +527,9 @@ MUTATIONS = [
     Mutation("padding_counted_in_distributions", "initlab/measure/distributions.py",
              "    content = content_rows(model, x)  # a padded", "    content = lambda t: t  # a padded",
              ("tests/test_padding.py", "-k", "distributions"), "padding positions counted in distributions.csv"),
+    Mutation("counts_always_plural", "hydra_plugins/initlab_batched_launcher/_core.py",
+             "    return f\"{n} {noun}{'' if n == 1 else 's'}\"", "    return f\"{n} {noun}s\"",
+             ("tests/test_batched_launcher.py", "-k", "count_in_words"), "the log read '2 jobs in 1 groups'"),
 ]
 
 

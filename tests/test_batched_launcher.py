@@ -355,3 +355,11 @@ def test_a_member_that_ends_early_is_counted_while_the_others_train(tmp_path):
     assert ledger[diverged.name].stat().st_mtime_ns < (completed / "epochs.csv").stat().st_mtime_ns
     output = done.stdout + done.stderr
     assert output.index("[sweep] 1/2") < output.index("[sweep] 2/2")
+
+
+def test_the_launchers_count_in_words():
+    """The log read "2 jobs in 1 groups" and "(1 tasks, one per group)"."""
+    from hydra_plugins.initlab_batched_launcher._core import counted
+
+    assert [counted(n, "group") for n in (0, 1, 2)] == ["0 groups", "1 group", "2 groups"]
+    assert counted(1, "task") == "1 task" and counted(12, "job") == "12 jobs"

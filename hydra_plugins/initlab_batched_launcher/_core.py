@@ -93,12 +93,17 @@ def plan_groups(configs: Sequence[DictConfig], max_members: Optional[int]) -> li
     return groups
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless n is 1: "1 group", "2 jobs" (the log read "1 groups")."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _log_groups(configs: Sequence[DictConfig], tasks: Sequence[DictConfig], groups: list[list[int]],
                 max_members: Optional[int], ens: Any, twins: dict[int, int]) -> None:
     from initlab.config import ConfigError, to_experiment
 
     sizes = [len(g) for g in groups]  # in the order the groups are listed below and run
-    log.info("[batched] %d jobs in %d groups (max_members=%s; sizes %s)", len(configs), len(groups),
+    log.info("[batched] %s in %s (max_members=%s; sizes %s)", counted(len(configs), "job"), counted(len(groups), "group"),
              "auto" if max_members is None else max_members, " ".join(map(str, sizes)))
     for number, group in enumerate(groups, start=1):
         jobs = " ".join(f"#{configs[i].hydra.job.num}" for i in group)

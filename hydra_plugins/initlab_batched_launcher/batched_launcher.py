@@ -69,8 +69,8 @@ class BatchedJoblibLauncher(joblib_launcher.JoblibLauncher):
                                         job_id=lambda cfg, idx: f"{cfg.hydra.job.name}_{idx}")
         joblib_cfg = dict(self.joblib, backend="loky")  # the threading backend is incompatible with Hydra
         process_joblib_cfg(joblib_cfg)
-        log.info("Joblib.Parallel(%s) is launching %d groups", ",".join(f"{k}={v}" for k, v in joblib_cfg.items()),
-                 len(groups))
+        log.info("Joblib.Parallel(%s) is launching %s", ",".join(f"{k}={v}" for k, v in joblib_cfg.items()),
+                 _core.counted(len(groups), "group"))
         state = Singleton.get_state()
         results = Parallel(**joblib_cfg)(
             delayed(_core.run_unit)(self.hydra_context, self.task_function, [configs[i] for i in group], state)
@@ -104,8 +104,8 @@ class BatchedSubmititLauncher(submitit_launcher.BaseSubmititLauncher):
         configs, groups = _core.prepare(self, job_overrides, initial_job_idx,
                                         job_id=lambda cfg, idx: f"job_id_for_{idx}")
         executor = _core.submitit_executor(self._EXECUTOR, self.params)
-        log.info("Submitit '%s' sweep output dir : %s (%d tasks, one per group)", self._EXECUTOR,
-                 self.config.hydra.sweep.dir, len(groups))
+        log.info("Submitit '%s' sweep output dir : %s (%s, one per group)", self._EXECUTOR,
+                 self.config.hydra.sweep.dir, _core.counted(len(groups), "task"))
         state = Singleton.get_state()
         jobs = executor.map_array(self, [[configs[i] for i in group] for group in groups], [state] * len(groups))
         return _core.in_job_order(groups, [job.results()[0] for job in jobs])
