@@ -5,7 +5,9 @@ in their real on-disk formats.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import logging
 import math
 import pickle
 import re
@@ -377,6 +379,51 @@ def test_files_that_are_there_but_damaged_are_named_not_called_missing(tmp_path,
     assert message.startswith(f"dataset mnist: {images.parent} could not be read (shape '[300, 28, 28]' is invalid")
     assert "not found" not in message and "download failed" not in message
     assert "replace them with torchvision's MNIST files" in message
+
+
+def gzip_all(raw: Path) -> list[Path]:
+    """Leave only ``raw``'s files gzipped, as the official MNIST downloads (``*-ubyte.gz``) are."""
+    packed = []
+    for path in sorted(raw.iterdir()):
+        packed.append(path.with_name(path.name + ".gz"))
+        packed[-1].write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    return packed
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_official_gz_files_alone_are_unpacked_and_loaded(tmp_path, caplog, name, folder):
+    """MNIST/raw holding only the .gz files was 'files not found ... and download=false': torchvision
+    looks for the unpacked files. They are unpacked as its download would, said in one info line."""
+    written = make_mnist_like(tmp_path, folder)
+    raw = tmp_path / folder / "raw"
+    packed = gzip_all(raw)
+    cfg = dataset_cfg(f"dataset={name}", f"dataset.root={tmp_path}", "dataset.download=false")
+    with caplog.at_level(logging.INFO, logger="initlab.data.images"):
+        data = load_data(cfg)
+    assert [r.getMessage() for r in caplog.records] == [f"dataset {name}: unpacked 4 .gz files in {raw}"]
+    np.testing.assert_array_equal(data.y_train.numpy(), written["train"][1])
+    np.testing.assert_array_equal(data.y_test.numpy(), written["t10k"][1])
+    assert data.x_train.shape == (40, 1, 28, 28)
+    assert sorted(p.name for p in raw.iterdir()) == sorted([p.name for p in packed] + [p.stem for p in packed])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="initlab.data.images"):
+        load_data(cfg)
+    assert caplog.records == [], "unpacked once"
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda b: b[:len(b) // 2], "Compressed file ended before the end-of-stream marker was reached"),
+    (lambda b: b"not gzip", "Not a gzipped file (b'no')"),
+])
+def test_a_corrupt_gz_is_named_in_one_line(tmp_path, damage, reason):
+    make_mnist_like(tmp_path, "MNIST")
+    gz = gzip_all(tmp_path / "MNIST" / "raw")[1]
+    gz.write_bytes(damage(gz.read_bytes()))
+    message = load_error("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
+    assert message == (f"dataset mnist: {gz} could not be unpacked ({reason}); replace them with torchvision's MNIST "
+                       "files (or remove them and set dataset.download=true)")
+    assert not gz.with_suffix("").exists(), "no half-unpacked file left to be read next time"
 
 
 def test_an_altered_cifar_batch_is_named_by_the_md5_check(tmp_path, monkeypatch):

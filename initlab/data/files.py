@@ -26,9 +26,15 @@ def unreadable(name: str, path: Path, why: str, what: str, download: bool = True
     return DatasetUnavailable(f"dataset {name}: {path} {why}; replace them with {what}{again}")
 
 
+def one_line(err: Exception) -> str:
+    """``err``'s whole message on one line (its type's name when it has none), for a reason that
+    must not be cut off: why a file could not be read or unpacked."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def short_reason(err: Exception) -> str:
     """A few words for why a download failed: torchvision's message lists every mirror and URL."""
-    text = " ".join(str(err).split())
+    text = one_line(err)
     found = re.search(r"<urlopen error (?:\[Errno [-\d]+\] )?(.+?)>", text)
     return (found.group(1) if found else text)[:50].strip() or type(err).__name__
 

@@ -3,6 +3,8 @@ and ``shapes``, a synthetic set generated from a seed."""
 
 from __future__ import annotations
 
+import logging
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +17,7 @@ from initlab.data import files
 from initlab.data.tensors import Data, check_stratified_size, standardized, tensors
 
 DIGITS_SHAPE = (1, 8, 8)
+log = logging.getLogger(__name__)
 
 
 def digits(cfg) -> Data:
@@ -38,6 +41,7 @@ def torchvision_set(cfg) -> Data:
     root = files.resolved_root(cfg.root)
     existing = files.existing_dirs(root)
     expected = _expected_files(cls, root)
+    _unpack_gz(cfg.name, cls, expected)
     try:
         train, test = (cls(str(root), train=flag, download=cfg.download) for flag in (True, False))
     except Exception as err:  # offline download, missing or damaged files: say which and where they belong
@@ -61,6 +65,28 @@ def _expected_files(cls: type, root: Path) -> dict[Path, Optional[str]]:
     base = root / cls.base_folder  # CIFAR-10: its batches and meta file, MD5-checked
     return {base / name: md5 for name, md5 in [*cls.train_list, *cls.test_list, [cls.meta["filename"],
                                                                                  cls.meta["md5"]]]}
+
+
+def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]]) -> None:
+    """Unpack the ``.gz`` files of ``expected`` files that are there only packed (MNIST's official
+    ``*-ubyte.gz``, placed by hand): torchvision looks for the unpacked files and unpacks only what
+    its own download fetched. Its extract helper does it, as in that download step; one info line
+    says so. A .gz that does not unpack is a DatasetUnavailable naming it (its partial output removed,
+    else it would read as a truncated file next time)."""
+    from torchvision.datasets.utils import extract_archive
+
+    packed = [path for path in expected if not path.exists() and path.with_name(path.name + ".gz").is_file()]
+    for path in packed:
+        gz = path.with_name(path.name + ".gz")
+        try:
+            extract_archive(str(gz))
+        except (OSError, EOFError, zlib.error) as err:  # not gzip, truncated, corrupt data or CRC
+            path.unlink(missing_ok=True)
+            raise files.unreadable(name, gz, f"could not be unpacked ({files.one_line(err)})",
+                                   f"torchvision's {cls.__name__} files") from None
+    if packed:
+        log.info("dataset %s: unpacked %d .gz file%s in %s", name, len(packed), "s"[:len(packed) - 1],
+                 packed[0].parent)
 
 
 def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tuple[Path, str]]:
