@@ -376,9 +376,18 @@ def test_files_that_are_there_but_damaged_are_named_not_called_missing(tmp_path,
     images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:100_000])
     message = load_error("dataset=mnist", f"dataset.root={tmp_path}", f"dataset.download={download}")
-    assert message.startswith(f"dataset mnist: {images.parent} could not be read (shape '[300, 28, 28]' is invalid")
-    assert "not found" not in message and "download failed" not in message
-    assert "replace them with torchvision's MNIST files" in message
+    assert message == (f"dataset mnist: {images} is 100000 bytes, but its idx header (300 x 28 x 28 uint8) needs "
+                       "235216 (truncated); replace them with torchvision's MNIST files (or remove them and set "
+                       "dataset.download=true)")  # was cut off: (shape '[300, 28, 28]' is invalid for input of size)
+
+
+def test_an_idx_file_longer_than_its_header_says_is_named_too(tmp_path):
+    make_mnist_like(tmp_path, "MNIST")
+    labels = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes() + b"\0\0")
+    message = load_error("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
+    assert message.startswith(f"dataset mnist: {labels} is 30 bytes, but its idx header (20 uint8) needs 28 "
+                              "(longer than declared); replace them")
 
 
 def gzip_all(raw: Path) -> list[Path]:

@@ -4,6 +4,8 @@ and ``shapes``, a synthetic set generated from a seed."""
 from __future__ import annotations
 
 import logging
+import math
+import struct
 import zlib
 from pathlib import Path
 from typing import Optional
@@ -91,7 +93,8 @@ def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]]) -> Non
 
 def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tuple[Path, str]]:
     """(file, why) when every file is there and one of them is not what torchvision reads: a
-    changed MD5, or a file it failed to parse (a truncated download); None when any is absent."""
+    changed MD5, an idx file whose size is not what its header declares (a truncated download), or
+    a file it failed to parse (its whole reason); None when any is absent."""
     from torchvision.datasets.utils import check_integrity
 
     if not expected or not all(p.is_file() for p in expected):
@@ -99,7 +102,37 @@ def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tu
     for path, md5 in expected.items():
         if md5 is not None and not check_integrity(str(path), md5):
             return path, "fails torchvision's MD5 check: not the original file"
-    return next(iter(expected)).parent, f"could not be read ({files.short_reason(err)})"
+        problem = _idx_size_problem(path) if md5 is None else None  # None: MNIST's idx files
+        if problem:
+            return path, problem
+    return next(iter(expected)).parent, f"could not be read ({files.one_line(err)})"
+
+
+IDX_TYPES = {8: ("uint8", 1), 9: ("int8", 1), 11: ("int16", 2), 12: ("int32", 4), 13: ("float32", 4),
+             14: ("float64", 8)}  # the idx format's type codes: name, bytes per value
+
+
+def _idx_size_problem(path: Path) -> Optional[str]:
+    """Why the idx file ``path`` (MNIST's format: 0, 0, type, ndim, ndim big-endian sizes, values)
+    is not the size its header declares, e.g. 'is 100000 bytes, but its idx header (300 x 28 x 28
+    uint8) needs 235216 (truncated)': torchvision's own reason is a reshape error that names no
+    file. None when the size fits or the header is not an idx header (torchvision's reason stands)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_TYPES or not 1 <= head[3] <= 3:
+        return None
+    header = 4 + 4 * head[3]
+    if len(head) < header:
+        return f"is {size} bytes, shorter than its {header}-byte idx header (truncated)"
+    dims = struct.unpack(f">{head[3]}I", head[4:header])
+    type_name, itemsize = IDX_TYPES[head[2]]
+    needed = header + math.prod(dims) * itemsize
+    if size == needed:
+        return None
+    how = "truncated" if size < needed else "longer than declared"
+    return (f"is {size} bytes, but its idx header ({' x '.join(map(str, dims))} {type_name}) needs {needed} "
+            f"({how})")
 
 
 def _layout(cls: type) -> str:
