@@ -3,7 +3,6 @@ read from a small aclImdb tree in the real folder layout, written here."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -162,20 +161,39 @@ def test_a_review_that_is_not_utf8_is_named_in_one_line(tmp_path):
                                f"10); replace them with the files of aclImdb_v1.tar.gz")
 
 
-@pytest.mark.parametrize("make", ["nothing", "empty_folder", "train_only"])
-def test_imdb_missing_files_is_one_clear_line(tmp_path, make):
+@pytest.mark.parametrize("make,absent", [
+    ("nothing", "missing: aclImdb"),
+    ("empty_folder", "missing: aclImdb/train, aclImdb/test"),
+    ("train_only", "missing: aclImdb/test"),
+    ("no_test_neg", "missing: aclImdb/test/neg"),  # was the layout alone, naming no folder
+    ("empty_test_neg", "no .txt reviews in aclImdb/test/neg"),
+])
+def test_imdb_missing_files_is_one_clear_line_naming_the_folder(tmp_path, make, absent):
     root = tmp_path / "nowhere"
     if make == "empty_folder":
         (root / "aclImdb").mkdir(parents=True)
     elif make == "train_only":
         make_imdb_like(root, {k: v for k, v in REVIEWS.items() if k[0] == "train"})
+    elif make in ("no_test_neg", "empty_test_neg"):
+        make_imdb_like(root, {k: v for k, v in REVIEWS.items() if k != ("test", "neg")})
+    if make == "empty_test_neg":  # a folder named like a review and a file that is none: no reviews
+        (root / "aclImdb" / "test" / "neg" / "0_2.txt").mkdir(parents=True)
+        (root / "aclImdb" / "test" / "neg" / "notes.md").write_text("dull", encoding="utf-8")
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(DatasetUnavailable) as info:
         load_data(dataset_cfg("dataset=imdb", f"dataset.root={root}"))
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"dataset imdb: files not found under {root.resolve()}; put aclImdb/")
-    assert "aclImdb_v1.tar.gz" in message and message.endswith("or set dataset.root")
-    assert len(message.replace(str(root.resolve()), "ROOT")) < 160
+    assert str(info.value) == (f"dataset imdb: files not found under {root.resolve()} ({absent}); put "
+                               "aclImdb/{train,test}/{pos,neg}/*.txt (aclImdb_v1.tar.gz unpacked) there or set "
+                               "dataset.root")
     assert sorted(tmp_path.rglob("*")) == before, "a failed load creates nothing"
-    assert re.search(r"\{pos,neg\}/\*\.txt", message)
+
+
+def test_a_directory_named_like_a_review_is_skipped(tmp_path):
+    """aclImdb/train/pos/dir.txt, a folder: was an IsADirectoryError traceback; only regular files are reviews."""
+    make_imdb_like(tmp_path)
+    (tmp_path / "aclImdb" / "train" / "pos" / "dir.txt").mkdir()
+    (tmp_path / "aclImdb" / "train" / "pos" / "dir.txt" / "9_9.txt").write_text("nested", encoding="utf-8")
+    data = load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}", "dataset.vocab_size=6",
+                                 "dataset.seq_len=4"))
+    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        assert (x.tolist(), y.tolist()) == expected_ids(split, 6, 4), split

@@ -84,12 +84,40 @@ def encode(texts: list[list[str]], vocabulary: dict[str, int], seq_len: int) -> 
     return out
 
 
+def _reviews(folder: Path) -> list[Path]:
+    """The review files of one label folder, in name order: its regular ``*.txt`` files (a folder
+    named ``x.txt`` is no review: skipped, not read as one)."""
+    return sorted(path for path in folder.glob("*.txt") if path.is_file())
+
+
+def _missing_folders(base: Path) -> str:
+    """What of the aclImdb layout under ``base`` is absent, for the missing-files line (the
+    layout alone does not say which of its four folders is missing or empty): e.g.
+    ' (missing: aclImdb/test/neg)', ' (no .txt reviews in aclImdb/train/pos)'; '' when complete."""
+    if not base.is_dir():
+        return " (missing: aclImdb)"
+    missing, empty = [], []
+    for split in ("train", "test"):
+        if not (base / split).is_dir():
+            missing.append(f"aclImdb/{split}")
+            continue
+        for name in IMDB_LABELS:
+            folder = base / split / name
+            if not folder.is_dir():
+                missing.append(f"aclImdb/{split}/{name}")
+            elif not _reviews(folder):
+                empty.append(f"aclImdb/{split}/{name}")
+    parts = ([f"missing: {', '.join(missing)}"] if missing else []) + \
+        ([f"no .txt reviews in {', '.join(empty)}"] if empty else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _read_split(folder: Path) -> tuple[list[list[str]], torch.Tensor]:
     """Tokens and labels of one split's reviews. Raises DatasetUnavailable naming a review that is
     not UTF-8 (the release's encoding: an altered or foreign file)."""
     texts, labels = [], []
     for label, name in enumerate(IMDB_LABELS):
-        for path in sorted((folder / name).glob("*.txt")):
+        for path in _reviews(folder / name):
             try:
                 texts.append(tokenize(path.read_text(encoding="utf-8")))
             except UnicodeDecodeError as err:
@@ -104,8 +132,9 @@ def imdb(cfg) -> Data:
     vocabulary comes from the training reviews (the validation split, when asked for, included)."""
     root = files.resolved_root(cfg.root)
     base = root / "aclImdb"
-    if not all(any((base / split / name).glob("*.txt")) for split in ("train", "test") for name in IMDB_LABELS):
-        raise files.missing("imdb", root, f"{IMDB_LAYOUT} (aclImdb_v1.tar.gz unpacked)")
+    absent = _missing_folders(base)
+    if absent:
+        raise files.missing("imdb", root, f"{IMDB_LAYOUT} (aclImdb_v1.tar.gz unpacked)", absent)
     train_texts, y_train = _read_split(base / "train")
     test_texts, y_test = _read_split(base / "test")
     vocabulary = build_vocabulary(train_texts, cfg.vocab_size)
