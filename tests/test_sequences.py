@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import compose_config
+from hydra import initialize_config_dir
+
+from conftest import CONF, compose_config, run_train
 from initlab.config import ConfigError, to_experiment
 from initlab.data import DatasetUnavailable, load_data
 from initlab.data.sequences import PAD, UNK, tokenize
@@ -117,7 +119,7 @@ def expected_ids(split: str, vocab_size: int, seq_len: int) -> tuple[list[list[i
     return rows, labels
 
 
-@pytest.mark.parametrize("vocab_size,seq_len", [(100, 12), (6, 4), (3, 20)])
+@pytest.mark.parametrize("vocab_size,seq_len", [(19, 12), (6, 4), (3, 20)])  # 19: all 17 words
 def test_imdb_reads_the_aclimdb_layout(tmp_path, vocab_size, seq_len):
     make_imdb_like(tmp_path)
     cfg = dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}", f"dataset.vocab_size={vocab_size}",
@@ -146,7 +148,8 @@ def test_imdb_validation_split_is_stratified_from_train(tmp_path):
     reviews = {key: [f"{key[1]} review number {i} {'good' if key[1] == 'pos' else 'bad'}" for i in range(10)]
                for key in REVIEWS}
     make_imdb_like(tmp_path, reviews)
-    data = load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}", "dataset.val_size=6"))
+    data = load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}", "dataset.val_size=6",
+                                 "dataset.vocab_size=8"))  # pos, neg, review, number, good, bad + PAD + UNK
     assert len(data.y_val) == 6 and len(data.y_train) == 14 and sorted(data.y_val.tolist()) == [0, 0, 0, 1, 1, 1]
 
 
@@ -197,3 +200,45 @@ def test_a_directory_named_like_a_review_is_skipped(tmp_path):
                                  "dataset.seq_len=4"))
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
         assert (x.tolist(), y.tolist()) == expected_ids(split, 6, 4), split
+
+
+# --- vocab_size against the reviews -------------------------------------------------------------
+def vocab_error(vocab_size: int) -> str:
+    """The one line for REVIEWS' training reviews: 17 distinct words, 19 ids with PAD and UNK."""
+    return (f"dataset.vocab_size={vocab_size} exceeds the 19 token ids the training reviews give (17 words + PAD + "
+            "UNK); valid: 3..19")
+
+
+@pytest.mark.parametrize("vocab_size", [20, 2500000000])
+def test_a_vocab_size_beyond_the_reviews_is_refused_in_one_line(tmp_path, vocab_size):
+    """Was accepted: unused embedding rows counted in n_params and the weight norm, or (2.5e9) a
+    640 GB embedding allocated after loading, a traceback and a run folder left."""
+    make_imdb_like(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}", f"dataset.vocab_size={vocab_size}"))
+    assert str(info.value) == vocab_error(vocab_size)
+    assert load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}", "dataset.vocab_size=19")).vocab_size == 19
+
+
+def test_a_vocab_size_beyond_the_reviews_stops_train_py_before_any_model(tmp_path):
+    make_imdb_like(tmp_path / "data")
+    run_dir = tmp_path / "outputs" / "run"
+    done = run_train("model=transformer", "dataset=imdb", f"dataset.root={tmp_path / 'data'}",
+                     "dataset.vocab_size=2500000000", "epochs=1", "threads=1", f"hydra.run.dir={run_dir}")
+    assert (done.returncode, done.stderr) == (2, f"error: {vocab_error(2500000000)}\n"), done.stderr
+    assert not run_dir.exists(), "no run folder left"
+
+
+def test_a_vocab_size_beyond_the_reviews_stops_a_sweep_before_its_first_job(tmp_path):
+    from initlab.sweeps import validate_jobs
+    from test_sweeps import _compose_multirun
+
+    make_imdb_like(tmp_path)
+    jobs = [["model=transformer", "dataset=imdb", f"dataset.root={tmp_path}", f"dataset.vocab_size={v}"]
+            for v in (19, 50)]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("epochs=0")
+        assert len(validate_jobs(cfg, jobs[:1])) == 1
+        with pytest.raises(ConfigError) as info:
+            validate_jobs(cfg, jobs)
+    assert str(info.value) == f"job {' '.join(jobs[1])}: {vocab_error(50)}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from initlab.config import ConfigError
 from initlab.data import files
 from initlab.data.tensors import Data
 
@@ -75,6 +76,18 @@ def build_vocabulary(texts: list[list[str]], size: int) -> dict[str, int]:
     return {token: i + 2 for i, (token, _) in enumerate(ranked)}
 
 
+def check_vocab_size(vocab_size: int, vocabulary: dict[str, int]) -> None:
+    """Refuse a ``vocab_size`` above the ids the training reviews give (their distinct tokens + PAD
+    + UNK), in one line naming the valid range: the extra ids would be embedding rows no token
+    uses, counted in n_params and the weight norms, and a huge one an allocation that fails after
+    loading (2.5e9 x d_model floats). Called after the vocabulary is built, before any model is."""
+    largest = len(vocabulary) + 2
+    if vocab_size > largest:
+        valid = f"3..{largest}" if largest >= 3 else "none (the training reviews hold no words)"
+        raise ConfigError(f"dataset.vocab_size={vocab_size} exceeds the {largest} token ids the training reviews "
+                          f"give ({len(vocabulary)} words + PAD + UNK); valid: {valid}")
+
+
 def encode(texts: list[list[str]], vocabulary: dict[str, int], seq_len: int) -> torch.Tensor:
     """(N, seq_len) int64 ids: each text's first ``seq_len`` tokens, then ``PAD`` up to ``seq_len``."""
     out = torch.full((len(texts), seq_len), PAD, dtype=torch.long)
@@ -136,8 +149,9 @@ def imdb(cfg) -> Data:
     if absent:
         raise files.missing("imdb", root, f"{IMDB_LAYOUT} (aclImdb_v1.tar.gz unpacked)", absent)
     train_texts, y_train = _read_split(base / "train")
-    test_texts, y_test = _read_split(base / "test")
     vocabulary = build_vocabulary(train_texts, cfg.vocab_size)
+    check_vocab_size(cfg.vocab_size, vocabulary)  # short only when the reviews hold fewer words
+    test_texts, y_test = _read_split(base / "test")
     return Data(encode(train_texts, vocabulary, cfg.seq_len), y_train, encode(test_texts, vocabulary, cfg.seq_len),
                 y_test, kind="sequences", n_classes=len(IMDB_LABELS), vocab_size=cfg.vocab_size, pad_id=PAD)
 
