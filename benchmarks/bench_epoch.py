@@ -22,6 +22,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,16 +32,71 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from initlab.config import register_configs, to_experiment  # noqa: E402
 from initlab.data import load_data  # noqa: E402
 from initlab.inits import initialize  # noqa: E402
 from initlab.measure.probes import measured_weights, probe_statistics  # noqa: E402
 from initlab.models import build_model  # noqa: E402
+from initlab.sweeps import group_options  # noqa: E402
 from initlab.train.loop import build_optimizer, evaluate, train_epoch  # noqa: E402
 
 DEPTH, WIDTH, BATCH, PROBE = 50, 128, 128, 1000
+DEVICES = ("cpu", "cuda")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, names: Sequence[str],
+                   low: int = 1) -> None:
+    """parser.error (one line, before any work) for a count or size below ``low``, in a single value
+    or a list: 0 repeats printed inf and nan as results, depth 0 ended in a ConfigError traceback."""
+    for name in names:
+        value = getattr(args, name)
+        bad = [v for v in (value if isinstance(value, list) else [value]) if v < low]
+        if bad:
+            parser.error(f"{_flag(name)} must be >= {low}, got {bad[0]}")
+
+
+def check_distinct(parser: argparse.ArgumentParser, args: argparse.Namespace, names: Sequence[str]) -> None:
+    """parser.error for a list option naming a value twice: results are kept per value, so the second
+    measurement overwrote the first and both rows printed it."""
+    for name in names:
+        values = getattr(args, name)
+        twice = [v for v in dict.fromkeys(values) if values.count(v) > 1]
+        if twice:
+            parser.error(f"{_flag(name)} names {twice[0]} twice; give each value once")
+
+
+def check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """parser.error for ``--device cuda`` without a GPU, which torch refuses only after set-up, in a
+    traceback."""
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA GPU is visible; valid: cpu, cuda")
+
+
+def min_samples() -> int:
+    """The fewest training samples of the benchmarks' blobs set: every one of its classes (conf/dataset/
+    blobs.yaml) needs one, or composing the job fails with dataset.n_classes must be <= dataset.n_train."""
+    return int(OmegaConf.load(ROOT / "conf/dataset/blobs.yaml").n_classes)
+
+
+def check_samples(parser: argparse.ArgumentParser, samples: int) -> None:
+    """parser.error for ``--samples`` below the blobs set's class count (see min_samples)."""
+    low = min_samples()
+    if samples < low:
+        parser.error(f"--samples must be >= {low} (one training sample per class of dataset blobs), got {samples}")
+
+
+def conf_choices(group: str) -> list[str]:
+    """The choices of a config group (``activation``, ``hydra/launcher``) as train.py composes them,
+    so an option naming one is refused in one line, not in Hydra's MissingConfigException."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return group_options(group)
 
 
 def sync(device: torch.device) -> None:
@@ -133,11 +189,20 @@ def one_model_epochs(cfg: DictConfig, device: torch.device) -> dict:
             "plain PyTorch loop": plain_epoch}
 
 
-def main() -> None:
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options, refused in one line before any work when out of range: ``--repeats 0`` ran 32 s
+    and printed inf and nan as results, ``--device cuda`` without a GPU ended in a traceback."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=DEVICES)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many epochs per variant")
+    args = parser.parse_args(argv)
+    check_at_least(parser, args, ["repeats"])
+    check_device(parser, args.device)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse(argv)
     device = torch.device(args.device)
 
     cfg = job_config(DEPTH)

@@ -130,6 +130,17 @@ def train_refused_in_process(*args: str) -> Completed:
     return Completed(list(args), code, stdout.getvalue(), stderr.getvalue())
 
 
+def argparse_refusal(main: Callable[[list[str]], None], argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The message ``main(argv)`` refuses ``argv`` with through argparse's parser.error: exit status 2
+    and, after the usage, one line "PROG: error: MESSAGE" (PROG is pytest's own name here)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ": error: " in last, last
+    return last.split(": error: ", 1)[1]
+
+
 @pytest.fixture(scope="session")
 def train_pool():
     """Two concurrent ``train.py`` processes at most (the machine has two cores).

@@ -552,6 +552,13 @@ MUTATIONS = [
     Mutation("counts_always_plural", "hydra_plugins/initlab_batched_launcher/_core.py",
              "    return f\"{n} {noun}{'' if n == 1 else 's'}\"", "    return f\"{n} {noun}s\"",
              ("tests/test_batched_launcher.py", "-k", "count_in_words"), "the log read '2 jobs in 1 groups'"),
+    # benchmarks' options and tables
+    Mutation("bench_epoch_repeats_unchecked", "benchmarks/bench_epoch.py", 'check_at_least(parser, args, ["repeats"])',
+             "check_at_least(parser, args, [])", ("tests/test_bench_epoch.py", "-k", "refused_in_one_line"),
+             "bench_epoch.py --repeats 0 ran 32 s and printed inf, nanx, +nan% as results"),
+    Mutation("bench_epoch_device_any_name", "benchmarks/bench_epoch.py", 'else "cpu", choices=DEVICES)', 'else "cpu")',
+             ("tests/test_bench_epoch.py", "-k", "refused_in_one_line"),
+             "bench_epoch.py --device foo ended in a RuntimeError traceback"),
 ]
 
 
