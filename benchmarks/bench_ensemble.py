@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_epoch import BATCH, WIDTH, job_config, matmul_peak, one_model_epochs, timed  # noqa: E402
+from bench_epoch import (BATCH, DEVICES, WIDTH, check_at_least, check_device, check_samples, job_config,  # noqa: E402
+                         matmul_peak, one_model_epochs, timed)
 from initlab.config import to_experiment  # noqa: E402
 from initlab.data import load_data  # noqa: E402
 from initlab.inits import initialize  # noqa: E402
@@ -263,7 +264,7 @@ def row(depth: int, variant: str, members: object, seconds: float, one_job: floa
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=DEVICES)
     parser.add_argument("--depths", type=int, nargs="+", default=[5, 20, 50])
     parser.add_argument("--groups", type=int, nargs="*", default=[1, 4, 8, 16],
                         help="members per ensemble; none: no ensemble rows")
@@ -279,15 +280,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="instead of the table: torch.profiler's top operators of the largest group at the "
                              "first depth (one job at a time without --groups), trained for 1 + E epochs")
     args = parser.parse_args(argv)
-    for name in ("depths", "groups"):
-        bad = [v for v in getattr(args, name) if v < 1]
-        if bad:
-            parser.error(f"--{name} must be >= 1, got {bad[0]}")
-    for name in ("samples", "epochs", "repeats", "threads", "peak_size", "side_by_side"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but no CUDA GPU is visible; valid: cpu, cuda")
+    check_at_least(parser, args, ["depths", "groups", "epochs", "repeats", "threads", "peak_size", "side_by_side"])
+    check_samples(parser, args.samples)
+    check_device(parser, args.device)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

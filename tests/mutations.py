@@ -559,6 +559,9 @@ MUTATIONS = [
     Mutation("bench_epoch_device_any_name", "benchmarks/bench_epoch.py", 'else "cpu", choices=DEVICES)', 'else "cpu")',
              ("tests/test_bench_epoch.py", "-k", "refused_in_one_line"),
              "bench_epoch.py --device foo ended in a RuntimeError traceback"),
+    Mutation("bench_samples_below_the_classes", "benchmarks/bench_epoch.py", "    if samples < low:",
+             "    if samples < 1:", ("tests/test_bench_ensemble.py", "-k", "bad_sizes"),
+             "bench_ensemble.py --samples 5: ConfigError dataset.n_classes must be <= dataset.n_train"),
 ]
 
 

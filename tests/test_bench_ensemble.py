@@ -9,10 +9,12 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, argparse_refusal
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_ensemble  # noqa: E402
+import bench_epoch  # noqa: E402
+from initlab.config import ConfigError, to_experiment  # noqa: E402
 
 TINY = ["--samples", "300", "--epochs", "1", "--repeats", "1", "--peak-size", "128", "--threads", "1",
         "--device", "cpu"]
@@ -60,14 +62,25 @@ def test_side_by_side_rows_follow_each_group(capsys):
     assert ensemble == [("ensemble", "2"), ("ensemble, 2 side by side", "2")]
 
 
-@pytest.mark.parametrize("args, message", [(["--depths", "0"], "--depths must be >= 1, got 0"),
-                                           (["--samples", "0"], "--samples must be >= 1, got 0"),
-                                           (["--side-by-side", "0"], "--side-by-side must be >= 1, got 0")])
+@pytest.mark.parametrize("args, message", [
+    (["--depths", "0"], "--depths must be >= 1, got 0"),
+    (["--groups", "2", "-1"], "--groups must be >= 1, got -1"),
+    (["--samples", "0"], "--samples must be >= 10 (one training sample per class of dataset blobs), got 0"),
+    # blobs has 10 classes: 5 samples ended in "ConfigError: dataset.n_classes must be <= dataset.n_train"
+    (["--samples", "5"], "--samples must be >= 10 (one training sample per class of dataset blobs), got 5"),
+    (["--side-by-side", "0"], "--side-by-side must be >= 1, got 0"),
+    (["--device", "foo"], "argument --device: invalid choice: 'foo' (choose from 'cpu', 'cuda')")])
 def test_bad_sizes_are_refused_in_one_line(capsys, args, message):
-    with pytest.raises(SystemExit) as exit_:
-        bench_ensemble.main([*TINY, *args])
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+    assert argparse_refusal(bench_ensemble.main, [*TINY, *args], capsys) == message
+
+
+def test_samples_minimum_is_the_blobs_class_count():
+    """The refusal's minimum is read from conf/dataset/blobs.yaml, not guessed: it composes, one less does not."""
+    low = bench_epoch.min_samples()
+    assert low == 10
+    to_experiment(bench_epoch.job_config(2, low))
+    with pytest.raises(ConfigError, match="^dataset.n_classes must be <= dataset.n_train"):
+        to_experiment(bench_epoch.job_config(2, low - 1))
 
 
 @pytest.mark.slow
