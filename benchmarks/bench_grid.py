@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_ensemble import GRID_INITS, group_seconds, machine, one_at_a_time, train_group  # noqa: E402
+from bench_epoch import DEVICES, check_at_least, check_device, check_distinct, check_samples, conf_choices  # noqa: E402
 
 GRID = OmegaConf.load(ROOT / "conf/experiment/grid.yaml")
 GRID_ACTIVATIONS = GRID.hydra.sweeper.params.activation.split(",")
@@ -94,15 +95,21 @@ def project(args: argparse.Namespace) -> None:
     print(f"projected full grid: {total:.0f} s = {total / 3600:.2f} h")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options of both subcommands, each refused in one line before any work when out of range:
+    an unknown activation or launcher (Hydra's 76-line MissingConfigException after the set-up),
+    a value named twice (its row printed twice with one timing), depth 0 or too few samples (a
+    ConfigError traceback)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     timing = sub.add_parser("time", help="wall time of grid_quick per launcher")
-    timing.add_argument("--launchers", nargs="+", default=["batched", "batched_parallel", "parallel"])
+    timing.add_argument("--launchers", nargs="+", default=["batched", "batched_parallel", "parallel"],
+                        metavar="LAUNCHER", help="choices of hydra/launcher, each once")
     timing.add_argument("overrides", nargs="*", help="after --: overrides for every sweep")
     proj = sub.add_parser("project", help="project the full grid from measured group timings")
-    proj.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
-    proj.add_argument("--activations", nargs="+", default=GRID_ACTIVATIONS)
+    proj.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=DEVICES)
+    proj.add_argument("--activations", nargs="+", default=GRID_ACTIVATIONS, metavar="ACTIVATION",
+                      help="choices of the activation group, each once")
     proj.add_argument("--depths", type=int, nargs="+", default=GRID_DEPTHS)
     proj.add_argument("--members", type=int, default=len(GRID_INITS), choices=(1, 2, 4, 8),
                       help="inits per group (8: the batched launcher's grouping; 1: one job at a time)")
@@ -112,13 +119,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     proj.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per group")
     args = parser.parse_args(argv)
     if args.command == "time":
+        check_distinct(timing, args, ["launchers"])
+        check_known(timing, "launchers", args.launchers, conf_choices("hydra/launcher"))
+        return args
+    check_at_least(proj, args, ["depths", "epochs", "grid_epochs", "threads"])
+    check_samples(proj, args.samples)
+    check_distinct(proj, args, ["activations", "depths"])
+    check_known(proj, "activations", args.activations, conf_choices("activation"))
+    check_device(proj, args.device)
+    return args
+
+
+def check_known(parser: argparse.ArgumentParser, flag: str, values: Sequence[str], valid: Sequence[str]) -> None:
+    """parser.error naming the first of ``values`` that is not among ``valid`` (a config group's choices)."""
+    unknown = [v for v in values if v not in valid]
+    if unknown:
+        parser.error(f"--{flag}: unknown {unknown[0]!r}; valid: {', '.join(valid)}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse(argv)
+    if args.command == "time":
         time_sweeps(args.launchers, args.overrides)
         return
-    for name in ("samples", "epochs", "grid_epochs", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but no CUDA GPU is visible; valid: cpu, cuda")
     args.vary = "init"
     torch.set_num_threads(args.threads)
     project(args)

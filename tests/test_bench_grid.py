@@ -9,9 +9,10 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, argparse_refusal, group_choices
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench_epoch  # noqa: E402
 import bench_grid  # noqa: E402
 
 GROUP_ROW = re.compile(r"^\| (\w+) \| (\d+) \| (\d+\.\d{2}) \| (\d+\.\d{3}) \| (\d+) \|$")
@@ -51,3 +52,45 @@ def test_sweep_timing_runs_each_launcher(capsys):
 def test_a_failing_sweep_stops_with_its_launcher_named(capsys):
     with pytest.raises(SystemExit, match=r"^hydra/launcher=basic: train.py exited 2$"):
         bench_grid.main(["time", "--launchers", "basic", "--", "depth=0", "seed=0"])
+
+
+# options bench_grid.parse accepts (main calls it before any work); each case adds one bad value
+PROJECT = ["project", "--members", "8", "--samples", "300", "--depths", "1", "--activations", "relu", "--epochs", "1",
+           "--grid-epochs", "1", "--threads", "1", "--device", "cpu"]
+ACTIVATIONS = ", ".join(group_choices("activation"))
+
+
+@pytest.mark.parametrize("args, message", [
+    # Hydra's 76-line MissingConfigException before
+    (["--activations", "relu", "nosuch"], f"--activations: unknown 'nosuch'; valid: {ACTIVATIONS}"),
+    (["--activations", "relu", "relu"], "--activations names relu twice; give each value once"),
+    (["--depths", "0"], "--depths must be >= 1, got 0"),  # a ConfigError traceback
+    (["--depths", "2", "-3"], "--depths must be >= 1, got -3"),
+    (["--depths", "1", "1"], "--depths names 1 twice; give each value once"),
+    (["--samples", "9"], "--samples must be >= 10 (one training sample per class of dataset blobs), got 9"),
+    (["--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["--grid-epochs", "0"], "--grid-epochs must be >= 1, got 0"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--members", "3"], "argument --members: invalid choice: 3 (choose from 1, 2, 4, 8)"),
+    (["--device", "foo"], "argument --device: invalid choice: 'foo' (choose from 'cpu', 'cuda')")])
+def test_project_refuses_bad_options_in_one_line(capsys, args, message):
+    assert argparse_refusal(bench_grid.parse, [*PROJECT, *args], capsys) == message
+
+
+TINY_SWEEP = ["--", "epochs=1", "depth=2", "activation=relu", "init=zero", "seed=0"]
+
+
+def launchers() -> str:
+    """hydra/launcher's choices: conf/hydra/launcher's and the installed plugins' (basic, joblib, ...)."""
+    valid = bench_epoch.conf_choices("hydra/launcher")
+    assert {"basic", "batched", "batched_parallel", "parallel"} <= set(valid)
+    return ", ".join(valid)
+
+
+@pytest.mark.parametrize("names, message", [
+    (["basic", "basic"], "--launchers names basic twice; give each value once"),  # two rows of one timing
+    (["basic", "nosuch"], "--launchers: unknown 'nosuch'; valid: {valid}"),
+])
+def test_time_refuses_bad_launchers_in_one_line(capsys, names, message):
+    refusal = argparse_refusal(bench_grid.parse, ["time", "--launchers", *names, *TINY_SWEEP], capsys)
+    assert refusal == message.format(valid=launchers())
