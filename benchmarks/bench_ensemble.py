@@ -257,9 +257,12 @@ def machine(device: torch.device) -> str:
 
 
 def row(depth: int, variant: str, members: object, seconds: float, one_job: float, floor: float) -> str:
-    vs = f"{one_job / seconds:.2f}x" if seconds > 0 and one_job > 0 else "-"
-    peak = f"{floor / seconds:.0%}" if seconds > 0 else "-"
-    return f"| {depth} | {variant} | {members} | {seconds:.4f} | {vs} | {peak} |"
+    """A table row; ``seconds`` not positive (a difference of two job times that noise made negative,
+    clamped to 0) is no measurement, so every figure of the row reads "-" rather than 0.0000."""
+    if seconds <= 0:
+        return f"| {depth} | {variant} | {members} | - | - | - |"
+    vs = f"{one_job / seconds:.2f}x" if one_job > 0 else "-"
+    return f"| {depth} | {variant} | {members} | {seconds:.4f} | {vs} | {floor / seconds:.0%} |"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

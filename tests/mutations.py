@@ -575,6 +575,9 @@ MUTATIONS = [
     Mutation("bench_samples_below_the_classes", "benchmarks/bench_epoch.py", "    if samples < low:",
              "    if samples < 1:", ("tests/test_bench_ensemble.py", "-k", "bad_sizes"),
              "bench_ensemble.py --samples 5: ConfigError dataset.n_classes must be <= dataset.n_train"),
+    Mutation("bench_noise_shown_as_zero_seconds", "benchmarks/bench_ensemble.py", "    if seconds <= 0:",
+             "    if seconds < 0:", ("tests/test_bench_ensemble.py", "-k", "unmeasured_difference"),
+             "| 2 | job, one at a time | 1 | 0.0000 | - | - |: clamped noise printed as a measurement"),
 ]
 
 

@@ -20,7 +20,7 @@ TINY = ["--samples", "300", "--epochs", "1", "--repeats", "1", "--peak-size", "1
         "--device", "cpu"]
 SINGLE = ["FLOP floor", "job, one at a time", "initlab, all statistics", "initlab, statistics off",
           "plain PyTorch loop", "hooks loop (reference)"]
-ROW = re.compile(r"^\| (?P<depth>\d+) \| (?P<variant>[^|]+) \| (?P<members>\d+) \| (?P<seconds>\d+\.\d{4}) \| "
+ROW = re.compile(r"^\| (?P<depth>\d+) \| (?P<variant>[^|]+) \| (?P<members>\d+) \| (?P<seconds>\d+\.\d{4}|-) \| "
                  r"(?P<vs>\d+\.\d{2}x|-) \| (?P<peak>\d+%|-) \|$")
 
 
@@ -36,6 +36,7 @@ def table(capsys, *args: str) -> list[dict]:
     assert lines[2] == "| " + " | ".join(bench_ensemble.COLUMNS) + " |" and lines[3].startswith("|---|")
     rows = [ROW.match(line) for line in lines[4:]]
     assert all(rows), [line for line, match in zip(lines[4:], rows) if not match]
+    assert all(m["vs"] == m["peak"] == "-" for m in rows if m["seconds"] == "-")  # no figure from no measurement
     return [m.groupdict() for m in rows]
 
 
@@ -81,6 +82,16 @@ def test_samples_minimum_is_the_blobs_class_count():
     to_experiment(bench_epoch.job_config(2, low))
     with pytest.raises(ConfigError, match="^dataset.n_classes must be <= dataset.n_train"):
         to_experiment(bench_epoch.job_config(2, low - 1))
+
+
+def test_an_unmeasured_difference_reads_as_a_dash():
+    """A job row is the difference of a 2-epoch and a 1-epoch job; noise can make it negative, clamped
+    to 0, which printed "| 2 | job, one at a time | 1 | 0.0000 | - | - |" as if measured."""
+    for seconds in (0.0, -0.3):
+        line = bench_ensemble.row(2, "job, one at a time", 1, seconds, 0.5, 0.2)
+        assert line == "| 2 | job, one at a time | 1 | - | - | - |"
+        assert ROW.match(line)
+    assert bench_ensemble.row(2, "ensemble", 4, 0.25, 0.5, 0.2) == "| 2 | ensemble | 4 | 0.2500 | 2.00x | 80% |"
 
 
 @pytest.mark.slow
