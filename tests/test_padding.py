@@ -96,10 +96,10 @@ def test_distributions_count_only_the_token_positions():
 
 def test_imdb_pads_with_pad_and_its_transformer_masks_it(tmp_path):
     make_imdb_like(tmp_path)
-    data = load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}", "dataset.seq_len=64"))
+    sizes = ("dataset.seq_len=64", "dataset.vocab_size=8")
+    data = load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}", *sizes))
     assert data.pad_id == PAD and (data.x_train == PAD).any()
-    net = build_model(experiment("model=transformer", "dataset=imdb", f"dataset.root={tmp_path}",
-                                 "dataset.seq_len=64"), data)
+    net = build_model(experiment("model=transformer", "dataset=imdb", f"dataset.root={tmp_path}", *sizes), data)
     assert net.pad_id == PAD
     majority = load_data(dataset_cfg("dataset=majority"))
     assert majority.pad_id is None  # its token 0 is class 0's vote, not padding
