@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from omegaconf import OmegaConf
@@ -85,14 +85,36 @@ def project(args: argparse.Namespace) -> None:
           f"{'groups of ' + str(members) if members > 1 else 'one job at a time'}; job epochs 1 + {args.epochs}")
     print("| activation | depth | fixed s | s/epoch | projected s |")
     print("|---|---|---|---|---|")
-    total = 0.0
+    projected = []
     for activation in args.activations:
         for depth in args.depths:
             fixed, per_epoch = group_seconds(trainer, depth, members, args, f"activation={activation}")
-            seconds = per_group * (fixed + args.grid_epochs * per_epoch)
-            total += seconds
-            print(f"| {activation} | {depth} | {fixed:.2f} | {per_epoch:.3f} | {seconds:.0f} |", flush=True)
-    print(f"projected full grid: {total:.0f} s = {total / 3600:.2f} h")
+            line, seconds = projected_row(activation, depth, fixed, per_epoch, per_group, args.grid_epochs)
+            projected.append(seconds)
+            print(line, flush=True)
+    print(projected_total(projected))
+
+
+def projected_row(activation: str, depth: int, fixed: float, per_epoch: float, groups: int,
+                  grid_epochs: int) -> tuple[str, Optional[float]]:
+    """One row of project's table and its projected seconds (``groups`` x (fixed + grid_epochs x
+    per_epoch)); '-' and None where the per-epoch time is not positive: the longer job was not
+    slower than the 1-epoch job (noise at tiny sizes), so the row was not measured and a 0 there
+    would read as a free epoch."""
+    if per_epoch <= 0:
+        return f"| {activation} | {depth} | - | - | - |", None
+    seconds = groups * (fixed + grid_epochs * per_epoch)
+    return f"| {activation} | {depth} | {fixed:.2f} | {per_epoch:.3f} | {seconds:.0f} |", seconds
+
+
+def projected_total(projected: Sequence[Optional[float]]) -> str:
+    """project's last line: the sum of the rows, or what is missing from it."""
+    measured = [s for s in projected if s is not None]
+    total = sum(measured)
+    if len(measured) == len(projected):
+        return f"projected full grid: {total:.0f} s = {total / 3600:.2f} h"
+    return (f"projected full grid: not measured ({len(projected) - len(measured)} of {len(projected)} rows took no "
+            f"longer with more epochs; raise --samples or --epochs); the measured rows sum to {total:.0f} s")
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -578,6 +578,8 @@ MUTATIONS = [
     Mutation("bench_noise_shown_as_zero_seconds", "benchmarks/bench_ensemble.py", "    if seconds <= 0:",
              "    if seconds < 0:", ("tests/test_bench_ensemble.py", "-k", "unmeasured_difference"),
              "| 2 | job, one at a time | 1 | 0.0000 | - | - |: clamped noise printed as a measurement"),
+    Mutation("projection_counts_noise_as_free", "benchmarks/bench_grid.py", "    if per_epoch <= 0:", "    if False:",
+             ("tests/test_bench_grid.py", "-k", "unmeasured"), "bench_grid project printed 0.000 s/epoch for noise"),
 ]
 
 
