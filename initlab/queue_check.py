@@ -25,8 +25,11 @@ LOCAL_TARGETS = ("submitit_launcher.LocalLauncher", ".BatchedLocalLauncher")
 MINIMUM = {"timeout_min": 1, "cpus_per_task": 1, "gpus_per_node": 0, "tasks_per_node": 1, "mem_gb": 1, "nodes": 1,
            "array_parallelism": 1, "signal_delay_s": 0, "max_num_timeout": 0, "cpus_per_gpu": 1, "gpus_per_task": 0}
 NULLABLE = {"cpus_per_task", "gpus_per_node", "mem_gb", "cpus_per_gpu", "gpus_per_task"}
-NAMED = ("partition", "account", "qos", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "nodes")
+ONE_PROCESS = ("tasks_per_node", "nodes")  # submitit would start one copy of the job per task
+NAMED = ("partition", "account", "qos", "timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "nodes",
+         "constraint", "exclude", "gres", "additional_parameters")
 SBATCH_SECONDS = 30
+UNREACHABLE = ("Unable to contact slurm controller", "Could not establish a configuration source")
 
 
 def executor_of(launcher: DictConfig) -> Optional[str]:
@@ -51,7 +54,24 @@ def check_queue(launcher: DictConfig) -> Optional[str]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             return (f"hydra.launcher.{key}={value}; valid: an integer >= {low}" + (" or null" if key in NULLABLE else "")
                     + (" (0: no time limit)" if key == "timeout_min" and low == 0 else ""))
-    return sbatch_test(launcher) if executor == "slurm" else None
+    for key in ONE_PROCESS:
+        if launcher.get(key, 1) != 1:
+            return (f"hydra.launcher.{key}={launcher.get(key)}; valid: 1 (an initlab job is one process: more would "
+                    f"train the same job folder several times at once)")
+    if executor == "slurm":
+        return _signal_after_limit(launcher) or sbatch_test(launcher)
+    return None
+
+
+def _signal_after_limit(launcher: DictConfig) -> Optional[str]:
+    """SLURM signals a task ``signal_delay_s`` before its time limit (the checkpoint-and-requeue
+    signal); a delay not shorter than the limit signals it as it starts, and every task dies at
+    once (the preset's 120 s with ``timeout_min=1``). sbatch --test-only cannot see this."""
+    limit, delay = launcher.get("timeout_min"), launcher.get("signal_delay_s")
+    if limit and delay is not None and delay >= 60 * limit:
+        return (f"hydra.launcher.signal_delay_s={delay} is not shorter than timeout_min={limit} ({60 * limit} s): SLURM "
+                f"would signal every task as it starts; valid: signal_delay_s < 60 x timeout_min")
+    return None
 
 
 def sbatch_test(launcher: DictConfig) -> Optional[str]:
@@ -79,10 +99,21 @@ def sbatch_test(launcher: DictConfig) -> Optional[str]:
             return f"sbatch --test-only did not answer within {SBATCH_SECONDS} s: is slurmctld reachable?"
     if proc.returncode == 0:
         return None
-    reason = ([line for line in proc.stderr.splitlines() if line.strip()] or [f"exit status {proc.returncode}"])[-1]
-    reason = reason.removeprefix("sbatch: error: ").removeprefix("allocation failure: ").strip()
-    named = ", ".join(f"{k}={settings[k]}" for k in NAMED if settings.get(k) is not None)
+    reason = sbatch_reason(proc.stderr) or f"exit status {proc.returncode}"
+    if any(words in reason for words in UNREACHABLE):
+        return f"sbatch --test-only could not ask the cluster ({reason}): is slurmctld up? (SLURM_CONF, sinfo)"
+    named = ", ".join(f"{k}={settings[k]}" for k in NAMED if settings.get(k) not in (None, {}))
     return f"hydra.launcher ({named}): SLURM would never run such a task (sbatch --test-only: {reason})"
+
+
+def sbatch_reason(stderr: str) -> str:
+    """sbatch's reason among its stderr lines: the last that is not its pointer to --help
+    (``sbatch: unrecognized option '--foo=bar'`` comes before ``Try "sbatch --help" ...``)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and "--help" not in line]
+    reason = lines[-1] if lines else ""
+    for prefix in ("sbatch: error: ", "sbatch: ", "allocation failure: "):
+        reason = reason.removeprefix(prefix)
+    return reason
 
 
 def _settings(launcher: DictConfig) -> dict[str, Any]:

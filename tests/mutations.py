@@ -580,6 +580,16 @@ MUTATIONS = [
              "| 2 | job, one at a time | 1 | 0.0000 | - | - |: clamped noise printed as a measurement"),
     Mutation("projection_counts_noise_as_free", "benchmarks/bench_grid.py", "    if per_epoch <= 0:", "    if False:",
              ("tests/test_bench_grid.py", "-k", "unmeasured"), "bench_grid project printed 0.000 s/epoch for noise"),
+    Mutation("several_tasks_per_job", "initlab/queue_check.py", "        if launcher.get(key, 1) != 1:",
+             "        if False:", ("tests/test_bad_input.py", "-k", "sweep_base_config_errors"),
+             "tasks_per_node=2 trained one job folder twice at once"),
+    Mutation("signal_at_start_unchecked", "initlab/queue_check.py", "    if limit and delay is not None and delay >= 60 * limit:",
+             "    if False:", ("tests/test_bad_input.py", "-k", "sweep_base_config_errors"),
+             "timeout_min=1 with the preset's 120 s signal killed every task at its start"),
+    Mutation("sbatch_help_line_as_reason", "initlab/queue_check.py",
+             'lines = [line.strip() for line in stderr.splitlines() if line.strip() and "--help" not in line]',
+             "lines = [line.strip() for line in stderr.splitlines() if line.strip()]",
+             ("tests/test_bad_input.py", "-k", "sbatchs_reason"), "the refusal read 'Try sbatch --help'"),
 ]
 
 

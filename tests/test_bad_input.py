@@ -413,6 +413,17 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
      "hydra.launcher.mem_gb=-1; valid: an integer >= 1 or null"),
     (["hydra/launcher=local", "hydra.launcher.gpus_per_node=-1", "seed=0,1"],
      "hydra.launcher.gpus_per_node=-1; valid: an integer >= 0 or null"),
+    # two tasks of one job trained its folder twice at once (the sweep ended in a traceback)
+    (["hydra/launcher=slurm", "hydra.launcher.tasks_per_node=2", "seed=0,1"],
+     "hydra.launcher.tasks_per_node=2; valid: 1 (an initlab job is one process: more would train the same job folder "
+     "several times at once)"),
+    (["hydra/launcher=batched_slurm", "hydra.launcher.nodes=2", "seed=0,1"],
+     "hydra.launcher.nodes=2; valid: 1 (an initlab job is one process: more would train the same job folder several "
+     "times at once)"),
+    # the preset's 120 s signal with a 1-minute limit: every task signalled as it started
+    (["hydra/launcher=slurm", "hydra.launcher.timeout_min=1", "seed=0,1"],
+     "hydra.launcher.signal_delay_s=120 is not shorter than timeout_min=1 (60 s): SLURM would signal every task as it "
+     "starts; valid: signal_delay_s < 60 x timeout_min"),
 ])
 def test_sweep_base_config_errors_are_one_line(args, line):
     argv = args if args[0].startswith("-") else ["-m", *args]
@@ -427,6 +438,20 @@ def test_slurm_without_sbatch_is_refused_before_the_sweep(launcher, monkeypatch,
         "hydra/launcher=slurm submits with SLURM's sbatch, which is not on PATH here; valid: run the sweep on a "
         "machine of the cluster, or hydra/launcher=local to try it on this one")
     assert check_command_line(["-m", "hydra/launcher=local", "seed=0,1"], CONF) is None
+
+
+@pytest.mark.parametrize("stderr, reason", [
+    # sbatch 23's words, as it printed them for the settings named
+    ("sbatch: unrecognized option '--foo=bar'\nTry \"sbatch --help\" for more information\n",
+     "unrecognized option '--foo=bar'"),  # additional_parameters={foo: bar}: the reason is not the last line
+    ("allocation failure: Invalid partition name specified\n", "Invalid partition name specified"),
+    ("sbatch: error: Invalid --mem specification\n", "Invalid --mem specification"),
+    ("", ""),
+])
+def test_sbatchs_reason_is_the_line_that_gives_it(stderr, reason):
+    from initlab.queue_check import sbatch_reason
+
+    assert sbatch_reason(stderr) == reason
 
 
 def test_a_workers_count_from_the_environment_is_checked_too(monkeypatch):

@@ -293,19 +293,21 @@ def _node_cpus() -> int:
     ("hydra.launcher.partition=nosuch", "Invalid partition name specified"),
     ("hydra.launcher.cpus_per_task={too_many}", "Requested node configuration is not available"),
     ("hydra.launcher.mem_gb=100000", "Requested node configuration is not available"),
+    ("hydra.launcher.constraint=nosuchfeat", "Invalid feature specification"),
+    ("+hydra.launcher.additional_parameters={foo: bar}", "unrecognized option '--foo=bar'"),
 ])
 def test_settings_the_cluster_can_never_run_are_refused_before_the_sweep(tmp_path, setting, reason):
     """An unknown partition or more memory than any node has ended in submitit's 40-line traceback
     beside an empty sweep folder; more CPUs than any node has left the array pending for ever in
     silence. sbatch --test-only answers before the sweep starts: one line, exit 2, no folder."""
-    setting = setting.format(too_many=_node_cpus() + 1)
+    setting = setting.replace("{too_many}", str(_node_cpus() + 1))
     sweep = tmp_path / "sweep"
     done = run_train("-m", "hydra/launcher=slurm", "depth=2,3", "epochs=1", setting, f"hydra.sweep.dir={sweep}",
                      timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     line = done.stderr.strip()
     assert line.startswith("error: hydra.launcher (") and "\n" not in line, line
-    assert setting.split(".")[-1] in line  # the setting the cluster refuses is named
+    assert setting.split(".")[-1].replace(": ", "': '").replace("{", "{'").replace("}", "'}") in line  # named
     assert line.endswith(f"SLURM would never run such a task (sbatch --test-only: {reason})"), line
     assert not sweep.exists()
     assert squeue_jobs_named(sweep) == []
