@@ -590,6 +590,8 @@ MUTATIONS = [
              'lines = [line.strip() for line in stderr.splitlines() if line.strip() and "--help" not in line]',
              "lines = [line.strip() for line in stderr.splitlines() if line.strip()]",
              ("tests/test_bad_input.py", "-k", "sbatchs_reason"), "the refusal read 'Try sbatch --help'"),
+    Mutation("panels_never_wrap", "initlab/analysis/figures/depth.py", "PANELS_A_ROW = 6 ", "PANELS_A_ROW = 100 ",
+             ("tests/test_figures.py", "-k", "panel_per_activation"), "12 panels in one row, 0.6 inches wide"),
 ]
 
 

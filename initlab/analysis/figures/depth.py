@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import matplotlib.pyplot as plt
@@ -11,6 +12,9 @@ import seaborn as sns
 from matplotlib.patches import Rectangle
 
 from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, integer_ticks, panel_size, t95, wrap_lines
+
+
+PANELS_A_ROW = 6  # beyond, panels wrap into more rows (12 in one row were 0.6 inches wide)
 
 
 class DepthFigures:
@@ -34,17 +38,27 @@ class DepthFigures:
             inits = self._present("init", data)
             lines = {"hue": "init", "hue_order": inits, "palette": self.palette["init"], "style": "init",
                      "style_order": inits, "dashes": self.dashes}
-        width, height = panel_size(len(acts), 1.9)
+        chunks = math.ceil(len(acts) / PANELS_A_ROW)  # rows of panels per measure
+        per_row = math.ceil(len(acts) / chunks)
+        width, height = panel_size(per_row, 1.9)
+        slot = {a: i for i, a in enumerate(acts)}
+        measure = data["measure"].map({m: i for i, m in enumerate(rows)})
+        data = data.assign(grid_row=data[col].map(slot) // per_row * len(rows) + measure,  # a block of rows a chunk
+                           grid_col=data[col].map(slot) % per_row)
         g = sns.relplot(data, kind="line", x="depth", y="value", **lines, markers=True,
-                        row="measure", row_order=list(rows), col=col, col_order=acts,
+                        row="grid_row", row_order=range(len(rows) * chunks), col="grid_col", col_order=range(per_row),
                         errorbar=t95, height=height, aspect=width / height,
-                        facet_kws={"sharey": "row"})
+                        facet_kws={"sharey": "row" if chunks == 1 else True})
         self._legend_below(g)
-        g.set_titles(template="{col_name}")
-        for ax_row, label in zip(g.axes, rows.values()):
-            ax_row[0].set_ylabel(label)
-        for ax in g.axes[1:].flat:
-            ax.set_title("")
+        labels = list(rows.values())
+        for r, ax_row in enumerate(g.axes):  # titles above a chunk's first measure, each measure at its row's left
+            first, last = r % len(rows) == 0, r % len(rows) == len(rows) - 1
+            for c, ax in enumerate(ax_row):
+                index = r // len(rows) * per_row + c
+                ax.set_title(acts[index] if index < len(acts) and first else "")
+                ax.set_visible(index < len(acts))
+                ax.set_xlabel("depth" if last else "")
+            ax_row[0].set_ylabel(labels[r % len(rows)])
         depths = np.array(sorted(self.runs["depth"].unique()))
         spread = np.diff(depths).min() / np.ptp(depths) if len(depths) > 1 else 1.0
         for ax in g.axes.flat:  # every depth labelled, unless the labels would collide
@@ -59,8 +73,6 @@ class DepthFigures:
             g.refline(y=refline, color="grey", linestyle=":")
         if ylim:
             g.set(ylim=ylim)
-        for ax in g.axes[-1]:
-            ax.set_xlabel("depth")
         self._fit_panel_text(g)
         return self._save(g.figure, name, caption, "Accuracy and depth")
 
