@@ -592,6 +592,9 @@ MUTATIONS = [
              ("tests/test_bad_input.py", "-k", "sbatchs_reason"), "the refusal read 'Try sbatch --help'"),
     Mutation("panels_never_wrap", "initlab/analysis/figures/depth.py", "PANELS_A_ROW = 6 ", "PANELS_A_ROW = 100 ",
              ("tests/test_figures.py", "-k", "panel_per_activation"), "12 panels in one row, 0.6 inches wide"),
+    Mutation("long_words_never_split", "initlab/analysis/figures/base.py", "    for split_words in (False, True):",
+             "    for split_words in (False,):", ("tests/test_figures.py", "-k", "splits_a_word_only"),
+             "'leaky_relu' drawn over its neighbour 'linear' in 0.8-inch panels"),
 ]
 
 

@@ -186,6 +186,34 @@ def test_a_panel_per_activation_and_model_is_readable(tmp_path, activations, var
         assert box.width / fig.dpi >= 0.75 and box.height / fig.dpi >= 0.55, (ax.get_title(), box)  # inches
 
 
+def test_every_activation_side_by_side_is_readable(tmp_path):
+    """All nine activations, a panel each: more than six wrap into rows; a title that still cannot
+    fit between its neighbours is split inside a word rather than drawn over them."""
+    acts = ("relu", "tanh", "gelu", "leaky_relu", "elu", "selu", "silu", "sigmoid", "linear")
+    root = write_sweep(tmp_path / "sweep", acts, ("he_normal",), (3, 5), jacobian=False)
+    _, _, kept = draw(root, tmp_path / "out", only=("accuracy_vs_depth",))
+    _check_readable(kept)
+    titles = [" ".join(t.split()) for t in _titles(kept["accuracy_vs_depth"])]
+    assert sorted(t.replace("_ ", "_") for t in titles) == sorted(acts)  # split inside a word at most
+
+
+def test_a_title_wraps_between_words_and_splits_a_word_only_when_it_must():
+    """grad_norm_per_epoch with nine activations: 'leaky_relu' (one word) in a 0.8-inch panel was
+    drawn over its neighbour 'linear'."""
+    from initlab.analysis.figures.base import _fit_text
+
+    fig = plt.figure()
+    renderer = fig.canvas.get_renderer()
+    words, word = fig.text(0, 0, "relu, resmlp preact"), fig.text(0, 0.5, "leaky_relu")
+    full = word.get_window_extent(renderer).width
+    _fit_text(words, words.get_window_extent(renderer).width * 0.7, renderer)
+    assert words.get_text() == "relu, resmlp\npreact"  # between words: no word split
+    _fit_text(word, full * 0.7, renderer)
+    assert "\n" in word.get_text() and word.get_text().replace("\n", "") == "leaky_relu"
+    assert word.get_window_extent(renderer).width <= full * 0.7
+    plt.close(fig)
+
+
 def test_depth_3_log_panels_are_labelled_and_readable(tmp_path):
     """The review's act_std_vs_layer_depth3 and curves panels: narrow log ranges on short panels
     (labels 0.9/0.8/0.7 and 3/2.8/2.6 drawn on each other) keep two or more labels, none overlapping."""

@@ -406,9 +406,10 @@ class PlotterBase:
         train acc" into the label of the row below."""
         fig = g.figure
         renderer = fig.canvas.get_renderer()
+        wspace = fig.subplotpars.wspace  # the gap between panels, a share of a panel's width
         for ax in g.axes.flat:
             box = ax.get_window_extent(renderer)
-            _fit_text(ax.title, box.width, renderer)
+            _fit_text(ax.title, box.width * (1 + 0.9 * wspace), renderer)  # centred: half the gap each side
             _fit_text(ax.yaxis.label, box.height, renderer)
         _lay_out(g)
 
@@ -422,23 +423,24 @@ def panel_size(columns: int, tallest: float) -> tuple[float, float]:
 
 
 def _fit_text(text: matplotlib.text.Text, pixels: float, renderer) -> None:
-    """Wrap ``text`` between words until its longest line (along the text, so a rotated y label's
-    height) is at most ``pixels``, or its lines are down to 6 characters."""
+    """Wrap ``text`` until its longest line (along the text, so a rotated y label's height) is at
+    most ``pixels``: between words first; only where no such wrap fits, inside words too
+    ("leaky_\\nrelu", "post-\\nactivation": nine panels a row are 0.8 inches wide)."""
     original = text.get_text()
-    chars = max(map(len, original.split("\n")), default=0)
-    while chars > 6:
-        box = text.get_window_extent(renderer)
-        if (box.height if text.get_rotation() % 180 else box.width) <= pixels:
-            return
-        chars -= 1
-        text.set_text(wrap_lines(original, chars))
+    longest = max(map(len, original.split("\n")), default=0)
+    for split_words in (False, True):
+        for chars in range(longest, 3, -1):
+            text.set_text(wrap_lines(original, chars, split_words))
+            box = text.get_window_extent(renderer)
+            if (box.height if text.get_rotation() % 180 else box.width) <= pixels:
+                return
 
 
-def wrap_lines(text: str, chars: int) -> str:
+def wrap_lines(text: str, chars: int, split_words: bool = False) -> str:
     """``text`` with each of its lines wrapped to ``chars`` characters between words; a longer word
-    stays whole ("leaky_relu," is never split as "leaky_relu\\n,")."""
-    return "\n".join(textwrap.fill(line, chars, break_long_words=False, break_on_hyphens=False) if line else line
-                     for line in text.split("\n"))
+    stays whole ("leaky_relu," is never split as "leaky_relu\\n,") unless ``split_words``."""
+    return "\n".join(textwrap.fill(line, chars, break_long_words=split_words, break_on_hyphens=split_words)
+                     if line else line for line in text.split("\n"))
 
 
 def _lay_out(g: sns.FacetGrid) -> None:
