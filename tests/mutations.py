@@ -524,7 +524,7 @@ MUTATIONS = [
              'one = runs.groupby([hue, "depth"])["job"].nunique().max() == 1', "one = False",
              ("tests/test_analysis_models.py", "-k", "one_seed"), "a one-seed analysis captioned 'mean over seeds'"),
     Mutation("panel_titles_unwrapped", "initlab/analysis/figures/base.py",
-             "            _fit_text(ax.title, box.width, renderer)",
+             "            _fit_text(ax.title, box.width * (1 + 0.9 * wspace), renderer)",
              "            pass", ("tests/test_figures.py", "-k", "panel_per_activation"),
              "six panels titled 'relu, resmlp preact' ran into each other"),
     Mutation("choice_unnamed_beside_bad_key", "initlab/cli.py", "    for attempt in (args, mine):",
