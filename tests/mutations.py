@@ -595,6 +595,9 @@ MUTATIONS = [
     Mutation("long_words_never_split", "initlab/analysis/figures/base.py", "    for split_words in (False, True):",
              "    for split_words in (False,):", ("tests/test_figures.py", "-k", "splits_a_word_only"),
              "'leaky_relu' drawn over its neighbour 'linear' in 0.8-inch panels"),
+    Mutation("padding_counted_in_tensorboard", "initlab/train/tensorboard.py",
+             "        content = content_rows(model, self.x_probe)", "        content = lambda t: t",
+             ("tests/test_padding.py", "-k", "tensorboard"), "TensorBoard's site histograms counted padding"),
 ]
 
 

@@ -104,3 +104,28 @@ def test_imdb_pads_with_pad_and_its_transformer_masks_it(tmp_path):
     majority = load_data(dataset_cfg("dataset=majority"))
     assert majority.pad_id is None  # its token 0 is class 0's vote, not padding
     assert build_model(experiment("model=transformer"), majority).content(majority.x_train[:4]) is None
+
+
+def test_tensorboard_site_histograms_count_only_the_token_positions(tmp_path):
+    """The third place site tensors are summarized (logger=tensorboard): its preact/act histograms
+    counted padding too."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import compose_config, run_job
+    from initlab.config import to_experiment
+
+    make_imdb_like(tmp_path / "data")
+    cfg = compose_config("model=transformer", "dataset=imdb", f"dataset.root={tmp_path / 'data'}",
+                         "dataset.vocab_size=8", "dataset.seq_len=64", "logger=tensorboard", "epochs=1", "depth=1",
+                         "model.d_model=8", "model.nhead=2", "model.dim_feedforward=16", "probe_size=12",
+                         "threads=1", "device=cpu")
+    run_job(cfg, tmp_path / "job")
+    data = load_data(to_experiment(cfg).dataset)
+    order = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(0))[:12]  # the probe batch
+    x = data.x_train[order]
+    tokens = (x != PAD) | (x == PAD).all(dim=1, keepdim=True)  # a review of padding alone: all its positions
+    acc = EventAccumulator(str(tmp_path / "job" / "tb"), size_guidance={"histograms": 0})
+    acc.Reload()
+    events = acc.Histograms("preact/embed_site")
+    assert events and all(e.histogram_value.num == int(tokens.sum()) * 8 for e in events)  # d_model = 8
+    assert int(tokens.sum()) < x.numel() // 2  # the reviews are short: most positions are padding

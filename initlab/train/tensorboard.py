@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from initlab.config import ConfigError, ExperimentConfig
+from initlab.measure.probes import content_rows
 from initlab.models.sites import probing
 from initlab.records import PROBE_COLUMNS
 from initlab.resume import flatten
@@ -186,9 +187,10 @@ class TensorBoard:
             add_histogram(self.writer, f"weight/{name}", p, step)
             if g is not None:
                 add_histogram(self.writer, f"grad/{name}", g, step)
+        content = content_rows(model, self.x_probe)  # a padded sequence's padding is not data
         for tap in probe.taps.values():
-            add_histogram(self.writer, f"preact/{tap.site}", tap.pre, step)
-            add_histogram(self.writer, f"act/{tap.site}", tap.post, step)
+            add_histogram(self.writer, f"preact/{tap.site}", content(tap.pre), step)
+            add_histogram(self.writer, f"act/{tap.site}", content(tap.post), step)
 
     def close(self, state: TrainState, result: Mapping[str, Any]) -> None:
         """Close the epochs' file, then write the hparams session and the final metrics (at the
