@@ -186,15 +186,64 @@ def test_a_panel_per_activation_and_model_is_readable(tmp_path, activations, var
         assert box.width / fig.dpi >= 0.75 and box.height / fig.dpi >= 0.55, (ax.get_title(), box)  # inches
 
 
+NINE = ("relu", "tanh", "gelu", "leaky_relu", "elu", "selu", "silu", "sigmoid", "linear")
+# wrapped figures of nine activations (and plain_vs_residual, with two models)
+WRAPPED = ("accuracy_vs_depth", "epochs_to_95_vs_depth", "grad_norm_per_epoch", "lr_per_epoch",
+           "act_std_vs_layer_depth3", "act_std_vs_layer_depth5", "dead_saturated_vs_layer_depth5")
+
+
+def _check_wrapped(fig, name: str, columns: int) -> None:
+    """A facet figure whose ``columns`` panels wrap into blocks: every panel at least 0.75 x 0.55
+    inches, and exactly one x label with its tick labels under each column of each block."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    for ax in panels:
+        box = ax.get_window_extent(renderer)
+        assert box.width / fig.dpi >= 0.75 and box.height / fig.dpi >= 0.55, (name, ax.get_title(), box)  # inches
+    labelled = [ax for ax in panels if ax.xaxis.label.get_visible() and ax.get_xlabel()]
+    assert len(labelled) == columns, name
+    for ax in labelled:
+        assert any(t.get_visible() and t.get_text() for t in ax.get_xticklabels()), (name, ax.get_title())
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("error:constrained_layout not applied")
 def test_every_activation_side_by_side_is_readable(tmp_path):
-    """All nine activations, a panel each: more than six wrap into rows; a title that still cannot
-    fit between its neighbours is split inside a word rather than drawn over them."""
-    acts = ("relu", "tanh", "gelu", "leaky_relu", "elu", "selu", "silu", "sigmoid", "linear")
-    root = write_sweep(tmp_path / "sweep", acts, ("he_normal",), (3, 5), jacobian=False)
-    _, _, kept = draw(root, tmp_path / "out", only=("accuracy_vs_depth",))
+    """All nine activations, every figure family: panels more than six a row (five for per-layer
+    figures) wrap into blocks of rows, each with its titles, x axes and row labels; a title that
+    still cannot fit between its neighbours is split inside a word rather than drawn over them.
+    With one row a panel, "depth 5" sat on grad_norm_per_epoch's last tick label, act_std_vs_layer
+    was 13.4 inches wide, and the training curves' 13-entry legend shrank their panels to nothing."""
+    root = write_sweep(tmp_path / "sweep", NINE, ("he_normal", "xavier_normal"), (3, 5), jacobian=False,
+                       epochs=3, lr=[0.1, 0.05, 0.02, 0.01])
+    _, _, kept = draw(root, tmp_path / "out", detail=[3, 5])
     _check_readable(kept)
     titles = [" ".join(t.split()) for t in _titles(kept["accuracy_vs_depth"])]
-    assert sorted(t.replace("_ ", "_") for t in titles) == sorted(acts)  # split inside a word at most
+    assert sorted(t.replace("_ ", "_") for t in titles) == sorted(NINE)  # split inside a word at most
+    for name in WRAPPED:
+        _check_wrapped(kept[name], name, len(NINE))
+    one_depth = write_sweep(tmp_path / "one_depth", NINE, ("he_normal",), (3,), jacobian=False)
+    _, _, curves = draw(one_depth, tmp_path / "out_one", only=("curves_by_init",))
+    for name, fig in [("curves_init_he_normal", kept["curves_init_he_normal"]), *curves.items()]:
+        for ax in fig.axes:  # 13 legend entries beside one or two rows of panels
+            assert ax.get_window_extent(fig.canvas.get_renderer()).height / fig.dpi >= 1.0, name
+        assert fig.legends[0].get_window_extent(fig.canvas.get_renderer()).y0 >= 0, name  # within the figure
+
+
+@pytest.mark.slow
+def test_nine_activations_across_two_models_are_readable(tmp_path):
+    """plain_vs_residual and grad_norm_per_epoch with a panel per activation, two models."""
+    root = tmp_path / "sweep"
+    for act, model, depth in itertools.product(NINE, ("mlp", "resmlp"), (3, 5)):
+        overrides = [f"activation={act}", f"model={model}", f"depth={depth}"]
+        write_job(root / ",".join(overrides), activation=act, model=model, depth=depth, overrides=overrides,
+                  jacobian=False)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    _, _, kept = draw(root, tmp_path / "out", only=("plain_vs_residual", "grad_norm_per_epoch"))
+    _check_readable(kept)
+    _check_wrapped(kept["plain_vs_residual"], "plain_vs_residual", len(NINE))
+    _check_wrapped(kept["grad_norm_per_epoch"], "grad_norm_per_epoch", len(NINE))
 
 
 def test_a_title_wraps_between_words_and_splits_a_word_only_when_it_must():

@@ -60,6 +60,7 @@ OTHER_DASHES = (4, 1, 1, 1)
 # trunc_normal) stay visible as alternating markers. "v" is left for exact zeros (ZERO_MARKER).
 INIT_MARKERS = ("o", "s", "^", "D", "P", "X", "*", "<", ">", "h")
 WIDTH = 7.0  # inches
+KEPT = 0.8  # the share of its asked-for height a facet panel keeps under wrapped titles and x axes
 FLOOR = 1e-6  # log-scale heatmaps clip below this (a zero-init layer has std 0)
 TINY = 1e-300  # the lowest floor a log axis gets (float64 underflows a little below)
 ZERO_MARKER = {"marker": "v", "markersize": 6, "markerfacecolor": "none", "markeredgewidth": 1.2, "linestyle": ""}
@@ -399,11 +400,13 @@ class PlotterBase:
         _lay_out(g)
 
     @staticmethod
-    def _fit_panel_text(g: sns.FacetGrid) -> None:
+    def _fit_panel_text(g: sns.FacetGrid, height: Optional[float] = None) -> None:
         """Wrap each panel's title to the panel's width and its y label to the panel's height, as
         matplotlib measures them, then lay the grid out again; call after the titles and labels
         are set. Six 1.2-inch panels titled "relu, resmlp preact" ran into each other, and "final
-        train acc" into the label of the row below."""
+        train acc" into the label of the row below. With ``height`` (inches), the figure then grows
+        until every panel is at least KEPT of it tall: the layout gives every gap between rows the
+        room of the widest (a block's x axis and the next block's wrapped titles), out of the panels."""
         fig = g.figure
         renderer = fig.canvas.get_renderer()
         wspace = fig.subplotpars.wspace  # the gap between panels, a share of a panel's width
@@ -412,6 +415,12 @@ class PlotterBase:
             _fit_text(ax.title, box.width * (1 + 0.9 * wspace), renderer)  # centred: half the gap each side
             _fit_text(ax.yaxis.label, box.height, renderer)
         _lay_out(g)
+        for _ in range(3) if height else ():
+            shortest = min(ax.get_window_extent(renderer).height for ax in g.axes.flat if ax.get_visible()) / fig.dpi
+            if shortest >= KEPT * height:
+                break
+            fig.set_figheight(fig.get_figheight() + g.axes.shape[0] * (height - shortest))
+            _lay_out(g)
 
 
 def panel_size(columns: int, tallest: float) -> tuple[float, float]:

@@ -7,6 +7,9 @@ import numpy as np
 import seaborn as sns
 
 from initlab.analysis.figures.base import LOG_BAND, Figure, integer_ticks, panel_size, t95
+from initlab.analysis.figures.facets import Wrap
+
+LEGEND_ROW = 0.24  # inches a legend entry takes
 
 
 class CurveFigures:
@@ -46,7 +49,7 @@ class CurveFigures:
             for ax in axes[-1]:
                 ax.set_xlabel("epoch")
                 ax.xaxis.set_major_locator(integer_ticks())
-            sns.move_legend(axes[0, 1], "upper left", bbox_to_anchor=(1.25, 1), frameon=False)
+            self._legend_right(fig, axes[0, 1])
             fig.suptitle(f"{by} {name}")
             runs = self.epochs[self.epochs[by] == name]
             one = runs.groupby([hue, "depth"])["job"].nunique().max() == 1
@@ -60,6 +63,16 @@ class CurveFigures:
                 + self._uneven_seeds_note(runs, [hue, "depth"])),
                 f"Training curves by {by}"))
         return figures
+
+    @staticmethod
+    def _legend_right(fig: plt.Figure, ax: plt.Axes) -> None:
+        """``ax``'s legend moved right of the panels, the figure made tall enough for all of it: a
+        legend of nine activations (13 entries) hung below a two-depth figure, and the constrained
+        layout shrank the panels to nothing to make room."""
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        fig.legend(handles, labels, loc="outside right upper", frameon=False)
+        fig.set_figheight(max(fig.get_figheight(), 0.5 + LEGEND_ROW * len(labels)))
 
     def grad_norm_per_epoch(self) -> list[Figure]:
         """Total gradient norm per epoch (epochs.csv ``grad_norm``: the L2 norm over all parameters
@@ -83,19 +96,19 @@ class CurveFigures:
         else:
             style = {**self._hue("init"), "hue_order": inits, "style": "init", "style_order": inits,
                      "dashes": self.dashes}
-        width, height = panel_size(len(acts), 2.2)
-        g = sns.relplot(data, kind="line", x="epoch", y="grad_norm", **style, **LOG_BAND, col="activation",
-                        col_order=acts, row="depth", height=height, aspect=width / height,
-                        facet_kws={"margin_titles": True, "sharey": True})
+        depths = sorted(data["depth"].unique())
+        wrap = Wrap(acts, depths)
+        width, height = panel_size(wrap.per_row, 2.2)
+        g = sns.relplot(wrap.place(data, "activation", "depth"), kind="line", x="epoch", y="grad_norm", **style,
+                        **LOG_BAND, **wrap.facets, height=height, aspect=width / height, facet_kws={"sharey": True})
         self._legend_below(g)
-        g.set_titles(row_template="depth {row_name}", col_template="{col_name}")
-        g.set_axis_labels("epoch", "total grad norm")
+        wrap.label(g, "epoch", ["total grad norm"], [f"depth {d}" for d in depths])
         for ax in g.axes.flat:
             ax.set_yscale("log")
             self._plain_log_ticks(ax.yaxis)
             ax.xaxis.set_major_locator(integer_ticks())
         lines = "one colour per model, one dash per init" if several else "one line per init"
-        self._fit_panel_text(g)
+        self._fit_panel_text(g, height)
         return [self._save(g.figure, "grad_norm_per_epoch", (
             f"Total gradient norm (L2 over all parameters) per training step, averaged over each epoch, {lines}; "
             f"a panel per activation, a row per depth ({', '.join(map(str, self.detail))}); log scale, "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import matplotlib.pyplot as plt
@@ -12,9 +11,8 @@ import seaborn as sns
 from matplotlib.patches import Rectangle
 
 from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, integer_ticks, panel_size, t95, wrap_lines
+from initlab.analysis.figures.facets import Wrap
 
-
-PANELS_A_ROW = 6  # beyond, panels wrap into more rows (12 in one row were 0.6 inches wide)
 
 
 class DepthFigures:
@@ -38,27 +36,13 @@ class DepthFigures:
             inits = self._present("init", data)
             lines = {"hue": "init", "hue_order": inits, "palette": self.palette["init"], "style": "init",
                      "style_order": inits, "dashes": self.dashes}
-        chunks = math.ceil(len(acts) / PANELS_A_ROW)  # rows of panels per measure
-        per_row = math.ceil(len(acts) / chunks)
-        width, height = panel_size(per_row, 1.9)
-        slot = {a: i for i, a in enumerate(acts)}
-        measure = data["measure"].map({m: i for i, m in enumerate(rows)})
-        data = data.assign(grid_row=data[col].map(slot) // per_row * len(rows) + measure,  # a block of rows a chunk
-                           grid_col=data[col].map(slot) % per_row)
-        g = sns.relplot(data, kind="line", x="depth", y="value", **lines, markers=True,
-                        row="grid_row", row_order=range(len(rows) * chunks), col="grid_col", col_order=range(per_row),
-                        errorbar=t95, height=height, aspect=width / height,
-                        facet_kws={"sharey": "row" if chunks == 1 else True})
+        wrap = Wrap(acts, list(rows))
+        width, height = panel_size(wrap.per_row, 1.9)
+        g = sns.relplot(wrap.place(data, col, "measure"), kind="line", x="depth", y="value", **lines, markers=True,
+                        **wrap.facets, errorbar=t95, height=height, aspect=width / height,
+                        facet_kws={"sharey": "row" if wrap.blocks == 1 else True})
         self._legend_below(g)
-        labels = list(rows.values())
-        for r, ax_row in enumerate(g.axes):  # titles above a chunk's first measure, each measure at its row's left
-            first, last = r % len(rows) == 0, r % len(rows) == len(rows) - 1
-            for c, ax in enumerate(ax_row):
-                index = r // len(rows) * per_row + c
-                ax.set_title(acts[index] if index < len(acts) and first else "")
-                ax.set_visible(index < len(acts))
-                ax.set_xlabel("depth" if last else "")
-            ax_row[0].set_ylabel(labels[r % len(rows)])
+        wrap.label(g, "depth", list(rows.values()))
         depths = np.array(sorted(self.runs["depth"].unique()))
         spread = np.diff(depths).min() / np.ptp(depths) if len(depths) > 1 else 1.0
         for ax in g.axes.flat:  # every depth labelled, unless the labels would collide
@@ -73,7 +57,7 @@ class DepthFigures:
             g.refline(y=refline, color="grey", linestyle=":")
         if ylim:
             g.set(ylim=ylim)
-        self._fit_panel_text(g)
+        self._fit_panel_text(g, height)
         return self._save(g.figure, name, caption, "Accuracy and depth")
 
     @property
@@ -179,13 +163,12 @@ class DepthFigures:
             palette = dict(zip(self.models, sns.color_palette("colorblind", len(self.models))))
             lines = {"hue": "model", "hue_order": self.models, "palette": palette, "style": "model",
                      "style_order": self.models, "dashes": False}
-        width, height = panel_size(len(acts), 2.6)
-        g = sns.relplot(runs, kind="line", x="depth", y="final_test_acc", **lines, markers=True,
-                        col="activation", col_order=acts, row="init", row_order=inits, errorbar=t95,
-                        height=height, aspect=width / height, facet_kws={"margin_titles": True})
+        wrap = Wrap(acts, inits)
+        width, height = panel_size(wrap.per_row, 2.6)
+        g = sns.relplot(wrap.place(runs, "activation", "init"), kind="line", x="depth", y="final_test_acc", **lines,
+                        markers=True, **wrap.facets, errorbar=t95, height=height, aspect=width / height)
         self._legend_below(g)
-        g.set_titles(row_template="{row_name}", col_template="{col_name}")
-        g.set_axis_labels("depth", "final test accuracy")
+        wrap.label(g, "depth", ["final test accuracy"], inits if inits != [""] else [])
         depths = np.array(sorted(self.runs["depth"].unique()))
         for ax in g.axes.flat:
             if len(depths) > 3 and depths.min() > 0 and depths.max() / depths.min() >= 10:
@@ -198,7 +181,7 @@ class DepthFigures:
         chance = self.runs["chance"].dropna().unique()
         if len(chance) == 1:
             g.refline(y=chance[0], color="grey", linestyle=":")
-        self._fit_panel_text(g)
+        self._fit_panel_text(g, height)
         return [self._save(g.figure, "plain_vs_residual", (
             "Final test accuracy vs depth, one line per "
             + ("arm (" + ", ".join(self.tables.presets) + ")" if self.tables.presets else "model") + " (mean over seeds, band: 95% t-interval), as the "

@@ -15,6 +15,7 @@ from matplotlib.colors import LogNorm
 
 from initlab.analysis.figures.base import (FLOOR, LOG_BAND, TINY, WIDTH, ZERO_LABEL, ZERO_MARKER, Figure, NotDrawn,
                                            NothingToDraw, integer_ticks, log, log_floor, t95)
+from initlab.analysis.figures.facets import Wrap
 
 
 SITE_NAMES_UP_TO = 16  # a per-site axis names its sites when it has at most this many
@@ -63,11 +64,12 @@ class LayerFigures:
 
     def _by_layer(self, data: pd.DataFrame, y: str, ylabel: str, name: str, caption: str, log: bool,
                   row: Optional[str] = None, row_labels: Optional[dict] = None, col: str = "activation",
-                  col_order: Optional[list] = None, style: str = "init", col_wrap: Optional[int] = None,
+                  col_order: Optional[list] = None, style: str = "init", most: int = 5,
                   ylim: Optional[tuple] = None) -> Figure:
         """Per-layer lines, one per init; inits that overlap (xavier, orthogonal) differ in dashes too.
 
-        ``row_labels`` (value -> title) orders and names the rows; their titles sit on the right. On
+        ``row_labels`` (value -> title) orders and names the rows; their titles sit on the right. More
+        than ``most`` columns wrap into another block of rows (figures.facets.Wrap). On
         a log axis (``log``), exact zeros sit at the axis floor with an open triangle (ZERO_LABEL) and
         non-finite values are left out; raises NothingToDraw when nothing finite is left.
         """
@@ -85,22 +87,18 @@ class LayerFigures:
         if log:
             data = data.assign(**{y: data[y].clip(lower=floor)})
         col_order = col_order or self._present("activation", data)
-        ncols = col_wrap or len(col_order)
         inits = self._present("init", data)
         style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes,
                      "markers": {i: self.markers[i] for i in inits}, "markersize": 4, "markeredgewidth": 0}
                     if style == "init"
                     else {"style": style, "style_order": ["at init", "end of training"]})
-        width = min(3.5, max(WIDTH / ncols, 1.6))
+        wrap = Wrap(col_order, list(row_labels) if row else [None], most)
+        width = min(3.5, max(WIDTH / wrap.per_row, 1.6))
         height = min(1.9, width)
-        if row:  # row titles stand vertically at the right: wrapped, so they stay shorter than a panel
-            row_labels = {k: textwrap.fill(str(v), 10) for k, v in row_labels.items()}
-            data = data.assign(**{row: data[row].map(row_labels)})
-        g = sns.relplot(data, kind="line", x=x, y=y, hue="init", hue_order=inits,
+        g = sns.relplot(wrap.place(data, col, row), kind="line", x=x, y=y, hue="init", hue_order=inits,
                         palette=self.palette["init"], **style_kw, **(LOG_BAND if log else {"errorbar": t95}),
-                        row=row, row_order=list(row_labels.values()) if row else None, col=col,
-                        col_order=col_order, col_wrap=col_wrap, height=height, aspect=width / height,
-                        facet_kws={"sharey": "row" if row else True, "margin_titles": bool(row)})
+                        **wrap.facets, height=height, aspect=width / height,
+                        facet_kws={"sharey": "row" if row else True})
         if zero.any():
             zeros = data[zero.to_numpy()]
 
@@ -117,11 +115,12 @@ class LayerFigures:
             if log:
                 for ax in g.axes.flat:
                     ax.set_ylim(bottom=floor / 2)
-        named, site_note = self._site_axis(g, data) if self.by_site else (False, "")
+        named, site_note = self._site_axis(g, data, wrap.blocks) if self.by_site else (False, "")
         self._legend_below(g)  # after the site names: the legend goes below them
-        g.set_titles(template="{col_name}", row_template="{row_name}", col_template="{col_name}")
-        g.set_axis_labels("site (forward order)" if self.by_site else "layer",
-                          textwrap.fill(ylabel, 16) if row else ylabel)  # stacked rows: no overlap
+        wrap.label(g, "site (forward order)" if self.by_site else "layer",
+                   [textwrap.fill(ylabel, 16) if row else ylabel],  # stacked rows: no overlap
+                   # row titles stand vertically at the right: wrapped, so they stay shorter than a panel
+                   [textwrap.fill(str(v), 10) for v in row_labels.values()] if row else [])
         for ax in g.axes.flat:
             if log:
                 ax.set_yscale("log")
@@ -136,7 +135,7 @@ class LayerFigures:
             caption += f" Open triangles: exactly 0, drawn at the axis floor ({floor:.2g})."
         elif zero.any():
             caption += " Open triangles: exactly 0."
-        self._fit_panel_text(g)
+        self._fit_panel_text(g, height)
         return self._save(g.figure, name, caption, "Signal propagation")
 
     @property
@@ -144,15 +143,15 @@ class LayerFigures:
         return "index" if self.by_site else "layer"
 
     @staticmethod
-    def _site_axis(g: sns.FacetGrid, data: pd.DataFrame) -> tuple[bool, str]:
-        """Name the sites on the x axes when there are at most SITE_NAMES_UP_TO; returns whether it
-        did and a caption sentence."""
+    def _site_axis(g: sns.FacetGrid, data: pd.DataFrame, blocks: int) -> tuple[bool, str]:
+        """Name the sites on the x axes when there are at most SITE_NAMES_UP_TO, under each of the
+        grid's ``blocks`` of rows; returns whether it did and a caption sentence."""
         names = data.dropna(subset=["site"]).drop_duplicates("index").set_index("index")["site"].sort_index()
         if 0 < len(names) <= SITE_NAMES_UP_TO and data["index"].nunique() == len(names):
             for ax in g.axes.flat:
                 ax.set_xticks(names.index, names.tolist(), rotation=90, fontsize="x-small")
             # room for the vertical names, so that the panels keep their height
-            g.figure.set_figheight(g.figure.get_figheight() + 0.07 * max(map(len, names)))
+            g.figure.set_figheight(g.figure.get_figheight() + 0.07 * max(map(len, names)) * blocks)
             return True, " The x axis names the model's measurement sites in forward order."
         return False, (" The x axis is the site index in forward order (0 = first site); layers.csv names each "
                 "site (column site).")
@@ -215,12 +214,10 @@ class LayerFigures:
         figures = []
         for d in self.detail:
             part = data[data["depth"] == d]
-            acts = self._present("activation", part)
             figures.append(self._by_layer(
                 part, "delta_rms", "rms dL/dh", f"delta_rms_at_init_depth{d}",
                 f"RMS of the loss gradient with respect to each layer's pre-activations (the backward "
-                f"signal) in the untrained network, depth {d}, log scale.", True,
-                col_wrap=min(len(acts), 2)))
+                f"signal) in the untrained network, depth {d}, log scale.", True, most=2))
         return figures
 
     def dead_and_saturated(self) -> list[Figure]:

@@ -6,6 +6,7 @@ import numpy as np
 import seaborn as sns
 
 from initlab.analysis.figures.base import Figure, integer_ticks, panel_size
+from initlab.analysis.figures.facets import Wrap
 
 
 def lr_varies(epochs) -> bool:
@@ -22,23 +23,22 @@ class ScheduleFigures:
             return []
         data = self.epochs[self.epochs["depth"].isin(self.detail)]
         acts = self._present("activation", data)
-        width, height = panel_size(len(acts), 2.2)
-        g = sns.relplot(data, kind="line", x="epoch", y="lr", units="job", estimator=None,
-                        **{**self._hue("init"), "hue_order": self._present("init", data)}, style="init",
-                        style_order=self._present("init", data), dashes=self.dashes,
-                        col="activation", col_order=acts, row="depth",
-                        height=height, aspect=width / height,
-                        facet_kws={"margin_titles": True, "sharey": True})
+        depths = sorted(data["depth"].unique())
+        wrap = Wrap(acts, depths)
+        width, height = panel_size(wrap.per_row, 2.2)
+        g = sns.relplot(wrap.place(data, "activation", "depth"), kind="line", x="epoch", y="lr", units="job",
+                        estimator=None, **{**self._hue("init"), "hue_order": self._present("init", data)},
+                        style="init", style_order=self._present("init", data), dashes=self.dashes,
+                        **wrap.facets, height=height, aspect=width / height, facet_kws={"sharey": True})
         self._legend_below(g)
-        g.set_titles(row_template="depth {row_name}", col_template="{col_name}")
-        g.set_axis_labels("epoch", "lr")
+        wrap.label(g, "epoch", ["lr"], [f"depth {d}" for d in depths])
         positive = bool((data["lr"] > 0).all() and np.isfinite(data["lr"]).all())
         for ax in g.axes.flat:
             if positive:
                 ax.set_yscale("log")
                 self._plain_log_ticks(ax.yaxis)
             ax.xaxis.set_major_locator(integer_ticks())
-        self._fit_panel_text(g)
+        self._fit_panel_text(g, height)
         return [self._save(g.figure, "lr_per_epoch", (
             f"Learning rate in force during each epoch (epoch 0: the initial lr), one line per run, a colour per "
             f"init, a panel per activation, a row per depth ({', '.join(map(str, self.detail))})"
