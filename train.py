@@ -6,6 +6,7 @@
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,7 @@ from initlab.sweeps import check_file_bools  # the module registers the ${initla
 
 CONF = Path(__file__).resolve().parent / "conf"
 log = logging.getLogger("train")
+INTERRUPTED = "stopped (Ctrl-C): the same command resumes, redoing only the unfinished work"
 register_configs()
 
 
@@ -54,4 +56,9 @@ if __name__ == "__main__":
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the sweep's summary, if any, is logged already: no traceback after it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C would interrupt the shutdown itself
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(130)

@@ -19,6 +19,8 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from initlab.config.enums import NO_GPU
+
 SLURM_TARGETS = ("submitit_launcher.SlurmLauncher", ".BatchedSlurmLauncher")
 LOCAL_TARGETS = ("submitit_launcher.LocalLauncher", ".BatchedLocalLauncher")
 # The smallest valid value of each integer setting (hydra_submitit_launcher's BaseQueueConf and
@@ -63,6 +65,28 @@ def check_queue(launcher: DictConfig) -> Optional[str]:
     if executor == "slurm":
         return _signal_after_limit(launcher) or sbatch_test(launcher)
     return None
+
+
+def device_refusal(device: str, launcher: DictConfig) -> Optional[str]:
+    """The one-line refusal of ``device`` (a job's ``device`` value) where the sweep's jobs would
+    see no GPU, or None: ``device=cuda`` under a submitit launcher that asks for no GPU (submitit's
+    local executor then hides every GPU, SLURM allocates none), or under any launcher whose jobs
+    run on this machine (all but SLURM's) where torch sees no CUDA GPU. Found by each job instead,
+    it failed every job of the sweep with a traceback."""
+    if device != "cuda":
+        return None
+    executor = executor_of(launcher)
+    requests = [launcher.get("gpus_per_node"), launcher.get("gpus_per_task"),
+                "gpu" in f"{launcher.get('gres') or ''} {launcher.get('additional_parameters') or ''}"]
+    if executor is not None and not any(requests):
+        where = "SLURM allocates none" if executor == "slurm" else "submitit's local executor hides every GPU"
+        return (f"device=cuda but hydra.launcher.gpus_per_node={launcher.get('gpus_per_node')} asks for no GPU "
+                f"({where}); valid: hydra.launcher.gpus_per_node=1 (or more), or device=auto or cpu")
+    if executor == "slurm":
+        return None  # the nodes' GPUs are not this machine's
+    import torch
+
+    return None if torch.cuda.is_available() else NO_GPU
 
 
 def _signal_after_limit(launcher: DictConfig) -> Optional[str]:

@@ -36,6 +36,7 @@ from initlab.config import SCHEMAS, TOP_LEVEL_KEYS, ConfigError, ExperimentConfi
 from initlab.data import check_sizes
 from initlab.models import check_config_fits
 from initlab.names import NAME_MAX, fitted
+from initlab.queue_check import device_refusal
 from initlab.records import unwritable
 from initlab.resume import check_folder
 
@@ -432,6 +433,8 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentC
             ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
             check_bool_values(values, job_cfg)
             experiments.append(to_experiment(job_cfg))
+            if refusal := device_refusal(experiments[-1].device.value, config.hydra.launcher):
+                raise ConfigError(refusal)
             check_config_fits(experiments[-1])
             check_sizes(experiments[-1].dataset, files_here=files_here)
         except (ConfigError, HydraException, OmegaConfBaseException) as err:

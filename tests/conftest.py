@@ -91,6 +91,16 @@ class Completed:
                 f"\n--- stderr\n{self.stderr[-3000:]}")
 
 
+DAMAGED = b"not a checkpoint"  # a damaged checkpoint.pt, in the failing-job tests
+
+
+def damage_checkpoint(job: Path) -> None:
+    """Before its sweep runs, a job folder holding a checkpoint.pt that torch cannot load: the job
+    fails at run time, past the sweep's pre-check (which leaves checkpoints to the jobs)."""
+    job.mkdir(parents=True)
+    (job / "checkpoint.pt").write_bytes(DAMAGED)
+
+
 def train_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("HYDRA_FULL_ERROR", None)  # the tests check the messages users see by default

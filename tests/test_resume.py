@@ -19,6 +19,7 @@ import torch
 from conftest import CONF, compose_config, run_job, run_train
 from initlab.config import ConfigError, to_experiment
 from initlab.train.job import Job
+from train import INTERRUPTED
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small blobs set: a few tenths of a second per epoch, long enough to kill a job mid-training.
@@ -322,6 +323,35 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     assert "4/4 jobs done" in rerun.stderr + rerun.stdout
     assert not list(sweep.glob(".*.tmp"))
     assert "4 completed, 0 diverged, 0 failed" in rerun.stderr + rerun.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+def test_ctrl_c_stops_a_sweep_in_one_line_and_the_rerun_resumes(tmp_path, launcher):
+    """Ctrl-C (SIGINT to the terminal's whole process group) printed a KeyboardInterrupt traceback,
+    and, pressed twice, more from joblib's threads stopping its workers, around the sweep's summary.
+    Now the summary and one line, exit 130; the rerun redoes only the unfinished jobs."""
+    sweep = tmp_path / "sweep"
+    command = ["-m", f"hydra/launcher={launcher}", *SLOW_JOB, "epochs=6", "depth=2,3,4,5", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "train.py", *command], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "INITLAB_N_JOBS": "2"})
+    deadline = time.monotonic() + 120
+    while not list(sweep.rglob("checkpoint.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be interrupted"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # pressed twice, as people do (and coreutils' timeout passes it on)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err[-3000:]
+    assert INTERRUPTED in err.splitlines()  # (joblib's killed workers leave multiprocessing's semaphore warning)
+    assert "[sweep] stopped with" in out + err
+    finished = {p.parent: p.stat().st_mtime_ns for p in sweep.rglob("result.json")}
+    rerun = train(*command, env={"INITLAB_N_JOBS": "2"})
+    assert len(list(sweep.rglob("result.json"))) == 4 and "4/4 jobs done" in rerun.stderr + rerun.stdout
+    assert all((job / "result.json").stat().st_mtime_ns == mtime for job, mtime in finished.items())
 
 
 @pytest.mark.parametrize("keep", [pytest.param(False, marks=pytest.mark.slow), True])

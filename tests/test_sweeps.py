@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -22,6 +23,8 @@ from omegaconf import OmegaConf
 from conftest import CONF, Completed, group_choices, read_json, run_train, TOP_KEYS, train_env, train_refused_in_process
 from initlab.analysis.tables import read_job
 from initlab.config import ConfigError, register_configs
+from initlab.config.enums import NO_GPU
+from initlab.queue_check import device_refusal
 from initlab.sweeps import (NAME_MAX, check_distinct_jobs, check_job_folders, job_folders, job_subdir, sweep_jobs,
                             validate_jobs)
 
@@ -49,6 +52,11 @@ SWEEPS = {
     "glob": ["init=glob(he_*)", *TINY],
     "range_parallel": ["hydra/launcher=parallel", "seed=range(0,3)", *TINY],
     "long": LONG,
+    # device=cuda where the jobs see no GPU: each job failed with a traceback, the sweep "ended"
+    "cuda_basic": ["device=cuda", "depth=1,2", "epochs=0"],
+    "cuda_parallel": ["hydra/launcher=parallel", "device=cuda", "depth=1,2", "epochs=0"],
+    "cuda_batched": ["hydra/launcher=batched", "device=cuda", "seed=0,1", "epochs=0"],
+    "cuda_local_no_gpu_asked": ["hydra/launcher=local", "device=cuda", "depth=1,2", "epochs=0"],
 }
 BAD = {
     "bad_basic": "error: job depth=0 epochs=0: depth must be > 0, got 0",
@@ -67,7 +75,14 @@ BAD = {
     # found only by loading the data: was found by the second job, after the first had run
     "val_split_too_big": "error: job dataset.val_size=1430 epochs=0: dataset.val_size must be in [10, 1427] (a "
                          "stratified split of 1437 training samples in 10 classes), got 1430",
+    "cuda_basic": f"error: job device=cuda depth=1 epochs=0: {NO_GPU}",
+    "cuda_parallel": f"error: job device=cuda depth=1 epochs=0: {NO_GPU}",
+    "cuda_batched": f"error: job device=cuda seed=0 epochs=0: {NO_GPU}",
+    "cuda_local_no_gpu_asked": "error: job device=cuda depth=1 epochs=0: device=cuda but "
+                               "hydra.launcher.gpus_per_node=0 asks for no GPU (submitit's local executor hides every "
+                               "GPU); valid: hydra.launcher.gpus_per_node=1 (or more), or device=auto or cpu",
 }
+NEED_NO_GPU = {"cuda_basic", "cuda_parallel", "cuda_batched"}  # refused only on a machine without one
 
 # refused by train.py's pre-check of the sweep's base config, before Hydra starts: run as __main__ in
 # this process (tests/test_train_cli.py runs that refusal in a real process); the others are found
@@ -101,6 +116,8 @@ def progress(output: str) -> list[tuple[int, int]]:
 # --- the whole sweep is validated before any job runs -----------------------------------------
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_a_bad_job_stops_the_sweep_before_any_job_runs(sweeps, name, tmp_path):
+    if name in NEED_NO_GPU and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     if name in PRE_CHECKED:
         sweep = tmp_path / "sweep"
         done = train_refused_in_process("-m", *SWEEPS[name], f"hydra.sweep.dir={sweep}")
@@ -109,6 +126,29 @@ def test_a_bad_job_stops_the_sweep_before_any_job_runs(sweeps, name, tmp_path):
         sweep, done = finished(sweeps, name, returncode=2)
     assert done.stderr.strip().splitlines() == [BAD[name]], done.describe()
     assert not sweep.exists() or not list(sweep.glob("*/.hydra")), "a job ran"
+
+
+@pytest.mark.parametrize("launcher, needs", [
+    ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "gpus_per_node": 0},
+     "SLURM allocates none"),
+    ({"_target_": "hydra_plugins.initlab_batched_launcher.batched_launcher.BatchedSlurmLauncher",
+      "gpus_per_node": None}, "SLURM allocates none"),
+    ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "gpus_per_node": 1}, None),
+    ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "gpus_per_node": 0,
+      "gres": "gpu:a100:1"}, None),
+    ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "gpus_per_node": 0,
+      "gpus_per_task": 2}, None),
+])
+def test_cuda_on_slurm_needs_a_gpu_asked_for(launcher, needs):
+    """On SLURM only the request can be checked (the nodes' GPUs are not this machine's)."""
+    refusal = device_refusal("cuda", OmegaConf.create(launcher))
+    if needs is None:
+        assert refusal is None
+    else:
+        assert refusal == (f"device=cuda but hydra.launcher.gpus_per_node={launcher['gpus_per_node']} asks for no GPU "
+                           f"({needs}); valid: hydra.launcher.gpus_per_node=1 (or more), or device=auto or cpu")
+    assert device_refusal("auto", OmegaConf.create(launcher)) is None
+    assert device_refusal("cpu", OmegaConf.create(launcher)) is None
 
 
 def _compose_multirun(*overrides: str):

@@ -54,6 +54,9 @@ class Device(Choice):
     cuda = "cuda"
 
 
+NO_GPU = "device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda"
+
+
 class Objective(Choice):
     """What train.py returns to a sweeper that optimizes (hydra/sweeper=optuna): a final metric
     of the run (initlab.objective). Test metrics are not offered: a search tuned on the test split

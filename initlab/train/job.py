@@ -31,6 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from initlab import __version__, kernel_shaping, records
 from initlab.config import ConfigError, Device, KeptCheckpoint, to_experiment
+from initlab.config.enums import NO_GPU
 from initlab.data import Data, load_data
 from initlab.inits import initialize
 from initlab.measure.jacobian import probe_count
@@ -53,9 +54,16 @@ log = logging.getLogger(__name__)
 UNKEPT = (KeptCheckpoint.none.value, KeptCheckpoint.best.value)  # checkpoint.pt is removed once the job ends
 
 
+def unreadable_checkpoint(job_dir: Path, err: Exception) -> str:
+    """The one-line failure of a job whose checkpoint torch cannot load (a damaged file: found by
+    the job, not the sweep's pre-check, which would load every checkpoint of a grid)."""
+    return (f"{records.CHECKPOINT} in {job_dir} cannot be read ({type(err).__name__}: {err}); resume=false starts "
+            f"the job afresh, or use another folder")
+
+
 def resolve_device(choice: Device) -> torch.device:
     if choice == Device.cuda and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda")
+        raise ConfigError(NO_GPU)
     if choice == Device.auto:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice.value)
@@ -160,7 +168,10 @@ class Job:
         self.device = device = resolve_device(exp.device)
         self.saved = None
         if exp.resume and self.checkpoint_path.is_file():
-            saved = torch.load(self.checkpoint_path, map_location=device, weights_only=False)
+            try:
+                saved = torch.load(self.checkpoint_path, map_location=device, weights_only=False)
+            except Exception as err:  # noqa: BLE001 - any unreadable file: say which and how to go on
+                raise ConfigError(unreadable_checkpoint(job_dir, err)) from err
             check_same_run(records.CHECKPOINT, job_dir, saved.get("choices"), choices,
                            checkpoint_epoch=saved["epoch"])
             if "files" not in saved["records"]:
