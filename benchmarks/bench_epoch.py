@@ -194,7 +194,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     and printed inf and nan as results, ``--device cuda`` without a GPU ended in a traceback."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=DEVICES)
-    parser.add_argument("--repeats", type=int, default=2, help="best of this many epochs per variant")
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many epochs per variant (default 2)")
     args = parser.parse_args(argv)
     check_at_least(parser, args, ["repeats"])
     check_device(parser, args.device)
