@@ -50,6 +50,25 @@ def split_values(text: str) -> list[str]:
     return values + [current]
 
 
+MULTI_VALUE = ("--format", "--detail-depth")  # options taking one or more values (argparse's nargs="+")
+
+
+def _multi_values_last(argv: list[str]) -> list[str]:
+    """``argv`` with each filter (KEY=VALUES) or existing folder that follows a multi-value option
+    moved before it: argparse takes every token after ``--detail-depth`` as a depth, so
+    ``--detail-depth 5 50 depth=5,50`` stopped on 'invalid int value: depth=5,50'."""
+    items, rest, after_multi = [], [], False
+    for token in argv:
+        if token.startswith("-"):
+            after_multi = token in MULTI_VALUE
+            rest.append(token)
+        elif after_multi and ("=" in token or _exists(token)):
+            items.append(token)
+        else:
+            rest.append(token)
+    return items + rest
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,7 +85,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="depths for the per-layer figures and heatmaps (default: the deepest)")
     p.add_argument("--margin", type=float, default=0.1,
                    help="a run is trainable if final test accuracy > chance + margin, in [0, 1) (default 0.1)")
-    args = p.parse_intermixed_args(argv)
+    args = p.parse_intermixed_args(_multi_values_last(argv))
     if not 0 <= args.margin < 1:
         p.error(f"--margin {args.margin}: valid: a number in [0, 1) (an accuracy above chance)")
     if args.detail_depth and min(args.detail_depth) < 1:

@@ -26,7 +26,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from initlab.config import (SCHEMAS, ConfigError, derived_note, refused_field, register_configs,
@@ -230,8 +230,8 @@ def check_single_run(args: Sequence[str], config_dir: Path, config_name: str = "
             return str(err)
         except OmegaConfBaseException as err:  # resolving a value: optimizer.lr=${foo}, ${oc.env:UNSET}
             key = err.full_key or "?"
-            override = next((a for a in reversed(args) if a.lstrip("+~").split("=", 1)[0] == key), key)  # the last wins
-            return f"{override}: {_first_line(getattr(err, 'msg', str(err)))}"
+            reason = _first_line(getattr(err, 'msg', str(err)))
+            return f"{_override_of(key, args, reason)}: {reason}"
     return None
 
 
@@ -263,7 +263,13 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
         sweep = f"a sweep with -m (python train.py -m {arg})"
         if GlobalHydra.instance().config_loader().repository.group_exists(key.lstrip("+~")):
             return f"{arg}: several choices; valid: {sweep}, or one choice"
-        return f"{arg}: several values; valid: {sweep}, a list {key}=[{values}], or a string {key}='{values}'"
+        try:  # only the forms the field takes: depth=[5,18] was offered for an integer
+            current = OmegaConf.select(compose_rest([a for a in args if a != arg]), key.lstrip("+~"), default=_ABSENT)
+        except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException):
+            current = _ABSENT
+        forms = ([f"a list {key}=[{values}]"] if isinstance(current, ListConfig) else []) + (
+            [f"a string {key}='{values}'"] if isinstance(current, str) or current is None else [])
+        return f"{arg}: several values; valid: {', '.join([sweep, *forms[:-1]])}{f', or {forms[-1]}' if forms else ''}"
     deleted = re.match(r"Could not delete from config\. '([^']+)' does not exist", str(err))
     if deleted:
         return _missing_delete_message(deleted.group(1), args, compose_rest)
@@ -271,13 +277,21 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
         return _unknown_key_message(cause, args, compose_rest, swept)
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         key, reason = refused_field(cause, _first_line(getattr(cause, "msg", str(cause))))
-        override = next((a for a in reversed(args) if a.lstrip("+~").split("=", 1)[0] == key), key)  # the last wins
-        return f"{override}: {reason}"
+        return f"{_override_of(key, args, reason)}: {reason}"
     in_file = re.match(r"In '([^']+)': \w+ raised while composing config:\n(.+?)\n\s*full_key: (\S+)", str(err), re.S)
     if in_file and cause is None:  # a config file's key: Hydra puts OmegaConf's error in its own text
         return _file_key_message(str(err), *in_file.groups())
     return (group_syntax(f"{err} {cause or ''}", args)
             or " ".join(_first_line(str(e)) for e in (err, cause) if e is not None))
+
+
+def _override_of(key: str, args: list[str], reason: str) -> str:
+    """The override of ``key`` that an error is about: the one whose value the reason quotes (Hydra
+    applies overrides in order and stops at the first bad one: ``epochs=abc epochs=1`` was reported
+    as epochs=1); else the last, which wins."""
+    mine = [a for a in args if a.lstrip("+~").split("=", 1)[0] == key]
+    quoted = [a for a in mine if "=" in a and f"'{a.split('=', 1)[1]}'" in reason]
+    return (quoted or mine[-1:] or [key])[0]
 
 
 def _file_key_message(text: str, config: str, reason: str, key: str) -> str:

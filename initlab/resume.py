@@ -109,6 +109,11 @@ def check_same_run(what: str, job_dir: Path, recorded: Optional[Mapping[str, Any
         raise ConfigError(f"{what} in {job_dir} is of a run of {recorded.get('epochs')} epochs whose cosine lr spans "
                           f"them (scheduler.T_max: null), so it cannot go on to epochs={current['epochs']} as that "
                           f"run; {fix}")
+    longer = current["epochs"] > recorded.get("epochs", 0)
+    if diffs and not others and checkpoint_epoch is None and longer:
+        raise ConfigError(f"{what} in {job_dir} is of a finished run with epochs={recorded.get('epochs')} that kept no "
+                          f"checkpoint to go on from (a run kept with checkpoint=last or both continues to more "
+                          f"epochs); {fix}")
     if checkpoint_epoch is not None:
         if current["epochs"] < checkpoint_epoch:
             raise ConfigError(f"epochs={current['epochs']} but {what} in {job_dir} is after epoch "

@@ -123,6 +123,10 @@ def test_a_filtered_analysis_keeps_the_whole_sweeps(tmp_path):
         analyze.parse([str(root), "init=he_normal", "seed=0"]).filters  # one folder, whatever the order
     assert analyze.parse([str(root), "seed=" + ",".join(map(str, range(200)))]).filters["seed"][-1] == "199"
     assert analyze.parse([str(root), "--detail-depth", "3", "3"]).detail_depth == [3]
+    # a filter or a folder after a multi-value option was taken as its value ('invalid int value')
+    after = analyze.parse(["--detail-depth", "5", "50", "seed=0", "--format", "pdf", str(root), "init=he_normal"])
+    assert (after.detail_depth, after.format, after.paths) == ([5, 50], ["pdf"], [root])
+    assert after.filters == {"init": ["he_normal"], "seed": ["0"]}
     long = output_name({"seed": [str(s) for s in range(100)]})
     assert long.startswith("analysis_seed=0,1,2,") and len(long) == len("analysis_") + 100 + 13
 

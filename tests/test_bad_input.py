@@ -200,15 +200,21 @@ PLATEAU_MODE = ("unknown scheduler parameter(s) mode for scheduler=reduce_on_pla
      "dataset.n_classes must be <= dataset.n_train (100: every class needs training samples), got 200"),
     (["dataset=spiral", "dataset.n_train=3", "dataset.n_classes=4"],
      "dataset.n_classes must be <= dataset.n_train (3: every class needs training samples), got 4"),
-    # several values without -m: Hydra's three hints in one line (was its first line alone)
-    (["depth=2,3"], "depth=2,3: several values; valid: a sweep with -m (python train.py -m depth=2,3), a list "
-                    "depth=[2,3], or a string depth='2,3'"),
+    # several values without -m: Hydra's hints in one line (was its first line alone), only the forms
+    # the field takes (an int was offered depth=[5,18] and depth='5,18', both refused)
+    (["depth=2,3"], "depth=2,3: several values; valid: a sweep with -m (python train.py -m depth=2,3)"),
+    (["optimizer=adam", "optimizer.betas=0.9,0.99"], "optimizer.betas=0.9,0.99: several values; valid: a sweep with "
+     "-m (python train.py -m optimizer.betas=0.9,0.99), or a list optimizer.betas=[0.9,0.99]"),
+    (["dataset=imdb", "dataset.root=a,b"], "dataset.root=a,b: several values; valid: a sweep with -m (python "
+     "train.py -m dataset.root=a,b), or a string dataset.root='a,b'"),
     (["activation=relu,tanh"], "activation=relu,tanh: several choices; valid: a sweep with -m (python train.py -m "
                                "activation=relu,tanh), or one choice"),
     (["=3"], "=3: no key before '='; valid: KEY=VALUE (a config key or group)"),
     (["+depth=3"], "+depth=3: depth is in the config already; valid: depth=3 (or ++depth=3)"),
     (["epochs=1", "epochs=abc"], "epochs=abc: Value 'abc' of type 'str' could not be converted to Integer; "
-                                 "valid: an integer >= 0"),  # the last of a key's overrides wins: it is named
+                                 "valid: an integer >= 0"),
+    (["epochs=abc", "epochs=1"], "epochs=abc: Value 'abc' of type 'str' could not be converted to Integer; "
+                                 "valid: an integer >= 0"),  # the bad one is named, not the last (was epochs=1)
     # an interpolation resolved when the config is read (was a traceback from the pre-check)
     (["optimizer.lr=${foo}"], "optimizer.lr=${foo}: Interpolation key 'foo' not found"),
 ])

@@ -435,7 +435,8 @@ def test_a_finished_run_with_a_kept_checkpoint_extends_to_more_epochs(tmp_path, 
     run_job(compose_config(*QUICK, "epochs=4"), whole)
     for extended, uninterrupted in zip(read_csvs(job), read_csvs(whole)):
         pd.testing.assert_frame_equal(extended, uninterrupted, check_exact=True)
-    with pytest.raises(ConfigError, match=r"other settings \(epochs 4 -> 5\)"):
+    with pytest.raises(ConfigError, match=r"finished run with epochs=4 that kept no checkpoint to go on from \(a run "
+                                          r"kept with checkpoint=last or both continues to more epochs\)"):
         run_job(compose_config(*QUICK, "epochs=5"), whole)
     with pytest.raises(ConfigError, match=r"other settings \(epochs 4 -> 3\)"):
         run_job(compose_config(*QUICK, "epochs=3", "checkpoint=last"), job)
@@ -537,7 +538,10 @@ def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp
     run_job(compose_config(*QUICK, "epochs=1"), tmp_path)
     result = (tmp_path / "result.json").read_bytes()
     key = change.split("=")[0]
-    with pytest.raises(ConfigError, match=rf"^result\.json in .* other settings \({re.escape(key)} .*resume=false"):
+    refusal = (r"finished run with epochs=1 that kept no checkpoint to go on from \(a run kept with checkpoint=last or "
+               r"both continues to more epochs\); resume=false" if key == "epochs"  # was "other settings"
+               else rf"other settings \({re.escape(key)} .*resume=false")
+    with pytest.raises(ConfigError, match=rf"^result\.json in .* {refusal}"):
         run_job(compose_config(*QUICK, "epochs=1", change), tmp_path)
     assert (tmp_path / "result.json").read_bytes() == result
     # what does not change the run may differ: the job is skipped
