@@ -50,19 +50,22 @@ def split_values(text: str) -> list[str]:
     return values + [current]
 
 
-MULTI_VALUE = ("--format", "--detail-depth")  # options taking one or more values (argparse's nargs="+")
+FORMATS = ("png", "pdf", "svg")
+# the options taking one or more values (argparse's nargs="+"), with what is one of their values
+MULTI_VALUE = {"--format": lambda token: token in FORMATS, "--detail-depth": lambda token: token.isdigit()}
 
 
 def _multi_values_last(argv: list[str]) -> list[str]:
-    """``argv`` with each filter (KEY=VALUES) or existing folder that follows a multi-value option
-    moved before it: argparse takes every token after ``--detail-depth`` as a depth, so
-    ``--detail-depth 5 50 depth=5,50`` stopped on 'invalid int value: depth=5,50'."""
-    items, rest, after_multi = [], [], False
+    """``argv`` with each filter (KEY=VALUES) or existing folder that follows a multi-value option,
+    and is none of its values, moved before it: argparse takes every token after ``--detail-depth``
+    as a depth, so ``--detail-depth 5 50 depth=5,50`` stopped on 'invalid int value: depth=5,50'.
+    A value stays a value even where a folder of that name exists (``--detail-depth 5`` beside ./5)."""
+    items, rest, value_of = [], [], None
     for token in argv:
         if token.startswith("-"):
-            after_multi = token in MULTI_VALUE
+            value_of = MULTI_VALUE.get(token)
             rest.append(token)
-        elif after_multi and ("=" in token or _exists(token)):
+        elif value_of is not None and not value_of(token) and ("=" in token or _exists(token)):
             items.append(token)
         else:
             rest.append(token)
@@ -79,7 +82,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     for key in ("activation", "init", "depth"):
         p.add_argument(f"--{key}", action="append", help=f"same as {key}=VALUES")
     p.add_argument("-o", "--out", type=Path, help="output folder (default PATH/analysis)")
-    p.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"],
+    p.add_argument("--format", nargs="+", default=["png"], choices=FORMATS,
                    help="figure formats besides the PNG the report embeds")
     p.add_argument("--detail-depth", type=int, nargs="+",
                    help="depths for the per-layer figures and heatmaps (default: the deepest)")

@@ -4,27 +4,40 @@
     python train.py -m activation=relu,tanh init=he_normal,orthogonal depth=5,30,50
 """
 
-import logging
-import os
 import signal
 import sys
-from pathlib import Path
-from typing import Optional
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
+INTERRUPTED = "stopped (Ctrl-C): the same command resumes, redoing only the unfinished work"
 
-from initlab import objective
-from initlab.cli import check_command_line, remove_stub_run_dir
-from initlab.config import ConfigError, register_configs
-from initlab.train.job import run
-from initlab.sweeps import check_file_bools  # the module registers the ${initlab_subdir:...} resolver
+
+def _stop_before_any_job(signum, frame) -> None:
+    """Ctrl-C during the imports and the command-line check (the first seconds): nothing runs yet
+    that needs stopping, so exit at once instead of printing the import's traceback."""
+    print(INTERRUPTED, file=sys.stderr)
+    sys.exit(130)
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's is ignored
+    signal.signal(signal.SIGINT, _stop_before_any_job)
+
+import logging  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from initlab import objective  # noqa: E402
+from initlab.cli import check_command_line, remove_stub_run_dir  # noqa: E402
+from initlab.config import ConfigError, register_configs  # noqa: E402
+from initlab.train.job import run  # noqa: E402
+from initlab.sweeps import check_file_bools  # noqa: E402  (registers the ${initlab_subdir:...} resolver)
 
 CONF = Path(__file__).resolve().parent / "conf"
 log = logging.getLogger("train")
-INTERRUPTED = "stopped (Ctrl-C): the same command resumes, redoing only the unfinished work"
 register_configs()
 
 
@@ -56,6 +69,8 @@ if __name__ == "__main__":
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
+    if signal.getsignal(signal.SIGINT) is _stop_before_any_job:  # from here a KeyboardInterrupt stops the jobs
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main()
     except KeyboardInterrupt:  # the sweep's summary, if any, is logged already: no traceback after it

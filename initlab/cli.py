@@ -26,7 +26,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, Node, OmegaConf, StringNode, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from initlab.config import (SCHEMAS, ConfigError, derived_note, refused_field, register_configs,
@@ -263,12 +263,9 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
         sweep = f"a sweep with -m (python train.py -m {arg})"
         if GlobalHydra.instance().config_loader().repository.group_exists(key.lstrip("+~")):
             return f"{arg}: several choices; valid: {sweep}, or one choice"
-        try:  # only the forms the field takes: depth=[5,18] was offered for an integer
-            current = OmegaConf.select(compose_rest([a for a in args if a != arg]), key.lstrip("+~"), default=_ABSENT)
-        except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException):
-            current = _ABSENT
-        forms = ([f"a list {key}=[{values}]"] if isinstance(current, ListConfig) else []) + (
-            [f"a string {key}='{values}'"] if isinstance(current, str) or current is None else [])
+        node = _field_node(compose_rest, [a for a in args if a != arg], key.lstrip("+~"))
+        forms = ([f"a list {key}=[{values}]"] if isinstance(node, ListConfig) and "[" not in values else []) + (
+            [f"a string {key}='{values}'"] if isinstance(node, StringNode) else [])
         return f"{arg}: several values; valid: {', '.join([sweep, *forms[:-1]])}{f', or {forms[-1]}' if forms else ''}"
     deleted = re.match(r"Could not delete from config\. '([^']+)' does not exist", str(err))
     if deleted:
@@ -283,6 +280,19 @@ def _composition_message(err: Exception, args: list[str], compose_rest: Compose,
         return _file_key_message(str(err), *in_file.groups())
     return (group_syntax(f"{err} {cause or ''}", args)
             or " ".join(_first_line(str(e)) for e in (err, cause) if e is not None))
+
+
+def _field_node(compose_rest: Compose, args: list[str], key: str) -> Optional[Node]:
+    """The typed node of ``key`` in the config ``args`` compose (a ListConfig, StringNode, EnumNode,
+    IntegerNode, ...), or None where it does not compose or has no such key: which forms of several
+    values the field takes (depth=[5,18] and depth='5,18' were offered for an int; threads='1,2',
+    checkpoint='last,best' for an Optional[int] and a choice)."""
+    try:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(compose_rest(args), parent) if parent else compose_rest(args)
+        return node._get_node(leaf) if isinstance(node, DictConfig) else None
+    except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException):
+        return None
 
 
 def _override_of(key: str, args: list[str], reason: str) -> str:

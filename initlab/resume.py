@@ -180,5 +180,7 @@ def check_folder(exp: ExperimentConfig, job_dir: Path) -> None:
             saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         except Exception:  # noqa: BLE001 - the job loads it again and says why it cannot
             return
+        if not isinstance(saved, dict):  # no train state either: the job says so
+            return
         check_same_run(records.CHECKPOINT, job_dir, saved.get("choices"), current,
                        checkpoint_epoch=saved.get("epoch", 0))

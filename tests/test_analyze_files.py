@@ -111,7 +111,7 @@ def sweep_of_two(root):
     return root
 
 
-def test_a_filtered_analysis_keeps_the_whole_sweeps(tmp_path):
+def test_a_filtered_analysis_keeps_the_whole_sweeps(tmp_path, monkeypatch):
     """analyze.py SWEEP activation=tanh writes SWEEP/analysis_activation=tanh/, not over SWEEP/analysis/."""
     root = sweep_of_two(tmp_path / "sweep")
     assert analyze.main([str(root)]) == 0
@@ -127,6 +127,11 @@ def test_a_filtered_analysis_keeps_the_whole_sweeps(tmp_path):
     after = analyze.parse(["--detail-depth", "5", "50", "seed=0", "--format", "pdf", str(root), "init=he_normal"])
     assert (after.detail_depth, after.format, after.paths) == ([5, 50], ["pdf"], [root])
     assert after.filters == {"init": ["he_normal"], "seed": ["0"]}
+    (tmp_path / "cwd" / "3").mkdir(parents=True)  # a folder named like a depth or a format stays a value
+    (tmp_path / "cwd" / "pdf").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    values = analyze.parse([str(root), "--detail-depth", "2", "3", "--format", "pdf"])
+    assert (values.detail_depth, values.format, values.paths) == ([2, 3], ["pdf"], [root])
     long = output_name({"seed": [str(s) for s in range(100)]})
     assert long.startswith("analysis_seed=0,1,2,") and len(long) == len("analysis_") + 100 + 13
 

@@ -207,6 +207,11 @@ PLATEAU_MODE = ("unknown scheduler parameter(s) mode for scheduler=reduce_on_pla
      "-m (python train.py -m optimizer.betas=0.9,0.99), or a list optimizer.betas=[0.9,0.99]"),
     (["dataset=imdb", "dataset.root=a,b"], "dataset.root=a,b: several values; valid: a sweep with -m (python "
      "train.py -m dataset.root=a,b), or a string dataset.root='a,b'"),
+    (["threads=1,2"], "threads=1,2: several values; valid: a sweep with -m (python train.py -m threads=1,2)"),
+    (["checkpoint=last,best"], "checkpoint=last,best: several values; valid: a sweep with -m (python train.py -m "
+     "checkpoint=last,best)"),  # a choice: its values are no string either
+    (["optimizer=adam", "optimizer.betas=[0.9,0.99],[0.5,0.9]"], "optimizer.betas=[0.9,0.99],[0.5,0.9]: several "
+     "values; valid: a sweep with -m (python train.py -m optimizer.betas=[0.9,0.99],[0.5,0.9])"),
     (["activation=relu,tanh"], "activation=relu,tanh: several choices; valid: a sweep with -m (python train.py -m "
                                "activation=relu,tanh), or one choice"),
     (["=3"], "=3: no key before '='; valid: KEY=VALUE (a config key or group)"),

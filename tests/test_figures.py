@@ -223,6 +223,8 @@ def test_every_activation_side_by_side_is_readable(tmp_path):
     assert sorted(t.replace("_ ", "_") for t in titles) == sorted(NINE)  # split inside a word at most
     for name in WRAPPED:
         _check_wrapped(kept[name], name, len(NINE))
+    for name in ("act_std_vs_layer_depth5", "dead_saturated_vs_layer_depth5"):  # one scale across the blocks
+        assert len({ax.get_ylim() for ax in kept[name].axes if ax.get_visible()}) == 1, name
     one_depth = write_sweep(tmp_path / "one_depth", NINE, ("he_normal",), (3,), jacobian=False)
     _, _, curves = draw(one_depth, tmp_path / "out_one", only=("curves_by_init",))
     for name, fig in [("curves_init_he_normal", kept["curves_init_he_normal"]), *curves.items()]:
@@ -233,7 +235,8 @@ def test_every_activation_side_by_side_is_readable(tmp_path):
 
 @pytest.mark.slow
 def test_nine_activations_across_two_models_are_readable(tmp_path):
-    """plain_vs_residual and grad_norm_per_epoch with a panel per activation, two models."""
+    """plain_vs_residual and grad_norm_per_epoch with a panel per activation, two models; resmlp's
+    per-layer figure, whose x label "site (forward order)" ran into its neighbours' five a row."""
     root = tmp_path / "sweep"
     for act, model, depth in itertools.product(NINE, ("mlp", "resmlp"), (3, 5)):
         overrides = [f"activation={act}", f"model={model}", f"depth={depth}"]
@@ -241,6 +244,13 @@ def test_nine_activations_across_two_models_are_readable(tmp_path):
                   jacobian=False)
     (root / "multirun.yaml").write_text("hydra: {}\n")
     _, _, kept = draw(root, tmp_path / "out", only=("plain_vs_residual", "grad_norm_per_epoch"))
+    resmlp = tmp_path / "resmlp"
+    for act in NINE:
+        write_job(resmlp / f"activation={act}", activation=act, model="resmlp", depth=3, jacobian=False)
+    (resmlp / "multirun.yaml").write_text("hydra: {}\n")
+    kept.update(draw(resmlp, tmp_path / "out_resmlp", only=("act_std_vs_layer",))[2])
+    labels = {ax.get_xlabel().replace("\n", " ") for ax in kept["act_std_vs_layer_depth3"].axes if ax.get_xlabel()}
+    assert labels == {"site (forward order)"}
     _check_readable(kept)
     _check_wrapped(kept["plain_vs_residual"], "plain_vs_residual", len(NINE))
     _check_wrapped(kept["grad_norm_per_epoch"], "grad_norm_per_epoch", len(NINE))

@@ -325,6 +325,12 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     assert "4 completed, 0 diverged, 0 failed" in rerun.stderr + rerun.stdout
 
 
+def as_in_a_terminal() -> None:
+    """Ctrl-C's default action in the child, as in a terminal's foreground job: a suite started in
+    the background (``nohup ... &``) passes SIGINT ignored on, and train.py keeps it ignored then."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "parallel"])
 def test_ctrl_c_stops_a_sweep_in_one_line_and_the_rerun_resumes(tmp_path, launcher):
@@ -334,7 +340,7 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_the_rerun_resumes(tmp_path, launch
     sweep = tmp_path / "sweep"
     command = ["-m", f"hydra/launcher={launcher}", *SLOW_JOB, "epochs=6", "depth=2,3,4,5", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.Popen([sys.executable, "train.py", *command], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal,
                             env={**os.environ, "INITLAB_N_JOBS": "2"})
     deadline = time.monotonic() + 120
     while not list(sweep.rglob("checkpoint.pt")):
@@ -352,6 +358,41 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_the_rerun_resumes(tmp_path, launch
     rerun = train(*command, env={"INITLAB_N_JOBS": "2"})
     assert len(list(sweep.rglob("result.json"))) == 4 and "4/4 jobs done" in rerun.stderr + rerun.stdout
     assert all((job / "result.json").stat().st_mtime_ns == mtime for job, mtime in finished.items())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [0.3, 1.5, 3.0])
+def test_ctrl_c_while_train_py_starts_is_one_line_too(tmp_path, after):
+    """In the first seconds (imports, the command-line check, Hydra composing) Ctrl-C printed the
+    traceback of whatever was loading, and exited 1; now the same line and 130 as later on."""
+    proc = subprocess.Popen([sys.executable, "train.py", "-m", "dataset=moons", "depth=2,3", "epochs=50", "threads=1",
+                             f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal)
+    time.sleep(after)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in out + err, err[-3000:]
+    assert INTERRUPTED in err.splitlines()
+
+
+@pytest.mark.parametrize("damage", ["bytes", "folder", "list", "empty"])
+def test_a_damaged_checkpoint_fails_its_job_in_one_line_and_stays(tmp_path, damage):
+    """A checkpoint.pt that is not one (garbage, a folder, another pickled object, empty) failed with
+    torch's or Python's traceback (UnpicklingError, IsADirectoryError, 'list' has no 'get'): one
+    line naming the file, which is left for the user to look at."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    if damage == "folder":
+        checkpoint.mkdir()
+    elif damage == "list":
+        torch.save([1, 2], checkpoint)
+    else:
+        checkpoint.write_bytes(b"not a checkpoint" if damage == "bytes" else b"")
+    before = checkpoint.is_dir() or checkpoint.read_bytes()
+    with pytest.raises(ConfigError, match=rf"^checkpoint\.pt in {re.escape(str(tmp_path))} cannot be read \(.+\); "
+                                          r"delete it to start this job afresh \(resume=false would restart every job"):
+        run_job(compose_config(*QUICK, "epochs=1"), tmp_path)
+    assert (checkpoint.is_dir() or checkpoint.read_bytes()) == before
 
 
 @pytest.mark.parametrize("keep", [pytest.param(False, marks=pytest.mark.slow), True])

@@ -56,7 +56,7 @@ BAD_INPUTS = {
                                      r"valid: apply_to, embedding, factor, mode$"),
     "init.mode=fan_x": (["init.mode=fan_x"], r"^error: init\.mode=fan_x: Invalid value 'fan_x'; valid: one of "
                                              r"fan_in, fan_out$"),
-    "device=cuda": (["device=cuda"], r"^error: device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda$"),
+    "device=cuda": (["device=cuda"], r"^error: device=cuda but no CUDA GPU is visible; valid here: auto or cpu$"),
     # a flag (--config-dir) skips the pre-check: the job's own check reads the user's file
     "bool in a user's file": (["--config-dir", "USERS_CONF", "optimizer=two"],
                               r"^error: /.*/optimizer/two\.yaml: nesterov: 2: not a bool; valid: true or false$"),

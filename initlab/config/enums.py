@@ -54,7 +54,7 @@ class Device(Choice):
     cuda = "cuda"
 
 
-NO_GPU = "device=cuda but no CUDA GPU is visible; valid: auto, cpu, cuda"
+NO_GPU = "device=cuda but no CUDA GPU is visible; valid here: auto or cpu"
 
 
 class Objective(Choice):

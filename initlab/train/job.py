@@ -57,8 +57,8 @@ UNKEPT = (KeptCheckpoint.none.value, KeptCheckpoint.best.value)  # checkpoint.pt
 def unreadable_checkpoint(job_dir: Path, err: Exception) -> str:
     """The one-line failure of a job whose checkpoint torch cannot load (a damaged file: found by
     the job, not the sweep's pre-check, which would load every checkpoint of a grid)."""
-    return (f"{records.CHECKPOINT} in {job_dir} cannot be read ({type(err).__name__}: {err}); resume=false starts "
-            f"the job afresh, or use another folder")
+    return (f"{records.CHECKPOINT} in {job_dir} cannot be read ({type(err).__name__}: {err}); delete it to start "
+            f"this job afresh (resume=false would restart every job of a sweep)")
 
 
 def resolve_device(choice: Device) -> torch.device:
@@ -167,11 +167,13 @@ class Job:
                 return
         self.device = device = resolve_device(exp.device)
         self.saved = None
-        if exp.resume and self.checkpoint_path.is_file():
+        if exp.resume and self.checkpoint_path.exists():
             try:
                 saved = torch.load(self.checkpoint_path, map_location=device, weights_only=False)
             except Exception as err:  # noqa: BLE001 - any unreadable file: say which and how to go on
                 raise ConfigError(unreadable_checkpoint(job_dir, err)) from err
+            if not isinstance(saved, dict) or "epoch" not in saved:  # a file of something else
+                raise ConfigError(unreadable_checkpoint(job_dir, ValueError("no initlab train state in it")))
             check_same_run(records.CHECKPOINT, job_dir, saved.get("choices"), choices,
                            checkpoint_epoch=saved["epoch"])
             if "files" not in saved["records"]:

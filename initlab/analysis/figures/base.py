@@ -404,7 +404,8 @@ class PlotterBase:
         """Wrap each panel's title to the panel's width and its y label to the panel's height, as
         matplotlib measures them, then lay the grid out again; call after the titles and labels
         are set. Six 1.2-inch panels titled "relu, resmlp preact" ran into each other, and "final
-        train acc" into the label of the row below. With ``height`` (inches), the figure then grows
+        train acc" into the label of the row below; x labels too ("site (forward order)" under
+        five panels a row ran into each other). With ``height`` (inches), the figure then grows
         until every panel is at least KEPT of it tall: the layout gives every gap between rows the
         room of the widest (a block's x axis and the next block's wrapped titles), out of the panels."""
         fig = g.figure
@@ -413,13 +414,14 @@ class PlotterBase:
         for ax in g.axes.flat:
             box = ax.get_window_extent(renderer)
             _fit_text(ax.title, box.width * (1 + 0.9 * wspace), renderer)  # centred: half the gap each side
+            _fit_text(ax.xaxis.label, box.width, renderer)  # "site (forward order)"; any overhang widens every gap
             _fit_text(ax.yaxis.label, box.height, renderer)
         _lay_out(g)
         for _ in range(3) if height else ():
             shortest = min(ax.get_window_extent(renderer).height for ax in g.axes.flat if ax.get_visible()) / fig.dpi
             if shortest >= KEPT * height:
                 break
-            fig.set_figheight(fig.get_figheight() + g.axes.shape[0] * (height - shortest))
+            fig.set_figheight(fig.get_figheight() + g.axes.shape[0] * (KEPT * height - shortest))
             _lay_out(g)
 
 

@@ -71,8 +71,8 @@ class CurveFigures:
         layout shrank the panels to nothing to make room."""
         handles, labels = ax.get_legend_handles_labels()
         ax.get_legend().remove()
-        fig.legend(handles, labels, loc="outside right upper", frameon=False)
-        fig.set_figheight(max(fig.get_figheight(), 0.5 + LEGEND_ROW * len(labels)))
+        fig.legend(handles, labels, loc="outside right center", frameon=False)  # clear of the suptitle
+        fig.set_figheight(max(fig.get_figheight(), 0.8 + LEGEND_ROW * len(labels)))
 
     def grad_norm_per_epoch(self) -> list[Figure]:
         """Total gradient norm per epoch (epochs.csv ``grad_norm``: the L2 norm over all parameters

@@ -98,7 +98,7 @@ class LayerFigures:
         g = sns.relplot(wrap.place(data, col, row), kind="line", x=x, y=y, hue="init", hue_order=inits,
                         palette=self.palette["init"], **style_kw, **(LOG_BAND if log else {"errorbar": t95}),
                         **wrap.facets, height=height, aspect=width / height,
-                        facet_kws={"sharey": "row" if row else True})
+                        facet_kws={"sharey": "row" if row and wrap.blocks == 1 else True})  # one scale a measure
         if zero.any():
             zeros = data[zero.to_numpy()]
 
