@@ -76,9 +76,8 @@ def device_refusal(device: str, launcher: DictConfig) -> Optional[str]:
     if device != "cuda":
         return None
     executor = executor_of(launcher)
-    requests = [launcher.get("gpus_per_node"), launcher.get("gpus_per_task"),
-                "gpu" in f"{launcher.get('gres') or ''} {launcher.get('additional_parameters') or ''}"]
-    if executor is not None and not any(requests):
+    asks = launcher.get("gpus_per_node") if executor == "local" else slurm_gpus(launcher)
+    if executor is not None and not asks:
         where = "SLURM allocates none" if executor == "slurm" else "submitit's local executor hides every GPU"
         return (f"device=cuda but hydra.launcher.gpus_per_node={launcher.get('gpus_per_node')} asks for no GPU "
                 f"({where}); valid: hydra.launcher.gpus_per_node=1 (or more), or device=auto or cpu")
@@ -87,6 +86,27 @@ def device_refusal(device: str, launcher: DictConfig) -> Optional[str]:
     import torch
 
     return None if torch.cuda.is_available() else NO_GPU
+
+
+def slurm_gpus(launcher: DictConfig) -> bool:
+    """Whether a SLURM launcher's settings ask for a GPU: ``gpus_per_node`` or ``gpus_per_task``
+    above 0, or a ``gres`` naming ``gpu`` with a count above 0 (``gpu``, ``gpu:2``, ``gpu:a100:1``;
+    not ``gpu:0``), in the launcher's own fields or in ``additional_parameters`` (there also
+    ``gpus``, sbatch's ``[type:]count``). Syntax from sbatch(1), --gres and --gpus."""
+    extra = {str(key).replace("-", "_"): value for key, value in (launcher.get("additional_parameters") or {}).items()}
+    counts = [launcher.get("gpus_per_node"), launcher.get("gpus_per_task")]
+    counts += [_count(str(extra[key])) for key in ("gpus", "gpus_per_node", "gpus_per_task") if key in extra]
+    for gres in (launcher.get("gres"), extra.get("gres")):
+        entries = str(gres or "").split(",")
+        counts += [_count(entry) for entry in entries if entry.strip().split(":")[0].lower() == "gpu"]
+    return any(isinstance(count, int) and count > 0 for count in counts)
+
+
+def _count(spec: str) -> int:
+    """The count of a GRES or --gpus entry: its last ``:`` field when a number (a trailing
+    ``(S:0-1)`` socket list dropped), else 1 (``gpu`` or ``gpu:a100`` ask for one)."""
+    last = spec.split("(")[0].strip().split(":")[-1]
+    return int(last) if last.isdigit() else 1
 
 
 def _signal_after_limit(launcher: DictConfig) -> Optional[str]:

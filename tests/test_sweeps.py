@@ -128,6 +128,10 @@ def test_a_bad_job_stops_the_sweep_before_any_job_runs(sweeps, name, tmp_path):
     assert not sweep.exists() or not list(sweep.glob("*/.hydra")), "a job ran"
 
 
+SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+
+
 @pytest.mark.parametrize("launcher, needs", [
     ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "gpus_per_node": 0},
      "SLURM allocates none"),
@@ -138,9 +142,20 @@ def test_a_bad_job_stops_the_sweep_before_any_job_runs(sweeps, name, tmp_path):
       "gres": "gpu:a100:1"}, None),
     ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "gpus_per_node": 0,
       "gpus_per_task": 2}, None),
+    ({"_target_": SLURM, "gpus_per_node": 0, "gres": "gpu:0"}, "SLURM allocates none"),
+    ({"_target_": SLURM, "gpus_per_node": 0, "gres": "mps:100,gpu:0(S:0)"}, "SLURM allocates none"),
+    ({"_target_": SLURM, "gpus_per_node": 0, "gres": "mps:100,GPU"}, None),
+    ({"_target_": SLURM, "gpus_per_node": 0, "gres": "gpu:a100:2(S:0-1)"}, None),
+    ({"_target_": SLURM, "gpus_per_node": 0, "additional_parameters": {"constraint": "gpu"}}, "SLURM allocates none"),
+    ({"_target_": SLURM, "gpus_per_node": 0, "additional_parameters": {"gres": "gpu:2"}}, None),
+    ({"_target_": SLURM, "gpus_per_node": 0, "additional_parameters": {"gpus": "a100:1"}}, None),
+    ({"_target_": SLURM, "gpus_per_node": 0, "additional_parameters": {"gpus-per-node": 0}}, "SLURM allocates none"),
+    ({"_target_": LOCAL, "gpus_per_node": 0, "gpus_per_task": 2}, "submitit's local executor hides every GPU"),
 ])
 def test_cuda_on_slurm_needs_a_gpu_asked_for(launcher, needs):
-    """On SLURM only the request can be checked (the nodes' GPUs are not this machine's)."""
+    """On SLURM only the request can be checked (the nodes' GPUs are not this machine's): a GRES
+    entry of count 0 or a constraint asks for none; submitit's local executor reads gpus_per_node
+    alone."""
     refusal = device_refusal("cuda", OmegaConf.create(launcher))
     if needs is None:
         assert refusal is None
