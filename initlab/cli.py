@@ -97,6 +97,8 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
             check_group_choices(args)
         except ConfigError as err:
             return str(err)
+        if dropped := _dropped_sweep(args):
+            return dropped
         try:
             base = compose_base(args)
         except (ConfigCompositionException, OverrideParseException) as err:
@@ -163,6 +165,21 @@ def _unknown_swept_key(args: list[str], base: DictConfig, compose_base: Compose)
                 compose_base(probe)
             except (ConfigCompositionException, OverrideParseException) as err:
                 return _composition_message(err, probe, compose_base)
+    return None
+
+
+def _dropped_sweep(args: list[str]) -> Optional[str]:
+    """``epochs=1,2 epochs=3``: Hydra's sweeper keeps a key's last override, so a sweep followed by
+    another override of its key would silently become one value (every job run once, not per value)."""
+    try:
+        parsed = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader()).parse_overrides(args)
+    except HydraException:
+        return None  # Hydra's own line names the syntax error
+    for k, override in enumerate(parsed):
+        later = [o for o in parsed[k + 1:] if o.get_key_element() == override.get_key_element()]
+        if override.is_sweep_override() and later:
+            return (f"{override.input_line} is overridden by the later {later[-1].input_line} (Hydra keeps a key's "
+                    f"last override), which would drop the sweep's values; valid: one override per swept key")
     return None
 
 

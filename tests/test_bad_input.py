@@ -399,6 +399,12 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
     (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: apply_to, embedding, factor, mode, name"),
     (["init=nope", "depth=1,2"], "unknown init 'nope'; valid: " + ", ".join(group_choices("init"))),
+    # Hydra's sweeper keeps a key's last override: the sweep over 1,abc became one job with epochs=2
+    (["epochs=1,abc", "epochs=2"], "epochs=1,abc is overridden by the later epochs=2 (Hydra keeps a key's last "
+                                   "override), which would drop the sweep's values; valid: one override per swept key"),
+    (["activation=relu,tanh", "depth=3", "activation=gelu"], "activation=relu,tanh is overridden by the later "
+     "activation=gelu (Hydra keeps a key's last override), which would drop the sweep's values; valid: one override "
+     "per swept key"),
     (["activation=glob(zz*)"], "activation=glob(zz*) matches no activation; valid: "
                                + ", ".join(group_choices("activation"))),
     (["init=glob(*,exclude=[*_*,normal,orthogonal,zero,lsuv])"],
