@@ -191,5 +191,11 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+INTERRUPTED = "stopped (Ctrl-C): the analysis folder may hold old and new files side by side; the same command writes it again"
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # not a traceback of whatever was loading or drawing
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(130)

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import runpy
+import signal
 import subprocess
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +46,13 @@ def matplotlib_settings():
 
     with matplotlib.rc_context():
         yield
+
+
+def as_in_a_terminal() -> None:
+    """Ctrl-C's default action in a child process, as in a terminal's foreground job (its
+    ``preexec_fn``): a suite started in the background (``nohup ... &``) passes SIGINT ignored on,
+    and Python keeps an inherited ignore."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def group_choices(group: str) -> list[str]:

@@ -9,16 +9,19 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, compose_config
+from conftest import ROOT, as_in_a_terminal, compose_config
 from omegaconf import OmegaConf
 
 import analyze
@@ -189,6 +192,21 @@ def test_figures_and_self_contained_report(analyzed):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("after", [0.5, 3.0])
+def test_ctrl_c_stops_the_analysis_in_one_line(sweep, tmp_path, after):
+    """Ctrl-C while analyze.py imported or drew printed the traceback of whatever ran; now one line,
+    exit 130 (0.5 s: importing pandas; 3 s: drawing the figures)."""
+    proc = subprocess.Popen([sys.executable, "analyze.py", str(sweep), "--out", str(tmp_path / "out")], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_in_a_terminal)
+    time.sleep(after)
+    assert proc.poll() is None, "the analysis ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in out + err, err[-3000:]
+    assert err.splitlines()[-1] == analyze.INTERRUPTED
+
+
 def test_bad_jobs_are_skipped_and_reported(sweep, tmp_path, caplog):
     copy = tmp_path / "sweep"
     shutil.copytree(sweep / "sweep", copy, ignore=shutil.ignore_patterns("analysis"))

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import CONF, compose_config, run_job, run_train
+from conftest import CONF, as_in_a_terminal, compose_config, run_job, run_train
 from initlab.config import ConfigError, to_experiment
 from initlab.train.job import Job
 from train import INTERRUPTED
@@ -323,12 +323,6 @@ def test_killed_sweep_reruns_only_unfinished_jobs(tmp_path):
     assert "4/4 jobs done" in rerun.stderr + rerun.stdout
     assert not list(sweep.glob(".*.tmp"))
     assert "4 completed, 0 diverged, 0 failed" in rerun.stderr + rerun.stdout
-
-
-def as_in_a_terminal() -> None:
-    """Ctrl-C's default action in the child, as in a terminal's foreground job: a suite started in
-    the background (``nohup ... &``) passes SIGINT ignored on, and train.py keeps it ignored then."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.slow
