@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -165,6 +167,23 @@ def test_a_job_folder_whose_name_holds_commas_can_be_filtered_on_quoted(tmp_path
     assert pd.read_csv(next(root.glob("analysis_job=*")) / "runs.csv")["job"].tolist() == ["activation=tanh,seed=1"]
     with pytest.raises(SystemExit):
         analyze.parse([str(root), "job='activation=tanh,seed=1"])
+
+
+def test_a_job_that_failed_after_its_result_is_skipped_as_failed(tmp_path):
+    """A finished job asked for more epochs whose extension failed kept its earlier result.json
+    beside FAILED, and the analysis counted it completed at the earlier run's epochs under the
+    settings its .hydra files now hold. A FAILED older than result.json (a later success in
+    another launcher) does not count."""
+    root = tmp_path / "sweep"
+    extended, later_fine = write_job(root / "extended", seed=0), write_job(root / "later_fine", seed=1)
+    for job, written_ns in ((extended, (job_mtime := (extended / "result.json").stat().st_mtime_ns) + 10**9),
+                            (later_fine, job_mtime - 10**9)):
+        (job / "FAILED").write_text("ConfigError: checkpoint.pt cannot be read\n")
+        os.utime(job / "FAILED", ns=(written_ns, written_ns))
+    tables = analysis.load([root])
+    assert tables.runs["seed"].tolist() == [1]
+    assert [(Path(bad.job).name, bad.reason) for bad in tables.skipped] == [
+        ("extended", "failed: ConfigError: checkpoint.pt cannot be read (its result.json is an earlier run's)")]
 
 
 def test_only_unfinished_jobs_say_so_not_unreadable(tmp_path, capsys):

@@ -247,11 +247,14 @@ def read_job(path: Path) -> Job:
     Every epoch 0..final must have the same number of layers.csv rows (one per site and per
     weight no site names); an MLP recorded before sites existed, exactly depth + 1.
     """
-    if not (path / RESULT_JSON).is_file():
-        failed = path / FAILED
-        if failed.is_file():  # the sweep callback's "<ErrorType>: <message>" says why
-            reason = failed.read_text(errors="replace").strip().splitlines() or ["no message"]
-            raise BadJob(f"failed: {reason[0][:200]}")
+    failed, finished = path / FAILED, path / RESULT_JSON
+    if failed.is_file() and (not finished.is_file() or failed.stat().st_mtime_ns >= finished.stat().st_mtime_ns):
+        # the sweep callback's "<ErrorType>: <message>"; a result.json older than it is an earlier run's
+        # (a finished job asked for more epochs whose extension failed), not what the job's .hydra asks for
+        reason = failed.read_text(errors="replace").strip().splitlines() or ["no message"]
+        older = f" (its {RESULT_JSON} is an earlier run's)" if finished.is_file() else ""
+        raise BadJob(f"failed: {reason[0][:200]}{older}")
+    if not finished.is_file():
         raise BadJob(f"unfinished: no {RESULT_JSON}{_failure_hint(path)}")
     try:
         result = json.loads((path / RESULT_JSON).read_text())
