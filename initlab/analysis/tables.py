@@ -248,7 +248,7 @@ def read_job(path: Path) -> Job:
     weight no site names); an MLP recorded before sites existed, exactly depth + 1.
     """
     failed, finished = path / FAILED, path / RESULT_JSON
-    if failed.is_file() and (not finished.is_file() or failed.stat().st_mtime_ns >= finished.stat().st_mtime_ns):
+    if failed.is_file() and _written_ns(failed) >= _written_ns(finished):
         # the sweep callback's "<ErrorType>: <message>"; a result.json older than it is an earlier run's
         # (a finished job asked for more epochs whose extension failed), not what the job's .hydra asks for
         reason = failed.read_text(errors="replace").strip().splitlines() or ["no message"]
@@ -279,6 +279,11 @@ def read_job(path: Path) -> Job:
     layers = _with_sites(layers, depth, last)
     outcome = {**_outcome(result, epochs, choices), **attempts, **_theory_fit(layers, jacobian, depth)}
     return Job(choices, outcome, epochs, layers, jacobian, spectra, steps, distributions)
+
+
+def _written_ns(path: Path) -> int:
+    """When ``path`` was last written (ns since the epoch); -1 for a file that is not there."""
+    return path.stat().st_mtime_ns if path.is_file() else -1
 
 
 def _last_epoch(result: dict, epochs: pd.DataFrame) -> int:
