@@ -181,9 +181,14 @@ def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
 
 def clear(job_dir: Path) -> None:
     """Remove a previous run's records (a fresh start in a used folder), result.json first, so
-    a reader never takes the old result for the new rows."""
+    a reader never takes the old result for the new rows. Raises ConfigError where one of their
+    names is a folder (not ours to delete)."""
     for name in RECORD_FILES:
-        (Path(job_dir) / name).unlink(missing_ok=True)
+        path = Path(job_dir) / name
+        if path.is_dir():
+            raise ConfigError(f"{name} in {job_dir} is a folder, where the job writes its own {name}: move it away, "
+                              f"or use another folder")
+        path.unlink(missing_ok=True)
 
 
 @dataclass

@@ -389,6 +389,17 @@ def test_a_damaged_checkpoint_fails_its_job_in_one_line_and_stays(tmp_path, dama
     assert (checkpoint.is_dir() or checkpoint.read_bytes()) == before
 
 
+@pytest.mark.parametrize("name, resume", [("checkpoint.pt", False), ("result.json", True), ("epochs.csv", True)])
+def test_a_folder_under_a_record_name_is_named_in_one_line(tmp_path, name, resume):
+    """resume=false with a folder named checkpoint.pt (or any record's name, on a fresh start)
+    failed with IsADirectoryError in the middle of starting; the folder is not the job's to delete."""
+    (tmp_path / name).mkdir()
+    with pytest.raises(ConfigError, match=rf"^{re.escape(name)} in {re.escape(str(tmp_path))} is a folder, where "
+                                          rf"the job writes its own {re.escape(name)}: move it away, or use another"):
+        run_job(compose_config(*QUICK, "epochs=1", f"resume={str(resume).lower()}"), tmp_path)
+    assert (tmp_path / name).is_dir()
+
+
 @pytest.mark.parametrize("keep", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_finished_job_is_skipped_unless_resume_false(tmp_path, keep, caplog):
     """keep=false through train.py, as a user runs it (the skip is written to the job's log);
