@@ -61,6 +61,7 @@ OTHER_DASHES = (4, 1, 1, 1)
 INIT_MARKERS = ("o", "s", "^", "D", "P", "X", "*", "<", ">", "h")
 WIDTH = 7.0  # inches
 KEPT = 0.8  # the share of its asked-for height a facet panel keeps under wrapped titles and x axes
+ROW_PAD = 0.08  # inches between what hangs below one row of panels and what stands above the next
 FLOOR = 1e-6  # log-scale heatmaps clip below this (a zero-init layer has std 0)
 TINY = 1e-300  # the lowest floor a log axis gets (float64 underflows a little below)
 ZERO_MARKER = {"marker": "v", "markersize": 6, "markerfacecolor": "none", "markeredgewidth": 1.2, "linestyle": ""}
@@ -405,9 +406,8 @@ class PlotterBase:
         matplotlib measures them, then lay the grid out again; call after the titles and labels
         are set. Six 1.2-inch panels titled "relu, resmlp preact" ran into each other, and "final
         train acc" into the label of the row below; x labels too ("site (forward order)" under
-        five panels a row ran into each other). With ``height`` (inches), the figure then grows
-        until every panel is at least KEPT of it tall: the layout gives every gap between rows the
-        room of the widest (a block's x axis and the next block's wrapped titles), out of the panels."""
+        five panels a row ran into each other). With ``height`` (inches) and several rows, the rows
+        are then stacked as ``_stack_rows`` says."""
         fig = g.figure
         renderer = fig.canvas.get_renderer()
         wspace = fig.subplotpars.wspace  # the gap between panels, a share of a panel's width
@@ -417,12 +417,37 @@ class PlotterBase:
             _fit_text(ax.xaxis.label, box.width, renderer)  # "site (forward order)"; any overhang widens every gap
             _fit_text(ax.yaxis.label, box.height, renderer)
         _lay_out(g)
-        for _ in range(3) if height else ():
-            shortest = min(ax.get_window_extent(renderer).height for ax in g.axes.flat if ax.get_visible()) / fig.dpi
-            if shortest >= KEPT * height:
-                break
-            fig.set_figheight(fig.get_figheight() + g.axes.shape[0] * (KEPT * height - shortest))
-            _lay_out(g)
+        if height and g.axes.shape[0] > 1:
+            _stack_rows(g, height)
+
+
+def _stack_rows(g: sns.FacetGrid, height: float) -> None:
+    """Place the grid's rows one under the other, each gap as tall as what hangs into it (the upper
+    row's x tick labels and x label, the lower row's titles) plus ROW_PAD, every panel
+    max(KEPT x ``height``, its height now) tall, and fit the figure's height to them. A tight
+    layout gives every gap the room of the widest: in wrapped grids (initlab.analysis.figures.facets)
+    the rows within a block, which share the block's x axis, stood as far apart as the blocks,
+    and nine activations x three models made accuracy_vs_depth 22 inches tall.
+    The margins above the first row and below the last stay as the tight layout left them."""
+    fig = g.figure
+    renderer, dpi, old_height = fig.canvas.get_renderer(), fig.dpi, fig.get_figheight()
+    rows = [[ax for ax in row if ax.get_visible()] for row in g.axes]
+    boxes = [[ax.get_window_extent(renderer) for ax in row] for row in rows]
+    drawn = [[ax.get_tightbbox(renderer) for ax in row] for row in rows]
+    above = [max(t.y1 - b.y1 for t, b in zip(ts, bs)) / dpi for ts, bs in zip(drawn, boxes)]
+    below = [max(b.y0 - t.y0 for t, b in zip(ts, bs)) / dpi for ts, bs in zip(drawn, boxes)]
+    top = old_height - max(b.y1 for b in boxes[0]) / dpi
+    bottom = min(b.y0 for b in boxes[-1]) / dpi
+    panel = max(KEPT * height, min(b.height for bs in boxes for b in bs) / dpi)
+    gaps = [below[r - 1] + above[r] + ROW_PAD for r in range(1, len(rows))]
+    new_height = top + bottom + sum(gaps) + len(rows) * panel
+    fig.set_figheight(new_height)
+    y = new_height - top  # inches from the figure's bottom to the current row's top
+    for r, row in enumerate(g.axes):
+        y -= (gaps[r - 1] if r else 0) + panel
+        for ax in row:
+            x0, _, width, _ = ax.get_position().bounds
+            ax.set_position([x0, y / new_height, width, panel / new_height])
 
 
 def panel_size(columns: int, tallest: float) -> tuple[float, float]:
