@@ -315,10 +315,11 @@ def _field_node(compose_rest: Compose, args: list[str], key: str) -> Optional[No
 def _override_of(key: str, args: list[str], reason: str) -> str:
     """The override of ``key`` that an error is about: the one whose value the reason quotes (Hydra
     applies overrides in order and stops at the first bad one: ``epochs=abc epochs=1`` was reported
-    as epochs=1); else the last, which wins."""
+    as epochs=1), or the deletion a "does not support deletion" is about; else the last, which wins."""
     mine = [a for a in args if a.lstrip("+~").split("=", 1)[0] == key]
     quoted = [a for a in mine if "=" in a and f"'{a.split('=', 1)[1]}'" in reason]
-    return (quoted or mine[-1:] or [key])[0]
+    deleting = [a for a in mine if a.startswith("~")] if "deletion" in reason else []  # ~init.factor init.factor=2
+    return (quoted or deleting or mine[-1:] or [key])[0]
 
 
 def _file_key_message(text: str, config: str, reason: str, key: str) -> str:
@@ -340,6 +341,10 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
     *parent, key = cause.full_key.split(".")
     kind = cause.object_type
     valid = sorted(f.name for f in fields(kind)) if is_dataclass(kind) else []
+    deleted = [a for a in args if a.startswith("~") and a[1:].split("=", 1)[0] == cause.full_key]
+    if deleted and key in valid:  # ~depth=5 depth=5 said "unknown key depth; valid: ..., depth, ..."
+        setting = [a for a in args if not a.startswith("~") and a.lstrip("+").split("=", 1)[0] == cause.full_key]
+        return f"{setting[-1]} sets the key that {deleted[0]} removes before it; valid: one of the two"
     if len(parent) == 1 and "name" in valid:  # a config group's choice: name the choice
         rest = [a for a in args if a.lstrip("+~").split("=", 1)[0] != cause.full_key]
         choice = _choice_named(parent[0], rest, compose_rest)

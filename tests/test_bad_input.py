@@ -156,6 +156,12 @@ PLATEAU_MODE = ("unknown scheduler parameter(s) mode for scheduler=reduce_on_pla
                                              "cluster_std, n_classes, n_features, n_test, n_train, seed, val_size"),
     (["deptth=3"], f"unknown key deptth; valid top-level keys: {TOP_KEYS}"),
     (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
+    # a key set after its deletion was "unknown key depth; valid top-level keys: ..., depth, ..."
+    (["~depth=5", "depth=5"], "depth=5 sets the key that ~depth=5 removes before it; valid: one of the two"),
+    (["~depth", "seed=1", "depth=3"], "depth=3 sets the key that ~depth removes before it; valid: one of the two"),
+    # the deletion, not the later setting, is what the schema refuses
+    (["~init.factor", "init.factor=2"], "~init.factor: VarianceScalingConfig (DictConfig) does not support deletion; "
+                                        "valid: a float, finite and > 0"),
     (["+epoch=3", "epochs=0"], f"unknown key epoch; valid top-level keys: {TOP_KEYS}"),
     (["depth=three"], "depth=three: Value 'three' of type 'str' could not be converted to Integer; "
                       "valid: an integer > 0"),
