@@ -173,6 +173,11 @@ def main(argv: list[str]) -> int:
         print(f"error: --out {out} is a job folder or its .hydra/: the tables would replace the job's own records; "
               f"valid: a folder that holds no job's records", file=sys.stderr)
         return 1
+    from initlab.records import unwritable
+
+    if refusal := unwritable("--out", str(out)):  # a file of that name, a read-only sweep: not a traceback
+        print(f"error: {refusal}", file=sys.stderr)
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     analysis.as_written(tables.runs).to_csv(out / "runs.csv", index=False)
     report.configurations(tables).to_csv(out / "configs.csv", index=False)

@@ -224,6 +224,18 @@ def test_an_output_folder_that_is_a_job_is_refused(tmp_path, capsys):
     assert analyze.main([str(root / "job0")]) == 0  # a single job's default output is its analysis/ subfolder
 
 
+@pytest.mark.parametrize("where", ["file", "below_a_file"])
+def test_an_output_path_that_cannot_be_a_folder_is_refused_in_one_line(tmp_path, capsys, where):
+    """-o README.md ended in FileExistsError's traceback."""
+    root = sweep_of_two(tmp_path / "sweep")
+    (tmp_path / "README.md").write_text("mine\n")
+    out = tmp_path / "README.md" / ("x" if where == "below_a_file" else "")
+    assert analyze.main([str(root), "-o", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: --out={os.path.realpath(out)}: cannot create it here "
+                                               f"({tmp_path / 'README.md'} is a file); valid: a folder this user can write")
+    assert (tmp_path / "README.md").read_text() == "mine\n"
+
+
 @pytest.mark.parametrize("args,line", [
     (["--detail-depth", "7"], "error: --detail-depth 7: no run has that depth; valid: 3"),
     (["--margin", "-5"], "--margin -5.0: valid: a number in [0, 1) (an accuracy above chance)"),
