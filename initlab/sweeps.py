@@ -101,8 +101,11 @@ def job_folders(config: DictConfig, jobs: list[list[str]]) -> list[str]:
     parser = OverridesParser.create(config_loader=loader)
     template = subdir_template(config)
     reads_only_the_job = "${" not in _strip(template, _HYDRA_JOB_KEYS)
-    root = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra, resolve=False)} if reads_only_the_job
-                            else OmegaConf.to_container(config, resolve=False))
+    if reads_only_the_job:
+        root = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra, resolve=False)})
+    else:  # typed, as the job's config is: init.factor=2 is 2.0 there, and Hydra's folder f2.0
+        root = copy.deepcopy(config)
+        OmegaConf.set_readonly(root, False)
     naming = config.hydra.job.config.override_dirname
     folders = []
     for num, overrides in enumerate(jobs):

@@ -321,6 +321,11 @@ def test_a_subdir_reading_the_jobs_config_is_resolved_per_job(caplog):
         assert job_folders(by_seed, [["seed=3"], ["seed=4", "depth=5"]]) == ["s3", "s4"]
         with pytest.raises(ConfigError, match=r"they differ only in depth, which hydra.sweep.subdir=s\$\{seed\}"):
             check_job_folders(by_seed, [["depth=2"], ["depth=3"]])
+        # an integer given for a float key: Hydra's job config holds 2.0 (the schema's type), so its
+        # folder is f2.0; resolved without the schema it was f2, and a rerun's checks looked there
+        by_float = _compose_multirun("hydra.sweep.subdir=f${init.factor}_lr${optimizer.lr}")
+        assert job_folders(by_float, [["init.factor=2", "optimizer.lr=1"], ["init.factor=3"]]) == ["f2.0_lr1.0",
+                                                                                                  "f3.0_lr0.01"]
         by_choice = _compose_multirun("hydra.sweep.subdir=${hydra.runtime.choices.activation}")
         assert job_folders(by_choice, [["activation=relu"], ["activation=tanh"]]) == ["relu", "tanh"]
         by_id = _compose_multirun("hydra.sweep.subdir=${hydra.job.id}")
