@@ -144,18 +144,34 @@ def extends(recorded: Optional[Mapping[str, Any]], current: Mapping[str, Any]) -
 
 def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[dict], bool]:
     """(result.json's content, whether the run ``current`` extends it) for a folder whose job
-    finished, or (None, False) where it has no result.json. A finished run is extended when it
-    completed, kept its checkpoint and ``current`` asks only for more epochs (``extends``);
-    otherwise its choices must be ``current``'s (``check_same_run``: ConfigError)."""
+    finished, or (None, False) where it has no result.json. A finished run that ended early
+    (``ended_early``) and is asked for only more epochs is finished as it is; one that completed,
+    kept its checkpoint and is asked for only more epochs (``extends``) is extended; otherwise its
+    choices must be ``current``'s (``check_same_run``: ConfigError)."""
     path = job_dir / records.RESULT_JSON
     if not path.is_file():
         return None, False
     finished = json.loads(path.read_text())
+    if ended_early(finished) and extends(finished.get("choices"), current):
+        return finished, False  # the longer run diverges or stops at the same epoch: this is its result
     extending = (finished.get("status") == "completed" and (job_dir / records.CHECKPOINT).is_file()
                  and extends(finished.get("choices"), current))
     if not extending:
         check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), current)
     return finished, extending
+
+
+def ended_early(finished: Mapping[str, Any]) -> Optional[str]:
+    """How a finished run (result.json's content) ended before its last epoch, or None: "diverged
+    at epoch 3" or "stopped early at epoch 7" (early stopping, its best weights restored or not).
+    Such a run asked for more epochs, nothing else changed and no lr schedule spanning the epochs
+    (``extends``), is that longer run: every epoch up to the end is the same, and the end comes at
+    the same epoch. A diverged run keeps no checkpoint, so refusing it would leave no way on."""
+    if finished.get("diverged_epoch") is not None:
+        return f"diverged at epoch {finished['diverged_epoch']}"
+    if finished.get("stopped_epoch") is not None:
+        return f"stopped early at epoch {finished['stopped_epoch']}"
+    return None
 
 
 def check_folder(exp: ExperimentConfig, job_dir: Path) -> None:

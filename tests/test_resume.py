@@ -578,6 +578,30 @@ def test_resnet18_is_18_layers_deep_whatever_depth_says_and_its_older_records_st
         check_same_run("result.json", tmp_path, {**mlp, "depth": 5}, mlp)
 
 
+@pytest.mark.parametrize("ending", ["diverged", "stopped"])
+def test_a_run_that_ended_early_asked_for_more_epochs_is_finished_as_it_is(tmp_path, ending, caplog):
+    """A diverged run (no checkpoint kept, by design) asked for epochs=3 -> 6 failed with "kept no
+    checkpoint to go on from", in every launcher; the longer run would end at the same epoch, so
+    its result stands (so for a run early stopping ended, checkpoint or not). Its records stay
+    as they are; fewer epochs, or anything else changed, is still refused."""
+    ends = (["optimizer.lr=100000"] if ending == "diverged" else
+            ["dataset.val_size=100", "early_stopping.enabled=true", "early_stopping.patience=1",
+             "early_stopping.min_delta=1", "checkpoint=none"])
+    first = run_job(compose_config(*QUICK, *ends, "epochs=3"), tmp_path)
+    epoch = first["diverged_epoch"] if ending == "diverged" else first["stopped_epoch"]
+    assert epoch is not None and epoch < 3 and not (tmp_path / "checkpoint.pt").exists()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with caplog.at_level(logging.INFO, logger="initlab.train.job"):
+        again = run_job(compose_config(*QUICK, *ends, "epochs=6"), tmp_path)
+    assert (again["status"], again["final"]["epoch"]) == (first["status"], first["final"]["epoch"])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    word = "diverged" if ending == "diverged" else "stopped early"
+    assert f"it {word} at epoch {epoch} of its 3; with epochs=6 it ends there too" in caplog.text
+    for other in ("epochs=2", "seed=1"):
+        with pytest.raises(ConfigError, match="is of a run with other settings"):
+            run_job(compose_config(*QUICK, *ends, other), tmp_path)
+
+
 @pytest.mark.parametrize("change", ["seed=1", "epochs=2", "jacobian_every=1"])
 def test_a_finished_job_asked_for_with_other_settings_is_refused_not_skipped(tmp_path, change):
     """Skipping it would keep the old result under the new command; refusing says so."""

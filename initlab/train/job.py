@@ -39,7 +39,7 @@ from initlab.measure.probes import measured_weights, probe_statistics
 from initlab.losses import loss_fn
 from initlab.models import build_model
 from initlab.models.summary import describe
-from initlab.resume import check_same_run, choices_of, mark_skipped, read_finished
+from initlab.resume import check_same_run, choices_of, ended_early, mark_skipped, read_finished
 from initlab.train.callbacks import (Checkpoint, Distributions, Divergence, EpochCallback, EpochEnd, LearningRate,
                                      MeanField, Records, StepRecords, Stopping)
 from initlab.train.allocator import keep_freed_memory
@@ -158,6 +158,9 @@ class Job:
             finished, self.extending = read_finished(job_dir, choices)
             if not self.extending:
                 log.info("%s exists: job already finished, skipping (resume=false reruns it)", self.result_path)
+                if finished["choices"].get("epochs") != choices["epochs"]:
+                    log.info("it %s of its %s; with epochs=%d it ends there too", ended_early(finished),
+                             finished["choices"].get("epochs"), choices["epochs"])
                 if finished.get("checkpoint") in UNKEPT and self.checkpoint_path.is_file():
                     self.checkpoint_path.unlink()  # killed between result.json and the checkpoint's removal
                     log.info("removed %s, which the finished run did not keep", records.CHECKPOINT)
