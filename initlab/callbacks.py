@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from initlab.config import ConfigError
 from initlab.records import RESULT_JSON, FolderInUse, remove_temporaries, write_bytes_atomic, write_json_atomic
 from initlab.resume import was_skipped
+from initlab.sweep_workers import exit_with_the_sweep, remember_sweep_process
 from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_job_records, check_search, search_jobs,
                              grid_size, sweep_jobs, trial_count, validate_jobs)
 
@@ -189,6 +190,7 @@ class SweepProgress(Callback):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         checked = time.perf_counter() - tic
+        remember_sweep_process()  # before the launcher starts any worker
         sweep_dir.mkdir(parents=True, exist_ok=True)
         remove_temporaries(sweep_dir)  # a sweep killed while writing sweep.json
         total = len(jobs) if jobs is not None else trials
@@ -216,6 +218,7 @@ class SweepProgress(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:
+            exit_with_the_sweep(str(config.hydra.launcher.get("_target_", "")))
             (Path(config.hydra.runtime.output_dir) / FAILED).unlink(missing_ok=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:

@@ -354,6 +354,47 @@ def test_ctrl_c_stops_a_sweep_in_one_line_and_the_rerun_resumes(tmp_path, launch
     assert all((job / "result.json").stat().st_mtime_ns == mtime for job, mtime in finished.items())
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie no one has reaped yet counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["parallel", "batched_parallel"])
+def test_kill_9_of_a_joblib_sweep_takes_its_workers_along(tmp_path, launcher):
+    """kill -9 of the sweep's own process (not its group) left loky's workers training with no
+    parent, holding their job folders: the rerun was refused ("in use by another running job"),
+    and the workers then idled for minutes. Now they exit within a second or two, and the rerun
+    redoes only the unfinished work."""
+    sweep = tmp_path / "sweep"
+    command = ["-m", f"hydra/launcher={launcher}", "hydra.launcher.max_members=2" if launcher != "parallel" else
+               "threads=1", *SLOW_JOB, "epochs=40", "seed=0,1,2,3", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "train.py", *command], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "INITLAB_N_JOBS": "2"})
+    deadline = time.monotonic() + 180
+    while not list(sweep.rglob("checkpoint.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be killed"
+        time.sleep(0.05)
+    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+    assert workers, "no worker processes"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers {[p for p in workers if _alive(p)]} outlived their sweep"
+        time.sleep(0.1)
+    rerun = train(*command, env={"INITLAB_N_JOBS": "2"})
+    assert "4/4 jobs done" in rerun.stderr + rerun.stdout
+    for job in sweep.glob("*/result.json"):
+        epochs = pd.read_csv(job.parent / "epochs.csv")
+        assert epochs["epoch"].tolist() == list(range(41)), job.parent.name
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("after", [0.3, 1.5, 3.0])
 def test_ctrl_c_while_train_py_starts_is_one_line_too(tmp_path, after):
