@@ -390,6 +390,21 @@ def test_an_idx_file_longer_than_its_header_says_is_named_too(tmp_path):
                               "(longer than declared); replace them")
 
 
+
+@pytest.mark.parametrize("name,folder,split,side", [("mnist", "MNIST", "train", 32), ("mnist", "MNIST", "t10k", 8),
+                                                    ("fashion_mnist", "FashionMNIST", "t10k", 8)])
+def test_idx_images_of_another_size_are_named_before_training(tmp_path, name, folder, split, side):
+    """Valid idx files of 32 x 32 or 8 x 8 images were read as they are: a model built for the train
+    images failed on the test ones mid-run ('mat1 and mat2 shapes cannot be multiplied', the run
+    folder left), a CNN pooled 8 x 8 test images silently, a sweep's check passed and every job failed."""
+    written = make_mnist_like(tmp_path, folder)
+    images = tmp_path / folder / "raw" / f"{split}-images-idx3-ubyte"
+    write_idx_images(images, np.zeros((len(written[split][1]), side, side)))
+    message = load_error(f"dataset={name}", f"dataset.root={tmp_path}", "dataset.download=false")
+    assert message == (f"dataset {name}: {images} holds {side} x {side} images; valid: 28 x 28; replace them with "
+                       f"torchvision's {folder} files (or remove them and set dataset.download=true)")
+
+
 def gzip_all(raw: Path) -> list[Path]:
     """Leave only ``raw``'s files gzipped, as the official MNIST downloads (``*-ubyte.gz``) are."""
     packed = []

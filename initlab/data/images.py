@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -44,6 +45,9 @@ def torchvision_set(cfg) -> Data:
     existing = files.existing_dirs(root)
     expected = _expected_files(cls, root)
     _unpack_gz(cfg.name, cls, expected)
+    damaged = _unreadable_idx(expected, cfg.input_shape()[1:])
+    if damaged:
+        raise files.unreadable(cfg.name, *damaged, f"torchvision's {cls.__name__} files")
     try:
         train, test = (cls(str(root), train=flag, download=cfg.download) for flag in (True, False))
     except Exception as err:  # offline download, missing or damaged files: say which and where they belong
@@ -93,8 +97,8 @@ def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]]) -> Non
 
 def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tuple[Path, str]]:
     """(file, why) when every file is there and one of them is not what torchvision reads: a
-    changed MD5, an idx file whose size is not what its header declares (a truncated download), or
-    a file it failed to parse (its whole reason); None when any is absent."""
+    changed MD5 (CIFAR-10; MNIST's idx files are checked before torchvision reads them), or a file
+    it failed to parse (its whole reason); None when any is absent."""
     from torchvision.datasets.utils import check_integrity
 
     if not expected or not all(p.is_file() for p in expected):
@@ -102,37 +106,50 @@ def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tu
     for path, md5 in expected.items():
         if md5 is not None and not check_integrity(str(path), md5):
             return path, "fails torchvision's MD5 check: not the original file"
-        problem = _idx_size_problem(path) if md5 is None else None  # None: MNIST's idx files
-        if problem:
-            return path, problem
     return next(iter(expected)).parent, f"could not be read ({files.one_line(err)})"
 
 
-IDX_TYPES = {8: ("uint8", 1), 9: ("int8", 1), 11: ("int16", 2), 12: ("int32", 4), 13: ("float32", 4),
-             14: ("float64", 8)}  # the idx format's type codes: name, bytes per value
+def _unreadable_idx(expected: dict[Path, Optional[str]], image_size: tuple[int, int]) -> Optional[tuple[Path, str]]:
+    """(file, why) for the first of MNIST's idx files (those without an MD5) that is not what its
+    name says, checked before torchvision reads them: its reader takes images of any size, which a
+    model built for ``image_size`` then fails on mid-run, or a CNN silently pools, and names no file
+    when the size is wrong. None when one is absent (a download may fetch them all) or all fit."""
+    idx = [path for path, md5 in expected.items() if md5 is None]
+    if not idx or not all(path.is_file() for path in idx):
+        return None
+    for path in idx:
+        problem = _idx_problem(path, image_size)
+        if problem:
+            return path, problem
+    return None
 
 
-def _idx_size_problem(path: Path) -> Optional[str]:
-    """Why the idx file ``path`` (MNIST's format: 0, 0, type, ndim, ndim big-endian sizes, values)
-    is not the size its header declares, e.g. 'is 100000 bytes, but its idx header (300 x 28 x 28
-    uint8) needs 235216 (truncated)': torchvision's own reason is a reshape error that names no
-    file. None when the size fits or the header is not an idx header (torchvision's reason stands)."""
+IDX_NAME = re.compile(r"-idx([13])-ubyte$")  # torchvision's names: uint8 labels (1 dimension), images (3)
+
+
+def _idx_problem(path: Path, image_size: tuple[int, int]) -> Optional[str]:
+    """Why the idx file ``path`` (MNIST's format: 0, 0, type 8 = uint8, ndim, ndim big-endian sizes,
+    the values) is not the labels or ``image_size`` images its name says: 'holds 32 x 32 images;
+    valid: 28 x 28', or a size that is not what its header declares ('is 100000 bytes, but its idx
+    header (300 x 28 x 28 uint8) needs 235216 (truncated)'). None when it fits, or when its header is
+    not MNIST's (torchvision's reason stands)."""
+    ndim = int(IDX_NAME.search(path.name).group(1))
+    magic, header = 0x800 + ndim, 4 + 4 * ndim
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(16)
-    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_TYPES or not 1 <= head[3] <= 3:
+        head = f.read(header)
+    if len(head) < 4 or head[:4] != magic.to_bytes(4, "big"):
         return None
-    header = 4 + 4 * head[3]
     if len(head) < header:
         return f"is {size} bytes, shorter than its {header}-byte idx header (truncated)"
-    dims = struct.unpack(f">{head[3]}I", head[4:header])
-    type_name, itemsize = IDX_TYPES[head[2]]
-    needed = header + math.prod(dims) * itemsize
+    dims = struct.unpack(f">{ndim}I", head[4:])
+    if ndim == 3 and dims[1:] != tuple(image_size):
+        return f"holds {dims[1]} x {dims[2]} images; valid: {image_size[0]} x {image_size[1]}"
+    needed = header + math.prod(dims)
     if size == needed:
         return None
     how = "truncated" if size < needed else "longer than declared"
-    return (f"is {size} bytes, but its idx header ({' x '.join(map(str, dims))} {type_name}) needs {needed} "
-            f"({how})")
+    return f"is {size} bytes, but its idx header ({' x '.join(map(str, dims))} uint8) needs {needed} ({how})"
 
 
 def _layout(cls: type) -> str:
