@@ -405,6 +405,28 @@ def test_idx_images_of_another_size_are_named_before_training(tmp_path, name, fo
                        f"torchvision's {folder} files (or remove them and set dataset.download=true)")
 
 
+HTML = b"<html><body>404 Not Found</body></html>\n"
+
+
+@pytest.mark.parametrize("file,content,why", [
+    ("train-images-idx3-ubyte", b"", "is empty"),
+    ("t10k-images-idx3-ubyte", HTML, "is not an idx images file: magic number 0x3c68746d, expected 0x00000803"),
+    ("train-labels-idx1-ubyte", struct.pack(">II", 0x00000803, 40), "is not an idx labels file: magic number "
+                                                                    "0x00000803, expected 0x00000801"),
+    ("t10k-images-idx3-ubyte", b"\0\0", "is 2 bytes, shorter than its 16-byte idx header (truncated)"),
+    ("t10k-images-idx3-ubyte", b"\0\0\x08\x03" + b"\0" * 12, "holds 0 images"),
+    ("t10k-labels-idx1-ubyte", b"\0\0\x08\x01" + b"\0" * 4, "holds 0 labels"),
+], ids=["empty", "html", "images_as_labels", "short_header", "no_images", "no_labels"])
+def test_an_unreadable_idx_file_is_named_with_what_is_wrong(tmp_path, file, content, why):
+    """torchvision's reader named no file: the folder was blamed with its bare reason ('invalid literal
+    for int() with base 16: b\'\'', 'AssertionError', a numpy 'offset ... buffer length' message)."""
+    make_mnist_like(tmp_path, "MNIST")
+    path = tmp_path / "MNIST" / "raw" / file
+    path.write_bytes(content)
+    message = load_error("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
+    assert message == (f"dataset mnist: {path} {why}; replace them with torchvision's MNIST files (or remove them "
+                       "and set dataset.download=true)")
+
 def gzip_all(raw: Path) -> list[Path]:
     """Leave only ``raw``'s files gzipped, as the official MNIST downloads (``*-ubyte.gz``) are."""
     packed = []

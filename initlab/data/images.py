@@ -111,9 +111,10 @@ def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tu
 
 def _unreadable_idx(expected: dict[Path, Optional[str]], image_size: tuple[int, int]) -> Optional[tuple[Path, str]]:
     """(file, why) for the first of MNIST's idx files (those without an MD5) that is not what its
-    name says, checked before torchvision reads them: its reader takes images of any size, which a
-    model built for ``image_size`` then fails on mid-run, or a CNN silently pools, and names no file
-    when the size is wrong. None when one is absent (a download may fetch them all) or all fit."""
+    name says, checked before torchvision reads them: its reader names no file (an empty file is
+    'invalid literal for int()', any other content a bare AssertionError), and it reads images of any
+    size, which a model built for ``image_size`` then fails on mid-run, or a CNN silently pools.
+    None when one is absent (a download may fetch them all) or all fit."""
     idx = [path for path, md5 in expected.items() if md5 is None]
     if not idx or not all(path.is_file() for path in idx):
         return None
@@ -129,20 +130,26 @@ IDX_NAME = re.compile(r"-idx([13])-ubyte$")  # torchvision's names: uint8 labels
 
 def _idx_problem(path: Path, image_size: tuple[int, int]) -> Optional[str]:
     """Why the idx file ``path`` (MNIST's format: 0, 0, type 8 = uint8, ndim, ndim big-endian sizes,
-    the values) is not the labels or ``image_size`` images its name says: 'holds 32 x 32 images;
-    valid: 28 x 28', or a size that is not what its header declares ('is 100000 bytes, but its idx
-    header (300 x 28 x 28 uint8) needs 235216 (truncated)'). None when it fits, or when its header is
-    not MNIST's (torchvision's reason stands)."""
+    the values) is not the labels or ``image_size`` images its name says, in words: 'is empty', 'is
+    not an idx images file: magic number 0x3c68746d, expected 0x00000803' (an HTML error page saved
+    under its name), 'holds 0 images', 'holds 32 x 32 images; valid: 28 x 28', or a size that is not
+    what its header declares ('is 100000 bytes, but its idx header (300 x 28 x 28 uint8) needs
+    235216 (truncated)'). None when it fits."""
     ndim = int(IDX_NAME.search(path.name).group(1))
+    what = "images" if ndim == 3 else "labels"
     magic, header = 0x800 + ndim, 4 + 4 * ndim
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(header)
-    if len(head) < 4 or head[:4] != magic.to_bytes(4, "big"):
-        return None
+    if not head:
+        return "is empty"
+    if head[:4] != magic.to_bytes(4, "big")[:len(head)]:
+        return f"is not an idx {what} file: magic number 0x{head[:4].hex()}, expected 0x{magic:08x}"
     if len(head) < header:
         return f"is {size} bytes, shorter than its {header}-byte idx header (truncated)"
     dims = struct.unpack(f">{ndim}I", head[4:])
+    if dims[0] == 0:
+        return f"holds 0 {what}"
     if ndim == 3 and dims[1:] != tuple(image_size):
         return f"holds {dims[1]} x {dims[2]} images; valid: {image_size[0]} x {image_size[1]}"
     needed = header + math.prod(dims)
