@@ -358,6 +358,11 @@ def test_a_member_that_ends_early_is_counted_while_the_others_train(tmp_path):
     assert ledger[diverged.name].stat().st_mtime_ns < (completed / "epochs.csv").stat().st_mtime_ns
     output = done.stdout + done.stderr
     assert output.index("[sweep] 1/2") < output.index("[sweep] 2/2")
+    # the console is the group's: each member's lines name it (four "diverged at epoch 1" lines named no job)
+    assert [line.split("] - ", 1)[1] for line in output.splitlines() if "diverged at epoch" in line] == [
+        f"{diverged.name}: diverged at epoch 1 (train_loss nan, test_loss nan): recording the run as diverged"]
+    assert f"{completed.name}: epoch 60/60" in output
+    assert f"{diverged.name}:" not in (diverged / "train.log").read_text()  # a member's own log needs no name
 
 
 def test_the_launchers_count_in_words():

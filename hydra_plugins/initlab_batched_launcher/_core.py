@@ -293,6 +293,9 @@ def _member_logs(configs: list[DictConfig]) -> Iterator[None]:
     configure_log(configs[0].hydra.job_logging, configs[0].hydra.verbose)
     root = logging.getLogger()
     added: list[logging.Handler] = []
+    consoles = {h: h.formatter for h in root.handlers if not isinstance(h, logging.FileHandler) and h.formatter}
+    for handler, formatter in consoles.items():
+        handler.setFormatter(_MemberNamed(formatter))
     for handler in list(root.handlers):
         if not isinstance(handler, logging.FileHandler) or handler.get_name() not in filenames[0]:
             continue
@@ -311,6 +314,27 @@ def _member_logs(configs: list[DictConfig]) -> Iterator[None]:
         for handler in added:
             root.removeHandler(handler)
             handler.close()
+        for handler, formatter in consoles.items():
+            handler.setFormatter(formatter)
+
+
+class _MemberNamed(logging.Formatter):
+    """The console's format with a member's records led by its folder's name: the members of a
+    group share one console, where four "diverged at epoch 1" lines named no job."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        from initlab.joblog import owner
+
+        job = owner(record)
+        if job is None:
+            return self.inner.format(record)
+        named = logging.makeLogRecord(record.__dict__)  # the file handlers format the record as it is
+        named.msg, named.args = f"{Path(job).name}: {record.getMessage()}", None
+        return self.inner.format(named)
 
 
 def submitit_executor(executor: str, params: dict[str, Any]) -> Any:
