@@ -716,6 +716,13 @@ MUTATIONS = [
     Mutation("padding_counted_in_tensorboard", "initlab/train/tensorboard.py",
              "        content = content_rows(model, self.x_probe)", "        content = lambda t: t",
              ("tests/test_padding.py", "-k", "tensorboard"), "TensorBoard's site histograms counted padding"),
+    Mutation("grid_diverged_cell_unmarked", "initlab/analysis/figures/depth.py",
+             "(diverged & acc.isna())", "(diverged & acc.notna())",
+             ("tests/test_figures.py", "-k", "grid_cell_where_every_seed_diverged"),
+             "a grid cell whose every seed diverged was blank, its † promised by the caption not drawn"),
+    Mutation("phase_diverged_cell_unmarked", "initlab/analysis/figures/theory.py", "                    elif mark:",
+             "                    elif False:", ("tests/test_figures.py", "-k", "phase_diagram_cell_where_every_seed"),
+             "a phase-diagram cell whose every seed diverged was blank, with no †"),
 ]
 
 

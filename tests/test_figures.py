@@ -155,6 +155,42 @@ def test_smallest_grid_is_readable(tmp_path):
     _check_grid(kept["grid_test_accuracy"], ("relu",), ("he_normal", "xavier_normal"), (4,))
 
 
+def _cell_texts(ax, xs: tuple[float, float], ys: tuple[float, float]) -> list[str]:
+    """The texts drawn inside the cell from ``xs`` to ``ys`` (data coordinates) of ``ax``, as
+    matplotlib places them on the canvas: their centre within the cell's pixels."""
+    renderer = ax.figure.canvas.get_renderer()
+    (x0, y0), (x1, y1) = ax.transData.transform([(xs[0], ys[0]), (xs[1], ys[1])])
+    inside = []
+    for text in ax.texts:
+        box = text.get_window_extent(renderer)
+        cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+        if text.get_visible() and min(x0, x1) < cx < max(x0, x1) and min(y0, y1) < cy < max(y0, y1):
+            inside.append(text.get_text())
+    return inside
+
+
+def test_a_grid_cell_where_every_seed_diverged_shows_its_dagger(tmp_path):
+    """The caption promises '†: diverged', but seaborn annotates no NaN cell: a cell whose every seed
+    diverged (no accuracy) was hatched and blank. Its † is now drawn in it; a cell with one diverged
+    seed keeps its number and †."""
+    root = write_sweep(tmp_path / "sweep", ("relu",), ("he_normal", "normal"), (3, 5), (0, 1), jacobian=False)
+    for depth, seed in ((5, 0), (5, 1), (3, 1)):
+        write_job(root / f"activation=relu,depth={depth},init=normal,seed={seed}", init="normal", depth=depth,
+                  seed=seed, status="diverged", jacobian=False)
+    plotter, figures, kept = draw(root, tmp_path / "out", only=("grid",))
+    fig = kept["grid_test_accuracy"]
+    fig.canvas.draw()
+    ax = next(a for a in fig.axes if a.get_visible() and a.get_title() == "relu")
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    normal, he = rows.index("normal"), rows.index("he_normal")
+    runs = plotter.runs.set_index(["init", "depth", "seed"])["final_test_acc"]
+    assert _cell_texts(ax, (1, 2), (normal, normal + 1)) == ["†"]  # depth 5: both seeds diverged
+    assert _cell_texts(ax, (0, 1), (normal, normal + 1)) == [f"{runs['normal', 3, 0]:.2f}".lstrip("0") + "†"]
+    assert _cell_texts(ax, (1, 2), (he, he + 1)) == [f"{runs['he_normal', 5].mean():.2f}".lstrip("0")]
+    assert "†: diverged in at least one seed" in figures[0].caption
+    assert overlapping_texts(fig) == []
+
+
 ACROSS_MODELS = ("grid", "accuracy_vs_depth", "plain_vs_residual", "epochs_to_95", "grad_norm_per_epoch")
 
 
@@ -463,6 +499,31 @@ def test_a_phase_diagram_without_bias_says_its_ordered_side_has_no_curve_yet_shr
     _, figures, _ = draw(root, tmp_path / "out", only=("phase_diagram",))
     (figure,) = figures
     assert "with σ_b² = 0, q* = 0 on the ordered side, where ξ_c is infinite (no curve)" in figure.caption
+
+
+def test_a_phase_diagram_cell_where_every_seed_diverged_shows_its_dagger(tmp_path):
+    """As in the grid: a cell of the phase diagram whose every seed diverged has no accuracy, and it
+    was left blank, no †; the caption never said what † means."""
+    root = tmp_path / "sweep"
+    for factor, depth, seed in itertools.product((0.5, 2.0), (2, 6), (0, 1)):
+        diverged = depth == 6 and (factor == 2.0 or seed == 1)
+        write_job(root / f"depth={depth},init.factor={factor},seed={seed}", activation="tanh", init="he_normal",
+                  depth=depth, seed=seed, init_params={"factor": factor},
+                  status="diverged" if diverged else "completed")
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    plotter, (figure,), kept = draw(root, tmp_path / "out", only=("phase_diagram",))
+    (fig,) = kept.values()
+    fig.canvas.draw()
+    x, y = plotter._edges(np.array([0.5, 2.0]), log=False), plotter._edges(np.array([2, 6]), log=True)
+    runs = plotter.runs.set_index(["sigma_w2", "depth", "seed"]).sort_index()
+    for ax, metric in zip(fig.axes[:2], ("train", "test")):
+        assert _cell_texts(ax, x[1:], y[1:]) == ["†"]  # sigma_w2 2, depth 6: both seeds diverged
+        one = runs.loc[(0.5, 6, 0), f"final_{metric}_acc"]  # the other seed diverged
+        assert _cell_texts(ax, x[:2], y[1:]) == [f"{one:.2f}".lstrip("0") + "†"]
+        both = runs.loc[(2.0, 2), f"final_{metric}_acc"].mean()
+        assert _cell_texts(ax, x[1:], y[:2]) == [f"{both:.2f}".lstrip("0")]
+    assert "; †: diverged in at least one seed (alone in its cell: in every seed, so no accuracy)" in figure.caption
+    assert overlapping_texts(fig) == []
 
 
 def test_figure_names_fit_the_file_system_and_absent_keys_read_as_absent():

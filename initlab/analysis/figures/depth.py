@@ -124,7 +124,7 @@ class DepthFigures:
             acc = cell["acc"].unstack().reindex(index=inits, columns=depths)
             diverged = cell["diverged"].unstack().reindex_like(acc).eq(True)
             text = acc.map(lambda v: "" if pd.isna(v) else f"{v:.2f}".lstrip("0"))
-            text = text.where(~diverged, text.map(lambda s: f"{s}†" if s else "div"))
+            text = text.where(~diverged, text + "†")
             sns.heatmap(acc, ax=ax, vmin=0, vmax=1, cmap="mako", annot=text, fmt="", cbar=False,
                         annot_kws={"fontsize": 7.5}, linewidths=0.5, linecolor="white",
                         xticklabels=[f"{d:g}" for d in depths], yticklabels=inits)
@@ -132,6 +132,10 @@ class DepthFigures:
             untrainable = cell["trainable"].astype(float).unstack().reindex_like(acc) < 0.5
             for i, j in zip(*np.nonzero(untrainable.to_numpy())):
                 ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.55", lw=0))
+            # seaborn annotates no NaN cell: a cell where every seed diverged gets its mark here, over the hatch
+            for i, j in zip(*np.nonzero((diverged & acc.isna()).to_numpy())):
+                ax.text(j + 0.5, i + 0.5, "†", ha="center", va="center", fontsize=9, color="0.15",
+                        bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"})
             ax.set_title(wrap_lines(act, max(6, int(panel_w / 0.085))), fontsize="medium")  # at the panel's width
             ax.set_xlabel("depth")
             ax.set_ylabel("")
@@ -142,7 +146,9 @@ class DepthFigures:
         fig.colorbar(mesh, ax=axes, label="final test accuracy", shrink=min(1.0, 2.5 / fig.get_figheight() + 0.3))
         return [self._save(fig, "grid_test_accuracy", (
             "Final test accuracy (mean over seeds) for every init (rows) and depth (columns), one panel per "
-            f"activation{' and model' if len(self.models) > 1 else ''}; hatched: not trainable (at most chance + margin), †: diverged."), "The grid at a glance")]
+            f"activation{' and model' if len(self.models) > 1 else ''}; hatched: not trainable (at most chance + "
+            "margin); †: diverged in at least one seed (alone in its cell: in every seed, so no accuracy)."),
+            "The grid at a glance")]
 
     def plain_vs_residual(self) -> list[Figure]:
         """Test accuracy vs depth, a line per model: the depth study's plain-vs-residual comparison.

@@ -303,18 +303,20 @@ class TheoryFigures:
             log.warning("phase diagram of %s: no theory curves (%s)", act, err)
             xi_c, critical = np.full_like(grid, np.nan), np.nan
         fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.7), sharey=True, layout="constrained")
+        numbers = len(sw2) * len(depths) <= 60  # numbers (and † marks) only where they fit
         for ax, metric in zip(axes, ("train", "test")):
             acc = cells.pivot(index="depth", columns="sigma_w2", values=metric).reindex(index=depths, columns=sw2)
             mesh = ax.pcolormesh(x_edges, y_edges, acc.to_numpy(), cmap="mako", vmin=0, vmax=1,
                                  edgecolors="white", linewidth=0.5)
-            diverged = cells.pivot(index="depth", columns="sigma_w2", values="diverged").reindex_like(acc)
-            if len(sw2) * len(depths) <= 60:  # numbers only where they fit
+            diverged = cells.pivot(index="depth", columns="sigma_w2", values="diverged").reindex_like(acc).eq(True)
+            if numbers:
                 for (i, d), (j, x) in ((a, b) for a in enumerate(depths) for b in enumerate(sw2)):
-                    value = acc.iat[i, j]
+                    value, mark = acc.iat[i, j], "†" if diverged.iat[i, j] else ""
                     if pd.notna(value):
-                        text = f"{value:.2f}".lstrip("0") + ("†" if diverged.iat[i, j] == True else "")  # noqa: E712
-                        ax.text(x, d, text, ha="center", va="center", fontsize=6.5,
+                        ax.text(x, d, f"{value:.2f}".lstrip("0") + mark, ha="center", va="center", fontsize=6.5,
                                 color="white" if value < 0.6 else "black")
+                    elif mark:  # every seed diverged: no accuracy, an empty cell but for its mark
+                        ax.text(x, d, mark, ha="center", va="center", fontsize=8, color="0.15")
             finite = np.isfinite(xi_c)
             if finite.any():
                 ax.plot(grid, np.where(finite, 6 * xi_c, np.nan), color="#e8512a", lw=2, label=r"$6\,\xi_c$")
@@ -346,6 +348,8 @@ class TheoryFigures:
                        "signals and gradients still shrink by χ₁ < 1 per layer: no curve there does not mean any "
                        "depth trains")
         name = f"phase_diagram_{act}_{init}_sb2_{sigma_b2:g}" + "".join(f"_{v}" for v in others.values())
+        marks = ("; †: diverged in at least one seed (alone in its cell: in every seed, so no accuracy)"
+                 if numbers and cells["diverged"].any() else "")
         return self._save(fig, name, (
             f"{act}, {init}, σ_b²={sigma_b2:g}{extra}: final train (left; mean over the last epoch's steps) and "
-            f"test (right) accuracy over σ_w² = fan_in·Var(W) and depth, mean over seeds{curves}."), THEORY)
+            f"test (right) accuracy over σ_w² = fan_in·Var(W) and depth, mean over seeds{marks}{curves}."), THEORY)
