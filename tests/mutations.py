@@ -723,6 +723,10 @@ MUTATIONS = [
     Mutation("phase_diverged_cell_unmarked", "initlab/analysis/figures/theory.py", "                    elif mark:",
              "                    elif False:", ("tests/test_figures.py", "-k", "phase_diagram_cell_where_every_seed"),
              "a phase-diagram cell whose every seed diverged was blank, with no †"),
+    Mutation("per_layer_phases_without_data", "initlab/analysis/figures/layers.py",
+             "return [w for w in WHEN if w in set(finite)]", "return list(WHEN)",
+             ("tests/test_figures.py", "-k", "name_the_phases_drawn"),
+             "runs that diverged at epoch 1: 'mid-training (epoch : half of ...)' over an empty panel"),
 ]
 
 

@@ -453,6 +453,46 @@ def test_loss_curves_on_a_log_axis_are_geometric_means_with_the_interval_of_the_
             np.testing.assert_allclose([ys.min(), ys.max()], expected, rtol=1e-9)
 
 
+PER_LAYER = ("gradients", "act_std_vs_layer", "dead_and_saturated")
+ALL_PHASES = ["at init", "middle of training", "end of training"]
+GRAD_CAPTION = ("Norm of the weight gradient on the probe batch per layer (layer 4 is the output layer) {}, depth 3, "
+                "log scale.")
+DEAD_CAPTION = "; {}, depth 3."
+
+
+@pytest.mark.parametrize("ends, phases, grad, act, dead", [
+    ({"he_normal": 4, "normal": 1}, ALL_PHASES,
+     "at init, mid-training (epoch 2: half of each run's last epoch, rounded down; none for the 2 of 4 runs that "
+     "ended before epoch 2) and the end of training", "at init (top) and after training (bottom)",
+     "at init (solid) and after training (dashed)"),
+    ({"he_normal": 1, "normal": 1}, ["at init", "end of training"], "at init and the end of training",
+     "at init (top) and after training (bottom)", "at init (solid) and after training (dashed)"),
+    ({"he_normal": 0, "normal": 0}, ["at init"], "at init", "at init", "at init"),
+], ids=["some_diverged_at_epoch_1", "all_ended_at_epoch_1", "all_ended_at_init"])
+def test_per_layer_captions_name_the_phases_drawn(tmp_path, ends, phases, grad, act, dead):
+    """A sweep whose runs diverged at epoch 1 captioned grad_norm_vs_layer "mid-training (epoch :
+    half of each run's last epoch, ...)" over an empty panel: a run has a middle only from epoch 2
+    (half of epoch 1 is the init). The per-layer figures now draw and name the phases some run
+    has, and say which runs have no middle; runs that ended at init have no end of training either."""
+    root = tmp_path / "sweep"
+    for (init, last), seed in itertools.product(ends.items(), (0, 1)):
+        diverged = last == 1 and init == "normal"
+        write_job(root / f"init={init},seed={seed}", init=init, seed=seed, depth=3, epochs=last, jacobian=False,
+                  status="diverged" if diverged else "completed", overrides=[f"init={init}", f"seed={seed}"])
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    _, figures, kept = draw(root, tmp_path / "out", only=PER_LAYER)
+    captions = {Path(f.path).stem: f.caption for f in figures}
+    assert captions["grad_norm_vs_layer_depth3"] == GRAD_CAPTION.format(grad)
+    assert [ax.get_title() for ax in kept["grad_norm_vs_layer_depth3"].axes] == phases  # none empty
+    assert captions["act_std_vs_layer_depth3"].startswith(f"Post-activation std per hidden layer {act}, depth 3")
+    rows = [t.get_text().replace("\n", " ") for ax in kept["act_std_vs_layer_depth3"].axes for t in ax.texts]
+    assert rows == [{"at init": "at init", "end of training": "after training"}[p] for p in phases if "middle" not in p]
+    assert captions["dead_saturated_vs_layer_depth3"].endswith(DEAD_CAPTION.format(dead))
+    for name, fig in kept.items():
+        for ax in fig.axes:
+            assert [line for line in ax.lines if len(line.get_xdata())], (name, ax.get_title())  # nothing empty
+
+
 def test_a_count_axis_whose_values_are_all_equal_keeps_integer_ticks(tmp_path):
     """The review's epochs_to_95_vs_depth: every run reached 95% at the same epoch, and the y axis
     read 3.90, 4.05, 4.20 (MaxNLocator gives up integers when fewer than two fit)."""

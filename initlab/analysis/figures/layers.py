@@ -19,6 +19,12 @@ from initlab.analysis.figures.facets import Wrap
 
 
 SITE_NAMES_UP_TO = 16  # a per-site axis names its sites when it has at most this many
+WHEN = ("at init", "middle of training", "end of training")  # _detail_layers' phases, in order
+
+
+def listing(parts: list[str]) -> str:
+    """``parts`` as a sentence's list: "a", "a and b", "a, b and c"."""
+    return " and ".join(filter(None, [", ".join(parts[:-1]), *parts[-1:]]))
 
 
 def round_ticks(values: list, most: int) -> np.ndarray:
@@ -91,7 +97,7 @@ class LayerFigures:
         style_kw = ({"style": "init", "style_order": inits, "dashes": self.dashes,
                      "markers": {i: self.markers[i] for i in inits}, "markersize": 4, "markeredgewidth": 0}
                     if style == "init"
-                    else {"style": style, "style_order": ["at init", "end of training"]})
+                    else {"style": style, "style_order": [w for w in WHEN if w in set(data[style])]})
         wrap = Wrap(col_order, list(row_labels) if row else [None], most)
         width = min(3.5, max(WIDTH / wrap.per_row, 1.6))
         height = min(1.9, width)
@@ -138,6 +144,15 @@ class LayerFigures:
         self._fit_panel_text(g, height)
         return self._save(g.figure, name, caption, "Signal propagation")
 
+    @staticmethod
+    def _phases(data: pd.DataFrame, y: str) -> list[str]:
+        """The phases (``when``, in WHEN's order) in which ``data`` has a finite ``y``: those that
+        _by_layer draws. A run that ended at epoch 1 (diverged there, or epochs=1) has no middle
+        of training, one that ended at init (epochs=0, diverged at init) no end either; a caption
+        that named them anyway read "mid-training (epoch : half of ...)" over empty panels."""
+        finite = data.loc[np.isfinite(data[y].astype(float)), "when"]
+        return [w for w in WHEN if w in set(finite)]
+
     @property
     def _x(self) -> str:
         return "index" if self.by_site else "layer"
@@ -181,12 +196,18 @@ class LayerFigures:
         """Figure 3b: the signal-propagation picture, at init and after training."""
         data = self._detail_layers()
         data = data[data["when"] != "middle of training"]
-        return [self._by_layer(
-            data[data["depth"] == d], "act_std", "post-activation std", f"act_std_vs_layer_depth{d}",
-            f"Post-activation std per hidden layer at init (top) and after training (bottom), depth {d}, "
-            f"log scale.{self._end_note(data[data['depth'] == d])}", True,
-            row="when", row_labels={"at init": "at init", "end of training": "after training"})
-            for d in self.detail]
+        names = {"at init": "at init", "end of training": "after training"}
+        figures = []
+        for d in self.detail:
+            part = data[data["depth"] == d]
+            rows = {w: names[w] for w in self._phases(part, "act_std")}  # a row each
+            where = listing([f"{v} ({p})" for v, p in zip(rows.values(), ("top", "bottom"))] if len(rows) > 1
+                            else list(rows.values()))
+            figures.append(self._by_layer(
+                part, "act_std", "post-activation std", f"act_std_vs_layer_depth{d}",
+                f"Post-activation std per hidden layer {where}, depth {d}, log scale.{self._end_note(part)}", True,
+                row="when", row_labels=rows))
+        return figures
 
     def gradients(self) -> list[Figure]:
         """Figure 4: weight-gradient norm per layer at init, mid-training and the end."""
@@ -194,18 +215,30 @@ class LayerFigures:
         figures = []
         for d in self.detail:
             part = data[data["depth"] == d]
-            middle = sorted(set(part.loc[part["when"] == "middle of training", "epoch"].astype(int)))
+            phases = self._phases(part, "grad_norm")  # a column each
             figures.append(self._by_layer(
                 part, "grad_norm", "weight-grad norm", f"grad_norm_vs_layer_depth{d}",
                 "Norm of the weight gradient on the probe batch per "
                 + ("activation site (its weight: the layer feeding it) and the output" if self.by_site
                    else f"layer (layer {d + 1} is the output layer)")
-                + f" at init, mid-training (epoch {', '.join(map(str, middle))}: half of each run's last epoch, "
-                  f"rounded down) and the end of training, depth {d}, log scale.{self._end_note(part)}", True,
+                + f" {self._phases_text(part, phases)}, depth {d}, log scale.{self._end_note(part)}", True,
                 row="activation",
-                row_labels={a: a for a in self._present("activation", part)}, col="when",
-                col_order=["at init", "middle of training", "end of training"]))
+                row_labels={a: a for a in self._present("activation", part)}, col="when", col_order=phases))
         return figures
+
+    def _phases_text(self, part: pd.DataFrame, phases: list[str]) -> str:
+        """The caption's words for ``phases`` of ``part`` (_detail_layers rows of one depth): the
+        middle's epochs, and how many runs have none (they ended before epoch 2)."""
+        middle = part[(part["when"] == "middle of training") & np.isfinite(part["grad_norm"].astype(float))]
+        epochs = ", ".join(map(str, sorted(set(middle["epoch"].astype(int)))))
+        runs = self.layers[self.layers["job"].isin(part["job"])].groupby("job")["epoch"].max()  # the last epochs
+        short = int((runs < 2).sum())
+        without = f"; none for the {short} of {len(runs)} runs that ended before epoch 2" if short else ""
+        words = {"at init": "at init",
+                 "middle of training": f"mid-training (epoch {epochs}: half of each run's last epoch, rounded "
+                                       f"down{without})",
+                 "end of training": "the end of training"}
+        return listing([words[p] for p in phases])
 
     def delta_at_init(self) -> list[Figure]:
         """Figure 4b: the backward signal dL/dh (rms) per layer of the untrained network."""
@@ -239,12 +272,15 @@ class LayerFigures:
                                    if "frac_dead" in stats else "")
                 + "and the fraction of entries saturated (frac_saturated: |tanh| > 0.99, sigmoid < 0.01 or > 0.99)")
         figures = []
+        names = {"at init": "at init", "end of training": "after training"}
         for d in self.detail:
+            part = data[data["depth"] == d].dropna(subset=["value"])
+            phases = [names[w] for w in self._phases(part, "value")]  # solid, then dashed
+            where = listing([f"{v} ({s})" for v, s in zip(phases, ("solid", "dashed"))] if len(phases) > 1
+                            else phases)
             fig = self._by_layer(
-                data[data["depth"] == d].dropna(subset=["value"]), "value", "fraction",
-                f"dead_saturated_vs_layer_depth{d}",
-                f"Per hidden layer, one row each: {what}; at init (solid) and after training (dashed), depth {d}."
-                + self._end_note(data[data["depth"] == d]),
+                part, "value", "fraction", f"dead_saturated_vs_layer_depth{d}",
+                f"Per hidden layer, one row each: {what}; {where}, depth {d}." + self._end_note(part),
                 False, row="stat", row_labels=rows, style="when", ylim=(-0.03, 1.03))
             figures.append(fig)
         return figures
