@@ -727,6 +727,10 @@ MUTATIONS = [
              "return [w for w in WHEN if w in set(finite)]", "return list(WHEN)",
              ("tests/test_figures.py", "-k", "name_the_phases_drawn"),
              "runs that diverged at epoch 1: 'mid-training (epoch : half of ...)' over an empty panel"),
+    Mutation("convergence_final_accuracy_pooled", "initlab/analysis/report.py",
+             '_cell(trainable["final_val_acc" if', '_cell(part["final_val_acc" if',
+             ("tests/test_analysis_models.py", "-k", "final_accuracy_is_of_the_runs"),
+             "the convergence table's final accuracy pooled the untrainable seeds under 'over the trainable seeds'"),
 ]
 
 

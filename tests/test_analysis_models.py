@@ -193,6 +193,29 @@ def test_convergence_is_of_trainable_runs_and_a_shared_count_prints_as_an_intege
     assert report.configurations(tables).iloc[0]["parameters"] == "1000"
 
 
+@pytest.mark.parametrize("val", [False, True])
+def test_convergence_final_accuracy_is_of_the_runs_the_epoch_is_of(tmp_path, val):
+    """The user test's report: 'trainable 1/2 ... final accuracy 0.222 ± 0.063 (n=2)' under a header
+    saying mean ± std (n) over the trainable seeds: the final accuracy pooled every seed. Both columns
+    now describe the trainable seeds, the final accuracy each convergence epoch is measured against
+    (validation accuracy where the runs hold a split out). Seed 1 is at chance (test accuracy ~0.1)."""
+    curves = {0: [0.1, 0.5, 0.8, 0.9, 0.86], 1: [0.1, 0.12, 0.11, 0.1, 0.12], 2: [0.1, 0.3, 0.5, 0.6, 0.7]}
+    for seed, curve in curves.items():
+        write_job(tmp_path / f"s{seed}", seed=seed, epochs=4, curve=curve, val=val,
+                  gain=1e-3 if seed == 1 else None)  # with val, the curve is the validation accuracy
+    tables = analysis.load([tmp_path])
+    assert tables.runs.sort_values("seed")["trainable"].tolist() == [True, False, True]
+    finals = np.array([curves[0][-1], curves[2][-1]])  # the trainable seeds' final validation/test accuracy
+    epochs = np.array([first_epoch_at_95(curves[0]), first_epoch_at_95(curves[2])])
+    row = report.convergence_table(tables).iloc[0]
+    assert row["final accuracy"] == f"{finals.mean():.3f} ± {finals.std(ddof=1):.3f} (n=2)"  # 0.780 ± 0.113
+    assert row["convergence epoch"] == f"{epochs.mean():.1f} ± {epochs.std(ddof=1):.1f} (n=2)"
+    assert (row["trainable"], row["measured on"]) == ("2/3", "validation" if val else "test")
+    (header,) = [b[1] for b in report._convergence_blocks(tables) if b[0] == "p"]
+    assert ("The convergence epoch and the final accuracy it is measured against: mean ± std (n) over the "
+            "trainable seeds only") in header
+
+
 # --- figures --------------------------------------------------------------------------------------
 def kept_plotter(root: Path, out: Path, **kw) -> Plotter:
     plotter = Plotter(analysis.load([root]), out, strict=True, **kw)
