@@ -731,6 +731,10 @@ MUTATIONS = [
              '_cell(trainable["final_val_acc" if', '_cell(part["final_val_acc" if',
              ("tests/test_analysis_models.py", "-k", "final_accuracy_is_of_the_runs"),
              "the convergence table's final accuracy pooled the untrainable seeds under 'over the trainable seeds'"),
+    Mutation("summary_n_hides_missing_runs", "initlab/analysis/report.py",
+             'of = f" of {len(values)}" if len(finite) < len(values) else ""', 'of = ""',
+             ("tests/test_analysis_models.py", "-k", "how_many_runs_have_a_value"),
+             "a configuration with a diverged seed of two read as one seed's value, n = number of runs"),
 ]
 
 

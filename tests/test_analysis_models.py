@@ -216,6 +216,28 @@ def test_convergence_final_accuracy_is_of_the_runs_the_epoch_is_of(tmp_path, val
             "trainable seeds only") in header
 
 
+def test_summary_cells_say_how_many_runs_have_a_value(tmp_path):
+    """The per-configuration summary said 'n = number of runs', but a diverged run has no final
+    accuracy and was silently left out: one seed of two read '0.795', as a one-seed configuration.
+    n now counts the runs with a value, 'of N' where some have none."""
+    curves = {0: [0.1, 0.5, 0.8, 0.9, 0.86], 1: [0.1, 0.3, 0.5, 0.6, 0.7], 2: [0.1, 0.2, 0.3, 0.4, 0.5]}
+    for seed, curve in curves.items():
+        write_job(tmp_path / f"he{seed}", seed=seed, epochs=4, curve=curve,
+                  status="diverged" if seed == 2 else "completed")
+    for seed, curve in list(curves.items())[:2]:
+        write_job(tmp_path / f"normal{seed}", init="normal", seed=seed, epochs=4, curve=curve,
+                  status="diverged" if seed == 1 else "completed")
+    tables = analysis.load([tmp_path])
+    configs = report.configurations(tables).set_index("init")
+    finals = np.array([curves[0][-1], curves[1][-1]])  # seed 2 diverged: no final accuracy
+    assert configs.loc["he_normal", "final test acc"] == f"{finals.mean():.3f} ± {finals.std(ddof=1):.3f} (n=2 of 3)"
+    assert configs.loc["normal", "final test acc"] == f"{curves[0][-1]:.3f} (n=1 of 2)"
+    assert configs.loc["normal", "runs"] == 2
+    blocks = report._blocks(tables, [], ["x"], "analyze.py x", [])
+    header = next(blocks[i + 1][1] for i, b in enumerate(blocks) if b[:2] == ("h2", "Per-configuration summary"))
+    assert "n = the runs with a value, 'n=1 of 2' where a run has none" in header
+
+
 # --- figures --------------------------------------------------------------------------------------
 def kept_plotter(root: Path, out: Path, **kw) -> Plotter:
     plotter = Plotter(analysis.load([root]), out, strict=True, **kw)

@@ -23,13 +23,16 @@ METRICS = {"final_train_acc": "final train acc", "final_test_acc": "final test a
 
 
 def _cell(values: pd.Series, digits: int = 3) -> str:
-    """mean ± std (n) over seeds; a single value as is."""
-    values = values.dropna()
-    if values.empty:
+    """mean ± std (n) over seeds; a single value as is. NaN values are not averaged; where some runs
+    have none (a diverged run's accuracy), n says how many of them count ("n=1 of 2", as
+    interval_cell): one seed's value among two runs read as the mean of a one-seed configuration."""
+    finite = values.dropna()
+    if finite.empty:
         return ""
-    if len(values) == 1:
-        return f"{values.iloc[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f} (n={len(values)})"
+    of = f" of {len(values)}" if len(finite) < len(values) else ""
+    if len(finite) == 1:
+        return f"{finite.iloc[0]:.{digits}f}" + (f" (n=1{of})" if of else "")
+    return f"{finite.mean():.{digits}f} ± {finite.std():.{digits}f} (n={len(finite)}{of})"
 
 
 def interval_cell(values: pd.Series, digits: int = 3) -> str:
@@ -122,7 +125,8 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
         blocks.append(("figure", fig.path, fig.caption))
     blocks += _theory_blocks(t, [f for f in figures if f.section == THEORY])
     blocks += [("h2", "Per-configuration summary"),
-               ("p", "Mean ± standard deviation over seeds (n = number of runs); every run is a row of runs.csv."),
+               ("p", "Mean ± standard deviation over seeds (n = the runs with a value, 'n=1 of 2' where a run has "
+                     "none, as a diverged run's accuracy); every run is a row of runs.csv."),
                ("table", configurations(t)), ("h2", "Skipped jobs")]
     blocks.append(("list", [f"{s.job}: {s.reason}" for s in t.skipped] or ["none"]))
     blocks.append(("p", "Tables in this folder: runs.csv (one row per run), configs.csv (the summary above), "
