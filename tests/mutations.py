@@ -735,6 +735,10 @@ MUTATIONS = [
              'of = f" of {len(values)}" if len(finite) < len(values) else ""', 'of = ""',
              ("tests/test_analysis_models.py", "-k", "how_many_runs_have_a_value"),
              "a configuration with a diverged seed of two read as one seed's value, n = number of runs"),
+    Mutation("file_name_value_unformatted", "initlab/analysis/figures/base.py",
+             'f"no_{k}" if pd.isna(v) else f"{k}={shown(v)}"', 'f"no_{k}" if pd.isna(v) else f"{k}={v}"',
+             ("tests/test_figures.py", "-k", "reads_alike_in_figure_titles"),
+             "figure files named optimizer.lr=100000.0 under titles that said optimizer.lr=100000"),
 ]
 
 

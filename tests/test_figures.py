@@ -718,6 +718,46 @@ def test_keys_no_figure_shows_split_every_figure(tmp_path):
     assert len(figures) == len(kept) and {f.path.count("optimizer.lr=0.01") for f in figures} == {0, 1}
 
 
+class GridOnly(Plotter):
+    """The grid family alone, split per context as Plotter.all splits every family (fast)."""
+
+    families = tuple(f for f in FAMILIES if f.method == "grid")
+
+
+def test_a_value_reads_alike_in_figure_titles_and_file_names(tmp_path):
+    """The user test's figures were named optimizer.lr=100000.0 beside optimizer.lr=0.05 and titled
+    optimizer.lr=100000: file names wrote str(value), titles :g. Both now write the title's number,
+    with the digits that keep two values apart, and a file name keeps its exponent's +."""
+    root = tmp_path / "sweep"
+    written = {100000.0: "100000", 0.05: "0.05", 1e6: "1e+06", 0.1234567: "0.1234567", 0.1234568: "0.1234568",
+               0.1 + 0.2: "0.3"}  # the last as Hydra's range writes 0.3
+    for (lr, text), init in itertools.product(written.items(), ("he_normal", "orthogonal")):
+        write_job(root / f"init={init},optimizer.lr={text}", init=init, depth=3, jacobian=False,
+                  optimizer_params={"lr": lr}, overrides=[f"init={init}", f"optimizer.lr={lr!r}"])
+    plotter = GridOnly(analysis.load([root]), tmp_path / "out", strict=True)
+    plotter.kept, plotter.dpi = {}, 40
+    figures = plotter.all()
+    assert sorted(Path(f.path).name for f in figures) == sorted(
+        f"grid_test_accuracy_optimizer.lr={text}.png" for text in written.values())
+    for figure in figures:
+        text = Path(figure.path).stem.split("optimizer.lr=")[1]
+        assert (tmp_path / "out" / figure.path).is_file()
+        assert plotter.kept[Path(figure.path).stem]._suptitle.get_text() == f"optimizer.lr={text}"
+        assert figure.caption.startswith(f"optimizer.lr={text}. ")
+
+
+def test_value_text_is_the_g_format_with_the_digits_that_tell_values_apart():
+    from initlab.analysis.figures.base import _file_name, shown
+    from initlab.analysis.tables import value_text
+
+    cases = {100000.0: "100000", 64.0: "64", 0.05: "0.05", 1e-5: "1e-05", 1e6: "1e+06", -2.5: "-2.5",
+             0.1234567: "0.1234567", 1 / 3: "0.333333333333", 0.1 + 0.2: "0.3"}
+    assert {v: value_text(v) for v in cases} == cases
+    assert [f"{v:g}" for v in (100000.0, 0.05, 1e6)] == ["100000", "0.05", "1e+06"]  # where :g is exact, :g
+    assert (shown(np.float64(100000.0)), shown(np.int64(3)), shown("fan_in")) == ("100000", "3", "fan_in")
+    assert _file_name("grid_optimizer.lr=1e+06", 3) == "grid_optimizer.lr=1e+06"
+
+
 # --- analyze.py's figure options ---------------------------------------------------------------------
 def test_formats_write_pdf_and_svg(tmp_path):
     assert analyze.parse(["x", "--format", "pdf", "svg"]).format == ["pdf", "svg"]

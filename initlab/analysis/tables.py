@@ -474,6 +474,19 @@ def varied_keys(runs: pd.DataFrame, choices: list[str]) -> list[str]:
     return keys
 
 
+def value_text(value: float) -> str:
+    """A number as every title, label and figure file name writes it: ``:g`` (0.05, 100000, 1e+06;
+    64 for 64.0), with more significant digits where ``:g``'s six would write two values alike
+    (0.1234567, 0.1234568), so names stay unique, up to 12: beyond, two values are one (a
+    filter matches within 1e-9) and the digits float noise (Hydra's range writes 0.3 as
+    0.30000000000000004). File names wrote ``str`` (100000.0) under titles that said 100000."""
+    for digits in range(6, 12):
+        text = f"{value:.{digits}g}"
+        if float(text) == value:
+            return text
+    return f"{value:.12g}"
+
+
 def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Display names: the option name, plus its parameters where they vary ("he_normal factor=0.5");
     a switch by its name where on and not at all where off ("orthogonal embedding", not
@@ -481,7 +494,7 @@ def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     def part(name: str, value: object) -> str:
         if isinstance(value, (bool, np.bool_)):
             return name if value else ""
-        return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+        return f"{name}={value_text(value)}" if isinstance(value, float) else f"{name}={value}"
 
     for group in ("activation", "init", "model"):
         params = [k for k in keys if k.startswith(group + ".")]

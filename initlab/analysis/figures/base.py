@@ -42,7 +42,7 @@ from scipy import stats  # noqa: E402
 from initlab import choices  # noqa: E402
 from initlab.analysis import search  # noqa: E402
 from initlab.analysis.log_ticks import log_ticks  # noqa: E402
-from initlab.analysis.tables import ACTIVATIONS, INITS, Tables  # noqa: E402
+from initlab.analysis.tables import ACTIVATIONS, INITS, Tables, value_text  # noqa: E402
 from initlab.names import NAME_MAX, fitted  # noqa: E402
 from initlab.records import write_bytes_atomic  # noqa: E402
 
@@ -102,17 +102,22 @@ class NothingToDraw(ValueError):
     """The data a figure needs is empty or not finite; the message says which."""
 
 
+def shown(value: object) -> str:
+    """A value as titles and file names both write it: a number in the one format (tables.value_text)."""
+    return value_text(value) if isinstance(value, float) else str(value)
+
+
 def _context_text(values: dict) -> str:
-    return ", ".join(f"no {k}" if pd.isna(v) else f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in values.items())
+    return ", ".join(f"no {k}" if pd.isna(v) else f"{k}={shown(v)}" for k, v in values.items())
 
 
 def _file_name(name: str, longest_suffix: int) -> str:
-    """``name`` as one file name: runs of characters other than word characters, ``.``, ``=`` and
-    ``-`` made ``_``, and, where it would pass the file system's 255 bytes with its ``.suffix``,
-    cut to a prefix and a hash of the whole (initlab.names.fitted): a figure named by the context
-    of several sweeps (every model parameter) failed with 'File name too long'."""
-    return fitted(re.sub(r"[^\w.=-]+", "_", name), limit=NAME_MAX - 1 - longest_suffix)
+    """``name`` as one file name: runs of characters other than word characters, ``.``, ``=``,
+    ``-`` and ``+`` (a number's exponent: 1e+06, as titles write it) made ``_``, and, where it
+    would pass the file system's 255 bytes with its ``.suffix``, cut to a prefix and a hash of
+    the whole (initlab.names.fitted): a figure named by the context of several sweeps (every
+    model parameter) failed with 'File name too long'."""
+    return fitted(re.sub(r"[^\w.=+-]+", "_", name), limit=NAME_MAX - 1 - longest_suffix)
 
 
 def log_floor(values: pd.Series) -> float:
@@ -232,7 +237,7 @@ class PlotterBase:
         """Every format into figures/; the shared context goes into the title, caption and file name."""
         if self.context:
             context = _context_text(self.context)
-            name += "_" + "_".join(f"no_{k}" if pd.isna(v) else f"{k}={v}" for k, v in self.context.items())
+            name += "_" + "_".join(f"no_{k}" if pd.isna(v) else f"{k}={shown(v)}" for k, v in self.context.items())
             title = fig._suptitle
             if title is not None and title.get_text():
                 title.set_text(f"{title.get_text()}; {context}")

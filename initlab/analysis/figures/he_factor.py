@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw, _context_text, integer_ticks, t95
+from initlab.analysis.figures.base import (LOG_BAND, WIDTH, Figure, NothingToDraw, _context_text, integer_ticks, shown,
+                                           t95)
+from initlab.analysis.tables import value_text
 
 
 class HeFactorFigures:
@@ -31,7 +33,7 @@ class HeFactorFigures:
 
     def _he_factor_panel(self, part: pd.DataFrame, act: str, init: str, depth: int, fixed: dict) -> Figure:
         self._check_pooling(part, ["activation", "init_name", "depth", "init.factor", *fixed])
-        factor = part.set_index("job")["init.factor"].map("{:g}".format)
+        factor = part.set_index("job")["init.factor"].map(value_text)
         order = sorted(factor.unique(), key=float)
         style = {"hue": "factor", "hue_order": order, "palette": sns.color_palette("flare", len(order)),
                  "errorbar": t95}
@@ -67,7 +69,7 @@ class HeFactorFigures:
         rest = _context_text({k: v for k, v in fixed.items() if k != "init.mode"})
         rule = f"Var(W) = factor / {mode}" + (f", {rest}" if rest else "")
         fig.suptitle(f"{act}, {init}, depth {depth}: {rule}")
-        name = f"he_factor_{act}_{init}_depth{depth}" + "".join(f"_{v}" for v in fixed.values())
+        name = f"he_factor_{act}_{init}_depth{depth}" + "".join(f"_{shown(v)}" for v in fixed.values())
         return self._save(fig, name, (
             f"{init} with {rule} for factor {', '.join(order)} ({act}, depth {depth}): accuracy and loss per "
             f"epoch, post-activation std and weight-gradient norm per layer at init and after training."), "He factor")

@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter, NullLocator
 
 from initlab import theory
-from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw, integer_ticks
+from initlab.analysis.figures.base import LOG_BAND, WIDTH, Figure, NothingToDraw, integer_ticks, shown
 
 THEORY = "Theory"  # the report section of these figures
 PREDICTION = {"color": "black", "linestyle": (0, (3, 1.5)), "linewidth": 1.2}  # every predicted curve
@@ -335,11 +335,12 @@ class TheoryFigures:
         handles, labels = axes[0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), frameon=False)
-        extra = "".join(f", {k}={v}" for k, v in others.items())
+        extra = "".join(f", {k}={shown(v)}" for k, v in others.items())
         budgets = sorted(part["epochs"].unique()) if "epochs" in part else []
         epochs = ", ".join(f"{e:g}" for e in budgets) + (" epoch" if budgets == [1] else " epochs") if budgets else ""
         dataset = f", {part['dataset'].iloc[0]}" if "dataset" in part and part["dataset"].nunique() == 1 else ""
-        fig.suptitle(f"{act}, {init}, $\\sigma_b^2$={sigma_b2:g}{extra}{dataset}" + (f", {epochs}" if epochs else ""))
+        fig.suptitle(f"{act}, {init}, $\\sigma_b^2$={shown(sigma_b2)}{extra}{dataset}"
+                     + (f", {epochs}" if epochs else ""))
         curves = ("; orange: 6ξ_c (solid, the trainable-depth rule of Schoenholz et al.) and ξ_c (dashed) from "
                   "mean-field theory; yellow dotted: the critical σ_w² (order left, chaos right)"
                   if finite.any() else "; ξ_c is infinite for every σ_w² here, so there is no trainability curve")
@@ -347,9 +348,10 @@ class TheoryFigures:
             curves += ("; with σ_b² = 0, q* = 0 on the ordered side, where ξ_c is infinite (no curve) although "
                        "signals and gradients still shrink by χ₁ < 1 per layer: no curve there does not mean any "
                        "depth trains")
-        name = f"phase_diagram_{act}_{init}_sb2_{sigma_b2:g}" + "".join(f"_{v}" for v in others.values())
+        name = (f"phase_diagram_{act}_{init}_sb2_{shown(sigma_b2)}"
+                + "".join(f"_{shown(v)}" for v in others.values()))
         marks = ("; †: diverged in at least one seed (alone in its cell: in every seed, so no accuracy)"
                  if numbers and cells["diverged"].any() else "")
         return self._save(fig, name, (
-            f"{act}, {init}, σ_b²={sigma_b2:g}{extra}: final train (left; mean over the last epoch's steps) and "
+            f"{act}, {init}, σ_b²={shown(sigma_b2)}{extra}: final train (left; mean over the last epoch's steps) and "
             f"test (right) accuracy over σ_w² = fan_in·Var(W) and depth, mean over seeds{marks}{curves}."), THEORY)
