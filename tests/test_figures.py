@@ -746,12 +746,30 @@ def test_a_value_reads_alike_in_figure_titles_and_file_names(tmp_path):
         assert figure.caption.startswith(f"optimizer.lr={text}. ")
 
 
+def test_values_that_read_alike_never_share_a_figure_file(tmp_path, caplog):
+    """optimizer.lr=0.3 and 0.30000000000000004 (Hydra's range) read alike: their figures were
+    written to one file (68 figures reported, 53 files, report.md embedding one twice)."""
+    root = tmp_path / "sweep"
+    for lr, init in itertools.product((0.3, 0.1 + 0.2), ("he_normal", "orthogonal")):
+        write_job(root / f"init={init},optimizer.lr={lr!r}", init=init, depth=3, jacobian=False,
+                  optimizer_params={"lr": lr}, overrides=[f"init={init}", f"optimizer.lr={lr!r}"])
+    plotter = GridOnly(analysis.load([root]), tmp_path / "out", strict=True)
+    plotter.dpi = 40
+    with caplog.at_level(logging.WARNING):
+        figures = plotter.all()
+    assert sorted(Path(f.path).name for f in figures) == ["grid_test_accuracy_optimizer.lr=0.3.png",
+                                                          "grid_test_accuracy_optimizer.lr=0.3_2.png"]
+    assert all((tmp_path / "out" / f.path).is_file() for f in figures)
+    assert "a second figure of that name" in caplog.text
+
+
 def test_value_text_is_the_g_format_with_the_digits_that_tell_values_apart():
     from initlab.analysis.figures.base import _file_name, shown
     from initlab.analysis.tables import value_text
 
     cases = {100000.0: "100000", 64.0: "64", 0.05: "0.05", 1e-5: "1e-05", 1e6: "1e+06", -2.5: "-2.5",
-             0.1234567: "0.1234567", 1 / 3: "0.333333333333", 0.1 + 0.2: "0.3"}
+             0.1234567: "0.1234567", 0.1234568: "0.1234568", 0.1 + 0.2: "0.3",
+             0.05000000100624: "0.05"}  # a float32 sigma_b2, rounded to 12 decimals: sb2_0.050000001006
     assert {v: value_text(v) for v in cases} == cases
     assert [f"{v:g}" for v in (100000.0, 0.05, 1e6)] == ["100000", "0.05", "1e+06"]  # where :g is exact, :g
     assert (shown(np.float64(100000.0)), shown(np.int64(3)), shown("fan_in")) == ("100000", "3", "fan_in")

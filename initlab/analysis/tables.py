@@ -474,17 +474,21 @@ def varied_keys(runs: pd.DataFrame, choices: list[str]) -> list[str]:
     return keys
 
 
+NOISE = 1e-7  # relative: float32's precision, where recorded values carry rounding
+
+
 def value_text(value: float) -> str:
     """A number as every title, label and figure file name writes it: ``:g`` (0.05, 100000, 1e+06;
-    64 for 64.0), with more significant digits where ``:g``'s six would write two values alike
-    (0.1234567, 0.1234568), so names stay unique, up to 12: beyond, two values are one (a
-    filter matches within 1e-9) and the digits float noise (Hydra's range writes 0.3 as
-    0.30000000000000004). File names wrote ``str`` (100000.0) under titles that said 100000."""
-    for digits in range(6, 12):
+    64 for 64.0), with as many more significant digits (up to 12) as it takes to come within
+    NOISE of the value (0.1234567 and 0.1234568, which ``:g`` writes alike, stay apart). Closer
+    than that is float noise: Hydra's range writes 0.3 as 0.30000000000000004, a σ_b² computed in
+    float32 is 0.05000000100624. File names wrote ``str`` (100000.0) under titles that said 100000.
+    Values that still read alike get numbered figure files (PlotterBase._save)."""
+    for digits in range(6, 13):
         text = f"{value:.{digits}g}"
-        if float(text) == value:
+        if abs(float(text) - value) <= NOISE * abs(value):
             return text
-    return f"{value:.12g}"
+    return text
 
 
 def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

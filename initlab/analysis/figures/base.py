@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import re
@@ -245,6 +246,10 @@ class PlotterBase:
                 fig.suptitle(context, y=1.0, va="bottom")
             caption = f"{context}. {caption}"
         name = _file_name(name, max(len(fmt) for fmt in self.formats))
+        if f"{name}.{self.formats[0]}" in self.written:  # values that read alike (0.3, 0.30000000000000004)
+            log.warning("%s: a second figure of that name (its values read alike); written as %s_2 and on",
+                        name, name)
+            name = next(f"{name}_{k}" for k in itertools.count(2) if f"{name}_{k}.{self.formats[0]}" not in self.written)
         for fmt in self.formats:
             fig.savefig(self.dir / f"{name}.{fmt}", dpi=self.dpi, bbox_inches="tight")
             self.written.append(f"{name}.{fmt}")
