@@ -166,7 +166,11 @@ def ended_early(finished: Mapping[str, Any]) -> Optional[str]:
     at epoch 3" or "stopped early at epoch 7" (early stopping, its best weights restored or not).
     Such a run asked for more epochs, nothing else changed and no lr schedule spanning the epochs
     (``extends``), is that longer run: every epoch up to the end is the same, and the end comes at
-    the same epoch. A diverged run keeps no checkpoint, so refusing it would leave no way on."""
+    the same epoch. A diverged run keeps no checkpoint, so refusing it would leave no way on. Not
+    after a restart (``early_stopping.restarts``): an attempt that ran to its last epoch and then
+    restarted would run on in the longer run, and might not restart at all."""
+    if finished.get("final_attempt", 0) > 0:
+        return None
     if finished.get("diverged_epoch") is not None:
         return f"diverged at epoch {finished['diverged_epoch']}"
     if finished.get("stopped_epoch") is not None:

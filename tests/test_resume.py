@@ -631,16 +631,35 @@ def test_a_run_that_ended_early_asked_for_more_epochs_is_finished_as_it_is(tmp_p
     first = run_job(compose_config(*QUICK, *ends, "epochs=3"), tmp_path)
     epoch = first["diverged_epoch"] if ending == "diverged" else first["stopped_epoch"]
     assert epoch is not None and epoch < 3 and not (tmp_path / "checkpoint.pt").exists()
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != "result.json"}
+    recorded = json.loads((tmp_path / "result.json").read_text())
     with caplog.at_level(logging.INFO, logger="initlab.train.job"):
         again = run_job(compose_config(*QUICK, *ends, "epochs=6"), tmp_path)
     assert (again["status"], again["final"]["epoch"]) == (first["status"], first["final"]["epoch"])
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name != "result.json"} == before
+    # result.json now records the run asked for (analyze.py split a sweep by epochs 2 and 4 otherwise)
+    rewritten = json.loads((tmp_path / "result.json").read_text())
+    assert json.dumps(rewritten, sort_keys=True) == json.dumps(
+        {**recorded, "choices": {**recorded["choices"], "epochs": 6}}, sort_keys=True)
     word = "diverged" if ending == "diverged" else "stopped early"
     assert f"it {word} at epoch {epoch} of its 3; with epochs=6 it ends there too" in caplog.text
     for other in ("epochs=2", "seed=1"):
         with pytest.raises(ConfigError, match="is of a run with other settings"):
             run_job(compose_config(*QUICK, *ends, other), tmp_path)
+
+
+def test_a_run_that_restarted_is_not_taken_for_the_longer_run(tmp_path):
+    """The user test's case: attempt 0 ran all 3 epochs below restart_below, so attempt 1 started
+    and stopped early at epoch 1; asked for 8 epochs the run was skipped as "stopped early at epoch 1",
+    though a fresh 8-epoch run never restarted (attempt 0 went on and stopped at epoch 6). Any run
+    that restarted is refused as before (here, where attempt 0 stopped early too, conservatively)."""
+    settings = ["dataset.val_size=100", "early_stopping.enabled=true", "early_stopping.monitor=val_acc",
+                "early_stopping.patience=1", "early_stopping.min_delta=1", "early_stopping.restarts=1",
+                "early_stopping.restart_below=1.0"]  # every attempt stops at epoch 1 and fails: one restart
+    first = run_job(compose_config(*QUICK, *settings, "epochs=3"), tmp_path)
+    assert (first["final_attempt"], first["stopped_epoch"]) == (1, 1)
+    with pytest.raises(ConfigError, match="kept no checkpoint"):
+        run_job(compose_config(*QUICK, *settings, "epochs=8"), tmp_path)
 
 
 @pytest.mark.parametrize("change", ["seed=1", "epochs=2", "jacobian_every=1"])

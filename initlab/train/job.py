@@ -158,9 +158,11 @@ class Job:
             finished, self.extending = read_finished(job_dir, choices)
             if not self.extending:
                 log.info("%s exists: job already finished, skipping (resume=false reruns it)", self.result_path)
-                if finished["choices"].get("epochs") != choices["epochs"]:
+                if finished["choices"].get("epochs") != choices["epochs"]:  # the longer run's result (ended_early)
                     log.info("it %s of its %s; with epochs=%d it ends there too", ended_early(finished),
                              finished["choices"].get("epochs"), choices["epochs"])
+                    finished["choices"]["epochs"] = choices["epochs"]  # as .hydra/ now says: one run, not two
+                    records.write_json_atomic(self.result_path, finished)
                 if finished.get("checkpoint") in UNKEPT and self.checkpoint_path.is_file():
                     self.checkpoint_path.unlink()  # killed between result.json and the checkpoint's removal
                     log.info("removed %s, which the finished run did not keep", records.CHECKPOINT)
