@@ -175,8 +175,9 @@ def _dropped_sweep(args: list[str]) -> Optional[str]:
         parsed = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader()).parse_overrides(args)
     except HydraException:
         return None  # Hydra's own line names the syntax error
-    for k, override in enumerate(parsed):
-        later = [o for o in parsed[k + 1:] if o.get_key_element() == override.get_key_element()]
+    for k, override in enumerate(parsed):  # the key without its +, ++ or ~ (get_key_element keeps them)
+        key = (override.key_or_group, override.package)
+        later = [o for o in parsed[k + 1:] if (o.key_or_group, o.package) == key]
         if override.is_sweep_override() and later:
             return (f"{override.input_line} is overridden by the later {later[-1].input_line} (Hydra keeps a key's "
                     f"last override), which would drop the sweep's values; valid: one override per swept key")

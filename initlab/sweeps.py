@@ -18,6 +18,7 @@ import copy
 import itertools
 import logging
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -114,7 +115,11 @@ def job_folders(config: DictConfig, jobs: list[list[str]]) -> list[str]:
         try:
             if not reads_only_the_job:
                 groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
-                for o in groups:
+                for o in groups:  # optimizer=sgd,adam with lr${optimizer.lr}: each choice's own lr, composed per job
+                    group = o.key_or_group
+                    if f"${{{group}." in template and o.value() != config.hydra.runtime.choices.get(group):
+                        raise ValueError(f"it reads parameters of {group}, which the job's choice "
+                                         f"{group}={o.value()} sets")
                     job.hydra.runtime.choices[o.key_or_group] = o.value()
                 ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if o not in groups], job)
             job.hydra.job.num = num
@@ -165,10 +170,11 @@ def check_job_folders(config: DictConfig, jobs: list[list[str]]) -> Optional[lis
         return None
     first: dict[str, int] = {}
     for num, folder in enumerate(folders):
-        if folder not in first:
-            first[folder] = num
+        path = os.path.normpath(folder)  # r${dataset.root}: /data/ok and /data/x/../ok are one folder
+        if path not in first:
+            first[path] = num
             continue
-        other = first[folder]
+        other = first[path]
         values = [dict(o.split("=", 1) if "=" in o else (o, "") for o in jobs[k]) for k in (other, num)]
         keys = sorted(k for k in values[0].keys() | values[1].keys() if values[0].get(k) != values[1].get(k))
         template = subdir_template(config)

@@ -411,6 +411,11 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     (["activation=relu,tanh", "depth=3", "activation=gelu"], "activation=relu,tanh is overridden by the later "
      "activation=gelu (Hydra keeps a key's last override), which would drop the sweep's values; valid: one override "
      "per swept key"),
+    # ++ and ~ name the same key: every trial trained init.factor=2 under folders named by the search's values
+    (["init.factor=1,3", "++init.factor=2"], "init.factor=1,3 is overridden by the later ++init.factor=2 (Hydra keeps "
+     "a key's last override), which would drop the sweep's values; valid: one override per swept key"),
+    (["epochs=1,2", "~epochs"], "epochs=1,2 is overridden by the later ~epochs (Hydra keeps a key's last override), "
+                                "which would drop the sweep's values; valid: one override per swept key"),
     (["activation=glob(zz*)"], "activation=glob(zz*) matches no activation; valid: "
                                + ", ".join(group_choices("activation"))),
     (["init=glob(*,exclude=[*_*,normal,orthogonal,zero,lsuv])"],

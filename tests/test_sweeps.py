@@ -328,6 +328,18 @@ def test_a_subdir_reading_the_jobs_config_is_resolved_per_job(caplog):
                                                                                                   "f3.0_lr0.01"]
         by_choice = _compose_multirun("hydra.sweep.subdir=${hydra.runtime.choices.activation}")
         assert job_folders(by_choice, [["activation=relu"], ["activation=tanh"]]) == ["relu", "tanh"]
+        # each optimizer choice has its own lr (sgd 0.01, adam 0.001): the base config's sgd was read for
+        # both, and the sweep was refused as two jobs writing lr0.01; such a folder is left to the lock
+        by_group = _compose_multirun("hydra.sweep.subdir=lr${optimizer.lr}")
+        with pytest.raises(ValueError, match="it reads parameters of optimizer, which the job's choice optimizer=adam"):
+            job_folders(by_group, [["optimizer=sgd"], ["optimizer=adam"]])
+        assert check_job_folders(by_group, [["optimizer=sgd"], ["optimizer=adam"]]) is None
+        # one folder spelt two ways (a path in a value): the same folder
+        by_root = _compose_multirun("hydra.sweep.subdir=r${dataset.root}", "dataset=mnist")
+        with pytest.raises(ConfigError, match=r"would write one folder, r/data/x/\.\./ok: they differ only in "
+                                              r"dataset.root"):
+            check_job_folders(by_root, [["dataset=mnist", "dataset.root=/data/ok"],
+                                        ["dataset=mnist", "dataset.root=/data/x/../ok"]])
         by_id = _compose_multirun("hydra.sweep.subdir=${hydra.job.id}")
         with pytest.raises(ValueError, match="hydra.job.id"):
             job_folders(by_id, [["depth=2"], ["depth=3"]])
