@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "lists such as [0.5,0.9] element by element; quote a value with commas: job=\"'a=1,b=2'\")")
     for key in ("activation", "init", "depth"):
         p.add_argument(f"--{key}", action="append", help=f"same as {key}=VALUES")
-    p.add_argument("-o", "--out", type=Path, help="output folder (default PATH/analysis)")
+    p.add_argument("-o", "--out", type=_folder, help="output folder (default PATH/analysis)")
     p.add_argument("--format", nargs="+", default=["png"], choices=FORMATS,
                    help="figure formats besides the PNG the report embeds")
     p.add_argument("--detail-depth", type=int, nargs="+",
@@ -107,6 +108,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
     try:
         for item in args.items:
+            _folder(item)  # "$SWEEP" left empty would analyse (and write into) the working directory
             key, sep, values = item.partition("=")
             if _exists(item) or not sep or "/" in key:
                 args.paths.append(Path(item))
@@ -115,12 +117,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
         for key in ("activation", "init", "depth"):
             for values in getattr(args, key) or []:  # --depth 1 --depth 3: twice, as depth=1 depth=3
                 add(key, values, f"--{key} {values}")
-    except ValueError as err:
+    except (ValueError, argparse.ArgumentTypeError) as err:
         p.error(str(err))
     args.filters = dict(sorted(args.filters.items()))  # one folder per filter, whatever the order written
     if args.detail_depth:
         args.detail_depth = list(dict.fromkeys(args.detail_depth))
     return args
+
+
+def _folder(text: str) -> Path:
+    """A folder argument; an empty one (``-o ""``, a shell variable left unset) is refused: as a
+    path it is the working directory, which the analysis would then search or fill."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name ('') would be the working directory; valid: a folder path")
+    return Path(text)
 
 
 def _skipped(skipped: list) -> str:
@@ -198,9 +208,18 @@ def main(argv: list[str]) -> int:
 
 INTERRUPTED = "stopped (Ctrl-C): the analysis folder may hold old and new files side by side; the same command writes it again"
 
+
+
+def _stop(signum: int, frame: object) -> None:
+    """Ctrl-C: the line and exit 130 at once. A KeyboardInterrupt printed the traceback of whatever
+    was loading or drawing, and one raised inside a callback Python runs for itself (a weak
+    reference's) is only reported, the analysis going on to exit 0."""
+    sys.stdout.flush()
+    print(INTERRUPTED, file=sys.stderr, flush=True)
+    os._exit(130)
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:  # not a traceback of whatever was loading or drawing
-        print(INTERRUPTED, file=sys.stderr)
-        sys.exit(130)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's stays ignored
+        signal.signal(signal.SIGINT, _stop)
+    sys.exit(main(sys.argv[1:]))

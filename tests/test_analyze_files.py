@@ -247,6 +247,9 @@ def test_an_output_path_that_cannot_be_a_folder_is_refused_in_one_line(tmp_path,
     (["--depth", "1", "--depth", "3"], "--depth 1 and --depth 3: depth filtered twice; valid: its values at once, "
                                        "depth=1,3"),  # argparse kept the last one
     (["depth=3,8", "depth=3"], "depth=3,8 and depth=3: depth filtered twice; valid: its values at once, depth=3,8"),
+    # an empty -o wrote the tables, figures and report into the working directory (here the repository)
+    (["-o", ""], "argument -o/--out: an empty folder name ('') would be the working directory; valid: a folder path"),
+    ([""], "an empty folder name ('') would be the working directory; valid: a folder path"),
 ])
 def test_analysis_options_out_of_range_are_refused_in_one_line(tmp_path, capsys, args, line):
     root = sweep_of_two(tmp_path / "sweep")
