@@ -129,7 +129,8 @@ def _folder(text: str) -> Path:
     """A folder argument; an empty one (``-o ""``, a shell variable left unset) is refused: as a
     path it is the working directory, which the analysis would then search or fill."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("an empty folder name ('') would be the working directory; valid: a folder path")
+        raise argparse.ArgumentTypeError("an empty folder name ('') would be the working directory; "
+                                         "valid: a folder path")
     return Path(text)
 
 
