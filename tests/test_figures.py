@@ -298,6 +298,8 @@ def test_nine_activations_across_two_models_are_readable(tmp_path):
     _check_readable(kept)
     _check_wrapped(kept["plain_vs_residual"], "plain_vs_residual", len(NINE))
     _check_wrapped(kept["grad_norm_per_epoch"], "grad_norm_per_epoch", len(NINE))
+    # its two-line y label hung over the panel's ends and spread the block's rows 0.61 in apart
+    _check_wrapped(kept["act_std_vs_layer_depth3"], "act_std_vs_layer_depth3 (resmlp)", len(NINE))
 
 
 def test_a_title_wraps_between_words_and_splits_a_word_only_when_it_must():

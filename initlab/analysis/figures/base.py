@@ -443,7 +443,9 @@ def _stack_rows(g: sns.FacetGrid, height: float) -> None:
     renderer, dpi, old_height = fig.canvas.get_renderer(), fig.dpi, fig.get_figheight()
     rows = [[ax for ax in row if ax.get_visible()] for row in g.axes]
     boxes = [[ax.get_window_extent(renderer) for ax in row] for row in rows]
-    drawn = [[ax.get_tightbbox(renderer) for ax in row] for row in rows]
+    # as tight_layout measures: an axis label counts across its axis only (a y label wrapped to the
+    # panel's height, _fit_text, hung over its ends and spread a block's rows as far as its blocks)
+    drawn = [[ax.get_tightbbox(renderer, for_layout_only=True) for ax in row] for row in rows]
     above = [max(t.y1 - b.y1 for t, b in zip(ts, bs)) / dpi for ts, bs in zip(drawn, boxes)]
     below = [max(b.y0 - t.y0 for t, b in zip(ts, bs)) / dpi for ts, bs in zip(drawn, boxes)]
     top = old_height - max(b.y1 for b in boxes[0]) / dpi
