@@ -122,9 +122,12 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
 
 def _folder(cfg: DictConfig, key: str) -> tuple[Optional[str], Optional[str]]:
     """(the folder ``key`` resolves to, or None where only the running job can resolve it; a
-    one-line refusal where it reads a key no config has: ``hydra.run.dir=${nope}/x``)."""
+    one-line refusal where it reads a key no config has, ``hydra.run.dir=${nope}/x``, or is empty)."""
     try:
-        return OmegaConf.select(cfg, key), None
+        folder = OmegaConf.select(cfg, key)
+        if folder is not None and not str(folder).strip():  # hydra.run.dir='': records in the working dir
+            return None, f"{key}='{folder}': an empty folder would be the working directory; valid: a folder path"
+        return folder, None
     except OmegaConfBaseException as err:
         if not unknown_interpolation(err):
             return None, None

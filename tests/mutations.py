@@ -700,6 +700,11 @@ MUTATIONS = [
              "    drawn = [[ax.get_tightbbox(renderer) for ax in row] for row in rows]",
              ("tests/test_figures.py", "-k", "across_two_models"),
              "resmlp per-layer figure: a two-line y label spread a block's rows as far apart as its blocks"),
+    Mutation("empty_run_dir_is_cwd", "initlab/cli.py",
+             "        if folder is not None and not str(folder).strip():"
+             "  # hydra.run.dir='': records in the working dir",
+             "        if False:", ("tests/test_bad_input.py", "-k", "cannot_be_created"),
+             "hydra.run.dir='': the run wrote its records into the working directory"),
     Mutation("gres_any_gpu_word", "initlab/queue_check.py",
              "    return any(isinstance(count, int) and count > 0 for count in counts)",
              "    return any(count is not None for count in counts) or 'gpu' in str(extra).lower()",

@@ -652,3 +652,8 @@ def test_a_run_or_sweep_folder_that_cannot_be_created_is_refused_in_one_line(tmp
     assert check_command_line(["-m", "seed=0,1", "hydra.sweep.dir=${nope}/x"], CONF) == (
         "hydra.sweep.dir=${nope}/x: Interpolation key 'nope' not found")
     assert check_command_line([f"hydra.run.dir={tmp_path}/${{hydra.job.id}}"], CONF) is None
+    # an empty folder is the working directory: the run wrote its records there
+    assert check_command_line(["hydra.run.dir=''"], CONF) == (
+        "hydra.run.dir='': an empty folder would be the working directory; valid: a folder path")
+    assert check_command_line(["-m", "seed=0,1", "hydra.sweep.dir=''"], CONF) == (
+        "hydra.sweep.dir='': an empty folder would be the working directory; valid: a folder path")
