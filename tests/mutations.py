@@ -17,7 +17,10 @@ Not part of the normal suite (pytest collects only test_*.py): run ``make mutate
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -420,8 +423,14 @@ MUTATIONS = [
              "            except UnicodeDecodeError as err:", "            except KeyError as err:",
              ("tests/test_sequences.py", "-k", "utf8"), "a Latin-1 review: a traceback naming no file"),
     Mutation("mnist_gz_files_left_packed", "initlab/data/images.py",
-             "    _unpack_gz(cfg.name, cls, expected)\n", "",
+             "    _unpack_gz(cfg.name, cls, expected, cfg.input_shape()[1:])\n", "",
              ("tests/test_data.py", "-k", "gz_files_alone"), "the official .gz files alone: 'files not found'"),
+    Mutation("empty_gz_output_kept", "initlab/data/images.py",
+             "    if damaged and _gz(damaged[0]).is_file():", "    if False:",
+             ("tests/test_data.py", "-k", "empty_gz"), "an empty .gz: its empty output stayed and was blamed"),
+    Mutation("replaced_gz_never_unpacked", "initlab/data/images.py",
+             "(not path.exists() or stale(path))", "not path.exists()",
+             ("tests/test_data.py", "-k", "empty_gz or newer_than"), "a replaced .gz was never read"),
     Mutation("corrupt_gz_traceback", "initlab/data/images.py",
              "except (OSError, EOFError, zlib.error) as err:", "except zlib.error as err:",
              ("tests/test_data.py", "-k", "corrupt_gz"), "a truncated .gz: an EOFError traceback"),
@@ -660,6 +669,9 @@ MUTATIONS = [
              "    if ended_early(finished) and extends(finished.get(\"choices\"), current):", "    if False:",
              ("tests/test_resume.py", "-k", "ended_early"),
              "a diverged sweep asked for more epochs failed its diverged jobs: 'kept no checkpoint to go on from'"),
+    Mutation("lone_points_invisible", "initlab/analysis/figures/base.py",
+             "        mark_lone_points(fig)\n", "",
+             ("tests/test_figures.py", "-k", "one_point"), "grad_norm_per_epoch of one-epoch runs drew nothing"),
     Mutation("joblib_workers_outlive_sweep", "initlab/callbacks.py",
              "            exit_with_the_sweep(str(config.hydra.launcher.get(\"_target_\", \"\")))", "            pass",
              ("tests/test_resume.py", "-k", "kill_9_of_a_joblib"),
@@ -778,20 +790,76 @@ MUTATIONS = [
 ]
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans() -> bool:
+    """Make this process the child subreaper of everything it starts (Linux): a process whose parent
+    dies is re-parented here, not to init, so kill_leftovers can find it. A mutant can disable
+    what ends a killed sweep's workers (joblib_workers_outlive_sweep); they trained on for minutes
+    beside the next mutant. False where the call is not available."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children() -> list[int]:
+    """This process's live children, from /proc (Linux)."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm)": state, ppid, ...
+        if fields[1] == str(me) and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def kill_leftovers() -> int:
+    """SIGKILL and reap every process still here after a test run (its own children and, once
+    adopt_orphans is in force, the orphans of what it started), until none is left; how many."""
+    killed = 0
+    for _ in range(20):
+        left = _children()
+        if not left:
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        for pid in left:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+    return killed
+
+
 def _pytest(tree: Path, args: tuple[str, ...], timeout: float) -> tuple[str, float]:
-    """'passed', 'failed' or 'timeout' for ``python -m pytest -x -q ARGS`` in ``tree``."""
+    """'passed', 'failed' or 'timeout' for ``python -m pytest -x -q ARGS`` in ``tree``; whatever the
+    run left behind is killed (kill_leftovers) before the next one starts."""
     start = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args],
                               cwd=tree, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout", time.perf_counter() - start
+    finally:
+        left = kill_leftovers()
+        if left:
+            print(f"  killed {left} process{'es'[:2 * (left > 1)]} the run left behind", flush=True)
     if done.returncode == 5:
         raise SystemExit(f"no tests selected by {' '.join(args)}: fix the mutation's test selection")
     return ("passed" if done.returncode == 0 else "failed"), time.perf_counter() - start
 
 
 def run(mutations: list[Mutation], baseline: bool, timeout: float) -> int:
+    adopt_orphans()
     with tempfile.TemporaryDirectory(prefix="initlab-mutants-") as tmp:
         tree = Path(tmp) / "repo"
         shutil.copytree(ROOT, tree, ignore=IGNORE)

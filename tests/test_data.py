@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import logging
 import math
+import os
 import pickle
 import re
 import struct
@@ -470,6 +471,44 @@ def test_a_corrupt_gz_is_named_in_one_line(tmp_path, damage, reason):
     assert message == (f"dataset mnist: {gz} could not be unpacked ({reason}); replace them with torchvision's MNIST "
                        "files (or remove them and set dataset.download=true)")
     assert not gz.with_suffix("").exists(), "no half-unpacked file left to be read next time"
+
+
+def test_an_empty_gz_is_named_and_a_good_one_put_there_later_is_read(tmp_path, caplog):
+    """An empty .gz unpacked to an empty idx file that stayed: the next load said "is empty" of the
+    unpacked file, and a good .gz put there later was never unpacked (the plain file existed). Now
+    the .gz is named and its output removed; the good .gz is then unpacked and read."""
+    written = make_mnist_like(tmp_path, "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    packed = gzip_all(raw)
+    good = packed[0].read_bytes()
+    packed[0].write_bytes(gzip.compress(b""))
+    args = ("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
+    for _ in range(2):
+        assert load_error(*args) == (f"dataset mnist: {packed[0]} unpacks to a file that is empty; replace them with "
+                                     "torchvision's MNIST files (or remove them and set dataset.download=true)")
+        assert not packed[0].with_suffix("").exists()
+    packed[0].write_bytes(good)
+    data = load_data(dataset_cfg(*args))
+    np.testing.assert_array_equal(data.y_test.numpy(), written["t10k"][1])
+
+
+def test_a_gz_newer_than_its_unpacked_file_is_unpacked_again(tmp_path, caplog):
+    """A .gz replaced after it was unpacked (another download of the set) is read, not the old copy."""
+    make_mnist_like(tmp_path, "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    gzip_all(raw)
+    args = ("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
+    load_data(dataset_cfg(*args))
+    labels = np.arange(20)[::-1] % 10
+    write_idx_labels(tmp_path / "new", labels)
+    gz = raw / "t10k-labels-idx1-ubyte.gz"
+    gz.write_bytes(gzip.compress((tmp_path / "new").read_bytes()))
+    os.utime(gz, ns=(gz.stat().st_atime_ns, gz.with_suffix("").stat().st_mtime_ns + 10**9))
+    with caplog.at_level(logging.INFO, logger="initlab.data.images"):
+        data = load_data(dataset_cfg(*args))
+    np.testing.assert_array_equal(data.y_test.numpy(), labels)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"dataset mnist: unpacked 1 .gz file in {raw} (1 over an older or unreadable unpacked file)"]
 
 
 def test_an_altered_cifar_batch_is_named_by_the_md5_check(tmp_path, monkeypatch):

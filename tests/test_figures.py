@@ -26,6 +26,7 @@ import analyze
 from initlab import callbacks
 from initlab.analysis import tables as analysis
 from initlab.analysis.figures import FAMILIES, THEME, ZERO_LABEL, NothingToDraw, Plotter, PoolingError
+from initlab.analysis.figures.base import mark_lone_points
 from initlab.analysis.figures.layers import round_ticks
 
 CARD = {"activations": ("relu", "tanh"), "inits": ("he_normal", "orthogonal"), "depths": (5, 30, 50)}
@@ -878,3 +879,32 @@ def test_drawing_leaves_matplotlib_settings_as_it_found_them(tmp_path):
     assert analyze.main([str(root)]) == 0
     after = dict(matplotlib.rcParams)
     assert {k: (before[k], after[k]) for k in before if str(before[k]) != str(after[k])} == {}
+
+
+def test_a_series_of_one_point_is_drawn_as_a_marker(tmp_path):
+    """epochs=1: grad_norm_per_epoch has one value per run (epoch 1; epoch 0 has no step), and its
+    lines drew nothing: each lone point now carries a marker of its line's colour."""
+    root = write_sweep(tmp_path / "sweep", ("relu", "tanh"), ("he_normal", "orthogonal"), (3,), epochs=1)
+    _, _, kept = draw(root, tmp_path / "out", only=("grad_norm_per_epoch",))
+    fig = kept["grad_norm_per_epoch"]
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        lines = [line for line in ax.lines if line.get_linestyle() not in ("None", "") and len(line.get_xdata())]
+        marks = [line for line in ax.lines if line.get_marker() == "o" and line.get_linestyle() in ("None", "")]
+        assert len(lines) == 2 and len(marks) == 2  # one per init, at epoch 1
+        assert {tuple(m.get_xdata()) for m in marks} == {(1.0,)}
+        assert {m.get_color() for m in marks} == {line.get_color() for line in lines}
+
+
+def test_only_points_without_a_drawn_neighbour_get_a_marker():
+    """A line of five values with a gap: the point between two gaps (and NaNs, or zeros on a log
+    axis) gets a marker, points inside a segment do not."""
+    fig, (lin, log) = plt.subplots(1, 2)
+    lin.plot([0, 1, 2, 3, 4], [1.0, np.nan, 2.0, np.nan, 3.0], color="red")
+    lin.plot([0, 1, 2], [1.0, 2.0, 3.0], color="blue")
+    log.set_yscale("log")
+    log.plot([0, 1, 2, 3], [1.0, 0.0, 2.0, 3.0], color="green")
+    mark_lone_points(fig)
+    marks = {(m.get_color(), tuple(m.get_xdata())) for ax in (lin, log) for m in ax.lines if m.get_marker() == "o"}
+    assert marks == {("red", (0.0, 2.0, 4.0)), ("green", (0.0,))}

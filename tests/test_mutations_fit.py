@@ -4,6 +4,10 @@ the text makes a mutation "not applicable", which only a full `make mutate` run 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from conftest import ROOT
@@ -22,3 +26,26 @@ def test_every_mutation_matches_its_code_once(mutation):
 def test_mutation_names_are_distinct():
     names = [m.name for m in MUTATIONS]
     assert len(names) == len(set(names))
+
+
+ORPHAN = """
+import os, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from mutations import adopt_orphans, kill_leftovers
+assert adopt_orphans()
+# a child that starts a long sleep in the background and exits at once: the sleep is orphaned
+subprocess.run(["sh", "-c", "sleep 300 & echo $!"], stdout=open("pid", "w"), check=True)
+time.sleep(0.2)
+print(kill_leftovers())
+"""
+
+
+def test_the_harness_kills_what_a_test_run_left_behind(tmp_path):
+    """The mutant of joblib_workers_outlive_sweep left a killed sweep's loky workers training for
+    minutes (their parent gone, re-parented to init): the harness adopts orphans and kills them."""
+    done = subprocess.run([sys.executable, "-c", ORPHAN, str(ROOT / "tests")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists()

@@ -44,8 +44,11 @@ def torchvision_set(cfg) -> Data:
     root = files.resolved_root(cfg.root)
     existing = files.existing_dirs(root)
     expected = _expected_files(cls, root)
-    _unpack_gz(cfg.name, cls, expected)
+    _unpack_gz(cfg.name, cls, expected, cfg.input_shape()[1:])
     damaged = _unreadable_idx(expected, cfg.input_shape()[1:])
+    if damaged and _gz(damaged[0]).is_file():  # the .gz is the file to replace; its output is removed
+        damaged[0].unlink()
+        damaged = _gz(damaged[0]), f"unpacks to a file that {damaged[1]}"
     if damaged:
         raise files.unreadable(cfg.name, *damaged, f"torchvision's {cls.__name__} files")
     try:
@@ -73,26 +76,37 @@ def _expected_files(cls: type, root: Path) -> dict[Path, Optional[str]]:
                                                                                  cls.meta["md5"]]]}
 
 
-def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]]) -> None:
-    """Unpack the ``.gz`` files of ``expected`` files that are there only packed (MNIST's official
+def _gz(path: Path) -> Path:
+    """The packed form of ``path`` (MNIST's official ``*-ubyte.gz``)."""
+    return path.with_name(path.name + ".gz")
+
+
+def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]], image_size: tuple[int, int]) -> None:
+    """Unpack the ``.gz`` of each ``expected`` file that is there only packed (MNIST's official
     ``*-ubyte.gz``, placed by hand): torchvision looks for the unpacked files and unpacks only what
     its own download fetched. Its extract helper does it, as in that download step; one info line
-    says so. A .gz that does not unpack is a DatasetUnavailable naming it (its partial output removed,
-    else it would read as a truncated file next time)."""
+    says so. The .gz is the source: an unpacked file older than its .gz, or an idx file beside its
+    .gz that is not what its name says (an empty .gz unpacked earlier), is unpacked again, else a
+    replaced .gz would never be read. A .gz that does not unpack is a DatasetUnavailable naming it
+    (its partial output removed, else it would read as a truncated file next time)."""
     from torchvision.datasets.utils import extract_archive
 
-    packed = [path for path in expected if not path.exists() and path.with_name(path.name + ".gz").is_file()]
+    def stale(path: Path) -> bool:
+        return (_gz(path).stat().st_mtime_ns > path.stat().st_mtime_ns
+                or (expected[path] is None and _idx_problem(path, image_size) is not None))
+
+    packed = [path for path in expected if _gz(path).is_file() and (not path.exists() or stale(path))]
+    again = sum(path.exists() for path in packed)
     for path in packed:
-        gz = path.with_name(path.name + ".gz")
         try:
-            extract_archive(str(gz))
+            extract_archive(str(_gz(path)))
         except (OSError, EOFError, zlib.error) as err:  # not gzip, truncated, corrupt data or CRC
             path.unlink(missing_ok=True)
-            raise files.unreadable(name, gz, f"could not be unpacked ({files.one_line(err)})",
+            raise files.unreadable(name, _gz(path), f"could not be unpacked ({files.one_line(err)})",
                                    f"torchvision's {cls.__name__} files") from None
     if packed:
-        log.info("dataset %s: unpacked %d .gz file%s in %s", name, len(packed), "s"[:len(packed) - 1],
-                 packed[0].parent)
+        log.info("dataset %s: unpacked %d .gz file%s in %s%s", name, len(packed), "s"[:len(packed) - 1],
+                 packed[0].parent, f" ({again} over an older or unreadable unpacked file)" if again else "")
 
 
 def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tuple[Path, str]]:

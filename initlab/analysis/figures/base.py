@@ -246,6 +246,7 @@ class PlotterBase:
                 fig.suptitle(context, y=1.0, va="bottom")
             caption = f"{context}. {caption}"
         name = _file_name(name, max(len(fmt) for fmt in self.formats))
+        mark_lone_points(fig)
         if f"{name}.{self.formats[0]}" in self.written:  # values that read alike (0.3, 0.30000000000000004)
             log.warning("%s: a second figure of that name (its values read alike); written as %s_2 and on",
                         name, name)
@@ -460,6 +461,27 @@ def _stack_rows(g: sns.FacetGrid, height: float) -> None:
         for ax in row:
             x0, _, width, _ = ax.get_position().bounds
             ax.set_position([x0, y / new_height, width, panel / new_height])
+
+
+def mark_lone_points(fig: plt.Figure) -> None:
+    """Give each drawn point of a marker-less line that has no drawn neighbour a marker of the
+    line's colour: a line draws nothing there (a run of one epoch, a value between two gaps), and
+    a series of one point vanished from the curve figures.
+
+    A point is drawn when its x and y are finite and, on a log axis, positive."""
+    for ax in fig.axes:
+        for line in list(ax.lines):
+            if line.get_marker() not in (None, "", "None", " ") or line.get_linestyle() in ("None", "", " "):
+                continue
+            x, y = np.asarray(line.get_xydata(), dtype=float).reshape(-1, 2).T
+            drawn = np.isfinite(x) & np.isfinite(y)
+            drawn &= (x > 0 if ax.get_xscale() == "log" else True) & (y > 0 if ax.get_yscale() == "log" else True)
+            neighbour = np.r_[False, drawn[:-1]] | np.r_[drawn[1:], False]
+            lone = drawn & ~neighbour
+            if lone.any():
+                ax.plot(x[lone], y[lone], linestyle="", marker="o", markersize=max(3.0, 2.5 * line.get_linewidth()),
+                        markeredgewidth=0, color=line.get_color(), alpha=line.get_alpha(), zorder=line.get_zorder(),
+                        scalex=False, scaley=False)
 
 
 def panel_size(columns: int, tallest: float) -> tuple[float, float]:
