@@ -145,15 +145,15 @@ def extends(recorded: Optional[Mapping[str, Any]], current: Mapping[str, Any]) -
 def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[dict], bool]:
     """(result.json's content, whether the run ``current`` extends it) for a folder whose job
     finished, or (None, False) where it has no result.json. A finished run that ended early
-    (``ended_early``) and is asked for only more epochs is finished as it is; one that completed,
+    and is asked for with other epochs that still reach its end (``ends_alike``) is finished as it is; one that completed,
     kept its checkpoint and is asked for only more epochs (``extends``) is extended; otherwise its
     choices must be ``current``'s (``check_same_run``: ConfigError)."""
     path = job_dir / records.RESULT_JSON
     if not path.is_file():
         return None, False
     finished = json.loads(path.read_text())
-    if ended_early(finished) and extends(finished.get("choices"), current):
-        return finished, False  # the longer run diverges or stops at the same epoch: this is its result
+    if ends_alike(finished, current):
+        return finished, False  # the run asked for diverges or stops at the same epoch: this is its result
     extending = (finished.get("status") == "completed" and (job_dir / records.CHECKPOINT).is_file()
                  and extends(finished.get("choices"), current))
     if not extending:
@@ -164,9 +164,9 @@ def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[d
 def ended_early(finished: Mapping[str, Any]) -> Optional[str]:
     """How a finished run (result.json's content) ended before its last epoch, or None: "diverged
     at epoch 3" or "stopped early at epoch 7" (early stopping, its best weights restored or not).
-    Such a run asked for more epochs, nothing else changed and no lr schedule spanning the epochs
-    (``extends``), is that longer run: every epoch up to the end is the same, and the end comes at
-    the same epoch. A diverged run keeps no checkpoint, so refusing it would leave no way on. Not
+    Such a run asked for other epochs that still reach its end, nothing else changed and no lr
+    schedule spanning the epochs (``ends_alike``), is that run: every epoch up to the end is the
+    same, and the end comes at the same epoch. A diverged run keeps no checkpoint, so refusing it would leave no way on. Not
     after a restart (``early_stopping.restarts``): an attempt that ran to its last epoch and then
     restarted would run on in the longer run, and might not restart at all."""
     if finished.get("final_attempt", 0) > 0:
@@ -176,6 +176,23 @@ def ended_early(finished: Mapping[str, Any]) -> Optional[str]:
     if finished.get("stopped_epoch") is not None:
         return f"stopped early at epoch {finished['stopped_epoch']}"
     return None
+
+
+def ends_alike(finished: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether the run ``current`` would end as the finished one (result.json's content) did: it
+    ended early (``ended_early``), ``current`` differs from it in ``epochs`` alone (no lr schedule
+    spanning the epochs) and still reaches that end: the epoch it diverged at, or an epoch after
+    the one early stopping stopped at (patience running out at the last epoch is no stop). Fewer
+    epochs than it ran are that run too: after a longer request was skipped (and recorded), the
+    first request was refused as "other settings (epochs 6 -> 3)"."""
+    recorded = finished.get("choices")
+    if not ended_early(finished) or recorded is None or schedule_follows_epochs(current):
+        return False
+    if not all(d.startswith("epochs ") for d in differences(_with_defaults(recorded), current)):
+        return False
+    if finished.get("diverged_epoch") is not None:
+        return current["epochs"] >= finished["diverged_epoch"]
+    return current["epochs"] > finished["stopped_epoch"]
 
 
 def check_folder(exp: ExperimentConfig, job_dir: Path) -> None:

@@ -643,7 +643,13 @@ def test_a_run_that_ended_early_asked_for_more_epochs_is_finished_as_it_is(tmp_p
         {**recorded, "choices": {**recorded["choices"], "epochs": 6}}, sort_keys=True)
     word = "diverged" if ending == "diverged" else "stopped early"
     assert f"it {word} at epoch {epoch} of its 3; with epochs=6 it ends there too" in caplog.text
-    for other in ("epochs=2", "seed=1"):
+    # back to the 3 epochs first asked (refused as "epochs 6 -> 3" once the longer request was
+    # recorded), or to the fewest that still reach the end: the same run, skipped
+    for fewer in (3, epoch if ending == "diverged" else epoch + 1):
+        skipped = run_job(compose_config(*QUICK, *ends, f"epochs={fewer}"), tmp_path)
+        assert (skipped["status"], skipped["final"]["epoch"]) == (first["status"], first["final"]["epoch"])
+        assert json.loads((tmp_path / "result.json").read_text())["choices"]["epochs"] == fewer
+    for other in (f"epochs={epoch - 1 if ending == 'diverged' else epoch}", "seed=1"):
         with pytest.raises(ConfigError, match="is of a run with other settings"):
             run_job(compose_config(*QUICK, *ends, other), tmp_path)
 
