@@ -144,10 +144,10 @@ def extends(recorded: Optional[Mapping[str, Any]], current: Mapping[str, Any]) -
 
 def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[dict], bool]:
     """(result.json's content, whether the run ``current`` extends it) for a folder whose job
-    finished, or (None, False) where it has no result.json. A finished run that ended early
-    and is asked for with other epochs that still reach its end (``ends_alike``) is finished as it is; one that completed,
-    kept its checkpoint and is asked for only more epochs (``extends``) is extended; otherwise its
-    choices must be ``current``'s (``check_same_run``: ConfigError)."""
+    finished, or (None, False) where it has no result.json. A finished run that ended early and
+    is asked for with other epochs that still reach its end (``ends_alike``) is finished as it is;
+    one that completed, kept its checkpoint and is asked for only more epochs (``extends``) is
+    extended; otherwise its choices must be ``current``'s (``check_same_run``: ConfigError)."""
     path = job_dir / records.RESULT_JSON
     if not path.is_file():
         return None, False
@@ -166,7 +166,8 @@ def ended_early(finished: Mapping[str, Any]) -> Optional[str]:
     at epoch 3" or "stopped early at epoch 7" (early stopping, its best weights restored or not).
     Such a run asked for other epochs that still reach its end, nothing else changed and no lr
     schedule spanning the epochs (``ends_alike``), is that run: every epoch up to the end is the
-    same, and the end comes at the same epoch. A diverged run keeps no checkpoint, so refusing it would leave no way on. Not
+    same, and the end comes at the same epoch. A diverged run keeps no checkpoint, so refusing it
+    would leave no way on. Not
     after a restart (``early_stopping.restarts``): an attempt that ran to its last epoch and then
     restarted would run on in the longer run, and might not restart at all."""
     if finished.get("final_attempt", 0) > 0:
