@@ -167,9 +167,9 @@ def ended_early(finished: Mapping[str, Any]) -> Optional[str]:
     Such a run asked for other epochs that still reach its end, nothing else changed and no lr
     schedule spanning the epochs (``ends_alike``), is that run: every epoch up to the end is the
     same, and the end comes at the same epoch. A diverged run keeps no checkpoint, so refusing it
-    would leave no way on. Not
-    after a restart (``early_stopping.restarts``): an attempt that ran to its last epoch and then
-    restarted would run on in the longer run, and might not restart at all."""
+    would leave no way on. Not after a restart (``early_stopping.restarts``): an attempt that ran
+    to its last epoch and then restarted would run on in the longer run, and might not restart at
+    all."""
     if finished.get("final_attempt", 0) > 0:
         return None
     if finished.get("diverged_epoch") is not None:
