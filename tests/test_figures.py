@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import seaborn as sns
 from jobfactory import write_job, write_sweep
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import PathCollection, PolyCollection
 from scipy import stats
 
 import analyze
@@ -567,6 +567,26 @@ def test_a_phase_diagram_cell_where_every_seed_diverged_shows_its_dagger(tmp_pat
         assert _cell_texts(ax, x[1:], y[:2]) == [f"{both:.2f}".lstrip("0")]
     assert "; †: diverged in at least one seed (alone in its cell: in every seed, so no accuracy)" in figure.caption
     assert overlapping_texts(fig) == []
+
+
+def test_a_large_phase_diagram_marks_the_cells_where_every_seed_diverged(tmp_path):
+    """Over 60 cells the numbers and daggers are left out; a cell where every seed diverged was
+    then blank, as a cell never run: it is marked x, and the caption says so."""
+    root = tmp_path / "sweep"
+    factors, depths = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0), (2, 3, 4, 5, 6, 7, 8, 9)
+    lost = {(6.0, 9), (4.0, 9)}
+    for factor, depth in itertools.product(factors, depths):
+        write_job(root / f"depth={depth},init.factor={factor}", activation="tanh", init="he_normal", depth=depth,
+                  init_params={"factor": factor}, epochs=1, jacobian=False,
+                  status="diverged" if (factor, depth) in lost else "completed")
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    _, (figure,), kept = draw(root, tmp_path / "out", only=("phase_diagram",))
+    (fig,) = kept.values()
+    for ax in fig.axes[:2]:
+        (marks,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert {tuple(p) for p in marks.get_offsets().tolist()} == {(f, float(d)) for f, d in lost}
+        assert not ax.texts
+    assert "; x: every seed diverged (no accuracy)" in figure.caption
 
 
 def test_figure_names_fit_the_file_system_and_absent_keys_read_as_absent():

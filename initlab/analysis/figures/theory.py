@@ -317,6 +317,10 @@ class TheoryFigures:
                                 color="white" if value < 0.6 else "black")
                     elif mark:  # every seed diverged: no accuracy, an empty cell but for its mark
                         ax.text(x, d, mark, ha="center", va="center", fontsize=8, color="0.15")
+            else:  # no room for numbers: a cell where every seed diverged is marked, not left blank as unrun
+                lost = diverged & acc.isna()
+                rows, cols = np.nonzero(lost.to_numpy())
+                ax.scatter(sw2[cols], depths[rows], marker="x", s=12, linewidths=0.9, color="0.15", zorder=3)
             finite = np.isfinite(xi_c)
             if finite.any():
                 ax.plot(grid, np.where(finite, 6 * xi_c, np.nan), color="#e8512a", lw=2, label=r"$6\,\xi_c$")
@@ -350,8 +354,10 @@ class TheoryFigures:
                        "depth trains")
         name = (f"phase_diagram_{act}_{init}_sb2_{shown(sigma_b2)}"
                 + "".join(f"_{shown(v)}" for v in others.values()))
+        every_seed = cells["diverged"] & cells["train"].isna()
         marks = ("; †: diverged in at least one seed (alone in its cell: in every seed, so no accuracy)"
-                 if numbers and cells["diverged"].any() else "")
+                 if numbers and cells["diverged"].any() else
+                 "; x: every seed diverged (no accuracy)" if every_seed.any() else "")
         return self._save(fig, name, (
             f"{act}, {init}, σ_b²={shown(sigma_b2)}{extra}: final train (left; mean over the last epoch's steps) and "
             f"test (right) accuracy over σ_w² = fan_in·Var(W) and depth, mean over seeds{marks}{curves}."), THEORY)
