@@ -238,6 +238,21 @@ def test_summary_cells_say_how_many_runs_have_a_value(tmp_path):
     assert "n = the runs with a value, 'n=1 of 2' where a run has none" in header
 
 
+def test_the_report_writes_numbers_as_the_figures_do(tmp_path):
+    """The report's hint said "narrow with e.g. `optimizer.lr=100000.0`" and its shared settings
+    "model.width=128.0" (an integer column with gaps reads as floats), under figures titled 100000."""
+    for lr in (0.01, 100000.0):
+        write_job(tmp_path / f"lr{lr}", optimizer_params={"lr": lr})
+    tables = analysis.load([tmp_path])
+    tables.runs["model.width"] = 128.0
+    blocks = report._blocks(tables, [], ["x"], "analyze.py x", [])
+    text = report._md(blocks) + report._html(blocks, tmp_path)
+    assert "narrow with e.g. `optimizer.lr=0.01`" in text or "narrow with e.g. `optimizer.lr=100000`" in text
+    assert "model.width=128," in text or "model.width=128." in text
+    assert "<td>100000</td>" in text and "<td>0.01</td>" in text  # to_html: 100000.00 and 0.01
+    assert "100000.0" not in text and "128.0" not in text
+
+
 # --- figures --------------------------------------------------------------------------------------
 def kept_plotter(root: Path, out: Path, **kw) -> Plotter:
     plotter = Plotter(analysis.load([root]), out, strict=True, **kw)

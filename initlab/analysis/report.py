@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from initlab.analysis.tables import Tables
+from initlab.analysis.tables import Tables, shown
 from initlab.analysis.figures import THEORY, Figure, NotDrawn
 from initlab.analysis.figures.base import t95
 
@@ -100,7 +100,7 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
     if extra:
         blocks.append(("p", f"These runs also vary {', '.join(extra)}: every figure is drawn once per "
                             f"value (named in its title and file name), so that only seeds are pooled; "
-                            f"narrow with e.g. `{extra[0]}={runs[extra[0]].iloc[0]}`."))
+                            f"narrow with e.g. `{extra[0]}={shown(runs[extra[0]].iloc[0])}`."))
     models = list(dict.fromkeys(runs["model_label"])) if "model_label" in runs else []
     if len(models) > 1:
         blocks.append(("p", f"These runs compare {len(models)} models ({', '.join(models)}): the grid, accuracy "
@@ -179,7 +179,7 @@ def _convergence_blocks(t: Tables) -> list[tuple]:
 def _shared(runs: pd.DataFrame) -> str:
     cols = ["activation", "init", "depth", "dataset", "optimizer", "optimizer.lr", "batch_size", "epochs", "seed",
             "model.width", "probe_size"]
-    parts = [f"{c}={runs[c].iloc[0]}" for c in cols  # a model without the key (cnn's width) shares nothing
+    parts = [f"{c}={shown(runs[c].iloc[0])}" for c in cols  # a model without the key (cnn's width) shares nothing
              if c in runs and runs[c].nunique() == 1 and runs[c].notna().all()]
     return ", ".join(parts) or "none"
 
@@ -264,8 +264,10 @@ def _theory_blocks(t: Tables, figures: list[Figure]) -> list[tuple]:
 
 
 def _blank_missing(table: pd.DataFrame) -> pd.DataFrame:
-    """A parameter that an option lacks (init.std of he_normal) shows as an empty cell, not nan."""
-    return table.astype(object).where(table.notna(), "")
+    """Cells as text: a parameter that an option lacks (init.std of he_normal) as an empty cell, not
+    nan; a number as the figures write it (``shown``): the HTML table wrote 100000.00 and 0.01 with
+    one column's decimals, under figures titled optimizer.lr=100000."""
+    return table.astype(object).where(table.notna(), "").map(lambda v: shown(v) if isinstance(v, float) else v)
 
 
 def _md(blocks: list[tuple]) -> str:

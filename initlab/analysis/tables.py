@@ -491,6 +491,12 @@ def value_text(value: float) -> str:
     return text
 
 
+def shown(value: object) -> str:
+    """A value as titles, file names and the report write it: a number in the one format
+    (value_text; pandas reads an integer column with gaps as floats: 128.0 reads 128)."""
+    return value_text(value) if isinstance(value, float) else str(value)
+
+
 def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Display names: the option name, plus its parameters where they vary ("he_normal factor=0.5");
     a switch by its name where on and not at all where off ("orthogonal embedding", not
@@ -498,7 +504,7 @@ def _labels(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     def part(name: str, value: object) -> str:
         if isinstance(value, (bool, np.bool_)):
             return name if value else ""
-        return f"{name}={value_text(value)}" if isinstance(value, float) else f"{name}={value}"
+        return f"{name}={shown(value)}"
 
     for group in ("activation", "init", "model"):
         params = [k for k in keys if k.startswith(group + ".")]

@@ -43,7 +43,7 @@ from scipy import stats  # noqa: E402
 from initlab import choices  # noqa: E402
 from initlab.analysis import search  # noqa: E402
 from initlab.analysis.log_ticks import log_ticks  # noqa: E402
-from initlab.analysis.tables import ACTIVATIONS, INITS, Tables, value_text  # noqa: E402
+from initlab.analysis.tables import ACTIVATIONS, INITS, Tables, shown  # noqa: E402
 from initlab.names import NAME_MAX, fitted  # noqa: E402
 from initlab.records import write_bytes_atomic  # noqa: E402
 
@@ -101,11 +101,6 @@ class PoolingError(ValueError):
 
 class NothingToDraw(ValueError):
     """The data a figure needs is empty or not finite; the message says which."""
-
-
-def shown(value: object) -> str:
-    """A value as titles and file names both write it: a number in the one format (tables.value_text)."""
-    return value_text(value) if isinstance(value, float) else str(value)
 
 
 def _context_text(values: dict) -> str:
