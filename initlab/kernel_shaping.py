@@ -215,7 +215,9 @@ def network_inputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def expectations(activation: Any, params: dict[str, float]) -> Any:
     """The mean-field theory's view (initlab.choices.gaussian) of phi_hat with ``params``: closed
-    forms for TAT's leaky ReLU (a rescaled PiecewiseLinear), quadrature otherwise."""
+    forms for TAT's leaky ReLU (a rescaled PiecewiseLinear), quadrature otherwise, split at the
+    base activation's kinks moved by the input scale and shift (DKS's shifted leaky ReLU: on a
+    trapezoid grid its E[phi'^2] was 0.45% off, ln chi_1 and the depth scales tens of percent)."""
     if set(params) == {"negative_slope", "output_scale"}:  # TAT's leaky ReLU: still positively homogeneous
         return ScaledPiecewiseLinear(params["negative_slope"], params["output_scale"])
     if "negative_slope" in params:  # DKS's leaky ReLU: slope solved, shifted
@@ -224,7 +226,8 @@ def expectations(activation: Any, params: dict[str, float]) -> Any:
         base = ACTIVATIONS[field(activation, "name")].expectations(activation)
     a, s = params.get("input_scale", 1.0), params.get("input_shift", 0.0)
     o, b = params.get("output_shift", 0.0), params.get("output_scale", 1.0)
-    return Quadrature(lambda x: b * (base.phi(a * x + s) + o), lambda x: b * a * base.dphi(a * x + s))
+    kinks = tuple((k - s) / a for k in base.kinks) if a else ()  # base's kinks, where a x + s reaches them
+    return Quadrature(lambda x: b * (base.phi(a * x + s) + o), lambda x: b * a * base.dphi(a * x + s), kinks)
 
 
 def kept_length(model: nn.Module, sigma_w2: float, sigma_b2: float) -> Optional[float]:

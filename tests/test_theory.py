@@ -83,6 +83,51 @@ def test_piecewise_linear_two_input_closed_forms(s, c):
     assert act.grad_kernel(q, c) == pytest.approx(dk, rel=1e-9, abs=1e-12)
 
 
+def _elu_two_input_ref(alpha, scale, q, c):
+    """ELU's E[phi phi] and E[phi' phi'] with the inner Gaussian integral done exactly (x ~ N(m, v):
+    E[x; x > 0] = m Phi(m/sd) + sd pdf(m/sd), E[e^x; x < 0] = e^{m + v/2} Phi(-(m + v)/sd))."""
+    sd = math.sqrt(max(1 - c * c, 0.0)) * math.sqrt(q)
+
+    def phi(x):
+        return scale * (x if x > 0 else alpha * math.expm1(x))
+
+    def dphi(x):
+        return scale * (1.0 if x > 0 else alpha * math.exp(x))
+
+    def inner(m):
+        if sd == 0:
+            return phi(m), dphi(m)
+        tilt = math.exp(m + sd * sd / 2 + special.log_ndtr(-(m + sd * sd) / sd))
+        positive = m * special.ndtr(m / sd) + sd * normal_pdf(m / sd)
+        return (scale * (positive + alpha * (tilt - special.ndtr(-m / sd))),
+                scale * (special.ndtr(m / sd) + alpha * tilt))
+
+    return (gauss_ref(lambda x: phi(x) * inner(c * x)[0], q), gauss_ref(lambda x: dphi(x) * inner(c * x)[1], q))
+
+
+@pytest.mark.parametrize("name,alpha,scale", [("elu", 0.5, 1.0), ("elu", 1.0, 1.0),
+                                              ("selu", 1.6732632423543772, 1.0507009873554805)])
+@pytest.mark.parametrize("c", [-1.0, -0.6, 0.0, 0.3, 0.9, 1.0])
+@pytest.mark.parametrize("q", [0.3, 1.7])
+def test_elu_two_input_kernels_match_the_exact_inner_integral(name, alpha, scale, c, q):
+    """selu's E[phi'(u_a) phi'(u_b)] came from a trapezoid grid across phi''s jump at 0: 0.98202
+    for 0.97068 at c = 0 (q = 1), so xi_c was 41.5 for 33.6 (below); now split at the kink."""
+    act = T._resolve({"name": name, "alpha": alpha} if name == "elu" else name)
+    k, dk = _elu_two_input_ref(alpha, scale, q, c)
+    assert act.kernel(q, c) == pytest.approx(k, rel=1e-9, abs=1e-12)
+    assert act.grad_kernel(q, c) == pytest.approx(dk, rel=1e-9, abs=1e-12)
+
+
+def test_selu_xi_c_at_lecun_init_is_the_closed_form():
+    """sigma_w^2 = 1, sigma_b^2 = 0: q* = 1 and c* = 0, so chi_c = (E selu'(z))^2 exactly, and
+    xi_c = -1 / ln chi_c = 33.604 (was 41.49)."""
+    lam, alpha = 1.0507009873554805, 1.6732632423543772
+    mean_grad = lam * (0.5 + alpha * math.exp(0.5) * special.ndtr(-1.0))
+    assert T.fixed_point("selu", 1.0) == pytest.approx(1.0, rel=1e-9)
+    assert T.depth_scales("selu", 1.0)[1] == pytest.approx(-1 / math.log(mean_grad**2), rel=1e-8)
+    assert T.depth_scales("selu", 1.0)[1] == pytest.approx(33.604342, rel=1e-7)
+
+
 def test_relu_hand_values_and_arc_cosine_map():
     relu = T._resolve("relu")
     assert relu.kernel(2.0, 0.0) == pytest.approx(2.0 / (2 * math.pi))

@@ -8,12 +8,13 @@ Gaussian u_a, u_b of variance q and correlation c. ``gain`` is g with V(q) = g q
 positively homogeneous activations, else None.
 
 Closed forms for piecewise-linear phi (linear, relu, leaky_relu) and for elu/selu in one input
-(kinks spoil quadrature); otherwise the trapezoid rule on z in [-12, 12]: it converges
-exponentially for smooth integrands and stays below 1e-8 relative error up to q ~ 100, where
-Gauss-Hermite with 100 nodes is only that good for q <= 1. One-input integrals halve the step
-until two successive rules agree (nested rules, so each halving only adds the midpoints): a
-length q ~ 1 needs ~100 nodes where q ~ 100 needs the full 1601. Derivations: docs/theory.md.
-Pure NumPy/SciPy.
+(kinks spoil quadrature). A phi with kinks otherwise (elu/selu's two-input kernels, a shifted relu
+of kernel shaping): Gauss-Legendre panels on the pieces between its kinks. Otherwise the trapezoid
+rule on z in [-12, 12]: it converges exponentially for smooth integrands and stays below 1e-8
+relative error up to q ~ 100, where Gauss-Hermite with 100 nodes is only that good for q <= 1.
+One-input integrals halve the step until two successive rules agree (nested rules, so each halving
+only adds the midpoints): a length q ~ 1 needs ~100 nodes where q ~ 100 needs the full 1601.
+Derivations: docs/theory.md. Pure NumPy/SciPy.
 """
 
 from __future__ import annotations
@@ -115,33 +116,97 @@ def normal_pdf(x):
     return np.exp(-0.5 * x * x) / _SQRT_2PI
 
 
+_GL_T, _GL_W = np.polynomial.legendre.leggauss(16)
+_PANELS = 8  # Gauss-Legendre panels per smooth piece of [-12, 12]
+_PANEL_T = ((np.arange(_PANELS)[:, None] + (_GL_T + 1) / 2) / _PANELS).ravel()  # nodes on [0, 1]
+_PANEL_W = np.tile(_GL_W / (2 * _PANELS), _PANELS)  # their weights (sum 1)
+
+
+def _pieces(breaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Composite Gauss-Legendre nodes and weights (times the N(0, 1) density) over [-12, 12]
+    split at the rows of ``breaks`` (n, k) (each row sorted, inside [-12, 12]): (n, (k + 1) m)."""
+    edges = np.concatenate([np.full((len(breaks), 1), -12.0), breaks, np.full((len(breaks), 1), 12.0)], axis=1)
+    lo, width = edges[:, :-1, None], np.diff(edges, axis=1)[:, :, None]
+    nodes = (lo + width * _PANEL_T).reshape(len(breaks), -1)
+    weights = (width * _PANEL_W).reshape(len(breaks), -1) * normal_pdf(nodes)
+    return nodes, weights
+
+
+def _z_breaks(kinks: tuple[float, ...], root: np.ndarray, centre=0.0, spread=1.0) -> np.ndarray:
+    """Where z crosses each kink x_k of phi at argument root (centre + spread z): (n, k), sorted."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (np.asarray(kinks)[None, :] / root[:, None] - np.asarray(centre).reshape(-1, 1)) / spread
+    return np.sort(np.clip(np.nan_to_num(z, nan=0.0), -12.0, 12.0), axis=1)
+
+
+def _gauss_kinked(f: Callable[[np.ndarray], np.ndarray], q, kinks: tuple[float, ...]) -> np.ndarray:
+    """E_z f(sqrt(q) z) for f smooth between the points ``kinks`` (in its argument), elementwise
+    over q: Gauss-Legendre panels on each piece between the kinks, so a jump in f (relu's phi'^2)
+    costs no accuracy; the trapezoid rule's error over a jump falls only as its step."""
+    root = np.sqrt(np.asarray(q, dtype=float)).reshape(-1)
+    nodes, weights = _pieces(_z_breaks(kinks, root))
+    out = np.sum(f(root[:, None] * nodes) * weights, axis=1)
+    zero = root == 0
+    out[zero] = f(np.zeros(int(zero.sum())))
+    return out.reshape(np.shape(q))
+
+
+def _gauss2_kinked(f: Callable[[np.ndarray], np.ndarray], q: float, c: float, kinks: tuple[float, ...]) -> float:
+    """E f(u_a) f(u_b) as _gauss2, for f smooth between ``kinks``: the outer integral over
+    z_a split where u_a = sqrt(q) z_a crosses a kink, the inner one over z_b (u_b = sqrt(q)(c z_a
+    + sqrt(1 - c^2) z_b)) where u_b does, for each outer node."""
+    root, spread = math.sqrt(q), math.sqrt(max(1.0 - c * c, 0.0))
+    if spread < 1e-12:  # u_b = c u_a
+        mirrored = tuple(k / c for k in kinks) if c else ()
+        return float(_gauss_kinked(lambda x: f(x) * f(c * x), q, tuple(kinks) + mirrored))
+    za, wa = _pieces(_z_breaks(kinks, np.array([root])))
+    za, wa = za[0], wa[0]
+    zb, wb = _pieces(_z_breaks(kinks, np.full(len(za), root), c * za, spread))
+    inner = np.sum(f(root * (c * za[:, None] + spread * zb)) * wb, axis=1)
+    return float(np.sum(f(root * za) * wa * inner))
+
+
 class Quadrature:
-    """A smooth phi with its derivative dphi (NumPy-vectorised); every expectation by quadrature."""
+    """phi with its derivative dphi (NumPy-vectorised); every expectation by quadrature.
+
+    ``kinks``: the arguments where phi or dphi is not smooth (a shifted relu's -shift / scale):
+    there the integrals are split (Gauss-Legendre on each piece), and dV/dq gains the jump of phi'
+    at each kink (phi phi'' holds a delta there). Without kinks phi must be smooth."""
 
     gain = None
 
-    def __init__(self, phi: Callable, dphi: Callable):
-        self.phi, self.dphi = phi, dphi
+    def __init__(self, phi: Callable, dphi: Callable, kinks: tuple[float, ...] = ()):
+        self.phi, self.dphi, self.kinks = phi, dphi, tuple(float(k) for k in kinks)
+
+    def _gauss(self, f: Callable, q):
+        return _gauss_kinked(f, q, self.kinks) if self.kinks else _gauss(f, q)
 
     def second_moment(self, q):
-        return _gauss(lambda x: self.phi(x) ** 2, q)
+        return self._gauss(lambda x: self.phi(x) ** 2, q)
 
     def grad_moment(self, q):
-        return _gauss(lambda x: self.dphi(x) ** 2, q)
+        return self._gauss(lambda x: self.dphi(x) ** 2, q)
 
     def mean(self, q):
-        return _gauss(self.phi, q)
+        return self._gauss(self.phi, q)
 
     def length_slope(self, q):
         h = 1e-4  # phi'' by central differences of phi': ~1e-9 error, only used for xi_q
-        return _gauss(lambda x: self.dphi(x) ** 2
-                      + self.phi(x) * (self.dphi(x + h) - self.dphi(x - h)) / (2 * h), q)
+        slope = self._gauss(lambda x: self.dphi(x) ** 2
+                            + self.phi(x) * (self.dphi(x + h) - self.dphi(x - h)) / (2 * h), q)
+        root = np.sqrt(np.asarray(q, dtype=float))
+        for k in self.kinks:  # phi phi'' at a jump J of phi': phi(k) J times the density of sqrt(q) z at k
+            jump = float(self.dphi(np.array(k + 1e-9)) - self.dphi(np.array(k - 1e-9)))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope = slope + np.where(root > 0, float(self.phi(np.array(k))) * jump * normal_pdf(k / root) / root,
+                                         0.0)
+        return slope
 
     def kernel(self, q, c):
-        return _gauss2(self.phi, q, c)
+        return _gauss2_kinked(self.phi, q, c, self.kinks) if self.kinks else _gauss2(self.phi, q, c)
 
     def grad_kernel(self, q, c):
-        return _gauss2(self.dphi, q, c)
+        return _gauss2_kinked(self.dphi, q, c, self.kinks) if self.kinks else _gauss2(self.dphi, q, c)
 
 
 class PiecewiseLinear:
@@ -154,6 +219,7 @@ class PiecewiseLinear:
         self.s = float(negative_slope)
         self.a = 1.0 - self.s
         self.gain = 0.5 * (1.0 + self.s**2)
+        self.kinks = (0.0,) if self.s != 1.0 else ()
 
     def phi(self, x):
         return np.where(x > 0, x, self.s * x)
@@ -185,14 +251,15 @@ class ELU(Quadrature):
     """scale * (x if x > 0 else alpha (e^x - 1)): elu and selu, closed forms in one input.
 
     Uses G(k) = E[e^{k sqrt(q) z}; z < 0] = e^{k^2 q/2} Phi(-k sqrt(q)), computed in log space.
-    Two-input kernels fall back to quadrature (accurate to ~1e-4 because of the kink).
+    Two-input kernels by quadrature split at the kink x = 0 (phi' jumps there unless
+    alpha = 1: on a trapezoid grid selu's E[phi'(u_a) phi'(u_b)] was 1% off and its xi_c 23%).
     """
 
     def __init__(self, alpha: float, scale: float = 1.0):
         self.alpha, self.scale = float(alpha), float(scale)
         super().__init__(
             lambda x: scale * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))),
-            lambda x: scale * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0))))
+            lambda x: scale * np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0.0))), kinks=(0.0,))
 
     @staticmethod
     def _g(k: float, q):
