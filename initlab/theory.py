@@ -80,12 +80,13 @@ def effective_sigma_w2(init_cfg: Any, fan_in: int, fan_out: int) -> float:
 
 
 def effective_sigma_b2(bias_init: Any = "zeros", bias_std: float = 0.0) -> float:
-    """Bias variance sigma_b^2: 0 for 'zeros', bias_std^2 for 'normal'."""
+    """Bias variance sigma_b^2: 0 for 'zeros', bias_std^2 for 'normal' (inf where it overflows a
+    float: ``** 2`` raised OverflowError for bias_std = 1e300 and crashed the job)."""
     name = bias_init.value if isinstance(bias_init, Enum) else bias_init
     if name == "zeros":
         return 0.0
     if name == "normal":
-        return float(bias_std) ** 2
+        return float(bias_std) * float(bias_std)
     raise ValueError(f"unknown bias init {bias_init!r}")
 
 

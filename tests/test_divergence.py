@@ -140,6 +140,21 @@ def test_weights_turning_non_finite_mid_training_end_the_run_as_diverged(tmp_pat
     assert_rows_match_files(tmp_path, result)
 
 
+@pytest.mark.parametrize("overrides", [["optimizer.lr=1e39"], ["optimizer.weight_decay=1e300"],
+                                       ["optimizer=adam", "optimizer.lr=1e38"]], ids=lambda o: ",".join(o))
+def test_an_update_beyond_float32_is_divergence_not_a_crash(tmp_path, overrides, caplog):
+    """torch refuses a step scalar beyond float32 ("value cannot be converted to type float without
+    overflow": lr 1e39, Adam's lr / (1 - beta1) at 1e38): the job crashed mid-run with its folder
+    half-written, while 1e38 with SGD diverged. Now the epoch diverges, recorded, exit 0."""
+    with caplog.at_level(logging.WARNING, logger="initlab.train.job"):
+        result = run_job(compose_config(*overrides, "depth=2", "model.width=16", "epochs=2", "threads=1"), tmp_path)
+    assert (result["status"], result["diverged_epoch"]) == ("diverged", 1)
+    assert "the optimizer's update overflowed float32" in caplog.text
+    epochs = read_csv(tmp_path / "epochs.csv")
+    assert [r["epoch"] for r in epochs] == ["0", "1"] and float(epochs[1]["train_loss"]) == math.inf
+    assert_rows_match_files(tmp_path, json.loads((tmp_path / "result.json").read_text()))
+
+
 def _stats(values: torch.Tensor, present: torch.Tensor) -> ProbeStatistics:
     rows = [Row(f"acts.{i}", "hidden", i, i + 1, f"hidden.{i}.weight") for i in range(len(values))]
     return ProbeStatistics(rows, values, present)
@@ -171,6 +186,7 @@ def test_a_column_that_does_not_apply_is_not_divergence():
 # and extreme activation parameters. The job completes (or diverges); the theory is NaN/null.
 EDGE_CONFIGS = [
     ["activation=tanh", "model.bias_init=normal", "model.bias_std=1000"],
+    ["model.bias_init=normal", "model.bias_std=1e300"],  # sigma_b^2 overflows: OverflowError crashed the job
     ["init=normal", "init.std=1e200"],
     ["depth=1", "activation=tanh"],
     ["activation=leaky_relu", "activation.negative_slope=1e6"],

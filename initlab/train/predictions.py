@@ -68,8 +68,12 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
                     fallback={"q_pred": nan_layers, "delta_rms_pred": nan_layers, "jac_msv_pred": nan_layers})
     width, nan = exp.model.width, math.nan
     sigma_b2 = theory.effective_sigma_b2(exp.model.bias_init.value, exp.model.bias_std)
+    if not math.isfinite(sigma_b2):
+        log.warning("mean-field sigma_b2 not computed for this configuration: model.bias_std=%g squared "
+                    "overflows a float", exp.model.bias_std)
+        sigma_b2 = nan
     sigma_w2 = float(_quietly("sigma_w2", theory.effective_sigma_w2, exp.init, width, width))
-    finite = math.isfinite(sigma_w2)  # an overflowing sigma_w^2 has no meaningful phase
+    finite = math.isfinite(sigma_w2) and math.isfinite(sigma_b2)  # an overflowing sigma^2 has no meaningful phase
     kept = kernel_shaping.kept_length(model, sigma_w2, sigma_b2)  # a shaped net's q = 1, else the theory's q*
     if kept is None and kernel_shaping.shaped_sites(model):
         log.warning("activation.transform=%s shapes the kernel for weights that keep q (sigma_w^2 = 1: "
@@ -86,6 +90,7 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
              "chi1": _quietly("chi1", theory.chi1, act, sigma_w2, sigma_b2, q_star=kept) if finite else nan,
              "q_star": kept or (_quietly("q*", theory.fixed_point, act, sigma_w2, sigma_b2) if finite else nan),
              "xi_q": xi_q, "xi_c": xi_c,
-             "critical_sigma_w2": _quietly("critical sigma_w2", theory.critical_sigma_w2, act, sigma_b2)}
+             "critical_sigma_w2": (_quietly("critical sigma_w2", theory.critical_sigma_w2, act, sigma_b2)
+                                   if math.isfinite(sigma_b2) else nan)}
     return {"q_pred": pred["q_pred"].tolist(), "delta_rms_pred": pred["delta_rms_pred"].tolist(),
             "jacobian_mean_sq_sv_pred": float(jac_pred["jac_msv_pred"][exp.depth - 1]), "phase": phase}
