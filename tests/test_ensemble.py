@@ -98,6 +98,17 @@ def test_a_diverging_member_is_masked_while_the_others_go_on(tmp_path):
     assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
 
 
+def test_a_member_whose_step_overflows_float32_diverges_as_its_solo_run(tmp_path):
+    """momentum SGD steps each member with its own torch optimizer, which refuses an lr of 1e39
+    (a scalar beyond float32): the whole group failed and ran its jobs one at a time. Now that
+    member diverges at epoch 1 exactly as its solo run records it; the others go on."""
+    results = group_and_solo(tmp_path, [*QUICK, "epochs=2", "optimizer=momentum", *FAMILIES["mlp"]],
+                             [["seed=0"], ["seed=0", "optimizer.lr=1e39"], ["seed=2"]])
+    assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
+    assert results[1]["diverged_epoch"] == 1
+    assert float(pd.read_csv(tmp_path / "member1" / "epochs.csv")["train_loss"].iloc[1]) == math.inf
+
+
 def test_early_stopping_and_restarts_are_per_member(tmp_path):
     """The member that cannot learn (lr 1e-12) fails restart_below and restarts; the others do
     not; each stops by its own patience."""

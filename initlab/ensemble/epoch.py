@@ -17,14 +17,15 @@ from torch.func import vmap
 
 from initlab.ensemble.stack import Stacked
 from initlab.losses import loss_fn
-from initlab.train.loop import StepLog, eval_rows
+from initlab.train.loop import StepLog, eval_rows, step_or_overflow
 
 
 @dataclass
 class EnsembleSums:
     """Per active member (rows in ``Stacked.active`` order): summed loss (K,), correct (K,),
     gradient norms per measured weight (K, W) and of all parameters (K,); ``logged[j]`` the
-    member's StepLog (None when steps.csv is off)."""
+    member's StepLog (None when steps.csv is off); ``overflows[j]`` why member j's optimizer step
+    overflowed float32 (its weights then NaN: initlab.train.loop.step_or_overflow), else None."""
 
     loss: torch.Tensor
     correct: torch.Tensor
@@ -33,6 +34,7 @@ class EnsembleSums:
     steps: int
     samples: int
     logged: list[Optional[StepLog]]
+    overflows: list[Optional[str]]
 
 
 def _losses(name: str, logits: torch.Tensor, y: torch.Tensor, shared: bool, reduction: str) -> torch.Tensor:
@@ -63,6 +65,7 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
     grad_norms = torch.zeros(k, len(weights), device=device)
     total = torch.zeros(k, device=device)
     logs = [([], [], []) for _ in range(k)]
+    overflows: list[Optional[str]] = [None] * k
     weight_rows = torch.tensor([stacked.names.index(w) for w in weights], dtype=torch.long, device=device)
     update = stacked_sgd(stacked, optimizers)
     for i, idx in enumerate(batches):
@@ -84,8 +87,9 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
         if update is not None:
             update()
         else:
-            for optimizer in optimizers:
-                optimizer.step()
+            for j, optimizer in enumerate(optimizers):  # a step beyond float32 diverges its member alone
+                overflows[j] = overflows[j] or step_or_overflow(
+                    optimizer, [p for group in optimizer.param_groups for p in group["params"]])
         with torch.no_grad():
             loss_sum += values.detach()
             correct += (logits.argmax(dim=-1) == yb).sum(dim=-1)
@@ -101,7 +105,7 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
         width = 1 + 3 * len(weights)
         logged = [StepLog(s, lr, torch.stack(rows) if rows else torch.zeros((0, width), device=device))
                   for s, lr, rows in logs]
-    return EnsembleSums(loss_sum, correct, grad_norms, total, len(batches), len(y), logged)
+    return EnsembleSums(loss_sum, correct, grad_norms, total, len(batches), len(y), logged, overflows)
 
 
 def stacked_sgd(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer]) -> Optional[Callable[[], None]]:

@@ -24,7 +24,7 @@ from initlab.ensemble.epoch import evaluate, train_epoch
 from initlab.ensemble.grouping import group_key, unbatchable
 from initlab.ensemble.stack import Stacked
 from initlab.joblog import member_records
-from initlab.train.job import Job
+from initlab.train.job import Job, overflowed_epoch
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ def _train(jobs: list[Job], job_dirs: Sequence[Path], on_end: MemberEnd) -> list
             job = members[j]
             train_loss, train_acc, grad_norm, *grad_norm_train = per_member[row]
             with member_records(job.job_dir):
+                if sums.overflows[row] is not None:  # recorded as its solo run records it (train_overflowed)
+                    train_loss, train_acc = overflowed_epoch(job.start, sums.overflows[row])
                 end = job.end_epoch(job.start, train_loss, train_acc, epoch_time, grad_norm, grad_norm_train,
                                     sums.logged[row], evaluated[row])
             job.start += 1

@@ -394,22 +394,12 @@ def attempt_seed(seed: int, attempt: int) -> int:
     return int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
 
 
-def overflowed(err: RuntimeError) -> bool:
-    """Whether ``err`` is torch refusing a scalar beyond float32 (an lr or weight decay of 1e39,
-    Adam's lr / (1 - beta1^t) past 3.4e38): "value cannot be converted to type float without
-    overflow", raised inside the optimizer's step."""
-    return "without overflow" in str(err)
-
-
-def overflowed_epoch(model: nn.Module, err: RuntimeError, epoch: int) -> tuple[float, float]:
-    """The epoch whose optimizer step overflowed, as its train (loss, accuracy): the update it asked
-    for is beyond float32, so the weights are set to NaN (some were updated, some not) and the
-    epoch diverges as every overflowing run does, recorded, not crashed."""
-    log.warning("epoch %d: the optimizer's update overflowed float32 (%s): weights set to NaN", epoch,
-                str(err).splitlines()[0])
-    with torch.no_grad():
-        for param in model.parameters():
-            param.fill_(math.nan)
+def overflowed_epoch(epoch: int, why: str) -> tuple[float, float]:
+    """The train (loss, accuracy) recorded for an epoch whose optimizer step overflowed float32
+    (initlab.train.loop.step_or_overflow; the weights are NaN since): inf and NaN, whichever step it was,
+    so the epoch diverges as every overflowing run does, recorded, not crashed, alike in every
+    launcher. Logs why."""
+    log.warning("epoch %d: the optimizer's update overflowed float32 (%s): weights set to NaN", epoch, why)
     return math.inf, math.nan
 
 
@@ -423,23 +413,18 @@ def _train(job: Job, start: int, last: int) -> Optional[str]:
                    initial=start - 1, total=exp.epochs)
         for epoch in bar:
             t0 = time.perf_counter()
-            try:
-                sums = train_epoch(state.model, state.optimizer, data.x_train, data.y_train, exp.batch_size,
-                                   state.generator, job.measured, job.augment, loss=exp.loss.value,
-                                   log_every=exp.log_every_steps, first_step=(epoch - 1) * steps_per_epoch + 1,
-                                   biases=job.biases)
-            except RuntimeError as err:
-                if not overflowed(err):
-                    raise
-                end = job.end_epoch(epoch, *overflowed_epoch(state.model, err, epoch), time.perf_counter() - t0,
-                                    math.nan, [math.nan] * len(job.measured))
-            else:
-                train_loss = sums.loss.item() / sums.steps  # the epoch's one host sync
-                epoch_time = time.perf_counter() - t0
-                end = job.end_epoch(epoch, train_loss, sums.correct.item() / sums.samples, epoch_time,
-                                    sums.total_grad_norm.item() / sums.steps,
-                                    (sums.grad_norms / sums.steps).tolist(), sums.logged)
-            bar.set_postfix(loss=f"{end.row['train_loss']:.4f}", test_acc=f"{end.row['test_acc']:.4f}")
+            sums = train_epoch(state.model, state.optimizer, data.x_train, data.y_train, exp.batch_size,
+                               state.generator, job.measured, job.augment, loss=exp.loss.value,
+                               log_every=exp.log_every_steps, first_step=(epoch - 1) * steps_per_epoch + 1,
+                               biases=job.biases)
+            train_loss = sums.loss.item() / sums.steps  # the epoch's one host sync
+            train_acc = sums.correct.item() / sums.samples
+            if sums.overflow is not None:
+                train_loss, train_acc = overflowed_epoch(epoch, sums.overflow)
+            epoch_time = time.perf_counter() - t0
+            end = job.end_epoch(epoch, train_loss, train_acc, epoch_time, sums.total_grad_norm.item() / sums.steps,
+                                (sums.grad_norms / sums.steps).tolist(), sums.logged)
+            bar.set_postfix(loss=f"{train_loss:.4f}", test_acc=f"{end.row['test_acc']:.4f}")
             if end.diverged or end.stop:
                 bar.close()
                 return end.diverged

@@ -8,8 +8,9 @@ buffer, also read once per epoch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -63,6 +64,30 @@ class EpochSums:
     steps: int
     samples: int
     logged: Optional[StepLog] = None  # the steps due for steps.csv; None when off
+    overflow: Optional[str] = None  # why a step overflowed float32 (the weights are NaN since), else None
+
+
+def overflowed(err: RuntimeError) -> bool:
+    """Whether ``err`` is torch refusing a scalar beyond float32 inside an optimizer's step ("value
+    cannot be converted to type float without overflow": an lr or weight decay of 1e39, Adam's
+    lr / (1 - beta1^t) past 3.4e38). Such a step is divergence, not a crash (``nan_weights``)."""
+    return "without overflow" in str(err)
+
+
+def step_or_overflow(optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor]) -> Optional[str]:
+    """``optimizer.step()``; where torch refuses it (``overflowed``), ``params`` set to NaN (what
+    the step left, some updated and some not, is no network; NaN weights make the losses NaN,
+    which the divergence check records) and the reason returned, else None."""
+    try:
+        optimizer.step()
+    except RuntimeError as err:
+        if not overflowed(err):
+            raise
+        with torch.no_grad():
+            for param in params:
+                param.fill_(math.nan)
+        return str(err).splitlines()[0]
+    return None
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -91,6 +116,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     order = torch.randperm(len(y), generator=generator, device=device)  # the generator lives on the device
     batches = order.split(batch_size)
     log_steps, log_lrs, log_rows = [], [], []
+    overflow = None
     for i, idx in enumerate(batches):
         xb, yb = x[idx], y[idx]
         if augment is not None:
@@ -104,7 +130,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
             log_steps.append(step)
             log_lrs.append(optimizer.param_groups[0]["lr"])
             log_rows.append(_step_row(value, weights, biases))
-        optimizer.step()
+        overflow = overflow or step_or_overflow(optimizer, params)
         with torch.no_grad():
             loss_sum += value
             correct += (logits.argmax(dim=1) == yb).sum()
@@ -120,7 +146,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
         width = 1 + 3 * len(weights)
         values = torch.stack(log_rows) if log_rows else torch.zeros((0, width), device=device)
         logged = StepLog(log_steps, log_lrs, values)
-    return EpochSums(loss_sum, correct, grad_norms, total, len(batches), len(y), logged)
+    return EpochSums(loss_sum, correct, grad_norms, total, len(batches), len(y), logged, overflow)
 
 
 @torch.no_grad()
