@@ -155,7 +155,7 @@ def test_one_run_in_two_folders_is_counted_once(tmp_path):
 def test_a_setting_some_runs_lack_is_not_shared_by_every_run():
     """mlp (width 128) beside cnn (no width): the report's header said model.width=nan."""
     runs = pd.DataFrame({"model.width": [128, np.nan], "depth": [3, 3], "seed": [0, 1]})
-    assert report._shared(runs) == "depth=3"
+    assert report._shared(runs, list(runs.columns)) == "depth=3"
 
 
 def test_a_switch_is_labelled_by_its_name_where_on_and_not_at_all_where_off(tmp_path):
@@ -248,9 +248,22 @@ def test_the_report_writes_numbers_as_the_figures_do(tmp_path):
     blocks = report._blocks(tables, [], ["x"], "analyze.py x", [])
     text = report._md(blocks) + report._html(blocks, tmp_path)
     assert "narrow with e.g. `optimizer.lr=0.01`" in text or "narrow with e.g. `optimizer.lr=100000`" in text
-    assert "model.width=128," in text or "model.width=128." in text
+    assert "width=128," in text or "width=128)" in text
     assert "<td>100000</td>" in text and "<td>0.01</td>" in text  # to_html: 100000.00 and 0.01
     assert "100000.0" not in text and "128.0" not in text
+
+
+def test_the_report_names_every_shared_setting_with_its_parameters(tmp_path):
+    """A CNN sweep's report said "Settings shared by every run: activation=relu, depth=4, dataset=digits,
+    ..." from a fixed list of eleven keys: no model=cnn, no channels, as if it were the default MLP."""
+    for init in ("he_normal", "xavier_normal"):
+        write_job(tmp_path / init, init=init, model="cnn", model_params={"channels": [4, 8], "norm": "none"})
+    tables = analysis.load([tmp_path])
+    line = next(b[1] for b in report._blocks(tables, [], ["x"], "analyze.py x", [])
+                if b[0] == "p" and b[1].startswith("Settings shared"))
+    assert "model=cnn (" in line and "channels=[4, 8]" in line and "norm=none" in line
+    assert "optimizer=sgd (lr=0.01, momentum=0, nesterov=false, weight_decay=0)" in line
+    assert ", init=" not in line and "init.factor" not in line  # varied, or an option's parameter that varies
 
 
 # --- figures --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import base64
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from initlab.analysis.tables import Tables, shown
@@ -95,7 +96,7 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
     blocks = [("h1", "initlab analysis"),
               ("p", f"Sources: {', '.join(sources)}. {len(runs)} runs ({status}); {len(t.skipped)} job "
                     f"folder(s) skipped. Made with `{command}`."),
-              ("p", "Settings shared by every run: " + _shared(runs) + ".")]
+              ("p", "Settings shared by every run: " + _shared(runs, t.settings) + ".")]
     extra = [k for k in t.extra_keys if k.split(".")[0] != "model"]
     if extra:
         blocks.append(("p", f"These runs also vary {', '.join(extra)}: every figure is drawn once per "
@@ -176,12 +177,30 @@ def _convergence_blocks(t: Tables) -> list[tuple]:
             ("table", table)]
 
 
-def _shared(runs: pd.DataFrame) -> str:
-    cols = ["activation", "init", "depth", "dataset", "optimizer", "optimizer.lr", "batch_size", "epochs", "seed",
-            "model.width", "probe_size"]
-    parts = [f"{c}={shown(runs[c].iloc[0])}" for c in cols  # a model without the key (cnn's width) shares nothing
-             if c in runs and runs[c].nunique() == 1 and runs[c].notna().all()]
+def _shared(runs: pd.DataFrame, settings: list[str]) -> str:
+    """Every setting (runs.csv's choices and parameters) that all runs share, each group's choice
+    with its parameters in brackets (``model=cnn (channels=[16, 32], norm=none)``). A fixed list of
+    eleven keys left out the model, its parameters and the scheduler: a CNN's report read as the
+    default MLP's. A parameter an option lacks (cnn's width) is shared by nothing."""
+    shared = {c: _setting_text(runs[c].iloc[0]) for c in settings
+              if c in runs and runs[c].notna().all() and runs[c].astype(str).nunique() == 1}
+    parts, placed = [], set()
+    for key, value in shared.items():
+        if "." in key:
+            continue
+        params = [k for k in shared if k.startswith(key + ".")]
+        placed.update(params)
+        inner = ", ".join(f"{k.split('.', 1)[1]}={shared[k]}" for k in params)
+        parts.append(f"{key}={value}" + (f" ({inner})" if inner else ""))
+    parts += [f"{k}={v}" for k, v in shared.items() if "." in k and k not in placed]  # its option varies
     return ", ".join(parts) or "none"
+
+
+def _setting_text(value: object) -> str:
+    """A setting as a command line writes it: true/false, numbers as the figures write them."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    return shown(value)
 
 
 THEORY_COLUMNS = {"sigma_w2": "σ_w²", "sigma_b2": "σ_b²", "chi1": "χ₁", "q_star": "q*", "xi_c": "ξ_c",

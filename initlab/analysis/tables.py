@@ -96,6 +96,7 @@ class Tables:
     steps: Optional[pd.DataFrame] = None  # steps.csv rows of every job that has one
     distributions: Optional[pd.DataFrame] = None  # distributions.csv rows, likewise
     presets: list[str] = field(default_factory=list)  # varied preset groups: each run's is its ``arm`` label
+    settings: list[str] = field(default_factory=list)  # runs.csv's setting columns (choices and parameters)
 
 
 # --- finding jobs -----------------------------------------------------------------------------
@@ -593,7 +594,7 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
 
     return Tables(runs, long(epochs), long(layers), optional(jacobians), skipped, keys, root,
                   [k for k in keys if k not in drawn], margin, optional(spectra), optional(steps),
-                  optional(distributions), presets)
+                  optional(distributions), presets, [c for c in choices.columns if c not in ("job", "overrides")])
 
 
 def _sort(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
