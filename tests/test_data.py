@@ -14,6 +14,7 @@ import pickle
 import re
 import struct
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,9 @@ import torch
 import torchvision
 from sklearn import datasets as skdata
 
-from conftest import compose_config, read_csv, read_json, run_job
+from conftest import compose_config, read_csv, read_json, run_job, run_train
 from initlab.config import ConfigError, to_experiment
-from initlab.data import DatasetUnavailable, load_data
+from initlab.data import DatasetUnavailable, check_sizes, load_data
 
 
 def dataset_cfg(*overrides: str):
@@ -206,6 +207,52 @@ def test_balanced_synthetic_classes():
         assert counts.tolist() == [360 // classes] * classes, name
 
 
+NOT_FINITE = ("dataset {}: {} gives training inputs that are not finite after standardization (the values or "
+              "their spread overflow); valid: values of {} under which every input is finite")
+
+
+@pytest.mark.parametrize("overrides,params,names", [
+    # moons' spread overflowed float64's square: standardized to all 0, trained at loss log 2, "completed"
+    (["dataset=moons", "dataset.noise=1e300"], "noise=1e+300", "noise"),
+    (["dataset=blobs", "dataset.cluster_std=1e300", "dataset.n_features=3"], "cluster_std=1e+300", "cluster_std"),
+    (["dataset=xor", "dataset.noise=1e308"], "noise=1e+308", "noise"),  # the generator's draws overflow
+    (["dataset=circles", "dataset.noise=1e300"], "noise=1e+300, factor=0.5", "noise, factor"),
+    (["dataset=shapes", "dataset.noise=1e300", "dataset.size=8"], "noise=1e+300", "noise"),  # per channel
+])
+def test_generator_values_that_overflow_are_refused_in_one_line(overrides, params, names):
+    cfg = dataset_cfg(*overrides, *SMALL)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ConfigError) as refused:
+            load_data(cfg)
+        with pytest.raises(ConfigError):
+            check_sizes(cfg)  # a sweep's pre-check: refused before its first job
+    assert str(refused.value) == NOT_FINITE.format(cfg.name, params, names)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], "NumPy's overflow warning leaked"
+
+
+def test_a_refused_generator_value_stops_train_py_before_training(tmp_path):
+    """The reported command: one line on stderr, no NumPy warning, no run folder (it trained and
+    recorded completed, preact_std 0.0 and frac_dead 1.0 in layers.csv)."""
+    done = run_train("dataset=moons", "dataset.noise=1e300", "epochs=1", f"hydra.run.dir={tmp_path / 'bad'}")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: " + NOT_FINITE.format("moons", "noise=1e+300", "noise")
+    assert "RuntimeWarning" not in done.stdout + done.stderr and not (tmp_path / "bad").exists()
+
+
+def test_generator_values_just_below_overflow_load():
+    data = load_data(dataset_cfg("dataset=moons", "dataset.noise=1e150", *SMALL))
+    np.testing.assert_allclose(data.x_train.double().std(0, correction=0).numpy(), 1, rtol=1e-5)
+
+
+def test_training_inputs_all_alike_are_refused():
+    with pytest.raises(ConfigError) as refused:
+        load_data(dataset_cfg("dataset=moons", "dataset.n_train=1", "dataset.n_test=10"))
+    assert str(refused.value) == ("dataset moons (noise=0.1): every feature of the training inputs is constant after "
+                                  "standardization (a single sample: nothing to learn); valid: training samples "
+                                  "that differ")
+
+
 # --- torchvision datasets, offline ---------------------------------------------------------------
 def write_idx_images(path: Path, images: np.ndarray) -> None:
     n, rows, cols = images.shape
@@ -308,6 +355,23 @@ def test_data_to_moves_tensors_and_keeps_the_rest():
         assert torch.equal(getattr(moved, name), getattr(data, name))
     assert (moved.kind, moved.n_classes, moved.vocab_size, moved.augment, moved.input_shape) == \
         (data.kind, data.n_classes, data.vocab_size, data.augment, data.input_shape)
+
+
+def test_loaded_images_all_alike_or_not_finite_are_refused(tmp_path):
+    """The check is on the data, whatever gives it: files of blank images, or a std too small for
+    float32 (the division overflows to inf)."""
+    make_mnist_like(tmp_path, "MNIST", n_train=40, n_test=20)
+    write_idx_images(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((40, 28, 28)))
+    base = ["dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false"]
+    with pytest.raises(ConfigError) as refused:
+        load_data(dataset_cfg(*base))
+    assert str(refused.value) == ("dataset mnist (mean=[0.1307], std=[0.3081]): every feature of the training inputs "
+                                  "is constant after standardization (all 40 samples alike: nothing to learn); "
+                                  "valid: training samples that differ")
+    make_mnist_like(tmp_path / "other", "MNIST")
+    with pytest.raises(ConfigError) as refused:
+        load_data(dataset_cfg(*base[:1], f"dataset.root={tmp_path / 'other'}", base[2], "dataset.std=[1e-45]"))
+    assert str(refused.value) == NOT_FINITE.format("mnist", "mean=[0.1307], std=[1e-45]", "mean, std")
 
 
 def test_mnist_job_runs_end_to_end_offline(tmp_path):

@@ -7,7 +7,7 @@ ids; ``augment`` holds the batched image augmentation, ``files`` the on-disk con
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Callable
 
 import numpy as np
@@ -17,7 +17,8 @@ from sklearn.model_selection import train_test_split
 from initlab.config import DatasetConfig
 from initlab.data import images, sequences, vectors
 from initlab.data.augment import random_crop_flip
-from initlab.data.tensors import KINDS, Data, DatasetUnavailable, check_labels, check_stratified_size
+from initlab.data.tensors import (KINDS, Data, DatasetUnavailable, check_inputs, check_labels,
+                                  check_stratified_size)
 
 __all__ = ["Data", "DatasetUnavailable", "KINDS", "LOADERS", "check_sizes", "load_data"]
 
@@ -35,11 +36,24 @@ def _split_validation(data: Data, val_size: int, seed: int) -> Data:
                    x_val=data.x_train[val_idx], y_val=data.y_train[val_idx])
 
 
+def input_params(cfg: DatasetConfig) -> str:
+    """``noise=1e+300``, ``mean=[0.1307], std=[0.3081]``: the values of ``cfg``'s float parameters,
+    those its inputs' values scale with, for ``check_inputs``' line ('' for a set without any)."""
+    def text(value) -> str:
+        return "[" + ", ".join(text(v) for v in value) + "]" if not isinstance(value, (int, float)) else repr(value)
+
+    specs = [f for f in fields(cfg) if "range" in f.metadata and not f.metadata["range"].integer]
+    return ", ".join(f"{f.name}={text(getattr(cfg, f.name))}" for f in specs)
+
+
 def load_data(cfg: DatasetConfig) -> Data:
-    """Load ``cfg.name`` on the CPU (one label per sample, each a class: ``check_labels``), with a
-    validation split when ``cfg.val_size`` > 0 and the batched crop-and-flip augmentation when
-    ``cfg.augment`` (a key of image sets' configs only)."""
-    data = check_labels(cfg.name, LOADERS[cfg.name](cfg))  # files on disk may disagree with each other
+    """Load ``cfg.name`` on the CPU (one label per sample, each a class: ``check_labels``; inputs
+    finite and not all alike: ``check_inputs``), with a validation split when ``cfg.val_size`` > 0
+    and the batched crop-and-flip augmentation when ``cfg.augment`` (a key of image sets' configs
+    only). NumPy's overflow warnings while generating are silenced: check_inputs says it in one line."""
+    with np.errstate(over="ignore", invalid="ignore"):  # e.g. xor's noise * normal draws at noise=1e308
+        data = check_labels(cfg.name, LOADERS[cfg.name](cfg))  # files on disk may disagree with each other
+    data = check_inputs(cfg.name, input_params(cfg), data)
     if data.kind != cfg.KIND:
         raise AssertionError(f"{cfg.name}: loader gave {data.kind}, its config declares {cfg.KIND}")
     if cfg.val_size:

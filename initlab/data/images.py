@@ -222,11 +222,8 @@ def shapes(cfg) -> Data:
     colour = rng.uniform(0.5, 1.0, size=(n, cfg.channels))
     images = shape_masks(label, row, col, radius, size)[:, None] * colour[:, :, None, None]
     images = images + cfg.noise * rng.standard_normal(images.shape)
-    train, test = images[:cfg.n_train], images[cfg.n_train:]
-    mean = train.mean(axis=(0, 2, 3), keepdims=True)
-    std = train.std(axis=(0, 2, 3), keepdims=True)
-    std = np.where(std > 0, std, 1.0)
-    return Data(*tensors((train - mean) / std, label[:cfg.n_train]), *tensors((test - mean) / std, label[cfg.n_train:]),
+    train, test = standardized(images[:cfg.n_train], images[cfg.n_train:], axis=(0, 2, 3))
+    return Data(*tensors(train, label[:cfg.n_train]), *tensors(test, label[cfg.n_train:]),
                 kind="images", n_classes=len(SHAPES))
 
 

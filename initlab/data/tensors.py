@@ -70,11 +70,52 @@ def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
 
-def standardized(x_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Per-feature standardization with the training statistics (constant features stay 0)."""
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return [(a - mean) / std for a in (x_train, *others)]
+def standardized(x_train: np.ndarray, *others: np.ndarray, axis=0) -> list[np.ndarray]:
+    """Standardization with the training statistics over ``axis`` (0: per feature; (0, 2, 3): per
+    channel of images); constant features stay 0.
+
+    A feature whose mean or spread is not finite has no standardized value: it becomes NaN, for
+    ``check_inputs`` to refuse in one line. Values beyond about 1e154 overflow their square in
+    float64 (moons with noise=1e300): the std was inf, every input (a - mean) / inf = 0, and a run
+    trained on zeros, recorded completed, with NumPy's overflow warning the only sign of it, which
+    is why the warnings are silenced here.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = x_train.mean(axis=axis, keepdims=True), x_train.std(axis=axis, keepdims=True)
+        finite = np.isfinite(mean) & np.isfinite(std)
+        std = np.where(std > 0, std, 1.0)
+        out = [(a - mean) / std for a in (x_train, *others)]
+        return out if finite.all() else [np.where(finite, a, np.nan) for a in out]
+
+
+def check_inputs(name: str, params: str, data: Data) -> Data:
+    """``data`` when its inputs can be trained on; else a one-line ConfigError naming dataset
+    ``name``, the values ``params`` of the parameters its inputs scale with (``noise=1e+300``; ''
+    for a set without any) and what goes wrong, before any model is built:
+
+    * an input that is not finite, in any split (a generator's values, or their spread, overflow:
+      ``standardized`` gives NaN where its statistics do; torchvision's sets with a ``std`` too
+      small for float32);
+    * training inputs whose every feature is constant (after standardization all 0): every sample
+      alike, so nothing can be learnt and every activation statistic is that of one input.
+
+    Token ids (sequences) are integers: nothing to check.
+    """
+    if data.kind == "sequences":
+        return data
+    names = ", ".join(part.split("=")[0] for part in params.split(", ")) if params else "the settings"
+    for split, x in (("training", data.x_train), ("test", data.x_test), ("validation", data.x_val)):
+        if x is not None and not bool(torch.isfinite(x).all()):
+            raise ConfigError(f"dataset {name}: {params or 'its settings'} gives {split} inputs that are not finite "
+                              f"after standardization (the values or their spread overflow); valid: values of "
+                              f"{names} under which every input is finite")
+    n = len(data.x_train)
+    if n and bool((data.x_train == data.x_train[:1]).all()):
+        alike = "a single sample" if n == 1 else f"all {n} samples alike"
+        given = f" ({params})" if params else ""
+        raise ConfigError(f"dataset {name}{given}: every feature of the training inputs is constant after "
+                          f"standardization ({alike}: nothing to learn); valid: training samples that differ")
+    return data
 
 
 def check_stratified_size(name: str, size: int, y: np.ndarray, what: str) -> None:
