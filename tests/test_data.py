@@ -647,6 +647,23 @@ def test_shapes_noise_and_seed():
     assert not torch.equal(other.x_train, noisy.x_train)
 
 
+def class_counts(y: torch.Tensor, k: int) -> list[int]:
+    return np.bincount(y.numpy(), minlength=k).tolist()
+
+
+@pytest.mark.parametrize("overrides,train,test", [
+    # balanced over train + test, then shuffled and cut: test held [25, 28, 21, 26] and, with the
+    # defaults, [126, 113, 139, 122], so a constant predictor scored 0.21 to 0.28 against chance 0.25
+    (["dataset.n_train=200", "dataset.n_test=100", "dataset.size=8"], [50] * 4, [25] * 4),
+    ([], [500] * 4, [125] * 4),
+    (["dataset.n_train=202", "dataset.n_test=99", "dataset.size=8"], [51, 51, 50, 50], [25, 25, 25, 24]),
+])
+def test_shapes_classes_are_balanced_in_each_split(overrides, train, test):
+    data = load_data(dataset_cfg("dataset=shapes", *overrides))
+    assert class_counts(data.y_train, 4) == train and class_counts(data.y_test, 4) == test
+    assert data.y_test.tolist() != [i % 4 for i in range(len(data.y_test))], "in a seeded random order"
+
+
 @pytest.mark.parametrize("overrides", [["dataset=digits"], ["dataset=shapes", *SMALL], ["dataset=majority", *SMALL],
                                        ["dataset=moons", *SMALL], ["dataset=blobs", *SMALL, "dataset.n_features=7"],
                                        ["dataset=spiral", *SMALL], ["dataset=circles", *SMALL], ["dataset=xor", *SMALL]])

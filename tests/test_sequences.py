@@ -56,6 +56,19 @@ def test_majority_is_deterministic_and_seeded():
     assert not torch.equal(a.x_train, c.x_train)
 
 
+@pytest.mark.parametrize("overrides,train,test", [
+    # balanced over train + test, then cut: the defaults' test split held [259, 256, 236, 249]
+    ([], [1000] * 4, [250] * 4),
+    (["dataset.n_train=201", "dataset.n_test=50"], [51, 50, 50, 50], [13, 13, 12, 12]),
+    (["dataset.n_train=300", "dataset.n_test=100", "dataset.n_classes=3"], [100] * 3, [34, 33, 33]),
+])
+def test_majority_classes_are_balanced_in_each_split(overrides, train, test):
+    data = load_data(dataset_cfg("dataset=majority", *overrides))
+    k = data.n_classes
+    assert np.bincount(data.y_train.numpy(), minlength=k).tolist() == train
+    assert np.bincount(data.y_test.numpy(), minlength=k).tolist() == test
+
+
 def test_majority_needs_voting_tokens_inside_the_vocabulary():
     with pytest.raises(ConfigError, match=r"^dataset.n_classes must be <= dataset.vocab_size \(8; .*\), got 9$"):
         dataset_cfg("dataset=majority", "dataset.vocab_size=8", "dataset.n_classes=9")

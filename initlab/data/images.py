@@ -17,7 +17,7 @@ from sklearn import datasets as skdata
 from sklearn.model_selection import train_test_split
 
 from initlab.data import files
-from initlab.data.tensors import Data, check_stratified_size, standardized, tensors
+from initlab.data.tensors import Data, balanced_labels, check_stratified_size, standardized, tensors
 
 DIGITS_SHAPE = (1, 8, 8)
 log = logging.getLogger(__name__)
@@ -211,12 +211,13 @@ def shape_masks(label: np.ndarray, row: np.ndarray, col: np.ndarray, radius: np.
 
 
 def shapes(cfg) -> Data:
-    """Four shape classes (``SHAPES``), balanced, at a random position and size with a random colour
-    per channel in [0.5, 1] on a black background, plus Gaussian pixel noise of std ``cfg.noise``;
-    standardized per channel with the training statistics. One seeded draw, train first."""
+    """Four shape classes (``SHAPES``), balanced in train and in test (``balanced_labels``), at a
+    random position and size with a random colour per channel in [0.5, 1] on a black background,
+    plus Gaussian pixel noise of std ``cfg.noise``; standardized per channel with the training
+    statistics. One seeded draw, train first."""
     rng = np.random.default_rng(cfg.seed)
     n, size = cfg.n_train + cfg.n_test, cfg.size
-    label = rng.permutation(np.arange(n) % len(SHAPES))
+    label = balanced_labels((cfg.n_train, cfg.n_test), len(SHAPES), rng)
     radius = rng.uniform(0.2, 0.4, size=n) * size
     row, col = (rng.uniform(radius, size - 1 - radius) for _ in range(2))
     colour = rng.uniform(0.5, 1.0, size=(n, cfg.channels))

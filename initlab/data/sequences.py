@@ -11,7 +11,7 @@ import torch
 
 from initlab.config import ConfigError
 from initlab.data import files
-from initlab.data.tensors import Data
+from initlab.data.tensors import Data, balanced_labels
 
 PAD, UNK = 0, 1
 
@@ -22,16 +22,17 @@ def _counts(tokens: np.ndarray, k: int) -> np.ndarray:
     return np.bincount((tokens + offsets).ravel(), minlength=k * len(tokens)).reshape(len(tokens), k)
 
 
-def majority_tokens(n: int, cfg, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` sequences of ``cfg.seq_len`` tokens whose label is the most frequent voting token.
+def majority_tokens(sizes: tuple[int, ...], cfg, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """sum(``sizes``) sequences of ``cfg.seq_len`` tokens whose label is the most frequent voting
+    token, for consecutive splits of ``sizes`` samples (train, test).
 
     Tokens 0..n_classes-1 vote, the others are distractors. Every sequence holds ``votes`` voting
     tokens (all of seq_len when vocab_size == n_classes, else seq_len // 2 rounded up) at random
     positions, drawn uniformly, and uniform distractors elsewhere. Draws whose largest count is
-    shared are redrawn, so every label is unique. Labels are balanced: sample i gets label
-    i % n_classes (then shuffled) by swapping that token with the winner.
+    shared are redrawn, so every label is unique. Labels are balanced in each split on its own
+    (``balanced_labels``), set by swapping that token with the winner.
     """
-    k, length = cfg.n_classes, cfg.seq_len
+    k, length, n = cfg.n_classes, cfg.seq_len, sum(sizes)
     votes = length if cfg.vocab_size == k else (length + 1) // 2
     chosen = np.empty((0, votes), dtype=np.int64)
     while len(chosen) < n:
@@ -41,7 +42,7 @@ def majority_tokens(n: int, cfg, rng: np.random.Generator) -> tuple[np.ndarray, 
         chosen = np.concatenate([chosen, draw[unique]])
     chosen = chosen[:n]
     winner = _counts(chosen, k).argmax(axis=1)
-    label = rng.permutation(np.arange(n) % k)
+    label = balanced_labels(sizes, k, rng)
     swapped = np.where(chosen == winner[:, None], label[:, None],
                        np.where(chosen == label[:, None], winner[:, None], chosen))
     tokens = rng.integers(k, cfg.vocab_size, size=(n, length)) if cfg.vocab_size > k else np.empty((n, length), np.int64)
@@ -52,7 +53,7 @@ def majority_tokens(n: int, cfg, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 def majority(cfg) -> Data:
     rng = np.random.default_rng(cfg.seed)
-    x, y = majority_tokens(cfg.n_train + cfg.n_test, cfg, rng)
+    x, y = majority_tokens((cfg.n_train, cfg.n_test), cfg, rng)
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     return Data(x[:cfg.n_train], y[:cfg.n_train], x[cfg.n_train:], y[cfg.n_train:], kind="sequences",
                 n_classes=cfg.n_classes, vocab_size=cfg.vocab_size)
