@@ -156,6 +156,18 @@ def test_filters_that_match_the_same_runs_name_one_folder(tmp_path):
     assert list(analysis.load([root], {"seed": ["00"]}).runs["job"]) == ["job0"]
 
 
+def test_a_filter_value_that_matches_no_run_is_named(tmp_path, caplog):
+    """init=lsuv,nosuch kept the lsuv runs and said nothing of the typo."""
+    for init in ("lsuv", "he_normal"):
+        write_job(tmp_path / init, init=init)
+    with caplog.at_level(logging.WARNING, logger="initlab.analysis.filters"):
+        runs = analysis.load([tmp_path], {"init": ["lsuv", "nosuch"], "depth": ["3", "4"]}).runs
+    assert list(runs["init"]) == ["lsuv"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "filter init=nosuch matches no run (the runs' init: he_normal, lsuv)",
+        "filter depth=4 matches no run (the runs' depth: 3)"]
+
+
 def test_a_job_folder_whose_name_holds_commas_can_be_filtered_on_quoted(tmp_path):
     """Hydra names a job's folder by its overrides, commas and all: job="'a=1,b=2'" is one value,
     as a quoted value is in Hydra's overrides; a quote left open is refused in one line."""

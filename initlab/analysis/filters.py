@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import logging
 import math
 import re
 
 import pandas as pd
 import yaml
+
+log = logging.getLogger(__name__)
 
 
 REL_TOL = 1e-9  # float filters: Hydra's range(0.1, 0.5, 0.1) writes 0.30000000000000004
@@ -67,14 +70,20 @@ def _matches(column: pd.Series, values: list[str]) -> pd.Series:
 
 def apply_filters(runs: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataFrame:
     """Keep the runs whose column KEY equals one of the values (floats to REL_TOL, lists by element);
-    raises KeyError (one line) for an unknown column or text values on a numeric one."""
+    raises KeyError (one line) for an unknown column or text values on a numeric one. A value that
+    matches no run is named in one warning with the values there are (``init=lsuv,nosuch`` kept
+    the lsuv runs and said nothing of the typo)."""
     for key, values in filters.items():
         if key not in runs:
             raise KeyError(f"cannot filter on {key!r}; columns: {', '.join(runs.columns)}")
+        present = ", ".join(sorted({str(v) for v in runs[key].dropna()}, key=_order))
         try:
+            unmatched = [v for v in values if not _matches(runs[key], [v]).any()]
             runs = runs[_matches(runs[key], values)]
         except ValueError as err:
             raise KeyError(f"{key} is numeric, got {', '.join(values)}") from err
+        if unmatched and not runs.empty:  # none matching at all is analyze.py's error
+            log.warning("filter %s=%s matches no run (the runs' %s: %s)", key, ",".join(unmatched), key, present)
     return runs
 
 
