@@ -915,6 +915,11 @@ def test_a_series_of_one_point_is_drawn_as_a_marker(tmp_path):
         assert len(lines) == 2 and len(marks) == 2  # one per init, at epoch 1
         assert {tuple(m.get_xdata()) for m in marks} == {(1.0,)}
         assert {m.get_color() for m in marks} == {line.get_color() for line in lines}
+    # epochs=0 (the user test's transformer): the training curves were empty panels, "0 not drawn"
+    root = write_sweep(tmp_path / "init_only", ("relu",), ("he_normal", "orthogonal"), (3,), epochs=0)
+    _, _, kept = draw(root, tmp_path / "out0", only=("curves_by_activation",))
+    for ax in kept["curves_activation_relu"].axes:
+        assert len([line for line in ax.lines if line.get_marker() == "o" and len(line.get_xdata()) == 1]) >= 2
 
 
 def test_only_points_without_a_drawn_neighbour_get_a_marker():
