@@ -194,6 +194,15 @@ def test_out_of_range_values_raise_one_line_config_errors(overrides, message):
     assert re.search(message, text), text
 
 
+@pytest.mark.parametrize("model", group_choices("model"))
+def test_every_model_refuses_a_depth_below_1(model):
+    """resnet18 is 18 deep whatever ``depth`` says, and took depth=-3 silently (rc 0) where every
+    other model refused it: a count is an integer > 0 for every model."""
+    with pytest.raises(ConfigError) as info:
+        to_experiment(compose_config(f"model={model}", "depth=-3"))
+    assert str(info.value) == "depth must be > 0, got -3"
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["init.factr=2"], r"Key 'factr' not in 'VarianceScalingConfig'"),
     (["init.mode=fan_x"], r"Invalid value 'fan_x', expected one of \[fan_in, fan_out\]"),

@@ -16,7 +16,7 @@ from initlab.config.enums import BranchInit, Device, KeptCheckpoint, Loss, Objec
 from initlab.config.init import (GainConfig, InitConfig, LSUVConfig, NormalConfig, TruncNormalConfig,
                                  VarianceScalingConfig)
 from initlab.config.model import CNNConfig, MLPConfig, ModelConfig, ResMLPConfig, ResNet18Config, TransformerConfig
-from initlab.config.ranges import INT_MAX, SEED_MAX, Checked, _require, derived_note, number
+from initlab.config.ranges import INT_MAX, SEED_MAX, Checked, _require, check_fields, derived_note, number
 from initlab.config.training import (AdamConfig, CosineSchedulerConfig, EarlyStoppingConfig, LoggerConfig,
                                      OptimizerConfig, PlateauSchedulerConfig, RMSpropConfig, SchedulerConfig,
                                      SGDConfig, StepSchedulerConfig, TensorBoardConfig)
@@ -49,9 +49,10 @@ class ExperimentConfig(Checked):
     objective: Optional[Objective] = None  # returned to an optimizing sweeper (initlab.objective); null: nothing
 
     def __post_init__(self) -> None:
+        check_fields(self, self.PREFIX)  # depth > 0 for every model, resnet18's (which is 18 whatever it says) too
         if self.model.FIXED_DEPTH is not None:  # resnet18: records and labels said the unused depth (5)
             self.depth = self.model.FIXED_DEPTH
-        super().__post_init__()
+        self.check()
 
     def check(self) -> None:
         self.model.check_depth(self.depth)
