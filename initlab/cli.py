@@ -30,7 +30,7 @@ from omegaconf import DictConfig, ListConfig, Node, OmegaConf, StringNode, open_
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from initlab.config import (SCHEMAS, ConfigError, derived_note, refused_field, register_configs,
-                            reject_unknown_top_level_keys, to_experiment)
+                            reject_unknown_top_level_keys, to_experiment, valid_names)
 from initlab.models import check_config_fits
 from initlab.queue_check import check_queue
 from initlab.records import unwritable
@@ -354,7 +354,8 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
         choice = _choice_named(parent[0], rest, compose_rest)
         valid.remove("name")
         derived = [derived_note(k, [key]) for k in (kind, *SCHEMAS[parent[0]].values())]  # a swept choice's too
-        line = (f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; valid: {', '.join(valid)}"
+        line = (f"unknown {parent[0]} parameter(s) {key} for {parent[0]}={choice}; "
+                + valid_names(valid, f"{parent[0]}={choice} takes no parameters")  # logger=none
                 + next((note for note in derived if note), ""))
         if parent[0] in swept and any(key in {f.name for f in fields(k)} for k in SCHEMAS[parent[0]].values()):
             lacking = _choices_without(parent[0], key, rest)
@@ -366,7 +367,14 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
                         + f" would be refused): sweep {'it' if len(lacking) == 1 else 'them'} separately)"))
         return line
     where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
-    return f"unknown key {cause.full_key}; valid {where}: {', '.join(valid)}"
+    owner = ".".join(parent) or "the config"
+    node = cause.parent_node
+    if not is_dataclass(kind) and isinstance(node, DictConfig):  # a dict (hydra.job_logging): its keys, and +
+        arg = next((a for a in args if a.lstrip("+~").split("=", 1)[0].startswith(cause.full_key)), None)
+        add = f"+{arg.lstrip('+~')}" if arg and "=" in arg else f"+{cause.full_key}=VALUE"
+        held = valid_names([str(k) for k in node.keys()], f"{owner} has no keys yet", where)
+        return f"unknown key {cause.full_key}; {held}; add a new one with {add}"
+    return f"unknown key {cause.full_key}; {valid_names(valid, f'{owner} takes no keys', f'valid {where}')}"
 
 
 def _choice_named(group: str, args: list[str], compose_rest: Compose) -> str:

@@ -228,9 +228,30 @@ PLATEAU_MODE = ("unknown scheduler parameter(s) mode for scheduler=reduce_on_pla
                                  "valid: an integer >= 0"),  # the bad one is named, not the last (was epochs=1)
     # an interpolation resolved when the config is read (was a traceback from the pre-check)
     (["optimizer.lr=${foo}"], "optimizer.lr=${foo}: Interpolation key 'foo' not found"),
+    # a choice without parameters, and a dict without a schema: the line ended "valid: " with nothing after it
+    (["logger.histograms=true"], "unknown logger parameter(s) histograms for logger=none; logger=none takes no "
+                                 "parameters"),
+    (["hydra.job_logging.x=1"], "unknown key hydra.job_logging.x; keys of hydra.job_logging: version, formatters, "
+                                "handlers, root, disable_existing_loggers; add a new one with +hydra.job_logging.x=1"),
+    (["hydra.job.env_set.foo=1"], "unknown key hydra.job.env_set.foo; hydra.job.env_set has no keys yet; add a new "
+                                  "one with +hydra.job.env_set.foo=1"),
 ])
 def test_command_line_errors_are_one_line(args, line):
     assert check_single_run(args, CONF) == line
+
+
+CHOICES = [(group, choice) for group in GROUPS for choice in group_choices(group)]
+
+
+@pytest.mark.parametrize("group,choice", CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
+def test_an_unknown_parameter_names_the_choices_parameters_or_says_it_has_none(group, choice):
+    """``logger.histograms=true`` with logger=none said "valid: " and nothing more; a choice without
+    parameters says so in words, with and without ``+`` (Hydra's refusal, and ``to_experiment``'s)."""
+    params = sorted(f.name for f in fields(schema_of(group, choice)) if f.name != "name")
+    said = f"valid: {', '.join(params)}" if params else f"{group}={choice} takes no parameters"
+    for override in (f"{group}.zzz=1", f"+{group}.zzz=1"):
+        line = check_single_run([f"{group}={choice}", override], CONF)
+        assert line == f"unknown {group} parameter(s) zzz for {group}={choice}; {said}", override
 
 
 @pytest.mark.parametrize("mode", [[], ["-m"]])
@@ -398,6 +419,10 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     # a key a swept choice derives: its note though the base config (scheduler=none) has no such property
     (["scheduler=reduce_on_plateau,step", "scheduler.mode=max"], "unknown scheduler parameter(s) mode for "
      "scheduler=none; valid: warmup_epochs" + PLATEAU_MODE.split("warmup_epochs")[1]),
+    (["logger=none,tensorboard", "logger.histograms=false"], "unknown logger parameter(s) histograms for "
+     "logger=none; logger=none takes no parameters (Hydra composes a sweep's base config with logger=none, not the "
+     "swept ones: ++logger.histograms=... sets it on every swept choice, but logger=none has no histograms (its jobs "
+     "would be refused): sweep it separately)"),
     # ++ on choices of which one lacks the key: the hint led to "unknown init parameter(s) gain" per job
     (["init=he_normal,orthogonal,zero", "init.gain=2"], SWEPT_GAIN.split(": set a parameter")[0] + ": ++init.gain=... "
      "sets it on every swept choice, but init=he_normal, init=zero have no gain (their jobs would be refused): sweep "

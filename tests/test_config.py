@@ -180,6 +180,8 @@ RANGE_ERRORS = [
     (["+optimizer.beta=0.9"], r"unknown optimizer parameter\(s\) beta for optimizer=sgd; valid: lr, momentum, "
                               r"nesterov, weight_decay"),
     (["+epoch=3"], "^" + re.escape(f"unknown key epoch; valid top-level keys: {TOP_KEYS}") + "$"),
+    (["+logger.histograms=true"], r"^unknown logger parameter\(s\) histograms for logger=none; logger=none takes "
+                                  r"no parameters$"),
     (["+foo=1", "++bar.baz=2"], r"^unknown keys bar, foo; valid top-level keys: activation, "),
 ]
 

@@ -26,7 +26,7 @@ from initlab.config.experiment import (SCHEMAS, TOP_LEVEL_KEYS, ExperimentConfig
 from initlab.config.init import InitConfig
 from initlab.config.model import MODELS, ModelConfig
 from initlab.config.ranges import (INT_MAX, SEED_MAX, Checked, ConfigError, Range, derived_note, field_takes, number,
-                                   numbers, refused_field, takes)
+                                   numbers, refused_field, takes, valid_names)
 from initlab.config.training import EarlyStoppingConfig, OptimizerConfig
 
 __all__ = ["DKS_NAMES", "INT_MAX", "LEAKY_RELU_SLOPE", "MODELS", "SCHEMAS", "SEED_MAX", "TOP_LEVEL_KEYS",
@@ -34,4 +34,4 @@ __all__ = ["DKS_NAMES", "INT_MAX", "LEAKY_RELU_SLOPE", "MODELS", "SCHEMAS", "SEE
            "DatasetConfig", "Device", "EarlyStoppingConfig", "ExperimentConfig", "InitConfig", "KeptCheckpoint",
            "Loss", "ModelConfig", "Norm", "Objective", "OptimizerConfig", "Range", "Transform", "check_transform",
            "derived_note", "dks_name", "field_takes", "number", "numbers", "refused_field", "register_configs",
-           "reject_unknown_top_level_keys", "takes", "to_experiment"]
+           "reject_unknown_top_level_keys", "takes", "to_experiment", "valid_names"]

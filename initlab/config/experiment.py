@@ -16,7 +16,8 @@ from initlab.config.enums import BranchInit, Device, KeptCheckpoint, Loss, Objec
 from initlab.config.init import (GainConfig, InitConfig, LSUVConfig, NormalConfig, TruncNormalConfig,
                                  VarianceScalingConfig)
 from initlab.config.model import CNNConfig, MLPConfig, ModelConfig, ResMLPConfig, ResNet18Config, TransformerConfig
-from initlab.config.ranges import INT_MAX, SEED_MAX, Checked, _require, check_fields, derived_note, number
+from initlab.config.ranges import (INT_MAX, SEED_MAX, Checked, _require, check_fields, derived_note, number,
+                                   valid_names)
 from initlab.config.training import (AdamConfig, CosineSchedulerConfig, EarlyStoppingConfig, LoggerConfig,
                                      OptimizerConfig, PlateauSchedulerConfig, RMSpropConfig, SchedulerConfig,
                                      SGDConfig, StepSchedulerConfig, TensorBoardConfig)
@@ -131,9 +132,11 @@ def _reject_unknown_keys(cfg: DictConfig) -> None:
         schema = OmegaConf.get_type(node)
         allowed = {f.name for f in fields(schema)}
         unknown = sorted(set(node.keys()) - allowed)
-        where = f"for {group}={node.name}" if group in SCHEMAS else f"in {group}"
+        owner = f"{group}={node.name}" if group in SCHEMAS else group
+        where = f"for {owner}" if group in SCHEMAS else f"in {group}"
+        valid = valid_names(sorted(allowed - {"name"}), f"{owner} takes no parameters")
         _require(not unknown, f"unknown {group} parameter(s) {', '.join(unknown)} {where}; "
-                              f"valid: {', '.join(sorted(allowed - {'name'}))}{derived_note(schema, unknown)}")
+                              f"{valid}{derived_note(schema, unknown)}")
 
 
 def to_experiment(cfg: DictConfig) -> ExperimentConfig:

@@ -152,6 +152,13 @@ def refused_field(err: Any, message: str) -> tuple[str, str]:
     return full, re.sub(r",? expected one of \[.*\]$", "", message.rstrip(".")) + f"; valid: {valid}"
 
 
+def valid_names(names: Sequence[str], none: str, label: str = "valid") -> str:
+    """``valid: a, b`` (``label`` may say what they are: ``valid keys of hydra``), or, where there are
+    none, the words ``none`` (``logger=none takes no parameters``): a bare "valid:" with nothing after
+    it read as a line cut short."""
+    return f"{label}: {', '.join(names)}" if names else none
+
+
 def derived_note(schema: Any, keys: Sequence[str]) -> str:
     """For an unknown-key refusal: ``; KEY is not a parameter: WHY`` for each of ``keys`` that
     ``schema`` computes from its fields as a property (reduce_on_plateau's ``mode`` follows its
