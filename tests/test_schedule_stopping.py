@@ -191,6 +191,16 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
     (["scheduler=cosine", "scheduler.warmup_epochs=100", "epochs=2"],
      "scheduler=cosine never starts: scheduler.warmup_epochs=100 fills all epochs=2, so its fields change nothing; "
      "valid: warmup_epochs < epochs, or scheduler=none"),
+    # one warmup epoch under a constant lr is optimizer.lr * 1/1: the run was that of warmup_epochs=0
+    (["++scheduler.warmup_epochs=1", "epochs=3"], "scheduler.warmup_epochs=1 changes nothing with scheduler=none (its "
+     "one warmup epoch's lr, optimizer.lr * 1/1, is the constant lr itself); valid: 0, or >= 2"),
 ])
 def test_settings_that_need_a_validation_split_or_each_other_are_refused_in_one_line(args, line):
     assert check_single_run(args, CONF) == line
+
+
+@pytest.mark.parametrize("schedule", [["scheduler=step"], ["scheduler=cosine"], ["scheduler=reduce_on_plateau"]])
+def test_one_warmup_epoch_before_a_schedule_is_accepted(schedule):
+    """Under a schedule, warmup_epochs=1 holds optimizer.lr one epoch before the schedule's epoch 0
+    (test_the_lr_column_shows_the_schedule's step arm): it changes the run, so it is no refusal."""
+    assert check_single_run([*schedule, "scheduler.warmup_epochs=1", "epochs=3"], CONF) is None
