@@ -194,6 +194,17 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
     # one warmup epoch under a constant lr is optimizer.lr * 1/1: the run was that of warmup_epochs=0
     (["++scheduler.warmup_epochs=1", "epochs=3"], "scheduler.warmup_epochs=1 changes nothing with scheduler=none (its "
      "one warmup epoch's lr, optimizer.lr * 1/1, is the constant lr itself); valid: 0, or >= 2"),
+    # a floor at or above the lr: cosine's lr climbed 0.01 -> 0.155 -> 0.505 -> 0.855 (README: down to eta_min)
+    (["scheduler=cosine", "scheduler.eta_min=1"], "scheduler.eta_min must be < optimizer.lr (0.01: cosine anneals "
+     "from optimizer.lr down to eta_min: above the lr it would climb, at it stay constant, as with scheduler=none), "
+     "got 1.0"),
+    (["scheduler=cosine", "scheduler.eta_min=0.01"], "scheduler.eta_min must be < optimizer.lr (0.01: cosine anneals "
+     "from optimizer.lr down to eta_min: above the lr it would climb, at it stay constant, as with scheduler=none), "
+     "got 0.01"),
+    (["scheduler=reduce_on_plateau", "scheduler.min_lr=0.01"], "scheduler.min_lr must be < optimizer.lr (0.01: "
+     "reduce_on_plateau cuts optimizer.lr, never below min_lr: at or above the lr it would never cut, as with "
+     "scheduler=none), got 0.01"),
+    (["scheduler=step", "scheduler.gamma=1"], "scheduler.gamma must be in (0, 1), got 1.0"),  # x 1: a constant lr
 ])
 def test_settings_that_need_a_validation_split_or_each_other_are_refused_in_one_line(args, line):
     assert check_single_run(args, CONF) == line

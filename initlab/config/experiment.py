@@ -63,6 +63,15 @@ class ExperimentConfig(Checked):
                  f"scheduler={self.scheduler.name} never starts: scheduler.warmup_epochs={warmup} fills all "
                  f"epochs={self.epochs}, so its fields change nothing; valid: warmup_epochs < epochs, or "
                  f"scheduler=none")
+        floor = {"cosine": ("eta_min", "cosine anneals from optimizer.lr down to eta_min: above the lr it would "
+                                       "climb, at it stay constant"),
+                 "reduce_on_plateau": ("min_lr", "reduce_on_plateau cuts optimizer.lr, never below min_lr: at or "
+                                                 "above the lr it would never cut")}
+        if self.scheduler.name in floor:  # scheduler.eta_min=1 climbed 0.01 -> 0.855, README said down to eta_min
+            key, why = floor[self.scheduler.name]
+            _require(getattr(self.scheduler, key) < self.optimizer.lr,
+                     f"scheduler.{key} must be < optimizer.lr ({self.optimizer.lr}: {why}, as with "
+                     f"scheduler=none), got {getattr(self.scheduler, key)}")
         needs_val = []
         if self.early_stopping.enabled:
             needs_val.append(f"early_stopping.enabled=true (monitor {self.early_stopping.monitor.value})")

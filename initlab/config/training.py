@@ -82,7 +82,7 @@ class StepSchedulerConfig(SchedulerConfig):
     """torch.optim.lr_scheduler.StepLR: lr times ``gamma`` every ``step_size`` epochs."""
 
     step_size: int = number(gt=0, integer=True)
-    gamma: float = number(gt=0, le=1)
+    gamma: float = number(gt=0, lt=1)  # 1 would keep the lr: scheduler=none
 
 
 @dataclass
