@@ -9,6 +9,7 @@ in_channels * kernel area). Normalization layers keep torch's defaults (weight 1
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Optional
 
@@ -21,6 +22,7 @@ from initlab.models.branches import init_branches
 from initlab.models.sites import Site
 
 
+log = logging.getLogger(__name__)
 Weighted = tuple[str, nn.Module, torch.Tensor, Optional[torch.Tensor]]  # name, layer, weight, bias
 
 
@@ -59,6 +61,23 @@ def fill_bias(bias: torch.Tensor, weight: torch.Tensor, model_cfg: ModelConfig) 
 
 
 @torch.no_grad()
+def fill_or_overflow(fill, weight: torch.Tensor, init: InitConfig, layer: nn.Module, name: str) -> None:
+    """``fill(weight, init, layer)``; where the init's uniform bound is beyond float32 (torch:
+    "from is out of bounds for float", he_uniform with factor 1e80; or twice it is: "expects
+    to-from <= numeric_limits<Float>::max()", xavier_uniform with gain 1e39)
+    the weight becomes +-inf of random sign, as a normal init of such a scale draws (init=normal
+    init.std=1e39), so the run diverges at init, recorded, instead of crashing."""
+    try:
+        fill(weight, init, layer)
+    except RuntimeError as err:
+        if not any(words in str(err) for words in ("out of bounds for float", "numeric_limits")):
+            raise  # uniform_'s two refusals: a bound beyond float32, or a range (2 bound) beyond it
+        log.warning("init=%s: %s's values are beyond float32 (%s): drawn as +-inf", init.name, name,
+                    str(err).splitlines()[0])
+        with torch.no_grad():
+            weight.copy_(torch.where(torch.rand_like(weight) < 0.5, -math.inf, math.inf))
+
+
 def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig,
                x: Optional[torch.Tensor] = None) -> Optional[dict]:
     """Fill every weighted layer's weight by ``init`` and then its bias by ``model_cfg.bias_init``,
@@ -82,8 +101,8 @@ def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig,
     if init.apply_to == ApplyTo.head:
         head = head_name(model)
         layers = [entry for entry in layers if entry[0] == head]
-    for _, layer, weight, bias in layers:
-        INITS[init.name].fill(weight, init, layer)
+    for name, layer, weight, bias in layers:
+        fill_or_overflow(INITS[init.name].fill, weight, init, layer, name)
         if bias is not None:
             fill_bias(bias, weight, model_cfg)
     report = None if rescale is None else rescale(model, init, x)

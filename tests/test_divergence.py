@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from conftest import compose_config, read_csv, read_json, run_job
+from initlab.config import ConfigError, to_experiment
 from initlab.measure.probes import ProbeStatistics, Row
 from initlab.records import PREDICTED_COLUMNS, PROBE_COLUMNS
 from initlab.train.callbacks import divergence
@@ -115,6 +116,24 @@ def test_overflowing_init_is_diverged_at_init(tmp_path, std):
     assert len(read_csv(tmp_path / "epochs.csv")) == 1
     assert_rows_match_files(tmp_path, result)
     json.loads((tmp_path / "result.json").read_text())  # strict JSON despite non-finite values
+
+
+@pytest.mark.parametrize("init", [["init=he_uniform", "init.factor=1e80"], ["init=xavier_uniform", "init.gain=1e39"]],
+                         ids=lambda o: ",".join(o))
+def test_a_uniform_init_beyond_float32_is_diverged_at_init(tmp_path, init):
+    """torch's uniform_ refused a bound beyond float32 ("from is out of bounds for float"): the job
+    crashed with a half-written folder, where normal inits of that scale diverge at init."""
+    result = run_job(compose_config(*init, "depth=2", "model.width=16", "epochs=1", "threads=1"), tmp_path)
+    assert (result["status"], result["diverged_epoch"]) == ("diverged", 0)
+    assert_rows_match_files(tmp_path, json.loads((tmp_path / "result.json").read_text()))
+
+
+@pytest.mark.parametrize("override", ["activation=leaky_relu activation.negative_slope=1e300",
+                                      "activation=elu activation.alpha=1e39"])
+def test_an_activation_parameter_beyond_float32_is_refused(override):
+    """torch computes with it in float32: negative_slope=1e300 crashed in the model summary."""
+    with pytest.raises(ConfigError, match=r"must be in [\[(]0, 3\.4028234663852886e\+38\], got 1e\+(300|39)$"):
+        to_experiment(compose_config(*override.split()))
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])

@@ -589,6 +589,21 @@ def test_a_large_phase_diagram_marks_the_cells_where_every_seed_diverged(tmp_pat
     assert "; x: every seed diverged (no accuracy)" in figure.caption
 
 
+def test_a_phase_diagram_over_many_decades_of_sigma_w2_is_drawn_on_a_log_axis(tmp_path):
+    """init.factor up to 1e300: pandas' round(9) of sigma_w^2 = 1e300 gave inf and the figure was
+    dropped ("x and y arguments to pcolormesh cannot have non-finite values"); on a linear axis
+    every ordinary cell sat squashed at 0."""
+    root = tmp_path / "sweep"
+    for factor, depth in itertools.product((0.5, 2.0, 1e100, 1e300), (2, 3)):
+        write_job(root / f"depth={depth},init.factor={factor}", activation="tanh", init="he_normal", depth=depth,
+                  init_params={"factor": factor}, epochs=1, jacobian=False, gain=1.0)
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    _, figures, kept = draw(root, tmp_path / "out", only=("phase_diagram",))
+    (fig,) = kept.values()
+    assert [ax.get_xscale() for ax in fig.axes[:2]] == ["log", "log"]
+    assert fig.axes[0].get_xlim()[1] > 1e300 and fig.axes[0].get_xlim()[0] < 0.5
+
+
 def test_figure_names_fit_the_file_system_and_absent_keys_read_as_absent():
     """analyze.py over several sweeps named figures by every model parameter (OSError: File name
     too long) and titled the runs without an experiment 'experiment=nan'."""

@@ -10,7 +10,7 @@ from omegaconf import MISSING
 from initlab import choices
 from initlab.config.enums import Transform
 from initlab.config.model import ModelConfig
-from initlab.config.ranges import Checked, _require, _require_choice, number
+from initlab.config.ranges import FLOAT32_MAX, Checked, _require, _require_choice, number
 
 
 @dataclass
@@ -82,7 +82,7 @@ LEAKY_RELU_SLOPE = 0.01  # torch.nn.LeakyReLU's default negative_slope, as conf/
 
 @dataclass
 class LeakyReLUConfig(ActivationConfig):
-    negative_slope: float = number(ge=0)
+    negative_slope: float = number(ge=0, le=FLOAT32_MAX)  # torch computes with it in float32
 
     def check(self) -> None:
         super().check()
@@ -93,7 +93,7 @@ class LeakyReLUConfig(ActivationConfig):
 
 @dataclass
 class ELUConfig(ActivationConfig):
-    alpha: float = number(gt=0)
+    alpha: float = number(gt=0, le=FLOAT32_MAX)  # torch computes with it in float32
 
 
 @dataclass

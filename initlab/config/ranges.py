@@ -30,6 +30,7 @@ def _require(ok: bool, message: str) -> None:
 SEED_MAX = 2**32 - 1  # scikit-learn's random_state and NumPy's RandomState accept [0, 2**32 - 1]
 INT_MAX = 2**31 - 1   # torch.set_num_threads and friends take a C int
 INT64_MAX = 2**63 - 1  # every integer ends up in torch as an int64 (split sizes, shapes)
+FLOAT32_MAX = 3.4028234663852886e38  # a scalar torch takes as a float32 (an activation's slope) must fit
 
 
 def _fmt(x: float) -> str:

@@ -8,6 +8,7 @@ with the 6 xi_c trainability curve. Same palettes and sizes as the other familie
 from __future__ import annotations
 
 import logging
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -257,8 +258,9 @@ class TheoryFigures:
         activation, init and sigma_b^2 whose runs vary both sigma_w^2 and depth."""
         if "sigma_w2" not in self.runs:
             return []
-        runs = self.runs[self.runs["sigma_w2"].notna() & self.runs["sigma_b2"].notna()]
-        runs = runs.assign(sigma_w2=runs["sigma_w2"].round(9), sigma_b2=runs["sigma_b2"].round(12))
+        finite = np.isfinite(self.runs["sigma_w2"].astype(float)) & np.isfinite(self.runs["sigma_b2"].astype(float))
+        runs = self.runs[finite]
+        runs = runs.assign(sigma_w2=_rounded(runs["sigma_w2"], 9), sigma_b2=_rounded(runs["sigma_b2"], 12))
         scale = ("init.factor", "init.std", "init.gain")  # what sets sigma_w^2, the x axis
         # keys no figure shows are fixed per Plotter.all context; other init parameters (init.mode) split here
         others = [k for k in self.keys if k.startswith("init.") and k not in scale]
@@ -276,7 +278,10 @@ class TheoryFigures:
             x = np.array([x[0] - 0.5, x[0] + 0.5]) if not log else np.array([x[0] - 0.3, x[0] + 0.3])
             return np.exp(x) if log else x
         mid = (x[1:] + x[:-1]) / 2
-        edges = np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
+        ends = (x[0] - mid[0], mid[-1] - x[-1])  # minus half the first and last gaps
+        if log:  # an end cell at most a decade wide each way: sigma_w^2 up to 1e300 kept the axis within floats
+            ends = (max(ends[0], -math.log(10)), max(ends[1], -math.log(10)))
+        edges = np.concatenate([[x[0] + ends[0]], mid, [x[-1] - ends[1]]])
         return np.exp(edges) if log else edges
 
     @staticmethod
@@ -293,8 +298,10 @@ class TheoryFigures:
             train=("final_train_acc", "mean"), test=("final_test_acc", "mean"),
             diverged=("status", lambda s: (s == "diverged").any())).reset_index()
         sw2, depths = np.sort(cells["sigma_w2"].unique()), np.sort(cells["depth"].unique())
-        x_edges, y_edges = self._edges(sw2, log=False), self._edges(depths, log=True)
-        grid = np.linspace(max(x_edges[0], 1e-3), x_edges[-1], 201)  # sigma_w^2 > 0
+        log_x = sw2[0] > 0 and sw2[-1] / sw2[0] > 1e3  # over 1e-2..1e300 a linear axis squashed every cell at 0
+        x_edges, y_edges = self._edges(sw2, log=log_x), self._edges(depths, log=True)
+        grid = (np.geomspace(x_edges[0], x_edges[-1], 201) if log_x
+                else np.linspace(max(x_edges[0], 1e-3), x_edges[-1], 201))  # sigma_w^2 > 0
         spec = self._activation_spec(part)
         try:
             xi_c = np.array([theory.depth_scales(spec, float(x), float(sigma_b2))[1] for x in grid])
@@ -328,8 +335,11 @@ class TheoryFigures:
                         label=r"$\xi_c$")
             if np.isfinite(critical) and x_edges[0] <= critical <= x_edges[-1]:
                 ax.axvline(critical, color="#f5c242", lw=1.3, linestyle=":", label=r"critical $\sigma_w^2$")
-            ax.set(yscale="log", xlim=(x_edges[0], x_edges[-1]), ylim=(y_edges[0], y_edges[-1]),
+            ax.set(yscale="log", xscale="log" if log_x else "linear", xlim=(x_edges[0], x_edges[-1]),
+                   ylim=(y_edges[0], y_edges[-1]),
                    xlabel=r"$\sigma_w^2$", title=f"final {metric} accuracy")
+            if log_x:
+                self._plain_log_ticks(ax.xaxis)  # matplotlib's own log ticks over 300 decades reached inf
             ax.set_yticks(depths, [f"{d:g}" for d in depths])
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.yaxis.set_minor_locator(NullLocator())
@@ -361,3 +371,11 @@ class TheoryFigures:
         return self._save(fig, name, (
             f"{act}, {init}, σ_b²={shown(sigma_b2)}{extra}: final train (left; mean over the last epoch's steps) and "
             f"test (right) accuracy over σ_w² = fan_in·Var(W) and depth, mean over seeds{marks}{curves}."), THEORY)
+
+
+def _rounded(values: pd.Series, decimals: int) -> pd.Series:
+    """``values`` rounded to ``decimals`` (float noise: 2.0000000001 is 2) where that is exact in a
+    float; pandas' round of 1e300 to 9 decimals overflowed to inf and the phase diagram was dropped."""
+    values = values.astype(float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return values.where(values.abs() > 1e15, values.round(decimals))
