@@ -73,8 +73,8 @@ class SchedulerConfig(Checked):
         # W = 1 gives epoch 1 optimizer.lr * 1/1: under a constant lr, a warmup of one epoch is none at all
         # (under a schedule it holds optimizer.lr one epoch before the schedule starts, which changes the run)
         _require(self.warmup_epochs != 1 or self.name != "none",
-                 f"scheduler.warmup_epochs=1 changes nothing with scheduler=none (its one warmup epoch's lr, "
-                 f"optimizer.lr * 1/1, is the constant lr itself); valid: 0, or >= 2")
+                 "scheduler.warmup_epochs=1 changes nothing with scheduler=none (its one warmup epoch's lr, "
+                 "optimizer.lr * 1/1, is the constant lr itself); valid: 0, or >= 2")
 
 
 @dataclass
