@@ -206,6 +206,9 @@ PLATEAU_MODE = ("unknown scheduler parameter(s) mode for scheduler=reduce_on_pla
      "dataset.n_classes must be <= dataset.n_train (100: every class needs training samples), got 200"),
     (["dataset=spiral", "dataset.n_train=3", "dataset.n_classes=4"],
      "dataset.n_classes must be <= dataset.n_train (3: every class needs training samples), got 4"),
+    # sets with a fixed number of classes too: shapes with n_train=2 trained on 2 of its 4 classes
+    (["dataset=shapes", "dataset.n_train=2", "dataset.n_test=2"],
+     "dataset.n_train must be >= 4 (the 4 classes of shapes: every class needs training samples), got 2"),
     # several values without -m: Hydra's hints in one line (was its first line alone), only the forms
     # the field takes (an int was offered depth=[5,18] and depth='5,18', both refused)
     (["depth=2,3"], "depth=2,3: several values; valid: a sweep with -m (python train.py -m depth=2,3)"),

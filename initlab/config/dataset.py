@@ -71,6 +71,7 @@ class TorchvisionConfig(DatasetConfig):
 class SyntheticConfig(DatasetConfig):
     """Generated sets: sizes and the seed of the one draw train and test come from."""
 
+    CLASSES: ClassVar[int] = 2  # the classes of a set without an n_classes parameter (moons, circles, xor)
     n_train: int = number(gt=0, integer=True)
     n_test: int = number(gt=0, integer=True)
     seed: int = number(ge=0, le=SEED_MAX, integer=True)
@@ -80,6 +81,9 @@ class SyntheticConfig(DatasetConfig):
         _require(n_classes is None or n_classes <= self.n_train,
                  f"dataset.n_classes must be <= dataset.n_train ({self.n_train}: every class needs training "
                  f"samples), got {n_classes}")
+        _require(n_classes is not None or self.CLASSES <= self.n_train,  # shapes n_train=2 trained on 2 of 4
+                 f"dataset.n_train must be >= {self.CLASSES} (the {self.CLASSES} classes of {self.name}: every "
+                 f"class needs training samples), got {self.n_train}")
 
     def input_shape(self) -> tuple[int, ...]:
         return (2,)
@@ -119,6 +123,7 @@ class ShapesConfig(NoisyConfig):
     """Synthetic images of four shape classes; ``noise`` is the std of Gaussian pixel noise."""
 
     KIND: ClassVar[str] = "images"
+    CLASSES: ClassVar[int] = 4  # initlab.data.images.SHAPES
     size: int = number(ge=8, integer=True)  # side in pixels: a shape spans at least 3 pixels
     channels: int = number(gt=0, integer=True)
     augment: bool = False
