@@ -154,11 +154,32 @@ def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[d
     finished = json.loads(path.read_text())
     if ends_alike(finished, current):
         return finished, False  # the run asked for diverges or stops at the same epoch: this is its result
+    _refuse_restarted(finished, current, job_dir)
     extending = (finished.get("status") == "completed" and (job_dir / records.CHECKPOINT).is_file()
                  and extends(finished.get("choices"), current))
     if not extending:
         check_same_run(records.RESULT_JSON, job_dir, finished.get("choices"), current)
     return finished, extending
+
+
+def _refuse_restarted(finished: Mapping[str, Any], current: Mapping[str, Any], job_dir: Path) -> None:
+    """ConfigError for a run that diverged or stopped early after a restart, asked for other epochs
+    only: ``ended_early`` does not take it for that run (the other run might not restart at all),
+    and it keeps no checkpoint to go on from when it diverged. The refusal said "kept no checkpoint
+    (a run kept with checkpoint=last or both continues ...)", advice that cannot help here."""
+    recorded = finished.get("choices")
+    attempts = finished.get("final_attempt", 0)
+    if not attempts or recorded is None or finished.get("status") == "completed" and not finished.get("stopped_epoch"):
+        return
+    diffs = differences(_with_defaults(recorded), current)
+    if not diffs or not all(d.startswith("epochs ") for d in diffs):
+        return
+    how = (f"diverged at epoch {finished['diverged_epoch']}" if finished.get("diverged_epoch") is not None
+           else f"stopped early at epoch {finished.get('stopped_epoch')}")
+    raise ConfigError(f"result.json in {job_dir} is of a run that {how} in attempt {attempts + 1} "
+                      f"(early_stopping.restarts): with epochs={current['epochs']} its attempts could end otherwise "
+                      f"(attempt 1 need not restart), so it is not that run; resume=false starts the job afresh "
+                      f"(replacing those records), or use another folder")
 
 
 def ended_early(finished: Mapping[str, Any]) -> Optional[str]:

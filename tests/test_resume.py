@@ -664,8 +664,14 @@ def test_a_run_that_restarted_is_not_taken_for_the_longer_run(tmp_path):
                 "early_stopping.restart_below=1.0"]  # every attempt stops at epoch 1 and fails: one restart
     first = run_job(compose_config(*QUICK, *settings, "epochs=3"), tmp_path)
     assert (first["final_attempt"], first["stopped_epoch"]) == (1, 1)
-    with pytest.raises(ConfigError, match="kept no checkpoint"):
-        run_job(compose_config(*QUICK, *settings, "epochs=8"), tmp_path)
+    # the refusal said "kept no checkpoint (a run kept with checkpoint=last or both continues ...)":
+    # advice that cannot help (a user test had checkpoint=last); it now says why
+    for epochs in (8, 2):
+        with pytest.raises(ConfigError, match=rf"is of a run that stopped early at epoch 1 in attempt 2 "
+                                              rf"\(early_stopping.restarts\): with epochs={epochs} its attempts "
+                                              rf"could end otherwise \(attempt 1 need not restart\), so it is not "
+                                              rf"that run; resume=false"):
+            run_job(compose_config(*QUICK, *settings, f"epochs={epochs}", "checkpoint=last"), tmp_path)
 
 
 @pytest.mark.parametrize("change", ["seed=1", "epochs=2", "jacobian_every=1"])
