@@ -575,6 +575,21 @@ def test_a_gz_newer_than_its_unpacked_file_is_unpacked_again(tmp_path, caplog):
         f"dataset mnist: unpacked 1 .gz file in {raw} (1 over an older or unreadable unpacked file)"]
 
 
+def test_a_replaced_gz_stamped_older_than_its_unpacked_file_is_unpacked_again(tmp_path):
+    """cp -p, tar and wget keep a .gz's old timestamp: a 400-sample .gz put over a 300-sample one
+    already unpacked was never read (n_train 300). Its trailer's size and CRC-32 tell it apart."""
+    make_mnist_like(tmp_path / "old", "MNIST", n_train=300)
+    make_mnist_like(tmp_path / "new", "MNIST", n_train=400)
+    raw = tmp_path / "old" / "MNIST" / "raw"
+    gzip_all(raw)
+    args = ("dataset=mnist", f"dataset.root={tmp_path / 'old'}", "dataset.download=false")
+    assert len(load_data(dataset_cfg(*args)).y_train) == 300
+    for gz in gzip_all(tmp_path / "new" / "MNIST" / "raw"):
+        (raw / gz.name).write_bytes(gz.read_bytes())
+        os.utime(raw / gz.name, ns=(0, 0))  # stamped 1970: older than the unpacked files
+    assert len(load_data(dataset_cfg(*args)).y_train) == 400
+
+
 def test_an_altered_cifar_batch_is_named_by_the_md5_check(tmp_path, monkeypatch):
     make_cifar_like(tmp_path, monkeypatch)
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"

@@ -223,3 +223,11 @@ def test_theory_never_crashes_a_job(tmp_path, overrides):
     assert set(written["theory"]) == {"sigma_w2", "sigma_b2", "chi1", "q_star", "xi_q", "xi_c",
                                       "critical_sigma_w2"}
     assert_rows_match_files(tmp_path, written)
+
+
+def test_an_overflowing_sigma_w2_is_said_in_words(tmp_path, caplog):
+    """The warning read "...: (34, 'Numerical result out of range')", Python's errno tuple."""
+    with caplog.at_level(logging.WARNING, logger="initlab.train.predictions"):
+        run_job(compose_config("init=normal", "init.std=1e200", "epochs=0", "model.width=16", "threads=1"), tmp_path)
+    assert "mean-field sigma_w2 not computed for this configuration: a value overflows a float" in caplog.text
+    assert "Numerical result" not in caplog.text

@@ -85,14 +85,16 @@ def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]], image_
     """Unpack the ``.gz`` of each ``expected`` file that is there only packed (MNIST's official
     ``*-ubyte.gz``, placed by hand): torchvision looks for the unpacked files and unpacks only what
     its own download fetched. Its extract helper does it, as in that download step; one info line
-    says so. The .gz is the source: an unpacked file older than its .gz, or an idx file beside its
-    .gz that is not what its name says (an empty .gz unpacked earlier), is unpacked again, else a
-    replaced .gz would never be read. A .gz that does not unpack is a DatasetUnavailable naming it
-    (its partial output removed, else it would read as a truncated file next time)."""
+    says so. The .gz is the source: an unpacked file older than its .gz, one whose size or CRC-32
+    is not the one the .gz's trailer records (a .gz replaced by an older-stamped copy: cp -p, tar,
+    wget), or an idx file beside its .gz that is not what its name says (an empty .gz unpacked
+    earlier), is unpacked again, else a replaced .gz would never be read. A .gz that does not
+    unpack is a DatasetUnavailable naming it (its partial output removed, else it would read as a
+    truncated file next time)."""
     from torchvision.datasets.utils import extract_archive
 
     def stale(path: Path) -> bool:
-        return (_gz(path).stat().st_mtime_ns > path.stat().st_mtime_ns
+        return (_gz(path).stat().st_mtime_ns > path.stat().st_mtime_ns or _unpacked_otherwise(path)
                 or (expected[path] is None and _idx_problem(path, image_size) is not None))
 
     packed = [path for path in expected if _gz(path).is_file() and (not path.exists() or stale(path))]
@@ -107,6 +109,19 @@ def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]], image_
     if packed:
         log.info("dataset %s: unpacked %d .gz file%s in %s%s", name, len(packed), "s"[:len(packed) - 1],
                  packed[0].parent, f" ({again} over an older or unreadable unpacked file)" if again else "")
+
+
+def _unpacked_otherwise(path: Path) -> bool:
+    """Whether ``path`` is not what its .gz unpacks to, by the gzip trailer (RFC 1952: the CRC-32 and
+    the size mod 2^32 of the data, the last 8 bytes): a few tens of milliseconds for MNIST's files.
+    A .gz too short for a trailer counts as different (unpacking it names what is wrong)."""
+    with open(_gz(path), "rb") as f:
+        f.seek(0, 2)
+        if f.tell() < 18:  # 10-byte header + 8-byte trailer
+            return True
+        f.seek(-8, 2)
+        crc, size = struct.unpack("<II", f.read(8))
+    return path.stat().st_size % 2**32 != size or zlib.crc32(path.read_bytes()) != crc
 
 
 def _damaged(expected: dict[Path, Optional[str]], err: Exception) -> Optional[tuple[Path, str]]:

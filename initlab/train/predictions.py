@@ -36,7 +36,8 @@ def _quietly(name: str, compute, *args, fallback: Any = math.nan, **kwargs) -> A
         with np.errstate(all="ignore"):
             return compute(*args, **kwargs)
     except (ArithmeticError, ValueError) as err:
-        log.warning("mean-field %s not computed for this configuration: %s", name, err)
+        why = "a value overflows a float" if isinstance(err, OverflowError) else err  # not "(34, 'Numerical ...')"
+        log.warning("mean-field %s not computed for this configuration: %s", name, why)
         return fallback
 
 
