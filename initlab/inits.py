@@ -60,12 +60,11 @@ def fill_bias(bias: torch.Tensor, weight: torch.Tensor, model_cfg: ModelConfig) 
     return nn.init.zeros_(bias)
 
 
-@torch.no_grad()
 def fill_or_overflow(fill, weight: torch.Tensor, init: InitConfig, layer: nn.Module, name: str) -> None:
     """``fill(weight, init, layer)``; where the init's uniform bound is beyond float32 (torch:
     "from is out of bounds for float", he_uniform with factor 1e80; or twice it is: "expects
-    to-from <= numeric_limits<Float>::max()", xavier_uniform with gain 1e39)
-    the weight becomes +-inf of random sign, as a normal init of such a scale draws (init=normal
+    to-from <= numeric_limits<Float>::max()", xavier_uniform with gain 1e39) the weight becomes
+    +-inf of random sign, as a normal init of such a scale draws (init=normal
     init.std=1e39), so the run diverges at init, recorded, instead of crashing."""
     try:
         fill(weight, init, layer)
@@ -74,10 +73,10 @@ def fill_or_overflow(fill, weight: torch.Tensor, init: InitConfig, layer: nn.Mod
             raise  # uniform_'s two refusals: a bound beyond float32, or a range (2 bound) beyond it
         log.warning("init=%s: %s's values are beyond float32 (%s): drawn as +-inf", init.name, name,
                     str(err).splitlines()[0])
-        with torch.no_grad():
-            weight.copy_(torch.where(torch.rand_like(weight) < 0.5, -math.inf, math.inf))
+        weight.copy_(torch.where(torch.rand_like(weight) < 0.5, -math.inf, math.inf))
 
 
+@torch.no_grad()
 def initialize(model: nn.Module, init: InitConfig, model_cfg: ModelConfig,
                x: Optional[torch.Tensor] = None) -> Optional[dict]:
     """Fill every weighted layer's weight by ``init`` and then its bias by ``model_cfg.bias_init``,

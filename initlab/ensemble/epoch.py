@@ -88,8 +88,7 @@ def train_epoch(stacked: Stacked, optimizers: Sequence[torch.optim.Optimizer],
             update()
         else:
             for j, optimizer in enumerate(optimizers):  # a step beyond float32 diverges its member alone
-                overflows[j] = overflows[j] or step_or_overflow(
-                    optimizer, [p for group in optimizer.param_groups for p in group["params"]])
+                overflows[j] = overflows[j] or step_or_overflow(optimizer)
         with torch.no_grad():
             loss_sum += values.detach()
             correct += (logits.argmax(dim=-1) == yb).sum(dim=-1)

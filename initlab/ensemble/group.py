@@ -127,7 +127,7 @@ def _train(jobs: list[Job], job_dirs: Sequence[Path], on_end: MemberEnd) -> list
             job = members[j]
             train_loss, train_acc, grad_norm, *grad_norm_train = per_member[row]
             with member_records(job.job_dir):
-                if sums.overflows[row] is not None:  # recorded as its solo run records it (train_overflowed)
+                if sums.overflows[row] is not None:  # recorded as its solo run records it
                     train_loss, train_acc = overflowed_epoch(job.start, sums.overflows[row])
                 end = job.end_epoch(job.start, train_loss, train_acc, epoch_time, grad_norm, grad_norm_train,
                                     sums.logged[row], evaluated[row])

@@ -396,9 +396,9 @@ def attempt_seed(seed: int, attempt: int) -> int:
 
 def overflowed_epoch(epoch: int, why: str) -> tuple[float, float]:
     """The train (loss, accuracy) recorded for an epoch whose optimizer step overflowed float32
-    (initlab.train.loop.step_or_overflow; the weights are NaN since): inf and NaN, whichever step it was,
-    so the epoch diverges as every overflowing run does, recorded, not crashed, alike in every
-    launcher. Logs why."""
+    (initlab.train.loop.step_or_overflow; the weights are NaN since): inf and NaN, whichever step
+    it was, so the epoch diverges as every overflowing run does, recorded, not crashed, alike in
+    every launcher. Logs why."""
     log.warning("epoch %d: the optimizer's update overflowed float32 (%s): weights set to NaN", epoch, why)
     return math.inf, math.nan
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -70,22 +70,23 @@ class EpochSums:
 def overflowed(err: RuntimeError) -> bool:
     """Whether ``err`` is torch refusing a scalar beyond float32 inside an optimizer's step ("value
     cannot be converted to type float without overflow": an lr or weight decay of 1e39, Adam's
-    lr / (1 - beta1^t) past 3.4e38). Such a step is divergence, not a crash (``nan_weights``)."""
+    lr / (1 - beta1^t) past 3.4e38). Such a step is divergence, not a crash (``step_or_overflow``)."""
     return "without overflow" in str(err)
 
 
-def step_or_overflow(optimizer: torch.optim.Optimizer, params: Iterable[torch.Tensor]) -> Optional[str]:
-    """``optimizer.step()``; where torch refuses it (``overflowed``), ``params`` set to NaN (what
-    the step left, some updated and some not, is no network; NaN weights make the losses NaN,
-    which the divergence check records) and the reason returned, else None."""
+def step_or_overflow(optimizer: torch.optim.Optimizer) -> Optional[str]:
+    """``optimizer.step()``; where torch refuses it (``overflowed``), the optimizer's parameters set
+    to NaN (what the step left, some updated and some not, is no network; NaN weights make the
+    losses NaN, which the divergence check records) and the reason returned, else None."""
     try:
         optimizer.step()
     except RuntimeError as err:
         if not overflowed(err):
             raise
         with torch.no_grad():
-            for param in params:
-                param.fill_(math.nan)
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    param.fill_(math.nan)
         return str(err).splitlines()[0]
     return None
 
@@ -130,7 +131,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
             log_steps.append(step)
             log_lrs.append(optimizer.param_groups[0]["lr"])
             log_rows.append(_step_row(value, weights, biases))
-        overflow = overflow or step_or_overflow(optimizer, params)
+        overflow = overflow or step_or_overflow(optimizer)
         with torch.no_grad():
             loss_sum += value
             correct += (logits.argmax(dim=1) == yb).sum()
