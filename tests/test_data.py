@@ -246,8 +246,16 @@ def test_generator_values_just_below_overflow_load():
 
 
 def test_training_inputs_all_alike_are_refused():
+    """moons with n_train=1 is refused by its class count, before loading; training inputs of a
+    single sample (standardized to all 0) by the data check."""
+    from initlab.data.tensors import Data, check_inputs
+
+    with pytest.raises(ConfigError, match=r"^dataset.n_train must be >= 2 \(the 2 classes of moons"):
+        dataset_cfg("dataset=moons", "dataset.n_train=1", "dataset.n_test=10")
+    one = Data(torch.ones(1, 2), torch.zeros(1, dtype=torch.long), torch.ones(3, 2), torch.zeros(3, dtype=torch.long),
+               kind="vectors", n_classes=2)
     with pytest.raises(ConfigError) as refused:
-        load_data(dataset_cfg("dataset=moons", "dataset.n_train=1", "dataset.n_test=10"))
+        check_inputs("moons", "noise=0.1", one)
     assert str(refused.value) == ("dataset moons (noise=0.1): every feature of the training inputs is constant after "
                                   "standardization (a single sample: nothing to learn); valid: training samples "
                                   "that differ")
