@@ -153,8 +153,9 @@ RANGE_ERRORS = [
                                                             r"std\^2\) .* \(acceptance 4.\de-04 < 0.1\)"),
     (["init=trunc_normal", "init.b=-inf"], r"init.b must be finite, got -inf"),
     (["init=trunc_normal", "init.a=1", "init.b=1"], r"init.a must be < init.b, got a=1.0, b=1.0"),
-    (["activation=leaky_relu", "activation.negative_slope=-0.1"], r"negative_slope must be finite and >= 0, got -0.1"),
-    (["activation=elu", "activation.alpha=0"], r"activation.alpha must be finite and > 0, got 0"),
+    (["activation=leaky_relu", "activation.negative_slope=-0.1"],
+     r"negative_slope must be in \[0, 3\.4028234663852886e\+38\], got -0.1"),  # torch's float32 bounds it
+    (["activation=elu", "activation.alpha=0"], r"activation.alpha must be in \(0, 3\.4028234663852886e\+38\], got 0"),
     (["activation=gelu", "activation.approximate=erf"], r"approximate must be one of none, tanh; got 'erf'"),
     (["activation=leaky_relu", "activation.transform=tat", "activation.c_val_0_target=1.5"],
      r"activation.c_val_0_target must be in \[0, 1\] or null, got 1.5"),
