@@ -78,7 +78,8 @@ def test_float_filters_match_within_relative_tolerance(tmp_path):
     for wanted in ("0.3", "0.30000000000000004", "3e-1"):
         tables = analysis.load([root], {"init.std": [wanted]})
         assert list(tables.runs["job"]) == ["std2"], wanted
-    assert list(analysis.load([root], {"init.std": ["0.3000001"]}).runs["job"]) == []  # 3e-7 relative: no
+    with pytest.raises(KeyError, match="no run matches init.std=0.3000001"):  # 3e-7 relative: no
+        analysis.load([root], {"init.std": ["0.3000001"]})
     assert sorted(analysis.load([root], {"init.std": ["0.1", "0.4"]}).runs["job"]) == ["std0", "std3"]
     with pytest.raises(KeyError, match="init.std is numeric"):
         analysis.load([root], {"init.std": ["small"]})
@@ -92,7 +93,8 @@ def test_list_values_can_be_filtered(tmp_path, capsys):
         "optimizer.betas": ["[0.5,0.9]", "[0.9,0.99]"]}
     for wanted in ("[0.5,0.9]", "[0.5, 0.9]", "[0.50, 0.9000000000000001]"):
         assert list(analysis.load([root], {"optimizer.betas": [wanted]}).runs["job"]) == ["betas0"], wanted
-    assert list(analysis.load([root], {"optimizer.betas": ["[0.5]"]}).runs["job"]) == []
+    with pytest.raises(KeyError, match=r"no run matches optimizer.betas=\[0.5\]"):
+        analysis.load([root], {"optimizer.betas": ["[0.5]"]})
     assert analyze.main([str(root), "optimizer.betas=[0.9,0.999]", "--out", str(tmp_path / "out")]) == 0
     assert pd.read_csv(tmp_path / "out" / "runs.csv")["job"].tolist() == ["betas1"]
 
@@ -103,7 +105,8 @@ def test_text_and_bool_filters_still_match_exactly(tmp_path):
     write_job(root / "b", activation="tanh", optimizer_params={"nesterov": False}, seed=1)
     assert list(analysis.load([root], {"activation": ["TANH"]}).runs["job"]) == ["b"]
     assert len(analysis.load([root], {"optimizer.nesterov": ["false"]}).runs) == 2
-    assert analysis.load([root], {"activation": ["relu6"]}).runs.empty
+    with pytest.raises(KeyError, match="no run matches activation=relu6; valid: the runs' activation: relu, tanh"):
+        analysis.load([root], {"activation": ["relu6"]})
 
 
 # --- where the output goes ------------------------------------------------------------------------
@@ -166,6 +169,21 @@ def test_a_filter_value_that_matches_no_run_is_named(tmp_path, caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "filter init=nosuch matches no run (the runs' init: he_normal, lsuv)",
         "filter depth=4 matches no run (the runs' depth: 3)"]
+
+
+def test_filters_that_keep_no_run_name_the_values_there_are(tmp_path, capsys):
+    """analyze.py init=nosuch said only "no run matches init=nosuch": the values it could have been
+    are those of the runs the filters before it kept."""
+    for init, depth in (("lsuv", 3), ("he_normal", 5)):
+        write_job(tmp_path / init, init=init, depth=depth)
+    with pytest.raises(KeyError) as err:
+        analysis.load([tmp_path], {"init": ["nosuch"]})
+    assert err.value.args[0] == "no run matches init=nosuch; valid: the runs' init: he_normal, lsuv"
+    with pytest.raises(KeyError) as err:
+        analysis.load([tmp_path], {"depth": ["5"], "init": ["lsuv"]})
+    assert err.value.args[0] == "no run matches init=lsuv; valid: the runs' init with depth=5: he_normal"
+    assert analyze.main([str(tmp_path), "depth=5", "init=lsuv"]) == 1
+    assert capsys.readouterr().err == "error: no run matches init=lsuv; valid: the runs' init with depth=5: he_normal\n"
 
 
 def test_a_job_folder_whose_name_holds_commas_can_be_filtered_on_quoted(tmp_path):

@@ -72,18 +72,24 @@ def apply_filters(runs: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataF
     """Keep the runs whose column KEY equals one of the values (floats to REL_TOL, lists by element);
     raises KeyError (one line) for an unknown column or text values on a numeric one. A value that
     matches no run is named in one warning with the values there are (``init=lsuv,nosuch`` kept
-    the lsuv runs and said nothing of the typo)."""
+    the lsuv runs and said nothing of the typo); filters that leave no run raise KeyError naming the
+    first that emptied it and the values its column has among the runs the filters before it kept."""
+    applied = []
     for key, values in filters.items():
         if key not in runs:
             raise KeyError(f"cannot filter on {key!r}; columns: {', '.join(runs.columns)}")
-        present = ", ".join(sorted({str(v) for v in runs[key].dropna()}, key=_order))
+        present = ", ".join(sorted({str(v) for v in runs[key].dropna()}, key=_order)) or "none set"
         try:
             unmatched = [v for v in values if not _matches(runs[key], [v]).any()]
             runs = runs[_matches(runs[key], values)]
         except ValueError as err:
             raise KeyError(f"{key} is numeric, got {', '.join(values)}") from err
-        if unmatched and not runs.empty:  # none matching at all is analyze.py's error
+        if runs.empty:
+            among = f" with {' '.join(applied)}" if applied else ""
+            raise KeyError(f"no run matches {key}={','.join(values)}; valid: the runs' {key}{among}: {present}")
+        if unmatched:
             log.warning("filter %s=%s matches no run (the runs' %s: %s)", key, ",".join(unmatched), key, present)
+        applied.append(f"{key}={','.join(values)}")
     return runs
 
 
