@@ -426,7 +426,7 @@ MUTATIONS = [
              "    _unpack_gz(cfg.name, cls, expected, cfg.input_shape()[1:])\n", "",
              ("tests/test_data.py", "-k", "gz_files_alone"), "the official .gz files alone: 'files not found'"),
     Mutation("empty_gz_output_kept", "initlab/data/images.py",
-             "    if damaged and _gz(damaged[0]).is_file():", "    if False:",
+             "        if problem:\n            path.unlink()", "        if False:\n            path.unlink()",
              ("tests/test_data.py", "-k", "empty_gz"), "an empty .gz: its empty output stayed and was blamed"),
     Mutation("replaced_gz_never_unpacked", "initlab/data/images.py",
              "(not path.exists() or stale(path))", "not path.exists()",

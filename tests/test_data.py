@@ -450,8 +450,8 @@ def test_files_that_are_there_but_damaged_are_named_not_called_missing(tmp_path,
     images.write_bytes(images.read_bytes()[:100_000])
     message = load_error("dataset=mnist", f"dataset.root={tmp_path}", f"dataset.download={download}")
     assert message == (f"dataset mnist: {images} is 100000 bytes, but its idx header (300 x 28 x 28 uint8) needs "
-                       "235216 (truncated); replace them with torchvision's MNIST files (or remove them and set "
-                       "dataset.download=true)")  # was cut off: (shape '[300, 28, 28]' is invalid for input of size)
+                       "235216 (truncated); replace it with its original from torchvision's MNIST files (or remove it "
+                       "and set dataset.download=true)")  # was cut off: (shape '[300, 28, 28]' is invalid ...)
 
 
 def test_an_idx_file_longer_than_its_header_says_is_named_too(tmp_path):
@@ -460,7 +460,7 @@ def test_an_idx_file_longer_than_its_header_says_is_named_too(tmp_path):
     labels.write_bytes(labels.read_bytes() + b"\0\0")
     message = load_error("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
     assert message.startswith(f"dataset mnist: {labels} is 30 bytes, but its idx header (20 uint8) needs 28 "
-                              "(longer than declared); replace them")
+                              "(longer than declared); replace it")
 
 
 
@@ -474,8 +474,8 @@ def test_idx_images_of_another_size_are_named_before_training(tmp_path, name, fo
     images = tmp_path / folder / "raw" / f"{split}-images-idx3-ubyte"
     write_idx_images(images, np.zeros((len(written[split][1]), side, side)))
     message = load_error(f"dataset={name}", f"dataset.root={tmp_path}", "dataset.download=false")
-    assert message == (f"dataset {name}: {images} holds {side} x {side} images; valid: 28 x 28; replace them with "
-                       f"torchvision's {folder} files (or remove them and set dataset.download=true)")
+    assert message == (f"dataset {name}: {images} holds {side} x {side} images; valid: 28 x 28; replace it with its "
+                       f"original from torchvision's {folder} files (or remove it and set dataset.download=true)")
 
 
 HTML = b"<html><body>404 Not Found</body></html>\n"
@@ -497,8 +497,8 @@ def test_an_unreadable_idx_file_is_named_with_what_is_wrong(tmp_path, file, cont
     path = tmp_path / "MNIST" / "raw" / file
     path.write_bytes(content)
     message = load_error("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
-    assert message == (f"dataset mnist: {path} {why}; replace them with torchvision's MNIST files (or remove them "
-                       "and set dataset.download=true)")
+    assert message == (f"dataset mnist: {path} {why}; replace it with its original from torchvision's MNIST files "
+                       "(or remove it and set dataset.download=true)")
 
 def gzip_all(raw: Path) -> list[Path]:
     """Leave only ``raw``'s files gzipped, as the official MNIST downloads (``*-ubyte.gz``) are."""
@@ -540,8 +540,8 @@ def test_a_corrupt_gz_is_named_in_one_line(tmp_path, damage, reason):
     gz = gzip_all(tmp_path / "MNIST" / "raw")[1]
     gz.write_bytes(damage(gz.read_bytes()))
     message = load_error("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
-    assert message == (f"dataset mnist: {gz} could not be unpacked ({reason}); replace them with torchvision's MNIST "
-                       "files (or remove them and set dataset.download=true)")
+    assert message == (f"dataset mnist: {gz} could not be unpacked ({reason}); replace it with its original from "
+                       "torchvision's MNIST files (or remove it and set dataset.download=true)")
     assert not gz.with_suffix("").exists(), "no half-unpacked file left to be read next time"
 
 
@@ -556,9 +556,12 @@ def test_an_empty_gz_is_named_and_a_good_one_put_there_later_is_read(tmp_path, c
     packed[0].write_bytes(gzip.compress(b""))
     args = ("dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false")
     for _ in range(2):
-        assert load_error(*args) == (f"dataset mnist: {packed[0]} unpacks to a file that is empty; replace them with "
-                                     "torchvision's MNIST files (or remove them and set dataset.download=true)")
+        with caplog.at_level(logging.INFO, logger="initlab.data.images"):
+            message = load_error(*args)
+        assert message == (f"dataset mnist: {packed[0]} unpacks to a file that is empty; replace it with its original "
+                           "from torchvision's MNIST files (or remove it and set dataset.download=true)")
         assert not packed[0].with_suffix("").exists()
+    assert "unpacked" not in caplog.text, "an unpacking that failed was logged as done"
     packed[0].write_bytes(good)
     data = load_data(dataset_cfg(*args))
     np.testing.assert_array_equal(data.y_test.numpy(), written["t10k"][1])

@@ -174,7 +174,7 @@ def test_a_review_that_is_not_utf8_is_named_in_one_line(tmp_path):
     with pytest.raises(DatasetUnavailable) as info:
         load_data(dataset_cfg("dataset=imdb", f"dataset.root={tmp_path}"))
     assert str(info.value) == (f"dataset imdb: {bad.resolve()} is not UTF-8 text (invalid continuation byte at byte "
-                               f"10); replace them with the files of aclImdb_v1.tar.gz")
+                               f"10); replace it with its original from the files of aclImdb_v1.tar.gz")
 
 
 @pytest.mark.parametrize("make,absent", [

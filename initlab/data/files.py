@@ -22,8 +22,8 @@ def missing(name: str, root: Path, what: str, why: str = "") -> DatasetUnavailab
 def unreadable(name: str, path: Path, why: str, what: str, download: bool = True) -> DatasetUnavailable:
     """The one-line error for files that are there but not usable (truncated, altered, wrong format);
     ``download``: whether the dataset can fetch them again (torchvision's sets; not IMDB)."""
-    again = " (or remove them and set dataset.download=true)" if download else ""
-    return DatasetUnavailable(f"dataset {name}: {path} {why}; replace them with {what}{again}")
+    again = " (or remove it and set dataset.download=true)" if download else ""
+    return DatasetUnavailable(f"dataset {name}: {path} {why}; replace it with its original from {what}{again}")
 
 
 def one_line(err: Exception) -> str:

@@ -46,9 +46,6 @@ def torchvision_set(cfg) -> Data:
     expected = _expected_files(cls, root)
     _unpack_gz(cfg.name, cls, expected, cfg.input_shape()[1:])
     damaged = _unreadable_idx(expected, cfg.input_shape()[1:])
-    if damaged and _gz(damaged[0]).is_file():  # the .gz is the file to replace; its output is removed
-        damaged[0].unlink()
-        damaged = _gz(damaged[0]), f"unpacks to a file that {damaged[1]}"
     if damaged:
         raise files.unreadable(cfg.name, *damaged, f"torchvision's {cls.__name__} files")
     try:
@@ -89,8 +86,9 @@ def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]], image_
     is not the one the .gz's trailer records (a .gz replaced by an older-stamped copy: cp -p, tar,
     wget), or an idx file beside its .gz that is not what its name says (an empty .gz unpacked
     earlier), is unpacked again, else a replaced .gz would never be read. A .gz that does not
-    unpack is a DatasetUnavailable naming it (its partial output removed, else it would read as a
-    truncated file next time)."""
+    unpack, or unpacks to an idx file that is not what its name says (an empty .gz), is a
+    DatasetUnavailable naming the .gz (its output removed, else it would be read next time), before
+    the info line."""
     from torchvision.datasets.utils import extract_archive
 
     def stale(path: Path) -> bool:
@@ -106,6 +104,11 @@ def _unpack_gz(name: str, cls: type, expected: dict[Path, Optional[str]], image_
             path.unlink(missing_ok=True)
             raise files.unreadable(name, _gz(path), f"could not be unpacked ({files.one_line(err)})",
                                    f"torchvision's {cls.__name__} files") from None
+        problem = _idx_problem(path, image_size) if expected[path] is None else None
+        if problem:
+            path.unlink()
+            raise files.unreadable(name, _gz(path), f"unpacks to a file that {problem}",
+                                   f"torchvision's {cls.__name__} files")
     if packed:
         log.info("dataset %s: unpacked %d .gz file%s in %s%s", name, len(packed), "s"[:len(packed) - 1],
                  packed[0].parent, f" ({again} over an older or unreadable unpacked file)" if again else "")
