@@ -155,6 +155,7 @@ def read_finished(job_dir: Path, current: Mapping[str, Any]) -> tuple[Optional[d
     if ends_alike(finished, current):
         return finished, False  # the run asked for diverges or stops at the same epoch: this is its result
     _refuse_restarted(finished, current, job_dir)
+    _refuse_ending_sooner(finished, current, job_dir)
     extending = (finished.get("status") == "completed" and (job_dir / records.CHECKPOINT).is_file()
                  and extends(finished.get("choices"), current))
     if not extending:
@@ -180,6 +181,23 @@ def _refuse_restarted(finished: Mapping[str, Any], current: Mapping[str, Any], j
                       f"(early_stopping.restarts): with epochs={current['epochs']} its attempts could end otherwise "
                       f"(attempt 1 need not restart), so it is not that run; resume=false starts the job afresh "
                       f"(replacing those records), or use another folder")
+
+
+def _refuse_ending_sooner(finished: Mapping[str, Any], current: Mapping[str, Any], job_dir: Path) -> None:
+    """ConfigError for a run that ended early (``ended_early``) asked for too few epochs to reach
+    that end, nothing else changed: the run asked for completes before it, a run its records do not
+    hold. The refusal said "other settings (epochs 7 -> 6)", naming the epochs of the last request
+    recorded, not the epoch the run ended at."""
+    how, recorded = ended_early(finished), finished.get("choices")
+    if not how or recorded is None or schedule_follows_epochs(current):
+        return
+    diffs = differences(_with_defaults(recorded), current)
+    if diffs and all(d.startswith("epochs ") for d in diffs) and not ends_alike(finished, current):
+        diverged = finished.get("diverged_epoch")
+        reach = diverged if diverged is not None else finished["stopped_epoch"] + 1
+        raise ConfigError(f"result.json in {job_dir} is of a run that {how}: with epochs={current['epochs']} it "
+                          f"completes before that, so it is not that run (epochs >= {reach} is); resume=false "
+                          f"starts the job afresh (replacing those records), or use another folder")
 
 
 def ended_early(finished: Mapping[str, Any]) -> Optional[str]:

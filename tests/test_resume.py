@@ -649,9 +649,15 @@ def test_a_run_that_ended_early_asked_for_more_epochs_is_finished_as_it_is(tmp_p
         skipped = run_job(compose_config(*QUICK, *ends, f"epochs={fewer}"), tmp_path)
         assert (skipped["status"], skipped["final"]["epoch"]) == (first["status"], first["final"]["epoch"])
         assert json.loads((tmp_path / "result.json").read_text())["choices"]["epochs"] == fewer
-    for other in (f"epochs={epoch - 1 if ending == 'diverged' else epoch}", "seed=1"):
-        with pytest.raises(ConfigError, match="is of a run with other settings"):
-            run_job(compose_config(*QUICK, *ends, other), tmp_path)
+    with pytest.raises(ConfigError, match="is of a run with other settings"):
+        run_job(compose_config(*QUICK, *ends, "seed=1"), tmp_path)
+    # too few epochs to reach the end: refused as "other settings (epochs 2 -> 1)", naming the
+    # epochs last recorded, not the epoch the run ended at
+    short = epoch - 1 if ending == "diverged" else epoch
+    reach = epoch if ending == "diverged" else epoch + 1
+    with pytest.raises(ConfigError, match=rf"is of a run that {word} at epoch {epoch}: with epochs={short} it "
+                                          rf"completes before that, so it is not that run \(epochs >= {reach} is\)"):
+        run_job(compose_config(*QUICK, *ends, f"epochs={short}"), tmp_path)
 
 
 def test_a_run_that_restarted_is_not_taken_for_the_longer_run(tmp_path):
