@@ -84,6 +84,7 @@ def test_rows_hold_every_sites_quantiles_and_histogram(case):
     model = build_model(exp, data)
     x = data.x_train[:16]
     rows = distribution_rows(model, x, epoch=4)
+    model.eval()  # no BatchNorm here: the probe pass is eval mode (dropout off)
     with torch.no_grad(), probing(model, shifts=False) as probe:
         model(x)
     params = dict(model.named_parameters())

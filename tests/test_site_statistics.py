@@ -111,6 +111,108 @@ def test_layernorm_mlp_matches_numpy():
         ("acts.0", "hidden", 1), ("acts.1", "hidden", 2), ("acts.2", "hidden", 3), ("output", "output", 4)]
 
 
+# --- an MLP with BatchNorm: the probe batch's own statistics ----------------------------------------
+def np_batchnorm_mlp(params, x, y, eps=1e-5):
+    """Rows for Linear -> BatchNorm (normalizing by the batch's mean and biased variance per
+    feature, as in a training step) -> ReLU blocks and the output Linear, with the backward pass
+    through the batch statistics (Ioffe & Szegedy 2015, sec. 3)."""
+    depth = len(params["hidden"])
+    a, cache = x, []
+    for (W, b), (g, beta) in zip(params["hidden"], params["norms"]):
+        z = a @ W.T + b
+        var = z.var(axis=0)
+        zhat = (z - z.mean(axis=0)) / np.sqrt(var + eps)
+        h = zhat * g + beta
+        cache.append((a, zhat, var, h, np.maximum(h, 0)))
+        a = np.maximum(h, 0)
+    Wo, bo = params["out"]
+    logits = a @ Wo.T + bo
+    d_out = np_softmax_delta(logits, y)
+    rows = [None] * (depth + 1)
+    rows[depth] = site_row(logits, logits, d_out, Wo, d_out.T @ a, d_out.sum(axis=0), 1, output=True)
+    da = d_out @ Wo
+    for i in range(depth - 1, -1, -1):
+        a_in, zhat, var, h, post = cache[i]
+        (W, _), (g, _) = params["hidden"][i], params["norms"][i]
+        dh = da * (h > 0)
+        dzhat = dh * g
+        dz = (dzhat - dzhat.mean(axis=0) - zhat * (dzhat * zhat).mean(axis=0)) / np.sqrt(var + eps)
+        rows[i] = site_row(h, post, dh, W, dz.T @ a_in, dz.sum(axis=0), 1)
+        da = dz @ W
+    return rows
+
+
+def batchnorm_mlp():
+    """A float64 BatchNorm MLP with its affine parameters and running statistics away from their
+    defaults (running mean 0, variance 1: the identity that eval mode used at init)."""
+    torch.manual_seed(0)
+    model = MLP(12, 4, 9, 3, nn.ReLU(), norm="batchnorm").double()
+    with torch.no_grad():
+        for norm in model.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.3, 0.3)
+            norm.running_mean.uniform_(-2, 2)
+            norm.running_var.uniform_(3, 5)
+            norm.num_batches_tracked.fill_(7)
+    return model
+
+
+def numpy_params(model, depth):
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    return {"hidden": [(state[f"hidden.{i}.weight"], state[f"hidden.{i}.bias"]) for i in range(depth)],
+            "norms": [(state[f"norms.{i}.weight"], state[f"norms.{i}.bias"]) for i in range(depth)],
+            "out": (state["out.weight"], state["out.bias"])}
+
+
+def test_batchnorm_mlp_is_probed_with_the_probe_batchs_statistics():
+    """Eval mode normalized by the running statistics, at init mean 0 and variance 1: every
+    BatchNorm was the identity and a BatchNorm net's epoch-0 records were those of the net without
+    it. The probe pass normalizes as a training step does, gradients through the batch statistics,
+    and leaves the running statistics and every module's mode as they were."""
+    model = batchnorm_mlp()
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "batches" in k}
+    model.train()
+    model.acts[1].eval()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 12, generator=g, dtype=torch.float64), torch.randint(0, 4, (40,), generator=g)
+    got = probe_statistics(model, "relu", x, y)
+    want = np_batchnorm_mlp(numpy_params(model, 3), x.numpy(), y.numpy())
+    for i, row in enumerate(want[:3]):  # the batch mean removes a hidden bias: its gradient is 0 but for rounding
+        got_bias = float(got.values[i, COL["bias_grad_norm"]])
+        assert row["bias_grad_norm"] < 1e-15 and got_bias < 1e-15
+        row["bias_grad_norm"] = got_bias
+    assert_matches(got, want)
+    for key, value in buffers.items():
+        assert torch.equal(model.state_dict()[key], value), f"{key} changed by the probe"
+    assert model.training and not model.acts[1].training and model.norms[0].training
+
+
+def test_batchnorm_mlp_jacobian_holds_the_probe_batchs_statistics_fixed():
+    """Per input, d logits / d x through BatchNorm as the affine map that normalized the probe
+    batch: W_out diag(relu') diag(g / sqrt(var + eps)) W ... (NumPy), the running statistics unused."""
+    model, eps = batchnorm_mlp(), 1e-5
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 12, generator=g, dtype=torch.float64)
+    sv = singular_values(model, x[:5], x)["input_output"].numpy()
+    params = numpy_params(model, 3)
+    a, scales, masks = x.numpy(), [], []
+    for (W, b), (gain, beta) in zip(params["hidden"], params["norms"]):
+        z = a @ W.T + b
+        scale = gain / np.sqrt(z.var(axis=0) + eps)
+        h = (z - z.mean(axis=0)) * scale + beta
+        scales.append(scale)
+        masks.append(h > 0)
+        a = np.maximum(h, 0)
+    for i in range(5):
+        jac = np.eye(12)
+        for (W, _), scale, mask in zip(params["hidden"], scales, masks):
+            jac = (mask[i] * scale)[:, None] * (W @ jac)
+        want = np.linalg.svd(params["out"][0] @ jac, compute_uv=False)
+        np.testing.assert_allclose(sv[i], want, rtol=1e-9, atol=1e-12)  # 0 below the resolution
+    assert not np.allclose(singular_values(model, x[:5])["input_output"].numpy(), sv), \
+        "the statistics are x_batch's, not those of the few inputs differentiated"
+
+
 # --- a small CNN -----------------------------------------------------------------------------------
 def np_conv(x, W, b):
     """3x3 convolution, padding 1, stride 1: (N, C, H, W) -> (N, O, H, W); and its windows."""
@@ -239,10 +341,56 @@ def test_a_normalized_mlp_job_has_no_predictions_and_says_why(tmp_path, norm):
     result = run_job(compose_config(f"model.norm={norm}", "depth=2", "model.width=8", "epochs=1", "threads=1",
                                     "device=cpu", "probe_size=100"), tmp_path)
     assert result["status"] == "completed"
-    assert result["theory_reason"] == f"no mean-field map for model.norm={norm} (model.norm=none has one)"
+    assert result["theory_reason"] == (f"initlab implements no mean-field map for model.norm={norm} "
+                                       "(model.norm=none has one)")
     assert all(v is None for v in result["theory"].values())
     layers = read_csv(tmp_path / "layers.csv")
     assert [r["site"] for r in layers] == ["acts.0", "acts.1", "output"] * 2
     assert all(r["q_pred"] == "" and r["delta_rms_pred"] == "" for r in layers)
     assert {r["kind"] for r in read_csv(tmp_path / "jacobian.csv")} == {"input_output"}
     assert result["n_params"] == (64 + 1) * 8 + 2 * 8 + (8 + 1) * 8 + 2 * 8 + (8 + 1) * 10
+
+
+def test_a_deep_batchnorm_resmlp_records_normalized_signals_at_init(tmp_path):
+    """The review's case (resmlp, BatchNorm, he_normal, depth 50, width 64): at epoch 0 the 24th
+    block's act_std read 1.26e4 and the train loss 5.6e4 (eval mode's running statistics, mean 0
+    and variance 1 at init, made every BatchNorm the identity); with the probe batch's statistics,
+    as the first training step normalizes, they are about 3 and 9."""
+    from conftest import compose_config, read_csv, run_job
+
+    run_job(compose_config("model=resmlp", "model.norm=batchnorm", "init=he_normal", "depth=50", "model.width=64",
+                           "dataset=blobs", "dataset.n_train=400", "dataset.n_test=100", "dataset.n_features=20",
+                           "epochs=0", "threads=1", "device=cpu"), tmp_path)
+    layers = {r["site"]: r for r in read_csv(tmp_path / "layers.csv")}
+    assert 1 < float(layers["blocks.23.act2"]["act_std"]) < 10
+    assert 1 < float(layers["output"]["act_std"]) < 30
+    epoch0 = read_csv(tmp_path / "epochs.csv")[0]
+    assert float(epoch0["train_loss"]) < 50 and float(epoch0["test_loss"]) < 50
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["batch_size=16"], "batch_size=16 leaves a last batch of 1 of the 33 training samples, and model.norm=batchnorm "
+                        "normalizes each batch by its own statistics and needs at least 2 samples in it; valid: a "
+                        "batch_size that leaves 0 or at least 2, e.g. 15 or 17"),
+    (["batch_size=1"], "batch_size=1 with 33 training samples: model.norm=batchnorm normalizes each batch by its own "
+                       "statistics and needs at least 2 samples in it; valid: batch_size >= 2"),
+    (["probe_size=1"], "probe_size=1: model.norm=batchnorm normalizes each batch by its own statistics and needs at "
+                       "least 2 samples in it; valid: probe_size >= 2"),
+])
+def test_batchnorm_batches_of_one_sample_are_refused_before_training(tmp_path, overrides, message):
+    """n_train=33, batch_size=16 crashed mid-epoch on the last batch ("Expected more than 1 value per
+    channel when training"): BatchNorm1d sees one value per feature of a sample. A CNN's BatchNorm2d
+    sees a map per channel, and a model without BatchNorm no batch statistics: both train."""
+    from conftest import compose_config, run_job
+
+    from initlab.config import ConfigError
+
+    base = ["dataset=moons", "dataset.n_train=33", "dataset.n_test=20", "epochs=1", "depth=2", "model.width=8",
+            "threads=1", "device=cpu", "batch_size=32"]
+    with pytest.raises(ConfigError) as err:
+        run_job(compose_config(*base, "model.norm=batchnorm", *overrides), tmp_path / "bn")
+    assert str(err.value) == message
+    assert run_job(compose_config(*base, "model.norm=layernorm", *overrides), tmp_path / "ln")["status"] == "completed"
+    cnn = ["model=cnn", "model.channels=[4]", "model.norm=batchnorm", "dataset=shapes", "dataset.n_train=33",
+           "dataset.n_test=20", "dataset.size=8", "epochs=1", "depth=1", "threads=1", "device=cpu", *overrides]
+    assert run_job(compose_config(*cnn), tmp_path / "cnn")["status"] == "completed"

@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from initlab.measure.normalization import probe_mode
 from initlab.measure.probes import LAYER_KINDS, content_rows, unmeasured_weights, weight_row
 from initlab.models.sites import probing
 
@@ -65,9 +66,8 @@ def distribution_rows(model: nn.Module, x: torch.Tensor, epoch: int) -> list[dic
     Columns: epoch, site, kind, index, layer (as layers.csv), tensor (weight | preact | act),
     stat (q01 ... q99, or hist with bin_lo/bin_hi), value (None where no entry is finite).
     """
-    model.eval()
     params = dict(model.named_parameters())
-    with torch.no_grad(), probing(model, shifts=False) as probe:
+    with torch.no_grad(), probe_mode(model), probing(model, shifts=False) as probe:
         model(x)
     taps = list(probe.taps.values())
     content = content_rows(model, x)  # a padded sequence's padding positions are not data

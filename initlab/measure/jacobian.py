@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.func import jacrev, vmap
 
+from initlab.measure.normalization import frozen_batch_statistics
 from initlab.models import MLP
 from initlab.records import JACOBIAN_QUANTILES, JACOBIAN_SUMMARY_COLUMNS
 
@@ -80,13 +81,14 @@ def _input_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return jac.flatten(2)
 
 
-def singular_values(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def singular_values(model: nn.Module, x: torch.Tensor, x_batch: Optional[torch.Tensor] = None
+                    ) -> dict[str, torch.Tensor]:
     """Per kind, a (samples, k) float64 tensor of each input's Jacobian singular values (0 below
     the Jacobian's resolution, see ``_svdvals``); no kind for token-id inputs (logged). A non-finite Jacobian gives
-    NaN singular values."""
-    model.eval()
+    NaN singular values. In eval mode, BatchNorm normalizing with the statistics of ``x_batch`` (the
+    probe batch; default ``x``) held fixed (initlab.measure.normalization)."""
     spectra = {}
-    with torch.enable_grad():
+    with torch.enable_grad(), frozen_batch_statistics(model, x if x_batch is None else x_batch):
         if x.is_floating_point():
             spectra["input_output"] = _input_output(model, x)
         else:

@@ -24,6 +24,7 @@ from torch import nn
 
 from initlab.choices import ACTIVATIONS
 from initlab.losses import loss_fn
+from initlab.measure.normalization import probe_mode
 from initlab.models.sites import ActivationSite, probing, sites
 from initlab.records import PROBE_COLUMNS
 
@@ -138,9 +139,8 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
     ``frac_saturated`` is 0 at sites that apply no activation.
     Non-finite weights or signals give non-finite statistics, never an error.
     """
-    model.eval()
     params = dict(model.named_parameters())
-    with torch.enable_grad(), probing(model) as probe:
+    with torch.enable_grad(), probe_mode(model), probing(model) as probe:
         logits = model(x)
         value = loss_fn(loss, logits, y)
     taps = list(probe.taps.values())

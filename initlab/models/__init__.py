@@ -55,7 +55,7 @@ class ModelChoice:
 
 def _mlp_theory(cfg: ModelConfig) -> Optional[str]:
     if cfg.norm != Norm.none:
-        return f"no mean-field map for model.norm={cfg.norm.value} (model.norm=none has one)"
+        return f"initlab implements no mean-field map for model.norm={cfg.norm.value} (model.norm=none has one)"
     if cfg.bias_init == BiasInit.torch_default:
         return "no single sigma_b^2 for model.bias_init=torch_default (its variance is 1/(3 fan_in) per layer)"
     return None
@@ -80,25 +80,26 @@ MODELS: dict[str, ModelChoice] = {
                                                   norm=cfg.norm.value, preact=cfg.preact,
                                                   branch_init=cfg.branch_init.value),
         accepts=("vectors", "images"),
-        theory_reason=lambda cfg: "no mean-field map for residual sums yet"),
+        theory_reason=lambda cfg: "initlab implements no mean-field map for residual sums yet"),
     "cnn": ModelChoice(
         build=lambda cfg, depth, inp, act: CNN(inp.shape[0], inp.n_classes, cfg.channels, depth, act,
                                                batchnorm=cfg.norm.value == "batchnorm", residual=cfg.residual,
                                                branch_init=cfg.branch_init.value),
-        accepts=("images",), theory_reason=lambda cfg: "no mean-field map for conv nets", fit=_cnn_fit),
+        accepts=("images",), theory_reason=lambda cfg: "initlab implements no mean-field map for conv nets",
+        fit=_cnn_fit),
     "resnet18": ModelChoice(
         build=lambda cfg, depth, inp, act: resnet18(inp.shape[0], inp.n_classes, act, cifar_stem=cfg.cifar_stem,
                                                     norm=cfg.norm.value, branch_init=cfg.branch_init.value),
         accepts=("images",),
-        theory_reason=lambda cfg: ("no mean-field map for BatchNorm residual nets" if cfg.norm == ConvNorm.batchnorm
-                                   else "no mean-field map for residual conv nets")),
+        theory_reason=lambda cfg: "initlab implements no mean-field map for "
+        + ("BatchNorm residual nets" if cfg.norm == ConvNorm.batchnorm else "residual conv nets")),
     "transformer": ModelChoice(
         build=lambda cfg, depth, inp, act: Transformer(inp.vocab_size, inp.shape[0], inp.n_classes, depth, act,
                                                        d_model=cfg.d_model, nhead=cfg.nhead,
                                                        dim_feedforward=cfg.dim_feedforward,
                                                        norm_first=cfg.norm_first, dropout=cfg.dropout,
                                                        pad_id=inp.pad_id),
-        accepts=("sequences",), theory_reason=lambda cfg: "no mean-field map for attention"),
+        accepts=("sequences",), theory_reason=lambda cfg: "initlab implements no mean-field map for attention"),
 }
 
 

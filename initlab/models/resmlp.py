@@ -58,7 +58,7 @@ class ResidualBlock(Branched):
         self.fc1, self.fc2 = nn.Linear(width, width), nn.Linear(width, width)
         self.norm1, self.norm2 = make_norm(norm, width), make_norm(norm, width)
         self.ends_in_norm = not preact and norm != "none"
-        if preact:  # act1 sees the residual stream (no single weight feeds it), act2 sees fc1
+        if preact:  # act1 sees the residual stream (a sum: the stem's and earlier blocks' fc2), act2 sees fc1
             self.act1 = ActivationSite(activation(), weight=None)
             self.act2 = ActivationSite(activation(), weight=f"{prefix}.fc1.weight")
         else:

@@ -108,10 +108,11 @@ def layer_rows(epoch: int, stats: ProbeStatistics, grad_norm_train: Optional[lis
 
 class Records:
     """Append the epoch's rows: epochs.csv, layers.csv and, on a finite epoch due for one
-    (epoch 0, every ``jacobian_every``), the Jacobian spectra on the probe inputs ``x_jacobian``."""
+    (epoch 0, every ``jacobian_every``), the Jacobian spectra on the probe inputs ``x_jacobian``
+    (BatchNorm normalizing with the statistics of the probe batch ``x_probe``)."""
 
-    def __init__(self, exp: ExperimentConfig, x_jacobian: torch.Tensor):
-        self.exp, self.x_jacobian = exp, x_jacobian
+    def __init__(self, exp: ExperimentConfig, x_jacobian: torch.Tensor, x_probe: torch.Tensor):
+        self.exp, self.x_jacobian, self.x_probe = exp, x_jacobian, x_probe
 
     def on_epoch_end(self, state: TrainState, end: EpochEnd) -> None:
         predicted = state.mean_field if end.epoch == 0 and not end.diverged else None
@@ -119,7 +120,7 @@ class Records:
         jacobian, sv_rows = [], []
         every = self.exp.jacobian_every
         if not end.diverged and (end.epoch == 0 or (every and end.epoch % every == 0)):
-            for kind, sv in singular_values(state.model, self.x_jacobian).items():
+            for kind, sv in singular_values(state.model, self.x_jacobian, self.x_probe).items():
                 pred = predicted["jacobian_mean_sq_sv_pred"] if predicted and kind == "hidden" else None
                 jacobian.append({"epoch": end.epoch, "kind": kind, **summarize(sv), "mean_sq_sv_pred": pred})
                 sv_rows.extend({"epoch": end.epoch, "kind": kind, "sv": v} for v in sv.flatten().tolist())

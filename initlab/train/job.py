@@ -11,6 +11,7 @@ diverged) attempts again from a fresh init, every attempt's rows kept with its `
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
@@ -35,6 +36,7 @@ from initlab.config.enums import NO_GPU
 from initlab.data import Data, load_data
 from initlab.inits import initialize
 from initlab.measure.jacobian import probe_count
+from initlab.measure.normalization import check_batches, frozen_batch_statistics
 from initlab.measure.probes import measured_weights, probe_statistics
 from initlab.losses import loss_fn
 from initlab.models import build_model
@@ -206,6 +208,7 @@ class Job:
         self.data = data = load_data(exp.dataset).to(device) if data is None else data
         self.x_probe, self.y_probe = x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
         model, init_report = self.fresh_model(exp.seed)
+        check_batches(model, x_probe[:1], len(data.y_train), exp.batch_size, exp.probe_size)
         self.model = model
         summary, self.n_params = describe(model, x_probe[:2])
         log.info("model %s, %d parameters\n%s", exp.model.name, self.n_params, summary)
@@ -222,7 +225,7 @@ class Job:
                                    loss=functools.partial(loss_fn, exp.loss.value))  # before Checkpoint: see its module
         self.callbacks: list[EpochCallback] = [
             Divergence(), MeanField(exp, x_probe),
-            Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))]),
+            Records(exp, x_probe[:probe_count(getattr(exp.model, "width", None))], x_probe),
             StepRecords(), Distributions(exp.distributions_every, x_probe),
             LearningRate(), Stopping(exp.epochs), self.logger,
             Checkpoint(self.checkpoint_path, self.choices, exp.epochs, exp.checkpoint_every_s)]
@@ -236,8 +239,7 @@ class Job:
         else:
             records.clear(job_dir)  # a fresh start never leaves another run's files beside its own
             self.start = 1
-            self.diverged = self.end_epoch(0, *evaluate(model, data.x_train, data.y_train, self.loss),
-                                           0.0, None, None).diverged
+            self.diverged = self.end_epoch(0, *self.evaluate(0, data.x_train, data.y_train), 0.0, None, None).diverged
         params = dict(model.named_parameters())
         measured_names = measured_weights(model, x_probe)  # grad_norm_train's order
         self.measured = [params[name] for name in measured_names]
@@ -253,12 +255,10 @@ class Job:
         model, data, state = self.model, self.data, self.state
         evaluated = evaluated or {}
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
-        row["test_loss"], row["test_acc"] = evaluated.get("test") or evaluate(model, data.x_test, data.y_test,
-                                                                              self.loss)
+        row["test_loss"], row["test_acc"] = evaluated.get("test") or self.evaluate(epoch, data.x_test, data.y_test)
         row["epoch_time"], row["lr"] = epoch_time, state.optimizer.param_groups[0]["lr"]
         if self.with_val:
-            row["val_loss"], row["val_acc"] = evaluated.get("val") or evaluate(model, data.x_val, data.y_val,
-                                                                               self.loss)
+            row["val_loss"], row["val_acc"] = evaluated.get("val") or self.evaluate(epoch, data.x_val, data.y_val)
         for split in ("train", "test", "val"):  # NaN logits' argmax is class 0: a made-up accuracy
             if f"{split}_loss" in row and not math.isfinite(row[f"{split}_loss"]):
                 row[f"{split}_acc"] = math.nan
@@ -270,6 +270,14 @@ class Job:
         for callback in self.callbacks:
             callback.on_epoch_end(state, end)
         return end
+
+    def evaluate(self, epoch: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """(loss, accuracy) of the model on (x, y) in eval mode; at epoch 0, before any training step
+        has estimated BatchNorm's running statistics (mean 0, variance 1: every BatchNorm the
+        identity), with the probe batch's statistics instead, as the probes and Jacobians see it
+        (initlab.measure.normalization; a depth-50 BatchNorm resmlp's epoch-0 loss read 66706)."""
+        with frozen_batch_statistics(self.model, self.x_probe) if epoch == 0 else contextlib.nullcontext():
+            return evaluate(self.model, x, y, self.loss)
 
     def last_epoch(self) -> int:
         """The last epoch this attempt trains: none more once diverged (at init too) or stopped."""
@@ -290,7 +298,7 @@ class Job:
                  state.records.attempt, "diverged" if self.diverged else "failed", exp.early_stopping.monitor.value,
                  stopper.best, exp.early_stopping.restart_below)
         self.reinit(state.records.attempt + 1)
-        train = epoch0 or evaluate(self.model, self.data.x_train, self.data.y_train, self.loss)
+        train = epoch0 or self.evaluate(0, self.data.x_train, self.data.y_train)
         self.diverged, self.start = self.end_epoch(0, *train, 0.0, None, None).diverged, 1
         return True
 

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from initlab.config import ConfigError, ExperimentConfig
+from initlab.measure.normalization import probe_mode
 from initlab.measure.probes import content_rows
 from initlab.models.sites import probing
 from initlab.records import PROBE_COLUMNS
@@ -178,9 +179,8 @@ class TensorBoard:
 
     def _histograms(self, model: torch.nn.Module, step: int) -> None:
         """One probing pass of the probe batch: weights, their gradients, every site's h and phi(h)."""
-        model.eval()
         params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-        with torch.enable_grad(), probing(model, shifts=False) as probe:
+        with torch.enable_grad(), probe_mode(model), probing(model, shifts=False) as probe:
             loss = self.loss(model(self.x_probe), self.y_probe)
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
         for (name, p), g in zip(params.items(), grads):
