@@ -2,7 +2,8 @@
 
 Each model runs in float64 here, so the probe's numbers and NumPy's agree to rounding (1e-9
 relative). The references compute forward and backward by hand from the models' weights:
-an MLP with LayerNorm between each Linear and its activation, and a small CNN (Conv2d ->
+an MLP with LayerNorm or BatchNorm (the probe batch's own statistics) between each Linear and its
+activation, and a small CNN (Conv2d ->
 ReLU site -> Conv2d (no bias) -> ReLU site without a weight -> average pooling -> Linear ->
 output site), whose statistics pool over samples and positions and whose ``frac_dead`` counts
 channels; its second conv, named by no site, gets a row of kind ``weight``. A token model checks
@@ -62,18 +63,22 @@ def assert_matches(got, want: list[dict]) -> None:
                     f"row {got.rows[i].site} {column}: {value!r} vs numpy {expected[column]!r}"
 
 
-# --- an MLP with LayerNorm -------------------------------------------------------------------------
-def np_layernorm_mlp(params, x, y, eps=1e-5):
-    """Rows for Linear -> LayerNorm -> tanh blocks and the output Linear (weights as NumPy)."""
+# --- MLPs with LayerNorm and BatchNorm ------------------------------------------------------------
+def np_normalized_mlp(params, x, y, axis, tanh, eps=1e-5):
+    """Rows for Linear -> norm -> activation blocks and the output Linear (weights as NumPy). The norm
+    standardizes over ``axis`` with the biased variance: 1, each example's features (LayerNorm);
+    0, each feature over the batch (BatchNorm as a training step normalizes), its backward pass
+    through the batch statistics (Ioffe & Szegedy 2015, sec. 3). ``tanh``: tanh, else ReLU."""
     depth = len(params["hidden"])
+    act = np.tanh if tanh else (lambda v: np.maximum(v, 0))
     a, cache = x, []
     for (W, b), (g, beta) in zip(params["hidden"], params["norms"]):
         z = a @ W.T + b
-        mu, var = z.mean(axis=1, keepdims=True), z.var(axis=1, keepdims=True)
+        mu, var = z.mean(axis=axis, keepdims=True), z.var(axis=axis, keepdims=True)
         zhat = (z - mu) / np.sqrt(var + eps)
         h = zhat * g + beta
-        cache.append((a, zhat, var, h, np.tanh(h)))
-        a = np.tanh(h)
+        cache.append((a, zhat, var, h, act(h)))
+        a = act(h)
     Wo, bo = params["out"]
     logits = a @ Wo.T + bo
     d_out = np_softmax_delta(logits, y)
@@ -83,13 +88,20 @@ def np_layernorm_mlp(params, x, y, eps=1e-5):
     for i in range(depth - 1, -1, -1):
         a_in, zhat, var, h, post = cache[i]
         (W, _), (g, _) = params["hidden"][i], params["norms"][i]
-        dh = da * (1 - post ** 2)  # delta at the site: dL/dh, h the LayerNorm's output
+        dh = da * ((1 - post ** 2) if tanh else (h > 0))  # delta at the site: dL/dh, h the norm's output
         dzhat = dh * g
-        dz = (dzhat - dzhat.mean(axis=1, keepdims=True)
-              - zhat * (dzhat * zhat).mean(axis=1, keepdims=True)) / np.sqrt(var + eps)
-        rows[i] = site_row(h, post, dh, W, dz.T @ a_in, dz.sum(axis=0), 1, tanh=True)
+        dz = (dzhat - dzhat.mean(axis=axis, keepdims=True)
+              - zhat * (dzhat * zhat).mean(axis=axis, keepdims=True)) / np.sqrt(var + eps)
+        rows[i] = site_row(h, post, dh, W, dz.T @ a_in, dz.sum(axis=0), 1, tanh=tanh)
         da = dz @ W
     return rows
+
+
+def numpy_params(model, depth):
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    return {"hidden": [(state[f"hidden.{i}.weight"], state[f"hidden.{i}.bias"]) for i in range(depth)],
+            "norms": [(state[f"norms.{i}.weight"], state[f"norms.{i}.bias"]) for i in range(depth)],
+            "out": (state["out.weight"], state["out.bias"])}
 
 
 def test_layernorm_mlp_matches_numpy():
@@ -102,44 +114,9 @@ def test_layernorm_mlp_matches_numpy():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(40, 12, generator=g, dtype=torch.float64), torch.randint(0, 4, (40,), generator=g)
     got = probe_statistics(model, "tanh", x, y)
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    params = {"hidden": [(state[f"hidden.{i}.weight"], state[f"hidden.{i}.bias"]) for i in range(3)],
-              "norms": [(state[f"norms.{i}.weight"], state[f"norms.{i}.bias"]) for i in range(3)],
-              "out": (state["out.weight"], state["out.bias"])}
-    assert_matches(got, np_layernorm_mlp(params, x.numpy(), y.numpy()))
+    assert_matches(got, np_normalized_mlp(numpy_params(model, 3), x.numpy(), y.numpy(), axis=1, tanh=True))
     assert [(r.site, r.kind, r.layer) for r in got.rows] == [
         ("acts.0", "hidden", 1), ("acts.1", "hidden", 2), ("acts.2", "hidden", 3), ("output", "output", 4)]
-
-
-# --- an MLP with BatchNorm: the probe batch's own statistics ----------------------------------------
-def np_batchnorm_mlp(params, x, y, eps=1e-5):
-    """Rows for Linear -> BatchNorm (normalizing by the batch's mean and biased variance per
-    feature, as in a training step) -> ReLU blocks and the output Linear, with the backward pass
-    through the batch statistics (Ioffe & Szegedy 2015, sec. 3)."""
-    depth = len(params["hidden"])
-    a, cache = x, []
-    for (W, b), (g, beta) in zip(params["hidden"], params["norms"]):
-        z = a @ W.T + b
-        var = z.var(axis=0)
-        zhat = (z - z.mean(axis=0)) / np.sqrt(var + eps)
-        h = zhat * g + beta
-        cache.append((a, zhat, var, h, np.maximum(h, 0)))
-        a = np.maximum(h, 0)
-    Wo, bo = params["out"]
-    logits = a @ Wo.T + bo
-    d_out = np_softmax_delta(logits, y)
-    rows = [None] * (depth + 1)
-    rows[depth] = site_row(logits, logits, d_out, Wo, d_out.T @ a, d_out.sum(axis=0), 1, output=True)
-    da = d_out @ Wo
-    for i in range(depth - 1, -1, -1):
-        a_in, zhat, var, h, post = cache[i]
-        (W, _), (g, _) = params["hidden"][i], params["norms"][i]
-        dh = da * (h > 0)
-        dzhat = dh * g
-        dz = (dzhat - dzhat.mean(axis=0) - zhat * (dzhat * zhat).mean(axis=0)) / np.sqrt(var + eps)
-        rows[i] = site_row(h, post, dh, W, dz.T @ a_in, dz.sum(axis=0), 1)
-        da = dz @ W
-    return rows
 
 
 def batchnorm_mlp():
@@ -157,13 +134,6 @@ def batchnorm_mlp():
     return model
 
 
-def numpy_params(model, depth):
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    return {"hidden": [(state[f"hidden.{i}.weight"], state[f"hidden.{i}.bias"]) for i in range(depth)],
-            "norms": [(state[f"norms.{i}.weight"], state[f"norms.{i}.bias"]) for i in range(depth)],
-            "out": (state["out.weight"], state["out.bias"])}
-
-
 def test_batchnorm_mlp_is_probed_with_the_probe_batchs_statistics():
     """Eval mode normalized by the running statistics, at init mean 0 and variance 1: every
     BatchNorm was the identity and a BatchNorm net's epoch-0 records were those of the net without
@@ -176,7 +146,7 @@ def test_batchnorm_mlp_is_probed_with_the_probe_batchs_statistics():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(40, 12, generator=g, dtype=torch.float64), torch.randint(0, 4, (40,), generator=g)
     got = probe_statistics(model, "relu", x, y)
-    want = np_batchnorm_mlp(numpy_params(model, 3), x.numpy(), y.numpy())
+    want = np_normalized_mlp(numpy_params(model, 3), x.numpy(), y.numpy(), axis=0, tanh=False)
     for i, row in enumerate(want[:3]):  # the batch mean removes a hidden bias: its gradient is 0 but for rounding
         got_bias = float(got.values[i, COL["bias_grad_norm"]])
         assert row["bias_grad_norm"] < 1e-15 and got_bias < 1e-15
