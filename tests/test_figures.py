@@ -507,6 +507,19 @@ def test_a_count_axis_whose_values_are_all_equal_keeps_integer_ticks(tmp_path):
         assert labels and all(float(v).is_integer() for v in labels), labels
 
 
+def test_step_figures_of_one_logged_step_keep_integer_ticks(tmp_path):
+    """A one-epoch run of one step: the per-layer gradient figure's step axis read 0.96, 0.98, 1.00, ..."""
+    root = tmp_path / "sweep"
+    for seed in (0, 1):
+        write_job(root / f"seed={seed}", seed=seed, depth=3, epochs=1, steps_per_epoch=1, overrides=[f"seed={seed}"])
+    _, _, kept = draw(root, tmp_path / "out", only=("step_records",))
+    assert {"steps_loss_depth3", "steps_grad_norm_depth3"} <= set(kept)
+    for name in ("steps_loss_depth3", "steps_grad_norm_depth3"):
+        for ax in kept[name].axes:
+            labels = [t.get_text().replace("\u2212", "-") for t in _drawn_ticklabels(ax.xaxis) if t.get_text()]
+            assert all(float(v).is_integer() for v in labels), (name, labels)
+
+
 def test_act_std_heatmap_colours_span_the_data(tmp_path):
     """The review's tanh heatmap: the log colour scale ran to 10x the smallest std (to 2 or 4 where
     tanh's std stays below 1), leaving half the map unused. Now it spans the data."""

@@ -88,6 +88,7 @@ class StepFigures:
                 ax.set_ylabel(f"{act}\nweight grad norm", fontsize=9)
             if r == len(acts) - 1:
                 ax.set_xlabel("step")
+                ax.xaxis.set_major_locator(integer_ticks())
         for ax in axes.flat:
             self._plain_log_ticks(ax.yaxis)
         shown = sites if len(sites) <= 8 else [sites[0], sites[len(sites) // 2], sites[-1]]
