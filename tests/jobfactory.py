@@ -25,7 +25,8 @@ from omegaconf import OmegaConf
 from initlab import records
 
 ROOT = Path(__file__).resolve().parents[1]
-EXCLUDE_KEYS = ["resume", "checkpoint", "threads", "device"]
+EXCLUDE_KEYS = ["resume", "checkpoint", "checkpoint_every_s", "threads", "device", "logger", "logger.histograms",
+                "objective"]  # conf/config.yaml's
 N_CLASSES = 10
 WIDTH = 16
 N_INPUTS = 2  # probe inputs of the Jacobian
@@ -90,7 +91,7 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
               curve: Optional[list[float]] = None, attempts: int = 1, attempt_column: bool = True,
               best_epoch: Optional[int] = None, stopped_epoch: Optional[int] = None, restored_best: bool = False,
               lr: Optional[list[float]] = None, steps_per_epoch: int = 0, distributions: bool = False,
-              presets: Optional[dict] = None, planned_epochs: Optional[int] = None) -> Path:
+              presets: Optional[dict] = None, planned_epochs: Optional[int] = None, logger: str = "none") -> Path:
     """One finished job in ``path``; returns ``path``.
 
     ``gain`` overrides layer_gain (0.001 with depth 500 underflows to exact zeros);
@@ -105,7 +106,8 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
     exists) chooses the site layout (``sites``); a model other than mlp records no theory and
     says why (result.json theory_reason). ``val``: epochs.csv has val_loss/val_acc. ``curve``:
     the validation accuracy per epoch 0..epochs (the test accuracy without ``val``) instead of the
-    made-up rise.
+    made-up rise. ``logger``: the logger group's choice in .hydra/hydra.yaml (not one of the run's
+    choices: Hydra's override_dirname excludes it, as conf/config.yaml says).
     """
     key = (activation, init, depth, seed) + ((model,) if model != "mlp" else ())  # MLP values as before P6
     rng = np.random.default_rng(zlib.crc32(repr(key).encode()))
@@ -249,7 +251,8 @@ def write_job(path: Path, *, activation: str = "relu", init: str = "he_normal", 
 
     overrides = list(overrides) or [f"activation={activation}", f"init={init}", f"depth={depth}", f"seed={seed}"]
     choices = {"model": model, "optimizer": optimizer, "dataset": "digits", "init": init, "activation": activation,
-               "hydra/launcher": "basic", "experiment": "deep_plain" if presets else None, **(presets or {})}
+               "hydra/launcher": "basic", "logger": logger, "experiment": "deep_plain" if presets else None,
+               **(presets or {})}
     hydra = {"hydra": {"runtime": {"choices": choices},
                        "job": {"override_dirname": ",".join(sorted(overrides)),
                                "config": {"override_dirname": {"kv_sep": "=", "item_sep": ",",

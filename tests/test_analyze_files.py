@@ -171,6 +171,18 @@ def test_a_filter_value_that_matches_no_run_is_named(tmp_path, caplog):
         "filter depth=4 matches no run (the runs' depth: 3)"]
 
 
+def test_runs_that_differ_only_in_how_they_were_logged_are_one_configuration(tmp_path):
+    """Seeds 0 and 1, one with logger=tensorboard: configs.csv had a row per logger (n=1 each) and
+    every report table a logger column, though the logger is not one of the run's choices."""
+    for seed, logger in enumerate(("tensorboard", "none")):
+        write_job(tmp_path / f"seed={seed}", seed=seed, logger=logger, overrides=[f"seed={seed}", f"logger={logger}"])
+    tables = analysis.load([tmp_path])
+    assert "logger" not in tables.runs and "logger" not in tables.keys
+    from initlab.analysis import report
+
+    assert list(report.configurations(tables)["runs"]) == [2]
+
+
 def test_filters_that_keep_no_run_name_the_values_there_are(tmp_path, capsys):
     """analyze.py init=nosuch said only "no run matches init=nosuch": the values it could have been
     are those of the runs the filters before it kept."""

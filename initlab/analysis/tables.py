@@ -168,6 +168,7 @@ def _hydra_choices(path: Path, result: dict) -> dict:
         runtime_keys = list(hydra.job.config.override_dirname.exclude_keys)  # resume, device, ...
         row["overrides"] = " ".join(OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml")))
         choices = OmegaConf.to_container(hydra.runtime.choices)  # also +experiment=...
+        choices = {k: v for k, v in choices.items() if k not in runtime_keys}  # logger=...: how it was watched
         row.update({k: v for k, v in choices.items() if not k.startswith("hydra/") and v is not None
                     and not (complete and k in GROUPS)})
         # A preset group (conf/deep_plain/) has no node of its own: it only sets other groups' values.
