@@ -152,6 +152,26 @@ def test_apply_to_head_fills_only_the_output_layer(model, inputs, head):
     torch.testing.assert_close(layer.bias, b, rtol=0, atol=0)
 
 
+def test_a_built_transformers_layers_are_drawn_one_by_one():
+    """nn.TransformerEncoder deep-copies one layer: every layer started as the same tensors, and
+    init.apply_to=head kept them so (a symmetric start no init of the layers would give). Each is
+    now built on its own, in order: the draws of depth layers built one after another."""
+    torch.manual_seed(2)
+    model = Transformer(11, 5, 3, 3, nn.ReLU, d_model=8, nhead=2, dim_feedforward=12)
+    torch.manual_seed(2)
+    nn.Embedding(11, 8), nn.Embedding(5, 8)
+    for enc in model.encoder.layers:
+        fresh = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, batch_first=True)
+        for key, value in fresh.state_dict().items():
+            torch.testing.assert_close(enc.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    exp = experiment("model=transformer", "init=zero", "init.apply_to=head", "depth=3")
+    net = build(exp, TOKENS)
+    initialize(net, exp.init, exp.model)
+    first, *others = (layer.state_dict() for layer in net.encoder.layers)
+    for other in others:
+        assert not any(torch.equal(first[k], other[k]) for k in first if k.endswith("weight") and "norm" not in k)
+
+
 def test_torch_default_embedding_and_attention():
     """nn.Embedding draws N(0, 1); MultiheadAttention's stacked q/k/v projection xavier_uniform_."""
     model = Transformer(11, 5, 3, 1, nn.ReLU, d_model=8, nhead=2, dim_feedforward=12)

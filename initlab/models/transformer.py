@@ -60,11 +60,15 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(vocab_size, d_model)
         self.position = nn.Embedding(seq_len, d_model)
         self.embed_site = Site("embedding", weight="embed.weight")
-        layer = SiteEncoderLayer(d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True,
-                                 norm_first=norm_first, activation=ActivationSite(activation()))
+        # nn.TransformerEncoder deep-copies one layer depth times, so every layer started equal (init.apply_to=head
+        # kept them so): each layer is built, and drawn, on its own, in order
+        layers = [SiteEncoderLayer(d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True,
+                                   norm_first=norm_first, activation=ActivationSite(activation()))
+                  for _ in range(depth)]
         final_norm = SiteLayerNorm(d_model, weight="encoder.norm.weight") if norm_first else None
-        self.encoder = nn.TransformerEncoder(layer, depth, norm=final_norm, enable_nested_tensor=False)
-        for i, enc in enumerate(self.encoder.layers):  # the clones' sites name their own layer's weights
+        self.encoder = nn.TransformerEncoder(layers[0], depth, norm=final_norm, enable_nested_tensor=False)
+        self.encoder.layers = nn.ModuleList(layers)
+        for i, enc in enumerate(self.encoder.layers):  # each layer's sites name its own weights
             enc.activation.weight = f"encoder.layers.{i}.linear1.weight"
             enc.attention.weight = f"encoder.layers.{i}.self_attn.out_proj.weight"
         self.head = nn.Linear(d_model, n_classes)
