@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from initlab.config import DatasetConfig
 from initlab.data import images, sequences, vectors
 from initlab.data.augment import random_crop_flip
+from initlab.memory import refused_if_too_large
 from initlab.data.tensors import (KINDS, Data, DatasetUnavailable, check_inputs, check_labels,
                                   check_stratified_size)
 
@@ -46,12 +47,20 @@ def input_params(cfg: DatasetConfig) -> str:
     return ", ".join(f"{f.name}={text(getattr(cfg, f.name))}" for f in specs)
 
 
+def size_params(cfg: DatasetConfig) -> str:
+    """``n_train=4, n_test=4, size=100000``: ``cfg``'s integer parameters but its seeds, the sizes
+    its tensors grow with, for a refusal of sizes that do not fit in memory."""
+    specs = [f for f in fields(cfg) if "range" in f.metadata and f.metadata["range"].integer and "seed" not in f.name]
+    return ", ".join(f"{f.name}={getattr(cfg, f.name)}" for f in specs)
+
+
 def load_data(cfg: DatasetConfig) -> Data:
     """Load ``cfg.name`` on the CPU (one label per sample, each a class: ``check_labels``; inputs
     finite and not all alike: ``check_inputs``), with a validation split when ``cfg.val_size`` > 0
     and the batched crop-and-flip augmentation when ``cfg.augment`` (a key of image sets' configs
-    only). NumPy's overflow warnings while generating are silenced: check_inputs says it in one line."""
-    with np.errstate(over="ignore", invalid="ignore"):  # e.g. xor's noise * normal draws at noise=1e308
+    only). NumPy's overflow warnings while generating are silenced: check_inputs says it in one line.
+    Sizes whose tensors cannot be allocated are a ConfigError naming them (initlab.memory)."""
+    with np.errstate(over="ignore", invalid="ignore"), refused_if_too_large(f"dataset={cfg.name} ({size_params(cfg)})"):
         data = check_labels(cfg.name, LOADERS[cfg.name](cfg))  # files on disk may disagree with each other
     data = check_inputs(cfg.name, input_params(cfg), data)
     if data.kind != cfg.KIND:

@@ -11,7 +11,7 @@ entry in ``MODELS``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional
 
 from torch import nn
@@ -19,6 +19,7 @@ from torch import nn
 from initlab import kernel_shaping
 from initlab.choices import INITS, build_activation
 from initlab.config import ApplyTo, BiasInit, ConfigError, ConvNorm, ExperimentConfig, ModelConfig, Norm
+from initlab.memory import refused_if_too_large
 from initlab.models.cnn import CNN
 from initlab.models.mlp import MLP
 from initlab.models.resmlp import ResMLP
@@ -149,10 +150,20 @@ def check_config_fits(exp: ExperimentConfig) -> None:
     kernel_shaping.check_solvable(exp)
 
 
+def sizes(exp: ExperimentConfig) -> str:
+    """``model=mlp (depth=5, width=128)``: the model choice and the parameters its tensors grow with
+    (integers and lists of them), for a refusal of sizes that do not fit in memory."""
+    values = {f.name: getattr(exp.model, f.name) for f in fields(exp.model)}
+    grown = [f"{k}={v}" for k, v in values.items() if isinstance(v, (int, list)) and not isinstance(v, bool)]
+    return f"model={exp.model.name} ({', '.join([f'depth={exp.depth}', *grown])})"
+
+
 def build(exp: ExperimentConfig, inputs: Inputs) -> nn.Module:
-    """The model ``exp.model`` describes for ``inputs`` (CPU, torch's default init; fit checked)."""
+    """The model ``exp.model`` describes for ``inputs`` (CPU, torch's default init; fit checked;
+    sizes whose parameters cannot be allocated are a ConfigError naming them, initlab.memory)."""
     check_fits(exp, inputs.kind, inputs.shape)
-    model = MODELS[exp.model.name].build(exp.model, exp.depth, inputs, lambda: build_activation(exp.activation))
+    with refused_if_too_large(sizes(exp)):
+        model = MODELS[exp.model.name].build(exp.model, exp.depth, inputs, lambda: build_activation(exp.activation))
     kernel_shaping.shape(model, exp)  # activation.transform: solved for this model's depth
     return model
 

@@ -33,13 +33,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from initlab import __version__, kernel_shaping, records
 from initlab.config import ConfigError, Device, KeptCheckpoint, to_experiment
 from initlab.config.enums import NO_GPU
-from initlab.data import Data, load_data
+from initlab.data import Data, load_data, size_params
 from initlab.inits import initialize
 from initlab.measure.jacobian import probe_count
 from initlab.measure.normalization import check_batches, frozen_batch_statistics
 from initlab.measure.probes import measured_weights, probe_statistics
 from initlab.losses import loss_fn
-from initlab.models import build_model
+from initlab.memory import refused_if_too_large
+from initlab.models import build_model, sizes
 from initlab.models.summary import describe
 from initlab.resume import check_same_run, choices_of, ended_early, mark_skipped, read_finished
 from initlab.train.callbacks import (Checkpoint, Distributions, Divergence, EpochCallback, EpochEnd, LearningRate,
@@ -205,7 +206,11 @@ class Job:
         torch.set_num_threads(exp.threads or default_threads(self.launcher))
         keep_freed_memory()
 
-        self.data = data = load_data(exp.dataset).to(device) if data is None else data
+        if data is None:
+            data = load_data(exp.dataset)
+            with refused_if_too_large(f"dataset={exp.dataset.name} ({size_params(exp.dataset)}) on {device}"):
+                data = data.to(device)
+        self.data = data
         self.x_probe, self.y_probe = x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
         model, init_report = self.fresh_model(exp.seed)
         check_batches(model, x_probe[:1], len(data.y_train), exp.batch_size, exp.probe_size)
@@ -319,8 +324,9 @@ class Job:
         data-dependent init (LSUV) rescales on the probe batch and reports per-layer variances and
         iterations; None for the others."""
         torch.manual_seed(seed)
-        model = build_model(self.exp, self.data).to(self.device)
-        return model, initialize(model, self.exp.init, self.exp.model, self.x_probe)
+        with refused_if_too_large(f"{sizes(self.exp)} on {self.device}"):
+            model = build_model(self.exp, self.data).to(self.device)
+            return model, initialize(model, self.exp.init, self.exp.model, self.x_probe)
 
     def reinit(self, attempt: int) -> None:
         """Restart from a fresh init drawn from the attempt's seed (the same module objects:

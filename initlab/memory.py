@@ -1,0 +1,50 @@
+"""Sizes that do not fit in memory: a one-line refusal naming the sizes asked for, before any
+training. ``model.width=10000000000`` raised a 40-line RuntimeError from torch's allocator and
+``dataset=shapes dataset.size=100000`` NumPy's MemoryError, each leaving a half-written job folder.
+(A size that the allocator grants and the kernel later cannot back is killed by the kernel's
+out-of-memory killer, which no process can catch.)"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Iterator
+
+from initlab.config import ConfigError
+
+_TORCH_CPU = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes")
+_NUMPY = re.compile(r"Unable to allocate (.+?)\.? (\w+) for an array with shape (\(.*?\))")
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation that failed: NumPy's MemoryError, torch's CPU allocator
+    ("can't allocate memory") or a device's ("out of memory", torch.OutOfMemoryError)."""
+    text = str(err)
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower()))
+
+
+def _asked(err: BaseException) -> str:
+    """How much the failed allocation asked for, in words: '2,384 GiB for one tensor', '596 GiB for
+    an array of shape (8, 100000, 100000)', else the allocator's own words."""
+    found = _TORCH_CPU.search(str(err))
+    if found:
+        gib = int(found.group(1)) / 2**30
+        return f"{gib:,.0f} GiB for one tensor" if gib >= 10 else f"{gib:.2g} GiB for one tensor"
+    found = _NUMPY.search(str(err))
+    if found:
+        return f"{found.group(1)} {found.group(2)} for an array of shape {found.group(3)}"
+    return " ".join(str(err).split())[:160] or type(err).__name__
+
+
+@contextmanager
+def refused_if_too_large(what: str) -> Iterator[None]:
+    """Turn an allocation that fails inside the block into ConfigError: '``what`` does not fit in
+    memory (it asked for ...); valid: smaller sizes'. ``what`` names the choice and its sizes
+    (``model=mlp (depth=5, width=10000000000)``). Other errors pass unchanged."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        if not out_of_memory(err):
+            raise
+        raise ConfigError(f"{what} does not fit in memory (it asked for {_asked(err)}); valid: smaller sizes") from None

@@ -1,0 +1,54 @@
+"""Sizes that do not fit in memory are refused in one line naming them, before any training, and
+leave no job folder (the user test's model.width=10000000000, cnn channels [4, 1e11] and shapes of
+100000 x 100000 pixels raised 40-line tracebacks from torch's and NumPy's allocators)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import compose_config, run_job, run_train
+from initlab.config import ConfigError
+from initlab.memory import refused_if_too_large
+
+
+def refusal(block) -> str:
+    with pytest.raises(ConfigError) as err:
+        with refused_if_too_large("model=mlp (width=1)"):
+            block()
+    return str(err.value)
+
+
+def test_failed_allocations_become_one_line_naming_what_asked():
+    assert refusal(lambda: torch.empty(2 ** 50)) == (
+        "model=mlp (width=1) does not fit in memory (it asked for 4,194,304 GiB for one tensor); valid: smaller sizes")
+    assert refusal(lambda: np.empty((2 ** 25, 2 ** 25))) == (
+        "model=mlp (width=1) does not fit in memory (it asked for 8.00 PiB for an array of shape (33554432, 33554432)); "
+        "valid: smaller sizes")
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):  # any other error passes unchanged
+        with refused_if_too_large("x"):
+            torch.ones(2, 3) @ torch.ones(2, 3)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.width=10000000000"],
+     "model=mlp (depth=5, width=10000000000) does not fit in memory (it asked for 2,384 GiB for one tensor)"),
+    (["model=cnn", "dataset=shapes", "model.channels=[4,100000000000]", "depth=2"],
+     "model=cnn (depth=2, channels=[4, 100000000000]) does not fit in memory (it asked for 13,411 GiB for one tensor)"),
+    (["dataset=shapes", "dataset.size=100000", "dataset.n_train=4", "dataset.n_test=4"],
+     "dataset=shapes (val_size=0, n_train=4, n_test=4, size=100000, channels=1) does not fit in memory (it asked "
+     "for 596 GiB for an array of shape (8, 100000, 100000))"),
+])
+def test_a_job_too_large_for_memory_is_refused_before_training(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        run_job(compose_config(*overrides, "epochs=1", "threads=1", "device=cpu"), tmp_path / "job")
+    assert str(err.value) == f"{message}; valid: smaller sizes"
+
+
+def test_train_py_too_large_for_memory_leaves_no_folder(tmp_path):
+    proc = run_train("model.width=10000000000", "epochs=1", "threads=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: model=mlp (depth=5, width=10000000000) does not fit in memory (it asked for 2,384 GiB for one "
+        "tensor); valid: smaller sizes"]
+    assert not (tmp_path / "run").exists()
