@@ -117,7 +117,8 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
                    or unwritable("hydra.sweep.dir", sweep_dir))
         if refusal:
             return refusal
-        return _unknown_swept_key(args, base, compose_base) or _empty_glob(args)
+        return (_unknown_swept_key(args, base, compose_base) or _swept_choice_lacks(args, compose_base)
+                or _empty_glob(args))
 
 
 def _folder(cfg: DictConfig, key: str) -> tuple[Optional[str], Optional[str]]:
@@ -168,6 +169,35 @@ def _unknown_swept_key(args: list[str], base: DictConfig, compose_base: Compose)
                 compose_base(probe)
             except (ConfigCompositionException, OverrideParseException) as err:
                 return _composition_message(err, probe, compose_base)
+    return None
+
+
+def _swept_choice_lacks(args: list[str], compose_base: Compose) -> Optional[str]:
+    """``init=he_normal,orthogonal init.factor=1``: the base config (init=he_normal) has the
+    parameter, so it composes, but a swept choice lacks it, and its jobs failed in Hydra's words
+    (``Key 'factor' not in 'GainConfig'``). The base config composed with that choice instead gives
+    the refusal of the other order (``init=orthogonal,he_normal init.gain=2``, where the base choice
+    lacks it): the same line, with the same advice."""
+    parsed = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader()).parse_overrides(args)
+    swept = _swept_groups(args)
+    for o in parsed:
+        group, _, key = o.key_or_group.partition(".")
+        if o.is_sweep_override() or o.is_delete() or group not in swept or not key or "." in key:
+            continue
+        lacking = _choices_without(group, key, args)
+        if not lacking:
+            continue
+        sweep = next(p for p in parsed if p.key_or_group == group and p.is_sweep_override())
+        probe = [a for a in args if a not in (sweep.input_line, o.input_line)]
+        probe += [f"{group}={lacking[0]}", o.input_line.lstrip("+")]  # ++init.factor=1: refused as init.factor=1
+        try:
+            compose_base(probe)
+        except (ConfigCompositionException, OverrideParseException) as err:
+            line = _composition_message(err, probe, compose_base)
+            choices = list(dict.fromkeys(sweep.sweep_string_iterator()))
+            if len(lacking) < len(choices):  # where no swept choice has it, there is nothing to sweep apart
+                line += f" ({_swept_advice(group, key, o.input_line.split('=', 1)[0], lacking)})"
+            return line
     return None
 
 
@@ -361,10 +391,7 @@ def _unknown_key_message(cause: OmegaConfBaseException, args: list[str], compose
             lacking = _choices_without(parent[0], key, rest)
             line += (f" (Hydra composes a sweep's base config with {parent[0]}={choice}, not the swept ones: "
                      + (f"set a parameter of the swept choices with ++{cause.full_key}=...)" if not lacking else
-                        f"++{cause.full_key}=... sets it on every swept choice, but "
-                        f"{', '.join(f'{parent[0]}={c}' for c in lacking)} "
-                        + (f"has no {key} (its jobs" if len(lacking) == 1 else f"have no {key} (their jobs")
-                        + f" would be refused): sweep {'it' if len(lacking) == 1 else 'them'} separately)"))
+                        f"{_swept_advice(parent[0], key, f'++{cause.full_key}', lacking)})"))
         return line
     where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
     owner = ".".join(parent) or "the config"
@@ -390,11 +417,19 @@ def _choice_named(group: str, args: list[str], compose_rest: Compose) -> str:
     return "?"
 
 
+def _swept_advice(group: str, key: str, written: str, lacking: list[str]) -> str:
+    """``WRITTEN=... sets it on every swept choice, but init=zero has no gain (its jobs would be
+    refused): sweep it separately``, whichever of the base choice and the ``lacking`` ones has the key."""
+    return (f"{written}=... sets it on every swept choice, but {', '.join(f'{group}={c}' for c in lacking)} "
+            + (f"has no {key} (its jobs" if len(lacking) == 1 else f"have no {key} (their jobs")
+            + f" would be refused): sweep {'it' if len(lacking) == 1 else 'them'} separately")
+
+
 def _choices_without(group: str, key: str, args: list[str]) -> list[str]:
     """The choices ``args`` sweep ``group`` over (``init=he_normal,orthogonal``) whose config has no
     ``key``: a ``++group.key=...`` override would be refused in their jobs."""
     parsed = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader()).parse_overrides(args)
-    swept = [c for o in parsed if o.key_or_group == group and o.is_sweep_override() for c in o.sweep_string_iterator()]
+    swept = [c for o in parsed if o.key_or_group == group and o.is_discrete_sweep() for c in o.sweep_string_iterator()]
     lacking = []
     for c in dict.fromkeys(swept):
         loaded = GlobalHydra.instance().config_loader().repository.load_config(f"{group}/{c}")

@@ -399,6 +399,10 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
               "(Hydra composes a sweep's base config with init=he_normal, not the swept ones: set a parameter of the swept choices with "
               "++init.gain=...)")
 
+SWEPT_FACTOR = ("unknown init parameter(s) factor for init=orthogonal; valid: apply_to, embedding, gain "
+                "(init.factor=... sets it on every swept choice, but init=orthogonal has no factor (its jobs would be "
+                "refused): sweep it separately)")
+
 
 # Hydra composes a sweep's base config before any callback: its errors are one line too
 @pytest.mark.parametrize("args,line", [
@@ -430,6 +434,18 @@ SWEPT_GAIN = ("unknown init parameter(s) gain for init=he_normal; valid: apply_t
     (["init=he_normal,orthogonal,zero", "init.gain=2"], SWEPT_GAIN.split(": set a parameter")[0] + ": ++init.gain=... "
      "sets it on every swept choice, but init=he_normal, init=zero have no gain (their jobs would be refused): sweep "
      "them separately)"),
+    # the other order: the base choice has the key, a swept one lacks it; its jobs failed in Hydra's words
+    # (job init=orthogonal ...: Could not override 'init.factor': Key 'factor' not in 'GainConfig')
+    (["init=he_normal,orthogonal", "init.factor=1", "epochs=1"], SWEPT_FACTOR),
+    (["init.factor=1", "init=he_normal,orthogonal"], SWEPT_FACTOR),
+    (["hydra/sweeper=optuna_search", "objective=train_acc", "init=choice(he_normal,orthogonal)", "init.factor=1"],
+     SWEPT_FACTOR),
+    (["init=he_normal,orthogonal", "++init.factor=1"], SWEPT_FACTOR.replace("(init.factor=", "(++init.factor=")),
+    (["model=mlp,cnn", "model.width=8"], "unknown model parameter(s) width for model=cnn; valid: bias_init, bias_std, "
+     "branch_init, channels, norm, residual (model.width=... sets it on every swept choice, but model=cnn has no "
+     "width (its jobs would be refused): sweep it separately)"),
+    # no swept choice has it (only the base one, he_normal): nothing to sweep separately
+    (["init=orthogonal,zero", "init.factor=1"], SWEPT_FACTOR.split(" (")[0]),
     (["~foo"], f"~foo: no such key to delete; top-level keys: {TOP_KEYS}"),
     (["~init.factr", "depth=1,2"], "~init.factr: no such key to delete; keys of init: apply_to, embedding, factor, mode, name"),
     (["init=nope", "depth=1,2"], "unknown init 'nope'; valid: " + ", ".join(group_choices("init"))),
