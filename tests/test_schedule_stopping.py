@@ -98,11 +98,11 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
 
 
 def test_restarts_keep_every_attempts_rows_from_fresh_inits(tmp_path):
-    """restart_below above any accuracy: every attempt fails, so restarts=2 runs three attempts,
+    """restart_below=1, above any accuracy reached: every attempt fails, so restarts=2 runs three attempts,
     each from epoch 0 of a new init; attempt 0 is the run without restarts, row for row."""
     stop = ["early_stopping.enabled=true", "early_stopping.patience=1", "early_stopping.monitor=val_acc", "epochs=3"]
     result = run_job(compose_config(*FAMILIES["mlp"], *TINY, *stop, "early_stopping.restarts=2",
-                                    "early_stopping.restart_below=1.5"), tmp_path / "restarts")
+                                    "early_stopping.restart_below=1.0"), tmp_path / "restarts")
     plain = run_job(compose_config(*FAMILIES["mlp"], *TINY, *stop), tmp_path / "plain")
     epochs = pd.read_csv(tmp_path / "restarts" / "epochs.csv")
     assert result["final_attempt"] == 2 and plain["final_attempt"] == 0
@@ -177,6 +177,10 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
     assert epochs["lr"].tolist() == pytest.approx(expected, rel=1e-9)
 
 
+ACC_RESTARTS = ["dataset.val_size=100", "early_stopping.enabled=true", "early_stopping.restarts=1",
+                "early_stopping.monitor=val_acc"]
+
+
 @pytest.mark.parametrize("args,line", [
     (["early_stopping.enabled=true"],
      "early_stopping.enabled=true (monitor val_loss) needs a validation split: set dataset.val_size > 0"),
@@ -187,6 +191,19 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
      "early_stopping.restarts=2 needs early_stopping.restart_below (the value of val_loss an attempt must reach), "
      "got null"),
     (["early_stopping.patience=0"], "early_stopping.patience must be >= 1, got 0"),
+    # thresholds past what the monitor can be: restart_below=2 failed every attempt, -1 restarted only diverged ones
+    ([*ACC_RESTARTS, "early_stopping.restart_below=2"], "early_stopping.restart_below=2.0 with early_stopping.monitor="
+     "val_acc: every attempt would fail (an accuracy is at most 1); valid: a number in [0, 1] (0: only a diverged "
+     "attempt restarts)"),
+    ([*ACC_RESTARTS, "early_stopping.restart_below=-1"], "early_stopping.restart_below=-1.0 with early_stopping."
+     "monitor=val_acc: only a diverged attempt would restart (an accuracy is at least 0), as with 0; valid: a number "
+     "in [0, 1]"),
+    ([*ACC_RESTARTS[:-1], "early_stopping.restart_below=-0.5"], "early_stopping.restart_below=-0.5 with "
+     "early_stopping.monitor=val_loss: every attempt would fail (a loss is at least 0); valid: a number > 0"),
+    # no accuracy beats another by 1 or more: the init stayed the best epoch and its weights were restored
+    (["early_stopping.monitor=val_acc", "early_stopping.min_delta=1"], "early_stopping.min_delta=1.0 with "
+     "early_stopping.monitor=val_acc: no epoch could improve on the init by more (an accuracy is in [0, 1]), so the init's weights would be "
+     "restored; valid: a number in [0, 1)"),
     (["checkpoint=all"], "checkpoint=all: Invalid value 'all'; valid: one of none, last, best, both"),
     (["scheduler=cosine", "scheduler.warmup_epochs=100", "epochs=2"],
      "scheduler=cosine never starts: scheduler.warmup_epochs=100 fills all epochs=2, so its fields change nothing; "
@@ -208,6 +225,13 @@ def test_the_lr_column_shows_the_schedule(tmp_path, family, schedule):
 ])
 def test_settings_that_need_a_validation_split_or_each_other_are_refused_in_one_line(args, line):
     assert check_single_run(args, CONF) == line
+
+
+@pytest.mark.parametrize("monitor,below", [("val_acc", "0"), ("val_acc", "1"), ("val_loss", "0.01")])
+def test_restart_below_at_the_monitors_bounds_is_accepted(monitor, below):
+    """0 restarts only diverged attempts, 1 every attempt short of a perfect one."""
+    assert check_single_run([*ACC_RESTARTS[:-1], f"early_stopping.monitor={monitor}",
+                             f"early_stopping.restart_below={below}", "early_stopping.min_delta=0.99"], CONF) is None
 
 
 @pytest.mark.parametrize("schedule", [["scheduler=step"], ["scheduler=cosine"], ["scheduler=reduce_on_plateau"]])

@@ -213,7 +213,7 @@ def test_resumed_run_reads_back_as_an_uninterrupted_one(tmp_path):
 
 
 RESTARTS = ["early_stopping.enabled=true", "early_stopping.monitor=val_acc", "early_stopping.patience=10",
-            "early_stopping.restarts=2", "early_stopping.restart_below=1.5"]  # every attempt fails: 3 run
+            "early_stopping.restarts=2", "early_stopping.restart_below=1.0"]  # every attempt fails: 3 run
 
 
 def attempt_scalars(job: Path) -> dict[int, dict[str, list[tuple[int, float]]]]:
@@ -245,8 +245,9 @@ def test_a_job_killed_in_a_restart_keeps_the_earlier_attempts_points(tmp_path):
     epoch (13 of 15 train/loss points left); now the purge stays in the attempt's own run."""
     from test_resume import SLOW_JOB, attempt_checkpointed, kill_when, start_train, train
 
-    config = [*SLOW_JOB, "epochs=5", "dataset.val_size=500", "logger=tensorboard", *RESTARTS[:-2],
-              "early_stopping.restarts=1", "early_stopping.restart_below=1.5"]
+    config = [*SLOW_JOB, "epochs=5", "dataset.val_size=500", "logger=tensorboard", RESTARTS[0], RESTARTS[2],
+              "early_stopping.monitor=val_loss", "early_stopping.restarts=1",
+              "early_stopping.restart_below=1e-9"]  # blobs reach val_acc 1: a loss never that low fails every attempt
     run_job(compose_config(*config), tmp_path / "whole")
     job = tmp_path / "killed"
     proc = start_train(*config, f"hydra.run.dir={job}")
