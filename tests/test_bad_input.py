@@ -192,9 +192,9 @@ PLATEAU_MODE = ("unknown scheduler parameter(s) mode for scheduler=reduce_on_pla
     (["resume=maybe"], "resume=maybe: Value 'maybe' is not a valid bool (type str); valid: true or false"),
     (["dataset=mnist", "dataset.root=null"], "dataset.root=null: field 'dataset.root' is not Optional; valid: a string"),
     (["model=cnn", "model.channels=[a,b]"], "model.channels=[a,b]: Value 'a' of type 'str' could not be converted to "
-                                            "Integer; valid: integers, each > 0"),
+                                            "Integer; valid: 1 or more integers, each > 0"),
     (["model=cnn", "model.channels={a:1}"], "model.channels={a:1}: Cannot merge DictConfig with ListConfig; "
-                                            "valid: integers, each > 0"),
+                                            "valid: 1 or more integers, each > 0"),
     (["optimizer=adam", "optimizer.betas=[0.9,x]"], "optimizer.betas=[0.9,x]: Value 'x' of type 'str' could not be "
                                                     "converted to Float; valid: 2 numbers, each in [0, 1)"),
     # OmegaConf reads any integer, and yes/on/y, as a bool: nesterov=2 was a silent true

@@ -92,15 +92,17 @@ def numbers(default: Any = MISSING, *, length: Optional[int] = None, **bounds: A
 
 def takes(spec: Any, noun: bool = False) -> Optional[str]:
     """What a ``number`` or ``numbers`` dataclass field takes, worded as every range message is
-    (``>= 1``, ``finite and > 0 or null``, ``2 numbers, each in [0, 1)``); ``noun`` names a scalar's
-    type first (``an integer >= 1``, ``a float, finite and > 0``). None for a field without a range."""
+    (``>= 1``, ``finite and > 0 or null``, ``2 numbers, each in [0, 1)``, ``1 or more integers, each > 0``);
+    ``noun`` names a scalar's type first (``an integer >= 1``, ``a float, finite and > 0``). None for a
+    field without a range."""
     rng: Optional[Range] = spec.metadata.get("range")
     if rng is None:
         return None
     if spec.metadata.get("list"):
         length = spec.metadata["length"]
         kind = "integers" if rng.integer else "numbers"
-        return f"{length if length is not None else ''} {kind}, each {rng.describe()}".lstrip()
+        # a list of any length still needs an entry: "integers, each > 0, got []" read as if [] were fine
+        return f"{length if length is not None else '1 or more'} {kind}, each {rng.describe()}"
     valid = rng.describe()
     if noun and not valid.startswith("an integer"):
         valid = f"an integer {valid}" if rng.integer else f"a float{'' if valid.startswith('in ') else ','} {valid}"
