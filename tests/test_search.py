@@ -176,6 +176,25 @@ def test_the_search_is_drawn_once_over_the_whole_sweep_the_others_for_its_best_t
     assert Plotter(analysis.load([plain.parent]), tmp_path / "out2", strict=True).search() == []
 
 
+SEARCH_LR = ("The trials of an Optuna search also vary optimizer.lr: the search figure shows every trial; the other "
+             "figures show each search's best trial only (its value named in their titles and file names); draw "
+             "another trial with `python analyze.py PATH optimizer.lr=VALUE`.")
+
+
+def test_the_report_says_a_searchs_other_figures_show_its_best_trial_not_each_value(tmp_path):
+    """The report said "These runs also vary optimizer.lr: every figure is drawn once per value",
+    though of a search only the best trial is drawn (its lr, 0.1); a run that is no trial and
+    differs in lr from that trial is still drawn once per value."""
+    from initlab.analysis.report import _extra_blocks
+
+    root = write_search(tmp_path / "runs" / "search", TRIALS[:2])
+    assert _extra_blocks(analysis.load([root.parent])) == [("p", SEARCH_LR)]
+    write_job(tmp_path / "runs" / "plain" / "optimizer.lr=0.5", optimizer_params={"lr": 0.5})
+    assert _extra_blocks(analysis.load([tmp_path / "runs"])) == [
+        ("p", "These runs also vary optimizer.lr: every figure is drawn once per value (named in its title and file "
+              "name), so that only seeds are pooled; narrow with e.g. `optimizer.lr=0.1`."), ("p", SEARCH_LR)]
+
+
 # --- the checks before a search ------------------------------------------------------------------
 @pytest.mark.parametrize("args, line", [
     (["hydra/sweeper=optuna_search", "init.factor=interval(0.5,2)"],
@@ -324,6 +343,7 @@ def test_a_tiny_optuna_search_returns_each_jobs_objective_and_the_report_names_t
     best_job = next(j for j in values if nums[j] == best_num)
     assert f"Best trial: {best_num} (init.factor=" in line and f"job {best_job};" in line
     assert all(f"{k}={found.best_params[k]:.4g}" in line for k in ("init.factor", "optimizer.lr"))
+    assert SEARCH_LR in report and "every figure is drawn once per value" not in report
 
 
 @pytest.mark.slow

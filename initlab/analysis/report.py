@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from initlab.analysis import search
 from initlab.analysis.tables import Tables, shown
 from initlab.analysis.figures import THEORY, Figure, NotDrawn
 from initlab.analysis.figures.base import t95
@@ -97,11 +98,7 @@ def _blocks(t: Tables, figures: list[Figure], sources: list[str], command: str,
               ("p", f"Sources: {', '.join(sources)}. {len(runs)} runs ({status}); {len(t.skipped)} job "
                     f"folder(s) skipped. Made with `{command}`."),
               ("p", "Settings shared by every run: " + _shared(runs, t.settings) + ".")]
-    extra = [k for k in t.extra_keys if k.split(".")[0] != "model"]
-    if extra:
-        blocks.append(("p", f"These runs also vary {', '.join(extra)}: every figure is drawn once per "
-                            f"value (named in its title and file name), so that only seeds are pooled; "
-                            f"narrow with e.g. `{extra[0]}={shown(runs[extra[0]].iloc[0])}`."))
+    blocks += _extra_blocks(t)
     models = list(dict.fromkeys(runs["model_label"])) if "model_label" in runs else []
     if len(models) > 1:
         blocks.append(("p", f"These runs compare {len(models)} models ({', '.join(models)}): the grid, accuracy "
@@ -159,6 +156,31 @@ def convergence_table(t: Tables) -> pd.DataFrame:
         row["never reached"] = f"{int(trainable['convergence_epoch'].isna().sum())}/{len(trainable)}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _extra_blocks(t: Tables) -> list[tuple]:
+    """The varied keys no figure shows. The figures are drawn once per value of those that vary
+    between the drawn runs; of an Optuna search's trials only the best is drawn (the search figure
+    shows them all), so a key its trials vary, e.g. optimizer.lr, was said to be drawn once per
+    value though one value was."""
+    runs = t.runs
+    extra = [k for k in t.extra_keys if k.split(".")[0] != "model"]
+    trials = search.trials(runs, t.root, []) if extra else pd.DataFrame(columns=["job", "search"])
+    drawn = runs if trials.empty else runs[runs["job"].isin(search.shown_jobs(runs, trials))]
+    per_value = [k for k in extra if drawn[k].nunique(dropna=False) > 1]
+    blocks = []
+    if per_value:
+        blocks.append(("p", f"These runs also vary {', '.join(per_value)}: every figure is drawn once per "
+                            f"value (named in its title and file name), so that only seeds are pooled; "
+                            f"narrow with e.g. `{per_value[0]}={shown(drawn[per_value[0]].iloc[0])}`."))
+    searches = [runs[runs["job"].isin(part["job"])] for _, part in trials.groupby("search", sort=False)]
+    in_trials = [k for k in extra if any(part[k].nunique(dropna=False) > 1 for part in searches)]
+    if in_trials:
+        blocks.append(("p", f"The trials of an Optuna search also vary {', '.join(in_trials)}: the search figure "
+                            f"shows every trial; the other figures show each search's best trial only (its value "
+                            f"named in their titles and file names); draw another trial with "
+                            f"`python analyze.py PATH {in_trials[0]}=VALUE`."))
+    return blocks
 
 
 def _convergence_blocks(t: Tables) -> list[tuple]:
