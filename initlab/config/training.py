@@ -141,7 +141,7 @@ class EarlyStoppingConfig(Checked):
         """The thresholds are values of ``monitor``: an accuracy lies in [0, 1] and a loss is >= 0, so
         a threshold past those bounds looks like a setting and acts as another one. restart_below=2
         (or a loss's -1) failed every attempt, an accuracy's -1 restarted only a diverged one (as 0
-        does); min_delta >= 1 let no epoch improve on the init, whose weights were then restored."""
+        does)."""
         monitor = f"early_stopping.monitor={self.monitor.value}"
         below = self.restart_below
         if self.monitor.value.endswith("_acc"):
@@ -151,10 +151,6 @@ class EarlyStoppingConfig(Checked):
             _require(below is None or below >= 0,
                      f"early_stopping.restart_below={below} with {monitor}: only a diverged attempt would restart "
                      "(an accuracy is at least 0), as with 0; valid: a number in [0, 1]")
-            _require(self.min_delta < 1,
-                     f"early_stopping.min_delta={self.min_delta} with {monitor}: no epoch could improve on the init "
-                     "by more (an accuracy is in [0, 1]), so the init's weights would be restored; valid: a number "
-                     "in [0, 1)")
         else:
             _require(below is None or below > 0,
                      f"early_stopping.restart_below={below} with {monitor}: every attempt would fail (a loss is "
