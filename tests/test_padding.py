@@ -11,7 +11,6 @@ NumPy computation over the token positions alone.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
