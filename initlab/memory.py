@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 from initlab.config import ConfigError
 
@@ -16,12 +16,30 @@ _TORCH_CPU = re.compile(r"can't allocate memory: you tried to allocate (\d+) byt
 _NUMPY = re.compile(r"Unable to allocate (.+?)\.? (\w+) for an array with shape (\(.*?\))")
 
 
+def _failed_allocation(err: BaseException) -> Optional[BaseException]:
+    """The failed allocation ``err`` is or was raised from (torchinfo wraps it in "Failed to run
+    torchinfo"), else None."""
+    while err is not None:
+        if _allocation(err):
+            return err
+        err = err.__cause__
+    return None
+
+
 def out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is an allocation that failed: NumPy's MemoryError, torch's CPU allocator
-    ("can't allocate memory") or a device's ("out of memory", torch.OutOfMemoryError)."""
+    """Whether ``err`` is, or was raised from, an allocation that failed or could not even be
+    sized: NumPy's MemoryError and "array is too big" (ValueError), torch's CPU allocator ("can't
+    allocate memory"), its "Storage size calculation overflowed" (width=1e17), or a device's "out
+    of memory"."""
+    return _failed_allocation(err) is not None
+
+
+def _allocation(err: BaseException) -> bool:
     text = str(err)
-    return isinstance(err, MemoryError) or (
-        isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower()))
+    if isinstance(err, ValueError):
+        return "array is too big" in text
+    return isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and any(
+        words in text for words in ("can't allocate memory", "out of memory", "Storage size calculation overflowed")))
 
 
 def _asked(err: BaseException) -> str:
@@ -34,6 +52,8 @@ def _asked(err: BaseException) -> str:
     found = _NUMPY.search(str(err))
     if found:
         return f"{found.group(1)} {found.group(2)} for an array of shape {found.group(3)}"
+    if "overflowed" in str(err) or "too big" in str(err):
+        return "more bytes than a size can count"
     return " ".join(str(err).split())[:160] or type(err).__name__
 
 
@@ -44,7 +64,8 @@ def refused_if_too_large(what: str) -> Iterator[None]:
     (``model=mlp (depth=5, width=10000000000)``). Other errors pass unchanged."""
     try:
         yield
-    except (MemoryError, RuntimeError) as err:
+    except (MemoryError, RuntimeError, ValueError) as err:
         if not out_of_memory(err):
             raise
-        raise ConfigError(f"{what} does not fit in memory (it asked for {_asked(err)}); valid: smaller sizes") from None
+        raise ConfigError(f"{what} does not fit in memory (it asked for {_asked(_failed_allocation(err))}); "
+                          "valid: smaller sizes") from None

@@ -185,9 +185,10 @@ def _refuse_restarted(finished: Mapping[str, Any], current: Mapping[str, Any], j
 
 def _refuse_ending_sooner(finished: Mapping[str, Any], current: Mapping[str, Any], job_dir: Path) -> None:
     """ConfigError for a run that ended early (``ended_early``) asked for too few epochs to reach
-    that end, nothing else changed: the run asked for completes before it, a run its records do not
-    hold. The refusal said "other settings (epochs 7 -> 6)", naming the epochs of the last request
-    recorded, not the epoch the run ended at."""
+    that end, nothing else changed: the run asked for completes without it (early stopping's
+    patience running out at the last epoch is no stop), a run its records do not hold. The refusal
+    said "other settings (epochs 7 -> 6)", naming the epochs of the last request recorded, not the
+    epoch the run ended at."""
     how, recorded = ended_early(finished), finished.get("choices")
     if not how or recorded is None or schedule_follows_epochs(current):
         return
@@ -196,7 +197,7 @@ def _refuse_ending_sooner(finished: Mapping[str, Any], current: Mapping[str, Any
         diverged = finished.get("diverged_epoch")
         reach = diverged if diverged is not None else finished["stopped_epoch"] + 1
         raise ConfigError(f"result.json in {job_dir} is of a run that {how}: with epochs={current['epochs']} it "
-                          f"completes before that, so it is not that run (epochs >= {reach} is); resume=false "
+                          f"completes without that end, so it is not that run (epochs >= {reach} is); resume=false "
                           f"starts the job afresh (replacing those records), or use another folder")
 
 

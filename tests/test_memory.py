@@ -1,6 +1,7 @@
 """Sizes that do not fit in memory are refused in one line naming them, before any training, and
 leave no job folder (the user test's model.width=10000000000, cnn channels [4, 1e11] and shapes of
-100000 x 100000 pixels raised 40-line tracebacks from torch's and NumPy's allocators)."""
+100000 x 100000 pixels raised 40-line tracebacks from torch's and NumPy's allocators; a second
+test's sizes too large to count in bytes, and activations too large, did too)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,26 @@ def test_failed_allocations_become_one_line_naming_what_asked():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["model.width=10000000000"],
-     "model=mlp (depth=5, width=10000000000) does not fit in memory (it asked for 2,384 GiB for one tensor)"),
+    (["model.width=10000000000"], "model=mlp (depth=5, width=10000000000) for dataset=digits's images (1x8x8) does "
+                                  "not fit in memory (it asked for 2,384 GiB for one tensor)"),
     (["model=cnn", "dataset=shapes", "model.channels=[4,100000000000]", "depth=2"],
-     "model=cnn (depth=2, channels=[4, 100000000000]) does not fit in memory (it asked for 13,411 GiB for one tensor)"),
+     "model=cnn (depth=2, channels=[4, 100000000000]) for dataset=shapes's images (1x16x16) does not fit in memory "
+     "(it asked for 13,411 GiB for one tensor)"),
+    # sizes too large to count in bytes: torch's "Storage size calculation overflowed", NumPy's "array is too big"
+    (["model.width=100000000000000000"],
+     "model=mlp (depth=5, width=100000000000000000) for dataset=digits's images (1x8x8) does not fit in memory (it "
+     "asked for more bytes than a size can count)"),
+    (["model=transformer", "dataset=majority", "dataset.vocab_size=1000000000000000000"],
+     "model=transformer (depth=5, d_model=64, nhead=4, dim_feedforward=128) for dataset=majority's sequences "
+     "(length 32, vocab_size=1000000000000000000) does not fit in memory (it asked for more bytes than a size can "
+     "count)"),
+    (["dataset=shapes", "dataset.n_train=4000000000000000000"],
+     "dataset=shapes (val_size=0, n_train=4000000000000000000, n_test=500, size=16, channels=1) does not fit in "
+     "memory (it asked for more bytes than a size can count)"),
+    # parameters that fit, activations that do not (torchinfo's "Failed to run torchinfo" raised from it)
+    (["model=cnn", "dataset=shapes", "dataset.size=64", "model.channels=[10000000]", "depth=1"],
+     "model=cnn (depth=1, channels=[10000000]) on cpu with probe_size=1000, batch_size=128 does not fit in memory "
+     "(it asked for 305 GiB for one tensor)"),
     (["dataset=shapes", "dataset.size=100000", "dataset.n_train=4", "dataset.n_test=4"],
      "dataset=shapes (val_size=0, n_train=4, n_test=4, size=100000, channels=1) does not fit in memory (it asked "
      "for 596 GiB for an array of shape (8, 100000, 100000))"),
@@ -49,6 +66,6 @@ def test_a_job_too_large_for_memory_is_refused_before_training(tmp_path, overrid
 def test_train_py_too_large_for_memory_leaves_no_folder(tmp_path):
     proc = run_train("model.width=10000000000", "epochs=1", "threads=1", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: model=mlp (depth=5, width=10000000000) does not fit in memory (it asked for 2,384 GiB for one "
-        "tensor); valid: smaller sizes"]
+        "error: model=mlp (depth=5, width=10000000000) for dataset=digits's images (1x8x8) does not fit in memory "
+        "(it asked for 2,384 GiB for one tensor); valid: smaller sizes"]
     assert not (tmp_path / "run").exists()

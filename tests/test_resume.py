@@ -656,7 +656,8 @@ def test_a_run_that_ended_early_asked_for_more_epochs_is_finished_as_it_is(tmp_p
     short = epoch - 1 if ending == "diverged" else epoch
     reach = epoch if ending == "diverged" else epoch + 1
     with pytest.raises(ConfigError, match=rf"is of a run that {word} at epoch {epoch}: with epochs={short} it "
-                                          rf"completes before that, so it is not that run \(epochs >= {reach} is\)"):
+                                          rf"completes without that end, so it is not that run "
+                                          rf"\(epochs >= {reach} is\)"):
         run_job(compose_config(*QUICK, *ends, f"epochs={short}"), tmp_path)
 
 

@@ -65,6 +65,20 @@ def test_the_restored_model_is_the_best_epochs_not_the_last(tmp_path, family):
     assert metrics(model, data) == {k: epochs.at[8, k] for k in METRICS}
 
 
+def test_a_batchnorm_model_restored_to_epoch_0_evaluates_to_its_final_row(tmp_path):
+    """The break-it test's case: epoch 0 of a BatchNorm model was evaluated with the probe batch's
+    statistics, while best.pt kept the initial running statistics (mean 0, variance 1): evaluated
+    again it gave test_acc 0.0972 against result.json's 0.1333. Epoch 0 is evaluated in eval mode
+    as every epoch is, so the saved model gives its row."""
+    overrides = ["model.norm=batchnorm", *FAMILIES["mlp"], *TINY, "epochs=3", "early_stopping.enabled=true",
+                 "early_stopping.monitor=val_acc", "early_stopping.min_delta=0.9", "early_stopping.patience=2",
+                 "checkpoint=both"]
+    result = run_job(compose_config(*overrides), tmp_path)
+    assert result["best_epoch"] == 0 and result["restored_best"] is True
+    model, data = rebuilt(overrides, torch.load(tmp_path / "best.pt"))
+    assert metrics(model, data) == {k: result["final"][k] for k in METRICS}
+
+
 @pytest.mark.slow
 def test_kept_checkpoints_load_back_into_the_model_of_the_jobs_config(tmp_path):
     """train.py writes .hydra/; load_model rebuilds the model from it and loads best.pt or

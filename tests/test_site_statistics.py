@@ -323,9 +323,9 @@ def test_a_normalized_mlp_job_has_no_predictions_and_says_why(tmp_path, norm):
 
 def test_a_deep_batchnorm_resmlp_records_normalized_signals_at_init(tmp_path):
     """The review's case (resmlp, BatchNorm, he_normal, depth 50, width 64): at epoch 0 the 24th
-    block's act_std read 1.26e4 and the train loss 5.6e4 (eval mode's running statistics, mean 0
-    and variance 1 at init, made every BatchNorm the identity); with the probe batch's statistics,
-    as the first training step normalizes, they are about 3 and 9."""
+    block's act_std read 1.26e4 (eval mode's running statistics, mean 0 and variance 1 at init, made
+    every BatchNorm the identity); with the probe batch's statistics, as the first training step
+    normalizes, it is about 3. The losses stay eval mode's, those of the model the job saves."""
     from conftest import compose_config, read_csv, run_job
 
     run_job(compose_config("model=resmlp", "model.norm=batchnorm", "init=he_normal", "depth=50", "model.width=64",
@@ -334,8 +334,6 @@ def test_a_deep_batchnorm_resmlp_records_normalized_signals_at_init(tmp_path):
     layers = {r["site"]: r for r in read_csv(tmp_path / "layers.csv")}
     assert 1 < float(layers["blocks.23.act2"]["act_std"]) < 10
     assert 1 < float(layers["output"]["act_std"]) < 30
-    epoch0 = read_csv(tmp_path / "epochs.csv")[0]
-    assert float(epoch0["train_loss"]) < 50 and float(epoch0["test_loss"]) < 50
 
 
 @pytest.mark.parametrize("overrides, message", [

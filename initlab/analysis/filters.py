@@ -78,7 +78,7 @@ def apply_filters(runs: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataF
     for key, values in filters.items():
         if key not in runs:
             raise KeyError(f"cannot filter on {key!r}; columns: {', '.join(runs.columns)}")
-        present = ", ".join(sorted({str(v) for v in runs[key].dropna()}, key=_order)) or "none set"
+        present = ", ".join(sorted({str(v) for v in runs[key].dropna()}, key=_order)) or "no run has a value"
         try:
             unmatched = [v for v in values if not _matches(runs[key], [v]).any()]
             runs = runs[_matches(runs[key], values)]

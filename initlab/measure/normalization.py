@@ -1,8 +1,9 @@
 """BatchNorm's batch statistics. In the probe passes a BatchNorm normalizes by the probe batch's own
 statistics, as a training step normalizes, not by the running statistics that eval mode uses. At
 init those are mean 0 and variance 1, so in eval mode every BatchNorm passed its input through
-unchanged and a BatchNorm net's records at epoch 0 were those of the same net without it (a
-depth-50 BatchNorm resmlp: act_std 1.3e4 at its 24th block, 3.0 with the batch's statistics).
+unchanged and a BatchNorm net's records at epoch 0 were those of the same net without it (resmlp,
+he_normal, depth 50, width 64, on blobs: act_std 1.3e4 at its 24th block, about 3 with the batch's
+statistics). Evaluation (epochs.csv) stays in eval mode: the model the job saves gives its rows.
 And a batch of one sample cannot be normalized where a BatchNorm sees one value per channel per
 sample (``check_batches``)."""
 
@@ -96,6 +97,8 @@ def one_value_per_channel(model: nn.Module, example: torch.Tensor) -> bool:
     BatchNorm1d on (N, C) features, a BatchNorm2d on 1 x 1 maps), found by an eval-mode forward of
     ``example`` (one sample, (1, ...)): training mode cannot normalize a batch of one there."""
     norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
+    if not norms:
+        return False
     single = []
 
     def record(module: nn.Module, inputs: tuple) -> None:

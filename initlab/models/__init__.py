@@ -162,7 +162,9 @@ def build(exp: ExperimentConfig, inputs: Inputs) -> nn.Module:
     """The model ``exp.model`` describes for ``inputs`` (CPU, torch's default init; fit checked;
     sizes whose parameters cannot be allocated are a ConfigError naming them, initlab.memory)."""
     check_fits(exp, inputs.kind, inputs.shape)
-    with refused_if_too_large(sizes(exp)):
+    given = _describe(inputs.kind, inputs.shape)
+    given = given[:-1] + f", vocab_size={inputs.vocab_size})" if inputs.vocab_size else given
+    with refused_if_too_large(f"{sizes(exp)} for dataset={exp.dataset.name}'s {given}"):
         model = MODELS[exp.model.name].build(exp.model, exp.depth, inputs, lambda: build_activation(exp.activation))
     kernel_shaping.shape(model, exp)  # activation.transform: solved for this model's depth
     return model

@@ -11,7 +11,6 @@ diverged) attempts again from a fresh init, every attempt's rows kept with its `
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import logging
@@ -36,7 +35,7 @@ from initlab.config.enums import NO_GPU
 from initlab.data import Data, load_data, size_params
 from initlab.inits import initialize
 from initlab.measure.jacobian import probe_count
-from initlab.measure.normalization import check_batches, frozen_batch_statistics
+from initlab.measure.normalization import check_batches
 from initlab.measure.probes import measured_weights, probe_statistics
 from initlab.losses import loss_fn
 from initlab.memory import refused_if_too_large
@@ -213,9 +212,13 @@ class Job:
         self.data = data
         self.x_probe, self.y_probe = x_probe, y_probe = _probe_batch(data, exp.probe_size, exp.seed)
         model, init_report = self.fresh_model(exp.seed)
-        check_batches(model, x_probe[:1], len(data.y_train), exp.batch_size, exp.probe_size)
+        # activations too large for memory (cnn channels=[10000000]) fail in the first passes, before training
+        passes = functools.partial(refused_if_too_large, f"{sizes(exp)} on {device} with probe_size={exp.probe_size}, "
+                                                         f"batch_size={exp.batch_size}")
+        with passes():
+            check_batches(model, x_probe[:1], len(data.y_train), exp.batch_size, exp.probe_size)
+            summary, self.n_params = describe(model, x_probe[:2])
         self.model = model
-        summary, self.n_params = describe(model, x_probe[:2])
         log.info("model %s, %d parameters\n%s", exp.model.name, self.n_params, summary)
         self.with_val = with_val = data.y_val is not None
         optimizer = build_optimizer(model.parameters(), exp.optimizer)
@@ -244,7 +247,9 @@ class Job:
         else:
             records.clear(job_dir)  # a fresh start never leaves another run's files beside its own
             self.start = 1
-            self.diverged = self.end_epoch(0, *self.evaluate(0, data.x_train, data.y_train), 0.0, None, None).diverged
+            with passes():
+                self.diverged = self.end_epoch(0, *evaluate(model, data.x_train, data.y_train, self.loss),
+                                               0.0, None, None).diverged
         params = dict(model.named_parameters())
         measured_names = measured_weights(model, x_probe)  # grad_norm_train's order
         self.measured = [params[name] for name in measured_names]
@@ -260,10 +265,12 @@ class Job:
         model, data, state = self.model, self.data, self.state
         evaluated = evaluated or {}
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
-        row["test_loss"], row["test_acc"] = evaluated.get("test") or self.evaluate(epoch, data.x_test, data.y_test)
+        row["test_loss"], row["test_acc"] = evaluated.get("test") or evaluate(model, data.x_test, data.y_test,
+                                                                              self.loss)
         row["epoch_time"], row["lr"] = epoch_time, state.optimizer.param_groups[0]["lr"]
         if self.with_val:
-            row["val_loss"], row["val_acc"] = evaluated.get("val") or self.evaluate(epoch, data.x_val, data.y_val)
+            row["val_loss"], row["val_acc"] = evaluated.get("val") or evaluate(model, data.x_val, data.y_val,
+                                                                               self.loss)
         for split in ("train", "test", "val"):  # NaN logits' argmax is class 0: a made-up accuracy
             if f"{split}_loss" in row and not math.isfinite(row[f"{split}_loss"]):
                 row[f"{split}_acc"] = math.nan
@@ -275,14 +282,6 @@ class Job:
         for callback in self.callbacks:
             callback.on_epoch_end(state, end)
         return end
-
-    def evaluate(self, epoch: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """(loss, accuracy) of the model on (x, y) in eval mode; at epoch 0, before any training step
-        has estimated BatchNorm's running statistics (mean 0, variance 1: every BatchNorm the
-        identity), with the probe batch's statistics instead, as the probes and Jacobians see it
-        (initlab.measure.normalization; a depth-50 BatchNorm resmlp's epoch-0 loss read 66706)."""
-        with frozen_batch_statistics(self.model, self.x_probe) if epoch == 0 else contextlib.nullcontext():
-            return evaluate(self.model, x, y, self.loss)
 
     def last_epoch(self) -> int:
         """The last epoch this attempt trains: none more once diverged (at init too) or stopped."""
@@ -303,7 +302,7 @@ class Job:
                  state.records.attempt, "diverged" if self.diverged else "failed", exp.early_stopping.monitor.value,
                  stopper.best, exp.early_stopping.restart_below)
         self.reinit(state.records.attempt + 1)
-        train = epoch0 or self.evaluate(0, self.data.x_train, self.data.y_train)
+        train = epoch0 or evaluate(self.model, self.data.x_train, self.data.y_train, self.loss)
         self.diverged, self.start = self.end_epoch(0, *train, 0.0, None, None).diverged, 1
         return True
 
