@@ -21,7 +21,7 @@ from initlab.memory import refused_if_too_large
 from initlab.data.tensors import (KINDS, Data, DatasetUnavailable, check_inputs, check_labels,
                                   check_stratified_size)
 
-__all__ = ["Data", "DatasetUnavailable", "KINDS", "LOADERS", "check_sizes", "load_data"]
+__all__ = ["Data", "DatasetUnavailable", "KINDS", "LOADERS", "check_sizes", "load_data", "size_params"]
 
 LOADERS: dict[str, Callable[[DatasetConfig], Data]] = {**images.LOADERS, **vectors.LOADERS, **sequences.LOADERS}
 

@@ -185,4 +185,4 @@ def theory_reason(exp: ExperimentConfig) -> Optional[str]:
 
 
 __all__ = ["MLP", "MODELS", "KINDS", "Inputs", "ModelChoice", "build", "build_model", "check_config_fits", "check_fits",
-           "theory_reason"]
+           "sizes", "theory_reason"]
