@@ -119,7 +119,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
                 add(key, values, f"--{key} {values}")
     except (ValueError, argparse.ArgumentTypeError) as err:
         p.error(str(err))
-    args.filters = dict(sorted(args.filters.items()))  # one folder per filter, whatever the order written
     if args.detail_depth:
         args.detail_depth = list(dict.fromkeys(args.detail_depth))
     return args

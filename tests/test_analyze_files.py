@@ -196,6 +196,9 @@ def test_filters_that_keep_no_run_name_the_values_there_are(tmp_path, capsys):
     assert err.value.args[0] == "no run matches init=lsuv; valid: the runs' init with depth=5: he_normal"
     assert analyze.main([str(tmp_path), "depth=5", "init=lsuv"]) == 1
     assert capsys.readouterr().err == "error: no run matches init=lsuv; valid: the runs' init with depth=5: he_normal\n"
+    # in the order typed (they were sorted first, and init=lsuv depth=5 blamed init)
+    assert analyze.main([str(tmp_path), "init=lsuv", "depth=5"]) == 1
+    assert capsys.readouterr().err == "error: no run matches depth=5; valid: the runs' depth with init=lsuv: 3\n"
 
 
 def test_a_job_folder_whose_name_holds_commas_can_be_filtered_on_quoted(tmp_path):
