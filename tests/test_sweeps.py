@@ -208,6 +208,27 @@ def test_a_job_giving_a_group_no_choice_is_refused_in_one_line():
             validate_jobs(cfg, [["deep_plain=relu_he"]])
 
 
+def test_a_batch_of_one_sample_for_a_batchnorm_is_refused_before_the_first_job():
+    """The break-it test's sweep: `-m model.norm=batchnorm dataset=digits dataset.val_size=300
+    batch_size=32,16` ran the batch_size=32 job, then the other failed in its folder (1137 = 71 * 16
+    + 1 training samples, and a BatchNorm1d cannot normalize a batch of one). Now the sweep is
+    refused before it starts; models whose BatchNorms see a map per channel (a CNN on 8 x 8 digits)
+    or that have none pass, as in the job's own check (test_site_statistics)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("epochs=0")
+        digits = ["dataset=digits", "dataset.val_size=300", "model.norm=batchnorm"]
+        with pytest.raises(ConfigError, match=r"^job dataset=digits dataset.val_size=300 model.norm=batchnorm "
+                                              r"batch_size=16: batch_size=16 leaves a last batch of 1 of the 1137 "
+                                              r"training samples, .*; valid: a batch_size that leaves 0 or at least 2, "
+                                              r"e\.g\. 15 or 17$"):
+            validate_jobs(cfg, [[*digits, "batch_size=32"], [*digits, "batch_size=16"]])
+        with pytest.raises(ConfigError, match=r"^job model=resnet18 probe_size=1: probe_size=1: model.norm=batchnorm "
+                                              r"normalizes each batch"):
+            validate_jobs(cfg, [["model=resnet18", "probe_size=1"]])  # 1 x 1 maps in its last stage on digits
+        validate_jobs(cfg, [[*digits[:2], "model.norm=layernorm", "batch_size=16"],
+                            [*digits[:2], "model=cnn", "model.norm=batchnorm", "batch_size=1"]])
+
+
 def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = _compose_multirun("depth=2")

@@ -8,7 +8,7 @@ ids; ``augment`` holds the batched image augmentation, ``files`` the on-disk con
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Callable
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from initlab.memory import refused_if_too_large
 from initlab.data.tensors import (KINDS, Data, DatasetUnavailable, check_inputs, check_labels,
                                   check_stratified_size)
 
-__all__ = ["Data", "DatasetUnavailable", "KINDS", "LOADERS", "check_sizes", "load_data", "size_params"]
+__all__ = ["Data", "DatasetUnavailable", "Fitted", "KINDS", "LOADERS", "check_sizes", "load_data", "size_params"]
 
 LOADERS: dict[str, Callable[[DatasetConfig], Data]] = {**images.LOADERS, **vectors.LOADERS, **sequences.LOADERS}
 
@@ -73,10 +73,19 @@ def load_data(cfg: DatasetConfig) -> Data:
     return data
 
 
-_FITTING: set[str] = set()  # dataset configs check_sizes loaded without error, in this process
+class Fitted(NamedTuple):
+    """What ``check_sizes`` keeps of a dataset it loaded: ``sample``, the Data cut to its first
+    sample of each split (its kind, per-sample shape, classes and vocabulary as the whole set's),
+    and ``n_train``, the number of training samples after the validation split."""
+
+    sample: Data
+    n_train: int
 
 
-def check_sizes(cfg: DatasetConfig, files_here: bool = False) -> None:
+_FITTING: dict[str, Fitted] = {}  # dataset configs check_sizes loaded without error, in this process
+
+
+def check_sizes(cfg: DatasetConfig, files_here: bool = False) -> Optional[Fitted]:
     """Raise ConfigError (one line) where a split size does not fit the data (``dataset.test_size``,
     ``dataset.val_size``: a stratified split needs every class on both sides) or, for a set read
     from disk, where its files are missing or damaged and cannot be downloaded
@@ -84,9 +93,14 @@ def check_sizes(cfg: DatasetConfig, files_here: bool = False) -> None:
     its first job, and a download happens once, not in every job at the same time. Sets read from
     disk (``dataset.root``) are loaded only when ``files_here`` (the sweep's jobs run on this
     machine); otherwise they are left to the job, which checks them right after loading: a SLURM
-    login node may not hold the files its jobs read."""
+    login node may not hold the files its jobs read. Returns the loaded set's ``Fitted`` (None for
+    a set left to the job), for the checks of batch sizes against it."""
     key = repr(cfg)
-    if (hasattr(cfg, "root") and not files_here) or key in _FITTING:
-        return
-    load_data(cfg)
-    _FITTING.add(key)
+    if hasattr(cfg, "root") and not files_here:
+        return None
+    if key not in _FITTING:
+        data = load_data(cfg)
+        first = {f.name: getattr(data, f.name)[:1] for f in fields(data)
+                 if f.name.startswith(("x_", "y_")) and getattr(data, f.name) is not None}
+        _FITTING[key] = Fitted(replace(data, **first), len(data.y_train))
+    return _FITTING[key]
