@@ -135,7 +135,8 @@ def probe_statistics(model: nn.Module, activation: str, x: torch.Tensor, y: torc
     std); gradients are those of the training loss (``loss``, initlab.losses) over the probe batch. ``frac_zero``
     counts zero entries, ``frac_dead`` channels/features zero on every probe entry, and
     ``frac_saturated`` entries in the flat part of ``activation`` (the choice's ``saturated`` rule,
-    initlab.choices; 0 for activations without one); both are 0 at the output site, and
+    initlab.choices; 0 for activations without one); ``frac_dead`` and ``frac_saturated`` are 0 at the
+    output site (``frac_zero`` is counted there too), and
     ``frac_saturated`` is 0 at sites that apply no activation.
     Non-finite weights or signals give non-finite statistics, never an error.
     """
