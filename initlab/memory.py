@@ -42,13 +42,30 @@ def _allocation(err: BaseException) -> bool:
         words in text for words in ("can't allocate memory", "out of memory", "Storage size calculation overflowed")))
 
 
+def in_gib(n_bytes: int) -> str:
+    """'2,384 GiB', '0.25 GiB': bytes in GiB, whole above 10."""
+    gib = n_bytes / 2**30
+    return f"{gib:,.0f} GiB" if gib >= 10 else f"{gib:.2g} GiB"
+
+
+def machine_bytes() -> Optional[int]:
+    """This machine's memory and swap together (bytes; /proc/meminfo's MemTotal + SwapTotal), the
+    most any allocation can get: Linux's default overcommit refuses a larger one. None where
+    /proc/meminfo cannot be read (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return sum(int(fields[key].split()[0]) * 1024 for key in ("MemTotal", "SwapTotal"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def _asked(err: BaseException) -> str:
     """How much the failed allocation asked for, in words: '2,384 GiB for one tensor', '596 GiB for
     an array of shape (8, 100000, 100000)', else the allocator's own words."""
     found = _TORCH_CPU.search(str(err))
     if found:
-        gib = int(found.group(1)) / 2**30
-        return f"{gib:,.0f} GiB for one tensor" if gib >= 10 else f"{gib:.2g} GiB for one tensor"
+        return f"{in_gib(int(found.group(1)))} for one tensor"
     found = _NUMPY.search(str(err))
     if found:
         return f"{found.group(1)} {found.group(2)} for an array of shape {found.group(3)}"

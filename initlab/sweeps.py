@@ -31,13 +31,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from omegaconf.nodes import BooleanNode
-import torch
 
 from initlab import objective
 from initlab.config import SCHEMAS, TOP_LEVEL_KEYS, ConfigError, ExperimentConfig, refused_field, to_experiment
-from initlab.data import Fitted, check_sizes
-from initlab.measure.normalization import check_batches
-from initlab.models import build_model, check_config_fits
+from initlab.data import check_sizes
+from initlab.meta_checks import check_job_shapes
+from initlab.models import check_config_fits
 from initlab.names import NAME_MAX, fitted
 from initlab.queue_check import device_refusal
 from initlab.records import unwritable
@@ -415,7 +414,8 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentC
     ``initlab.models.check_config_fits``: the model against the dataset's kind of data;
     ``initlab.data.check_sizes``: split sizes against a built-in or generated dataset, and a set
     read from disk loaded once where the jobs run on this machine (any launcher but SLURM's);
-    ``check_batch_sizes``: a batch of one sample against a BatchNorm, for each set loaded).
+    ``initlab.meta_checks``: a batch of one sample against a BatchNorm, and tensors larger than
+    this machine's memory, for each set loaded).
 
     Composing is Hydra's slow part (0.1-0.2 s a job), and in a grid most jobs share their config
     group choices: the groups are composed once per distinct choice (``load_sweep_config``), then
@@ -449,24 +449,11 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentC
                 raise ConfigError(refusal)
             check_config_fits(experiments[-1])
             if (fitted_data := check_sizes(experiments[-1].dataset, files_here=files_here)) is not None:
-                check_batch_sizes(experiments[-1], fitted_data)
+                check_job_shapes(experiments[-1], fitted_data)
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             reason = group_syntax(f"{err} {err.__cause__ or ''}", list(overrides)) or _one_line(err)
             raise ConfigError(f"job {' '.join(overrides)}: {reason}") from err
     return experiments
-
-
-def check_batch_sizes(exp: ExperimentConfig, data: Fitted) -> None:
-    """The job's ``check_batches`` (a training or probe batch of one sample where a BatchNorm
-    would see one value per channel) before a sweep's first job, so the sweep is refused instead of
-    that job failing after the earlier ones ran. The model is built on the meta device (shapes
-    only, nothing allocated), and only where a batch of one can occur at all."""
-    n_train = data.n_train
-    if min(exp.batch_size, exp.probe_size, n_train) > 1 and n_train % exp.batch_size != 1:
-        return
-    with torch.device("meta"):
-        model = build_model(exp, data.sample)
-    check_batches(model, data.sample.x_train.to("meta"), n_train, exp.batch_size, exp.probe_size)
 
 
 def check_distinct_jobs(jobs: list[list[str]], experiments: list[ExperimentConfig]) -> None:

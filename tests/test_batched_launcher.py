@@ -285,12 +285,22 @@ def test_max_members_below_one_is_refused_in_one_line():
 
 
 def test_the_batched_presets_are_launcher_choices():
+    """Each preset composes and passes the sweep's pre-check. batched_slurm's settings are also put
+    to sbatch --test-only: where no cluster answers (a fresh machine without SLURM, or slurmctld
+    down) its one refusal says so, and this test ran only where the CI's cluster was up."""
     from initlab.cli import check_command_line
+    from test_slurm import UNAVAILABLE
 
     presets = sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("batched*.yaml"))
     assert presets == ["batched", "batched_local", "batched_parallel", "batched_slurm"]
     for preset in presets:
-        assert check_command_line(["-m", f"hydra/launcher={preset}", "seed=0,1"], CONF) is None, preset
+        refusal = check_command_line(["-m", f"hydra/launcher={preset}", "seed=0,1"], CONF)
+        if preset == "batched_slurm" and UNAVAILABLE is not None:
+            assert refusal is not None and refusal.startswith((
+                "hydra/launcher=slurm submits with SLURM's sbatch, which is not on PATH here",
+                "sbatch --test-only could not ask the cluster", "sbatch --test-only did not answer")), refusal
+        else:
+            assert refusal is None, (preset, refusal)
 
 
 # ~0.1-0.5 s per epoch on one thread: long enough to kill the group after its first epoch rows.

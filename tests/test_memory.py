@@ -69,3 +69,29 @@ def test_train_py_too_large_for_memory_leaves_no_folder(tmp_path):
         "error: model=mlp (depth=5, width=10000000000) for dataset=digits's images (1x8x8) does not fit in memory "
         "(it asked for 2,384 GiB for one tensor); valid: smaller sizes"]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("sweep, message", [
+    (["model.width=8,10000000", "depth=2"],
+     # 4 bytes x (64 x 1e7 + 1e7 + 1e7 x 1e7 + 1e7 + 1e7 x 10 + 10) parameters = 372,532.3 GiB
+     "job model.width=10000000 depth=2 epochs=1 threads=1: model=mlp (depth=2, width=10000000) for dataset=digits's "
+     "images (1x8x8) does not fit in memory (its parameters take 372,532 GiB, this machine has {total} of memory and "
+     "swap)"),
+    (["model=cnn", "dataset=shapes", "dataset.size=64", "model.channels=[4],[10000000]", "depth=1"],
+     # 4 bytes x 1000 probe samples x 1e7 channels x 64 x 64 = 152,587.9 GiB
+     "job model=cnn dataset=shapes dataset.size=64 model.channels=[10000000] depth=1 epochs=1 threads=1: model=cnn "
+     "(depth=1, channels=[10000000]) for dataset=shapes's images (1x64x64) does not fit in memory (one layer's output "
+     "for a batch of 1000 takes 152,588 GiB, this machine has {total} of memory and swap)"),
+])
+def test_a_sweep_with_a_job_too_large_for_memory_is_refused_before_its_first_job(tmp_path, sweep, message):
+    """The break-it test's `-m model.width=8,10000000000`: the width-8 job trained, then the other
+    failed in its folder. Now the sweep's check builds each model on the meta device and refuses a
+    job whose parameters together, or one layer's output for its largest batch (the 1000-sample
+    probe here), take more than the machine's memory and swap, before any job runs."""
+    from initlab.memory import in_gib, machine_bytes
+
+    proc = run_train("-m", *sweep, "epochs=1", "threads=1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    total = in_gib(machine_bytes())
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"error: {message.format(total=total)}; valid: smaller sizes"]
+    assert not (tmp_path / "sweep").exists()

@@ -158,13 +158,19 @@ def sizes(exp: ExperimentConfig) -> str:
     return f"model={exp.model.name} ({', '.join([f'depth={exp.depth}', *grown])})"
 
 
+def sizes_for(exp: ExperimentConfig, inputs: Inputs) -> str:
+    """``model=mlp (depth=5, width=10000000000) for dataset=digits's images (1x8x8)``: ``sizes``
+    and the data's shape (and vocabulary), for a refusal of a model too large for memory."""
+    given = _describe(inputs.kind, inputs.shape)
+    given = given[:-1] + f", vocab_size={inputs.vocab_size})" if inputs.vocab_size else given
+    return f"{sizes(exp)} for dataset={exp.dataset.name}'s {given}"
+
+
 def build(exp: ExperimentConfig, inputs: Inputs) -> nn.Module:
     """The model ``exp.model`` describes for ``inputs`` (CPU, torch's default init; fit checked;
     sizes whose parameters cannot be allocated are a ConfigError naming them, initlab.memory)."""
     check_fits(exp, inputs.kind, inputs.shape)
-    given = _describe(inputs.kind, inputs.shape)
-    given = given[:-1] + f", vocab_size={inputs.vocab_size})" if inputs.vocab_size else given
-    with refused_if_too_large(f"{sizes(exp)} for dataset={exp.dataset.name}'s {given}"):
+    with refused_if_too_large(sizes_for(exp, inputs)):
         model = MODELS[exp.model.name].build(exp.model, exp.depth, inputs, lambda: build_activation(exp.activation))
     kernel_shaping.shape(model, exp)  # activation.transform: solved for this model's depth
     return model
@@ -185,4 +191,4 @@ def theory_reason(exp: ExperimentConfig) -> Optional[str]:
 
 
 __all__ = ["MLP", "MODELS", "KINDS", "Inputs", "ModelChoice", "build", "build_model", "check_config_fits", "check_fits",
-           "sizes", "theory_reason"]
+           "inputs_of", "sizes", "sizes_for", "theory_reason"]

@@ -165,15 +165,12 @@ def _step_row(value: torch.Tensor, weights: Sequence[torch.Tensor],
 
 
 @torch.no_grad()
-def eval_rows(model: nn.Module, example: torch.Tensor, members: int = 1) -> int:
-    """Examples per evaluation chunk (1 to EVAL_CHUNK) for ``members`` models like ``model`` run at
-    once: as many as keep the widest module output of the chunk, all members together, within
-    EVAL_BYTES of ``example``'s device, an attention layer's heads × T × T scores counted as one
-    (no module outputs them). ``example``: one input (1, ...); measured by one forward in eval
-    mode with a hook on every module (the mode is restored).
-
-    On a CPU, 8192 examples of a CNN's 16 × 32 × 32 feature maps are 512 MiB a layer and evaluate
-    2.5× slower than 256 examples (16 MiB); a width-128 MLP keeps all 8192 (4 MiB)."""
+def widest_output(model: nn.Module, example: torch.Tensor) -> int:
+    """Bytes of ``model``'s widest module output for one example: the largest tensor a forward
+    pass makes beside the parameters, an attention layer's heads × T × T scores counted as one (no
+    module outputs them). ``example``: one input (1, ...), on any device (the meta device gives
+    sizes without computing); measured by one forward in eval mode with a hook on every module
+    (the mode is restored)."""
     widest = [example.element_size()]
 
     def hook(module: nn.Module, inputs, output) -> None:
@@ -195,8 +192,18 @@ def eval_rows(model: nn.Module, example: torch.Tensor, members: int = 1) -> int:
         model.train(was_training)
         for handle in handles:
             handle.remove()
+    return max(widest)
+
+
+def eval_rows(model: nn.Module, example: torch.Tensor, members: int = 1) -> int:
+    """Examples per evaluation chunk (1 to EVAL_CHUNK) for ``members`` models like ``model`` run at
+    once: as many as keep the widest module output of the chunk (``widest_output``), all members
+    together, within EVAL_BYTES of ``example``'s device. ``example``: one input (1, ...).
+
+    On a CPU, 8192 examples of a CNN's 16 × 32 × 32 feature maps are 512 MiB a layer and evaluate
+    2.5× slower than 256 examples (16 MiB); a width-128 MLP keeps all 8192 (4 MiB)."""
     budget = EVAL_BYTES.get(example.device.type, EVAL_BYTES["cpu"])
-    return max(1, min(EVAL_CHUNK, budget // (max(widest) * members)))
+    return max(1, min(EVAL_CHUNK, budget // (widest_output(model, example) * members)))
 
 
 @torch.no_grad()
