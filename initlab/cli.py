@@ -36,7 +36,7 @@ from initlab.queue_check import check_queue
 from initlab.records import unwritable
 from initlab.resume import check_folder
 from initlab.sweeps import (apply_searchpath, check_bool_values, check_file_bools, check_group_choices, check_search,
-                            grid_size, group_options, group_syntax, unknown_interpolation)
+                            grid_size, group_options, group_syntax, is_search, unknown_interpolation)
 
 HYDRA_FILES = {".hydra"}  # with the job's log file, all a run folder holds before any training
 
@@ -106,6 +106,8 @@ def check_multirun(overrides: Sequence[str], config_dir: Path, config_name: str 
         try:
             reject_unknown_top_level_keys(base)  # +epoch=3: in every job; group parameters are per job
             check_search(base)  # hydra/sweeper=optuna: the jobs return the objective it optimizes
+            if is_search(base) and (fixed := _fixed_and_searched(args)):
+                return fixed
             grid_size(base)  # its grid sampler lists every searched value
         except ConfigError as err:
             return str(err)
@@ -214,6 +216,22 @@ def _dropped_sweep(args: list[str]) -> Optional[str]:
         if override.is_sweep_override() and later:
             return (f"{override.input_line} is overridden by the later {later[-1].input_line} (Hydra keeps a key's "
                     f"last override), which would drop the sweep's values; valid: one override per swept key")
+    return None
+
+
+def _fixed_and_searched(args: list[str]) -> Optional[str]:
+    """``model.width=8 model.width=range(4,64)`` under the Optuna sweeper: it drops from the search
+    space every key that also has a fixed value, whatever their order (hydra-optuna-sweeper's
+    ``sweep``), so the trials all ran width 8 and the log said "Best parameters: {}". (The other
+    order is ``_dropped_sweep``'s.)"""
+    parsed = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader()).parse_overrides(args)
+    for k, override in enumerate(parsed):
+        key = (override.key_or_group, override.package)
+        earlier = [o for o in parsed[:k] if (o.key_or_group, o.package) == key and not o.is_sweep_override()]
+        if override.is_sweep_override() and earlier:
+            return (f"{earlier[-1].input_line} fixes the key that the later {override.input_line} searches, and the "
+                    f"Optuna sweeper keeps a fixed value and drops the search over it; valid: one override per "
+                    f"searched key")
     return None
 
 

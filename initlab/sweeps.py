@@ -215,6 +215,12 @@ def is_search(config: DictConfig) -> bool:
     return config.hydra.sweeper.get("_target_") == OPTUNA_SWEEPER
 
 
+def sweeper_choice(config: DictConfig) -> str:
+    """``hydra/sweeper=optuna_search``: the sweeper as the user chose it (a refusal named
+    ``hydra/sweeper=optuna`` for a search launched with the optuna_search preset)."""
+    return f"hydra/sweeper={OmegaConf.select(config, 'hydra.runtime.choices.hydra/sweeper', default=None) or 'optuna'}"
+
+
 def check_search(config: DictConfig) -> None:
     """For hydra/sweeper=optuna: the jobs return ``objective`` and the study optimizes it in its
     direction (accuracies maximized, losses minimized); raises ConfigError (one line). Other
@@ -224,7 +230,7 @@ def check_search(config: DictConfig) -> None:
         return
     metric = config.get("objective")
     if metric is None:
-        raise ConfigError("hydra/sweeper=optuna optimizes what each job returns: set objective="
+        raise ConfigError(f"{sweeper_choice(config)} optimizes what each job returns: set objective="
                           "val_acc | val_loss | train_acc | train_loss (e.g. +experiment=he_factor_search)")
     wanted = objective.direction(metric)
     given = config.hydra.sweeper.get("direction")
@@ -301,7 +307,7 @@ def _search_space(config: DictConfig) -> tuple[dict, dict]:
     try:
         return create_params_from_overrides(arguments)
     except (HydraException, ValueError, NotImplementedError) as err:  # Optuna's checks of the bounds
-        raise ConfigError(f"hydra/sweeper=optuna search space: {_one_line(err)}") from err
+        raise ConfigError(f"{sweeper_choice(config)} search space: {_one_line(err)}") from err
 
 
 def trial_count(config: DictConfig) -> Optional[int]:

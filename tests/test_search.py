@@ -198,8 +198,15 @@ def test_the_report_says_a_searchs_other_figures_show_its_best_trial_not_each_va
 # --- the checks before a search ------------------------------------------------------------------
 @pytest.mark.parametrize("args, line", [
     (["hydra/sweeper=optuna_search", "init.factor=interval(0.5,2)"],
-     "error: hydra/sweeper=optuna optimizes what each job returns: set objective=val_acc | val_loss | train_acc "
-     "| train_loss (e.g. +experiment=he_factor_search)"),
+     "error: hydra/sweeper=optuna_search optimizes what each job returns: set objective=val_acc | val_loss | "
+     "train_acc | train_loss (e.g. +experiment=he_factor_search)"),  # the sweeper as chosen (read "=optuna")
+    # the plugin drops a searched key that also has a fixed value: every trial ran width 8, "Best parameters: {}"
+    (["+experiment=he_factor_search", "model.width=8", "model.width=range(4,64)"],
+     "error: model.width=8 fixes the key that the later model.width=range(4,64) searches, and the Optuna sweeper "
+     "keeps a fixed value and drops the search over it; valid: one override per searched key"),
+    (["+experiment=he_factor_search", "hydra.sweeper.sampler.seed=1e30"],  # the TPE sampler's own field
+     "error: hydra.sweeper.sampler.seed=1e30: Value '1e+30' of type 'float' could not be converted to Integer; "
+     "valid: an integer or null"),
     (["+experiment=he_factor_search", "hydra.sweeper.direction=minimize"],
      "error: objective=val_acc is to be maximized, but hydra.sweeper.direction=minimize; "
      "set hydra.sweeper.direction=maximize"),

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, ClassVar, Optional, Sequence
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
+from omegaconf.nodes import BooleanNode, FloatNode, IntegerNode, StringNode
 
 
 class ConfigError(ValueError):
@@ -139,6 +140,18 @@ def field_takes(schema: Any, key: Any) -> Optional[str]:
     return _type_takes(hint)
 
 
+def node_takes(parent: Any, key: Any) -> Optional[str]:
+    """What the typed node ``key`` of the DictConfig ``parent`` takes (``an integer or null``), for
+    a field its parent's declared dataclass lacks: a plugin's config subclass (Optuna's TPE sampler
+    declares ``seed``, the SamplerConfig its node is typed by does not); None for other nodes."""
+    node = parent._get_node(key) if isinstance(parent, DictConfig) and isinstance(key, str) else None
+    kind = next((t for cls, t in ((BooleanNode, bool), (IntegerNode, int), (FloatNode, float), (StringNode, str))
+                 if isinstance(node, cls)), None)
+    if kind is None:
+        return None
+    return _type_takes(Optional[kind] if node._is_optional() else kind)
+
+
 def refused_field(err: Any, message: str) -> tuple[str, str]:
     """(dotted key, ``message`` ending with what the field takes) for OmegaConf's refusal ``err``
     (an OmegaConfBaseException) of a value: for an item of a list field (``model.channels[0]``) or
@@ -149,7 +162,7 @@ def refused_field(err: Any, message: str) -> tuple[str, str]:
     parent = node._get_parent() if (key is None or isinstance(key, int)) and node is not None else None
     if parent is not None and getattr(parent, "_metadata", None) is not None:
         schema, key, full = parent._metadata.object_type, node._key(), re.sub(r"\[\d+\]$", "", full)
-    valid = field_takes(schema, key)
+    valid = field_takes(schema, key) or node_takes(node, key)
     if valid is None:
         return full, message
     return full, re.sub(r",? expected one of \[.*\]$", "", message.rstrip(".")) + f"; valid: {valid}"
