@@ -26,7 +26,7 @@ from jobfactory import write_job, write_search
 from initlab import objective
 from initlab.cli import check_command_line
 from initlab.config import register_configs
-from initlab.analysis import tables as analysis
+from initlab.analysis import search, tables as analysis
 from initlab.analysis.figures import FAMILIES, Plotter
 from initlab.analysis.search import trials as search_trials
 from initlab.sweeps import grid_size, trial_count
@@ -74,8 +74,7 @@ def test_a_searchs_repeated_trials_are_counted_as_skipped(tmp_path):
     distinct = len(list(tmp_path.glob("*/result.json")))
     assert distinct in (1, 2)
     assert f"4 completed, 0 diverged, 0 failed ({4 - distinct} already finished, skipped)" in done.stdout + done.stderr
-    runs = analysis.load([tmp_path]).runs
-    found = search_trials(runs, tmp_path, [])
+    found = search_trials(analysis.load([tmp_path]))
     trained = sorted(json.loads(p.read_text())["job_num"] for p in tmp_path.glob("*/result.json"))
     assert sorted(found["trial"]) == trained and trained[0] == 0  # a repeat rewrote .hydra/'s job.num
     assert found["latest_trial"].max() == 3
@@ -97,6 +96,104 @@ def test_a_repeated_trial_keeps_the_number_of_the_trial_that_trained_it(tmp_path
     (figure,) = plotter.search()
     assert "each of 2 trials (1 more trial(s) of the 3 asked repeated earlier values" in figure.caption
     assert "Best trial: 0 (init.factor=1" in figure.caption
+
+
+# the user's search: 5 trials, none repeated, the best trial 3 (val_acc 0.5); trial 4 reached 0.23
+FIVE = [{"factor": 0.5, "lr": 0.01, "final": 0.3}, {"factor": 2.0, "lr": 0.1, "final": 0.4},
+        {"factor": 4.0, "lr": 0.03, "final": 0.1}, {"factor": 1.0, "lr": 0.003, "final": 0.5},
+        {"factor": 6.0, "lr": 0.2, "final": 0.23}]
+
+
+def _ledger(root, sweep_id, jobs):
+    """The latest sweep's records as initlab's callback writes them: sweep.json's id and one ledger
+    entry per job number, ``jobs`` listing each number's job folder in order."""
+    (root / "sweep.json").write_text(json.dumps({"id": sweep_id, "total": len(jobs), "start": 0.0}))
+    ledger = root / ".progress" / sweep_id
+    ledger.mkdir(parents=True)
+    for num, job in enumerate(jobs):
+        (ledger / f"{num}.json").write_text(json.dumps({"job": job, "status": "completed", "skipped": False}))
+
+
+def _caption(root, tmp_path, filters=None):
+    plotter = Plotter(analysis.load([root], filters), tmp_path / "out", strict=True)
+    plotter.kept, plotter.dpi = {}, 40
+    (figure,) = plotter.search()
+    return figure.caption, plotter
+
+
+@pytest.mark.parametrize("with_ledger", [False, True])
+def test_a_filter_keeps_the_search_figure_whole_and_its_best_trial_true(tmp_path, with_ledger):
+    """``analyze.py SWEEP init.factor=<trial 4's>`` (the README's way to draw another trial) said
+    "each of 1 trials (4 more trial(s) of the 5 asked repeated earlier values ...)" and "Best
+    trial: 4, val_acc 0.23": the search was read from the filtered runs. It is read whole."""
+    root = write_search(tmp_path / "search", FIVE)
+    if with_ledger:
+        _ledger(root, "a", [f"init.factor={t['factor']},optimizer.lr={t['lr']}" for t in FIVE])
+    caption, plotter = _caption(root, tmp_path, {"init.factor": ["6.0"]})
+    assert "each of 5 trials against init.factor and optimizer.lr" in caption and "repeated" not in caption
+    assert "Best trial: 3 (init.factor=1, optimizer.lr=0.003), val_acc 0.5," in caption
+    assert "the filters kept 1 of its 5 trials (trial(s) 4): the other figures show trial 4, the best of those" \
+        in caption
+    assert search.shown_jobs(plotter.tables.runs, plotter.trials) == {"init.factor=6.0,optimizer.lr=0.2"}
+    star = _axes(plotter.kept["search_search"])["val_acc per trial and best so far (maximize)"].collections[-1]
+    assert np.asarray(star.get_offsets()).tolist() == [[3.0, 0.5]]
+    caption, _ = _caption(root, tmp_path, {"optimizer.lr": ["0.1", "0.2"]})  # another key, two kept
+    assert "each of 5 trials" in caption and "Best trial: 3 " in caption
+    assert "the filters kept 2 of its 5 trials (trial(s) 1, 4): the other figures show trial 1" in caption
+    caption, _ = _caption(root, tmp_path)
+    assert "Best trial: 3 " in caption and "the other figures show this trial (analyze.py" in caption
+
+
+def test_two_searches_into_one_folder_draw_the_latest_one(tmp_path):
+    """A 5-trial search (epochs=2), then a 2-trial one (epochs=3) into the same folder were drawn
+    as one search of 7 trials "against epochs and init.factor and optimizer.lr", trials 0 and 1
+    twice. The latest sweep's ledger names its trials; the earlier ones are counted, not drawn."""
+    root = write_search(tmp_path / "search", FIVE, epochs=2)
+    later = [{"factor": 1.5, "lr": 0.05, "final": 0.7}, {"factor": 3.0, "lr": 0.02, "final": 0.6}]
+    latest = tmp_path / "later"
+    write_search(latest, later, epochs=3)
+    for job in latest.iterdir():
+        if job.is_dir():  # the job folders as the second sweep left them, its hydra.sweep.dir the same folder
+            hydra = OmegaConf.load(job / ".hydra" / "hydra.yaml")
+            hydra.hydra.sweep.dir = str(root)
+            OmegaConf.save(hydra, job / ".hydra" / "hydra.yaml")
+            job.rename(root / f"epochs=3,{job.name}")
+    _ledger(root, "b", [f"epochs=3,init.factor={t['factor']},optimizer.lr={t['lr']}" for t in later])
+    caption, plotter = _caption(root, tmp_path)
+    assert "each of 2 trials against init.factor and optimizer.lr (colour" in caption, caption
+    assert "; 5 job folder(s) here are trials of earlier searches into this folder" in caption
+    assert "Best trial: 0 (init.factor=1.5, optimizer.lr=0.05), val_acc 0.7, job epochs=3,init.factor=1.5" in caption
+    step = _axes(plotter.kept["search_search"])["val_acc per trial and best so far (maximize)"].get_lines()[0]
+    assert step.get_xdata().tolist() == [0, 1] and step.get_ydata().tolist() == [0.7, 0.7]
+    assert "job init.factor=1.0,optimizer.lr=0.003" in caption  # the earlier trials' best, drawn by the others
+    assert search.shown_jobs(plotter.tables.runs, plotter.trials) == {"epochs=3,init.factor=1.5,optimizer.lr=0.05",
+                                                                      "init.factor=1.0,optimizer.lr=0.003"}
+
+
+def test_a_resumed_search_and_a_repeated_trial_are_numbered_by_the_ledger(tmp_path):
+    """A search rerun to 5 trials (its first 3 finished earlier, skipped) is one search of 5; a
+    trial that repeated trial 0's values counts once, at 0 (its folder's .hydra/ says 5)."""
+    root = write_search(tmp_path / "search", FIVE)
+    jobs = [f"init.factor={t['factor']},optimizer.lr={t['lr']}" for t in FIVE]
+    _ledger(root, "c", jobs + [jobs[0]])
+    hydra = OmegaConf.load(root / jobs[0] / ".hydra" / "hydra.yaml")
+    hydra.hydra.job.num = 5
+    OmegaConf.save(hydra, root / jobs[0] / ".hydra" / "hydra.yaml")
+    caption, plotter = _caption(root, tmp_path)
+    assert "each of 5 trials (1 more trial(s) of the 6 asked repeated earlier values" in caption
+    assert "Best trial: 3 " in caption and "earlier searches" not in caption
+    assert plotter.trials.set_index("job").loc[jobs[0], ["trial", "latest_trial"]].tolist() == [0, 5]
+
+
+def test_a_plain_sweep_into_a_searchs_folder_leaves_the_search_whole(tmp_path):
+    """A grid run into the search's folder afterwards: its ledger names none of the trials, which
+    are then read from their folders (all 5); the grid's job is drawn as any run."""
+    root = write_search(tmp_path / "search", FIVE)
+    write_job(root / "depth=2", depth=2)
+    _ledger(root, "d", ["depth=2"])
+    caption, plotter = _caption(root, tmp_path)
+    assert "each of 5 trials against" in caption and "Best trial: 3 " in caption and "earlier" not in caption
+    assert search.shown_jobs(plotter.tables.runs, plotter.trials) == {"depth=2", "init.factor=1.0,optimizer.lr=0.003"}
 
 
 # --- fabricated searches: the figure's content -----------------------------------------------------
@@ -351,6 +448,15 @@ def test_a_tiny_optuna_search_returns_each_jobs_objective_and_the_report_names_t
     assert f"Best trial: {best_num} (init.factor=" in line and f"job {best_job};" in line
     assert all(f"{k}={found.best_params[k]:.4g}" in line for k in ("init.factor", "optimizer.lr"))
     assert SEARCH_LR in report and "every figure is drawn once per value" not in report
+    other = next(j for j in jobs if j.name != best_job)  # the README's way to draw another trial
+    factor = OmegaConf.load(other / ".hydra" / "config.yaml").init.factor
+    assert analyze.main([str(sweep), f"init.factor={factor}"]) == 0
+    report = next(sweep.glob("analysis_*")).joinpath("report.md").read_text()
+    line = next(l for l in report.splitlines() if "Best trial:" in l)
+    assert "each of 3 trials against" in line and "repeated" not in line and f"job {best_job};" in line
+    assert f"Best trial: {best_num} (init.factor=" in line
+    assert f"the filters kept 1 of its 3 trials (trial(s) {nums[other.name]}): the other figures show trial " \
+           f"{nums[other.name]}" in line
 
 
 @pytest.mark.slow

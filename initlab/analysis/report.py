@@ -165,7 +165,7 @@ def _extra_blocks(t: Tables) -> list[tuple]:
     value though one value was."""
     runs = t.runs
     extra = [k for k in t.extra_keys if k.split(".")[0] != "model"]
-    trials = search.trials(runs, t.root, []) if extra else pd.DataFrame(columns=["job", "search"])
+    trials = search.trials(t) if extra else pd.DataFrame(columns=["job", "search"])
     drawn = runs if trials.empty else runs[runs["job"].isin(search.shown_jobs(runs, trials))]
     per_value = [k for k in extra if drawn[k].nunique(dropna=False) > 1]
     blocks = []

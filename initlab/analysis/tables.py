@@ -97,6 +97,9 @@ class Tables:
     distributions: Optional[pd.DataFrame] = None  # distributions.csv rows, likewise
     presets: list[str] = field(default_factory=list)  # varied preset groups: each run's is its ``arm`` label
     settings: list[str] = field(default_factory=list)  # runs.csv's setting columns (choices and parameters)
+    # every run read, before the KEY=VALUES filters (as ``runs``, less the labels): an Optuna search's figure
+    # is drawn from all its trials whatever a filter kept (initlab.analysis.search.trials); None: ``runs``
+    unfiltered: Optional[pd.DataFrame] = None
 
 
 # --- finding jobs -----------------------------------------------------------------------------
@@ -568,7 +571,8 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
     outcomes = pd.DataFrame(outcomes)
     trainable = (outcomes["status"] != "diverged") & (outcomes["final_test_acc"] > outcomes["chance"] + margin)
     outcomes.insert(1, "trainable", trainable.astype("boolean").mask(outcomes["chance"].isna()))
-    runs = apply_filters(pd.concat([choices, outcomes], axis=1), filters or {})
+    unfiltered = pd.concat([choices, outcomes], axis=1)
+    runs = apply_filters(unfiltered, filters or {})
     keys = varied_keys(runs, list(choices.columns))
     runs = _labels(_sort(runs, keys), keys)
     presets = [g for g in presets if g in keys]
@@ -595,7 +599,8 @@ def load(paths: list[Path], filters: Optional[dict[str, list[str]]] = None, marg
 
     return Tables(runs, long(epochs), long(layers), optional(jacobians), skipped, keys, root,
                   [k for k in keys if k not in drawn], margin, optional(spectra), optional(steps),
-                  optional(distributions), presets, [c for c in choices.columns if c not in ("job", "overrides")])
+                  optional(distributions), presets, [c for c in choices.columns if c not in ("job", "overrides")],
+                  unfiltered)
 
 
 def _sort(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

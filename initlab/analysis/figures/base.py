@@ -291,8 +291,8 @@ class PlotterBase:
 
     @functools.cached_property
     def trials(self) -> pd.DataFrame:
-        """The runs that are trials of an Optuna search (initlab.analysis.search.trials); often empty."""
-        return search.trials(self.tables.runs, self.tables.root, self.keys)
+        """The trials of the Optuna searches the runs belong to (initlab.analysis.search.trials); often empty."""
+        return search.trials(self.tables)
 
     def _split(self) -> list[Figure]:
         """Every family but the ``whole_sweep`` ones, once per context (see ``all``)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -11,19 +13,24 @@ from initlab.analysis import search as optuna_search
 from initlab.analysis.figures.base import WIDTH, Figure, NothingToDraw, integer_ticks
 
 SECTION = "Init-scale search"
+log = logging.getLogger(__name__)
 DIVERGED = {"marker": "x", "color": "tab:red", "s": 40, "linewidths": 1.5, "zorder": 3}
 
 
 class SearchFigures:
     # --- optuna search ------------------------------------------------------------------------
     def search(self) -> list[Figure]:
-        """One figure per Optuna search: each trial's objective against every searched parameter
-        (coloured by trial number), and the best value so far against the trial number."""
+        """One figure per Optuna search that a kept run belongs to, over all its trials whatever the
+        filters kept (initlab.analysis.search.trials): each trial's objective against every searched
+        parameter (coloured by trial number), and the best value so far against the trial number."""
         trials = self.trials
-        return [self._search_figure(name, part.reset_index(drop=True))
-                for name, part in trials.groupby("search", sort=False)]
+        return [self._search_figure(part["search"].iloc[0], part.reset_index(drop=True))
+                for _, part in trials.groupby("folder", sort=False)
+                if (part["in_search"] & part["kept"]).any()]
 
-    def _search_figure(self, name: str, trials: pd.DataFrame) -> Figure:
+    def _search_figure(self, name: str, folder: pd.DataFrame) -> Figure:
+        """``folder``: one sweep folder's trial rows, those of earlier searches into it included (not drawn)."""
+        trials = folder[folder["in_search"]].reset_index(drop=True)
         metric, direction = trials["objective"].iloc[0], trials["direction"].iloc[0]
         if trials["objective"].nunique() > 1:
             raise NothingToDraw(f"search {name}: its trials return different objectives")
@@ -72,16 +79,33 @@ class SearchFigures:
         setting = ", ".join(f"{p}={optuna_search.fmt(float(top[p]))}" for p in params)
         diverged = int(trials["diverged"].sum())
         worst = "accuracy 0" if metric.endswith("_acc") else "loss +inf, drawn at the top edge"
-        asked = int(trials["latest_trial"].max()) + 1 if "latest_trial" in trials else len(trials)
+        asked = int(trials["asked"].iloc[0])
         repeats = (f" ({asked - len(trials)} more trial(s) of the {asked} asked repeated earlier values: their jobs "
                    f"were finished already, so they count once, at the first)" if asked > len(trials) else "")
+        others = folder[~folder["in_search"]]
+        earlier = ""
+        if len(others):
+            earlier = (f"; {len(others)} job folder(s) here are trials of earlier searches into this folder (not in "
+                       f"the latest sweep's .progress/ ledger), not drawn here")
+            log.warning("search %s: %d job folder(s) are trials of earlier searches into this folder; the search "
+                        "figure draws the latest search only", name, len(others))
+            if others["kept"].any():
+                drawn = optuna_search.best(others[others["kept"]])["job"]
+                earlier += f"; the other figures also show the best of them, job {drawn}"
+        kept = trials[trials["kept"]]
+        if len(kept) == len(trials):
+            shown = "the other figures show this trial (analyze.py PATH KEY=VALUE for another)"
+        else:
+            numbers = ", ".join(map(str, kept["trial"]))
+            shown = (f"the filters kept {len(kept)} of its {len(trials)} trials (trial(s) {numbers}): the other "
+                     f"figures show trial {optuna_search.best(kept)['trial']}, the best of those")
         caption = (f"Optuna search {name}: the final {metric} of each of {len(trials)} trials{repeats} "
                    + (f"against {' and '.join(params)} (colour: trial number), " if params else "")
                    + f"and the best so far ({direction}d) against the trial number"
-                   + (f"; {diverged} diverged trial(s) count as the worst value ({worst}), marked x" if diverged else "")
-                   + f". Best trial: {top['trial']}" + (f" ({setting})" if setting else "")
-                   + f", {metric} {optuna_search.fmt(float(top['value']))}, job {top['job']}; the other figures "
-                   f"show this trial (analyze.py PATH KEY=VALUE for another).")
+                   + (f"; {diverged} diverged trial(s) count as the worst value ({worst}), marked x"
+                      if diverged else "")
+                   + f"{earlier}. Best trial: {top['trial']}" + (f" ({setting})" if setting else "")
+                   + f", {metric} {optuna_search.fmt(float(top['value']))}, job {top['job']}; {shown}.")
         return self._save(fig, f"search_{name}", caption, SECTION)
 
     @staticmethod
