@@ -391,6 +391,12 @@ MUTATIONS = [
     Mutation("asked_from_job_numbers_despite_the_ledger", "initlab/analysis/search.py",
              "asked=sum(len(n) for n in nums[listed])", 'asked=int(frame["latest_trial"].max()) + 1',
              ("tests/test_search.py", "-k", "two_searches"), "an earlier search's trials counted as repeats of the latest"),
+    Mutation("unshaped_warning_only_with_theory", "initlab/train/predictions.py",
+             "    if kernel_shaping.shaped_sites(model) and (unshaped := unshaped_weights(exp)):",
+             "    if theory_reason(exp) is None and kernel_shaping.shaped_sites(model) and "
+             "(unshaped := unshaped_weights(exp)):",
+             ("tests/test_kernel_shaping.py", "-k", "warned_about"),
+             "tat with init.apply_to=head, torch_default biases or lsuv: no warning that the kernel is not shaped"),
     Mutation("searched_key_also_fixed", "initlab/cli.py",
              "            if is_search(base) and (fixed := _fixed_and_searched(args)):",
              "            if False and (fixed := _fixed_and_searched(args)):",

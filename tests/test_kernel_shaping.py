@@ -143,20 +143,31 @@ def test_result_json_holds_the_solved_parameters_and_their_phase(tmp_path, overr
                    tmp_path / "plain")["activation_transform"] is None
 
 
-@pytest.mark.parametrize("init, bias, warned", [
-    (["init=scaled_orthogonal"], [], False), (["init=he_normal"], [], True),
-    (["init=scaled_orthogonal"], ["model.bias_init=normal", "model.bias_std=0.1"], True)])
-def test_a_shaped_net_whose_weights_or_biases_break_the_shaping_is_warned_about(tmp_path, caplog, init, bias, warned):
+@pytest.mark.parametrize("init, bias, why", [
+    (["init=scaled_orthogonal"], [], None),
+    (["init=he_normal"], [], "this run has sigma_w^2 = 2"),
+    (["init=scaled_orthogonal"], ["model.bias_init=normal", "model.bias_std=0.1"],
+     "model.bias_init=normal draws nonzero biases (sigma_b^2 > 0)"),
+    # outside the theory (no predictions), so no warning came from it: the user test's three
+    (["init=scaled_orthogonal", "init.apply_to=head"], [],
+     "init.apply_to=head leaves the hidden layers at torch's default draw (sigma_w^2 = 1/3)"),
+    (["init=scaled_orthogonal"], ["model.bias_init=torch_default"],
+     "model.bias_init=torch_default draws nonzero biases (sigma_b^2 > 0)"),
+    (["init=lsuv"], [], "init=lsuv gives no sigma_w^2 = 1 ("),
+])
+def test_a_shaped_net_whose_weights_or_biases_break_the_shaping_is_warned_about(tmp_path, caplog, init, bias, why):
     """TAT under he_normal (sigma_w^2 = 2) ran silently while q doubled every layer (3.5e5 at layer
-    20): the shaping assumes weights that keep q and zero biases."""
+    20): the shaping assumes weights that keep q and zero biases. The warning came with the theory's
+    predictions, so runs the theory does not cover (apply_to=head, torch_default biases, LSUV) were
+    not warned: it is now read from the config."""
     cfg = compose_config("dataset=digits", "epochs=0", "model.width=16", "probe_size=64", "threads=1", "depth=14",
                          "activation=leaky_relu", "activation.transform=tat", *init, *bias)
     with caplog.at_level("WARNING", logger="initlab.train.predictions"):
         run_job(cfg, tmp_path)
     lines = [r.getMessage() for r in caplog.records if "its kernel is not the shaped one" in r.getMessage()]
-    assert len(lines) == int(warned)
-    if init == ["init=he_normal"]:
-        assert "this run has sigma_w^2 = 2, sigma_b^2 = 0" in lines[0]
+    assert len(lines) == int(why is not None)
+    if why is not None:
+        assert f"and zero biases; {why}" in lines[0]
 
 
 def _passes(model, x):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from initlab import kernel_shaping, theory
+from initlab.choices import INITS
 from initlab.config import ExperimentConfig
 from initlab.measure.jacobian import probe_count
 from initlab import models
@@ -41,6 +42,26 @@ def _quietly(name: str, compute, *args, fallback: Any = math.nan, **kwargs) -> A
         return fallback
 
 
+def unshaped_weights(exp: ExperimentConfig) -> Optional[str]:
+    """Why the weight layers of a kernel-shaped run (``activation.transform`` tat or dks) do not keep
+    q and c as TAT and DKS assume (sigma_w^2 = 1 on every hidden layer, zero biases: the kernel
+    they shape is then the network's), in words for the job's warning; None where they do, or where
+    nothing is shaped. Read from the config alone, so runs the theory does not cover are told too."""
+    if exp.activation.transform.value == "none":
+        return None
+    if exp.init.apply_to.value == "head":
+        return "init.apply_to=head leaves the hidden layers at torch's default draw (sigma_w^2 = 1/3)"
+    init_reason = INITS[exp.init.name].theory_reason
+    if init_reason is not None:
+        return f"init={exp.init.name} gives no sigma_w^2 = 1 ({init_reason})"
+    if exp.model.bias_init.value != "zeros":  # normal needs bias_std > 0
+        return f"model.bias_init={exp.model.bias_init.value} draws nonzero biases (sigma_b^2 > 0)"
+    sigma_w2 = _quietly("sigma_w2", theory.effective_sigma_w2, exp.init, exp.model.width, exp.model.width)
+    if not math.isclose(sigma_w2, 1.0, rel_tol=1e-9):
+        return f"this run has sigma_w^2 = {sigma_w2:.4g}"
+    return None
+
+
 def no_predictions() -> dict:
     """The predictions of a run outside the theory: no per-layer values, every phase key None."""
     return {"q_pred": [], "delta_rms_pred": [], "jacobian_mean_sq_sv_pred": None,
@@ -57,6 +78,10 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
     theory cannot compute for this configuration is NaN, never an error; a model outside the
     theory (``theory_reason``) gets ``no_predictions``.
     """
+    if kernel_shaping.shaped_sites(model) and (unshaped := unshaped_weights(exp)):
+        log.warning("activation.transform=%s shapes the kernel for weights that keep q (sigma_w^2 = 1: "
+                    "init=scaled_orthogonal) and zero biases; %s, so its kernel is not the shaped one (q is not "
+                    "kept at 1)", exp.activation.transform.value, unshaped)
     if theory_reason(exp) is not None:
         return no_predictions()
     dims = [(layer.in_features, layer.out_features) for layer in model.linears]
@@ -76,11 +101,6 @@ def mean_field(exp: ExperimentConfig, model: nn.Module, x_probe: torch.Tensor, d
     sigma_w2 = float(_quietly("sigma_w2", theory.effective_sigma_w2, exp.init, width, width))
     finite = math.isfinite(sigma_w2) and math.isfinite(sigma_b2)  # an overflowing sigma^2 has no meaningful phase
     kept = kernel_shaping.kept_length(model, sigma_w2, sigma_b2)  # a shaped net's q = 1, else the theory's q*
-    if kept is None and kernel_shaping.shaped_sites(model):
-        log.warning("activation.transform=%s shapes the kernel for weights that keep q (sigma_w^2 = 1: "
-                    "init=scaled_orthogonal) and zero biases; this run has sigma_w^2 = %.4g, sigma_b^2 = %.4g, so "
-                    "its kernel is not the shaped one (q is not kept at 1)", exp.activation.transform.value,
-                    sigma_w2, sigma_b2)
     xi_q, xi_c = (_quietly("depth scales", theory.depth_scales, act, sigma_w2, sigma_b2, q_star=kept,
                            fallback=(nan, nan)) if finite else (nan, nan))
     # the Jacobian is measured on the first probe_count inputs only: predict it for those
