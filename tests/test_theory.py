@@ -181,17 +181,46 @@ STEEP_OR_KINKED = {"hardtanh": (lambda x: np.clip(x, -1.0, 1.0), lambda x: (np.a
 @pytest.mark.parametrize("name", ["tanh", "sigmoid", "gelu", "silu", "hardtanh", "gelu(10x)"])
 def test_step_halving_quadrature_equals_the_finest_rule(name):
     """Each length stops halving the step early only where the 1601-node trapezoid rule agrees
-    (to 1e-14 of E|f| for smooth phi; to 1e-10 for hardtanh's kinks), from q = 0 to 1e4; coarse
-    rules that miss gelu(10x)'s bend agree with each other 2.5e-5 away from it."""
+    (to 1e-14 of E|f| for smooth phi; to 1e-10 for hardtanh's kinks), from q = 0 to the widest
+    length the trapezoid rules take (sqrt(q) = 16.7: beyond it the finest rule misses phi's bends,
+    test_wide_lengths_follow_phi_s_bends); coarse rules that miss gelu(10x)'s bend agree with each
+    other 2.5e-5 away from it."""
     act = T._resolve(STEEP_OR_KINKED.get(name, name))
     z = np.linspace(-12.0, 12.0, 1601)
     weights = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi) * (24.0 / 1600)
     q = np.concatenate([[0.0], np.geomspace(1e-6, 1e4, 300)])
+    q = q[np.sqrt(q) <= gaussian._WIDE]
     for f in (lambda x: act.phi(x) ** 2, lambda x: act.dphi(x) ** 2, act.phi):
         finest = f(np.sqrt(q)[:, None] * z) @ weights
         size = np.abs(f(np.sqrt(q)[:, None] * z)) @ weights
         tol = 1e-10 if name == "hardtanh" else 1e-14
         np.testing.assert_array_less(np.abs(gaussian._gauss(f, q) - finest), tol * size + 1e-300)
+
+
+def gauss_ref_x(f, q, points=(-100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0)):
+    """E f(sqrt(q) z) by adaptive quadrature over x = sqrt(q) z, split at ``points`` (phi's bends)
+    and +-14 sqrt(q): independent of the rules in initlab.choices.gaussian."""
+    s = math.sqrt(q)
+
+    def g(x):
+        return float(f(np.array(x))) * math.exp(-0.5 * (x / s) ** 2) / (s * math.sqrt(2 * math.pi))
+    edges = sorted({-14 * s, 14 * s, *(p for p in points if abs(p) < 14 * s)})
+    return sum(integrate.quad(g, lo, hi, epsabs=0, epsrel=1e-12, limit=500)[0] for lo, hi in zip(edges[:-1], edges[1:]))
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "gelu", "silu", "hardtanh", "gelu(10x)"])
+@pytest.mark.filterwarnings("ignore:The occurrence of roundoff error")  # quad on tanh^2 ~ 1, met to 1e-15
+def test_wide_lengths_follow_phi_s_bends(name):
+    """Lengths past the trapezoid rules' reach (sqrt(q) > 16.7, up to the top of the fixed-point
+    search, 1e4, and beyond): E[phi^2], E[phi'^2], E[phi] to 1e-11 of E|f|. The finest trapezoid
+    rule (step 1.5 in x at q = 1e4) had tanh's E[phi'^2] 20% off there, 3.4e-6 at q = 1e3."""
+    act = T._resolve(STEEP_OR_KINKED.get(name, name))
+    q = np.array([300.0, 1e3, 1e4, 1e6])
+    for f in (lambda x: act.phi(x) ** 2, lambda x: act.dphi(x) ** 2, act.phi):
+        got = gaussian._gauss(f, q)
+        for value, length in zip(got, q):
+            size = gauss_ref_x(lambda x: np.abs(f(x)), length)
+            assert abs(value - gauss_ref_x(f, length)) <= 1e-11 * size, (name, length)
 
 
 @pytest.mark.parametrize("q", [0.2, 3.0, 30.0])

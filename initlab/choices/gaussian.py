@@ -48,44 +48,69 @@ def _nested_levels(intervals: int, halvings: int) -> list[tuple[np.ndarray, np.n
 
 
 _LEVELS = _nested_levels(50, 5)  # one-input integrals: 51 nodes, halved up to 1601
-_FINEST = (np.concatenate([z for z, _, _ in _LEVELS]), np.concatenate([w for _, w, _ in _LEVELS]), _LEVELS[-1][2])
 _AGREE = 1e-10  # successive rules agreeing to this fraction of E|f| end the halving
-_X_STEP = 0.5  # ... once the coarser one samples phi at most this far apart
+_X_STEP = 0.5  # ... once the coarser one samples phi at most this far apart (in units of phi's scale)
 _Z2, _W2 = _trapezoid_rule(601)  # two-input integrals (tensor grid)
+_WIDE = _X_STEP / _LEVELS[-2][2]  # spread sqrt(q) / scale beyond which no trapezoid rule here resolves phi: 16.7
+_WIDE2 = 0.5 * _X_STEP / (_Z2[1] - _Z2[0])  # ... the two-input grid (step 0.04, sampling phi 0.25 apart): 6.25
 
 
 _ROWS = 128  # q values per block: a block's temporaries stay in the CPU's cache
+_GRADES = np.concatenate([-np.geomspace(64.0, 1 / 16, 11), [0.0], np.geomspace(1 / 16, 64.0, 11)])
+_Z_GRID = np.linspace(-12.0, 12.0, 17)[1:-1]  # the density's own panel edges, 1.5 apart
 
 
-def _gauss(f: Callable[[np.ndarray], np.ndarray], q) -> np.ndarray:
-    """E_z f(sqrt(q) z), z ~ N(0, 1), elementwise over the array q.
+def _points(scale: float, centre: float, kinks: tuple[float, ...]) -> np.ndarray:
+    """Where the graded rule splits phi's argument: centre + scale * _GRADES (0, +-1/16 ... +-64,
+    twice as far apart at each step out from the centre) and the kinks, sorted."""
+    return np.unique(np.concatenate([centre + scale * _GRADES, np.asarray(kinks, dtype=float)]))
 
-    Evaluated in blocks of ``_ROWS`` values of q: the mean-field predictions pass one q per layer
-    and probe example (e.g. 50 x 1000), and one (q.size, 1601) pass through NumPy's temporaries
-    ran 4-13x slower than blocks that fit in cache (same values to 1e-15)."""
+
+def _gauss(f: Callable[[np.ndarray], np.ndarray], q, scale: float = 1.0, centre: float = 0.0,
+           kinks: tuple[float, ...] = ()) -> np.ndarray:
+    """E_z f(sqrt(q) z), z ~ N(0, 1), elementwise over the array q, for f that bends only within a
+    few ``scale`` of ``centre`` (in f's argument; a steeper f is not resolved) and, with
+    ``kinks``, is smooth between them.
+
+    Per length: the halving trapezoid rule (a smooth f) or Gauss-Legendre panels between the kinks
+    where sqrt(q) <= _WIDE scale (16.7: the trapezoid's step then resolves f's bends); beyond that
+    f's bends are narrower than any step of those rules (a DKS tanh's phi', input scale 153: chi_1
+    89 for 100, no warning), and ``_graded`` panels follow them. Evaluated in blocks of ``_ROWS``
+    values of q: the mean-field predictions pass one q per layer and probe example (e.g. 50 x 1000),
+    and one (q.size, 1601) pass through NumPy's temporaries ran 4-13x slower than blocks that fit in
+    cache (same values to 1e-15)."""
     root = np.sqrt(np.asarray(q, dtype=float))
     flat = root.reshape(-1)
     out = np.empty_like(flat)
     for start in range(0, flat.size, _ROWS):
-        out[start:start + _ROWS] = _halving_trapezoid(f, flat[start:start + _ROWS])
+        block = flat[start:start + _ROWS]
+        wide = block > _WIDE * scale
+        if not (kinks or wide.any()):
+            out[start:start + _ROWS] = _halving_trapezoid(f, block, scale)
+            continue
+        part, rest = np.empty_like(block), block[~wide]
+        if wide.any():
+            part[wide] = _split(f, block[wide], _graded(_points(scale, centre, kinks), block[wide]))
+        if rest.size:
+            part[~wide] = (_split(f, rest, _kinked(np.asarray(kinks), rest)) if kinks
+                           else _halving_trapezoid(f, rest, scale))
+        out[start:start + _ROWS] = part
     return out.reshape(root.shape)
 
 
-def _halving_trapezoid(f: Callable[[np.ndarray], np.ndarray], root: np.ndarray) -> np.ndarray:
-    """E_z f(root z) per entry of the 1-D array ``root``: the trapezoid rule, its step halved until
-    two successive rules differ by at most ``_AGREE`` E|f| (then the finer one's error is far
-    smaller: the error of a smooth integrand squares with each halving, that of a kinked one falls
-    4x) or the finest rule (1601 nodes) is reached. Agreement counts only once the coarser rule's
-    step in phi's argument, step * root, is at most ``_X_STEP``: rules too coarse to see phi's
-    bend near 0 agree on a wrong value (gelu at q = 600: both off by 3e-5). A NaN length gives NaN."""
+def _halving_trapezoid(f: Callable[[np.ndarray], np.ndarray], root: np.ndarray, scale: float) -> np.ndarray:
+    """E_z f(root z) per entry of the 1-D array ``root`` (each <= _WIDE scale): the trapezoid rule,
+    its step halved until two successive rules differ by at most ``_AGREE`` E|f| (then the finer
+    one's error is far smaller: the error of a smooth integrand squares with each halving, that of a
+    kinked one falls 4x) or the finest rule (1601 nodes) is reached. Agreement counts only once the
+    coarser rule's step in phi's argument, step * root, is at most ``_X_STEP`` scale: rules too
+    coarse to see phi's bend near 0 agree on a wrong value (gelu at q = 600: both off by 3e-5). A
+    NaN length gives NaN."""
     estimate = np.empty_like(root)
     zero = root == 0  # E f(0 z) = f(0) exactly, not the rule's weights summing to 1 - 1e-16
     if zero.any():
         estimate[zero] = f(np.zeros((int(zero.sum()), 1)))[:, 0]
-    full = root * _LEVELS[-2][2] > _X_STEP  # no early agreement can count: the finest rule at once
-    if full.any():
-        estimate[full] = f(root[full, None] * _FINEST[0]) @ _FINEST[1] * _FINEST[2]
-    rows = np.flatnonzero(~(full | zero))
+    rows = np.flatnonzero(~zero)
     nodes, density, coarse = _LEVELS[0]
     values = f(root[rows, None] * nodes)
     total, size = np.zeros_like(root), np.zeros_like(root)
@@ -98,14 +123,22 @@ def _halving_trapezoid(f: Callable[[np.ndarray], np.ndarray], root: np.ndarray) 
         total[rows] += values @ density
         size[rows] += np.abs(values) @ density
         finer = total[rows] * step
-        agree = (np.abs(finer - estimate[rows]) <= _AGREE * size[rows] * step) & (coarse * root[rows] <= _X_STEP)
+        agree = ((np.abs(finer - estimate[rows]) <= _AGREE * size[rows] * step)
+                 & (coarse * root[rows] <= _X_STEP * scale))
         estimate[rows] = finer
         rows, coarse = rows[~agree], step
     return estimate
 
 
-def _gauss2(f: Callable[[np.ndarray], np.ndarray], q: float, c: float) -> float:
-    """E f(u_a) f(u_b) for centred jointly Gaussian u_a, u_b of variance q and correlation c."""
+def _gauss2(f: Callable[[np.ndarray], np.ndarray], q: float, c: float, scale: float = 1.0, centre: float = 0.0,
+            kinks: tuple[float, ...] = ()) -> float:
+    """E f(u_a) f(u_b) for centred jointly Gaussian u_a, u_b of variance q and correlation c, f as
+    for ``_gauss``: the 601 x 601 trapezoid grid, Gauss-Legendre panels between the kinks, or, where
+    sqrt(q) > _WIDE2 scale (the grid would sample f more than 0.25 scale apart), ``_graded`` panels."""
+    if math.sqrt(q) > _WIDE2 * scale:
+        return _gauss2_split(f, q, c, _points(scale, centre, kinks), _graded)
+    if kinks:
+        return _gauss2_split(f, q, c, np.asarray(kinks), _kinked)
     s = math.sqrt(q)
     fa = f(s * _Z2) * _W2
     fb = f(s * (c * _Z2[:, None] + math.sqrt(max(1.0 - c * c, 0.0)) * _Z2[None, :]))
@@ -117,51 +150,75 @@ def normal_pdf(x):
 
 
 _GL_T, _GL_W = np.polynomial.legendre.leggauss(16)
-_PANELS = 8  # Gauss-Legendre panels per smooth piece of [-12, 12]
-_PANEL_T = ((np.arange(_PANELS)[:, None] + (_GL_T + 1) / 2) / _PANELS).ravel()  # nodes on [0, 1]
-_PANEL_W = np.tile(_GL_W / (2 * _PANELS), _PANELS)  # their weights (sum 1)
+_PANELS = 8  # Gauss-Legendre panels per smooth piece of [-12, 12] between kinks
 
 
-def _pieces(breaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _panel_rule(panels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``panels`` 16-node Gauss-Legendre panels on [0, 1]: nodes and weights (sum 1)."""
+    return ((np.arange(panels)[:, None] + (_GL_T + 1) / 2) / panels).ravel(), np.tile(_GL_W / (2 * panels), panels)
+
+
+_PANEL_RULES = {panels: _panel_rule(panels) for panels in (1, _PANELS)}
+
+
+def _pieces(breaks: np.ndarray, panels: int = _PANELS) -> tuple[np.ndarray, np.ndarray]:
     """Composite Gauss-Legendre nodes and weights (times the N(0, 1) density) over [-12, 12]
-    split at the rows of ``breaks`` (n, k) (each row sorted, inside [-12, 12]): (n, (k + 1) m)."""
+    split at the rows of ``breaks`` (n, k) (each row sorted, inside [-12, 12]), ``panels`` panels
+    (1 or _PANELS) per piece: (n, (k + 1) 16 panels)."""
+    t, w = _PANEL_RULES[panels]
     edges = np.concatenate([np.full((len(breaks), 1), -12.0), breaks, np.full((len(breaks), 1), 12.0)], axis=1)
     lo, width = edges[:, :-1, None], np.diff(edges, axis=1)[:, :, None]
-    nodes = (lo + width * _PANEL_T).reshape(len(breaks), -1)
-    weights = (width * _PANEL_W).reshape(len(breaks), -1) * normal_pdf(nodes)
+    nodes = (lo + width * t).reshape(len(breaks), -1)
+    weights = (width * w).reshape(len(breaks), -1) * normal_pdf(nodes)
     return nodes, weights
 
 
-def _z_breaks(kinks: tuple[float, ...], root: np.ndarray, centre=0.0, spread=1.0) -> np.ndarray:
-    """Where z crosses each kink x_k of phi at argument root (centre + spread z): (n, k), sorted."""
+def _z_breaks(kinks: np.ndarray, root: np.ndarray, centre=0.0, spread=1.0) -> np.ndarray:
+    """Where z crosses each point x_k of phi's argument root (centre + spread z): (n, k), sorted."""
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (np.asarray(kinks)[None, :] / root[:, None] - np.asarray(centre).reshape(-1, 1)) / spread
     return np.sort(np.clip(np.nan_to_num(z, nan=0.0), -12.0, 12.0), axis=1)
 
 
-def _gauss_kinked(f: Callable[[np.ndarray], np.ndarray], q, kinks: tuple[float, ...]) -> np.ndarray:
-    """E_z f(sqrt(q) z) for f smooth between the points ``kinks`` (in its argument), elementwise
-    over q: Gauss-Legendre panels on each piece between the kinks, so a jump in f (relu's phi'^2)
-    costs no accuracy; the trapezoid rule's error over a jump falls only as its step."""
-    root = np.sqrt(np.asarray(q, dtype=float)).reshape(-1)
-    nodes, weights = _pieces(_z_breaks(kinks, root))
+def _kinked(kinks: np.ndarray, root: np.ndarray, centre=0.0, spread=1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for f(root (centre + spread z)) (n = root.size rows) with f smooth between
+    ``kinks``: _PANELS Gauss-Legendre panels on each piece between them, so a jump in f (relu's
+    phi'^2) costs no accuracy; the trapezoid rule's error over a jump falls only as its step."""
+    return _pieces(_z_breaks(kinks, root, centre, spread))
+
+
+def _graded(points: np.ndarray, root: np.ndarray, centre=0.0, spread=1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for f(root (centre + spread z)) (n = root.size rows) where f's bends are far
+    narrower than the density: one 16-node Gauss-Legendre panel between successive breaks, at the z
+    where the argument crosses each of ``points`` (``_points``: panels a sixteenth of f's scale wide
+    at its centre, doubling outwards to 64 scales, past which the project's activations are linear
+    to 1e-16) and every 1.5 in z (the density's own scale): (n, 16 (points.size + 16))."""
+    breaks = np.concatenate([_z_breaks(points, root, centre, spread),
+                             np.broadcast_to(_Z_GRID, (root.size, _Z_GRID.size))], axis=1)
+    return _pieces(np.sort(breaks, axis=1), panels=1)
+
+
+def _split(f: Callable[[np.ndarray], np.ndarray], root: np.ndarray, rule: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """E_z f(root z) per entry of ``root`` from ``rule``'s (nodes, weights) (``_kinked`` or
+    ``_graded``); f(0) exactly at root = 0."""
+    nodes, weights = rule
     out = np.sum(f(root[:, None] * nodes) * weights, axis=1)
     zero = root == 0
     out[zero] = f(np.zeros(int(zero.sum())))
-    return out.reshape(np.shape(q))
+    return out
 
 
-def _gauss2_kinked(f: Callable[[np.ndarray], np.ndarray], q: float, c: float, kinks: tuple[float, ...]) -> float:
-    """E f(u_a) f(u_b) as _gauss2, for f smooth between ``kinks``: the outer integral over
-    z_a split where u_a = sqrt(q) z_a crosses a kink, the inner one over z_b (u_b = sqrt(q)(c z_a
-    + sqrt(1 - c^2) z_b)) where u_b does, for each outer node."""
+def _gauss2_split(f: Callable[[np.ndarray], np.ndarray], q: float, c: float, points: np.ndarray, rule) -> float:
+    """E f(u_a) f(u_b) as _gauss2 with ``rule`` (``_kinked`` or ``_graded``) at ``points``: the
+    outer integral over z_a split where u_a = sqrt(q) z_a crosses them, the inner one over z_b
+    (u_b = sqrt(q)(c z_a + sqrt(1 - c^2) z_b)) where u_b does, for each outer node."""
     root, spread = math.sqrt(q), math.sqrt(max(1.0 - c * c, 0.0))
     if spread < 1e-12:  # u_b = c u_a
-        mirrored = tuple(k / c for k in kinks) if c else ()
-        return float(_gauss_kinked(lambda x: f(x) * f(c * x), q, tuple(kinks) + mirrored))
-    za, wa = _pieces(_z_breaks(kinks, np.array([root])))
+        both = np.concatenate([points, points / c if c else []])
+        return float(_split(lambda x: f(x) * f(c * x), np.array([root]), rule(both, np.array([root])))[0])
+    za, wa = rule(points, np.array([root]))
     za, wa = za[0], wa[0]
-    zb, wb = _pieces(_z_breaks(kinks, np.full(len(za), root), c * za, spread))
+    zb, wb = rule(points, np.full(len(za), root), c * za, spread)
     inner = np.sum(f(root * (c * za[:, None] + spread * zb)) * wb, axis=1)
     return float(np.sum(f(root * za) * wa * inner))
 
@@ -171,15 +228,23 @@ class Quadrature:
 
     ``kinks``: the arguments where phi or dphi is not smooth (a shifted relu's -shift / scale):
     there the integrals are split (Gauss-Legendre on each piece), and dV/dq gains the jump of phi'
-    at each kink (phi phi'' holds a delta there). Without kinks phi must be smooth."""
+    at each kink (phi phi'' holds a delta there). Without kinks phi must be smooth. ``scale`` and
+    ``centre`` (kept as bend_scale, bend_centre): phi bends only within a few ``scale`` of
+    ``centre`` (1 and 0 for the project's activations; 1 / a and -s / a for phi(a x + s) of kernel
+    shaping), which sets the rule each length q takes (``_gauss``)."""
 
     gain = None
 
-    def __init__(self, phi: Callable, dphi: Callable, kinks: tuple[float, ...] = ()):
+    def __init__(self, phi: Callable, dphi: Callable, kinks: tuple[float, ...] = (), scale: float = 1.0,
+                 centre: float = 0.0):
         self.phi, self.dphi, self.kinks = phi, dphi, tuple(float(k) for k in kinks)
+        self.bend_scale, self.bend_centre = float(scale), float(centre)
 
     def _gauss(self, f: Callable, q):
-        return _gauss_kinked(f, q, self.kinks) if self.kinks else _gauss(f, q)
+        return _gauss(f, q, self.bend_scale, self.bend_centre, self.kinks)
+
+    def _gauss2(self, f: Callable, q, c):
+        return _gauss2(f, q, c, self.bend_scale, self.bend_centre, self.kinks)
 
     def second_moment(self, q):
         return self._gauss(lambda x: self.phi(x) ** 2, q)
@@ -191,22 +256,22 @@ class Quadrature:
         return self._gauss(self.phi, q)
 
     def length_slope(self, q):
-        h = 1e-4  # phi'' by central differences of phi': ~1e-9 error, only used for xi_q
+        h = 1e-4 * self.bend_scale  # phi'' by central differences of phi': ~1e-9 error, only used for xi_q
         slope = self._gauss(lambda x: self.dphi(x) ** 2
                             + self.phi(x) * (self.dphi(x + h) - self.dphi(x - h)) / (2 * h), q)
         root = np.sqrt(np.asarray(q, dtype=float))
         for k in self.kinks:  # phi phi'' at a jump J of phi': phi(k) J times the density of sqrt(q) z at k
-            jump = float(self.dphi(np.array(k + 1e-9)) - self.dphi(np.array(k - 1e-9)))
+            jump = float(self.dphi(np.array(k + 1e-9 * self.bend_scale)) - self.dphi(np.array(k - 1e-9 * self.bend_scale)))
             with np.errstate(divide="ignore", invalid="ignore"):
                 slope = slope + np.where(root > 0, float(self.phi(np.array(k))) * jump * normal_pdf(k / root) / root,
                                          0.0)
         return slope
 
     def kernel(self, q, c):
-        return _gauss2_kinked(self.phi, q, c, self.kinks) if self.kinks else _gauss2(self.phi, q, c)
+        return self._gauss2(self.phi, q, c)
 
     def grad_kernel(self, q, c):
-        return _gauss2_kinked(self.dphi, q, c, self.kinks) if self.kinks else _gauss2(self.dphi, q, c)
+        return self._gauss2(self.dphi, q, c)
 
 
 class PiecewiseLinear:
@@ -214,6 +279,8 @@ class PiecewiseLinear:
 
     Written as a relu(x) + s x with a = 1 - s; relu's two-input kernels are the arc-cosine ones.
     """
+
+    bend_scale, bend_centre = 1.0, 0.0  # as Quadrature's: where phi bends (only at its kink)
 
     def __init__(self, negative_slope: float):
         self.s = float(negative_slope)
