@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from scipy import integrate
 from torch import nn
 
-from conftest import ROOT, compose_config, run_job
+from conftest import ROOT, compose_config, read_csv, run_job
 from initlab import kernel_shaping, theory
 from initlab.choices import INITS
 from initlab.choices.gaussian import PiecewiseLinear, _gauss
@@ -355,3 +356,56 @@ def test_solving_leaves_numpy_s_global_generator_alone():
     kernel_shaping._solve.cache_clear()
     kernel_shaping.solve(experiment("activation=tanh", "activation.transform=dks", "depth=30").activation, 30)
     np.testing.assert_array_equal(np.random.rand(3), expected)
+
+
+def base_expectation(g, mean: float, std: float) -> float:
+    """E g(y), y ~ N(mean, std^2), by scipy's adaptive quadrature in the base activation's own
+    variable y = a x + s, split where g bends (|y| <= 20) and at mean +- 14 std: independent of
+    initlab.choices.gaussian."""
+    def integrand(y):
+        return g(y) * math.exp(-0.5 * ((y - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+    lo, hi = mean - 14 * std, mean + 14 * std
+    edges = sorted({lo, hi, *(p for p in (-20.0, -5.0, -1.0, 0.0, 1.0, 5.0, 20.0) if lo < p < hi)})
+    return sum(integrate.quad(integrand, a, b, epsabs=0, epsrel=1e-12, limit=500)[0] for a, b in zip(edges[:-1], edges[1:]))
+
+
+@pytest.mark.parametrize("overrides", [
+    ("activation.transform=dks", "activation.c_slope_1_target=1e4", "depth=2"),
+    ("activation.transform=dks", "activation.c_slope_1_target=1e6", "depth=3"),
+    ("activation.transform=tat", "activation.c_curve_target=0.01", "depth=20"),
+    ("activation.transform=tat", "activation.c_curve_target=30", "depth=3")])
+def test_extreme_targets_expectations_match_the_base_activation_s_own_integrals(overrides):
+    """phi_hat(x) = b (tanh(a x + s) + o) at q = 1 is E over y ~ N(s, a^2) of the base: Q(1) and
+    E[phi_hat'^2] (= C'(1) per layer: zeta^(1/D) for DKS, 1 for TAT) against scipy's quad there,
+    at targets whose input scale a is 153 (DKS zeta = 1e4 at depth 2, 1e6 at depth 3: phi_hat'
+    a spike 0.0065 wide, E[phi_hat'^2] came out 89.3 for 100 and Q(1) 0.99929) or 0.0235 (TAT
+    tau = 0.01 at depth 20); and C(0) = 0 for DKS (E phi_hat = 0)."""
+    exp = experiment("activation=tanh", *overrides)
+    params = kernel_shaping.solve(exp.activation, exp.depth)
+    act = kernel_shaping.expectations(exp.activation, params)
+    a, s, o, b = (params[k] for k in ("input_scale", "input_shift", "output_shift", "output_scale"))
+    second = base_expectation(lambda y: (b * (math.tanh(y) + o)) ** 2, s, abs(a))
+    grad = base_expectation(lambda y: (b * a * (1 - math.tanh(y) ** 2)) ** 2, s, abs(a))
+    slope = exp.activation.c_slope_1_target ** (1 / exp.depth) if exp.activation.transform.value == "dks" else 1.0
+    assert float(act.second_moment(1.0)) == pytest.approx(second, rel=1e-10)
+    assert float(act.grad_moment(1.0)) == pytest.approx(grad, rel=1e-10)
+    assert (second, grad) == pytest.approx((1.0, slope), rel=1e-9)  # what dks solved for
+    if exp.activation.transform.value == "dks":
+        assert act.kernel(1.0, 0.0) == pytest.approx(0.0, abs=1e-9)
+        assert act.grad_kernel(1.0, 1.0) == pytest.approx(slope, rel=1e-9)
+
+
+@pytest.mark.parametrize("zeta, depth", [(1e4, 2), (1e6, 3)])
+def test_a_large_dks_target_s_run_predicts_zeta_s_chi1_and_keeps_q(tmp_path, zeta, depth):
+    """The user's runs (digits, width 16, scaled_orthogonal): chi_1 = zeta^(1/D) = 100 (was 89.295),
+    q_pred = 1 at every layer (PLN'd inputs; was 1, 0.9993, 0.9989, 0.9987 at depth 3) and the
+    hidden Jacobian's predicted mean squared singular value 100^(D-1) (was 6924 for 1e4)."""
+    cfg = compose_config("dataset=digits", "epochs=0", "model.width=16", "threads=1", "init=scaled_orthogonal",
+                         "activation=tanh", "activation.transform=dks", f"activation.c_slope_1_target={zeta:g}",
+                         f"depth={depth}")
+    result = run_job(cfg, tmp_path)
+    assert result["theory"]["chi1"] == pytest.approx(100.0, rel=1e-9)
+    q_pred = [float(r["q_pred"]) for r in read_csv(tmp_path / "layers.csv") if r["epoch"] == "0"]
+    assert q_pred == pytest.approx([1.0] * (depth + 1), rel=1e-7)  # q0 = 1 to float32 rounding (PLN)
+    hidden = [r for r in read_csv(tmp_path / "jacobian.csv") if r["kind"] == "hidden"][0]
+    assert float(hidden["mean_sq_sv_pred"]) == pytest.approx(100.0 ** (depth - 1), rel=1e-6)
