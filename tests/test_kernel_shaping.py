@@ -366,7 +366,8 @@ def base_expectation(g, mean: float, std: float) -> float:
         return g(y) * math.exp(-0.5 * ((y - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
     lo, hi = mean - 14 * std, mean + 14 * std
     edges = sorted({lo, hi, *(p for p in (-20.0, -5.0, -1.0, 0.0, 1.0, 5.0, 20.0) if lo < p < hi)})
-    return sum(integrate.quad(integrand, a, b, epsabs=0, epsrel=1e-12, limit=500)[0] for a, b in zip(edges[:-1], edges[1:]))
+    return sum(integrate.quad(integrand, lo, hi, epsabs=0, epsrel=1e-12, limit=500)[0]
+               for lo, hi in zip(edges[:-1], edges[1:]))
 
 
 @pytest.mark.parametrize("overrides", [

@@ -14,7 +14,9 @@ rule on z in [-12, 12]: it converges exponentially for smooth integrands and sta
 relative error up to q ~ 100, where Gauss-Hermite with 100 nodes is only that good for q <= 1.
 One-input integrals halve the step until two successive rules agree (nested rules, so each halving
 only adds the midpoints): a length q ~ 1 needs ~100 nodes where q ~ 100 needs the full 1601.
-Derivations: docs/theory.md. Pure NumPy/SciPy.
+Past sqrt(q) = 16.7 times the scale on which phi bends (1; 1 / a for kernel shaping's phi(a x + s))
+no trapezoid step here resolves phi (DKS tanh, a = 153: E[phi'^2] 89.3 for 100, two rules agreeing):
+Gauss-Legendre panels graded about the bend instead. Derivations: docs/theory.md. Pure NumPy/SciPy.
 """
 
 from __future__ import annotations
@@ -261,7 +263,8 @@ class Quadrature:
                             + self.phi(x) * (self.dphi(x + h) - self.dphi(x - h)) / (2 * h), q)
         root = np.sqrt(np.asarray(q, dtype=float))
         for k in self.kinks:  # phi phi'' at a jump J of phi': phi(k) J times the density of sqrt(q) z at k
-            jump = float(self.dphi(np.array(k + 1e-9 * self.bend_scale)) - self.dphi(np.array(k - 1e-9 * self.bend_scale)))
+            eps = 1e-9 * self.bend_scale
+            jump = float(self.dphi(np.array(k + eps)) - self.dphi(np.array(k - eps)))
             with np.errstate(divide="ignore", invalid="ignore"):
                 slope = slope + np.where(root > 0, float(self.phi(np.array(k))) * jump * normal_pdf(k / root) / root,
                                          0.0)
