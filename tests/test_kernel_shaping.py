@@ -380,7 +380,8 @@ def test_extreme_targets_expectations_match_the_base_activation_s_own_integrals(
     E[phi_hat'^2] (= C'(1) per layer: zeta^(1/D) for DKS, 1 for TAT) against scipy's quad there,
     at targets whose input scale a is 153 (DKS zeta = 1e4 at depth 2, 1e6 at depth 3: phi_hat'
     a spike 0.0065 wide, E[phi_hat'^2] came out 89.3 for 100 and Q(1) 0.99929) or 0.0235 (TAT
-    tau = 0.01 at depth 20); and C(0) = 0 for DKS (E phi_hat = 0)."""
+    tau = 0.01 at depth 20); Q'(1) = 1 (was 1.0031 for zeta = 1e6, phi'' by a step blind to a); and
+    C(0) = 0 for DKS (E phi_hat = 0)."""
     exp = experiment("activation=tanh", *overrides)
     params = kernel_shaping.solve(exp.activation, exp.depth)
     act = kernel_shaping.expectations(exp.activation, params)
@@ -391,6 +392,7 @@ def test_extreme_targets_expectations_match_the_base_activation_s_own_integrals(
     assert float(act.second_moment(1.0)) == pytest.approx(second, rel=1e-10)
     assert float(act.grad_moment(1.0)) == pytest.approx(grad, rel=1e-10)
     assert (second, grad) == pytest.approx((1.0, slope), rel=1e-9)  # what dks solved for
+    assert float(act.length_slope(1.0)) == pytest.approx(1.0, abs=1e-6)  # Q'(1) = 1 (phi'' by a step 1e-4 / a)
     if exp.activation.transform.value == "dks":
         assert act.kernel(1.0, 0.0) == pytest.approx(0.0, abs=1e-9)
         assert act.grad_kernel(1.0, 1.0) == pytest.approx(slope, rel=1e-9)
