@@ -177,9 +177,9 @@ def _refuse_restarted(finished: Mapping[str, Any], current: Mapping[str, Any], j
         return
     how = (f"diverged at epoch {finished['diverged_epoch']}" if finished.get("diverged_epoch") is not None
            else f"stopped early at epoch {finished.get('stopped_epoch')}")
-    raise ConfigError(f"result.json in {job_dir} is of a run that {how} in attempt {attempts + 1} "
-                      f"(early_stopping.restarts): with epochs={current['epochs']} its attempts could end otherwise "
-                      f"(attempt 1 need not restart), so it is not that run; resume=false starts the job afresh "
+    raise ConfigError(f"result.json in {job_dir} is of a run that {how} in attempt {attempts} (counted from 0, "
+                      f"as the log and the attempt column; early_stopping.restarts): with epochs={current['epochs']} "
+                      f"its attempts could end otherwise (attempt 0 need not restart), so it is not that run; resume=false starts the job afresh "
                       f"(replacing those records), or use another folder")
 
 

@@ -223,12 +223,13 @@ def test_a_job_that_failed_after_its_result_is_skipped_as_failed(tmp_path):
     extended, later_fine = write_job(root / "extended", seed=0), write_job(root / "later_fine", seed=1)
     for job, written_ns in ((extended, (job_mtime := (extended / "result.json").stat().st_mtime_ns) + 10**9),
                             (later_fine, job_mtime - 10**9)):
-        (job / "FAILED").write_text("ConfigError: checkpoint.pt cannot be read\n")
+        (job / "FAILED").write_text(f"ConfigError: checkpoint.pt cannot be read ({'x' * 200}); delete it\n")
         os.utime(job / "FAILED", ns=(written_ns, written_ns))
     tables = analysis.load([root])
     assert tables.runs["seed"].tolist() == [1]
-    assert [(Path(bad.job).name, bad.reason) for bad in tables.skipped] == [
-        ("extended", "failed: ConfigError: checkpoint.pt cannot be read (its result.json is an earlier run's)")]
+    assert [(Path(bad.job).name, bad.reason) for bad in tables.skipped] == [  # whole: it was cut at 200 characters,
+        ("extended", f"failed: ConfigError: checkpoint.pt cannot be read ({'x' * 200}); delete it "  # the advice lost
+                     f"(its result.json is an earlier run's)")]
 
 
 def test_only_unfinished_jobs_say_so_not_unreadable(tmp_path, capsys):

@@ -672,12 +672,13 @@ def test_a_run_that_restarted_is_not_taken_for_the_longer_run(tmp_path):
     first = run_job(compose_config(*QUICK, *settings, "epochs=3"), tmp_path)
     assert (first["final_attempt"], first["stopped_epoch"]) == (1, 1)
     # the refusal said "kept no checkpoint (a run kept with checkpoint=last or both continues ...)":
-    # advice that cannot help (a user test had checkpoint=last); it now says why
+    # advice that cannot help (a user test had checkpoint=last); it now says why, counting attempts from 0 as
+    # the log, the attempt column and final_attempt do (it said "in attempt 2" of final_attempt 1)
     for epochs in (8, 2):
-        with pytest.raises(ConfigError, match=rf"is of a run that stopped early at epoch 1 in attempt 2 "
-                                              rf"\(early_stopping.restarts\): with epochs={epochs} its attempts "
-                                              rf"could end otherwise \(attempt 1 need not restart\), so it is not "
-                                              rf"that run; resume=false"):
+        with pytest.raises(ConfigError, match=rf"is of a run that stopped early at epoch 1 in attempt 1 \(counted "
+                                              rf"from 0, as the log and the attempt column; early_stopping.restarts\): "
+                                              rf"with epochs={epochs} its attempts could end otherwise \(attempt 0 "
+                                              rf"need not restart\), so it is not that run; resume=false"):
             run_job(compose_config(*QUICK, *settings, f"epochs={epochs}", "checkpoint=last"), tmp_path)
 
 

@@ -258,7 +258,7 @@ def read_job(path: Path) -> Job:
         # (a finished job asked for more epochs whose extension failed), not what the job's .hydra asks for
         reason = failed.read_text(errors="replace").strip().splitlines() or ["no message"]
         older = f" (its {RESULT_JSON} is an earlier run's)" if finished.is_file() else ""
-        raise BadJob(f"failed: {reason[0][:200]}{older}")
+        raise BadJob(f"failed: {reason[0]}{older}")  # whole: a reason's advice comes last
     if not finished.is_file():
         raise BadJob(f"unfinished: no {RESULT_JSON}{_failure_hint(path)}")
     try:
