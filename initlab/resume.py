@@ -179,8 +179,8 @@ def _refuse_restarted(finished: Mapping[str, Any], current: Mapping[str, Any], j
            else f"stopped early at epoch {finished.get('stopped_epoch')}")
     raise ConfigError(f"result.json in {job_dir} is of a run that {how} in attempt {attempts} (counted from 0, "
                       f"as the log and the attempt column; early_stopping.restarts): with epochs={current['epochs']} "
-                      f"its attempts could end otherwise (attempt 0 need not restart), so it is not that run; resume=false starts the job afresh "
-                      f"(replacing those records), or use another folder")
+                      f"its attempts could end otherwise (attempt 0 need not restart), so it is not that run; "
+                      f"resume=false starts the job afresh (replacing those records), or use another folder")
 
 
 def _refuse_ending_sooner(finished: Mapping[str, Any], current: Mapping[str, Any], job_dir: Path) -> None:
