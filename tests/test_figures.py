@@ -961,3 +961,22 @@ def test_only_points_without_a_drawn_neighbour_get_a_marker():
     mark_lone_points(fig)
     marks = {(m.get_color(), tuple(m.get_xdata())) for ax in (lin, log) for m in ax.lines if m.get_marker() == "o"}
     assert marks == {("red", (0.0, 2.0, 4.0)), ("green", (0.0,))}
+
+
+def test_a_run_that_diverged_at_init_has_its_curves_listed_not_drawn(tmp_path):
+    """init=normal init.std=1e12 diverges at epoch 0: its losses and accuracies are NaN from the
+    start, and curves_*.png was drawn with empty axes and a legend without entries (seaborn's
+    "Ignoring palette" warnings on stderr) instead of being listed under "Figures not drawn"."""
+    from conftest import compose_config, run_job
+
+    run = tmp_path / "run"
+    result = run_job(compose_config("init=normal", "init.std=1e12", "epochs=1", "depth=2", "model.width=8",
+                                    "threads=1", "device=cpu"), run)
+    assert (result["status"], result["diverged_epoch"]) == ("diverged", 0)
+    plotter = Plotter(analysis.load([run]), tmp_path / "out")
+    assert plotter.curves("activation") + plotter.curves("init") == []
+    assert [(n.figure, n.reason) for n in plotter.not_drawn] == [
+        ("curves_activation_relu.png", "no finite accuracy or loss: every activation=relu run diverged at init"),
+        ("curves_init_normal.png", "no finite accuracy or loss: every init=normal run diverged at init")]
+    with pytest.raises(NothingToDraw, match="^curves_init_normal.png: no finite accuracy or loss"):
+        Plotter(analysis.load([run]), tmp_path / "strict", strict=True).curves("init")

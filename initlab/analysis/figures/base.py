@@ -347,6 +347,16 @@ class PlotterBase:
                     self.not_drawn.append(NotDrawn(figure, reason))
         return figures
 
+    def _not_drawn_one(self, figure: str, reason: str) -> None:
+        """One figure of a family that draws several is not drawn (the others are): logged and listed
+        in ``not_drawn`` with the reason, as a whole family's failure is; raised when ``strict``."""
+        if self.strict:
+            raise NothingToDraw(f"{figure}: {reason}")
+        plt.close("all")
+        figure += f" ({_context_text(self.context)})" if self.context else ""
+        log.warning("could not draw %s: %s", figure, reason)
+        self.not_drawn.append(NotDrawn(figure, reason))
+
     def _panels(self, data: pd.DataFrame, by: str = "activation") -> tuple[pd.DataFrame, str, list[str]]:
         """A panel column for figures that draw several models side by side: ``by`` alone with one
         model, "<by>, <model>" with several. Returns (data with the column, its name, its order)."""

@@ -31,6 +31,10 @@ class CurveFigures:
         figures = []
         for name in self.order[by]:
             part = ep[ep[by] == name]
+            if not part["value"].notna().any():  # drawn, it was empty axes and a legend without entries
+                self._not_drawn_one(f"curves_{by}_{name}.png", f"no finite accuracy or loss: every {by}={name} run "
+                                                               f"diverged at init")
+                continue
             depths = sorted(part["depth"].unique())
             fig, axes = plt.subplots(len(depths), 2, squeeze=False, sharex=True, sharey="col", layout="constrained",
                                      figsize=(6.4, 0.4 + 1.7 * len(depths)))

@@ -13,8 +13,8 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.colors import LogNorm
 
-from initlab.analysis.figures.base import (FLOOR, LOG_BAND, TINY, WIDTH, ZERO_LABEL, ZERO_MARKER, Figure, NotDrawn,
-                                           NothingToDraw, integer_ticks, log, log_floor, t95)
+from initlab.analysis.figures.base import (FLOOR, LOG_BAND, TINY, WIDTH, ZERO_LABEL, ZERO_MARKER, Figure,
+                                           NothingToDraw, integer_ticks, log_floor, t95)
 from initlab.analysis.figures.facets import Wrap
 
 
@@ -297,9 +297,7 @@ class LayerFigures:
                 except NothingToDraw as err:  # the other heatmaps still count
                     if self.strict:
                         raise
-                    plt.close("all")
-                    log.warning("could not draw heatmap_%s_%s_depth%s: %s", stat, act, d, err)
-                    self.not_drawn.append(NotDrawn(f"heatmap_{stat}_{act}_depth{d}.png", str(err)))
+                    self._not_drawn_one(f"heatmap_{stat}_{act}_depth{d}.png", str(err))
         return figures
 
     def _heatmap(self, part: pd.DataFrame, stat: str, act: str, depth: int) -> Figure:
