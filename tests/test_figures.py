@@ -13,6 +13,7 @@ import logging
 import math
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -670,7 +671,29 @@ def test_zero_init_is_drawn_with_zero_markers(tmp_path):
     mesh = kept["heatmap_act_std_relu_depth3"].axes[0].collections[0]
     colours = mesh.to_rgba(mesh.get_array())
     assert mesh.get_array().size == 3 * 3
-    assert np.allclose(colours, mesh.cmap.get_bad())  # every cell exactly 0: the grey "bad" colour
+    assert np.allclose(colours, mesh.cmap.get_under())  # every cell exactly 0: light grey, below the colours
+
+
+def test_a_heatmap_tells_non_finite_cells_from_zeros(tmp_path):
+    """elu with alpha=3e38 (init=normal std 10): layers 2 and 3 have NaN act_std; they were drawn in
+    the same grey as cells that are exactly 0. Now zeros are light grey (the colour map's "under"),
+    non-finite cells dark grey (left undrawn over the axes' face), and the caption says so."""
+    from conftest import compose_config, run_job
+
+    from initlab.analysis.figures.layers import NOT_FINITE
+
+    run = tmp_path / "run"
+    run_job(compose_config("activation=elu", "activation.alpha=3e38", "init=normal", "init.std=10", "epochs=1",
+                           "depth=3", "model.width=8", "threads=1", "device=cpu"), run)
+    _, figures, kept = draw(run, tmp_path / "out", only=("heatmaps",))
+    for stat in ("act_std", "act_mean"):
+        ax = kept[f"heatmap_{stat}_elu_depth3"].axes[0]
+        mesh = ax.collections[0]
+        assert np.ravel(mesh.get_array().mask).tolist() == [False, True, True]  # layer 1 finite, 2 and 3 NaN
+        assert np.allclose(ax.get_facecolor()[:3], matplotlib.colors.to_rgb(NOT_FINITE))
+        assert not np.allclose(matplotlib.colors.to_rgb(NOT_FINITE), mesh.cmap.get_under()[:3])
+    captions = {Path(f.path).stem: f.caption for f in figures}
+    assert "dark grey cells are not finite: the run diverged" in captions["heatmap_act_std_elu_depth3"]
 
 
 def test_underflow_at_depth_500_is_drawn(tmp_path):

@@ -38,6 +38,9 @@ def round_ticks(values: list, most: int) -> np.ndarray:
     return np.array(sorted(set(picked)))
 
 
+NOT_FINITE = "0.3"  # a heatmap cell with no finite value: darker than act_std's light grey zeros
+
+
 class LayerFigures:
     """MLPs draw against ``layer`` (1..depth hidden, depth + 1 the output) as they always have; any
     other model against ``index``, its sites in forward order, named on the axis when few."""
@@ -301,7 +304,8 @@ class LayerFigures:
         return figures
 
     def _heatmap(self, part: pd.DataFrame, stat: str, act: str, depth: int) -> Figure:
-        """One panel (about 1.6 x 1.6 inches) per init, four a row; exact zeros of act_std grey."""
+        """One panel (about 1.6 x 1.6 inches) per init, four a row; exact zeros of act_std light grey,
+        non-finite cells dark grey (both were the same grey)."""
         self._check_pooling(part, ["activation", "depth", "init", "layer", "epoch"])
         inits = self._present("init", part)
         wrap = min(4, len(inits))
@@ -314,7 +318,7 @@ class LayerFigures:
         zeros = stat == "act_std" and (values == 0).any()
         if stat == "act_std":
             low = max(float(values[values > 0].min()) if (values > 0).any() else FLOOR, TINY)
-            cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")  # LogNorm masks 0: grey cells
+            cmap = plt.get_cmap("viridis").with_extremes(under="0.8")  # 0 light grey
             high = float(values.max())  # the data's own range (was stretched to 10x the minimum)
             style = {"norm": LogNorm(low, high if high > low else 10 * low), "cmap": cmap}
         else:
@@ -326,8 +330,10 @@ class LayerFigures:
         for i, (ax, init) in enumerate(zip(axes.flat, inits)):
             grid = part[part["init"] == init].pivot_table(index="layer", columns="epoch", values=stat, dropna=False)
             grid = grid.reindex(index=rows, columns=epochs).replace([np.inf, -np.inf], np.nan)
-            if stat == "act_std":  # a zero stays 0 (grey); only missing cells are blank
-                grid = grid.where(grid != 0, -1.0)
+            if stat == "act_std":  # a zero drawn below the colour range (light grey)
+                grid = grid.where(grid != 0, style["norm"].vmin / 10)
+            ax.set_facecolor(NOT_FINITE)  # seaborn leaves NaN cells (non-finite, missing) undrawn
+            ax.grid(False)
             sns.heatmap(grid, ax=ax, cbar=False, xticklabels=False, yticklabels=False, rasterized=True, **style)
             ax.set_xticks(ticks["x"] + 0.5, [epochs[i] for i in ticks["x"]], rotation=0)
             ax.set_yticks(ticks["y"] + 0.5, [f"{rows[i]:g}" for i in ticks["y"]], rotation=0)
@@ -340,8 +346,9 @@ class LayerFigures:
         if stat == "act_std":
             self._plain_log_ticks(bar.ax.yaxis)
         fig.suptitle(f"{act}, depth {depth}")
-        what = ("standard deviation (log colour; grey cells are exactly 0)" if zeros
-                else "standard deviation (log colour)" if stat == "act_std" else "mean (0 is white)")
+        dark = "; dark grey cells are not finite: the run diverged" if values.isna().any() else ""
+        what = ("standard deviation (log colour; light grey cells are exactly 0" + dark + ")" if zeros
+                else "standard deviation (log colour" + dark + ")" if stat == "act_std" else f"mean (0 is white{dark})")
         return self._save(fig, f"heatmap_{stat}_{act}_depth{depth}", (
             f"{act}, depth {depth}: post-activation {what} per hidden layer (rows, input side on "
             f"top) and epoch (columns), one panel per init, mean over seeds."),
