@@ -47,6 +47,7 @@ log = logging.getLogger("initlab.sweep")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 MAX_CORNERS = 64  # search_jobs: beyond this many corner combinations, each parameter's extremes alone
+MAX_GRID = 1024  # search_jobs: a grid sampler's grid up to this size is checked point by point
 
 
 def job_subdir(override_dirname: str, limit: int = NAME_MAX) -> str:
@@ -271,9 +272,11 @@ def _check_search_settings(sweeper: DictConfig) -> None:
 
 
 def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
-    """Jobs at the corners of an Optuna search space, or None for other sweepers.
+    """Jobs at the corners of an Optuna search space, or None for other sweepers. Under the grid
+    sampler (up to ``MAX_GRID`` points), every point of its grid: the trials themselves (a batch_size
+    of range(5,12) leaving a last batch of one for a BatchNorm failed at its trial, inside the range).
 
-    Each searched parameter takes its bounds (``interval``, ``range``: low and high) or every
+    Otherwise each searched parameter takes its bounds (``interval``, ``range``: low and high) or every
     choice (``choice``, ``a,b``), with the sweep's fixed overrides; all combinations, or each
     parameter's extremes alone beyond ``MAX_CORNERS`` combinations. A trial's values lie between
     them, so a bound outside a field's valid range fails before the first trial. Raises
@@ -285,6 +288,13 @@ def search_jobs(config: DictConfig) -> Optional[list[list[str]]]:
 
     distributions, fixed = _search_space(config)
     fixed = [f"{k}={v}" for k, v in fixed.items() if k not in distributions]
+    points = grid_size(config)
+    if points is not None and points <= MAX_GRID:  # the grid sampler's trials are known: every one is checked
+        from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+        values = {name: list(OptunaSweeperImpl._to_grid_sampler_choices(None, d)) for name, d in distributions.items()}
+        return [fixed + [f"{name}={value}" for name, value in zip(values, combo)]
+                for combo in itertools.product(*values.values())]
     extremes = {name: (list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high])
                 for name, d in distributions.items()}
     if math.prod(len(v) for v in extremes.values()) <= MAX_CORNERS:

@@ -385,6 +385,32 @@ def test_the_sweep_counts_the_trials_the_plugin_will_run(overrides, trials, grid
     assert trial_count(config) == trials and grid_size(config) == grid
 
 
+def test_a_grid_search_checks_every_point_of_its_grid_before_the_first_trial():
+    """hydra/sweeper/sampler=grid over batch_size=range(5,12) with a BatchNorm MLP on digits' 1337
+    training samples (val_size=100): only the corners 5 and 11 were checked, and the trial of
+    batch_size 8 (1337 = 167 * 8 + 1) failed with a traceback. A grid's trials are known before
+    it starts: each point is now checked (corners, as before, for the other samplers)."""
+    from initlab.config import ConfigError
+    from initlab.sweeps import search_jobs, validate_jobs
+
+    fixed = ["dataset.val_size=100", "model.norm=batchnorm", "epochs=1", "depth=2", "model.width=8"]
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        def compose_sweep(*overrides: str):
+            return GlobalHydra.instance().hydra.compose_config("config", list(overrides), run_mode=RunMode.MULTIRUN,
+                                                               with_log_configuration=False)
+
+        grid = compose_sweep(*GRID, *fixed, "batch_size=range(5,12)")
+        jobs = search_jobs(grid)
+        assert [job[-1] for job in jobs] == [f"batch_size={b}" for b in range(5, 12)]
+        with pytest.raises(ConfigError, match=r"^job .* batch_size=8: batch_size=8 leaves a last batch of 1 of the "
+                                              r"1337 training samples, .* e\.g\. 7 or 9$"):
+            validate_jobs(grid, jobs)
+        tpe = compose_sweep(*GRID[:1], *GRID[2:], *fixed, "batch_size=range(5,12)")
+        # the plugin reads range(5,12) as IntUniformDistribution(5, 12), both ends drawn, for the other samplers
+        assert [job[-1] for job in search_jobs(tpe)] == ["batch_size=5", "batch_size=12"]
+
+
 @pytest.mark.slow
 def test_a_grid_cut_short_says_its_points_are_drawn_at_random(tmp_path):
     """n_trials=2 of a 4-point grid: three reruns trained three different pairs, nothing said so."""
