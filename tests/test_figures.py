@@ -1003,3 +1003,23 @@ def test_a_run_that_diverged_at_init_has_its_curves_listed_not_drawn(tmp_path):
         ("curves_init_normal.png", "no finite accuracy or loss: every init=normal run diverged at init")]
     with pytest.raises(NothingToDraw, match="^curves_init_normal.png: no finite accuracy or loss"):
         Plotter(analysis.load([run]), tmp_path / "strict", strict=True).curves("init")
+
+
+def test_kernel_shaped_labels_fit_their_panels(tmp_path):
+    """-m activation=tanh,selu activation.transform=none,tat,dks: the grid's one-depth panels are
+    titled "tanh transform=none" and ran into each other; the theory figures' row titles on the
+    right ran into the next row's. Titles now get panels as wide as their longest word, and row
+    titles wrap to the panel's height."""
+    from conftest import compose_config, run_job
+
+    root = tmp_path / "sweep"
+    for act, transform in itertools.product(("tanh", "selu"), ("none", "tat", "dks")):
+        run_job(compose_config(f"activation={act}", f"activation.transform={transform}", "init=scaled_orthogonal",
+                               "epochs=1", "depth=4", "model.width=16", "threads=1", "device=cpu",
+                               "jacobian_every=0"),
+                root / f"activation={act},activation.transform={transform}")
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    sns.set_theme(**THEME)  # the fonts analyze.py draws with (undone after the test: conftest's matplotlib_settings)
+    _, _, kept = draw(root, tmp_path / "out", only=("grid", "length_vs_theory"))
+    assert "tanh\ntransform=none" in _titles(kept["grid_test_accuracy"])
+    _check_readable(kept)

@@ -418,8 +418,8 @@ class PlotterBase:
 
     @staticmethod
     def _fit_panel_text(g: sns.FacetGrid, height: Optional[float] = None) -> None:
-        """Wrap each panel's title to the panel's width and its y label to the panel's height, as
-        matplotlib measures them, then lay the grid out again; call after the titles and labels
+        """Wrap each panel's title to the panel's width and its y label and row title to the panel's
+        height, as matplotlib measures them, then lay the grid out again; call after the titles and labels
         are set. Six 1.2-inch panels titled "relu, resmlp preact" ran into each other, and "final
         train acc" into the label of the row below; x labels too ("site (forward order)" under
         five panels a row ran into each other). With ``height`` (inches) and several rows, the rows
@@ -433,6 +433,11 @@ class PlotterBase:
             _fit_text(ax.xaxis.label, box.width, renderer)  # "site (forward order)"; any overhang widens every gap
             _fit_text(ax.yaxis.label, box.height, renderer)
         _lay_out(g)
+        rotated = [(ax, text) for ax in g.axes.flat for text in ax.texts if text.get_rotation() % 180 == 90]
+        for ax, text in rotated:  # a row's title right of its last panel (seaborn's margin titles), laid out:
+            _fit_row_title(text, ax.get_window_extent(renderer).height, renderer)  # "tanh transform=dks" ran into
+        if rotated:  # the next row's title
+            _lay_out(g)
         if height and g.axes.shape[0] > 1:
             _stack_rows(g, height)
 
@@ -497,18 +502,31 @@ def panel_size(columns: int, tallest: float) -> tuple[float, float]:
     return width, min(tallest, max(width, 1.5))
 
 
-def _fit_text(text: matplotlib.text.Text, pixels: float, renderer) -> None:
+def _fit_text(text: matplotlib.text.Text, pixels: float, renderer, inside_words: bool = True) -> None:
     """Wrap ``text`` until its longest line (along the text, so a rotated y label's height) is at
     most ``pixels``: between words first; only where no such wrap fits, inside words too
-    ("leaky_\\nrelu", "post-\\nactivation": nine panels a row are 0.8 inches wide)."""
+    ("leaky_\\nrelu", "post-\\nactivation": nine panels a row are 0.8 inches wide), unless not
+    ``inside_words`` (then a word a line at most)."""
     original = text.get_text()
     longest = max(map(len, original.split("\n")), default=0)
-    for split_words in (False, True):
+    for split_words in (False, True) if inside_words else (False,):
         for chars in range(longest, 3, -1):
             text.set_text(wrap_lines(original, chars, split_words))
             box = text.get_window_extent(renderer)
             if (box.height if text.get_rotation() % 180 else box.width) <= pixels:
                 return
+
+
+def _fit_row_title(text: matplotlib.text.Text, pixels: float, renderer) -> None:
+    """A row title along a panel's height: wrapped between words to ``pixels``, and where a word
+    is still longer, set smaller (down to 70%) rather than split ("trans\\nform=" in four lines
+    took half the panel's width)."""
+    _fit_text(text, pixels, renderer, inside_words=False)
+    size = text.get_fontsize()
+    for scale in (0.9, 0.8, 0.7):
+        if text.get_window_extent(renderer).height <= pixels:
+            return
+        text.set_fontsize(size * scale)
 
 
 def wrap_lines(text: str, chars: int, split_words: bool = False) -> str:

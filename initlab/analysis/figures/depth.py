@@ -112,7 +112,10 @@ class DepthFigures:
         self._check_pooling(self.runs, ["depth", "init", "activation", "model"])
         cell_w, cell_h = 0.42, 0.3
         label_w = 0.09 * max(len(i) for i in inits) + 0.3  # the init names left of the first column
-        panel_w = max(cell_w * len(depths), 0.9)
+        # as wide as the longest word of a title (titles wrap between words only): "transform=none" ran into
+        # its neighbours' titles over a one-depth panel
+        longest = max(len(word) for act in acts for word in str(act).split())
+        panel_w = max(cell_w * len(depths), 0.9, 0.085 * longest + 0.05)
         ncols = max(1, min(len(acts), int((WIDTH + 1.0 - label_w - 0.9) // (panel_w + 0.3))))
         nrows = -(-len(acts) // ncols)
         fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True, layout="constrained",
