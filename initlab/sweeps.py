@@ -36,6 +36,7 @@ from initlab import objective
 from initlab.config import SCHEMAS, TOP_LEVEL_KEYS, ConfigError, ExperimentConfig, refused_field, to_experiment
 from initlab.data import check_sizes
 from initlab.meta_checks import check_job_shapes
+from initlab.train.job import check_threads
 from initlab.models import check_config_fits
 from initlab.names import NAME_MAX, fitted
 from initlab.queue_check import device_refusal
@@ -463,6 +464,8 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentC
             experiments.append(to_experiment(job_cfg))
             if refusal := device_refusal(experiments[-1].device.value, config.hydra.launcher):
                 raise ConfigError(refusal)
+            if files_here:  # a SLURM node's cores are its own
+                check_threads(experiments[-1].threads)
             check_config_fits(experiments[-1])
             if (fitted_data := check_sizes(experiments[-1].dataset, files_here=files_here)) is not None:
                 check_job_shapes(experiments[-1], fitted_data)

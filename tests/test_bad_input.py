@@ -701,3 +701,29 @@ def test_a_run_or_sweep_folder_that_cannot_be_created_is_refused_in_one_line(tmp
         "hydra.run.dir='': an empty folder would be the working directory; valid: a folder path")
     assert check_command_line(["-m", "seed=0,1", "hydra.sweep.dir=''"], CONF) == (
         "hydra.sweep.dir='': an empty folder would be the working directory; valid: a folder path")
+
+
+def test_more_threads_than_cores_are_refused_in_the_job_and_before_a_sweep(tmp_path):
+    """threads=4096 on 2 cores was accepted: an epoch took 17 s instead of 0.01 s. The cores are
+    the job's machine's (a SLURM node's own), so the job checks them, and a sweep whose jobs run
+    here checks them before its first job."""
+    import os
+
+    from hydra import initialize_config_dir
+
+    from conftest import run_train
+    from initlab.sweeps import validate_jobs
+    from test_sweeps import _compose_multirun
+
+    cores = len(os.sched_getaffinity(0))
+    line = (f"threads={cores + 1} exceeds the {cores} core(s) this process may run on; valid: 1 to {cores}, or "
+            f"null (the job's share of them)")
+    done = run_train(f"threads={cores + 1}", "epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [f"error: {line}"]
+    assert not (tmp_path / "run").exists()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = _compose_multirun("epochs=0")
+        with pytest.raises(ConfigError) as err:
+            validate_jobs(cfg, [["threads=1"], [f"threads={cores + 1}"]])
+        assert str(err.value) == f"job threads={cores + 1}: {line}"
+        validate_jobs(cfg, [[f"threads={cores}"]])

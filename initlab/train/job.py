@@ -87,6 +87,15 @@ def default_threads(launcher: Optional[Mapping[str, Any]] = None) -> int:
     return cores
 
 
+def check_threads(threads: Optional[int]) -> None:
+    """ConfigError (one line) for more torch threads than the cores this process may run on:
+    threads=4096 on 2 cores ran an epoch in 17 s instead of 0.01 s, accepted without a word."""
+    cores = len(os.sched_getaffinity(0))
+    if threads is not None and threads > cores:
+        raise ConfigError(f"threads={threads} exceeds the {cores} core(s) this process may run on; valid: 1 to "
+                          f"{cores}, or null (the job's share of them)")
+
+
 def _probe_batch(data: Data, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed subset of train, drawn once from the seed: the same inputs at every epoch."""
     g = torch.Generator().manual_seed(seed)
@@ -173,6 +182,7 @@ class Job:
                 self.release()
                 return
         self.device = device = resolve_device(exp.device)
+        check_threads(exp.threads)
         self.saved = None
         if exp.resume and self.checkpoint_path.exists():
             try:
