@@ -50,6 +50,9 @@ from initlab.records import write_bytes_atomic  # noqa: E402
 THEME = {"context": "paper", "style": "whitegrid", "font_scale": 1.25}  # seaborn.set_theme arguments
 
 log = logging.getLogger(__name__)
+# "findfont: Font family ['STIXGeneral'] not found. Falling back to DejaVu Sans." once per glyph (†, ≤) that
+# mathtext looks up: the fallback draws it, and analyze.py's log is for the figures' own warnings
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 INIT_COLORS = {name: init.color for name, init in choices.INITS.items()}
 ACTIVATION_COLORS = {name: act.color for name, act in choices.ACTIVATIONS.items()}
