@@ -139,7 +139,7 @@ CHOICE_CHANGES: dict[tuple[str, str], tuple[list[str], list[str]]] = {
 STOPPING = ["dataset.val_size=20", "early_stopping.enabled=true"]
 RESTARTS = [*STOPPING, "early_stopping.monitor=val_acc", "early_stopping.restarts=1", "early_stopping.restart_below=0.9"]
 STOPPING_CHANGES: dict[str, tuple[list[str], list[str]]] = {
-    "early_stopping.enabled": (["dataset.val_size=20"], ["early_stopping.enabled=true", "early_stopping.patience=2"]),
+    "early_stopping.enabled": (["dataset.val_size=20", "early_stopping.patience=2"], ["early_stopping.enabled=true"]),
     "early_stopping.monitor": (STOPPING, ["early_stopping.monitor=val_acc"]),
     "early_stopping.patience": (STOPPING, ["early_stopping.patience=2"]),
     "early_stopping.min_delta": (STOPPING, ["early_stopping.min_delta=0.05"]),

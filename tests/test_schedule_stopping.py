@@ -215,15 +215,6 @@ ACC_RESTARTS = ["dataset.val_size=100", "early_stopping.enabled=true", "early_st
     ([*ACC_RESTARTS[:-1], "early_stopping.restart_below=-0.5"], "early_stopping.restart_below=-0.5 with "
      "early_stopping.monitor=val_loss: every attempt would fail (a loss is at least 0); valid: a number > 0"),
     (["checkpoint=all"], "checkpoint=all: Invalid value 'all'; valid: one of none, last, best, both"),
-    # early stopping off: patience=7 ran epoch for epoch as the default, recorded as another run's setting
-    (["early_stopping.patience=7"], "early_stopping.patience=7 changes nothing with early_stopping.enabled=false (it "
-     "is how long early stopping waits); set enabled=true, or leave patience at 5"),
-    (["dataset.val_size=100", "early_stopping.monitor=val_acc"], "early_stopping.monitor=val_acc changes nothing "
-     "with early_stopping.enabled=false and checkpoint=none (it picks the best epoch, for early stopping and "
-     "checkpoint=best|both); set enabled=true or checkpoint=best|both, or leave monitor at val_loss"),
-    (["early_stopping.min_delta=0.5", "checkpoint=last"], "early_stopping.min_delta=0.5 changes nothing with "
-     "early_stopping.enabled=false and checkpoint=last (it picks the best epoch, for early stopping and "
-     "checkpoint=best|both); set enabled=true or checkpoint=best|both, or leave min_delta at 0.0"),
     (["scheduler=cosine", "scheduler.warmup_epochs=100", "epochs=2"],
      "scheduler=cosine never starts: scheduler.warmup_epochs=100 fills all epochs=2, so its fields change nothing; "
      "valid: warmup_epochs < epochs, or scheduler=none"),

@@ -72,7 +72,6 @@ class ExperimentConfig(Checked):
             _require(getattr(self.scheduler, key) < self.optimizer.lr,
                      f"scheduler.{key} must be < optimizer.lr ({self.optimizer.lr}: {why}, as with "
                      f"scheduler=none), got {getattr(self.scheduler, key)}")
-        self._check_best_tracking()
         needs_val = []
         if self.early_stopping.enabled:
             needs_val.append(f"early_stopping.enabled=true (monitor {self.early_stopping.monitor.value})")
@@ -94,23 +93,6 @@ class ExperimentConfig(Checked):
         _require(not self.init.embedding or self.model.EMBEDDINGS,
                  f"init.embedding=true changes nothing with model={self.model.name} (no embedding layers); "
                  f"models with embeddings: {', '.join(with_embeddings)}")
-
-
-    def _check_best_tracking(self) -> None:
-        """early_stopping.monitor and min_delta decide which epoch is the best: where early stopping
-        is off and no checkpoint keeps the best epoch, no epoch is picked, and a monitor or min_delta
-        away from its default was recorded as another run's setting while every record stayed the same."""
-        stop = self.early_stopping
-        if stop.enabled or self.checkpoint in (KeptCheckpoint.best, KeptCheckpoint.both):
-            return
-        defaults = {f.name: f.default for f in fields(stop)}
-        for key in ("monitor", "min_delta"):
-            value = getattr(stop, key)
-            _require(value == defaults[key],
-                     f"early_stopping.{key}={getattr(value, 'value', value)} changes nothing with "
-                     f"early_stopping.enabled=false and checkpoint={self.checkpoint.value} (it picks the best epoch, "
-                     f"for early stopping and checkpoint=best|both); set enabled=true or checkpoint=best|both, or "
-                     f"leave {key} at {getattr(defaults[key], 'value', defaults[key])}")
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar, Optional
 
 from omegaconf import MISSING
@@ -132,10 +132,6 @@ class EarlyStoppingConfig(Checked):
                  f"{self.monitor.value} an attempt must reach), got null")
         _require(self.restarts == 0 or self.enabled,
                  "early_stopping.restarts > 0 needs early_stopping.enabled=true")
-        default = next(f.default for f in fields(self) if f.name == "patience")
-        _require(self.enabled or self.patience == default,
-                 f"early_stopping.patience={self.patience} changes nothing with early_stopping.enabled=false (it is "
-                 f"how long early stopping waits); set enabled=true, or leave patience at {default}")
         _require(self.restart_below is None or self.restarts > 0,
                  f"early_stopping.restart_below={self.restart_below} changes nothing with "
                  f"early_stopping.restarts=0; set restarts > 0 or restart_below=null")
