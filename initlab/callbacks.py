@@ -37,7 +37,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from initlab.config import ConfigError
-from initlab.records import RESULT_JSON, FolderInUse, remove_temporaries, write_bytes_atomic, write_json_atomic
+from initlab.records import (LEDGER, RESULT_JSON, SWEEP_JSON, FolderInUse, remove_temporaries, write_bytes_atomic,
+                             write_json_atomic)
 from initlab.resume import was_skipped
 from initlab.sweep_workers import exit_with_the_sweep, remember_sweep_process
 from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_job_records, check_search, search_jobs,
@@ -45,10 +46,8 @@ from initlab.sweeps import (check_distinct_jobs, check_job_folders, check_job_re
 
 log = logging.getLogger("initlab.sweep")
 
-SWEEP_JSON = "sweep.json"
 MULTIRUN_YAML = "multirun.yaml"
 FAILED = "FAILED"
-LEDGER = ".progress"
 SUMMARY = "SUMMARY"
 POLL_SECONDS = 0.5
 SUBMITIT_TAGS = ("%j", "%t", "%A", "%a")
@@ -203,8 +202,9 @@ class SweepProgress(Callback):
         if jobs is not None:
             log.info("[sweep] %d jobs in %s, all configs valid (checked in %.1f s)", len(jobs), sweep_dir, checked)
         elif corners is not None:
-            log.info("[sweep] search of %d trials in %s, the search space's %d corners valid (checked in %.1f s)",
-                     total, sweep_dir, len(corners), checked)
+            points = "grid points" if grid_size(config) == len(corners) else "corners"  # search_jobs' grid
+            log.info("[sweep] search of %d trials in %s, the search space's %d %s valid (checked in %.1f s)",
+                     total, sweep_dir, len(corners), points, checked)
             if grid is not None and total < grid:
                 log.warning("[sweep] the grid sampler runs %d of its %d points, chosen at random and unseeded "
                             "(optuna's GridSampler): a rerun may train others; n_trials >= %d runs the whole grid",

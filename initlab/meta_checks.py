@@ -82,10 +82,13 @@ def check_memory(exp: ExperimentConfig, data: Fitted) -> None:
                           f"swap); valid: smaller sizes")
 
 
-def check_job_shapes(exp: ExperimentConfig, data: Fitted) -> None:
-    """``check_batch_sizes`` and ``check_memory`` for one job of a sweep whose data was loaded."""
+def check_job_shapes(exp: ExperimentConfig, data: Fitted, here: bool) -> None:
+    """``check_batch_sizes`` for one job of a sweep whose data was loaded, and ``check_memory``
+    where the job runs ``here``, on this machine (a SLURM job's node has its own memory: a sweep
+    of width 100000 was refused for the 24 GiB of the machine that submitted it)."""
     check_batch_sizes(exp, data)
-    check_memory(exp, data)
+    if here:
+        check_memory(exp, data)
 
 
 __all__ = ["MetaModel", "check_batch_sizes", "check_job_shapes", "check_memory", "meta_model"]

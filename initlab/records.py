@@ -37,6 +37,8 @@ STEPS_CSV = "steps.csv"
 DISTRIBUTIONS_CSV = "distributions.csv"
 CHECKPOINT = "checkpoint.pt"
 BEST_WEIGHTS = "best.pt"  # the best epoch's model.state_dict() (checkpoint=best|both)
+SWEEP_JSON = "sweep.json"  # in a sweep folder (initlab.callbacks): the latest sweep's id, job total and start time
+LEDGER = ".progress"  # in a sweep folder: <sweep id>/<job num>.json per ended job (initlab.callbacks)
 RECORD_FILES = (RESULT_JSON, CHECKPOINT, BEST_WEIGHTS, EPOCHS_CSV, LAYERS_CSV, JACOBIAN_CSV, JACOBIAN_SV_CSV, STEPS_CSV,
                 DISTRIBUTIONS_CSV)
 

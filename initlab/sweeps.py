@@ -468,7 +468,7 @@ def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[ExperimentC
                 check_threads(experiments[-1].threads)
             check_config_fits(experiments[-1])
             if (fitted_data := check_sizes(experiments[-1].dataset, files_here=files_here)) is not None:
-                check_job_shapes(experiments[-1], fitted_data)
+                check_job_shapes(experiments[-1], fitted_data, here=files_here)
         except (ConfigError, HydraException, OmegaConfBaseException) as err:
             reason = group_syntax(f"{err} {err.__cause__ or ''}", list(overrides)) or _one_line(err)
             raise ConfigError(f"job {' '.join(overrides)}: {reason}") from err

@@ -229,6 +229,21 @@ def test_a_batch_of_one_sample_for_a_batchnorm_is_refused_before_the_first_job()
                             [*digits[:2], "model=cnn", "model.norm=batchnorm", "batch_size=1"]])
 
 
+@pytest.mark.parametrize("launcher", ["slurm", "batched_slurm"])
+def test_a_slurm_sweep_is_not_held_to_this_machines_memory(launcher):
+    """The break-it test's `-m hydra/launcher=slurm model.width=8,100000 depth=2`: refused for the 24
+    GiB of the machine that submits it, though each job runs on a node with its own memory (which
+    the job checks when it allocates). A batch of one against a BatchNorm is refused anywhere."""
+    big = ["model.width=10000000", "depth=2"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(ConfigError, match=r"^job model.width=10000000 depth=2: .* does not fit in memory"):
+            validate_jobs(_compose_multirun("epochs=0"), [big])
+        cluster = _compose_multirun("epochs=0", f"hydra/launcher={launcher}")
+        assert len(validate_jobs(cluster, [big])) == 1
+        with pytest.raises(ConfigError, match=r"batch_size=1 with 1437 training samples: model.norm=batchnorm"):
+            validate_jobs(cluster, [["model.norm=batchnorm", "batch_size=1"]])
+
+
 def test_jobs_that_would_share_a_folder_are_refused_naming_both_and_why():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = _compose_multirun("depth=2")

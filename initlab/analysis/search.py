@@ -26,8 +26,7 @@ from omegaconf import OmegaConf
 
 from initlab import objective
 from initlab.analysis.tables import Tables
-from initlab.callbacks import LEDGER, SWEEP_JSON
-from initlab.records import RESULT_JSON
+from initlab.records import LEDGER, RESULT_JSON, SWEEP_JSON
 
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"  # as initlab.sweeps
 COLUMNS = ["job", "search", "folder", "trial", "latest_trial", "asked", "in_search", "kept", "objective", "direction",

@@ -144,7 +144,8 @@ def node_takes(parent: Any, key: Any) -> Optional[str]:
     """What the typed node ``key`` of the DictConfig ``parent`` takes (``an integer or null``), for
     a field its parent's declared dataclass lacks: a plugin's config subclass (Optuna's TPE sampler
     declares ``seed``, the SamplerConfig its node is typed by does not); None for other nodes."""
-    node = parent._get_node(key) if isinstance(parent, DictConfig) and isinstance(key, str) else None
+    node = parent._get_node(key, validate_access=False) if isinstance(parent, DictConfig) and isinstance(key, str) \
+        else None  # not validated: a struct config lacking the key raised (init.std for he_normal)
     kind = next((t for cls, t in ((BooleanNode, bool), (IntegerNode, int), (FloatNode, float), (StringNode, str))
                  if isinstance(node, cls)), None)
     if kind is None:
