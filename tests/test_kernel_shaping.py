@@ -154,7 +154,8 @@ def test_result_json_holds_the_solved_parameters_and_their_phase(tmp_path, overr
      "init.apply_to=head leaves the hidden layers at torch's default draw (sigma_w^2 = 1/3)"),
     (["init=scaled_orthogonal"], ["model.bias_init=torch_default"],
      "model.bias_init=torch_default draws nonzero biases (sigma_b^2 > 0)"),
-    (["init=lsuv"], [], "init=lsuv gives no sigma_w^2 = 1 ("),
+    (["init=lsuv"], [], "init=lsuv sets each layer's scale from the data batch (LSUV), so the mean-field "
+                        "sigma_w^2 is not known before the run"),
 ])
 def test_a_shaped_net_whose_weights_or_biases_break_the_shaping_is_warned_about(tmp_path, caplog, init, bias, why):
     """TAT under he_normal (sigma_w^2 = 2) ran silently while q doubled every layer (3.5e5 at layer

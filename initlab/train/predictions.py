@@ -52,8 +52,8 @@ def unshaped_weights(exp: ExperimentConfig) -> Optional[str]:
     if exp.init.apply_to.value == "head":
         return "init.apply_to=head leaves the hidden layers at torch's default draw (sigma_w^2 = 1/3)"
     init_reason = INITS[exp.init.name].theory_reason
-    if init_reason is not None:
-        return f"init={exp.init.name} gives no sigma_w^2 = 1 ({init_reason})"
+    if init_reason is not None:  # "init=lsuv sets each layer's scale from the data batch ..."
+        return init_reason
     if exp.model.bias_init.value != "zeros":  # normal needs bias_std > 0
         return f"model.bias_init={exp.model.bias_init.value} draws nonzero biases (sigma_b^2 > 0)"
     sigma_w2 = _quietly("sigma_w2", theory.effective_sigma_w2, exp.init, exp.model.width, exp.model.width)
